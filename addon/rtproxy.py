@@ -1,0 +1,23 @@
+"""rtproxy: mitmproxy addon that stands in for the proxy between a web page and Supabase Realtime.
+
+    mitmdump -s addon/rtproxy.py --mode reverse:http://worker.localhost@8080
+
+Reroutes WebSocket upgrades aimed at the Worker host onto the Supabase Realtime URL (rt_mode), decodes
+every Realtime frame and tracks every channel in the log. `mitmdump -s addon/rtproxy.py --options`
+lists the rt_* options. The code lives in rtproxy_core (sans-I/O) and rtproxy_mitm (hooks).
+"""
+
+from rtproxy_mitm.tracker import Tracker
+from rtproxy_mitm.optionerror import mark_running
+from rtproxy_mitm.worker import Worker
+
+
+class _Running:
+    """Marks the end of startup: option errors are logged before it, raised (and rolled back) after."""
+
+    def running(self) -> None:
+        mark_running()
+
+
+tracker = Tracker()
+addons = [Worker(report=tracker.report), tracker, _Running()]

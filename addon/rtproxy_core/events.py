@@ -1,0 +1,72 @@
+"""The events a Session consumes. Two sources produce them: mitmproxy hooks (live) and capture readers
+(offline, HAR and flow files), so a capture diagnosed offline gets the same answer as the live run.
+
+Times are seconds since the epoch (float), taken from the source (hook time, or the capture's own).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Opened:
+    """The client's upgrade request, as the client sent it."""
+
+    url: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    time: float = 0.0
+
+
+@dataclass(slots=True)
+class Upstream:
+    """The upgrade request as the hop sent it upstream (after rerouting). Absent when unknown."""
+
+    url: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    time: float = 0.0
+
+
+@dataclass(slots=True)
+class Handshake:
+    """The answer the client got: 101, or a rejection with its body."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    time: float = 0.0
+
+
+@dataclass(slots=True)
+class Frame:
+    """One WebSocket message, bytes as on the wire (reassembled, decompressed)."""
+
+    from_client: bool
+    binary: bool
+    data: bytes
+    time: float = 0.0
+
+
+@dataclass(slots=True)
+class Hop:
+    """Something the hop itself did that the wire alone does not show: a relay dropped a frame, its
+    upstream leg failed, its close() threw, a fault fired. `what` is a stable kebab-case word."""
+
+    what: str
+    detail: str = ""
+    time: float = 0.0
+    frame: Frame | None = None
+
+
+@dataclass(slots=True)
+class Closed:
+    """The end of the connection. code None: no close frame (TCP drop, or a failure before 101)."""
+
+    code: int | None
+    reason: str = ""
+    by_client: bool | None = None
+    time: float = 0.0
+    error: str = ""
+
+
+Event = Opened | Upstream | Handshake | Frame | Hop | Closed

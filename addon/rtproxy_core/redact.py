@@ -1,0 +1,134 @@
+"""Redaction of Realtime secrets: apikey, JWTs, access_token, Supabase sb_ keys.
+
+Everything rtproxy prints or writes goes through a `Redactor`, so output is safe to paste into a public
+issue. A JWT is replaced by the claims that matter for diagnosis (role, exp relative to now), never by
+its value; `show_secrets` (the user's explicit opt-in) turns redaction off.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+REDACTED = "[redacted]"
+
+# Query parameters, payload keys and headers whose values are secrets.
+SECRET_KEYS = frozenset({"apikey", "api_key", "access_token", "user_token", "token", "refresh_token", "jwt"})
+SECRET_HEADERS = frozenset({"authorization", "apikey", "x-api-key", "cookie", "set-cookie",
+                            "proxy-authorization"})
+
+_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_SB_KEY_RE = re.compile(r"sb_(?:publishable|secret)_[A-Za-z0-9_-]{6,}")
+# `apikey=...` in free text (URLs inside error messages, log lines from other tools).
+_PARAM_RE = re.compile(r"(?i)\b(" + "|".join(SECRET_KEYS) + r")=([^&\s\"']+)")
+
+
+def jwt_claims(token: str) -> dict[str, Any] | None:
+    """The claims of a JWT, unverified; None if it is not one."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        raw = parts[1] + "=" * (-len(parts[1]) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(raw))
+    except (ValueError, TypeError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def _ago(seconds: float) -> str:
+    s = abs(int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def describe_jwt(token: str, now: float | None = None) -> str:
+    """`<jwt role=anon exp in 59m>`: what a diagnosis needs from a token, without the token."""
+    claims = jwt_claims(token)
+    if claims is None:
+        return "<not a jwt>"
+    bits = [f"role={claims.get('role', '?')}"]
+    exp = claims.get("exp")
+    if isinstance(exp, (int, float)) and not isinstance(exp, bool):
+        delta = exp - (time.time() if now is None else now)
+        bits.append(f"exp in {_ago(delta)}" if delta >= 0 else f"expired {_ago(delta)} ago")
+    else:
+        bits.append("no exp")
+    return f"<jwt {' '.join(bits)}>"
+
+
+def jwt_expired(token: str, now: float) -> float | None:
+    """Seconds since expiry if the JWT has expired, else None."""
+    claims = jwt_claims(token) or {}
+    exp = claims.get("exp")
+    if isinstance(exp, (int, float)) and not isinstance(exp, bool) and exp < now:
+        return now - exp
+    return None
+
+
+class Redactor:
+    """Redacts secrets in URLs, headers, text and decoded payloads. `now` is injectable for tests
+    and offline analysis (a capture's own time)."""
+
+    def __init__(self, show_secrets: bool = False) -> None:
+        self.show_secrets = show_secrets
+
+    def secret(self, value: str, now: float | None = None) -> str:
+        if self.show_secrets:
+            return value
+        if jwt_claims(value) is not None:
+            return describe_jwt(value, now)
+        return REDACTED
+
+    def text(self, s: str, now: float | None = None) -> str:
+        if self.show_secrets or ("eyJ" not in s and "sb_" not in s and "=" not in s):
+            return s
+        s = _JWT_RE.sub(lambda m: describe_jwt(m.group(0), now), s)
+        s = _PARAM_RE.sub(lambda m: f"{m.group(1)}={REDACTED}", s)
+        return _SB_KEY_RE.sub(REDACTED, s)
+
+    def url(self, url: str) -> str:
+        if self.show_secrets:
+            return url
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return self.text(url)
+        if not parts.query:
+            return self.text(url)
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        safe = [(k, REDACTED if k.lower() in SECRET_KEYS and v else self.text(v)) for k, v in pairs]
+        # Keep the brackets readable: "apikey=[redacted]", not "%5Bredacted%5D".
+        query = urlencode(safe, safe="[]<>= ")
+        return self.text(urlunsplit(parts._replace(query=query)))
+
+    def headers(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        if self.show_secrets:
+            return headers
+        return [(k, REDACTED if k.lower() in SECRET_HEADERS else self.text(v)) for k, v in headers]
+
+    def payload(self, value: Any, now: float | None = None, _depth: int = 0) -> Any:
+        """A redacted copy of a decoded payload (the input is not modified)."""
+        if self.show_secrets:
+            return value
+        if _depth > 64:  # hostile nesting: stop copying, say so
+            return "[nested too deep]"
+        if isinstance(value, dict):
+            out = {}
+            for k, v in value.items():
+                if isinstance(k, str) and k.lower() in SECRET_KEYS and isinstance(v, str) and v:
+                    out[k] = self.secret(v, now)
+                else:
+                    out[k] = self.payload(v, now, _depth + 1)
+            return out
+        if isinstance(value, list):
+            return [self.payload(v, now, _depth + 1) for v in value]
+        if isinstance(value, str):
+            return self.text(value, now)
+        return value

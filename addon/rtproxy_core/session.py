@@ -1,0 +1,489 @@
+"""Per-connection tracker: one Session per Realtime WebSocket, fed with events (events.py).
+
+`Session.feed(event)` updates the state (vsn, channels and their states, join<->reply pairing, heartbeat
+round trips, presence, postgres_changes bindings, system messages, close) and returns `Note`s: the lines
+worth logging. It does no I/O and keeps bounded state, so it runs the same live and offline.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from . import frames
+from .events import Closed, Event, Frame, Handshake, Hop, Opened, Upstream
+from .redact import Redactor, jwt_expired
+
+# Channel states, as every Realtime client names them.
+JOINING, JOINED, ERRORED, LEAVING, CLOSED = "joining", "joined", "errored", "leaving", "closed"
+HEARTBEAT_TOPIC = "phoenix"
+
+MAX_CHANNELS = 500  # per connection; a client that joins more is hostile or broken
+MAX_PENDING = 1000  # pushes awaiting a reply
+MAX_HISTORY = 20  # system messages and hop events kept per channel / connection
+
+
+@dataclass(slots=True)
+class Note:
+    level: str  # "debug" | "info" | "warning"
+    text: str
+    topic: str | None = None
+
+
+@dataclass(slots=True)
+class SystemMessage:
+    time: float
+    extension: str
+    status: str
+    message: str
+
+
+@dataclass
+class Channel:
+    topic: str
+    state: str = JOINING
+    join_ref: str | None = None
+    join_sent_at: float | None = None
+    joined_at: float | None = None
+    join_latency_ms: float | None = None
+    joins: int = 0
+    duplicate_joins: int = 0
+    reason: str | None = None  # last join error / close cause
+    private: bool = False
+    bindings: list[dict[str, Any]] = field(default_factory=list)
+    binding_ids: list[Any] = field(default_factory=list)
+    presence: set[str] = field(default_factory=set)
+    system: deque[SystemMessage] = field(default_factory=lambda: deque(maxlen=MAX_HISTORY))
+    sent: int = 0
+    received: int = 0
+    broadcasts_sent: int = 0
+    broadcasts_received: int = 0
+    postgres_changes: int = 0
+    closed_by: str | None = None  # "server" | "client"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "state": self.state,
+            "join_latency_ms": self.join_latency_ms,
+            "joins": self.joins,
+            "reason": self.reason,
+            "private": self.private,
+            "presence": len(self.presence),
+            "bindings": len(self.bindings),
+            "binding_ids": list(self.binding_ids),
+            "sent": self.sent,
+            "received": self.received,
+            "broadcasts_sent": self.broadcasts_sent,
+            "broadcasts_received": self.broadcasts_received,
+            "postgres_changes": self.postgres_changes,
+            "closed_by": self.closed_by,
+        }
+
+
+@dataclass
+class Heartbeats:
+    sent: int = 0
+    answered: int = 0
+    rtt_sum_ms: float = 0.0
+    rtt_max_ms: float = 0.0
+    last_sent_at: float | None = None
+    max_gap_s: float = 0.0
+    unanswered_at_next: int = 0  # heartbeats still pending when the next one went out
+
+    def summary(self) -> str:
+        avg = f"{self.rtt_sum_ms / self.answered:.1f}" if self.answered else "-"
+        return (f"heartbeats: {self.sent} sent, {self.answered} answered, rtt avg {avg} ms "
+                f"max {self.rtt_max_ms:.1f} ms, longest gap {self.max_gap_s:.1f} s")
+
+
+def is_realtime_path(path: str) -> bool:
+    """Does an upgrade path look like a Realtime socket? (/realtime/v1/websocket, /socket/websocket)"""
+    p = path.split("?", 1)[0].rstrip("/")
+    return p.endswith("/websocket") and ("/realtime/" in p or p.startswith("/socket/"))
+
+
+def _query(url: str) -> dict[str, str]:
+    try:
+        return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    except ValueError:
+        return {}
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str | None:
+    name = name.lower()
+    for k, v in headers:
+        if k.lower() == name:
+            return v
+    return None
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = json.dumps(frames.jsonable(value), ensure_ascii=False, separators=(",", ":"))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Session:
+    """State of one Realtime connection. `conn` is a short id used in notes."""
+
+    def __init__(self, conn: str = "", redactor: Redactor | None = None, debug: bool = False) -> None:
+        self.conn = conn
+        self.redactor = redactor or Redactor()
+        self.debug = debug  # build per-frame notes only when someone will read them
+        self.url: str | None = None
+        self.upstream_url: str | None = None
+        self.client_vsn: str | None = None  # vsn the client asked for (None: absent)
+        self.vsn: str = frames.V1  # serializer the server negotiates
+        self.apikey: str | None = None  # kept for diagnosis; printed only through the redactor
+        self.upstream_apikey: bool | None = None
+        self.status: int | None = None
+        self.rejection: str | None = None  # the server's {"error": ...} text, or the body's start
+        self.opened_at: float | None = None
+        self.upgraded_at: float | None = None
+        self.closed: Closed | None = None
+        self.channels: OrderedDict[str, Channel] = OrderedDict()
+        self.dropped_channels = 0
+        self.pending: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+        self.null_ref_heartbeats: deque[float] = deque(maxlen=MAX_PENDING)  # Python sends ref null
+        self.heartbeats = Heartbeats()
+        self.hops: deque[Hop] = deque(maxlen=MAX_HISTORY)
+        self.frames_from_client = 0
+        self.frames_from_server = 0
+        self.last_client_frame_at: float | None = None
+        self.last_frame_at: float | None = None
+        self.decode_errors = 0
+        self.last_decode_error: str | None = None
+        self.shape_mismatches = 0  # client frames the server's serializer cannot read
+        self.binary_on_v1 = 0
+
+    # ------------------------------------------------------------------------------------ feeding
+
+    def feed(self, ev: Event) -> list[Note]:
+        notes: list[Note] = []
+        if isinstance(ev, Frame):
+            self._frame(ev, notes)
+        elif isinstance(ev, Opened):
+            self._opened(ev, notes)
+        elif isinstance(ev, Upstream):
+            self._upstream(ev, notes)
+        elif isinstance(ev, Handshake):
+            self._handshake(ev, notes)
+        elif isinstance(ev, Hop):
+            self.hops.append(ev)
+            notes.append(Note("warning", f"hop: {ev.what}: {self.redactor.text(ev.detail)}"))
+        elif isinstance(ev, Closed):
+            self._closed(ev, notes)
+        return notes
+
+    def channel(self, topic: str) -> Channel | None:
+        ch = self.channels.get(topic)
+        if ch is None:
+            if len(self.channels) >= MAX_CHANNELS:
+                self.dropped_channels += 1
+                return None
+            ch = self.channels[topic] = Channel(topic)
+        return ch
+
+    def _opened(self, ev: Opened, notes: list[Note]) -> None:
+        self.url, self.opened_at = ev.url, ev.time
+        q = _query(ev.url)
+        self.client_vsn = q.get("vsn")
+        self.vsn = frames.vsn_family(self.client_vsn) or frames.V1
+        self.apikey = _header(ev.headers, "x-api-key") or q.get("apikey") or None
+        key = self.redactor.secret(self.apikey, ev.time) if self.apikey else "none"
+        notes.append(Note("info", f"connect {self.redactor.url(ev.url)} "
+                                  f"(vsn {self.client_vsn or 'absent → 1.0.0'}, apikey {key})"))
+
+    def _upstream(self, ev: Upstream, notes: list[Note]) -> None:
+        self.upstream_url = ev.url
+        q = _query(ev.url)
+        self.upstream_apikey = bool(q.get("apikey") or _header(ev.headers, "x-api-key"))
+        # What the server negotiates is decided by the URL it receives, not the client's.
+        self.vsn = frames.vsn_family(q.get("vsn")) or frames.V1
+        notes.append(Note("info", f"upstream {self.redactor.url(ev.url)}"))
+
+    def _handshake(self, ev: Handshake, notes: list[Note]) -> None:
+        self.status = ev.status
+        if ev.status == 101:
+            self.upgraded_at = ev.time
+            notes.append(Note("info", f"upgraded (101), vsn {self.vsn}"))
+            return
+        self.rejection = _rejection_text(ev.body)
+        why = self.redactor.text(self.rejection) if self.rejection else "(empty body)"
+        notes.append(Note("warning", f"upgrade rejected: {ev.status} {why}"))
+
+    def _closed(self, ev: Closed, notes: list[Note]) -> None:
+        self.closed = ev
+        if ev.code is None and self.status != 101:
+            return  # a failed handshake was already reported
+        who = {True: "client", False: "server", None: "network"}[ev.by_client]
+        code = "no close frame" if ev.code is None else str(ev.code)
+        reason = f" ({self.redactor.text(ev.reason)})" if ev.reason else ""
+        error = f", {ev.error}" if ev.error else ""
+        dur = f" after {ev.time - self.upgraded_at:.1f} s" if self.upgraded_at else ""
+        notes.append(Note("info", f"closed by {who}: {code}{reason}{dur}{error}"))
+        if self.heartbeats.sent:
+            notes.append(Note("info", self.heartbeats.summary()))
+        for ch in self.channels.values():
+            if ch.state in (JOINING, JOINED, LEAVING):
+                ch.state = CLOSED if ch.state == LEAVING else ERRORED
+                ch.reason = ch.reason or f"socket closed: {code}{reason}"
+            lat = f", joined in {ch.join_latency_ms:.0f} ms" if ch.join_latency_ms is not None else ""
+            notes.append(Note("info", f"  {ch.topic}: {ch.state}{lat}, {ch.received} in / {ch.sent} out"
+                                      + (f", {self.redactor.text(ch.reason)}" if ch.reason else ""), ch.topic))
+
+    # ------------------------------------------------------------------------------------ frames
+
+    def _frame(self, f: Frame, notes: list[Note]) -> None:
+        self.last_frame_at = f.time
+        if f.from_client:
+            self.frames_from_client += 1
+            self.last_client_frame_at = f.time
+        else:
+            self.frames_from_server += 1
+        try:
+            msg = frames.decode(f.data, binary=f.binary, from_client=f.from_client)
+        except frames.DecodeError as e:
+            self.decode_errors += 1
+            self.last_decode_error = str(e)
+            if self.decode_errors <= 3:
+                side = "client" if f.from_client else "server"
+                notes.append(Note("warning", f"undecodable {side} frame ({len(f.data)} bytes): {e}"))
+            return
+        if self.debug:
+            arrow = "→" if f.from_client else "←"
+            payload = _short(self.redactor.payload(msg.payload, f.time))
+            kind = f" kind {msg.kind}" if msg.kind is not None else ""
+            notes.append(Note("debug", f"{arrow} {msg.topic} {msg.event} ref={msg.ref} join_ref={msg.join_ref}"
+                                       f"{kind} {payload}", msg.topic))
+        if f.from_client:
+            self._check_shape(msg, notes)
+            self._client(msg, f.time, notes)
+        else:
+            self._server(msg, f.time, notes)
+
+    def _check_shape(self, msg: frames.Message, notes: list[Note]) -> None:
+        expected = frames.shape_for(self.vsn)
+        if msg.shape == expected or (self.vsn == frames.V2 and msg.shape == frames.BINARY):
+            return
+        if msg.shape == frames.BINARY:
+            self.binary_on_v1 += 1
+        self.shape_mismatches += 1
+        if self.shape_mismatches == 1:
+            sent = {frames.OBJECT: "1.0.0 JSON objects", frames.ARRAY: "2.0.0 JSON arrays",
+                    frames.BINARY: "2.0.0 binary frames"}[msg.shape]
+            notes.append(Note("warning", f"client sends {sent} but the server negotiated vsn {self.vsn}: "
+                                         "the server drops such frames without a reply", msg.topic))
+
+    def _pend(self, topic: str, ref: str | None, event: str, t: float) -> None:
+        if ref is None:
+            return
+        self.pending[(topic, ref)] = (event, t)
+        if len(self.pending) > MAX_PENDING:
+            self.pending.popitem(last=False)
+
+    def _client(self, msg: frames.Message, t: float, notes: list[Note]) -> None:
+        ev, topic = msg.event, msg.topic
+        if topic == HEARTBEAT_TOPIC and ev == "heartbeat":
+            hb = self.heartbeats
+            if hb.last_sent_at is not None:
+                hb.max_gap_s = max(hb.max_gap_s, t - hb.last_sent_at)
+                if hb.sent > hb.answered:
+                    hb.unanswered_at_next += 1
+            hb.sent += 1
+            hb.last_sent_at = t
+            if msg.ref is None:
+                self.null_ref_heartbeats.append(t)
+            else:
+                self._pend(topic, msg.ref, ev, t)
+            return
+        ch = self.channel(topic)
+        if ch is None:
+            return
+        ch.sent += 1
+        if ev == "phx_join":
+            self._join(ch, msg, t, notes)
+        elif ev == "phx_leave":
+            ch.state = LEAVING
+            notes.append(Note("info", f"leave {topic}", topic))
+        elif ev == "broadcast":
+            ch.broadcasts_sent += 1
+        elif ev == "access_token":
+            token = msg.payload.get("access_token") if isinstance(msg.payload, dict) else None
+            self._check_token(ch, token, t, "access_token", notes)
+        self._pend(topic, msg.ref, ev, t)
+
+    def _join(self, ch: Channel, msg: frames.Message, t: float, notes: list[Note]) -> None:
+        join_ref = msg.join_ref or msg.ref
+        if ch.state in (JOINING, JOINED) and ch.join_ref not in (None, join_ref):
+            ch.duplicate_joins += 1
+        ch.state, ch.join_ref, ch.join_sent_at, ch.reason = JOINING, join_ref, t, None
+        ch.joins += 1
+        payload = msg.payload if isinstance(msg.payload, dict) else {}
+        config = payload.get("config") if isinstance(payload.get("config"), dict) else {}
+        ch.private = bool(config.get("private"))
+        pg = config.get("postgres_changes")
+        ch.bindings = [b for b in pg if isinstance(b, dict)] if isinstance(pg, list) else []
+        extras = [w for w, on in (("private", ch.private), (f"{len(ch.bindings)} postgres_changes",
+                                                               ch.bindings)) if on]
+        again = f" (join #{ch.joins})" if ch.joins > 1 else ""
+        notes.append(Note("info", f"join {ch.topic} ref={msg.ref}{again}"
+                                  + (f" [{', '.join(extras)}]" if extras else ""), ch.topic))
+        self._check_token(ch, payload.get("access_token"), t, "join access_token", notes)
+
+    def _check_token(self, ch: Channel, token: Any, t: float, what: str, notes: list[Note]) -> None:
+        if isinstance(token, str):
+            ago = jwt_expired(token, t)
+            if ago is not None:
+                notes.append(Note("warning", f"{ch.topic}: {what} expired {ago:.0f} s ago", ch.topic))
+
+    def _server(self, msg: frames.Message, t: float, notes: list[Note]) -> None:
+        ev, topic = msg.event, msg.topic
+        if ev == "phx_reply":
+            self._reply(msg, t, notes)
+            return
+        ch = self.channels.get(topic)
+        if ch is None:
+            ch = self.channel(topic)
+            if ch is None:
+                return
+            ch.state = JOINED  # pushes for a topic we never saw joined (capture started late)
+        ch.received += 1
+        payload = msg.payload if isinstance(msg.payload, dict) else {}
+        if ev == "phx_close":
+            if msg.join_ref is not None and ch.join_ref is not None and msg.join_ref != ch.join_ref:
+                notes.append(Note("info", f"{topic}: server closed the previous join (join_ref "
+                                          f"{msg.join_ref}); join_ref {ch.join_ref} stays", topic))
+                return
+            ch.closed_by = "server" if ch.state != LEAVING else "client"
+            last = ch.system[-1] if ch.system else None
+            if last and last.status == "error" and ch.state != LEAVING:
+                ch.reason = last.message
+            ch.state = CLOSED
+            level = "info" if ch.closed_by == "client" else "warning"
+            why = f": {self.redactor.text(ch.reason)}" if ch.reason and ch.closed_by == "server" else ""
+            notes.append(Note(level, f"{topic} closed (phx_close from server){why}", topic))
+        elif ev == "phx_error":
+            ch.state, ch.reason = ERRORED, f"phx_error {_short(payload)}"
+            notes.append(Note("warning", f"{topic} phx_error {_short(payload)}", topic))
+        elif ev == "system":
+            sm = SystemMessage(t, str(payload.get("extension", "")), str(payload.get("status", "")),
+                               str(payload.get("message", "")))
+            ch.system.append(sm)
+            level = "warning" if sm.status == "error" else "info"
+            notes.append(Note(level, f"system {topic} {sm.extension} {sm.status}: "
+                                     f"{self.redactor.text(sm.message)}", topic))
+        elif ev == "presence_state":
+            ch.presence = set(list(payload)[:10000])
+            notes.append(Note("info", f"presence {topic}: {len(ch.presence)} present", topic))
+        elif ev == "presence_diff":
+            joins, leaves = payload.get("joins"), payload.get("leaves")
+            if isinstance(leaves, dict):
+                ch.presence.difference_update(leaves)
+            if isinstance(joins, dict) and len(ch.presence) < 10000:
+                ch.presence.update(joins)
+        elif ev == "postgres_changes":
+            ch.postgres_changes += 1
+        elif ev == "broadcast":
+            ch.broadcasts_received += 1
+
+    def _reply(self, msg: frames.Message, t: float, notes: list[Note]) -> None:
+        payload = msg.payload if isinstance(msg.payload, dict) else {}
+        status = payload.get("status")
+        response = payload.get("response")
+        topic = msg.topic
+        if msg.ref is None:
+            if topic == HEARTBEAT_TOPIC and self.null_ref_heartbeats:
+                self._heartbeat_answered(self.null_ref_heartbeats.popleft(), t)
+            return
+        pending = self.pending.pop((topic, msg.ref), None)
+        if pending is None:
+            return
+        event, sent_at = pending
+        if event == "heartbeat":
+            self._heartbeat_answered(sent_at, t)
+            return
+        ch = self.channels.get(topic)
+        if ch is None:
+            return
+        ch.received += 1
+        reason = _reason(response)
+        if event == "phx_join":
+            if msg.ref != ch.join_ref and msg.join_ref not in (None, ch.join_ref):
+                return  # reply to a join the client has already given up on
+            ms = (t - sent_at) * 1000
+            if status == "ok":
+                ch.state, ch.joined_at, ch.join_latency_ms = JOINED, t, ms
+                pg = response.get("postgres_changes") if isinstance(response, dict) else None
+                ch.binding_ids = [b.get("id") for b in pg if isinstance(b, dict)] if isinstance(pg, list) else []
+                ids = f" (postgres_changes ids {', '.join(map(str, ch.binding_ids))})" if ch.binding_ids else ""
+                notes.append(Note("info", f"{topic} joined in {ms:.0f} ms{ids}", topic))
+            else:
+                ch.state, ch.reason = ERRORED, reason or f"join reply status {status!r}"
+                notes.append(Note("warning", f"{topic} join error after {ms:.0f} ms: "
+                                             f"{self.redactor.text(ch.reason)}", topic))
+        elif event == "phx_leave":
+            notes.append(Note("info", f"{topic} leave acknowledged ({status})", topic))
+        elif status != "ok":
+            notes.append(Note("warning", f"{topic} {event} rejected: {self.redactor.text(reason or str(status))}",
+                              topic))
+
+    def _heartbeat_answered(self, sent_at: float, t: float) -> None:
+        hb = self.heartbeats
+        rtt = (t - sent_at) * 1000
+        hb.answered += 1
+        hb.rtt_sum_ms += rtt
+        hb.rtt_max_ms = max(hb.rtt_max_ms, rtt)
+
+    # ------------------------------------------------------------------------------------ views
+
+    def summary(self) -> dict[str, Any]:
+        r = self.redactor
+        return {
+            "conn": self.conn,
+            "url": r.url(self.url) if self.url else None,
+            "upstream_url": r.url(self.upstream_url) if self.upstream_url else None,
+            "status": self.status,
+            "rejection": r.text(self.rejection) if self.rejection else None,
+            "vsn": self.vsn,
+            "client_vsn": self.client_vsn,
+            "apikey_sent": self.apikey is not None,
+            "frames_from_client": self.frames_from_client,
+            "frames_from_server": self.frames_from_server,
+            "decode_errors": self.decode_errors,
+            "heartbeats": {"sent": self.heartbeats.sent, "answered": self.heartbeats.answered,
+                           "rtt_max_ms": round(self.heartbeats.rtt_max_ms, 1),
+                           "max_gap_s": round(self.heartbeats.max_gap_s, 1)},
+            "close": None if self.closed is None else {
+                "code": self.closed.code, "reason": r.text(self.closed.reason), "by_client": self.closed.by_client},
+            "channels": [ch.summary() | {"reason": r.text(ch.reason) if ch.reason else None}
+                         for ch in self.channels.values()],
+        }
+
+
+def _reason(response: Any) -> str | None:
+    if isinstance(response, dict):
+        reason = response.get("reason")
+        if isinstance(reason, str):
+            return reason
+        return ", ".join(str(v) for v in response.values()) or None
+    if isinstance(response, str):
+        return response
+    return None
+
+
+def _rejection_text(body: bytes) -> str | None:
+    """The `error` of Realtime's JSON rejection body, else the start of the body as text."""
+    if not body:
+        return None
+    text = body[:2000].decode("utf-8", "replace")
+    try:
+        obj = json.loads(text)
+        if isinstance(obj, dict) and isinstance(obj.get("error"), str):
+            return obj["error"]
+    except ValueError:
+        pass
+    return " ".join(text.split())[:200]

@@ -1,0 +1,145 @@
+"""The seed's JS relay, run for real: a loopback WebSocket server that behaves like the design's Worker
+with its `request.webSocket`/`accept()` misuse repaired (a WebSocketPair):
+
+- it answers 101 at once, before its upstream leg has answered (`return new Response(null, {status: 101})`);
+- the upstream URL is `SUPABASE_URL` + the seed's path rule; the query string is dropped;
+- client frames that arrive while the upstream leg is not OPEN are dropped ("Server not ready");
+- an upstream failure closes the client with 1011 "Proxy server error";
+- close codes are forwarded as-is; a Worker's `close(1005|1006|1015)` (and a reason over 123 bytes)
+  throws "Invalid WebSocket close code", which the seed catches and logs, so that leg stays open.
+
+mitmproxy reroutes the client's upgrade here (path prefixed with the flow id), so the flow shows what
+the client saw; what the relay did that the wire cannot show is reported as events (Hop, Upstream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+
+from rtproxy_core.events import Event, Frame, Hop, Upstream as UpstreamEvent
+from rtproxy_core.hop import Upstream, relay_target
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.protocol import State
+
+logger = logging.getLogger("rtproxy")
+
+Report = Callable[[str, Event], None]  # (flow id, event)
+
+# Close codes a Worker's WebSocket.close() refuses (workerd: "Invalid WebSocket close code: N.").
+_THROWING_CODES = {1004, 1005, 1006, 1015}
+
+
+def close_throws(code: int | None, reason: str) -> str | None:
+    """The exception a Worker's close(code, reason) would throw, or None."""
+    if code is None or code in _THROWING_CODES:
+        return f"Invalid WebSocket close code: {code if code is not None else 1006}."
+    if len(reason.encode()) > 123:
+        return "reason longer than 123 bytes"
+    return None
+
+
+class Relay:
+    """The relay server. `bind()` is synchronous so the port is known before the first flow."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        self.upstream: Upstream | None = None
+        self.port = 0
+        self._sock: socket.socket | None = None
+        self._server: Server | None = None
+        self._task: asyncio.Task | None = None
+
+    def start(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+        if self._sock is not None:
+            return
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self._task = asyncio.get_running_loop().create_task(self._serve())
+
+    async def _serve(self) -> None:
+        assert self._sock is not None
+        # compression=None: workerd's outbound WebSocket offers no permessage-deflate by default.
+        async with serve(self._handle, sock=self._sock, compression=None, max_size=None) as server:
+            self._server = server
+            await server.serve_forever()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self._task is not None:
+            self._task.cancel()
+        self._sock = self._server = self._task = None
+
+    async def _handle(self, client: ServerConnection) -> None:
+        path = client.request.path if client.request else "/"
+        flow_id, _, rest = path.lstrip("/").partition("/")
+        pathname = "/" + rest.split("?", 1)[0]
+        assert self.upstream is not None
+        target = relay_target(self.upstream, pathname)
+        self.report(flow_id, UpstreamEvent(url=target, time=time.time()))
+        upstream_leg: list = []  # the upstream connection once OPEN
+
+        async def upstream_side() -> None:
+            try:
+                up = await connect(target, compression=None, max_size=None, open_timeout=10)
+            except InvalidStatus as e:
+                body = e.response.body.decode("utf-8", "replace")[:300] if e.response.body else ""
+                self._hop(flow_id, "upstream-rejected", f"upstream answered {e.response.status_code} "
+                                                        f"{body}".strip() + " after the client got 101")
+                await self._close_client(flow_id, client, 1011, "Proxy server error")
+                return
+            except Exception as e:  # noqa: BLE001 - any failure is the Worker's "error" event
+                self._hop(flow_id, "upstream-failed", f"{type(e).__name__}: {e}"[:300])
+                await self._close_client(flow_id, client, 1011, "Proxy server error")
+                return
+            upstream_leg.append(up)
+            try:
+                async for message in up:
+                    await client.send(message)
+            except ConnectionClosed:
+                pass
+            # close_code is 1005 for a close frame without a code, 1006 for no close frame at all.
+            await self._close_client(flow_id, client, up.close_code or 1006, up.close_reason or "")
+
+        task = asyncio.get_running_loop().create_task(upstream_side())
+        try:
+            async for message in client:
+                up = upstream_leg[0] if upstream_leg else None
+                if up is not None and up.state is State.OPEN:
+                    await up.send(message)
+                else:
+                    data = message.encode() if isinstance(message, str) else message
+                    self._hop(flow_id, "frame-dropped", "Server not ready, dropping message",
+                              Frame(True, isinstance(message, bytes), data, time.time()))
+        except ConnectionClosed:
+            pass
+        up = upstream_leg[0] if upstream_leg else None
+        if up is not None and up.state is State.OPEN:
+            code, reason = client.close_code, client.close_reason or ""
+            error = close_throws(code, reason)
+            if error:
+                self._hop(flow_id, "close-throws", f"serverWebSocket.close({code}) throws '{error}': "
+                                                   "the upstream leg stays open")
+            else:
+                await up.close(code, reason)
+        task.cancel()
+
+    async def _close_client(self, flow_id: str, client: ServerConnection, code: int, reason: str) -> None:
+        error = close_throws(code, reason)
+        if error:
+            # The seed catches this and logs it; nothing reaches the client, whose leg stays open
+            # until its own heartbeat timeout gives up on it.
+            self._hop(flow_id, "close-throws", f"clientWebSocket.close({code}) throws '{error}': "
+                                               "the client leg stays open")
+            return
+        await client.close(code, reason)
+
+    def _hop(self, flow_id: str, what: str, detail: str, frame: Frame | None = None) -> None:
+        self.report(flow_id, Hop(what, detail, time.time(), frame))

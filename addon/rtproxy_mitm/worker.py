@@ -1,0 +1,144 @@
+"""Worker emulation: reroute WebSocket upgrades aimed at the worker host onto the Supabase Realtime URL,
+the way the design's Cloudflare Worker would, in one of four modes (rt_mode).
+
+Only upgrades are rerouted, only from the configured worker host(s) (or, in reverse mode with no
+rt_worker_host, every upgrade arriving at the listener), and only to rt_supabase_url or the embedded
+local server. Nothing a client sends (Host header, absolute-form URL, query) chooses the destination.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+
+from mitmproxy import ctx, http
+from mitmproxy.proxy import mode_specs
+from rtproxy_core.events import Event
+from rtproxy_core.hop import MODES, Upstream, parse_supabase_url
+
+from .embedded import EmbeddedUpstream
+from .optionerror import reject
+from .relay import Relay
+
+logger = logging.getLogger("rtproxy")
+
+# flow.metadata keys shared with the Tracker.
+ORIGINAL_URL = "rtproxy.original_url"
+ORIGINAL_HEADERS = "rtproxy.original_headers"
+UPSTREAM_URL = "rtproxy.upstream_url"
+REALTIME = "rtproxy.realtime"
+
+def is_upgrade(request: http.Request) -> bool:
+    return request.headers.get("upgrade", "").lower() == "websocket"
+
+
+class Worker:
+    """Options rt_supabase_url, rt_worker_host, rt_mode; the `request` hook reroutes."""
+
+    def __init__(self, report: Callable[[str, Event], None]) -> None:
+        self.mode = "fixed"
+        self.worker_hosts: frozenset[str] = frozenset()
+        self.configured: Upstream | None = None  # from rt_supabase_url; None -> embedded server
+        self.embedded = EmbeddedUpstream()
+        self.relay = Relay(report)
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            name="rt_supabase_url", typespec=str, default=os.environ.get("SUPABASE_URL", ""),
+            help="Supabase project URL that rerouted Realtime upgrades go to: https://<ref>.supabase.co, "
+                 "or http://127.0.0.1:PORT for a local server; no path. Default: the SUPABASE_URL "
+                 "environment variable; empty: rtproxy starts its embedded local Realtime server on a "
+                 "free loopback port and names it in the log.",
+        )
+        loader.add_option(
+            name="rt_worker_host", typespec=str, default="",
+            help="Comma-separated host names whose WebSocket upgrades are rerouted (the Worker host, as "
+                 "the client addresses it). Empty: in reverse mode every upgrade arriving at the listener, "
+                 "in other modes none. Non-upgrade requests are never rerouted.",
+        )
+        loader.add_option(
+            name="rt_mode", typespec=str, default="fixed",
+            help="fixed: path and query kept verbatim, scheme/host/port/Host/SNI become the Supabase URL's, "
+                 "the upstream's handshake answer and every frame pass unchanged. relay: the design's JS "
+                 "relay as intended (path rule, query dropped, 101 before the upstream answers, early frames "
+                 "dropped, 1011 on upstream failure). as-written: the design's Worker code as written "
+                 "(answers 426 'Expected WebSocket': Request has no webSocket property). inspect: no "
+                 "rerouting, decode and track what passes.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "rt_mode" in updated:
+            if ctx.options.rt_mode not in MODES:
+                reject("rt_mode", f"unknown mode {ctx.options.rt_mode!r}; use one of {', '.join(MODES)}")
+                return
+            self.mode = ctx.options.rt_mode
+        if "rt_supabase_url" in updated:
+            value = ctx.options.rt_supabase_url.strip()
+            try:
+                self.configured = parse_supabase_url(value) if value else None
+            except ValueError as e:
+                reject("rt_supabase_url", f"{e}; expected https://<ref>.supabase.co or http://127.0.0.1:PORT")
+                return
+        if "rt_worker_host" in updated:
+            hosts = [h.strip().lower() for h in ctx.options.rt_worker_host.split(",") if h.strip()]
+            bad = [h for h in hosts if "/" in h or ":" in h.strip("[]") and not h.startswith("[")]
+            if bad:
+                reject("rt_worker_host", f"expected host names without scheme, port or path, got {bad[0]!r}")
+                return
+            self.worker_hosts = frozenset(hosts)
+        if self.mode != "inspect" and "connection_strategy" in ctx.options and \
+                ctx.options.connection_strategy != "lazy":
+            # Eager connects to the (placeholder) worker host before any hook can reroute; a worker host
+            # that does not exist would then fail every upgrade.
+            logger.info("rtproxy: connection_strategy set to lazy so the worker host needs not exist")
+            ctx.options.update(connection_strategy="lazy")
+
+    def running(self) -> None:
+        self._start_servers()
+
+    def done(self) -> None:
+        self.embedded.stop()
+        self.relay.stop()
+
+    def _start_servers(self) -> None:
+        if self.mode in ("inspect", "as-written"):
+            return
+        if self.configured is None:
+            self.embedded.start()
+        if self.mode == "relay":
+            self.relay.start(self.upstream)
+
+    @property
+    def upstream(self) -> Upstream:
+        return self.configured or self.embedded.upstream
+
+    def targets(self, flow: http.HTTPFlow) -> bool:
+        """Is this upgrade the Worker's to handle? Decided by where the client connected, never by
+        headers the client controls."""
+        if self.worker_hosts:
+            return flow.request.host.lower() in self.worker_hosts
+        return isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode)
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if not is_upgrade(flow.request) or flow.response is not None:
+            return
+        if self.mode == "inspect" or not self.targets(flow):
+            return
+        r = flow.request
+        flow.metadata[REALTIME] = True
+        flow.metadata[ORIGINAL_URL] = r.pretty_url
+        flow.metadata[ORIGINAL_HEADERS] = list(r.headers.items(multi=True))
+        if self.mode == "as-written":
+            # `const clientWebSocket = request.webSocket; if (!clientWebSocket) return new Response(
+            # 'Expected WebSocket', { status: 426 })` - Request has no webSocket property in Workers.
+            flow.response = http.Response.make(426, b"Expected WebSocket", {"content-type": "text/plain"})
+            return
+        if self.mode == "relay":
+            self._start_servers()  # mode may have changed at runtime
+            r.scheme, r.host, r.port = "http", "127.0.0.1", self.relay.port
+            r.path = f"/{flow.id}{r.path}"
+            return
+        up = self.upstream
+        r.scheme, r.host, r.port = up.scheme, up.host, up.port  # setters rewrite Host; SNI follows host
+        flow.metadata[UPSTREAM_URL] = r.url

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Creates .venv at the repo root with Python 3.12 and the project installed (editable), once.
+# Sourced by scripts/run.sh and scripts/test.sh; safe to run again (it only installs what changed).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+EXTRAS="${1:-}"
+
+find_python() {
+    # pyenv reads .python-version; fall back to any python3.12 on PATH.
+    local c
+    for c in "$(cd "$ROOT" && pyenv which python3 2>/dev/null || true)" python3.12 python3; do
+        [ -n "$c" ] && command -v "$c" >/dev/null 2>&1 || continue
+        if "$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null; then
+            command -v "$c"; return 0
+        fi
+    done
+    echo "rtproxy needs Python 3.12 (mitmproxy 12 requires it); install it (e.g. 'pyenv install 3.12')" >&2
+    return 1
+}
+
+if [ ! -x "$VENV/bin/python" ]; then
+    PY="$(find_python)"
+    "$PY" -m venv "$VENV"
+fi
+STAMP="$VENV/.rtproxy-installed${EXTRAS:+-$EXTRAS}"
+if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
+    "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+    "$VENV/bin/python" -m pip install -q -e "$ROOT${EXTRAS:+[$EXTRAS]}" >&2
+    touch "$STAMP"
+fi
