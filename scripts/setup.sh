@@ -25,7 +25,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 STAMP="$VENV/.rtproxy-installed${EXTRAS:+-$EXTRAS}"
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
-    "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-    "$VENV/bin/python" -m pip install -q -e "$ROOT${EXTRAS:+[$EXTRAS]}" >&2
+    echo "setting up $VENV (Python deps${EXTRAS:+ + $EXTRAS})..." >&2
+    # This machine's pip config names local mirrors that may be absent; their warnings are noise.
+    if ! "$VENV/bin/python" -m pip install -q -e "$ROOT${EXTRAS:+[$EXTRAS]}" 2>&1 \
+            | { grep -v "is ignored: it is neither" >&2 || true; }; then
+        echo "pip install failed (see above)" >&2
+        exit 1
+    fi
     touch "$STAMP"
 fi

@@ -38,6 +38,17 @@ class Handshake:
 
 
 @dataclass(slots=True)
+class UpstreamHandshake:
+    """What the upstream answered the hop, when the hop has its own upstream leg (relay) and that answer
+    differs from what the client got (the relay answered 101 before the upstream spoke)."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    time: float = 0.0
+
+
+@dataclass(slots=True)
 class Frame:
     """One WebSocket message, bytes as on the wire (reassembled, decompressed)."""
 
@@ -69,4 +80,4 @@ class Closed:
     error: str = ""
 
 
-Event = Opened | Upstream | Handshake | Frame | Hop | Closed
+Event = Opened | Upstream | Handshake | UpstreamHandshake | Frame | Hop | Closed

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from . import frames
-from .events import Closed, Event, Frame, Handshake, Hop, Opened, Upstream
+from .events import Closed, Event, Frame, Handshake, Hop, Opened, Upstream, UpstreamHandshake
 from .redact import Redactor, jwt_expired
 
 # Channel states, as every Realtime client names them.
@@ -55,6 +55,8 @@ class Channel:
     private: bool = False
     bindings: list[dict[str, Any]] = field(default_factory=list)
     binding_ids: list[Any] = field(default_factory=list)
+    server_bindings: list[dict[str, Any]] = field(default_factory=list)
+    join_dropped: int = 0  # phx_join frames the hop dropped
     presence: set[str] = field(default_factory=set)
     system: deque[SystemMessage] = field(default_factory=lambda: deque(maxlen=MAX_HISTORY))
     sent: int = 0
@@ -93,6 +95,14 @@ class Heartbeats:
     last_sent_at: float | None = None
     max_gap_s: float = 0.0
     unanswered_at_next: int = 0  # heartbeats still pending when the next one went out
+    gaps: deque[float] = field(default_factory=lambda: deque(maxlen=64))
+
+    def typical_gap(self) -> float | None:
+        """The client's usual heartbeat interval (median gap), once there are a few."""
+        if len(self.gaps) < 2:
+            return None
+        ordered = sorted(self.gaps)
+        return ordered[len(ordered) // 2]
 
     def summary(self) -> str:
         avg = f"{self.rtt_sum_ms / self.answered:.1f}" if self.answered else "-"
@@ -139,6 +149,9 @@ class Session:
         self.vsn: str = frames.V1  # serializer the server negotiates
         self.apikey: str | None = None  # kept for diagnosis; printed only through the redactor
         self.upstream_apikey: bool | None = None
+        self.upstream_vsn: str | None = None
+        self.upstream_status: int | None = None  # the upstream's answer to the hop, when it differs
+        self.upstream_rejection: str | None = None
         self.status: int | None = None
         self.rejection: str | None = None  # the server's {"error": ...} text, or the body's start
         self.opened_at: float | None = None
@@ -150,6 +163,7 @@ class Session:
         self.null_ref_heartbeats: deque[float] = deque(maxlen=MAX_PENDING)  # Python sends ref null
         self.heartbeats = Heartbeats()
         self.hops: deque[Hop] = deque(maxlen=MAX_HISTORY)
+        self.hop_counts: dict[str, int] = {}
         self.frames_from_client = 0
         self.frames_from_server = 0
         self.last_client_frame_at: float | None = None
@@ -158,6 +172,7 @@ class Session:
         self.last_decode_error: str | None = None
         self.shape_mismatches = 0  # client frames the server's serializer cannot read
         self.binary_on_v1 = 0
+        self.findings: list = []  # rules.Finding, filled by diagnosis.Diagnoser
 
     # ------------------------------------------------------------------------------------ feeding
 
@@ -171,9 +186,14 @@ class Session:
             self._upstream(ev, notes)
         elif isinstance(ev, Handshake):
             self._handshake(ev, notes)
+        elif isinstance(ev, UpstreamHandshake):
+            self.upstream_status = ev.status
+            self.upstream_rejection = _rejection_text(ev.body)
+            why = self.redactor.text(self.upstream_rejection or "(empty body)")
+            client = f" (the client got {self.status} already)" if self.status else ""
+            notes.append(Note("warning", f"upstream rejected the hop's upgrade: {ev.status} {why}{client}"))
         elif isinstance(ev, Hop):
-            self.hops.append(ev)
-            notes.append(Note("warning", f"hop: {ev.what}: {self.redactor.text(ev.detail)}"))
+            self._hop(ev, notes)
         elif isinstance(ev, Closed):
             self._closed(ev, notes)
         return notes
@@ -201,6 +221,7 @@ class Session:
         self.upstream_url = ev.url
         q = _query(ev.url)
         self.upstream_apikey = bool(q.get("apikey") or _header(ev.headers, "x-api-key"))
+        self.upstream_vsn = q.get("vsn")
         # What the server negotiates is decided by the URL it receives, not the client's.
         self.vsn = frames.vsn_family(q.get("vsn")) or frames.V1
         notes.append(Note("info", f"upstream {self.redactor.url(ev.url)}"))
@@ -214,6 +235,19 @@ class Session:
         self.rejection = _rejection_text(ev.body)
         why = self.redactor.text(self.rejection) if self.rejection else "(empty body)"
         notes.append(Note("warning", f"upgrade rejected: {ev.status} {why}"))
+
+    def _hop(self, ev: Hop, notes: list[Note]) -> None:
+        self.hops.append(ev)
+        count = self.hop_counts[ev.what] = self.hop_counts.get(ev.what, 0) + 1
+        if ev.frame is not None and ev.frame.from_client:
+            try:
+                msg = frames.decode(ev.frame.data, binary=ev.frame.binary, from_client=True)
+                if msg.event == "phx_join" and msg.topic in self.channels:
+                    self.channels[msg.topic].join_dropped += 1
+            except frames.DecodeError:
+                pass
+        if count <= 3:  # the first few of a kind are logged; the counts go on
+            notes.append(Note("warning", f"hop: {ev.what}: {self.redactor.text(ev.detail)}"))
 
     def _closed(self, ev: Closed, notes: list[Note]) -> None:
         self.closed = ev
@@ -291,6 +325,7 @@ class Session:
             hb = self.heartbeats
             if hb.last_sent_at is not None:
                 hb.max_gap_s = max(hb.max_gap_s, t - hb.last_sent_at)
+                hb.gaps.append(t - hb.last_sent_at)
                 if hb.sent > hb.answered:
                     hb.unanswered_at_next += 1
             hb.sent += 1
@@ -418,7 +453,8 @@ class Session:
             if status == "ok":
                 ch.state, ch.joined_at, ch.join_latency_ms = JOINED, t, ms
                 pg = response.get("postgres_changes") if isinstance(response, dict) else None
-                ch.binding_ids = [b.get("id") for b in pg if isinstance(b, dict)] if isinstance(pg, list) else []
+                ch.server_bindings = [b for b in pg if isinstance(b, dict)] if isinstance(pg, list) else []
+                ch.binding_ids = [b.get("id") for b in ch.server_bindings]
                 ids = f" (postgres_changes ids {', '.join(map(str, ch.binding_ids))})" if ch.binding_ids else ""
                 notes.append(Note("info", f"{topic} joined in {ms:.0f} ms{ids}", topic))
             else:

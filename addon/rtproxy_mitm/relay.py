@@ -6,7 +6,10 @@ with its `request.webSocket`/`accept()` misuse repaired (a WebSocketPair):
 - client frames that arrive while the upstream leg is not OPEN are dropped ("Server not ready");
 - an upstream failure closes the client with 1011 "Proxy server error";
 - close codes are forwarded as-is; a Worker's `close(1005|1006|1015)` (and a reason over 123 bytes)
-  throws "Invalid WebSocket close code", which the seed catches and logs, so that leg stays open.
+  throws "Invalid WebSocket close code", which the seed catches and logs, so that leg stays open;
+- binary frames become the text "[object Blob]" in both directions: with a compatibility date from
+  2026-03-17 on, a Worker receives binary messages as Blob and `send(blob)` stringifies it.
+These were checked against workerd 2026-11-17 (npm `workerd`), compatibility dates 2025-01-01/2026-04-10.
 
 mitmproxy reroutes the client's upgrade here (path prefixed with the flow id), so the flow shows what
 the client saw; what the relay did that the wire cannot show is reported as events (Hop, Upstream).
@@ -20,7 +23,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from rtproxy_core.events import Event, Frame, Hop, Upstream as UpstreamEvent
+from rtproxy_core.events import Event, Frame, Hop, Upstream as UpstreamEvent, UpstreamHandshake
 from rtproxy_core.hop import Upstream, relay_target
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -31,6 +34,7 @@ logger = logging.getLogger("rtproxy")
 
 Report = Callable[[str, Event], None]  # (flow id, event)
 
+BLOB_TEXT = "[object Blob]"  # what send(blob) puts on the wire
 # Close codes a Worker's WebSocket.close() refuses (workerd: "Invalid WebSocket close code: N.").
 _THROWING_CODES = {1004, 1005, 1006, 1015}
 
@@ -90,9 +94,9 @@ class Relay:
             try:
                 up = await connect(target, compression=None, max_size=None, open_timeout=10)
             except InvalidStatus as e:
-                body = e.response.body.decode("utf-8", "replace")[:300] if e.response.body else ""
-                self._hop(flow_id, "upstream-rejected", f"upstream answered {e.response.status_code} "
-                                                        f"{body}".strip() + " after the client got 101")
+                r = e.response
+                self.report(flow_id, UpstreamHandshake(r.status_code, list(r.headers.raw_items()),
+                                                       r.body or b"", time.time()))
                 await self._close_client(flow_id, client, 1011, "Proxy server error")
                 return
             except Exception as e:  # noqa: BLE001 - any failure is the Worker's "error" event
@@ -102,7 +106,7 @@ class Relay:
             upstream_leg.append(up)
             try:
                 async for message in up:
-                    await client.send(message)
+                    await client.send(self._as_worker_sends(flow_id, message, "server"))
             except ConnectionClosed:
                 pass
             # close_code is 1005 for a close frame without a code, 1006 for no close frame at all.
@@ -113,7 +117,7 @@ class Relay:
             async for message in client:
                 up = upstream_leg[0] if upstream_leg else None
                 if up is not None and up.state is State.OPEN:
-                    await up.send(message)
+                    await up.send(self._as_worker_sends(flow_id, message, "client"))
                 else:
                     data = message.encode() if isinstance(message, str) else message
                     self._hop(flow_id, "frame-dropped", "Server not ready, dropping message",
@@ -140,6 +144,13 @@ class Relay:
                                                "the client leg stays open")
             return
         await client.close(code, reason)
+
+    def _as_worker_sends(self, flow_id: str, message: str | bytes, origin: str) -> str:
+        if isinstance(message, str):
+            return message
+        self._hop(flow_id, "binary-as-text", f"a {len(message)}-byte binary frame from the {origin} was "
+                                             f"relayed as the text {BLOB_TEXT!r} (event.data is a Blob)")
+        return BLOB_TEXT
 
     def _hop(self, flow_id: str, what: str, detail: str, frame: Frame | None = None) -> None:
         self.report(flow_id, Hop(what, detail, time.time(), frame))

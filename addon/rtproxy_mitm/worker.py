@@ -96,6 +96,26 @@ class Worker:
 
     def running(self) -> None:
         self._start_servers()
+        self._announce()
+
+    def _announce(self) -> None:
+        """Say where clients connect and where their upgrades go."""
+        if self.mode == "inspect":
+            logger.info("rtproxy: mode inspect: nothing is rerouted; Realtime connections are decoded")
+            return
+        dest = self.upstream.base if self.mode != "as-written" else "nowhere (426)"
+        server = ctx.master.addons.get("proxyserver")
+        addrs = server.listen_addrs() if server else []
+        reverse = any(m.startswith("reverse:") for m in ctx.options.mode)
+        for host, port, *_ in addrs[:1]:
+            origin = f"http://{'127.0.0.1' if host in ('', '::', '0.0.0.0') else host}:{port}"
+            if reverse:
+                logger.info(f"rtproxy: mode {self.mode}: Realtime clients connect to {origin} as the Worker "
+                            f"(supabase-js: createClient('{origin}', key); "
+                            f"python scripts/rtclient.py {origin} --channel room1); upgrades go to {dest}")
+            else:
+                hosts = ", ".join(sorted(self.worker_hosts)) or "no host (set rt_worker_host)"
+                logger.info(f"rtproxy: mode {self.mode}: proxy at {origin}; upgrades to {hosts} go to {dest}")
 
     def done(self) -> None:
         self.embedded.stop()

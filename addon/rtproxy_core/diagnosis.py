@@ -1,0 +1,66 @@
+"""Runs the rules over sessions: each finding is reported once per connection, and connections are
+looked at together for reconnect loops. Used the same way live (mitmproxy hooks) and offline."""
+
+from __future__ import annotations
+
+from collections import deque
+from urllib.parse import urlsplit
+
+from .rules import RECONNECT_LOOP, SEVERITY_ORDER, Check, Finding, Timers, evaluate
+from .session import Session
+
+LOOP_WINDOW_S = 60.0  # reconnects counted within this window
+LOOP_SHORT_S = 10.0  # a connection that ends sooner than this counts as a failed one
+LOOP_MIN = 3  # this many short connections in the window make a loop
+
+
+def _key(s: Session) -> str:
+    try:
+        p = urlsplit(s.url or "")
+        return f"{p.hostname}{p.path}"
+    except ValueError:
+        return s.url or ""
+
+
+def ranked(findings: list[Finding]) -> list[Finding]:
+    """Most decisive first: errors before warnings before info; rule order within a severity."""
+    return sorted(findings, key=lambda f: SEVERITY_ORDER[f.severity])
+
+
+class Diagnoser:
+    def __init__(self, timers: Timers | None = None) -> None:
+        self.timers = timers or Timers()
+        self._fired: dict[int, set[tuple[str, str | None]]] = {}
+        self._recent: deque[tuple[str, float, float]] = deque(maxlen=200)  # (key, opened, ended)
+        self._loops: set[str] = set()
+
+    def check(self, s: Session, now: float, final: bool = False) -> list[Finding]:
+        """New findings for `s` (also appended to s.findings)."""
+        fired = self._fired.setdefault(id(s), set())
+        new = []
+        for f in evaluate(s, Check(now, final, self.timers)):
+            if (f.code, f.topic) not in fired:
+                fired.add((f.code, f.topic))
+                new.append(f)
+        s.findings.extend(new)
+        return new
+
+    def end(self, s: Session) -> list[Finding]:
+        """The connection ended: last check, then whether it is one of a reconnect loop."""
+        end = s.closed.time if s.closed else (s.last_frame_at or s.opened_at or 0.0)
+        new = self.check(s, end, final=True)
+        self._fired.pop(id(s), None)
+        start = s.opened_at if s.opened_at is not None else end
+        key = _key(s)
+        self._recent.append((key, start, end))
+        short = [(a, b) for k, a, b in self._recent if k == key and b - a < LOOP_SHORT_S
+                 and end - a <= LOOP_WINDOW_S]
+        if len(short) >= LOOP_MIN and key not in self._loops:
+            self._loops.add(key)
+            span = end - min(a for a, _ in short)
+            f = Finding(RECONNECT_LOOP.code, RECONNECT_LOOP.severity, RECONNECT_LOOP.explains, None,
+                        f"{len(short)} connections to {key} within {span:.1f} s, each ended within "
+                        f"{LOOP_SHORT_S:g} s of opening", RECONNECT_LOOP.fix, s.conn, end)
+            s.findings.append(f)
+            new.append(f)
+        return new

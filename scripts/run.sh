@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Run rtproxy as the Worker: mitmdump in reverse mode on 127.0.0.1:${RT_PORT:-8080} with the addon.
+# Realtime upgrades go to $SUPABASE_URL, or (unset) to the embedded local Realtime server; other requests
+# go to the site behind the Worker, ${RT_SITE:-http://worker.localhost} (reverse mode target).
+# Extra arguments go to mitmdump, e.g. --set rt_mode=relay.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$ROOT/scripts/setup.sh"
+PORT="${RT_PORT:-8080}"
+SITE="${RT_SITE:-http://worker.localhost}"
+# dumper_filter: mitmdump's own flow lines would print Realtime URLs with the apikey; rtproxy's lines
+# show them redacted instead.
+exec "$ROOT/.venv/bin/mitmdump" --listen-host 127.0.0.1 -p "$PORT" --mode "reverse:$SITE" \
+    -s "$ROOT/addon/rtproxy.py" --set dumper_filter='!(~hq "(?i)^upgrade: *websocket")' "$@"

@@ -1,0 +1,134 @@
+"""Shared fixtures: an in-process local Realtime server and mitmdump (with the addon) as a subprocess whose
+log lines can be awaited. Everything binds 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from rtproxy_local.jwt import dev_anon_key
+from rtproxy_local.server import LocalRealtime, ServerConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+MITMDUMP = str(Path(sys.executable).parent / "mitmdump")
+ADDON = str(ROOT / "addon" / "rtproxy.py")
+TIMEOUT = 20  # safety net for awaited events; never a measured threshold
+
+
+def fast_config(**overrides) -> ServerConfig:
+    """Realtime's timers, shortened so the suite stays fast; the logic is the same."""
+    cfg = ServerConfig(connect_error_backoff_ms=0, join_error_backoff_ms=0)
+    for k, v in overrides.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+@pytest.fixture
+async def local_server():
+    async with LocalRealtime(fast_config()).running("127.0.0.1", 0) as srv:
+        yield srv
+
+
+@pytest.fixture
+def anon_key() -> str:
+    return dev_anon_key()
+
+
+class Mitmdump:
+    """mitmdump -s addon/rtproxy.py in reverse mode as the Worker; `lines` is its output so far."""
+
+    def __init__(self, tmp: Path, *sets: str, mode: str = "reverse:http://worker.invalid",
+                 extra: tuple[str, ...] = ()) -> None:
+        self.args = [MITMDUMP, "--listen-host", "127.0.0.1", "-p", "0", "--mode", mode, "-s", ADDON,
+                     "--set", f"confdir={tmp}", *extra]
+        for s in sets:
+            self.args += ["--set", s]
+        self.lines: list[str] = []
+        self.port = 0
+        self._changed = asyncio.Condition()
+        self.proc: asyncio.subprocess.Process | None = None
+        self.returncode: int | None = None
+
+    async def start(self) -> "Mitmdump":
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.pop("SUPABASE_URL", None)
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
+        self._reader = asyncio.create_task(self._read())
+        m = await self.wait_for(r"listening at .*:(\d+)")
+        self.port = int(m.group(1))
+        return self
+
+    async def _read(self) -> None:
+        assert self.proc and self.proc.stdout
+        async for raw in self.proc.stdout:
+            async with self._changed:
+                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self._changed.notify_all()
+        self.returncode = await self.proc.wait()
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for(self, pattern: str, timeout: float = TIMEOUT, start: int = 0) -> re.Match:
+        """Await the first output line (from index `start`) matching `pattern`."""
+        rx = re.compile(pattern)
+
+        async def scan() -> re.Match:
+            async with self._changed:
+                i = start
+                while True:
+                    for line in self.lines[i:]:
+                        if m := rx.search(line):
+                            return m
+                    i = len(self.lines)
+                    if self.returncode is not None:
+                        raise AssertionError(f"mitmdump exited ({self.returncode}) without {pattern!r}:\n"
+                                             + self.output)
+                    await self._changed.wait()
+
+        try:
+            return await asyncio.wait_for(scan(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"no line matching {pattern!r} in:\n{self.output}") from None
+
+    async def wait_exit(self, timeout: float = TIMEOUT) -> int:
+        assert self.proc
+        await asyncio.wait_for(self._reader, timeout)
+        assert self.returncode is not None
+        return self.returncode
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        if self.proc and self.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await self.wait_exit()
+            except TimeoutError:
+                self.proc.kill()
+
+
+@pytest.fixture
+async def mitmdump(tmp_path):
+    """Factory: `await mitmdump("rt_mode=fixed", ...)` starts one; all are stopped after the test."""
+    started: list[Mitmdump] = []
+
+    async def start(*sets: str, **kw) -> Mitmdump:
+        m = await Mitmdump(tmp_path, *sets, **kw).start()
+        started.append(m)
+        return m
+
+    yield start
+    for m in started:
+        await m.stop()

@@ -1,0 +1,197 @@
+"""One test per diagnosis rule on a frame sequence: it fires on its evidence; a healthy session is clean."""
+
+from __future__ import annotations
+
+import pytest
+from rtproxy_core.diagnosis import Diagnoser
+from rtproxy_core.events import Closed, Frame, Handshake, Hop, Opened, Upstream, UpstreamHandshake
+from rtproxy_core.rules import CODES, ERROR, RULES, WARNING, Timers
+from rtproxy_core.session import Session
+from wire import T0, kind3, kind4, v2
+
+URL = "http://worker.test/realtime/v1/websocket?apikey=k&vsn=2.0.0"
+UP = "https://abc.supabase.co/realtime/v1/websocket?apikey=k&vsn=2.0.0"
+OK = {"status": "ok", "response": {}}
+
+
+class Conv:
+    """A conversation: feed events, then diagnose."""
+
+    def __init__(self, url: str = URL, upstream: str | None = UP, status: int | None = 101, body: bytes = b""):
+        self.s = Session("t")
+        self.s.feed(Opened(url, [], T0))
+        if upstream:
+            self.s.feed(Upstream(upstream, [], T0))
+        if status is not None:
+            self.s.feed(Handshake(status, [], body, T0 + 0.01))
+
+    def feed(self, *events) -> "Conv":
+        for e in events:
+            self.s.feed(e)
+        return self
+
+    def join(self, topic="realtime:r", t=0.0, ref="1", payload=None, reply=OK, rt=0.01) -> "Conv":
+        self.feed(v2(ref, ref, topic, "phx_join", payload or {}, client=True, t=t))
+        if reply is not None:
+            self.feed(v2(ref, ref, topic, "phx_reply", reply, client=False, t=t + rt))
+        return self
+
+    def heartbeats(self, times, answered=True) -> "Conv":
+        for i, t in enumerate(times):
+            self.feed(v2(None, f"hb{i}", "phoenix", "heartbeat", {}, client=True, t=t))
+            if answered:
+                self.feed(v2(None, f"hb{i}", "phoenix", "phx_reply", OK, client=False, t=t + 0.001))
+        return self
+
+    def close(self, code=1000, reason="", by_client=True, t=40.0) -> "Conv":
+        return self.feed(Closed(code, reason, by_client, T0 + t))
+
+    def codes(self, timers: Timers | None = None, now: float | None = None) -> list[str]:
+        d = Diagnoser(timers or Timers())
+        if self.s.closed:
+            found = d.end(self.s)
+        else:
+            found = d.check(self.s, now if now is not None else T0 + 100, final=False)
+        return [f.code for f in found]
+
+
+def healthy() -> Conv:
+    c = Conv().join(payload={"config": {"postgres_changes": [{"event": "*", "schema": "public", "table": "t"}]}},
+                    reply={"status": "ok", "response": {"postgres_changes": [
+                        {"id": 7, "event": "*", "schema": "public", "table": "t"}]}})
+    c.feed(v2("1", None, "realtime:r", "system", {"extension": "postgres_changes", "status": "ok",
+                                                  "message": "Subscribed to PostgreSQL", "channel": "r"},
+              client=False, t=0.02))
+    c.feed(v2("1", None, "realtime:r", "presence_state", {}, client=False, t=0.03))
+    c.feed(kind3("realtime:r", "cursor", {"x": 1}, t=1), kind4("realtime:r", "cursor", {"x": 1}, t=1.001))
+    c.heartbeats([25, 50, 75])
+    c.feed(v2("1", "9", "realtime:r", "phx_leave", {}, client=True, t=80))
+    c.feed(v2("1", "9", "realtime:r", "phx_reply", OK, client=False, t=80.01))
+    c.feed(v2("1", "1", "realtime:r", "phx_close", {}, client=False, t=80.02))
+    return c.close(1000, "", True, t=80.1)
+
+
+def test_healthy_session_has_no_error_or_warning():
+    c = healthy()
+    d = Diagnoser()
+    found = d.end(c.s)
+    assert [f for f in found if f.severity in (ERROR, WARNING)] == []
+
+
+def test_every_rule_has_code_fix_and_explains():
+    assert len({r.code for r in RULES}) == len(RULES)
+    for r in RULES:
+        assert r.code == r.code.lower() and " " not in r.code and r.fix and r.explains
+
+
+CASES = {
+    "apikey-missing": lambda: Conv(url="http://w/realtime/v1/websocket?vsn=2.0.0", upstream=None, status=401,
+                                   body=b'{"error":"API key is missing"}'),
+    "vsn-missing": lambda: Conv(upstream="https://abc.supabase.co/realtime/v1/websocket?apikey=k").join(reply=None),
+    "tenant-not-found": lambda: Conv(status=404, body=b'{"error":"Tenant not found"}'),
+    "path-wrong": lambda: Conv(status=404, body=b"Not Found"),
+    "token-expired": lambda: Conv(status=401, body=b'{"error":"Token has expired"}'),
+    "token-invalid": lambda: Conv(status=401, body=b'{"error":"The token provided is not a valid JWT"}'),
+    "rate-limited": lambda: Conv(status=429, body=b'{"error":"Too many connected users"}'),
+    "realtime-disabled": lambda: Conv(status=403, body=b'{"error":"Realtime was disabled for this tenant"}'),
+    "worker-exception": lambda: Conv(status=500, body=b"<h1>Error 1101</h1><h2>Worker threw exception</h2>"),
+    "upgrade-rejected": lambda: Conv(status=426, body=b"Expected WebSocket"),
+    "upstream-unreachable": lambda: Conv(status=None).feed(Hop("upstream-unreachable", "connection refused")),
+    "early-101": lambda: Conv().feed(UpstreamHandshake(401, [], b'{"error":"API key is missing"}', T0 + 2)),
+    "join-dropped-by-proxy": lambda: Conv().join(reply=None).feed(
+        Hop("frame-dropped", "Server not ready", T0, v2("1", "1", "realtime:r", "phx_join", {}, client=True, t=0))),
+    "serializer-mismatch": lambda: Conv(url="http://w/realtime/v1/websocket?apikey=k&vsn=1.0.0",
+                                        upstream="https://a.supabase.co/realtime/v1/websocket?apikey=k&vsn=1.0.0"
+                                        ).join(reply=None),
+    "binary-on-v1": lambda: Conv(url="http://w/realtime/v1/websocket?apikey=k",
+                                 upstream="https://a.supabase.co/realtime/v1/websocket?apikey=k").feed(
+        kind3("realtime:r", "e", {}, t=1)),
+    "binary-as-text": lambda: Conv().feed(Hop("binary-as-text", "relayed as '[object Blob]'")),
+    "join-unauthorized": lambda: Conv().join(reply={"status": "error", "response": {
+        "reason": "Unauthorized: You do not have permissions to read from this Channel topic: r"}}, rt=5),
+    "join-error": lambda: Conv().join(reply={"status": "error", "response": {
+        "reason": "UnableToConnectToProject: Realtime was unable to connect to the project database"}}, rt=5),
+    "binding-mismatch": lambda: Conv().join(
+        payload={"config": {"postgres_changes": [{"event": "*", "schema": "public", "table": "todos"}]}},
+        reply={"status": "ok", "response": {"postgres_changes": [
+            {"id": 1, "event": "*", "schema": "public", "table": "other"}]}}),
+    "postgres-changes-error": lambda: Conv().join().feed(v2("1", None, "realtime:r", "system", {
+        "extension": "postgres_changes", "status": "error", "message": "Unable to subscribe to changes",
+        "channel": "r"}, client=False, t=0.1)),
+    "channel-shutdown": lambda: Conv().join().feed(
+        v2("1", None, "realtime:r", "system", {"extension": "system", "status": "error",
+                                              "message": "Node request timeout", "channel": "r"}, client=False, t=1),
+        v2("1", "1", "realtime:r", "phx_close", {}, client=False, t=1.01)),
+    "join-timeout": lambda: Conv().join(reply=None),
+    "duplicate-join": lambda: Conv().join(reply=None).join(ref="3", t=0.001, reply=None),
+    "heartbeat-timeout": lambda: Conv().heartbeats([25], answered=False).close(1000, "heartbeat timeout", True, 50),
+    "heartbeat-gap": lambda: Conv().heartbeats([25, 50, 75, 100, 400]),
+    "server-idle-close": lambda: Conv().join().close(1000, "", False, t=61),
+    "proxy-idle-timeout": lambda: Conv().join().close(None, "", None, t=30),
+    "reserved-close-code": lambda: Conv().feed(Hop("close-throws", "clientWebSocket.close(1006) throws")),
+    "message-too-large": lambda: Conv().close(1009, "Message is too large", False, t=5),
+}
+
+
+@pytest.mark.parametrize("code", sorted(CASES))
+def test_rule_fires_on_its_evidence(code):
+    assert code in CASES[code]().codes()
+
+
+@pytest.mark.parametrize("code", sorted(c for c in CODES if c != "reconnect-loop"))
+def test_rule_silent_on_healthy_session(code):
+    assert code not in healthy().codes()
+
+
+def test_every_code_has_a_case():
+    assert set(CODES) - set(CASES) == {"reconnect-loop"}
+
+
+def test_join_timeout_waits_for_the_timeout():
+    c = Conv().join(reply=None)
+    assert "join-timeout" not in c.codes(now=T0 + 5)
+    assert "join-timeout" in c.codes(now=T0 + 10)
+    assert "join-timeout" in Conv().join(reply=None).codes(Timers(join=1), now=T0 + 1.5)
+
+
+def test_join_errors_are_classified_not_duplicated():
+    codes = Conv().join(reply={"status": "error", "response": {
+        "reason": "InvalidJWTToken: Token has expired 30 seconds ago"}}, rt=5).codes()
+    assert "token-expired" in codes and "join-error" not in codes
+
+
+def test_relay_story_ranks_cause_first():
+    c = Conv(url=URL, upstream="ws://a.test/realtime/v1/websocket").join(reply=None)
+    c.feed(Hop("frame-dropped", "Server not ready", T0, v2("1", "1", "realtime:r", "phx_join", {}, client=True, t=0)))
+    c.feed(UpstreamHandshake(401, [], b'{"error":"API key is missing"}', T0 + 2))
+    c.close(1011, "Proxy server error", False, t=2.01)
+    codes = c.codes()
+    assert codes[:2] == ["apikey-missing", "vsn-missing"]
+    assert {"early-101", "join-dropped-by-proxy"} <= set(codes)
+
+
+def test_reconnect_loop_across_connections():
+    d = Diagnoser()
+    found = []
+    for i in range(3):
+        s = Session(f"c{i}")
+        s.feed(Opened(URL, [], T0 + i * 2))
+        s.feed(Handshake(101, [], b"", T0 + i * 2))
+        s.feed(Closed(1011, "Proxy server error", False, T0 + i * 2 + 0.5))
+        found += [f.code for f in d.end(s)]
+    assert found.count("reconnect-loop") == 1
+
+
+def test_findings_reported_once():
+    c = Conv().join(reply=None)
+    d = Diagnoser()
+    assert [f.code for f in d.check(c.s, T0 + 20)] == ["join-timeout"]
+    assert d.check(c.s, T0 + 30) == []
+
+
+def test_secrets_redacted_in_evidence():
+    c = Conv(url="http://w/realtime/v1/websocket?apikey=sb_secret_abcdefgh123", upstream=None, status=401,
+             body=b'{"error":"API key is missing"}')
+    c.feed(Frame(True, False, b"{}", T0))
+    d = Diagnoser()
+    assert all("sb_secret_abcdefgh123" not in f.evidence for f in d.check(c.s, T0 + 1))
