@@ -9,6 +9,7 @@ lists the rt_* options. The code lives in rtproxy_core (sans-I/O) and rtproxy_mi
 
 from rtproxy_mitm.tracker import Tracker
 from rtproxy_mitm.optionerror import mark_running
+from rtproxy_mitm.quiet import Quiet
 from rtproxy_mitm.worker import Worker
 
 
@@ -20,4 +21,4 @@ class _Running:
 
 
 tracker = Tracker()
-addons = [Worker(report=tracker.report), tracker, _Running()]
+addons = [Worker(report=tracker.report_event), tracker, Quiet(), _Running()]

@@ -43,6 +43,8 @@ class Printer:
         self.as_json, self.redactor = as_json, redactor
 
     def __call__(self, kind: str, detail: object = None) -> None:
+        if hasattr(detail, "model_dump"):  # the client hands some messages over as pydantic models
+            detail = detail.model_dump(mode="json")
         detail = self.redactor.payload(detail)
         if self.as_json:
             print(json.dumps({"kind": kind, "detail": detail}, default=str), flush=True)

@@ -8,7 +8,5 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
 PORT="${RT_PORT:-8080}"
 SITE="${RT_SITE:-http://worker.localhost}"
-# dumper_filter: mitmdump's own flow lines would print Realtime URLs with the apikey; rtproxy's lines
-# show them redacted instead.
 exec "$ROOT/.venv/bin/mitmdump" --listen-host 127.0.0.1 -p "$PORT" --mode "reverse:$SITE" \
-    -s "$ROOT/addon/rtproxy.py" --set dumper_filter='!(~hq "(?i)^upgrade: *websocket")' "$@"
+    -s "$ROOT/addon/rtproxy.py" "$@"

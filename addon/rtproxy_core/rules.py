@@ -27,6 +27,26 @@ class Timers:
     heartbeat: float = 25.0  # client heartbeat interval
     idle: float = 60.0  # server closes after this long without client frames
 
+    @classmethod
+    def parse(cls, text: str) -> "Timers":
+        """'join=10,heartbeat=25,idle=60' (seconds; any subset). Raises ValueError with the reason."""
+        values: dict[str, float] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, eq, raw = part.partition("=")
+            if not eq or name.strip() not in cls.__dataclass_fields__:
+                raise ValueError(f"expected join=S,heartbeat=S,idle=S, got {part!r}")
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(f"{name.strip()} must be a number of seconds, got {raw!r}") from None
+            if not value > 0:
+                raise ValueError(f"{name.strip()} must be positive, got {raw!r}")
+            values[name.strip()] = value
+        return cls(**values)
+
+    def __str__(self) -> str:
+        return f"join={self.join:g},heartbeat={self.heartbeat:g},idle={self.idle:g}"
+
 
 @dataclass(frozen=True, slots=True)
 class Check:

@@ -261,10 +261,14 @@ class Session:
         notes.append(Note("info", f"closed by {who}: {code}{reason}{dur}{error}"))
         if self.heartbeats.sent:
             notes.append(Note("info", self.heartbeats.summary()))
+        # A client that closes its own socket normally is done with its channels; anything else is the
+        # "socket closed: <code>" CHANNEL_ERROR clients report.
+        clean = ev.by_client is True and ev.code in (1000, 1001, 1005)
         for ch in self.channels.values():
             if ch.state in (JOINING, JOINED, LEAVING):
-                ch.state = CLOSED if ch.state == LEAVING else ERRORED
-                ch.reason = ch.reason or f"socket closed: {code}{reason}"
+                ch.state = CLOSED if clean or ch.state == LEAVING else ERRORED
+                if not clean:
+                    ch.reason = ch.reason or f"socket closed: {code}{reason}"
             lat = f", joined in {ch.join_latency_ms:.0f} ms" if ch.join_latency_ms is not None else ""
             notes.append(Note("info", f"  {ch.topic}: {ch.state}{lat}, {ch.received} in / {ch.sent} out"
                                       + (f", {self.redactor.text(ch.reason)}" if ch.reason else ""), ch.topic))

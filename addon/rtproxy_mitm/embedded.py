@@ -27,6 +27,8 @@ class EmbeddedUpstream:
     def start(self) -> None:
         if self.server is not None:
             return
+        # rtproxy logs each connection itself; the server's own per-connection lines would repeat it.
+        logging.getLogger("rtproxy.local").setLevel(logging.WARNING)
         self.server = LocalRealtime(ServerConfig())
         self.server.bind("127.0.0.1", 0)  # synchronous: the port is known before the first flow
         self._task = asyncio.get_running_loop().create_task(self.server.serve())

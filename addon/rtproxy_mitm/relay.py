@@ -31,6 +31,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
 
 logger = logging.getLogger("rtproxy")
+# The websockets library logs each connection at INFO; rtproxy's own lines already say what matters.
+_ws_logger = logging.getLogger("rtproxy.relay.websockets")
+_ws_logger.setLevel(logging.WARNING)
 
 Report = Callable[[str, Event], None]  # (flow id, event)
 
@@ -70,7 +73,8 @@ class Relay:
     async def _serve(self) -> None:
         assert self._sock is not None
         # compression=None: workerd's outbound WebSocket offers no permessage-deflate by default.
-        async with serve(self._handle, sock=self._sock, compression=None, max_size=None) as server:
+        async with serve(self._handle, sock=self._sock, compression=None, max_size=None,
+                         logger=_ws_logger) as server:
             self._server = server
             await server.serve_forever()
 
@@ -92,7 +96,7 @@ class Relay:
 
         async def upstream_side() -> None:
             try:
-                up = await connect(target, compression=None, max_size=None, open_timeout=10)
+                up = await connect(target, compression=None, max_size=None, open_timeout=10, logger=_ws_logger)
             except InvalidStatus as e:
                 r = e.response
                 self.report(flow_id, UpstreamHandshake(r.status_code, list(r.headers.raw_items()),

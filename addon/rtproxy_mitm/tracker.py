@@ -1,23 +1,32 @@
-"""Live tracking: mitmproxy hooks -> core events -> one Session per Realtime connection -> log lines.
-
-The only place that turns flows into events; all Realtime knowledge is in rtproxy_core.
+"""Live tracking and diagnosis: mitmproxy hooks -> core events -> one Session per Realtime connection
+-> log lines and findings. The only place that turns live flows into events; all Realtime knowledge is
+in rtproxy_core.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
-from collections import deque
+import time
+from collections import Counter, deque
+from pathlib import Path
 
-from mitmproxy import ctx, http
-from rtproxy_core.events import Closed, Event, Frame, Handshake, Hop, Opened, Upstream
+from mitmproxy import command, ctx, http, types
+from rtproxy_core.diagnosis import Diagnoser
+from rtproxy_core.events import Event
 from rtproxy_core.redact import Redactor
-from rtproxy_core.session import Note, Session, is_realtime_path
+from rtproxy_core.report import report_json, report_markdown
+from rtproxy_core.rules import Finding, Timers
+from rtproxy_core.session import Note, Session
 
-from .worker import ORIGINAL_HEADERS, ORIGINAL_URL, REALTIME, UPSTREAM_URL, is_upgrade
+from .flowevents import closed_event, error_events, frame_event, handshake_event, is_realtime, request_events
+from .optionerror import reject
 
 logger = logging.getLogger("rtproxy")
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 KEEP_FINISHED = 100  # finished sessions kept for commands and reports
+TICK_S = 1.0  # how often time-based rules (join-timeout) look at live sessions
 
 
 class Tracker:
@@ -25,7 +34,11 @@ class Tracker:
         self.live: dict[str, Session] = {}
         self.finished: deque[Session] = deque(maxlen=KEEP_FINISHED)
         self.redactor = Redactor()
+        self.diagnoser = Diagnoser()
         self.debug = False
+        self.counts: Counter[str] = Counter()  # findings by code, whole run
+        self.connections = 0
+        self._tick: asyncio.Task | None = None
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -33,8 +46,25 @@ class Tracker:
             help="Print apikey, JWT and access_token values in rtproxy's output. Off by default: they are "
                  "redacted and JWTs are shown as their role and expiry only.",
         )
+        loader.add_option(
+            name="rt_timers", typespec=str, default=str(Timers()),
+            help="Realtime's timers as the diagnosis rules expect them, in seconds: join (client join "
+                 "timeout), heartbeat (client heartbeat interval), idle (server idle close). Shorten them "
+                 "when your clients or server use shorter ones.",
+        )
+        loader.add_option(
+            name="rt_report", typespec=str, default="",
+            help="On exit, write the findings and channel table to this path as Markdown (.md) and JSON "
+                 "(.json), as the rt.report command does.",
+        )
 
     def configure(self, updated: set[str]) -> None:
+        if "rt_timers" in updated:
+            try:
+                self.diagnoser.timers = Timers.parse(ctx.options.rt_timers)
+            except ValueError as e:
+                reject("rt_timers", str(e))
+                return
         if "rt_show_secrets" in updated:
             self.redactor.show_secrets = ctx.options.rt_show_secrets
         if "termlog_verbosity" in updated:
@@ -43,50 +73,73 @@ class Tracker:
             for s in self.live.values():
                 s.debug = self.debug
 
+    def running(self) -> None:
+        self._tick = asyncio.get_running_loop().create_task(self._ticker())
+
+    def done(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+        if self.connections:
+            found = ", ".join(f"{code} ×{n}" for code, n in self.counts.most_common()) or "none"
+            logger.info(f"rtproxy: {self.connections} Realtime connection(s); findings: {found}")
+        if ctx.options.rt_report:
+            self.report(ctx.options.rt_report)
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = time.time()
+            for session in list(self.live.values()):
+                self._findings(session, self.diagnoser.check(session, now))
+
     # -------------------------------------------------------------------------------- events in
 
-    def report(self, flow_id: str, event: Event) -> None:
+    def report_event(self, flow_id: str, event: Event) -> None:
         """Events from the relay (and faults) about a flow."""
         session = self.live.get(flow_id)
         if session is not None:
             self._feed(session, event)
 
     def _feed(self, session: Session, event: Event) -> None:
-        for note in session.feed(event):
+        notes = session.feed(event)
+        for note in notes:
             self._log(session, note)
+        if any(n.level != "debug" for n in notes):
+            self._findings(session, self.diagnoser.check(session, getattr(event, "time", 0.0) or time.time()))
 
     def _log(self, session: Session, note: Note) -> None:
         logger.log(LEVELS[note.level], f"[rt {session.conn}] {note.text}")
 
+    def _findings(self, session: Session, findings: list[Finding]) -> None:
+        for f in findings:
+            self.counts[f.code] += 1
+            where = f" {f.topic}" if f.topic else ""
+            level = logging.INFO if f.severity == "info" else logging.WARNING
+            logger.log(level, f"[rt {session.conn}] finding {f.code}{where} ({f.explains}): {f.evidence}. "
+                              f"Fix: {f.fix}")
+
     def _finish(self, flow: http.HTTPFlow) -> None:
         session = self.live.pop(flow.id, None)
         if session is not None:
+            self._findings(session, self.diagnoser.end(session))
             self.finished.append(session)
 
     # -------------------------------------------------------------------------------- hooks
 
     def request(self, flow: http.HTTPFlow) -> None:
-        if not is_upgrade(flow.request) or flow.id in self.live:
-            return
-        if not flow.metadata.get(REALTIME) and not is_realtime_path(flow.request.path):
+        if flow.id in self.live or not is_realtime(flow):
             return
         session = Session(conn=flow.id[:6], redactor=self.redactor, debug=self.debug)
         self.live[flow.id] = session
-        t = flow.request.timestamp_start
-        url = flow.metadata.get(ORIGINAL_URL, flow.request.pretty_url)
-        headers = flow.metadata.get(ORIGINAL_HEADERS) or list(flow.request.headers.items(multi=True))
-        self._feed(session, Opened(url, headers, t))
-        if UPSTREAM_URL in flow.metadata:
-            self._feed(session, Upstream(flow.metadata[UPSTREAM_URL],
-                                         list(flow.request.headers.items(multi=True)), t))
+        self.connections += 1
+        for event in request_events(flow):
+            self._feed(session, event)
 
     def response(self, flow: http.HTTPFlow) -> None:
         session = self.live.get(flow.id)
         if session is None or flow.response is None:
             return
-        resp = flow.response
-        self._feed(session, Handshake(resp.status_code, list(resp.headers.items(multi=True)),
-                                      resp.raw_content or b"", resp.timestamp_end or resp.timestamp_start))
+        self._feed(session, handshake_event(flow.response))
         if flow.websocket is None:
             self._finish(flow)
 
@@ -94,26 +147,50 @@ class Tracker:
         session = self.live.get(flow.id)
         if session is None:
             return
-        msg = flow.error.msg if flow.error else "unknown error"
-        self._feed(session, Hop("upstream-unreachable", msg, flow.error.timestamp if flow.error else 0.0))
-        self._feed(session, Closed(None, "", None, flow.error.timestamp if flow.error else 0.0, msg))
+        for event in error_events(flow):
+            self._feed(session, event)
         self._finish(flow)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         session = self.live.get(flow.id)
-        if session is None:
-            return
-        assert flow.websocket is not None
-        m = flow.websocket.messages[-1]
-        self._feed(session, Frame(m.from_client, not m.is_text, m.content, m.timestamp))
+        if session is not None:
+            assert flow.websocket is not None
+            self._feed(session, frame_event(flow.websocket.messages[-1]))
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         session = self.live.get(flow.id)
-        if session is None:
-            return
-        ws = flow.websocket
-        assert ws is not None
-        # mitmproxy records 1006 when the peer vanished without a close frame.
-        code = None if ws.close_code == 1006 else ws.close_code
-        self._feed(session, Closed(code, ws.close_reason or "", ws.closed_by_client, ws.timestamp_end or 0.0))
-        self._finish(flow)
+        if session is not None:
+            assert flow.websocket is not None
+            self._feed(session, closed_event(flow.websocket))
+            self._finish(flow)
+
+    # -------------------------------------------------------------------------------- commands
+
+    def sessions(self) -> list[Session]:
+        return list(self.finished) + list(self.live.values())
+
+    @command.command("rt.report")
+    def report(self, path: types.Path) -> None:
+        """Write rtproxy's findings and channel table to PATH.md and PATH.json (a .md or .json suffix on
+        PATH is replaced)."""
+        base = Path(path)
+        if base.suffix in (".md", ".json"):
+            base = base.with_suffix("")
+        sessions = self.sessions()
+        base.with_suffix(".md").write_text(report_markdown(sessions))
+        base.with_suffix(".json").write_text(json.dumps(report_json(sessions), indent=2, ensure_ascii=False))
+        logger.info(f"rtproxy: report written to {base.with_suffix('.md')} and {base.with_suffix('.json')}")
+
+    @command.command("rt.channels")
+    def channels(self) -> str:
+        """Each Realtime connection's channels: state, join latency, last finding."""
+        lines = []
+        for s in self.sessions():
+            state = "open" if s.closed is None else f"closed {s.closed.code}"
+            lines.append(f"{s.conn} {state} vsn {s.vsn}")
+            last = s.findings[-1].code if s.findings else "-"
+            for ch in s.channels.values():
+                lat = f"{ch.join_latency_ms:.0f} ms" if ch.join_latency_ms is not None else "-"
+                mine = [f.code for f in s.findings if f.topic == ch.topic]
+                lines.append(f"  {ch.topic} {ch.state} join {lat} last finding {mine[-1] if mine else last}")
+        return "\n".join(lines) or "no Realtime connections yet"

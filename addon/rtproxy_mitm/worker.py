@@ -18,20 +18,11 @@ from rtproxy_core.events import Event
 from rtproxy_core.hop import MODES, Upstream, parse_supabase_url
 
 from .embedded import EmbeddedUpstream
+from .flowevents import ORIGINAL_HEADERS, ORIGINAL_URL, REALTIME, UPSTREAM_URL, is_upgrade
 from .optionerror import reject
 from .relay import Relay
 
 logger = logging.getLogger("rtproxy")
-
-# flow.metadata keys shared with the Tracker.
-ORIGINAL_URL = "rtproxy.original_url"
-ORIGINAL_HEADERS = "rtproxy.original_headers"
-UPSTREAM_URL = "rtproxy.upstream_url"
-REALTIME = "rtproxy.realtime"
-
-def is_upgrade(request: http.Request) -> bool:
-    return request.headers.get("upgrade", "").lower() == "websocket"
-
 
 class Worker:
     """Options rt_supabase_url, rt_worker_host, rt_mode; the `request` hook reroutes."""

@@ -1,0 +1,103 @@
+"""HAR captures -> events, one list per WebSocket connection.
+
+Reads HAR as Chrome DevTools exports it (WebSocket entries with `_resourceType: "websocket"` and
+`_webSocketMessages: [{type: send|receive, time, opcode: 1|2, data}]`, binary data base64) and as
+mitmproxy's savehar writes it (the same shape). Upgrade requests that were refused (no 101) are kept:
+their status and body are the evidence. A HAR records no close frame, so no Closed event is made.
+(mitmproxy flow files are read in rtproxy_mitm.flowfile, next to mitmproxy's own reader.)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+from .events import Event, Frame, Handshake, Opened
+
+
+class CaptureError(ValueError):
+    """The capture cannot be read; the text says why, in one line."""
+
+
+def _time(entry: dict[str, Any]) -> float:
+    started = entry.get("startedDateTime")
+    if isinstance(started, str):
+        try:
+            return dt.datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    return 0.0
+
+
+def _headers(items: Any) -> list[tuple[str, str]]:
+    if not isinstance(items, list):
+        return []
+    return [(str(h.get("name", "")), str(h.get("value", ""))) for h in items if isinstance(h, dict)]
+
+
+def _is_websocket(entry: dict[str, Any]) -> bool:
+    if entry.get("_resourceType") == "websocket" or "_webSocketMessages" in entry:
+        return True
+    req = entry.get("request") or {}
+    return any(k.lower() == "upgrade" and v.lower() == "websocket" for k, v in _headers(req.get("headers")))
+
+
+def _body(response: dict[str, Any]) -> bytes:
+    content = response.get("content") or {}
+    text = content.get("text")
+    if not isinstance(text, str):
+        return b""
+    if content.get("encoding") == "base64":
+        try:
+            return base64.b64decode(text)
+        except (binascii.Error, ValueError):
+            return b""
+    return text.encode("utf-8", "replace")
+
+
+def _frames(messages: Any) -> Iterator[Frame]:
+    if not isinstance(messages, list):
+        return
+    for m in messages:
+        if not isinstance(m, dict) or m.get("type") not in ("send", "receive"):
+            continue
+        data = m.get("data", "")
+        binary = m.get("opcode") == 2
+        if not isinstance(data, str):
+            continue
+        if binary:
+            try:
+                raw = base64.b64decode(data, validate=False)
+            except (binascii.Error, ValueError):
+                raw = data.encode("utf-8", "replace")
+        else:
+            raw = data.encode("utf-8", "surrogatepass")
+        t = m.get("time")
+        yield Frame(m["type"] == "send", binary, raw, float(t) if isinstance(t, (int, float)) else 0.0)
+
+
+def har_connections(har: Any) -> list[tuple[str, list[Event]]]:
+    """(url, events) for each WebSocket entry of a parsed HAR document."""
+    if not isinstance(har, dict) or not isinstance(har.get("log"), dict):
+        raise CaptureError("not a HAR file (no 'log' object)")
+    entries = har["log"].get("entries")
+    if not isinstance(entries, list):
+        raise CaptureError("HAR has no 'entries' list")
+    out = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not _is_websocket(entry):
+            continue
+        req, resp = entry.get("request") or {}, entry.get("response") or {}
+        url = str(req.get("url", ""))
+        t = _time(entry)
+        # Chrome writes wss:// URLs; the tracker reads the query the same either way.
+        events: list[Event] = [Opened(url, _headers(req.get("headers")), t)]
+        status = resp.get("status")
+        if isinstance(status, int) and status > 0:
+            events.append(Handshake(status, _headers(resp.get("headers")), _body(resp), t))
+        events.extend(_frames(entry.get("_webSocketMessages")))
+        out.append((url, events))
+    return out

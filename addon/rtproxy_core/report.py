@@ -1,0 +1,91 @@
+"""Reports over sessions: JSON (rtdiagnose --json, rt.report), Markdown (rt.report), text (rtdiagnose).
+
+Everything here comes from Session.summary() and the findings, which are already redacted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from .diagnosis import ranked
+from .session import Session
+
+
+def connection_json(s: Session) -> dict[str, Any]:
+    summary = s.summary()
+    return {
+        "url": summary["url"],
+        "status": summary["status"],
+        "vsn": summary["vsn"],
+        "upstream_url": summary["upstream_url"],
+        "rejection": summary["rejection"],
+        "close": summary["close"],
+        "heartbeats": summary["heartbeats"],
+        "channels": summary["channels"],
+        "findings": [f.as_dict() for f in ranked(s.findings)],
+    }
+
+
+def report_json(sessions: list[Session]) -> dict[str, Any]:
+    return {"connections": [connection_json(s) for s in sessions]}
+
+
+def has_error(sessions: list[Session]) -> bool:
+    return any(f.severity == "error" for s in sessions for f in s.findings)
+
+
+def _channel_line(ch: dict[str, Any]) -> str:
+    lat = f", joined in {ch['join_latency_ms']:.0f} ms" if ch["join_latency_ms"] is not None else ""
+    why = f" — {ch['reason']}" if ch["reason"] else ""
+    return f"{ch['topic']}: {ch['state']}{lat}, {ch['received']} in / {ch['sent']} out{why}"
+
+
+def report_text(sessions: list[Session]) -> str:
+    if not sessions:
+        return "no Realtime connections in the capture\n"
+    lines = []
+    for i, s in enumerate(sessions, 1):
+        c = connection_json(s)
+        close = c["close"]
+        end = "" if close is None else f", closed {close['code']} {close['reason']}".rstrip()
+        lines.append(f"connection {i}: {c['url']}")
+        lines.append(f"  handshake {c['status']}{(' ' + c['rejection']) if c['rejection'] else ''}, "
+                     f"vsn {c['vsn']}{end}")
+        for ch in c["channels"]:
+            lines.append("  " + _channel_line(ch))
+        if not c["findings"]:
+            lines.append("  no findings")
+        for f in c["findings"]:
+            where = f" {f['topic']}" if f["topic"] else ""
+            lines.append(f"  [{f['severity']}] {f['code']}{where} → {f['explains']}")
+            lines.append(f"      evidence: {f['evidence']}")
+            lines.append(f"      fix: {f['fix']}")
+    return "\n".join(lines) + "\n"
+
+
+def report_markdown(sessions: list[Session]) -> str:
+    counts = Counter(f.code for s in sessions for f in s.findings)
+    out = ["# rtproxy report", "", f"{len(sessions)} Realtime connection(s).", ""]
+    if counts:
+        out += ["## Findings", "", "| code | count |", "|---|---|"]
+        out += [f"| `{code}` | {n} |" for code, n in counts.most_common()]
+        out.append("")
+    for i, s in enumerate(sessions, 1):
+        c = connection_json(s)
+        out += [f"## Connection {i}: {c['url']}", "",
+                f"Handshake {c['status']}{(' ' + c['rejection']) if c['rejection'] else ''}, vsn {c['vsn']}"
+                + (f", closed {c['close']['code']} {c['close']['reason']}" if c["close"] else "") + ".", ""]
+        if c["channels"]:
+            out += ["| channel | state | join latency | in / out | reason |", "|---|---|---|---|---|"]
+            for ch in c["channels"]:
+                lat = f"{ch['join_latency_ms']:.0f} ms" if ch["join_latency_ms"] is not None else "—"
+                out.append(f"| {ch['topic']} | {ch['state']} | {lat} | {ch['received']} / {ch['sent']} | "
+                           f"{ch['reason'] or ''} |")
+            out.append("")
+        for f in c["findings"]:
+            where = f" on {f['topic']}" if f["topic"] else ""
+            out += [f"- **{f['code']}** ({f['severity']}){where} — {f['explains']}",
+                    f"  - evidence: {f['evidence']}", f"  - fix: {f['fix']}"]
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,68 @@
+"""mitmproxy flows -> core events. One conversion for the live hooks (tracker) and for flow files read
+offline (flowfile), so both feed the Session the same thing."""
+
+from __future__ import annotations
+
+from mitmproxy import http, websocket
+from rtproxy_core.events import Closed, Event, Frame, Handshake, Hop, Opened, Upstream
+from rtproxy_core.session import is_realtime_path
+
+# flow.metadata keys, written by the Worker at reroute time (saved with the flow in flow files).
+ORIGINAL_URL = "rtproxy.original_url"
+ORIGINAL_HEADERS = "rtproxy.original_headers"
+UPSTREAM_URL = "rtproxy.upstream_url"
+REALTIME = "rtproxy.realtime"
+
+
+def is_upgrade(request: http.Request) -> bool:
+    return request.headers.get("upgrade", "").lower() == "websocket"
+
+
+def is_realtime(flow: http.HTTPFlow) -> bool:
+    return is_upgrade(flow.request) and (bool(flow.metadata.get(REALTIME)) or is_realtime_path(flow.request.path))
+
+
+def request_events(flow: http.HTTPFlow) -> list[Event]:
+    """The client's upgrade as it sent it, and what went upstream when the Worker rerouted it."""
+    t = flow.request.timestamp_start
+    url = flow.metadata.get(ORIGINAL_URL, flow.request.pretty_url)
+    headers = [tuple(h) for h in flow.metadata.get(ORIGINAL_HEADERS) or flow.request.headers.items(multi=True)]
+    events: list[Event] = [Opened(url, headers, t)]
+    if UPSTREAM_URL in flow.metadata:
+        events.append(Upstream(flow.metadata[UPSTREAM_URL], list(flow.request.headers.items(multi=True)), t))
+    return events
+
+
+def handshake_event(response: http.Response) -> Handshake:
+    return Handshake(response.status_code, list(response.headers.items(multi=True)), response.raw_content or b"",
+                     response.timestamp_end or response.timestamp_start)
+
+
+def frame_event(m: websocket.WebSocketMessage) -> Frame:
+    return Frame(m.from_client, not m.is_text, m.content, m.timestamp)
+
+
+def closed_event(ws: websocket.WebSocketData) -> Closed:
+    # mitmproxy records 1006 when the peer vanished without a close frame.
+    code = None if ws.close_code == 1006 else ws.close_code
+    return Closed(code, ws.close_reason or "", ws.closed_by_client, ws.timestamp_end or 0.0)
+
+
+def error_events(flow: http.HTTPFlow) -> list[Event]:
+    msg = flow.error.msg if flow.error else "unknown error"
+    t = flow.error.timestamp if flow.error else 0.0
+    return [Hop("upstream-unreachable", msg, t), Closed(None, "", None, t, msg)]
+
+
+def flow_events(flow: http.HTTPFlow) -> list[Event]:
+    """All events of a finished flow (offline)."""
+    events = request_events(flow)
+    if flow.response is not None:
+        events.append(handshake_event(flow.response))
+    if flow.websocket is not None:
+        events.extend(frame_event(m) for m in flow.websocket.messages)
+        if flow.websocket.timestamp_end is not None:
+            events.append(closed_event(flow.websocket))
+    elif flow.error is not None and flow.response is None:
+        events.extend(error_events(flow))
+    return events
