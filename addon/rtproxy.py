@@ -7,6 +7,7 @@ every Realtime frame and tracks every channel in the log. `mitmdump -s addon/rtp
 lists the rt_* options. The code lives in rtproxy_core (sans-I/O) and rtproxy_mitm (hooks).
 """
 
+from rtproxy_mitm.faults import Faults
 from rtproxy_mitm.tracker import Tracker
 from rtproxy_mitm.optionerror import mark_running
 from rtproxy_mitm.quiet import Quiet
@@ -21,4 +22,5 @@ class _Running:
 
 
 tracker = Tracker()
-addons = [Worker(report=tracker.report_event), tracker, Quiet(), _Running()]
+# Order matters: the Worker reroutes and faults act before the tracker records what happened.
+addons = [Worker(report=tracker.report_event), Faults(report=tracker.report_event), tracker, Quiet(), _Running()]

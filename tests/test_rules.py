@@ -130,6 +130,7 @@ CASES = {
     "proxy-idle-timeout": lambda: Conv().join().close(None, "", None, t=30),
     "reserved-close-code": lambda: Conv().feed(Hop("close-throws", "clientWebSocket.close(1006) throws")),
     "message-too-large": lambda: Conv().close(1009, "Message is too large", False, t=5),
+    "server-close": lambda: Conv().join().close(1012, "", False, t=5),
 }
 
 
@@ -147,11 +148,25 @@ def test_every_code_has_a_case():
     assert set(CODES) - set(CASES) == {"reconnect-loop"}
 
 
+def test_heartbeat_unanswered_past_the_interval():
+    c = Conv().heartbeats([1], answered=False)
+    assert "heartbeat-timeout" not in c.codes(Timers(heartbeat=5), now=T0 + 5)
+    assert "heartbeat-timeout" in Conv().heartbeats([1], answered=False).codes(Timers(heartbeat=5), now=T0 + 6.5)
+
+
 def test_join_timeout_waits_for_the_timeout():
     c = Conv().join(reply=None)
     assert "join-timeout" not in c.codes(now=T0 + 5)
     assert "join-timeout" in c.codes(now=T0 + 10)
     assert "join-timeout" in Conv().join(reply=None).codes(Timers(join=1), now=T0 + 1.5)
+
+
+def test_rejoin_after_timeout_is_not_a_duplicate():
+    assert "duplicate-join" not in Conv().join(reply=None).join(ref="3", t=2.0).codes()
+
+
+def test_late_join_reply_is_still_a_timeout():
+    assert "join-timeout" in Conv().join(rt=1.5).codes(Timers(join=1))
 
 
 def test_join_errors_are_classified_not_duplicated():

@@ -372,6 +372,11 @@ def _channel_shutdown(s: Session, c: Check) -> Evidence:
       "RLS policies; the client leaves and rejoins after a backoff.")
 def _join_timeout(s: Session, c: Check) -> Evidence:
     for ch in s.channels.values():
+        late = ch.join_latency_ms is not None and ch.join_latency_ms >= c.timers.join * 1000
+        if late:
+            yield ch.topic, f"the phx_reply to phx_join for {ch.topic} came after {ch.join_latency_ms:.0f} ms, " \
+                            f"past the {c.timers.join:g} s join timeout: the client had already given up"
+            continue
         if ch.join_sent_at is None or ch.joined_at is not None or ch.reason:
             continue
         if ch.state not in (JOINING, LEAVING, ERRORED):
@@ -405,6 +410,9 @@ def _heartbeat_timeout(s: Session, c: Check) -> Evidence:
     elif hb.unanswered_at_next:
         yield None, f"{hb.unanswered_at_next} heartbeat(s) still unanswered when the next was due " \
                     f"({hb.answered} of {hb.sent} answered)"
+    elif (sent := hb.oldest_unanswered(s)) is not None and c.now - sent >= c.timers.heartbeat and s.closed is None:
+        yield None, f"a heartbeat sent {c.now - sent:.1f} s ago is still unanswered; realtime-js gives up " \
+                    f"after {c.timers.heartbeat:g} s (close 1000 \"heartbeat timeout\")"
 
 
 @rule("heartbeat-gap", WARNING, "CHANNEL_ERROR after the tab returns; server idle close",
@@ -449,6 +457,20 @@ def _reserved_close_code(s: Session, c: Check) -> Evidence:
         if hop.what == "close-throws":
             yield None, hop.detail
             return
+
+
+@rule("server-close", WARNING, "CHANNEL_ERROR (socket closed: <code>), then reconnect",
+      "The server or a hop ended the socket: 1001 follows a join-rate or tenant disconnect, 1011 a server "
+      "error, 1012 a tenant config change or deploy; other codes come from a hop (check its logs).")
+def _server_close(s: Session, c: Check) -> Evidence:
+    cl = s.closed
+    if cl is None or cl.by_client is not False or cl.code is None or cl.code in (1000, 1009):
+        return
+    meaning = {1001: "going away (join rate limit or tenant disconnect)", 1011: "server error",
+               1012: "service restart (tenant config change, deploy)", 1013: "try again later"}.get(
+        cl.code, "a code Realtime itself does not send: a hop closed it" if cl.code >= 3000 else "")
+    reason = f" \"{cl.reason}\"" if cl.reason else ""
+    yield None, f"the server side closed with {cl.code}{reason}" + (f": {meaning}" if meaning else "")
 
 
 @rule("message-too-large", ERROR, "CHANNEL_ERROR (socket closed: 1009)",

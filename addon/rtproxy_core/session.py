@@ -23,7 +23,8 @@ HEARTBEAT_TOPIC = "phoenix"
 
 MAX_CHANNELS = 500  # per connection; a client that joins more is hostile or broken
 MAX_PENDING = 1000  # pushes awaiting a reply
-MAX_HISTORY = 20  # system messages and hop events kept per channel / connection
+MAX_HISTORY = 20
+DUPLICATE_WINDOW_S = 1.0  # clients back off ≥ 1 s before a rejoin; a second join sooner is a duplicate  # system messages and hop events kept per channel / connection
 
 
 @dataclass(slots=True)
@@ -96,6 +97,13 @@ class Heartbeats:
     max_gap_s: float = 0.0
     unanswered_at_next: int = 0  # heartbeats still pending when the next one went out
     gaps: deque[float] = field(default_factory=lambda: deque(maxlen=64))
+
+    def oldest_unanswered(self, session: "Session") -> float | None:
+        """When the oldest heartbeat still waiting for its reply was sent."""
+        times = [t for (topic, _), (ev, t) in session.pending.items() if topic == HEARTBEAT_TOPIC]
+        if session.null_ref_heartbeats:
+            times.append(session.null_ref_heartbeats[0])
+        return min(times) if times else None
 
     def typical_gap(self) -> float | None:
         """The client's usual heartbeat interval (median gap), once there are a few."""
@@ -242,10 +250,13 @@ class Session:
         if ev.frame is not None and ev.frame.from_client:
             try:
                 msg = frames.decode(ev.frame.data, binary=ev.frame.binary, from_client=True)
-                if msg.event == "phx_join" and msg.topic in self.channels:
-                    self.channels[msg.topic].join_dropped += 1
             except frames.DecodeError:
-                pass
+                msg = None
+            if msg is not None and msg.event == "phx_join":
+                if msg.topic not in self.channels:  # dropped before the tracker saw it: the client did send it
+                    self._client(msg, ev.frame.time, notes)
+                if msg.topic in self.channels:
+                    self.channels[msg.topic].join_dropped += 1
         if count <= 3:  # the first few of a kind are logged; the counts go on
             notes.append(Note("warning", f"hop: {ev.what}: {self.redactor.text(ev.detail)}"))
 
@@ -263,7 +274,7 @@ class Session:
             notes.append(Note("info", self.heartbeats.summary()))
         # A client that closes its own socket normally is done with its channels; anything else is the
         # "socket closed: <code>" CHANNEL_ERROR clients report.
-        clean = ev.by_client is True and ev.code in (1000, 1001, 1005)
+        clean = ev.by_client is True and ev.code in (1000, 1001, 1005) and "timeout" not in ev.reason
         for ch in self.channels.values():
             if ch.state in (JOINING, JOINED, LEAVING):
                 ch.state = CLOSED if clean or ch.state == LEAVING else ERRORED
@@ -357,7 +368,10 @@ class Session:
 
     def _join(self, ch: Channel, msg: frames.Message, t: float, notes: list[Note]) -> None:
         join_ref = msg.join_ref or msg.ref
-        if ch.state in (JOINING, JOINED) and ch.join_ref not in (None, join_ref):
+        # A second join while the first is live: StrictMode-style double subscribe. A rejoin after a
+        # timeout or error comes a backoff (≥ 1 s) later and is not one.
+        recent = ch.join_sent_at is not None and t - ch.join_sent_at < DUPLICATE_WINDOW_S
+        if ch.join_ref not in (None, join_ref) and (ch.state == JOINED or ch.state == JOINING and recent):
             ch.duplicate_joins += 1
         ch.state, ch.join_ref, ch.join_sent_at, ch.reason = JOINING, join_ref, t, None
         ch.joins += 1

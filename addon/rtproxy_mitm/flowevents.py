@@ -44,8 +44,11 @@ def frame_event(m: websocket.WebSocketMessage) -> Frame:
 
 def closed_event(ws: websocket.WebSocketData) -> Closed:
     # mitmproxy records 1006 when the peer vanished without a close frame.
-    code = None if ws.close_code == 1006 else ws.close_code
-    return Closed(code, ws.close_reason or "", ws.closed_by_client, ws.timestamp_end or 0.0)
+    # Without a close frame nobody closed it in WebSocket terms; mitmproxy's side attribution is then just
+    # which TCP connection ended first.
+    if ws.close_code == 1006:
+        return Closed(None, "", None, ws.timestamp_end or 0.0)
+    return Closed(ws.close_code, ws.close_reason or "", ws.closed_by_client, ws.timestamp_end or 0.0)
 
 
 def error_events(flow: http.HTTPFlow) -> list[Event]:

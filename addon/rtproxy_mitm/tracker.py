@@ -155,7 +155,9 @@ class Tracker:
         session = self.live.get(flow.id)
         if session is not None:
             assert flow.websocket is not None
-            self._feed(session, frame_event(flow.websocket.messages[-1]))
+            m = flow.websocket.messages[-1]
+            if not m.dropped:  # a frame a fault dropped never reached the other side (faults report it)
+                self._feed(session, frame_event(m))
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         session = self.live.get(flow.id)

@@ -1,0 +1,108 @@
+"""Per-socket and per-channel state of the local Realtime server, and how frames are queued for sending."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from rtproxy_core import frames
+
+from .pgchanges import Binding
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Queued after the frames that must go out before the close frame."""
+
+    code: int
+    reason: str = ""
+
+
+# Stands where a Jason.Fragment (verbatim JSON text) goes; random so no user string can collide with it.
+_FRAGMENT = f"\x00fragment-{uuid.uuid4().hex}\x00"
+_FRAGMENT_JSON = json.dumps(_FRAGMENT)
+
+
+def jason_order(v: Any) -> Any:
+    """Jason writes small maps in key order; mirror it so frames are byte-comparable with Realtime's."""
+    if isinstance(v, dict):
+        return {k: jason_order(v[k]) for k in sorted(v)}
+    if isinstance(v, list):
+        return [jason_order(x) for x in v]
+    return v
+
+
+def flex_bool(v: Any) -> bool:
+    return v is True or v == "true"  # Realtime's FlexibleBoolean also accepts the strings
+
+
+FRAGMENT = _FRAGMENT
+
+
+class Conn:
+    """One open socket, as the channel layer sees it."""
+
+    def __init__(self, cid: int, vsn: str, tenant: str, token: str) -> None:
+        self.id, self.vsn, self.tenant, self.token = cid, vsn, tenant, token
+        self.joins: dict[str, Member] = {}
+        self.outq: asyncio.Queue[str | bytes | Close] = asyncio.Queue()
+        self.closing = False
+        self.cause = ""  # why the server closed it, for the close log line
+
+    def push(self, topic: str, event: str, payload: Any, *, ref: str | None = None,
+             join_ref: str | None = None) -> None:
+        if not self.closing:
+            msg = frames.Message(topic, event, jason_order(payload), ref=ref, join_ref=join_ref)
+            self.outq.put_nowait(frames.encode_text(msg, self.vsn, from_client=False))
+
+    def reply(self, topic: str, join_ref: str | None, ref: str | None, status: str, response: Any) -> None:
+        self.push(topic, "phx_reply", {"response": response, "status": status}, ref=ref, join_ref=join_ref)
+
+    def push_with_fragment(self, topic: str, event: str, payload: Any, fragment: str) -> None:
+        """Like push; the value FRAGMENT inside `payload` is replaced by the JSON text `fragment` as is."""
+        if not self.closing:
+            msg = frames.Message(topic, event, jason_order(payload))
+            text = frames.encode_text(msg, self.vsn, from_client=False)
+            self.outq.put_nowait(text.replace(_FRAGMENT_JSON, fragment, 1))
+
+    def push_bytes(self, data: bytes) -> None:
+        if not self.closing:
+            self.outq.put_nowait(data)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        if not self.closing:
+            self.closing = True
+            self.outq.put_nowait(Close(code, reason))
+
+
+@dataclass(eq=False)
+class Member:
+    """A joined channel: one topic on one socket."""
+
+    conn: Conn
+    topic: str
+    join_ref: str | None
+    private: bool
+    self_broadcast: bool
+    ack: bool
+    presence_key: str
+    presence_enabled: bool
+    access_token: str
+    bindings: list[Binding] = field(default_factory=list)
+    pg_error: str | None = None  # unparsable postgres_changes params: reported after the join
+    pg_active: bool = False  # CDC subscription succeeded: postgres changes are delivered
+    presence_meta: dict[str, Any] | None = None
+    track_payload: Any = None
+    timer: asyncio.TimerHandle | None = None
+
+    @property
+    def sub(self) -> str:
+        return self.topic.removeprefix("realtime:")
+
+    @property
+    def group(self) -> tuple[str, bool, str]:
+        # Realtime's tenant topic: public and private channels of one name are separate, as are tenants.
+        return (self.conn.tenant, self.private, self.topic)

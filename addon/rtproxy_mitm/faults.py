@@ -1,0 +1,123 @@
+"""Fault injection (rt_fault): carries out what rtproxy_core.faults decides for each frame, and runs the
+timers (close after N s, idle timeout). Works in every mode, on the flows the tracker tracks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from mitmproxy import ctx, http
+from rtproxy_core import frames
+from rtproxy_core.events import Event, Frame, Hop
+from rtproxy_core.faults import FAULTS, FaultPlan, FaultSpec, parse_faults
+
+from .closing import close_with_code, drop_without_close
+from .flowevents import UPSTREAM_URL, is_realtime
+from .optionerror import reject
+
+logger = logging.getLogger("rtproxy")
+
+
+class Faults:
+    def __init__(self, report: Callable[[str, Event], None]) -> None:
+        self.report = report
+        self.spec = FaultSpec()
+        self.plans: dict[str, FaultPlan] = {}
+        self.last_frame_at: dict[str, float] = {}
+        self.tasks: dict[str, list[asyncio.Task]] = {}
+
+    def load(self, loader) -> None:
+        forms = "; ".join(f"{n}{'=' + a if a else ''}: {what}" for n, (a, what) in FAULTS.items())
+        loader.add_option(
+            name="rt_fault", typespec=str, default="",
+            help=f"Comma-separated faults to inject into Realtime connections, combinable with any mode. {forms}.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "rt_fault" in updated:
+            try:
+                self.spec = parse_faults(ctx.options.rt_fault)
+            except ValueError as e:
+                reject("rt_fault", str(e))
+                return
+            if self.spec.any:
+                logger.info(f"rtproxy: injecting faults: {ctx.options.rt_fault}")
+
+    def _hop(self, flow: http.HTTPFlow, note: str, frame: Frame | None = None) -> None:
+        self.report(flow.id, Hop("fault", note, time.time(), frame))
+
+    # -------------------------------------------------------------------------------- hooks
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if self.spec.strip_query and is_realtime(flow) and flow.response is None and "?" in flow.request.path:
+            flow.request.path = flow.request.path.split("?", 1)[0]
+            if UPSTREAM_URL in flow.metadata:
+                flow.metadata[UPSTREAM_URL] = flow.request.url
+            logger.info(f"[rt {flow.id[:6]}] fault strip-query: the upgrade goes upstream without its query")
+
+    def websocket_start(self, flow: http.HTTPFlow) -> None:
+        if not self.spec.any or not is_realtime(flow):
+            return
+        vsn = frames.vsn_family(flow.request.query.get("vsn")) or frames.V1
+        self.plans[flow.id] = FaultPlan(self.spec, vsn)
+        self.last_frame_at[flow.id] = time.monotonic()
+        loop = asyncio.get_running_loop()
+        tasks = self.tasks[flow.id] = []
+        if self.spec.close:
+            tasks.append(loop.create_task(self._close_later(flow, *self.spec.close)))
+        if self.spec.idle_timeout_s is not None:
+            tasks.append(loop.create_task(self._idle_watch(flow, self.spec.idle_timeout_s)))
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        plan = self.plans.get(flow.id)
+        if plan is None:
+            return
+        assert flow.websocket is not None
+        m = flow.websocket.messages[-1]
+        self.last_frame_at[flow.id] = time.monotonic()
+        if m.injected:
+            return
+        action = plan.on_frame(m.from_client, not m.is_text, m.content)
+        if action.note:
+            frame = Frame(m.from_client, not m.is_text, m.content, m.timestamp) if action.drop else None
+            self._hop(flow, action.note, frame)
+        if action.drop or action.delay_ms:
+            m.drop()
+        if action.delay_ms and not action.drop:
+            self.tasks.setdefault(flow.id, []).append(asyncio.get_running_loop().create_task(
+                self._deliver_later(flow, action.delay_ms / 1000, not m.from_client, m.content, m.is_text)))
+        for text in action.inject_to_client:
+            ctx.master.commands.call("inject.websocket", flow, True, text.encode(), True)
+        if action.close:
+            close_with_code(flow, *action.close)
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        self.plans.pop(flow.id, None)
+        self.last_frame_at.pop(flow.id, None)
+        for task in self.tasks.pop(flow.id, []):
+            task.cancel()
+
+    # -------------------------------------------------------------------------------- timers
+
+    async def _deliver_later(self, flow: http.HTTPFlow, delay: float, to_client: bool, content: bytes,
+                             is_text: bool) -> None:
+        await asyncio.sleep(delay)
+        if flow.websocket is not None and flow.websocket.timestamp_end is None:
+            ctx.master.commands.call("inject.websocket", flow, to_client, content, is_text)
+
+    async def _close_later(self, flow: http.HTTPFlow, code: int, after: float, reason: str) -> None:
+        await asyncio.sleep(after)
+        if close_with_code(flow, code, reason):
+            self._hop(flow, f"closed the connection with {code} {reason!r} after {after:g} s (close)")
+
+    async def _idle_watch(self, flow: http.HTTPFlow, idle: float) -> None:
+        while True:
+            silent = time.monotonic() - self.last_frame_at.get(flow.id, time.monotonic())
+            if silent >= idle:
+                self._hop(flow, f"no frames for {idle:g} s: dropped the connection without a close frame "
+                                "(idle-timeout)")
+                drop_without_close(flow)
+                return
+            await asyncio.sleep(idle - silent)
