@@ -113,3 +113,5 @@ def test_vsn_family():
     assert frames.vsn_family("2.0.0") == frames.V2
     assert frames.vsn_family("3.0.0") is None
     assert frames.vsn_family("abc") is None
+    assert frames.vsn_family("1.9.3") is None and frames.vsn_family("2.0.0-rc.1") is None
+    assert frames.vsn_family("2.0.0+build") == frames.V2 and frames.vsn_family("1.0.7") == frames.V1

@@ -16,6 +16,7 @@ Binary layouts (realtime-protocol.md §2.3); every length is one unsigned byte c
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,18 +81,20 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+# Elixir Version syntax: MAJOR.MINOR.PATCH[-pre][+build]
+_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")
+
+
 def vsn_family(vsn: str | None) -> str | None:
-    """The serializer a server picks for a vsn query value: None (absent) means 1.0.0 (Phoenix default);
-    an unsupported value gives None (the server answers 403)."""
+    """The serializer a Realtime server picks for a vsn query value. Absent means 1.0.0 (Phoenix's
+    default). Realtime requires "~> 1.0.0" / "~> 2.0.0": x.0.z, build metadata allowed, pre-releases
+    (which sort below x.0.0) refused, so 1.9.3 and 2.0.0-rc.1 get None: the server answers 403."""
     if vsn is None:
         return V1
-    parts = vsn.split(".")
-    if len(parts) == 3 and all(p.isdigit() for p in parts):
-        if parts[0] == "1":
-            return V1
-        if parts[0] == "2":
-            return V2
-    return None
+    m = _VERSION.fullmatch(vsn)
+    if m is None or m[4] is not None or m[2] != "0":
+        return None
+    return {"1": V1, "2": V2}.get(m[1])
 
 
 def shape_for(vsn: str) -> str:

@@ -147,8 +147,10 @@ def _short(value: Any, limit: int = 160) -> str:
 class Session:
     """State of one Realtime connection. `conn` is a short id used in notes."""
 
-    def __init__(self, conn: str = "", redactor: Redactor | None = None, debug: bool = False) -> None:
+    def __init__(self, conn: str = "", redactor: Redactor | None = None, debug: bool = False,
+                 join_timeout_s: float = 10.0) -> None:
         self.conn = conn
+        self.join_timeout_s = join_timeout_s  # the client's: a later reply finds it already TIMED_OUT
         self.redactor = redactor or Redactor()
         self.debug = debug  # build per-frame notes only when someone will read them
         self.url: str | None = None
@@ -468,7 +470,11 @@ class Session:
             if msg.ref != ch.join_ref and msg.join_ref not in (None, ch.join_ref):
                 return  # reply to a join the client has already given up on
             ms = (t - sent_at) * 1000
-            if status == "ok":
+            if ms >= self.join_timeout_s * 1000 and ch.state == JOINING:
+                ch.state, ch.join_latency_ms = ERRORED, ms  # the client reported TIMED_OUT already
+                notes.append(Note("warning", f"{topic} join reply ({status}) came after {ms:.0f} ms, past the "
+                                             f"client's {self.join_timeout_s:g} s join timeout", topic))
+            elif status == "ok":
                 ch.state, ch.joined_at, ch.join_latency_ms = JOINED, t, ms
                 pg = response.get("postgres_changes") if isinstance(response, dict) else None
                 ch.server_bindings = [b for b in pg if isinstance(b, dict)] if isinstance(pg, list) else []

@@ -24,9 +24,9 @@ from rtproxy_core import frames
 
 from . import jwt
 from .pgchanges import EVENTS, BindingError, binding_id, change_data, parse_binding
-from .state import FRAGMENT, Close, Conn, Member, flex_bool
+from .state import FRAGMENT, Conn, Member, flex_bool
 
-__all__ = ["Close", "Conn", "Hub", "Member"]
+__all__ = ["Hub"]
 
 if TYPE_CHECKING:
     from .config import ServerConfig

@@ -19,7 +19,6 @@ import http
 import itertools
 import json
 import logging
-import re
 import socket
 from collections.abc import AsyncIterator
 from email.utils import formatdate
@@ -34,8 +33,9 @@ from websockets.http11 import Request, Response
 from rtproxy_core import frames
 
 from . import jwt
-from .channels import Close, Conn, Hub
+from .channels import Hub
 from .config import ServerConfig
+from .state import Close, Conn
 
 __all__ = ["LocalRealtime", "ServerConfig"]
 
@@ -88,20 +88,6 @@ def _tenant(host: str) -> str:
     return host.split(".", 1)[0]
 
 
-_SEMVER = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")
-
-
-def negotiate_vsn(vsn: str | None) -> str | None:
-    """Phoenix's negotiate_serializer for Realtime's `"~> 1.0.0"` / `"~> 2.0.0"` requirements: absent means
-    1.0.0; otherwise an Elixir Version that is >= x.0.0 and < x.1.0 (so 1.0.7 is V1 but 1.9.3 is refused,
-    and a pre-release like 2.0.0-rc sorts below 2.0.0). None: answer 403. Stricter than
-    frames.vsn_family, which accepts any 1.x.y/2.x.y."""
-    if vsn is None:
-        return frames.V1
-    m = _SEMVER.fullmatch(vsn)
-    if m is None or m[4] is not None or m[2] != "0":
-        return None
-    return {"1": frames.V1, "2": frames.V2}.get(m[1])
 
 
 def _sendable(code: int) -> bool:
@@ -239,7 +225,7 @@ class LocalRealtime:
         if path not in WS_PATHS:
             log.info("rejected %s: 404 no route", path)
             return _response(404, b"Not Found", "text/plain; charset=utf-8")
-        vsn = negotiate_vsn(query.get("vsn"))
+        vsn = frames.vsn_family(query.get("vsn"))
         if vsn is None:  # Phoenix negotiates the serializer before UserSocket.connect: no backoff
             log.info("rejected %s: 403 unsupported vsn %r", path, query.get("vsn")[:20])
             return _response(403)

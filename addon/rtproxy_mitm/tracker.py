@@ -129,7 +129,8 @@ class Tracker:
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.id in self.live or not is_realtime(flow):
             return
-        session = Session(conn=flow.id[:6], redactor=self.redactor, debug=self.debug)
+        session = Session(conn=flow.id[:6], redactor=self.redactor, debug=self.debug,
+                          join_timeout_s=self.diagnoser.timers.join)
         self.live[flow.id] = session
         self.connections += 1
         for event in request_events(flow):

@@ -1,0 +1,62 @@
+import json
+
+from rtproxy_local.jwt import mint
+from rtproxy_core.redact import REDACTED, Redactor, describe_jwt, jwt_claims
+
+NOW = 1_800_000_000
+TOKEN = None
+
+
+def token(exp_delta=3600, role="authenticated"):
+    return mint({"role": role, "exp": NOW + exp_delta, "sub": "user-1"})
+
+
+def test_url_apikey_redacted_and_readable():
+    t = token()
+    out = Redactor().url(f"wss://abc.supabase.co/realtime/v1/websocket?apikey={t}&vsn=2.0.0")
+    assert t not in out and "apikey=[redacted]" in out and "vsn=2.0.0" in out
+
+
+def test_sb_keys_and_jwts_in_text():
+    t = token(-7200)
+    out = Redactor().text(f"key sb_publishable_abcdef123456 and {t} here", now=NOW)
+    assert "sb_publishable_abcdef123456" not in out and t not in out
+    assert "<jwt role=authenticated expired 2h ago>" in out
+
+
+def test_payload_access_token_shows_claims_only():
+    t = token(59 * 60 + 30)
+    p = {"config": {}, "access_token": t, "nested": [{"token": "opaque-secret"}]}
+    out = Redactor().payload(p, now=NOW)
+    assert out["access_token"] == "<jwt role=authenticated exp in 59m>"
+    assert out["nested"][0]["token"] == REDACTED
+    assert p["access_token"] == t  # input untouched
+    assert t not in json.dumps(out)
+
+
+def test_headers():
+    out = dict(Redactor().headers([("x-api-key", "k"), ("Authorization", "Bearer x"), ("host", "h")]))
+    assert out == {"x-api-key": REDACTED, "Authorization": REDACTED, "host": "h"}
+
+
+def test_show_secrets_opt_in():
+    t = token()
+    r = Redactor(show_secrets=True)
+    assert r.url(f"/x?apikey={t}") == f"/x?apikey={t}"
+    assert r.payload({"access_token": t}) == {"access_token": t}
+
+
+def test_jwt_claims_and_non_jwts():
+    assert jwt_claims(token())["role"] == "authenticated"
+    assert jwt_claims("not.a.jwt") is None
+    assert describe_jwt("garbage") == "<not a jwt>"
+
+
+def test_deep_nesting_is_bounded():
+    deep = {}
+    cur = deep
+    for _ in range(500):
+        cur["a"] = {}
+        cur = cur["a"]
+    out = Redactor().payload(deep)
+    assert "[nested too deep]" in json.dumps(out)
