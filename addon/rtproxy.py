@@ -9,6 +9,7 @@ lists the rt_* options. The code lives in rtproxy_core (sans-I/O) and rtproxy_mi
 
 from rtproxy_mitm.faults import Faults
 from rtproxy_mitm.tracker import Tracker
+from rtproxy_mitm.trim import Trim
 from rtproxy_mitm.optionerror import mark_running
 from rtproxy_mitm.quiet import Quiet
 from rtproxy_mitm.worker import Worker
@@ -23,4 +24,11 @@ class _Running:
 
 tracker = Tracker()
 # Order matters: the Worker reroutes and faults act before the tracker records what happened.
-addons = [Worker(report=tracker.report_event), Faults(report=tracker.report_event), tracker, Quiet(), _Running()]
+addons = [
+    Worker(report=tracker.report_event),
+    Faults(report=tracker.report_event),
+    tracker,
+    Trim(),  # after the tracker, which reads the newest message
+    Quiet(),
+    _Running(),
+]

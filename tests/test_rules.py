@@ -197,6 +197,24 @@ def test_reconnect_loop_across_connections():
     assert found.count("reconnect-loop") == 1
 
 
+def _loop_codes(close_code, by_client, starts, length=0.5):
+    d = Diagnoser()
+    found = []
+    for i, start in enumerate(starts):
+        s = Session(f"c{i}")
+        s.feed(Opened(URL, [], T0 + start))
+        s.feed(Handshake(101, [], b"", T0 + start))
+        s.feed(Closed(close_code, "", by_client, T0 + start + length))
+        found += [f.code for f in d.end(s)]
+    return found
+
+
+def test_no_reconnect_loop_for_healthy_or_parallel_connections():
+    assert "reconnect-loop" not in _loop_codes(1000, True, [0, 2, 4])  # the client was done each time
+    assert "reconnect-loop" not in _loop_codes(1011, False, [0, 0.1, 0.2], length=3)  # overlapping tabs
+    assert "reconnect-loop" in _loop_codes(1011, False, [0, 2, 4])
+
+
 def test_findings_reported_once():
     c = Conv().join(reply=None)
     d = Diagnoser()

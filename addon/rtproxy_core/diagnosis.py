@@ -31,7 +31,7 @@ class Diagnoser:
     def __init__(self, timers: Timers | None = None) -> None:
         self.timers = timers or Timers()
         self._fired: dict[int, set[tuple[str, str | None]]] = {}
-        self._recent: deque[tuple[str, float, float]] = deque(maxlen=200)  # (key, opened, ended)
+        self._recent: deque[tuple[str, float, float, bool]] = deque(maxlen=200)  # key, opened, ended, failed
         self._loops: set[str] = set()
 
     def check(self, s: Session, now: float, final: bool = False) -> list[Finding]:
@@ -52,9 +52,16 @@ class Diagnoser:
         self._fired.pop(id(s), None)
         start = s.opened_at if s.opened_at is not None else end
         key = _key(s)
-        self._recent.append((key, start, end))
-        short = [(a, b) for k, a, b in self._recent if k == key and b - a < LOOP_SHORT_S
-                 and end - a <= LOOP_WINDOW_S]
+        self._recent.append((key, start, end, s.failed))
+        # A loop: failed connections to the same place, one after the other, each short-lived. Healthy
+        # connections in a row, or parallel ones (several tabs), are not.
+        short: list[tuple[float, float]] = []
+        for k, a, b, failed in reversed(self._recent):
+            if k != key:
+                continue
+            if not failed or b - a >= LOOP_SHORT_S or end - a > LOOP_WINDOW_S or (short and b > short[-1][0]):
+                break
+            short.append((a, b))
         if len(short) >= LOOP_MIN and key not in self._loops:
             self._loops.add(key)
             span = end - min(a for a, _ in short)

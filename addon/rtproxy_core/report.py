@@ -35,12 +35,6 @@ def has_error(sessions: list[Session]) -> bool:
     return any(f.severity == "error" for s in sessions for f in s.findings)
 
 
-def _channel_line(ch: dict[str, Any]) -> str:
-    lat = f", joined in {ch['join_latency_ms']:.0f} ms" if ch["join_latency_ms"] is not None else ""
-    why = f" — {ch['reason']}" if ch["reason"] else ""
-    return f"{ch['topic']}: {ch['state']}{lat}, {ch['received']} in / {ch['sent']} out{why}"
-
-
 def report_text(sessions: list[Session]) -> str:
     if not sessions:
         return "no Realtime connections in the capture\n"
@@ -52,8 +46,8 @@ def report_text(sessions: list[Session]) -> str:
         lines.append(f"connection {i}: {c['url']}")
         lines.append(f"  handshake {c['status']}{(' ' + c['rejection']) if c['rejection'] else ''}, "
                      f"vsn {c['vsn']}{end}")
-        for ch in c["channels"]:
-            lines.append("  " + _channel_line(ch))
+        for ch in s.channels.values():
+            lines.append("  " + ch.describe(s.redactor))
         if not c["findings"]:
             lines.append("  no findings")
         for f in c["findings"]:

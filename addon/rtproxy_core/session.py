@@ -67,6 +67,12 @@ class Channel:
     postgres_changes: int = 0
     closed_by: str | None = None  # "server" | "client"
 
+    def describe(self, redactor: Redactor) -> str:
+        """One line: `realtime:room1: joined (12 ms), 3 in / 2 out[, reason]`."""
+        lat = f" ({self.join_latency_ms:.0f} ms)" if self.join_latency_ms is not None else ""
+        why = f", {redactor.text(self.reason)}" if self.reason else ""
+        return f"{self.topic}: {self.state}{lat}, {self.received} in / {self.sent} out{why}"
+
     def summary(self) -> dict[str, Any]:
         return {
             "topic": self.topic,
@@ -276,15 +282,13 @@ class Session:
             notes.append(Note("info", self.heartbeats.summary()))
         # A client that closes its own socket normally is done with its channels; anything else is the
         # "socket closed: <code>" CHANNEL_ERROR clients report.
-        clean = ev.by_client is True and ev.code in (1000, 1001, 1005) and "timeout" not in ev.reason
+        clean = not self.failed
         for ch in self.channels.values():
             if ch.state in (JOINING, JOINED, LEAVING):
                 ch.state = CLOSED if clean or ch.state == LEAVING else ERRORED
                 if not clean:
                     ch.reason = ch.reason or f"socket closed: {code}{reason}"
-            lat = f", joined in {ch.join_latency_ms:.0f} ms" if ch.join_latency_ms is not None else ""
-            notes.append(Note("info", f"  {ch.topic}: {ch.state}{lat}, {ch.received} in / {ch.sent} out"
-                                      + (f", {self.redactor.text(ch.reason)}" if ch.reason else ""), ch.topic))
+            notes.append(Note("info", "  " + ch.describe(self.redactor), ch.topic))
 
     # ------------------------------------------------------------------------------------ frames
 
@@ -499,6 +503,18 @@ class Session:
         hb.rtt_max_ms = max(hb.rtt_max_ms, rtt)
 
     # ------------------------------------------------------------------------------------ views
+
+    @property
+    def failed(self) -> bool:
+        """Did the connection itself fail (as opposed to ending because the client was done)?"""
+        if self.status is not None and self.status != 101:
+            return True
+        if self.upstream_status not in (None, 101) or "upstream-failed" in self.hop_counts:
+            return True
+        c = self.closed
+        if c is None:
+            return False
+        return not (c.by_client is True and c.code in (1000, 1001, 1005) and "timeout" not in c.reason)
 
     def summary(self) -> dict[str, Any]:
         r = self.redactor

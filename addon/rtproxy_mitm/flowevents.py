@@ -63,7 +63,10 @@ def flow_events(flow: http.HTTPFlow) -> list[Event]:
     if flow.response is not None:
         events.append(handshake_event(flow.response))
     if flow.websocket is not None:
-        events.extend(frame_event(m) for m in flow.websocket.messages)
+        for m in flow.websocket.messages:
+            # A dropped message never reached the other side; live, the fault reported it the same way.
+            events.append(Hop("frame-dropped", "dropped by the hop", m.timestamp, frame_event(m)) if m.dropped
+                          else frame_event(m))
         if flow.websocket.timestamp_end is not None:
             events.append(closed_event(flow.websocket))
     elif flow.error is not None and flow.response is None:

@@ -38,6 +38,7 @@ class Tracker:
         self.debug = False
         self.counts: Counter[str] = Counter()  # findings by code, whole run
         self.connections = 0
+        self.broken: set[str] = set()  # connections whose tracking hit an internal error
         self._tick: asyncio.Task | None = None
 
     def load(self, loader) -> None:
@@ -90,7 +91,19 @@ class Tracker:
             await asyncio.sleep(TICK_S)
             now = time.time()
             for session in list(self.live.values()):
-                self._findings(session, self.diagnoser.check(session, now))
+                self._guarded(session, lambda s=session: self._findings(s, self.diagnoser.check(s, now)))
+
+    def _guarded(self, session: Session, work) -> None:
+        """Run work for a session; a bug in rtproxy must never disturb the traffic. The first internal
+        error of a connection is logged and its tracking stops; the flow itself goes on untouched."""
+        if session.conn in self.broken:
+            return
+        try:
+            work()
+        except Exception as e:  # noqa: BLE001
+            self.broken.add(session.conn)
+            logger.error(f"[rt {session.conn}] rtproxy internal error, no longer tracking this connection: "
+                         f"{type(e).__name__}: {e}", exc_info=True)
 
     # -------------------------------------------------------------------------------- events in
 
@@ -101,11 +114,14 @@ class Tracker:
             self._feed(session, event)
 
     def _feed(self, session: Session, event: Event) -> None:
-        notes = session.feed(event)
-        for note in notes:
-            self._log(session, note)
-        if any(n.level != "debug" for n in notes):
-            self._findings(session, self.diagnoser.check(session, getattr(event, "time", 0.0) or time.time()))
+        def work() -> None:
+            notes = session.feed(event)
+            for note in notes:
+                self._log(session, note)
+            if any(n.level != "debug" for n in notes):
+                now = getattr(event, "time", 0.0) or time.time()
+                self._findings(session, self.diagnoser.check(session, now))
+        self._guarded(session, work)
 
     def _log(self, session: Session, note: Note) -> None:
         logger.log(LEVELS[note.level], f"[rt {session.conn}] {note.text}")
@@ -121,7 +137,8 @@ class Tracker:
     def _finish(self, flow: http.HTTPFlow) -> None:
         session = self.live.pop(flow.id, None)
         if session is not None:
-            self._findings(session, self.diagnoser.end(session))
+            self._guarded(session, lambda: self._findings(session, self.diagnoser.end(session)))
+            self.broken.discard(session.conn)
             self.finished.append(session)
 
     # -------------------------------------------------------------------------------- hooks

@@ -1,0 +1,112 @@
+"""rtdiagnose on the three capture kinds, each written by the tests from real runs through the addon:
+a mitmproxy flow file (-w), a HAR from mitmproxy's savehar (hardump), and a HAR in Chrome DevTools' shape."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import pytest
+from realtime import AsyncRealtimeClient
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from chrome_har import write_chrome_har
+from conftest import ROOT
+
+RTDIAGNOSE = [sys.executable, str(ROOT / "scripts" / "rtdiagnose.py")]
+UNAUTHORIZED = "Unauthorized: You do not have permissions to read from this Channel topic: private-room"
+
+
+def rtdiagnose(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([*RTDIAGNOSE, *map(str, args)], capture_output=True, text=True, timeout=60)
+
+
+async def join(port: int, key: str, name: str) -> list[str]:
+    rt = AsyncRealtimeClient(f"ws://127.0.0.1:{port}/realtime/v1", token=key, auto_reconnect=False, max_retries=1)
+    statuses: list[str] = []
+    await rt.connect()
+    ch = rt.channel(name, {"config": {"broadcast": {"self": True}}})
+    await ch.subscribe(lambda status, err: statuses.append(status.value))
+    if statuses == ["SUBSCRIBED"] and name == "room1":
+        got = asyncio.Event()
+        ch.on_broadcast("hi", lambda _: got.set())
+        await ch.send_broadcast("hi", {"n": 1})
+        await asyncio.wait_for(got.wait(), 10)
+    await rt.close()
+    return statuses
+
+
+async def capture(mitmdump, local_server, tmp_path, key, names: list[str], keyless: bool):
+    flows, har = tmp_path / "run.flows", tmp_path / "run.har"
+    proxy = await mitmdump(f"rt_supabase_url={local_server.url}", f"hardump={har}", extra=("-w", str(flows)))
+    for name in names:
+        await join(proxy.port, key, name)
+    if keyless:
+        with pytest.raises(InvalidStatus):
+            async with connect(f"ws://127.0.0.1:{proxy.port}/realtime/v1/websocket?vsn=1.0.0"):
+                pass
+    await proxy.stop()  # hardump is written on exit
+    chrome = tmp_path / "chrome.har"
+    write_chrome_har(flows, chrome)
+    return {"flow file": flows, "mitmproxy HAR": har, "Chrome HAR": chrome}
+
+
+@pytest.fixture
+async def failing_run(mitmdump, local_server, tmp_path, anon_key):
+    local_server.config.join_errors = {"private-room": UNAUTHORIZED}
+    local_server.config.shutdown_channels = {"doomed": "Too many messages per second"}
+    return await capture(mitmdump, local_server, tmp_path, anon_key, ["room1", "private-room", "doomed"], True)
+
+
+async def test_all_capture_kinds_give_the_same_diagnosis(failing_run, anon_key):
+    for kind, path in failing_run.items():
+        assert path.exists(), kind
+        r = rtdiagnose(path, "--json")
+        assert r.returncode == 1, (kind, r.stderr)
+        report = json.loads(r.stdout)
+        conns = report["connections"]
+        assert len(conns) == 4, kind
+        codes = {f["code"] for c in conns for f in c["findings"]}
+        assert {"join-unauthorized", "channel-shutdown", "rate-limited", "apikey-missing"} <= codes, (kind, codes)
+        unauthorized = next(f for c in conns for f in c["findings"] if f["code"] == "join-unauthorized")
+        assert unauthorized["topic"] == "realtime:private-room" and UNAUTHORIZED in unauthorized["evidence"]
+        assert set(unauthorized) == {"code", "severity", "topic", "explains", "evidence", "fix"}
+        healthy = next(c for c in conns if any(ch["topic"] == "realtime:room1" for ch in c["channels"]))
+        assert [f for f in healthy["findings"] if f["severity"] != "info"] == [], kind
+        assert healthy["channels"][0]["broadcasts_received"] == 1
+        assert anon_key not in r.stdout and "apikey=[redacted]" in r.stdout, kind
+
+
+async def test_text_output_for_people(failing_run):
+    r = rtdiagnose(failing_run["Chrome HAR"])
+    assert r.returncode == 1
+    assert "[error] join-unauthorized realtime:private-room → CHANNEL_ERROR" in r.stdout
+    assert "evidence: phx_join answered status error" in r.stdout and "fix: " in r.stdout
+
+
+async def test_healthy_capture_exits_zero(mitmdump, local_server, tmp_path, anon_key):
+    paths = await capture(mitmdump, local_server, tmp_path, anon_key, ["room1"], False)
+    for kind, path in paths.items():
+        r = rtdiagnose(path)
+        assert r.returncode == 0, (kind, r.stdout)
+
+
+@pytest.mark.parametrize("content,why", [
+    (b"\x00\x01garbage", "not a mitmproxy flow file"),
+    (b'{"not": "a har"}', "not a HAR file"),
+    (b"{broken json", "not valid JSON"),
+])
+def test_unreadable_input_exits_2_with_one_line(tmp_path, content, why):
+    p = tmp_path / "capture"
+    p.write_bytes(content)
+    r = rtdiagnose(p)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and why in r.stderr, r.stderr
+
+
+def test_missing_file_exits_2(tmp_path):
+    r = rtdiagnose(tmp_path / "nope.har")
+    assert r.returncode == 2 and "cannot read" in r.stderr
