@@ -24,12 +24,22 @@ def rtdiagnose(*args) -> subprocess.CompletedProcess:
     return subprocess.run([*RTDIAGNOSE, *map(str, args)], capture_output=True, text=True, timeout=60)
 
 
-async def join(port: int, key: str, name: str) -> list[str]:
+async def join(port: int, key: str, name: str, until: str | None = None) -> list[str]:
+    """Join `name`; with `until`, stay connected until the client reports that status."""
     rt = AsyncRealtimeClient(f"ws://127.0.0.1:{port}/realtime/v1", token=key, auto_reconnect=False, max_retries=1)
     statuses: list[str] = []
+    reached = asyncio.Event()
+
+    def on_status(status, err):
+        statuses.append(status.value)
+        if status.value == until:
+            reached.set()
+
     await rt.connect()
     ch = rt.channel(name, {"config": {"broadcast": {"self": True}}})
-    await ch.subscribe(lambda status, err: statuses.append(status.value))
+    await ch.subscribe(on_status)
+    if until:
+        await asyncio.wait_for(reached.wait(), 10)
     if statuses == ["SUBSCRIBED"] and name == "room1":
         got = asyncio.Event()
         ch.on_broadcast("hi", lambda _: got.set())
@@ -41,9 +51,10 @@ async def join(port: int, key: str, name: str) -> list[str]:
 
 async def capture(mitmdump, local_server, tmp_path, key, names: list[str], keyless: bool):
     flows, har = tmp_path / "run.flows", tmp_path / "run.har"
-    proxy = await mitmdump(f"rt_supabase_url={local_server.url}", f"hardump={har}", extra=("-w", str(flows)))
+    proxy = await mitmdump(f"rt_supabase_url={local_server.url}", f"hardump={har}", f"rt_report={tmp_path}/live.md",
+                           extra=("-w", str(flows)))
     for name in names:
-        await join(proxy.port, key, name)
+        await join(proxy.port, key, name, until="CLOSED" if name == "doomed" else None)
     if keyless:
         with pytest.raises(InvalidStatus):
             async with connect(f"ws://127.0.0.1:{proxy.port}/realtime/v1/websocket?vsn=1.0.0"):
@@ -78,6 +89,18 @@ async def test_all_capture_kinds_give_the_same_diagnosis(failing_run, anon_key):
         assert [f for f in healthy["findings"] if f["severity"] != "info"] == [], kind
         assert healthy["channels"][0]["broadcasts_received"] == 1
         assert anon_key not in r.stdout and "apikey=[redacted]" in r.stdout, kind
+
+
+async def test_live_report_matches_offline(failing_run, anon_key):
+    """rt_report (the rt.report command, run on exit) writes the same findings the offline run gives."""
+    folder = failing_run["flow file"].parent
+    live = json.loads((folder / "live.json").read_text())
+    offline = json.loads(rtdiagnose(failing_run["flow file"], "--json").stdout)
+    codes = lambda r: sorted(f["code"] for c in r["connections"] for f in c["findings"])  # noqa: E731
+    assert codes(live) == codes(offline)
+    md = (folder / "live.md").read_text()
+    assert "| `join-unauthorized` | 1 |" in md and "| realtime:private-room | errored |" in md
+    assert anon_key not in md
 
 
 async def test_text_output_for_people(failing_run):
