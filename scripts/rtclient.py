@@ -39,10 +39,18 @@ def socket_base(url: str) -> str:
 
 
 class Printer:
-    def __init__(self, as_json: bool, redactor: Redactor) -> None:
+    """Prints what happens; counts what arrives so --count can stop early."""
+
+    def __init__(self, as_json: bool, redactor: Redactor, count: int | None = None) -> None:
         self.as_json, self.redactor = as_json, redactor
+        self.count, self.arrived = count, 0
+        self.enough = asyncio.Event()
 
     def __call__(self, kind: str, detail: object = None) -> None:
+        if kind != "status":
+            self.arrived += 1
+            if self.count is not None and self.arrived >= self.count:
+                self.enough.set()
         if hasattr(detail, "model_dump"):  # the client hands some messages over as pydantic models
             detail = detail.model_dump(mode="json")
         detail = self.redactor.payload(detail)
@@ -87,7 +95,10 @@ async def run(args: argparse.Namespace, out: Printer) -> int:
         if args.broadcast:
             event, raw = args.broadcast
             await channel.send_broadcast(event, json.loads(raw))
-    await asyncio.sleep(args.listen)  # the user asked to listen this long
+    try:
+        await asyncio.wait_for(out.enough.wait(), args.listen)
+    except TimeoutError:
+        pass  # listened as long as asked
     await client.close()
     return 0 if "SUBSCRIBED" in statuses else 1
 
@@ -104,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--key", default=os.environ.get("SUPABASE_ANON_KEY") or os.environ.get("SUPABASE_KEY"),
                     help="apikey (default: $SUPABASE_ANON_KEY, else the local server's dev anon key)")
     ap.add_argument("--listen", type=float, default=3.0, help="seconds to keep listening after joining")
+    ap.add_argument("--count", type=int, metavar="N", help="stop once N messages have arrived (or --listen ends)")
     ap.add_argument("--timeout", type=int, default=10, help="join timeout in seconds (Realtime clients: 10)")
     ap.add_argument("--hb-interval", type=int, default=25, help="heartbeat interval in seconds (floor 15)")
     ap.add_argument("--json", action="store_true", help="print JSON lines")
@@ -120,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(e))
     args.key = args.key or dev_anon_key()
     logging.basicConfig(level=logging.CRITICAL)  # the client logs tracebacks at ERROR; we print outcomes
-    return asyncio.run(run(args, Printer(args.json, Redactor(args.show_secrets))))
+    async def main_async() -> int:
+        return await run(args, Printer(args.json, Redactor(args.show_secrets), args.count))
+    return asyncio.run(main_async())
 
 
 if __name__ == "__main__":
