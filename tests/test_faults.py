@@ -48,7 +48,8 @@ def test_drop_join_drops_client_joins_only():
 
 def test_delay_replies():
     plan = FaultPlan(parse_faults("delay-replies=300"), frames.V1)
-    a = plan.on_frame(False, False, b'{"event":"phx_reply","payload":{"status":"ok","response":{}},"ref":"1","topic":"t"}')
+    reply = b'{"event":"phx_reply","payload":{"status":"ok","response":{}},"ref":"1","topic":"t"}'
+    a = plan.on_frame(False, False, reply)
     assert a.delay_ms == 300 and not a.drop
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .session import CLOSED, ERRORED, JOINED, JOINING, LEAVING, Channel, Session
+from .session import CLOSED, ERRORED, JOINING, LEAVING, Channel, Session
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}

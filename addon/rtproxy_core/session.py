@@ -23,8 +23,8 @@ HEARTBEAT_TOPIC = "phoenix"
 
 MAX_CHANNELS = 500  # per connection; a client that joins more is hostile or broken
 MAX_PENDING = 1000  # pushes awaiting a reply
-MAX_HISTORY = 20
-DUPLICATE_WINDOW_S = 1.0  # clients back off ≥ 1 s before a rejoin; a second join sooner is a duplicate  # system messages and hop events kept per channel / connection
+MAX_HISTORY = 20  # system messages and hop events kept per channel / connection
+DUPLICATE_WINDOW_S = 1.0  # clients back off ≥ 1 s before a rejoin; a second join sooner is a duplicate
 
 
 @dataclass(slots=True)

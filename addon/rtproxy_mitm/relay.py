@@ -30,7 +30,6 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
 
-logger = logging.getLogger("rtproxy")
 # The websockets library logs each connection at INFO; rtproxy's own lines already say what matters.
 _ws_logger = logging.getLogger("rtproxy.relay.websockets")
 _ws_logger.setLevel(logging.WARNING)

@@ -91,7 +91,7 @@ class Tracker:
             await asyncio.sleep(TICK_S)
             now = time.time()
             for session in list(self.live.values()):
-                self._guarded(session, lambda s=session: self._findings(s, self.diagnoser.check(s, now)))
+                self._guarded(session, lambda s=session, t=now: self._findings(s, self.diagnoser.check(s, t)))
 
     def _guarded(self, session: Session, work) -> None:
         """Run work for a session; a bug in rtproxy must never disturb the traffic. The first internal

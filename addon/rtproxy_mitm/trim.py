@@ -29,7 +29,8 @@ class Trim:
     def configure(self, updated: set[str]) -> None:
         if "rt_keep_messages" in updated:
             if ctx.options.rt_keep_messages < 0:
-                reject("rt_keep_messages", f"must be 0 (keep all) or a positive count, got {ctx.options.rt_keep_messages}")
+                reject("rt_keep_messages",
+                       f"must be 0 (keep all) or a positive count, got {ctx.options.rt_keep_messages}")
                 return
             self.keep = ctx.options.rt_keep_messages
 
