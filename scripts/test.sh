@@ -1,7 +1,32 @@
 #!/usr/bin/env bash
-# Run every test: sets up .venv (Python deps), then pytest. Extra arguments go to pytest.
+# Run every test. Sets up what the tests need, once: .venv with the Python deps, Debian's Chromium (for
+# tests/browser), and the npm packages of tests/browser/site (supabase-js) and tests/node (realtime-js).
+# Extra arguments go to pytest.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh" test
+
+if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing Debian's chromium for tests/browser..." >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null \
+            || echo "apt-get install chromium failed; tests/browser cannot run" >&2
+    else
+        echo "tests/browser needs /usr/bin/chromium: sudo apt-get install -y chromium" >&2
+    fi
+fi
+
+# npm packages are installed from the committed lock files, quietly, and only when the lock changed.
+for dir in "$ROOT/tests/browser/site" "$ROOT/tests/node"; do
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        if command -v npm >/dev/null 2>&1; then
+            (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+                || echo "npm ci in ${dir#$ROOT/} failed; its tests cannot run" >&2
+        else
+            echo "${dir#$ROOT/} needs npm (Node.js): apt-get install -y npm" >&2
+        fi
+    fi
+done
+
 cd "$ROOT"
 exec "$ROOT/.venv/bin/python" -m pytest "$@"

@@ -109,7 +109,7 @@ def test_serializer_mismatch_noted_once():
     n1 = s.feed(v2("1", "1", "realtime:r", "phx_join", {}, client=True, t=0))
     n2 = s.feed(kind3("realtime:r", "e", {"x": 1}, t=1))
     assert s.vsn == "1.0.0" and s.shape_mismatches == 2 and s.binary_on_v1 == 1
-    assert sum("server negotiated vsn 1.0.0" in n.text for n in n1 + n2) == 1
+    assert sum("upstream URL asks for vsn 1.0.0" in n.text for n in n1 + n2) == 1
 
 
 def test_binary_broadcast_counts_both_ways():

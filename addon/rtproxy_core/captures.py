@@ -32,6 +32,11 @@ def _time(entry: dict[str, Any]) -> float:
     return 0.0
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    """A HAR object that should be one; anything else counts as empty."""
+    return value if isinstance(value, dict) else {}
+
+
 def _headers(items: Any) -> list[tuple[str, str]]:
     if not isinstance(items, list):
         return []
@@ -41,12 +46,12 @@ def _headers(items: Any) -> list[tuple[str, str]]:
 def _is_websocket(entry: dict[str, Any]) -> bool:
     if entry.get("_resourceType") == "websocket" or "_webSocketMessages" in entry:
         return True
-    req = entry.get("request") or {}
+    req = _dict(entry.get("request"))
     return any(k.lower() == "upgrade" and v.lower() == "websocket" for k, v in _headers(req.get("headers")))
 
 
 def _body(response: dict[str, Any]) -> bytes:
-    content = response.get("content") or {}
+    content = _dict(response.get("content"))
     text = content.get("text")
     if not isinstance(text, str):
         return b""
@@ -76,7 +81,11 @@ def _frames(messages: Any) -> Iterator[Frame]:
         else:
             raw = data.encode("utf-8", "surrogatepass")
         t = m.get("time")
-        yield Frame(m["type"] == "send", binary, raw, float(t) if isinstance(t, (int, float)) else 0.0)
+        try:
+            t = float(t) if isinstance(t, (int, float)) else 0.0
+        except OverflowError:  # an integer past float range
+            t = 0.0
+        yield Frame(m["type"] == "send", binary, raw, t)
 
 
 def har_connections(har: Any) -> list[tuple[str, list[Event]]]:
@@ -90,7 +99,7 @@ def har_connections(har: Any) -> list[tuple[str, list[Event]]]:
     for entry in entries:
         if not isinstance(entry, dict) or not _is_websocket(entry):
             continue
-        req, resp = entry.get("request") or {}, entry.get("response") or {}
+        req, resp = _dict(entry.get("request")), _dict(entry.get("response"))
         url = str(req.get("url", ""))
         t = _time(entry)
         # Chrome writes wss:// URLs; the tracker reads the query the same either way.

@@ -7,6 +7,7 @@ Each fault names the symptom it produces and the finding that diagnoses it (READ
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from . import frames
@@ -44,9 +45,12 @@ def _number(name: str, raw: str, kind: type = float) -> float:
     try:
         value = kind(raw)
     except ValueError:
-        raise ValueError(f"{name} needs a number, got {raw!r}") from None
+        whole = " (a whole number)" if kind is int else ""
+        raise ValueError(f"{name} needs a number{whole}, got {raw!r}") from None
     if value < 0:
         raise ValueError(f"{name} must not be negative, got {raw!r}")
+    if kind is float and not math.isfinite(value):  # NaN or infinity: a timer that spins or never fires
+        raise ValueError(f"{name} needs a finite number, got {raw!r}")
     return value
 
 

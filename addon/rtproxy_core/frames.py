@@ -39,7 +39,17 @@ KIND_NAMES = {
 ENC_BINARY, ENC_JSON = 0, 1
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_loads = json.loads
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _loads(text: str) -> Any:
+    value = json.loads(text)
+    # json.loads turns an unpaired \uD800-\uDFFF escape into a lone surrogate: not Unicode text, and no
+    # UTF-8 log line, report or terminal can hold it.
+    if "\\u" in text and _SURROGATE.search(_dumps(value)):
+        raise DecodeError("a string holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF): "
+                          "not valid Unicode")
+    return value
 
 
 class DecodeError(ValueError):

@@ -21,10 +21,18 @@ SECRET_KEYS = frozenset({"apikey", "api_key", "access_token", "user_token", "tok
 SECRET_HEADERS = frozenset({"authorization", "apikey", "x-api-key", "cookie", "set-cookie",
                             "proxy-authorization"})
 
-_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+# Further dot-separated segments are taken too: a JWT glued to another (or to a stray segment) must not
+# leave its payload or signature behind.
+_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
 _SB_KEY_RE = re.compile(r"sb_(?:publishable|secret)_[A-Za-z0-9_-]{6,}")
 # `apikey=...` in free text (URLs inside error messages, log lines from other tools).
 _PARAM_RE = re.compile(r"(?i)\b(" + "|".join(SECRET_KEYS) + r")=([^&\s\"']+)")
+
+
+def printable(s: str) -> str:
+    """`s` as text any UTF-8 output can hold: lone surrogates (bytes mitmproxy decoded with surrogateescape,
+    unpaired \\uD800 escapes in JSON) become backslash escapes."""
+    return s if s.isascii() else s.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def jwt_claims(token: str) -> dict[str, Any] | None:
@@ -35,7 +43,7 @@ def jwt_claims(token: str) -> dict[str, Any] | None:
     try:
         raw = parts[1] + "=" * (-len(parts[1]) % 4)
         claims = json.loads(base64.urlsafe_b64decode(raw))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # RecursionError: hostile nesting in the claims
         return None
     return claims if isinstance(claims, dict) else None
 
@@ -56,8 +64,11 @@ def describe_jwt(token: str, now: float | None = None) -> str:
     bits = [f"role={claims.get('role', '?')}"]
     exp = claims.get("exp")
     if isinstance(exp, (int, float)) and not isinstance(exp, bool):
-        delta = exp - (time.time() if now is None else now)
-        bits.append(f"exp in {_ago(delta)}" if delta >= 0 else f"expired {_ago(delta)} ago")
+        try:
+            delta = exp - (time.time() if now is None else now)
+            bits.append(f"exp in {_ago(delta)}" if delta >= 0 else f"expired {_ago(delta)} ago")
+        except (OverflowError, ValueError):  # exp or now past float range, or NaN
+            bits.append("exp out of range")
     else:
         bits.append("no exp")
     return f"<jwt {' '.join(bits)}>"
@@ -68,7 +79,10 @@ def jwt_expired(token: str, now: float) -> float | None:
     claims = jwt_claims(token) or {}
     exp = claims.get("exp")
     if isinstance(exp, (int, float)) and not isinstance(exp, bool) and exp < now:
-        return now - exp
+        try:
+            return float(now - exp)
+        except OverflowError:  # exp far past float range
+            return None
     return None
 
 
@@ -81,12 +95,13 @@ class Redactor:
 
     def secret(self, value: str, now: float | None = None) -> str:
         if self.show_secrets:
-            return value
+            return printable(value)
         if jwt_claims(value) is not None:
             return describe_jwt(value, now)
         return REDACTED
 
     def text(self, s: str, now: float | None = None) -> str:
+        s = printable(s)
         if self.show_secrets or ("eyJ" not in s and "sb_" not in s and "=" not in s):
             return s
         s = _JWT_RE.sub(lambda m: describe_jwt(m.group(0), now), s)
@@ -94,6 +109,7 @@ class Redactor:
         return _SB_KEY_RE.sub(REDACTED, s)
 
     def url(self, url: str) -> str:
+        url = printable(url)  # urlencode below refuses lone surrogates
         if self.show_secrets:
             return url
         try:

@@ -151,7 +151,7 @@ def _reasons_of(s: Session, code: str) -> Evidence:
 # ------------------------------------------------------------------------------------- rules
 # Handshake-level causes first: nothing else can work until the upgrade does.
 
-@rule("apikey-missing", ERROR, "CHANNEL_ERROR (socket closed: 1006) in a reconnect loop",
+@rule("apikey-missing", ERROR, "CHANNEL_ERROR in a reconnect loop",
       "Forward the query string verbatim (in a Worker: url.search). Browsers can only send the apikey in "
       "the query; Realtime answers 401 without it.")
 def _apikey_missing(s: Session, c: Check) -> Evidence:
@@ -466,6 +466,8 @@ def _server_close(s: Session, c: Check) -> Evidence:
     cl = s.closed
     if cl is None or cl.by_client is not False or cl.code is None or cl.code in (1000, 1009):
         return
+    if s.upstream_status not in (None, 101) or "upstream-failed" in s.hop_counts:
+        return  # the hop closed it because its upstream failed: early-101 says so
     meaning = {1001: "going away (join rate limit or tenant disconnect)", 1011: "server error",
                1012: "service restart (tenant config change, deploy)", 1013: "try again later"}.get(
         cl.code, "a code Realtime itself does not send: a hop closed it" if cl.code >= 3000 else "")

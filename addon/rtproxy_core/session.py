@@ -330,8 +330,9 @@ class Session:
         if self.shape_mismatches == 1:
             sent = {frames.OBJECT: "1.0.0 JSON objects", frames.ARRAY: "2.0.0 JSON arrays",
                     frames.BINARY: "2.0.0 binary frames"}[msg.shape]
-            notes.append(Note("warning", f"client sends {sent} but the server negotiated vsn {self.vsn}: "
-                                         "the server drops such frames without a reply", msg.topic))
+            whose = "the upstream URL asks for" if self.upstream_url else "the connection negotiated"
+            notes.append(Note("warning", f"client sends {sent} but {whose} vsn {self.vsn}: a Realtime server "
+                                         "drops such frames without a reply", msg.topic))
 
     def _pend(self, topic: str, ref: str | None, event: str, t: float) -> None:
         if ref is None:

@@ -19,6 +19,7 @@ class EmbeddedUpstream:
 
     @property
     def upstream(self) -> Upstream:
+        """Starts the server on first use (the Worker only asks when no rt_supabase_url is set)."""
         if self.server is None:
             self.start()
         assert self.server is not None

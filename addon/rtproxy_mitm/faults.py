@@ -74,6 +74,15 @@ class Faults:
         plan = self.plans.get(flow.id)
         if plan is None:
             return
+        try:
+            self._message(flow, plan)
+        except Exception as e:  # noqa: BLE001 - a bug in rtproxy must never disturb the traffic
+            # Logged once per connection: no more faults on it, its frames go on untouched.
+            self.plans.pop(flow.id, None)
+            logger.error(f"[rt {flow.id[:6]}] rtproxy internal error in rt_fault, no more faults on this "
+                         f"connection: {type(e).__name__}: {e}", exc_info=True)
+
+    def _message(self, flow: http.HTTPFlow, plan: FaultPlan) -> None:
         assert flow.websocket is not None
         m = flow.websocket.messages[-1]
         self.last_frame_at[flow.id] = time.monotonic()

@@ -4,6 +4,7 @@ offline (flowfile), so both feed the Session the same thing."""
 from __future__ import annotations
 
 from mitmproxy import http, websocket
+from mitmproxy.proxy import mode_specs
 from rtproxy_core.events import Closed, Event, Frame, Handshake, Hop, Opened, Upstream
 from rtproxy_core.session import is_realtime_path
 
@@ -22,10 +23,20 @@ def is_realtime(flow: http.HTTPFlow) -> bool:
     return is_upgrade(flow.request) and (bool(flow.metadata.get(REALTIME)) or is_realtime_path(flow.request.path))
 
 
+def client_url(flow: http.HTTPFlow) -> str:
+    """The URL as the client addressed it. In reverse mode mitmproxy has already rewritten host and Host to
+    the reverse target, so the client's view is the listener it connected to."""
+    if isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode) and flow.client_conn.sockname:
+        host, port = flow.client_conn.sockname[:2]
+        scheme = "https" if flow.client_conn.tls_established else "http"
+        return f"{scheme}://{host}:{port}{flow.request.path}"
+    return flow.request.pretty_url
+
+
 def request_events(flow: http.HTTPFlow) -> list[Event]:
     """The client's upgrade as it sent it, and what went upstream when the Worker rerouted it."""
     t = flow.request.timestamp_start
-    url = flow.metadata.get(ORIGINAL_URL, flow.request.pretty_url)
+    url = flow.metadata.get(ORIGINAL_URL) or client_url(flow)
     headers = [tuple(h) for h in flow.metadata.get(ORIGINAL_HEADERS) or flow.request.headers.items(multi=True)]
     events: list[Event] = [Opened(url, headers, t)]
     if UPSTREAM_URL in flow.metadata:

@@ -27,3 +27,25 @@ def reject(option: str, message: str) -> None:
     if _started:
         raise exceptions.OptionsError(line)
     logger.error(line)
+
+
+def check_deferred() -> None:
+    """`--set rt_x=value` on the command line is deferred until the script declares rt_x; mitmproxy then
+    parses it inside its script loader, and a value that does not parse (rt_keep_messages=abc,
+    rt_show_secrets=maybe, a bare rt_mode) makes it drop the whole script without a word: rtproxy would
+    run unconfigured, its hooks never called. Call this from `load` after declaring options: each such
+    value gets one clear line (through `reject`) and is dropped, so the default stays."""
+    from mitmproxy import ctx
+
+    options = ctx.options
+    for name, value in list(options.deferred.items()):
+        if not name.startswith("rt_") or name not in options._options or not hasattr(value, "val"):
+            continue
+        option = options._options[name]
+        try:
+            options._parse_setval(option, value.val)
+        except exceptions.OptionsError as e:
+            del options.deferred[name]
+            got = f"got {value.val[0]!r}" if value.val else f"got no value (--set {name}=VALUE)"
+            expected = {int: "a whole number", bool: "true or false", str: "a value"}.get(option.typespec)
+            reject(name, f"expected {expected}, {got}" if expected else str(e))

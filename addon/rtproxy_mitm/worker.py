@@ -18,7 +18,7 @@ from rtproxy_core.events import Event
 from rtproxy_core.hop import MODES, Upstream, parse_supabase_url
 
 from .embedded import EmbeddedUpstream
-from .flowevents import ORIGINAL_HEADERS, ORIGINAL_URL, REALTIME, UPSTREAM_URL, is_upgrade
+from .flowevents import ORIGINAL_HEADERS, ORIGINAL_URL, REALTIME, UPSTREAM_URL, client_url, is_upgrade
 from .optionerror import reject
 from .relay import Relay
 
@@ -94,7 +94,7 @@ class Worker:
         if self.mode == "inspect":
             logger.info("rtproxy: mode inspect: nothing is rerouted; Realtime connections are decoded")
             return
-        dest = self.upstream.base if self.mode != "as-written" else "nowhere (426)"
+        dest = self.current_upstream().base if self.mode != "as-written" else "nowhere (426)"
         server = ctx.master.addons.get("proxyserver")
         addrs = server.listen_addrs() if server else []
         reverse = any(m.startswith("reverse:") for m in ctx.options.mode)
@@ -118,10 +118,11 @@ class Worker:
         if self.configured is None:
             self.embedded.start()
         if self.mode == "relay":
-            self.relay.start(self.upstream)
+            self.relay.start(self.current_upstream())
 
-    @property
-    def upstream(self) -> Upstream:
+    def current_upstream(self) -> Upstream:
+        # A method, not a property: mitmproxy reads every attribute of an addon when it registers it,
+        # and this one starts the embedded server.
         return self.configured or self.embedded.upstream
 
     def targets(self, flow: http.HTTPFlow) -> bool:
@@ -138,7 +139,7 @@ class Worker:
             return
         r = flow.request
         flow.metadata[REALTIME] = True
-        flow.metadata[ORIGINAL_URL] = r.pretty_url
+        flow.metadata[ORIGINAL_URL] = client_url(flow)
         flow.metadata[ORIGINAL_HEADERS] = list(r.headers.items(multi=True))
         if self.mode == "as-written":
             # `const clientWebSocket = request.webSocket; if (!clientWebSocket) return new Response(
@@ -150,6 +151,6 @@ class Worker:
             r.scheme, r.host, r.port = "http", "127.0.0.1", self.relay.port
             r.path = f"/{flow.id}{r.path}"
             return
-        up = self.upstream
+        up = self.current_upstream()
         r.scheme, r.host, r.port = up.scheme, up.host, up.port  # setters rewrite Host; SNI follows host
         flow.metadata[UPSTREAM_URL] = r.url
