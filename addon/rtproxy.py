@@ -7,6 +7,7 @@ every Realtime frame and tracks every channel in the log. `mitmdump -s addon/rtp
 lists the rt_* options. The code lives in rtproxy_core (sans-I/O) and rtproxy_mitm (hooks).
 """
 
+from rtproxy_mitm.contentview import RealtimeView
 from rtproxy_mitm.faults import Faults
 from rtproxy_mitm.tracker import Tracker
 from rtproxy_mitm.trim import Trim
@@ -30,5 +31,6 @@ addons = [
     tracker,
     Trim(),  # after the tracker, which reads the newest message
     Quiet(),
+    RealtimeView(),
     _Running(),
 ]

@@ -104,8 +104,9 @@ class Redactor:
         s = printable(s)
         if self.show_secrets or ("eyJ" not in s and "sb_" not in s and "=" not in s):
             return s
-        s = _JWT_RE.sub(lambda m: describe_jwt(m.group(0), now), s)
+        # `apikey=<value>` first: the JWT pass would otherwise leave "apikey=<jwt …>" for this one to mangle.
         s = _PARAM_RE.sub(lambda m: f"{m.group(1)}={REDACTED}", s)
+        s = _JWT_RE.sub(lambda m: describe_jwt(m.group(0), now), s)
         return _SB_KEY_RE.sub(REDACTED, s)
 
     def url(self, url: str) -> str:

@@ -246,7 +246,12 @@ class Session:
         self.status = ev.status
         if ev.status == 101:
             self.upgraded_at = ev.time
-            notes.append(Note("info", f"upgraded (101), vsn {self.vsn}"))
+            asked = frames.vsn_family(self.client_vsn) or self.client_vsn
+            if asked == self.vsn:
+                notes.append(Note("info", f"upgraded (101), vsn {self.vsn}"))
+            else:
+                notes.append(Note("warning", f"upgraded (101); the client speaks vsn {asked} but the upstream URL "
+                                             f"asks for {self.upstream_vsn or 'none (so 1.0.0)'}"))
             return
         self.rejection = _rejection_text(ev.body)
         why = self.redactor.text(self.rejection) if self.rejection else "(empty body)"

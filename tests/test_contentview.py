@@ -1,0 +1,242 @@
+"""The "Supabase Realtime" content view, through mitmproxy's own content-view API: auto-selection by
+`contentviews.prettify_message` (as mitmweb, console and mitmdump use it) and the registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from mitmproxy import contentviews, ctx, websocket
+from mitmproxy.test import taddons, tflow
+from rtproxy_core import frames
+from rtproxy_local.jwt import dev_anon_key
+from rtproxy_mitm.contentview import NAME, RealtimeContentview, RealtimeView
+from rtproxy_mitm.flowevents import REALTIME
+from rtproxy_mitm.tracker import Tracker
+from wsproto.frame_protocol import Opcode
+
+KEY = NAME.lower()
+
+
+def rt_flow(path: str = "/realtime/v1/websocket?apikey=k&vsn=2.0.0"):
+    f = tflow.twebsocketflow()
+    f.request.path = path
+    return f
+
+
+def message(f, content: bytes | str, *, from_client: bool, binary: bool = False) -> websocket.WebSocketMessage:
+    data = content.encode() if isinstance(content, str) else content
+    m = websocket.WebSocketMessage(Opcode.BINARY if binary else Opcode.TEXT, from_client, data)
+    f.websocket.messages.append(m)
+    return m
+
+
+@pytest.fixture
+def view():
+    """The addon loaded in a master, as `-s addon/rtproxy.py` would load it."""
+    addon = RealtimeView()
+    with taddons.context(addon) as tctx:
+        yield tctx, addon
+        tctx.master.addons.remove(addon)  # done(): the global registry is as before
+    assert KEY not in contentviews.registry
+
+
+def render(f, m):
+    res = contentviews.prettify_message(m, f)
+    assert res.view_name == NAME, (res.view_name, res.text)  # auto-selected over json/raw
+    return res.text
+
+
+def payload_of(text: str):
+    """The JSON after `payload: ` (the rest of the output is one scalar per line)."""
+    return json.loads(text.split("payload: ", 1)[1])
+
+
+async def test_v1_object_reply(view):
+    f = rt_flow("/realtime/v1/websocket?apikey=k&vsn=1.0.0")
+    m = message(f, '{"event":"phx_reply","payload":{"response":{},"status":"ok"},"ref":"1","topic":"realtime:room1"}',
+                from_client=False)
+    text = render(f, m)
+    assert text.splitlines()[:5] == [
+        "# 1.0.0 object, server → client",
+        'topic: "realtime:room1"',
+        'event: "phx_reply"',
+        "join_ref: null",
+        'ref: "1"',
+    ]
+    assert payload_of(text) == {"response": {}, "status": "ok"}
+
+
+async def test_v2_array_join_pretty_printed(view):
+    f = rt_flow()
+    join = {"config": {"broadcast": {"self": True}, "presence": {"key": "", "enabled": False}}}
+    m = message(f, json.dumps(["3", "3", "realtime:room1", "phx_join", join]), from_client=True)
+    text = render(f, m)
+    assert text.startswith("# 2.0.0 array, client → server\n")
+    assert 'event: "phx_join"' in text and 'join_ref: "3"' in text and 'ref: "3"' in text
+    assert payload_of(text) == join
+    assert '\n  "config": {\n    "broadcast": {' in text  # indented, not one line
+
+
+async def test_kind3_client_user_broadcast(view):
+    f = rt_flow()
+    raw = frames.encode_user_push("realtime:room1", "cursor", {"x": 1}, join_ref="1", ref="2")
+    text = render(f, message(f, raw, from_client=True, binary=True))
+    assert text.startswith("# 2.0.0 binary kind 3 (user broadcast push), client → server\n")
+    assert 'event: "broadcast"' in text and 'join_ref: "1"' in text and 'ref: "2"' in text
+    assert payload_of(text) == {"type": "broadcast", "event": "cursor", "payload": {"x": 1}}
+
+
+async def test_kind4_server_user_broadcast_with_binary_payload_and_meta(view):
+    f = rt_flow()
+    raw = frames.encode_user_broadcast("realtime:room1", "blob", b"\x00\xffhi", meta={"replayed": True})
+    text = render(f, message(f, raw, from_client=False, binary=True))
+    assert text.startswith("# 2.0.0 binary kind 4 (user broadcast), server → client\n")
+    assert "join_ref: null" in text and "ref: null" in text
+    assert payload_of(text) == {"type": "broadcast", "event": "blob", "meta": {"replayed": True},
+                                "payload": {"bytes": 4, "hex": "00ff6869"}}
+
+
+async def test_kind0_decoded_per_direction(view):
+    """Kind 0 has a ref only client → server: the same rules, two layouts."""
+    f = rt_flow()
+    up = frames.encode_push("realtime:r", "ev", b"ab", join_ref="1", ref="2", from_client=True)
+    down = frames.encode_push("realtime:r", "ev", b"ab", join_ref="1", from_client=False)
+    t_up = render(f, message(f, up, from_client=True, binary=True))
+    t_down = render(f, message(f, down, from_client=False, binary=True))
+    assert t_up.startswith("# 2.0.0 binary kind 0 (push), client → server") and 'ref: "2"' in t_up
+    assert t_down.startswith("# 2.0.0 binary kind 0 (push), server → client") and "ref: null" in t_down
+    for t in (t_up, t_down):
+        assert 'topic: "realtime:r"' in t and payload_of(t) == {"bytes": 2, "hex": "6162", "utf8": "ab"}
+
+
+@pytest.mark.parametrize("content,binary,error", [
+    (b"\xff\x01\x02", True, "error: undecodable binary frame (client → server): unknown binary kind 255"),
+    (b"\x04\x09\x01\x00\x01room", True, "error: undecodable binary frame (client → server): topic length 9 runs"),
+    (b"hello", False, "error: undecodable text frame (client → server): text frame is neither"),
+    (b'["1", "1", "t"]', False, "error: undecodable text frame (client → server): 2.0.0 array must be"),
+    (b"[object Blob]", False, "error: undecodable text frame (client → server): invalid JSON"),
+])
+async def test_undecodable_is_an_error_line_not_a_traceback(view, content, binary, error):
+    f = rt_flow()
+    res = contentviews.prettify_message(message(f, content, from_client=True, binary=binary), f)
+    assert res.view_name == NAME  # the view itself says what is wrong; no fallback to raw
+    assert "failed to parse" not in res.description
+    first, *rest = res.text.splitlines()
+    assert first.startswith(error), res.text
+    assert "Traceback" not in res.text
+    assert rest[-1] == (f"hex: {content.hex()}" if binary else f"raw: {content.decode()}")
+    if content == b"[object Blob]":
+        assert rest[0].startswith("hint: the text '[object Blob]': a JavaScript relay")
+
+
+async def test_secrets_redacted_by_default(view):
+    key = dev_anon_key()
+    f = rt_flow()
+    m = message(f, json.dumps(["1", "1", "realtime:room1", "phx_join",
+                               {"config": {}, "access_token": key, "note": "url?apikey=plain-secret&vsn=2.0.0",
+                                "sb": "sb_publishable_abcdef123456"}]), from_client=True)
+    text = render(f, m)
+    assert key not in text
+    p = payload_of(text)
+    assert p["access_token"].startswith("<jwt role=anon exp in ")
+    assert p["note"] == "url?apikey=[redacted]&vsn=2.0.0"
+    assert p["sb"] == "[redacted]"
+    assert "plain-secret" not in text and "abcdef123456" not in text
+
+
+async def test_secrets_shown_with_rt_show_secrets():
+    """rt_show_secrets is declared by the Tracker; the view reads it live."""
+    key = dev_anon_key()
+    addon, tracker = RealtimeView(), Tracker()
+    with taddons.context(addon, tracker) as tctx:
+        f = rt_flow()
+        m = message(f, json.dumps(["1", "1", "realtime:room1", "access_token", {"access_token": key}]),
+                    from_client=True)
+        assert key not in render(f, m)
+        tctx.configure(tracker, rt_show_secrets=True)
+        assert payload_of(render(f, m)) == {"access_token": key}
+
+
+async def test_without_the_option_declared_it_redacts(view):
+    tctx, _ = view
+    assert "rt_show_secrets" not in tctx.options  # only the view is loaded
+    f = rt_flow()
+    m = message(f, json.dumps([None, None, "realtime:r", "x", {"token": "secret-value"}]), from_client=True)
+    assert payload_of(render(f, m)) == {"token": "[redacted]"}
+
+
+async def test_priority_only_for_realtime_websocket_messages(view):
+    cv = contentviews.registry[KEY]
+    # Not a Realtime path: the view stays out of the way, auto picks another one.
+    plain = tflow.twebsocketflow()  # GET /ws
+    m = plain.websocket.messages[1]  # client TEXT "hello text"
+    assert cv.render_priority(m.content, contentviews.Metadata(flow=plain, websocket_message=m)) == -1
+    assert contentviews.prettify_message(m, plain).view_name != NAME
+    # Same path, but rtproxy marked the flow as rerouted Realtime (rtproxy.realtime metadata).
+    plain.metadata[REALTIME] = True
+    assert contentviews.prettify_message(m, plain).view_name == NAME
+    # /socket/websocket (Realtime's own mount) counts too.
+    own = rt_flow("/socket/websocket?vsn=1.0.0")
+    m2 = message(own, '{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"9"}', from_client=True)
+    assert contentviews.prettify_message(m2, own).view_name == NAME
+    # HTTP bodies of a Realtime flow (the upgrade request/response) are not WebSocket messages.
+    rt = rt_flow()
+    assert cv.render_priority(b"{}", contentviews.Metadata(flow=rt, http_message=rt.request)) == -1
+    assert contentviews.prettify_message(rt.request, rt).view_name != NAME
+    # A Realtime message beats the JSON view, which scores WebSocket messages without a content type.
+    j = message(rt, '["1","1","realtime:r","phx_join",{}]', from_client=True)
+    md = contentviews.Metadata(flow=rt, websocket_message=j)
+    assert cv.render_priority(j.content, md) > contentviews.registry["json"].render_priority(j.content, md)
+
+
+class _Changes:
+    """on_change receivers must be bound methods (the signal keeps weak references)."""
+
+    def __init__(self) -> None:
+        self.views: list = []
+
+    def seen(self, view) -> None:
+        self.views.append(view)
+
+
+async def test_registered_on_load_removed_on_unload():
+    addon = RealtimeView()
+    assert KEY not in contentviews.registry
+    with taddons.context(addon) as tctx:
+        assert contentviews.registry[KEY] is addon.view
+        assert KEY in contentviews.registry.available_views()
+        changed = _Changes()
+        contentviews.registry.on_change.connect(changed.seen)
+        try:
+            tctx.master.addons.remove(addon)  # runs done(), as a script unload does
+        finally:
+            contentviews.registry.on_change.disconnect(changed.seen)
+        assert KEY not in contentviews.registry
+        assert KEY not in contentviews.registry.available_views()
+        assert changed.views == [addon.view]  # mitmproxy console re-renders on this signal
+        f = rt_flow()
+        m = message(f, '["1","1","realtime:r","phx_join",{}]', from_client=True)
+        assert contentviews.prettify_message(m, f).view_name != NAME
+
+
+async def test_reload_order_keeps_the_new_view():
+    """A reload loads the new instance; the old one's done() must not remove it."""
+    old, new = RealtimeView(), RealtimeView()
+    with taddons.context(old) as tctx:
+        new.load(None)  # the reloaded script's instance registers under the same name: replaces
+        assert contentviews.registry[KEY] is new.view
+        tctx.master.addons.remove(old)
+        assert contentviews.registry[KEY] is new.view
+        new.done()
+        assert KEY not in contentviews.registry
+
+
+def test_view_works_without_a_master(monkeypatch):
+    """Called directly (no ctx.options at all): decodes and redacts."""
+    monkeypatch.delattr(ctx, "options", raising=False)
+    cv = RealtimeContentview()
+    f = rt_flow()
+    m = message(f, json.dumps(["1", "1", "realtime:r", "phx_join", {"access_token": "abc"}]), from_client=True)
+    text = cv.prettify(m.content, contentviews.Metadata(flow=f, websocket_message=m))
+    assert payload_of(text) == {"access_token": "[redacted]"}
