@@ -16,6 +16,7 @@ from rtproxy_local.server import LocalRealtime, ServerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 MITMDUMP = str(Path(sys.executable).parent / "mitmdump")
+MITMWEB = str(Path(sys.executable).parent / "mitmweb")
 ADDON = str(ROOT / "addon" / "rtproxy.py")
 TIMEOUT = 20  # safety net for awaited events; never a measured threshold
 
@@ -43,8 +44,8 @@ class Mitmdump:
     """mitmdump -s addon/rtproxy.py in reverse mode as the Worker; `lines` is its output so far."""
 
     def __init__(self, tmp: Path, *sets: str, mode: str = "reverse:http://worker.invalid",
-                 extra: tuple[str, ...] = ()) -> None:
-        self.args = [MITMDUMP, "--listen-host", "127.0.0.1", "-p", "0", "--mode", mode, "-s", ADDON,
+                 extra: tuple[str, ...] = (), program: str = MITMDUMP) -> None:
+        self.args = [program, "--listen-host", "127.0.0.1", "-p", "0", "--mode", mode, "-s", ADDON,
                      "--set", f"confdir={tmp}", *extra]
         for s in sets:
             self.args += ["--set", s]
