@@ -11,13 +11,18 @@ from rtproxy_mitm.contentview import RealtimeView
 from rtproxy_mitm.faults import Faults
 from rtproxy_mitm.tracker import Tracker
 from rtproxy_mitm.trim import Trim
-from rtproxy_mitm.optionerror import mark_running
+from rtproxy_mitm.optionerror import check_deferred, mark_running
 from rtproxy_mitm.quiet import Quiet
 from rtproxy_mitm.worker import Worker
 
 
 class _Running:
-    """Marks the end of startup: option errors are logged before it, raised (and rolled back) after."""
+    """Last in the list. At load, every rt_ option is declared: check the command-line values mitmproxy
+    could not parse. At running, startup is over: option errors are logged before it, raised (and rolled
+    back) after."""
+
+    def load(self, loader) -> None:
+        check_deferred()
 
     def running(self) -> None:
         mark_running()

@@ -23,9 +23,16 @@ DIRECTIONS = {"client->server": True, "server->client": False}
 
 
 def decode_line(line: str, redactor: Redactor) -> dict:
+    out = _decode_line(line, redactor)
+    if "error" in out:  # error texts may quote the input
+        out["error"] = redactor.text(out["error"])
+    return out
+
+
+def _decode_line(line: str, redactor: Redactor) -> dict:
     try:
         item = json.loads(line)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         return {"error": f"input is not JSON: {e}"}
     if not isinstance(item, dict):
         return {"error": "input line must be a JSON object"}

@@ -33,7 +33,7 @@ def read_capture(path: Path) -> list[tuple[str, list[Event]]]:
     if raw.lstrip()[:1] == b"{":
         try:
             har = json.loads(raw)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise CaptureError(f"not valid JSON (a HAR file is JSON): {e}") from None
         return har_connections(har)
     from rtproxy_mitm.flowfile import flowfile_connections  # mitmproxy's reader, imported only when needed

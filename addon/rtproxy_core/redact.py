@@ -24,6 +24,7 @@ SECRET_HEADERS = frozenset({"authorization", "apikey", "x-api-key", "cookie", "s
 # Further dot-separated segments are taken too: a JWT glued to another (or to a stray segment) must not
 # leave its payload or signature behind.
 _JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
+_ROLE_RE = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
 _SB_KEY_RE = re.compile(r"sb_(?:publishable|secret)_[A-Za-z0-9_-]{6,}")
 # `apikey=...` in free text (URLs inside error messages, log lines from other tools).
 _PARAM_RE = re.compile(r"(?i)\b(" + "|".join(SECRET_KEYS) + r")=([^&\s\"']+)")
@@ -61,7 +62,11 @@ def describe_jwt(token: str, now: float | None = None) -> str:
     claims = jwt_claims(token)
     if claims is None:
         return "<not a jwt>"
-    bits = [f"role={claims.get('role', '?')}"]
+    role = claims.get("role", "?")
+    # The claim is the token's content: print it only when it looks like a role name (it could hold
+    # anything, another token included).
+    plain = isinstance(role, str) and _ROLE_RE.fullmatch(role) and not _SB_KEY_RE.search(role)
+    bits = [f"role={role if plain else '?'}"]
     exp = claims.get("exp")
     if isinstance(exp, (int, float)) and not isinstance(exp, bool):
         try:

@@ -492,8 +492,8 @@ def evaluate(s: Session, check: Check) -> list[Finding]:
     for r in RULES:
         try:
             for topic, evidence in r.evidence(s, check):
-                out.append(Finding(r.code, r.severity, r.explains, topic, s.redactor.text(evidence), r.fix,
-                                   s.conn, check.now))
+                out.append(Finding(r.code, r.severity, r.explains, s.redactor.text(topic) if topic else None,
+                                   s.redactor.text(evidence), r.fix, s.conn, check.now))
         except Exception as e:  # noqa: BLE001 - one broken rule must not hide the others
             out.append(Finding("rule-failed", INFO, "nothing", None, f"{r.code}: {type(e).__name__}: {e}",
                                "Report this as an rtproxy bug.", s.conn, check.now))

@@ -71,7 +71,7 @@ class Channel:
         """One line: `realtime:room1: joined (12 ms), 3 in / 2 out[, reason]`."""
         lat = f" ({self.join_latency_ms:.0f} ms)" if self.join_latency_ms is not None else ""
         why = f", {redactor.text(self.reason)}" if self.reason else ""
-        return f"{self.topic}: {self.state}{lat}, {self.received} in / {self.sent} out{why}"
+        return redactor.text(f"{self.topic}: {self.state}{lat}, {self.received} in / {self.sent} out{why}")
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -212,6 +212,8 @@ class Session:
             self._hop(ev, notes)
         elif isinstance(ev, Closed):
             self._closed(ev, notes)
+        for note in notes:  # one last pass over everything printed: a client may put a token anywhere
+            note.text = self.redactor.text(note.text)
         return notes
 
     def channel(self, topic: str) -> Channel | None:
@@ -280,7 +282,7 @@ class Session:
         who = {True: "client", False: "server", None: "network"}[ev.by_client]
         code = "no close frame" if ev.code is None else str(ev.code)
         reason = f" ({self.redactor.text(ev.reason)})" if ev.reason else ""
-        error = f", {ev.error}" if ev.error else ""
+        error = f", {self.redactor.text(ev.error)}" if ev.error else ""
         dur = f" after {ev.time - self.upgraded_at:.1f} s" if self.upgraded_at else ""
         notes.append(Note("info", f"closed by {who}: {code}{reason}{dur}{error}"))
         if self.heartbeats.sent:
@@ -541,7 +543,7 @@ class Session:
                            "max_gap_s": round(self.heartbeats.max_gap_s, 1)},
             "close": None if self.closed is None else {
                 "code": self.closed.code, "reason": r.text(self.closed.reason), "by_client": self.closed.by_client},
-            "channels": [ch.summary() | {"reason": r.text(ch.reason) if ch.reason else None}
+            "channels": [ch.summary() | {"topic": r.text(ch.topic), "reason": r.text(ch.reason) if ch.reason else None}
                          for ch in self.channels.values()],
         }
 
@@ -566,6 +568,6 @@ def _rejection_text(body: bytes) -> str | None:
         obj = json.loads(text)
         if isinstance(obj, dict) and isinstance(obj.get("error"), str):
             return obj["error"]
-    except ValueError:
+    except (ValueError, RecursionError):  # hostile nesting in a rejection body
         pass
     return " ".join(text.split())[:200]

@@ -11,14 +11,48 @@ from __future__ import annotations
 import logging
 
 from mitmproxy import ctx
+from rtproxy_core.redact import Redactor
 
 logger = logging.getLogger("rtproxy")
 
-REALTIME_FLOWS_HIDDEN = '!(~hq "^upgrade: *websocket" & ~u "/websocket")'
+# Realtime socket URLs, upgrade or not (a hop that strips `Upgrade` turns one into a plain GET), and any
+# URL with an apikey in its query.
+REALTIME_FLOWS_HIDDEN = '!(~u "/websocket" | ~u "[?&]apikey=")'
+
+
+class RedactRecords(logging.Filter):
+    """mitmproxy's own log lines quote a raw request head now and then (a client that broke off in the
+    middle of its request, a request it cannot parse), apikey and all: redact them as rtproxy's own."""
+
+    rtproxy_redact = True  # recognised (and replaced) across script reloads
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.redactor = Redactor()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("rtproxy"):  # rtproxy's own lines are redacted already
+            message = record.getMessage()
+            redacted = self.redactor.text(message)
+            if redacted != message:
+                record.msg, record.args = redacted, None
+        return True
+
+
+def redact_log_handlers(on: bool) -> None:
+    """Put a RedactRecords on every handler of the root logger (where mitmproxy's termlog and event log
+    are), or take it off."""
+    for handler in logging.getLogger().handlers:
+        for f in [f for f in handler.filters if getattr(f, "rtproxy_redact", False)]:
+            handler.removeFilter(f)
+        if on:
+            handler.addFilter(RedactRecords())
 
 
 class Quiet:
     def configure(self, updated: set[str]) -> None:
+        if "rt_show_secrets" in updated:
+            redact_log_handlers(not ctx.options.rt_show_secrets)
         if "dumper_filter" not in ctx.options or not ({"rt_show_secrets", "dumper_filter"} & updated):
             return
         current = ctx.options.dumper_filter

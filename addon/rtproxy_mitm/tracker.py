@@ -65,7 +65,6 @@ class Tracker:
                 self.diagnoser.timers = Timers.parse(ctx.options.rt_timers)
             except ValueError as e:
                 reject("rt_timers", str(e))
-                return
         if "rt_show_secrets" in updated:
             self.redactor.show_secrets = ctx.options.rt_show_secrets
         if "termlog_verbosity" in updated:
@@ -211,6 +210,7 @@ class Tracker:
             last = s.findings[-1].code if s.findings else "-"
             for ch in s.channels.values():
                 lat = f"{ch.join_latency_ms:.0f} ms" if ch.join_latency_ms is not None else "-"
-                mine = [f.code for f in s.findings if f.topic == ch.topic]
-                lines.append(f"  {ch.topic} {ch.state} join {lat} last finding {mine[-1] if mine else last}")
+                topic = s.redactor.text(ch.topic)
+                mine = [f.code for f in s.findings if f.topic == topic]
+                lines.append(f"  {topic} {ch.state} join {lat} last finding {mine[-1] if mine else last}")
         return "\n".join(lines) or "no Realtime connections yet"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from mitmproxy import ctx, http
 
 from .flowevents import is_realtime
-from .optionerror import check_deferred, reject
+from .optionerror import reject
 
 DEFAULT_KEEP = 1000
 
@@ -25,7 +25,6 @@ class Trim:
             help="Keep only the newest N WebSocket messages of each Realtime flow in mitmproxy's memory (and "
                  "in what mitmweb shows and saves); 0 keeps all. rtproxy's own tracking is bounded anyway.",
         )
-        check_deferred()  # the last rt_ option with a type --set can get wrong is declared by now
 
     def configure(self, updated: set[str]) -> None:
         if "rt_keep_messages" in updated:

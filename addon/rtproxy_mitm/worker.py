@@ -59,25 +59,25 @@ class Worker:
         )
 
     def configure(self, updated: set[str]) -> None:
+        # Each bad value is reported (not only the first); a rejected value leaves the old one in effect.
         if "rt_mode" in updated:
             if ctx.options.rt_mode not in MODES:
                 reject("rt_mode", f"unknown mode {ctx.options.rt_mode!r}; use one of {', '.join(MODES)}")
-                return
-            self.mode = ctx.options.rt_mode
+            else:
+                self.mode = ctx.options.rt_mode
         if "rt_supabase_url" in updated:
             value = ctx.options.rt_supabase_url.strip()
             try:
                 self.configured = parse_supabase_url(value) if value else None
             except ValueError as e:
                 reject("rt_supabase_url", f"{e}; expected https://<ref>.supabase.co or http://127.0.0.1:PORT")
-                return
         if "rt_worker_host" in updated:
             hosts = [h.strip().lower() for h in ctx.options.rt_worker_host.split(",") if h.strip()]
             bad = [h for h in hosts if "/" in h or ":" in h.strip("[]") and not h.startswith("[")]
             if bad:
                 reject("rt_worker_host", f"expected host names without scheme, port or path, got {bad[0]!r}")
-                return
-            self.worker_hosts = frozenset(hosts)
+            else:
+                self.worker_hosts = frozenset(hosts)
         if self.mode != "inspect" and "connection_strategy" in ctx.options and \
                 ctx.options.connection_strategy != "lazy":
             # Eager connects to the (placeholder) worker host before any hook can reroute; a worker host
