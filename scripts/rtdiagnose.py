@@ -47,9 +47,7 @@ def diagnose(captures: list[tuple[str, list[Event]]], redactor: Redactor, timers
     for i, (_url, events) in enumerate(sorted(captures, key=lambda c: c[1][0].time if c[1] else 0.0), 1):
         s = Session(conn=str(i), redactor=redactor, join_timeout_s=timers.join)
         for event in events:
-            s.feed(event)
-            if t := getattr(event, "time", 0.0):
-                diagnoser.check(s, t)
+            diagnoser.feed(s, event)
         diagnoser.end(s)
         sessions.append(s)
     return sessions

@@ -22,6 +22,7 @@ async def test_trim_keeps_the_newest_n_messages():
     with taddons.context(trim) as tctx:
         tctx.configure(trim, rt_keep_messages=5)
         f = realtime_flow()
+        trim.websocket_start(f)
         for i in range(20):
             f.websocket.messages.append(WebSocketMessage(Opcode.TEXT, True, f"m{i}".encode()))
             trim.websocket_message(f)
@@ -33,12 +34,14 @@ async def test_trim_zero_keeps_all_and_other_flows_untouched():
     with taddons.context(trim) as tctx:
         tctx.configure(trim, rt_keep_messages=0)
         f = realtime_flow()
+        trim.websocket_start(f)
         for i in range(20):
             f.websocket.messages.append(WebSocketMessage(Opcode.TEXT, True, b"x"))
             trim.websocket_message(f)
         assert len(f.websocket.messages) == 23  # twebsocketflow starts with 3
         tctx.configure(trim, rt_keep_messages=2)
         other = tflow.twebsocketflow()  # path /ws: not Realtime
+        trim.websocket_start(other)
         other.websocket.messages.append(WebSocketMessage(Opcode.TEXT, True, b"x"))
         trim.websocket_message(other)
         assert len(other.websocket.messages) == 4

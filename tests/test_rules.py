@@ -148,6 +148,27 @@ def test_every_code_has_a_case():
     assert set(CODES) - set(CASES) == {"reconnect-loop"}
 
 
+def test_unacknowledged_broadcasts_do_not_crowd_out_heartbeats():
+    """Broadcasts without broadcast.ack are never answered; they must not fill the pending table and push
+    a heartbeat out of it (which once made a false heartbeat-timeout)."""
+    c = Conv().join()
+    c.feed(v2(None, "hb", "phoenix", "heartbeat", {}, client=True, t=1))
+    for i in range(1100):
+        c.feed(v2("1", f"b{i}", "realtime:r", "broadcast", {"type": "broadcast", "event": "e", "payload": {}},
+                  client=True, t=1.5))
+    c.feed(v2(None, "hb", "phoenix", "phx_reply", OK, client=False, t=2))
+    assert len(c.s.pending) == 0 and c.s.heartbeats.answered == 1
+    assert "heartbeat-timeout" not in c.codes(Timers(heartbeat=5), now=T0 + 60)
+
+
+def test_acked_broadcast_rejection_is_reported():
+    c = Conv().join(payload={"config": {"broadcast": {"ack": True}}})
+    c.feed(v2("1", "7", "realtime:r", "broadcast", {"type": "broadcast", "event": "e", "payload": {}}, client=True, t=1))
+    notes = c.s.feed(v2("1", "7", "realtime:r", "phx_reply", {"status": "error", "response": "payload_size_exceeded"},
+                        client=False, t=1.1))
+    assert any("broadcast rejected: payload_size_exceeded" in n.text for n in notes)
+
+
 def test_heartbeat_unanswered_past_the_interval():
     c = Conv().heartbeats([1], answered=False)
     assert "heartbeat-timeout" not in c.codes(Timers(heartbeat=5), now=T0 + 5)

@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections import deque
 from urllib.parse import urlsplit
 
+from .events import Event
 from .rules import RECONNECT_LOOP, SEVERITY_ORDER, Check, Finding, Timers, evaluate
-from .session import Session
+from .session import Note, Session
 
 LOOP_WINDOW_S = 60.0  # reconnects counted within this window
 LOOP_SHORT_S = 10.0  # a connection that ends sooner than this counts as a failed one
 LOOP_MIN = 3  # this many short connections in the window make a loop
+CHECK_EVERY_S = 1.0  # rules also run when this much event time passed without a note (time-based rules)
 
 
 def _key(s: Session) -> str:
@@ -33,6 +35,19 @@ class Diagnoser:
         self._fired: dict[int, set[tuple[str, str | None]]] = {}
         self._recent: deque[tuple[str, float, float, bool]] = deque(maxlen=200)  # key, opened, ended, failed
         self._loops: set[str] = set()
+        self._checked_at: dict[int, float] = {}
+
+    def feed(self, s: Session, event: Event) -> tuple[list[Note], list[Finding]]:
+        """Feed one event; run the rules when it produced a note worth logging or a second of event time
+        passed since they last ran. Rules are not run per heartbeat or broadcast: that keeps the per-frame
+        cost near the decoder's, live and offline alike."""
+        notes = s.feed(event)
+        t = getattr(event, "time", 0.0) or s.last_frame_at or s.opened_at or 0.0
+        due = t - self._checked_at.get(id(s), float("-inf")) >= CHECK_EVERY_S
+        if not (due or any(n.level != "debug" for n in notes)):
+            return notes, []
+        self._checked_at[id(s)] = t
+        return notes, self.check(s, t)
 
     def check(self, s: Session, now: float, final: bool = False) -> list[Finding]:
         """New findings for `s` (also appended to s.findings)."""
@@ -50,6 +65,7 @@ class Diagnoser:
         end = s.closed.time if s.closed else (s.last_frame_at or s.opened_at or 0.0)
         new = self.check(s, end, final=True)
         self._fired.pop(id(s), None)
+        self._checked_at.pop(id(s), None)
         start = s.opened_at if s.opened_at is not None else end
         key = _key(s)
         self._recent.append((key, start, end, s.failed))

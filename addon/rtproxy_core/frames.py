@@ -40,13 +40,14 @@ ENC_BINARY, ENC_JSON = 0, 1
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # cheap pre-check on the raw text
 
 
 def _loads(text: str) -> Any:
     value = json.loads(text)
     # json.loads turns an unpaired \uD800-\uDFFF escape into a lone surrogate: not Unicode text, and no
     # UTF-8 log line, report or terminal can hold it.
-    if "\\u" in text and _SURROGATE.search(_dumps(value)):
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text) and _SURROGATE.search(_dumps(value)):
         raise DecodeError("a string holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF): "
                           "not valid Unicode")
     return value

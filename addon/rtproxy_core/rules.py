@@ -410,7 +410,7 @@ def _heartbeat_timeout(s: Session, c: Check) -> Evidence:
     elif hb.unanswered_at_next:
         yield None, f"{hb.unanswered_at_next} heartbeat(s) still unanswered when the next was due " \
                     f"({hb.answered} of {hb.sent} answered)"
-    elif (sent := hb.oldest_unanswered(s)) is not None and c.now - sent >= c.timers.heartbeat and s.closed is None:
+    elif (sent := hb.oldest_unanswered()) is not None and c.now - sent >= c.timers.heartbeat and s.closed is None:
         yield None, f"a heartbeat sent {c.now - sent:.1f} s ago is still unanswered; realtime-js gives up " \
                     f"after {c.timers.heartbeat:g} s (close 1000 \"heartbeat timeout\")"
 

@@ -54,6 +54,7 @@ class Channel:
     duplicate_joins: int = 0
     reason: str | None = None  # last join error / close cause
     private: bool = False
+    ack: bool = False  # joined with broadcast.ack: the server answers each broadcast
     bindings: list[dict[str, Any]] = field(default_factory=list)
     binding_ids: list[Any] = field(default_factory=list)
     server_bindings: list[dict[str, Any]] = field(default_factory=list)
@@ -104,12 +105,41 @@ class Heartbeats:
     unanswered_at_next: int = 0  # heartbeats still pending when the next one went out
     gaps: deque[float] = field(default_factory=lambda: deque(maxlen=64))
 
-    def oldest_unanswered(self, session: "Session") -> float | None:
+    # Heartbeats waiting for their reply, oldest first: by ref, and (Python's null refs) in order.
+    pending: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    pending_null: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_PENDING))
+
+    def oldest_unanswered(self) -> float | None:
         """When the oldest heartbeat still waiting for its reply was sent."""
-        times = [t for (topic, _), (ev, t) in session.pending.items() if topic == HEARTBEAT_TOPIC]
-        if session.null_ref_heartbeats:
-            times.append(session.null_ref_heartbeats[0])
+        times = [next(iter(self.pending.values()))] if self.pending else []
+        if self.pending_null:
+            times.append(self.pending_null[0])
         return min(times) if times else None
+
+    def sent_one(self, ref: str | None, t: float) -> None:
+        if self.last_sent_at is not None:
+            self.max_gap_s = max(self.max_gap_s, t - self.last_sent_at)
+            self.gaps.append(t - self.last_sent_at)
+            if self.sent > self.answered:
+                self.unanswered_at_next += 1
+        self.sent += 1
+        self.last_sent_at = t
+        if ref is None:
+            self.pending_null.append(t)
+        else:
+            self.pending[ref] = t
+            if len(self.pending) > MAX_PENDING:
+                self.pending.popitem(last=False)
+
+    def answered_one(self, ref: str | None, t: float) -> None:
+        sent_at = self.pending.pop(ref, None) if ref is not None else (
+            self.pending_null.popleft() if self.pending_null else None)
+        if sent_at is None:
+            return
+        rtt = (t - sent_at) * 1000
+        self.answered += 1
+        self.rtt_sum_ms += rtt
+        self.rtt_max_ms = max(self.rtt_max_ms, rtt)
 
     def typical_gap(self) -> float | None:
         """The client's usual heartbeat interval (median gap), once there are a few."""
@@ -175,8 +205,8 @@ class Session:
         self.closed: Closed | None = None
         self.channels: OrderedDict[str, Channel] = OrderedDict()
         self.dropped_channels = 0
+        # Pushes the server answers, awaiting that answer (heartbeats are in self.heartbeats).
         self.pending: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
-        self.null_ref_heartbeats: deque[float] = deque(maxlen=MAX_PENDING)  # Python sends ref null
         self.heartbeats = Heartbeats()
         self.hops: deque[Hop] = deque(maxlen=MAX_HISTORY)
         self.hop_counts: dict[str, int] = {}
@@ -351,18 +381,7 @@ class Session:
     def _client(self, msg: frames.Message, t: float, notes: list[Note]) -> None:
         ev, topic = msg.event, msg.topic
         if topic == HEARTBEAT_TOPIC and ev == "heartbeat":
-            hb = self.heartbeats
-            if hb.last_sent_at is not None:
-                hb.max_gap_s = max(hb.max_gap_s, t - hb.last_sent_at)
-                hb.gaps.append(t - hb.last_sent_at)
-                if hb.sent > hb.answered:
-                    hb.unanswered_at_next += 1
-            hb.sent += 1
-            hb.last_sent_at = t
-            if msg.ref is None:
-                self.null_ref_heartbeats.append(t)
-            else:
-                self._pend(topic, msg.ref, ev, t)
+            self.heartbeats.sent_one(msg.ref, t)
             return
         ch = self.channel(topic)
         if ch is None:
@@ -375,9 +394,12 @@ class Session:
             notes.append(Note("info", f"leave {topic}", topic))
         elif ev == "broadcast":
             ch.broadcasts_sent += 1
+            if not ch.ack:
+                return  # answered only when the channel joined with broadcast.ack
         elif ev == "access_token":
             token = msg.payload.get("access_token") if isinstance(msg.payload, dict) else None
             self._check_token(ch, token, t, "access_token", notes)
+            return  # Realtime never answers an accepted access_token
         self._pend(topic, msg.ref, ev, t)
 
     def _join(self, ch: Channel, msg: frames.Message, t: float, notes: list[Note]) -> None:
@@ -392,6 +414,8 @@ class Session:
         payload = msg.payload if isinstance(msg.payload, dict) else {}
         config = payload.get("config") if isinstance(payload.get("config"), dict) else {}
         ch.private = bool(config.get("private"))
+        broadcast = config.get("broadcast") if isinstance(config.get("broadcast"), dict) else {}
+        ch.ack = broadcast.get("ack") in (True, "true")
         pg = config.get("postgres_changes")
         ch.bindings = [b for b in pg if isinstance(b, dict)] if isinstance(pg, list) else []
         extras = [w for w, on in (("private", ch.private), (f"{len(ch.bindings)} postgres_changes",
@@ -462,17 +486,13 @@ class Session:
         status = payload.get("status")
         response = payload.get("response")
         topic = msg.topic
-        if msg.ref is None:
-            if topic == HEARTBEAT_TOPIC and self.null_ref_heartbeats:
-                self._heartbeat_answered(self.null_ref_heartbeats.popleft(), t)
+        if topic == HEARTBEAT_TOPIC:
+            self.heartbeats.answered_one(msg.ref, t)
             return
-        pending = self.pending.pop((topic, msg.ref), None)
+        pending = self.pending.pop((topic, msg.ref), None) if msg.ref is not None else None
         if pending is None:
             return
         event, sent_at = pending
-        if event == "heartbeat":
-            self._heartbeat_answered(sent_at, t)
-            return
         ch = self.channels.get(topic)
         if ch is None:
             return
@@ -502,13 +522,6 @@ class Session:
         elif status != "ok":
             notes.append(Note("warning", f"{topic} {event} rejected: {self.redactor.text(reason or str(status))}",
                               topic))
-
-    def _heartbeat_answered(self, sent_at: float, t: float) -> None:
-        hb = self.heartbeats
-        rtt = (t - sent_at) * 1000
-        hb.answered += 1
-        hb.rtt_sum_ms += rtt
-        hb.rtt_max_ms = max(hb.rtt_max_ms, rtt)
 
     # ------------------------------------------------------------------------------------ views
 

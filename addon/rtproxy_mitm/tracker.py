@@ -114,12 +114,10 @@ class Tracker:
 
     def _feed(self, session: Session, event: Event) -> None:
         def work() -> None:
-            notes = session.feed(event)
+            notes, findings = self.diagnoser.feed(session, event)
             for note in notes:
                 self._log(session, note)
-            if any(n.level != "debug" for n in notes):
-                now = getattr(event, "time", 0.0) or time.time()
-                self._findings(session, self.diagnoser.check(session, now))
+            self._findings(session, findings)
         self._guarded(session, work)
 
     def _log(self, session: Session, note: Note) -> None:
