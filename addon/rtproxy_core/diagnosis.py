@@ -24,6 +24,10 @@ def _key(s: Session) -> str:
         return s.url or ""
 
 
+def _worth_logging(notes: list[Note]) -> bool:
+    return any(n.level != "debug" for n in notes)
+
+
 def ranked(findings: list[Finding]) -> list[Finding]:
     """Most decisive first: errors before warnings before info; rule order within a severity."""
     return sorted(findings, key=lambda f: SEVERITY_ORDER[f.severity])
@@ -42,11 +46,13 @@ class Diagnoser:
         passed since they last ran. Rules are not run per heartbeat or broadcast: that keeps the per-frame
         cost near the decoder's, live and offline alike."""
         notes = s.feed(event)
-        t = getattr(event, "time", 0.0) or s.last_frame_at or s.opened_at or 0.0
-        due = t - self._checked_at.get(id(s), float("-inf")) >= CHECK_EVERY_S
-        if not (due or any(n.level != "debug" for n in notes)):
+        t = event.time or s.last_frame_at or s.opened_at or 0.0
+        key = id(s)
+        last = self._checked_at.get(key)
+        # Per frame, the common case is: no note, checked less than a second ago.
+        if last is not None and t - last < CHECK_EVERY_S and not (notes and _worth_logging(notes)):
             return notes, []
-        self._checked_at[id(s)] = t
+        self._checked_at[key] = t
         return notes, self.check(s, t)
 
     def check(self, s: Session, now: float, final: bool = False) -> list[Finding]:
