@@ -278,10 +278,11 @@ def _early_101(s: Session, c: Check) -> Evidence:
       "Queue client frames until the upstream leg is open (or open the upstream before answering 101): "
       "clients send phx_join the moment the socket opens.")
 def _join_dropped(s: Session, c: Check) -> Evidence:
+    why = next((h.detail for h in s.hops if h.frame is not None and h.frame.from_client), "")
     for ch in s.channels.values():
         if ch.join_dropped:
-            yield ch.topic, f"the hop dropped {ch.join_dropped} phx_join frame(s) for {ch.topic} " \
-                            "(upstream not open yet); the server never saw the join"
+            yield ch.topic, f"the hop dropped {ch.join_dropped} phx_join frame(s) for {ch.topic}" \
+                            + (f" ({why})" if why else "") + "; the server never saw the join"
 
 
 @rule("serializer-mismatch", ERROR, "TIMED_OUT (joins never answered)",
