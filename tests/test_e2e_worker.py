@@ -80,6 +80,9 @@ async def test_fixed_mode_real_client_subscribes_broadcasts_presence_postgres(lo
 
 
 async def test_relay_mode_client_gets_101_but_never_subscribes(local_server, mitmdump, anon_key):
+    # Realtime waits 2 s before rejecting an upgrade (CONNECT_ERROR_BACKOFF_MS); keep some of that so the
+    # client's first phx_join surely meets a relay whose upstream leg is still connecting.
+    local_server.config.connect_error_backoff_ms = 500
     proxy = await mitmdump(f"rt_supabase_url={local_server.url}", "rt_mode=relay")
     client = rt_client(proxy.url, anon_key)
     await client.connect()  # the relay answers 101 at once, before its upstream leg has answered
