@@ -115,3 +115,13 @@ def test_vsn_family():
     assert frames.vsn_family("abc") is None
     assert frames.vsn_family("1.9.3") is None and frames.vsn_family("2.0.0-rc.1") is None
     assert frames.vsn_family("2.0.0+build") == frames.V2 and frames.vsn_family("1.0.7") == frames.V1
+
+
+def test_lazy_leaves_user_payload_bytes_unparsed():
+    raw = frames.encode_user_broadcast("realtime:r", "cursor", {"x": 1})
+    m = decode(raw, binary=True, from_client=False, lazy=True)
+    assert m.payload == {"type": "broadcast", "event": "cursor", "payload": b'{"x":1}'}
+    assert decode(raw, binary=True, from_client=False).payload["payload"] == {"x": 1}
+    # an unknown encoding is still an error when lazy
+    with pytest.raises(DecodeError, match="encoding 7"):
+        decode(bytes([4, 1, 1, 0, 7]) + b"te", binary=True, from_client=False, lazy=True)

@@ -337,7 +337,8 @@ class Session:
         else:
             self.frames_from_server += 1
         try:
-            msg = frames.decode(f.data, binary=f.binary, from_client=f.from_client)
+            # The tracker counts broadcasts; it parses their user payload only for the debug lines.
+            msg = frames.decode(f.data, binary=f.binary, from_client=f.from_client, lazy=not self.debug)
         except frames.DecodeError as e:
             self.decode_errors += 1
             self.last_decode_error = str(e)
