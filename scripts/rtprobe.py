@@ -39,6 +39,7 @@ from urllib.parse import quote, urlsplit
 
 from rtproxy_core import frames
 from rtproxy_core.redact import Redactor
+from rtproxy_core.session import realtime_error
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
@@ -115,15 +116,6 @@ def body_text(body: bytes | None) -> str:
     return text[:200] if text else "(empty body)"
 
 
-def server_error(body: bytes | None) -> str | None:
-    """Realtime's upgrade refusals are JSON {"error": "..."}; the message, or None if the body is not one."""
-    try:
-        obj = json.loads(body or b"")
-    except ValueError:
-        return None
-    return obj["error"] if isinstance(obj, dict) and isinstance(obj.get("error"), str) else None
-
-
 @dataclass
 class Received:
     raw: str | bytes
@@ -132,7 +124,7 @@ class Received:
 
 
 @dataclass
-class Session:
+class ProbeSocket:
     """One probe socket: a reader task collects every frame; `expect` awaits one matching a predicate."""
 
     ws: ClientConnection
@@ -282,7 +274,7 @@ class Probe:
             ws = await self.open(self.key)
         except InvalidStatus as e:
             r = e.response
-            err = server_error(r.body)
+            err = realtime_error(r.body)
             if r.status_code == 401 and err == "API key is missing":
                 self.set("a-query", FAIL, f"{r.status_code} {err}: the apikey in the query string never reached "
                                           "the server (the relay drops the query)")
@@ -294,7 +286,7 @@ class Probe:
             self.set("a-query", FAIL, f"broken handshake: {e}")
             self.skip(later, "no socket (see a-query)")
             return
-        s = Session(ws, self.timeout)
+        s = ProbeSocket(ws, self.timeout)
         s.start()
         try:
             await self._session(s)
@@ -303,7 +295,7 @@ class Probe:
                 await ws.close()
             await s._task
 
-    async def _session(self, s: Session) -> None:
+    async def _session(self, s: ProbeSocket) -> None:
         later = ["b-vsn", "d-early-frames", "e-heartbeat", "f-binary", "g-close"]
         join_ref = self.join_ref = s.ref()
         await s.send(self.join_frame(join_ref))  # right after open: d
@@ -335,7 +327,7 @@ class Probe:
             await self._binary(s, self.join_ref)  # the join that was answered
         await self._close(s)
 
-    def _closed_before_answer(self, s: Session, later: list[str]) -> None:
+    def _closed_before_answer(self, s: ProbeSocket, later: list[str]) -> None:
         how = describe_close(s.ws)
         if any(r.msg is not None for r in s.received):
             self.set("a-query", PASS, "101, and the server answered")
@@ -347,7 +339,7 @@ class Probe:
                  "'API key is missing' because the query string was dropped")
         self.skip(later, f"the socket was closed ({how}) before anything was answered (see a-query)")
 
-    async def _diagnose_silence(self, s: Session, later: list[str]) -> Received | None:
+    async def _diagnose_silence(self, s: ProbeSocket, later: list[str]) -> Received | None:
         """The first join went unanswered for a whole timeout: early frame dropped (d), vsn lost (b), or
         nothing reaches the server at all? Ask three ways at once: a 2.0.0 heartbeat, the same join again,
         and a 1.0.0 heartbeat (a 2.0.0 socket drops the 1.0.0 object without a reply, and vice versa)."""
@@ -396,7 +388,7 @@ class Probe:
         await self._close(s)
         return None
 
-    async def _heartbeat(self, s: Session) -> None:
+    async def _heartbeat(self, s: ProbeSocket) -> None:
         ref = s.ref()
         mark = len(s.received)
         await s.send(heartbeat(ref))
@@ -410,7 +402,7 @@ class Probe:
             self.set("e-heartbeat", FAIL, f"no reply to a heartbeat within {self.timeout:g} s: the relay swallows "
                                           "heartbeats or their replies (clients time out and reconnect)")
 
-    async def _binary(self, s: Session, join_ref: str) -> None:
+    async def _binary(self, s: ProbeSocket, join_ref: str) -> None:
         """Kind 3 out, then a text broadcast as a fence: the server answers in order, so the fence's echo
         arriving first means the binary frame never made it as binary."""
         marker = secrets.token_hex(4)
@@ -446,7 +438,7 @@ class Probe:
             shape = f"binary kind {r.msg.kind}" if r.msg.kind is not None else f"a text {r.msg.shape}"
             self.set("f-binary", FAIL, f"the kind-3 broadcast came back as {shape}, expected binary kind 4")
 
-    async def _close(self, s: Session) -> None:
+    async def _close(self, s: ProbeSocket) -> None:
         if s.closed:
             self.skip(["g-close"], f"the socket was already closed ({describe_close(s.ws)})")
             return
@@ -469,7 +461,7 @@ class Probe:
             ws = await self.open(INVALID_KEY)
         except InvalidStatus as e:
             r = e.response
-            err = server_error(r.body)
+            err = realtime_error(r.body)
             if err is not None:
                 self.set(name, PASS, f"an invalid apikey got the server's {r.status_code} {json.dumps({'error': err})}")
             else:
@@ -482,7 +474,7 @@ class Probe:
         except Unreachable as e:
             self.set(name, FAIL, f"the connection with an invalid apikey failed: {e}")
             return
-        s = Session(ws, self.timeout)
+        s = ProbeSocket(ws, self.timeout)
         s.start()
         await s.send(heartbeat(s.ref()))  # what a client does next
         r = await s.expect(lambda r: True)
@@ -506,7 +498,7 @@ class Probe:
                 self.set(name, SKIP, f"not checked: refused with {r.status_code} like every upgrade (see a-query)")
             else:
                 self.set(name, FAIL, f"offering subprotocol 'phoenix' got {r.status_code} "
-                                     f"{server_error(r.body) or body_text(r.body)}")
+                                     f"{realtime_error(r.body) or body_text(r.body)}")
             return
         except InvalidHandshake as e:
             self.set(name, FAIL, f"offering subprotocol 'phoenix' broke the handshake: {e}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,13 +83,18 @@ class Message:
         }
 
 
-def jsonable(value: Any) -> Any:
+def _hex(raw: bytes) -> dict[str, Any]:
+    return {"hex": raw.hex()}
+
+
+def jsonable(value: Any, show_bytes: Callable[[bytes], Any] = _hex) -> Any:
+    """A JSON-safe copy: bytes become show_bytes(bytes) ({"hex": "..."} by default)."""
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return {"hex": bytes(value).hex()}
+        return show_bytes(bytes(value))
     if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, show_bytes) for k, v in value.items()}
     if isinstance(value, list):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, show_bytes) for v in value]
     return value
 
 

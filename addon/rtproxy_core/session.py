@@ -573,15 +573,18 @@ def _reason(response: Any) -> str | None:
     return None
 
 
+def realtime_error(body: bytes | None) -> str | None:
+    """The message of Realtime's upgrade refusal body, JSON {"error": "..."}; None if it is not one."""
+    try:
+        obj = json.loads((body or b"")[:2000].decode("utf-8", "replace"))
+    except (ValueError, RecursionError):  # RecursionError: hostile nesting in a rejection body
+        return None
+    return obj["error"] if isinstance(obj, dict) and isinstance(obj.get("error"), str) else None
+
+
 def _rejection_text(body: bytes) -> str | None:
     """The `error` of Realtime's JSON rejection body, else the start of the body as text."""
     if not body:
         return None
-    text = body[:2000].decode("utf-8", "replace")
-    try:
-        obj = json.loads(text)
-        if isinstance(obj, dict) and isinstance(obj.get("error"), str):
-            return obj["error"]
-    except (ValueError, RecursionError):  # hostile nesting in a rejection body
-        pass
-    return " ".join(text.split())[:200]
+    error = realtime_error(body)
+    return error if error is not None else " ".join(body[:2000].decode("utf-8", "replace").split())[:200]

@@ -32,9 +32,8 @@ from mitmproxy import contentviews, ctx, http
 from mitmproxy.contentviews import Contentview, Metadata
 from rtproxy_core import frames
 from rtproxy_core.redact import Redactor
-from rtproxy_core.session import is_realtime_path
 
-from .flowevents import REALTIME
+from .flowevents import is_realtime
 from .relay import BLOB_TEXT
 
 logger = logging.getLogger("rtproxy")
@@ -59,11 +58,6 @@ def show_secrets() -> bool:
         return False
 
 
-def is_realtime_flow(flow: object) -> bool:
-    return isinstance(flow, http.HTTPFlow) and (
-        bool(flow.metadata.get(REALTIME)) or is_realtime_path(flow.request.path))
-
-
 def _bytes_view(raw: bytes) -> dict[str, Any]:
     """Bytes in a payload: their length, hex, and the text when they are UTF-8."""
     out: dict[str, Any] = {"bytes": len(raw), "hex": raw.hex()}
@@ -72,16 +66,6 @@ def _bytes_view(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         pass
     return out
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return _bytes_view(bytes(value))
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _q(value: str | None) -> str:
@@ -94,7 +78,7 @@ class RealtimeContentview(Contentview):
     syntax_highlight = "yaml"  # YAML is a superset of JSON: the payload block highlights as JSON
 
     def render_priority(self, data: bytes, metadata: Metadata) -> float:
-        if metadata.websocket_message is None or not is_realtime_flow(metadata.flow):
+        if metadata.websocket_message is None or not (isinstance(metadata.flow, http.HTTPFlow) and is_realtime(metadata.flow)):
             return -1
         return PRIORITY
 
@@ -114,7 +98,7 @@ class RealtimeContentview(Contentview):
             shape = f"2.0.0 binary kind {m.kind} ({frames.KIND_NAMES[m.kind]})"
         else:
             shape = _SHAPES.get(m.shape, m.shape)
-        payload = _jsonable(redactor.payload(m.payload))
+        payload = frames.jsonable(redactor.payload(m.payload), _bytes_view)
         body = json.dumps(payload, indent=2, ensure_ascii=False)
         return "\n".join([
             f"# {shape}, {direction}",

@@ -92,13 +92,13 @@ class Tracker:
             for session in list(self.live.values()):
                 self._guarded(session, lambda s=session, t=now: self._findings(s, self.diagnoser.check(s, t)))
 
-    def _guarded(self, session: Session, work) -> None:
+    def _guarded(self, session: Session, work, *args) -> None:
         """Run work for a session; a bug in rtproxy must never disturb the traffic. The first internal
         error of a connection is logged and its tracking stops; the flow itself goes on untouched."""
         if session.conn in self.broken:
             return
         try:
-            work()
+            work(*args)
         except Exception as e:  # noqa: BLE001
             self.broken.add(session.conn)
             logger.error(f"[rt {session.conn}] rtproxy internal error, no longer tracking this connection: "
@@ -113,12 +113,14 @@ class Tracker:
             self._feed(session, event)
 
     def _feed(self, session: Session, event: Event) -> None:
-        def work() -> None:
-            notes, findings = self.diagnoser.feed(session, event)
-            for note in notes:
-                self._log(session, note)
+        self._guarded(session, self._feed_unguarded, session, event)
+
+    def _feed_unguarded(self, session: Session, event: Event) -> None:
+        notes, findings = self.diagnoser.feed(session, event)
+        for note in notes:
+            self._log(session, note)
+        if findings:
             self._findings(session, findings)
-        self._guarded(session, work)
 
     def _log(self, session: Session, note: Note) -> None:
         logger.log(LEVELS[note.level], f"[rt {session.conn}] {note.text}")
