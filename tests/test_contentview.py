@@ -98,21 +98,25 @@ async def test_kind4_server_user_broadcast_with_binary_payload_and_meta(view):
 
 
 async def test_kind0_decoded_per_direction(view):
-    """Kind 0 has a ref only client → server: the same rules, two layouts."""
+    """Kind 0 from a client is what Realtime's V2 serializer reads; from a server it is a frame realtime-js
+    cannot read (it decodes only kind 4), and the view says so."""
     f = rt_flow()
     up = frames.encode_push("realtime:r", "ev", b"ab", join_ref="1", ref="2", from_client=True)
     down = frames.encode_push("realtime:r", "ev", b"ab", join_ref="1", from_client=False)
     t_up = render(f, message(f, up, from_client=True, binary=True))
     t_down = render(f, message(f, down, from_client=False, binary=True))
     assert t_up.startswith("# 2.0.0 binary kind 0 (push), client → server") and 'ref: "2"' in t_up
-    assert t_down.startswith("# 2.0.0 binary kind 0 (push), server → client") and "ref: null" in t_down
-    for t in (t_up, t_down):
-        assert 'topic: "realtime:r"' in t and payload_of(t) == {"bytes": 2, "hex": "6162", "utf8": "ab"}
+    assert 'topic: "realtime:r"' in t_up and payload_of(t_up) == {"bytes": 2, "hex": "6162", "utf8": "ab"}
+    assert t_down.startswith("error: undecodable binary frame (server → client): kind 0 (push) realtime:r 'ev'")
+    assert "realtime-js decodes only kind 4" in t_down
 
 
 @pytest.mark.parametrize("content,binary,error", [
     (b"\xff\x01\x02", True, "error: undecodable binary frame (client → server): unknown binary kind 255"),
-    (b"\x04\x09\x01\x00\x01room", True, "error: undecodable binary frame (client → server): topic length 9 runs"),
+    (b"\x03\x00\x00\x09\x01\x00\x01room", True,
+     "error: undecodable binary frame (client → server): topic length 9 runs"),
+    (b"\x04\x04\x01\x00\x01room", True,
+     "error: undecodable binary frame (client → server): kind 4 (user broadcast) is a server-to-client layout"),
     (b"hello", False, "error: undecodable text frame (client → server): text frame is neither"),
     (b'["1", "1", "t"]', False, "error: undecodable text frame (client → server): 2.0.0 array must be"),
     (b"[object Blob]", False, "error: undecodable text frame (client → server): invalid JSON"),

@@ -1,4 +1,7 @@
-"""Codec against the frames and binary vectors of realtime-protocol.md §2."""
+"""Codec against the frames and binary vectors of realtime-protocol.md §2, and the rules of the real peers:
+client frames as Realtime's serializers read them (Phoenix.Socket.V1.JSONSerializer, Message.from_map!/1,
+RealtimeWeb.Socket.V2Serializer), server frames as realtime-js and realtime-py read them (the differential
+test against both is tests/test_codec_clients.py)."""
 
 import json
 
@@ -49,23 +52,90 @@ def test_kind4_vector_binary_payload_with_meta():
                                        "payload": {"hex": "656667"}, "meta": {"replayed": True}}}
 
 
-def test_kind1_vector_reply():
-    m = decode(KIND1, binary=True, from_client=False)
-    assert (m.event, m.join_ref, m.ref, m.topic) == ("phx_reply", "100", "12", "top")
-    assert m.payload == {"status": "ok", "response": b"\x01\x01"}
+@pytest.mark.parametrize("raw", [
+    KIND1,
+    frames.encode_broadcast("t", "e", b"xyz"),
+    frames.encode_push("t", "ev", b"\x00\xff", join_ref="1", from_client=False),
+    KIND3,
+])
+def test_server_kinds_0_to_3_are_what_realtime_js_cannot_read(raw):
+    """lib/serializer.ts _binaryDecode decodes only kind 4; for the others it returns undefined and
+    @supabase/phoenix's onConnMessage throws."""
+    with pytest.raises(DecodeError, match=r"kind \d \(.*realtime-js decodes only kind 4"):
+        decode(raw, binary=True, from_client=False)
 
 
-def test_kind0_layout_depends_on_direction():
+def test_kind0_from_a_client():
     c = frames.encode_push("t", "ev", b"\x00\xff", join_ref="1", ref="2", from_client=True)
-    s = frames.encode_push("t", "ev", b"\x00\xff", join_ref="1", from_client=False)
-    mc, ms = decode(c, binary=True, from_client=True), decode(s, binary=True, from_client=False)
+    mc = decode(c, binary=True, from_client=True)
     assert (mc.ref, mc.join_ref, mc.payload) == ("2", "1", b"\x00\xff")
-    assert (ms.ref, ms.join_ref, ms.topic, ms.event, ms.payload) == (None, "1", "t", "ev", b"\x00\xff")
 
 
-def test_kind2_broadcast():
-    m = decode(frames.encode_broadcast("t", "e", b"xyz"), binary=True, from_client=False)
-    assert (m.kind, m.topic, m.event, m.payload, m.ref) == (2, "t", "e", b"xyz", None)
+@pytest.mark.parametrize("raw", [KIND1, frames.encode_broadcast("t", "e", b"x"), KIND4])
+def test_server_layouts_from_a_client_are_refused(raw):
+    """V2Serializer.decode_binary/1 has clauses for kinds 0 and 3 only."""
+    with pytest.raises(DecodeError, match="server-to-client"):
+        decode(raw, binary=True, from_client=True)
+
+
+# Client frames the real server accepts (v2_serializer.ex decode_binary/1, v1_json_serializer.ex decode!/2)
+def test_kind3_any_enc_but_0_is_json():
+    raw = bytes.fromhex("0301010a010002") + b"12" + b"realtime:t" + b"e" + b'{"a":1}'
+    assert decode(raw, binary=True, from_client=True).payload["payload"] == {"a": 1}
+
+
+def test_kind3_meta_is_any_json_and_bad_json_payload_is_kept_raw():
+    raw = bytes.fromhex("0301010a010301") + b"12" + b"realtime:t" + b"e" + b"[1]" + b'{"a":'
+    m = decode(raw, binary=True, from_client=True)
+    assert m.payload == {"type": "broadcast", "event": "e", "payload": b'{"a":', "meta": [1]}
+
+
+def test_kind3_invalid_utf8_user_event_and_empty_refs():
+    raw = bytes.fromhex("030000") + bytes([10, 1, 0, 0]) + b"realtime:t" + b"\xff"
+    m = decode(raw, binary=True, from_client=True)
+    assert m.payload["event"] == "\ufffd" and (m.ref, m.join_ref) == ("", "")  # the server echoes ""
+
+
+def test_binary_frame_holding_a_v1_object():
+    """The 1.0.0 serializer ignores the opcode: a binary frame with a JSON object is a message."""
+    m = decode(b'{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"1"}', binary=True, from_client=True)
+    assert (m.shape, m.event, m.ref) == (frames.OBJECT, "heartbeat", "1")
+
+
+def test_refs_keep_their_text():
+    m = decode('[null,true,"phoenix","heartbeat",{}]', binary=False, from_client=True)
+    assert m.ref == "true"
+    assert decode('{"topic":"t","event":"e","payload":{},"ref":7}', binary=False, from_client=True).ref == "7"
+
+
+def test_v1_client_object_needs_the_four_keys_but_not_join_ref():
+    for missing in ("topic", "event", "payload", "ref"):
+        obj = {"topic": "t", "event": "e", "payload": {}, "ref": None}
+        del obj[missing]
+        with pytest.raises(DecodeError, match=f"lacks '{missing}'"):
+            decode(json.dumps(obj), binary=False, from_client=True)
+
+
+def test_v1_server_object_without_ref_decodes():
+    m = decode('{"topic":"realtime:t","event":"broadcast","payload":{}}', binary=False, from_client=False)
+    assert (m.ref, m.join_ref) == (None, None)
+
+
+@pytest.mark.parametrize("text", ['[null,"1","phoenix","heartbeat",{"a":NaN}]',
+                                  '[null,"1","phoenix","heartbeat",{"a":Infinity}]',
+                                  '[null,"1","phoenix","heartbeat",{"a":1e999}]'])
+def test_numbers_jason_refuses(text):
+    with pytest.raises(DecodeError, match="invalid JSON"):
+        decode(text, binary=False, from_client=True)
+
+
+def test_encoder_never_writes_nan():
+    with pytest.raises(ValueError):
+        frames.encode_text(frames.Message("t", "e", {"a": float("nan")}), frames.V2, from_client=True)
+
+
+def test_user_push_of_nothing_sends_an_empty_object_like_realtime_js():
+    assert frames.encode_user_push("t", "e", None).endswith(b"{}")
 
 
 def test_roundtrips():
@@ -93,8 +163,8 @@ def test_encode_text_shapes():
     (bytes([3, 2, 1]), True, "truncated"),
     (bytes([4, 200, 0, 0, 1]) + b"ab", True, "past the end"),
     (bytes([9, 0]), True, "unknown binary kind 9"),
-    (bytes([4, 1, 1, 0, 7]) + b"te", True, "encoding 7"),
-    (bytes([2, 2, 1]) + b"\xff\xfe" + b"e", True, "UTF-8"),
+    (bytes([4, 1, 1, 0, 1]) + b"te", True, "marked JSON .enc 1. but is not JSON .empty"),
+    (bytes([2, 2, 1]) + b"\xff\xfe" + b"e", True, "realtime-js decodes only kind 4"),
     (b"\xff\xfe", False, "UTF-8"),
     (b"hello", False, "neither"),
     (b"[1,2]", False, "array must be"),
@@ -115,6 +185,10 @@ def test_vsn_family():
     assert frames.vsn_family("abc") is None
     assert frames.vsn_family("1.9.3") is None and frames.vsn_family("2.0.0-rc.1") is None
     assert frames.vsn_family("2.0.0+build") == frames.V2 and frames.vsn_family("1.0.7") == frames.V1
+    # Elixir Version.match?/2 with pre-releases allowed: "~> 2.0.0" is >= 2.0.0 and < 2.1.0-0
+    assert frames.vsn_family("2.0.1-rc.1") == frames.V2 and frames.vsn_family("1.0.3-beta") == frames.V1
+    # Version.parse/1 refuses leading zeros and empty identifiers
+    assert frames.vsn_family("1.0.01") is None and frames.vsn_family("2.0.0+a..b") is None
 
 
 def test_lazy_leaves_user_payload_bytes_unparsed():
@@ -122,6 +196,8 @@ def test_lazy_leaves_user_payload_bytes_unparsed():
     m = decode(raw, binary=True, from_client=False, lazy=True)
     assert m.payload == {"type": "broadcast", "event": "cursor", "payload": b'{"x":1}'}
     assert decode(raw, binary=True, from_client=False).payload["payload"] == {"x": 1}
-    # an unknown encoding is still an error when lazy
-    with pytest.raises(DecodeError, match="encoding 7"):
-        decode(bytes([4, 1, 1, 0, 7]) + b"te", binary=True, from_client=False, lazy=True)
+
+
+def test_kind4_encodings_other_than_1_are_raw_bytes():
+    """realtime-js: `payloadEncoding === this.JSON_ENCODING ? JSON.parse(...) : payload`."""
+    assert decode(bytes([4, 1, 1, 0, 7]) + b"te" + b"\x01", binary=True, from_client=False).payload["payload"] == b"\x01"

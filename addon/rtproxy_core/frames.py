@@ -4,7 +4,20 @@ Sans-I/O: bytes in, `Message` out (and back). The decoder detects the shape of a
 itself (`{` object, `[` array, binary kind byte) instead of trusting the negotiated vsn, so the caller
 can tell a serializer mismatch (a 2.0.0 array on a 1.0.0 socket) from garbage.
 
-Binary layouts (realtime-protocol.md §2.3); every length is one unsigned byte counting UTF-8 bytes:
+What decodes is what the real peer on the receiving end takes (read in docs/sources.md's commits):
+- client frames as Realtime's serializers read them: Phoenix.Socket.V1.JSONSerializer.decode!/2 with
+  Message.from_map!/1 (an object with the keys topic, event, payload and ref; join_ref optional; the
+  frame's opcode ignored, so a binary frame holding such an object is one) and RealtimeWeb.Socket.
+  V2Serializer (decode_text/1: an array of at least 5; decode_binary/1: kinds 0 and 3 only; in kind 3
+  any `enc` other than 0 means JSON, `meta` is any JSON, the user payload is never parsed);
+- server frames as realtime-js (lib/serializer.ts, @supabase/phoenix onConnMessage) or realtime-py
+  (message.py) take them: objects without ref/join_ref/payload (null), arrays of 4 or more, and of the
+  binary kinds only 4 (realtime-js' _binaryDecode returns undefined for 0-3 and then throws), whose
+  `enc` 1 is JSON and anything else raw bytes.
+Both sides: JSON as Jason and the clients parse it (no NaN/Infinity); topic and event are strings.
+Refs keep their text: an integer or other scalar ref becomes its JSON text, so a reply echoing it pairs.
+
+Binary layouts; every length is one unsigned byte counting bytes:
   0 push   c->s  0 jr ref topic event | join_ref ref topic event payload
   0 push   s->c  0 jr topic event     | join_ref topic event payload          (no ref)
   1 reply  s->c  1 jr ref topic status | join_ref ref topic status response
@@ -39,19 +52,44 @@ KIND_NAMES = {
 }
 ENC_BINARY, ENC_JSON = 0, 1
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# Jason and the clients refuse NaN/Infinity; never write them either.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # cheap pre-check on the raw text
 
 
-def _loads(text: str) -> Any:
-    value = json.loads(text)
+def _no_constant(name: str) -> Any:
+    raise DecodeError(f"invalid JSON: {name} is not a JSON number")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise DecodeError(f"invalid JSON: the number {text[:40]} overflows (Jason refuses it)")
+    return value
+
+
+def _loads(text: str, lenient: bool = False) -> Any:
+    value = json.loads(text, parse_constant=_no_constant, parse_float=_float)
     # json.loads turns an unpaired \uD800-\uDFFF escape into a lone surrogate: not Unicode text, and no
-    # UTF-8 log line, report or terminal can hold it.
+    # UTF-8 log line, report or terminal can hold it. Jason refuses such a frame; realtime-js' JSON.parse
+    # takes it (lenient: the surrogate is shown as U+FFFD).
     if "\\u" in text and _SURROGATE_ESCAPE.search(text) and _SURROGATE.search(_dumps(value)):
+        if lenient:
+            return _replace_surrogates(value)
         raise DecodeError("a string holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF): "
                           "not valid Unicode")
     return value
+
+
+def _replace_surrogates(v: Any) -> Any:
+    if isinstance(v, str):
+        return _SURROGATE.sub("\ufffd", v)
+    if isinstance(v, list):
+        return [_replace_surrogates(x) for x in v]
+    if isinstance(v, dict):
+        return {_replace_surrogates(k): _replace_surrogates(x) for k, x in v.items()}
+    return v
 
 
 class DecodeError(ValueError):
@@ -98,18 +136,28 @@ def jsonable(value: Any, show_bytes: Callable[[bytes], Any] = _hex) -> Any:
     return value
 
 
-# Elixir Version syntax: MAJOR.MINOR.PATCH[-pre][+build]
-_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")
+# Elixir's Version.parse/1: numeric parts without leading zeros; pre-release and build identifiers are
+# dot-separated, non-empty, [0-9A-Za-z-]; numeric pre-release identifiers without leading zeros.
+_NUM = r"(0|[1-9][0-9]*)"
+_IDENT = r"[0-9A-Za-z-]+"
+_VERSION = re.compile(rf"{_NUM}\.{_NUM}\.{_NUM}(?:-({_IDENT}(?:\.{_IDENT})*))?(?:\+({_IDENT}(?:\.{_IDENT})*))?")
 
 
 def vsn_family(vsn: str | None) -> str | None:
-    """The serializer a Realtime server picks for a vsn query value. Absent means 1.0.0 (Phoenix's
-    default). Realtime requires "~> 1.0.0" / "~> 2.0.0": x.0.z, build metadata allowed, pre-releases
-    (which sort below x.0.0) refused, so 1.9.3 and 2.0.0-rc.1 get None: the server answers 403."""
+    """The serializer a Realtime server picks for a vsn query value, None if it refuses (403).
+
+    Absent means 1.0.0 (Phoenix.Socket: params["vsn"] || "1.0.0"). The endpoint's requirements are
+    "~> 1.0.0" and "~> 2.0.0" (endpoint.ex), matched by Version.match?/2 with pre-releases allowed:
+    x.0.z with z >= 0 and build metadata allowed; a pre-release only above x.0.0 (2.0.1-rc.1 is 2.0.0's
+    family, 2.0.0-rc.1 sorts below 2.0.0 and is refused)."""
     if vsn is None:
         return V1
     m = _VERSION.fullmatch(vsn)
-    if m is None or m[4] is not None or m[2] != "0":
+    if m is None or m[2] != "0":
+        return None
+    pre = m[4]
+    if pre is not None and (m[3] == "0" or any(p.isdigit() and len(p) > 1 and p[0] == "0"
+                                                for p in pre.split("."))):
         return None
     return {"1": V1, "2": V2}.get(m[1])
 
@@ -122,15 +170,19 @@ def shape_for(vsn: str) -> str:
 
 
 def decode(data: bytes | str, *, binary: bool, from_client: bool, lazy: bool = False) -> Message:
-    """Decode one WebSocket message. Raises DecodeError, never anything else.
+    """Decode one WebSocket message as the peer receiving it would (see the module docstring). Raises
+    DecodeError, never anything else.
 
     lazy: leave the user payload of kinds 3/4 as its raw bytes instead of parsing its JSON (about 40 % of
     a binary frame's decode time) when nobody will print it; Realtime relays those bytes unparsed too."""
     try:
         if binary:
-            return _decode_binary(bytes(data) if not isinstance(data, str) else data.encode(), from_client, lazy)
+            buf = bytes(data) if not isinstance(data, str) else data.encode()
+            if buf[:1] == b"{":  # the 1.0.0 serializer JSON-decodes a frame whatever its opcode
+                return _decode_text(buf.decode("utf-8"), from_client)
+            return _decode_binary(buf, from_client, lazy)
         text = data if isinstance(data, str) else bytes(data).decode("utf-8")
-        return _decode_text(text)
+        return _decode_text(text, from_client)
     except DecodeError:
         raise
     except UnicodeDecodeError as e:
@@ -139,47 +191,64 @@ def decode(data: bytes | str, *, binary: bool, from_client: bool, lazy: bool = F
         raise DecodeError(f"invalid JSON: {str(e)[:120]}") from None
 
 
-def _opt_str(value: Any, field: str) -> str | None:
+def _ref(value: Any, field: str) -> str | None:
+    """A ref as text: strings as they are, null as None, any other JSON value as its JSON text (Realtime
+    echoes whatever it got, so a reply's ref reads the same)."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)  # some clients send numeric refs; Phoenix echoes what it got
-    raise DecodeError(f"{field} must be a string or null, got {type(value).__name__}")
+        return str(value)
+    return _dumps(value)
 
 
 def _req_str(value: Any, field: str) -> str:
     if not isinstance(value, str):
-        raise DecodeError(f"{field} must be a string, got {type(value).__name__}")
+        raise DecodeError(f"{field} must be a string, got {_json_type(value)}")
     return value
 
 
-def _decode_text(text: str) -> Message:
+def _json_type(v: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(v), "a number")
+
+
+def _decode_text(text: str, from_client: bool) -> Message:
+    m = _decode_text_shape(text, from_client)
+    if m.event == "phx_reply" and m.payload is None and not from_client:
+        raise DecodeError("a phx_reply without a payload: realtime-js' Push reads its status and response "
+                          "and throws")
+    return m
+
+
+def _decode_text_shape(text: str, from_client: bool) -> Message:
     head = text.lstrip()[:1]
     if head == "[":
-        arr = _loads(text)
-        if not isinstance(arr, list) or len(arr) < 5:
+        arr = _loads(text, lenient=not from_client)
+        need = 5 if from_client else 4  # V2Serializer.decode_text; realtime-js destructures any array
+        if not isinstance(arr, list) or len(arr) < need:
             raise DecodeError("2.0.0 array must be [join_ref, ref, topic, event, payload]")
         return Message(
             topic=_req_str(arr[2], "topic"),
             event=_req_str(arr[3], "event"),
-            payload=arr[4],
-            ref=_opt_str(arr[1], "ref"),
-            join_ref=_opt_str(arr[0], "join_ref"),
+            payload=arr[4] if len(arr) > 4 else None,
+            ref=_ref(arr[1], "ref"),
+            join_ref=_ref(arr[0], "join_ref"),
             shape=ARRAY,
         )
     if head == "{":
-        obj = _loads(text)
+        obj = _loads(text, lenient=not from_client)
         if not isinstance(obj, dict):
             raise DecodeError("1.0.0 frame must be a JSON object")
-        for key in ("topic", "event", "payload", "ref"):
+        # Message.from_map!/1 fetches these four; the clients need only topic and event.
+        for key in ("topic", "event", "payload", "ref") if from_client else ("topic", "event"):
             if key not in obj:
                 raise DecodeError(f"1.0.0 object lacks {key!r}")
         return Message(
             topic=_req_str(obj["topic"], "topic"),
             event=_req_str(obj["event"], "event"),
-            payload=obj["payload"],
-            ref=_opt_str(obj["ref"], "ref"),
-            join_ref=_opt_str(obj.get("join_ref"), "join_ref"),
+            payload=obj.get("payload"),
+            ref=_ref(obj.get("ref"), "ref"),
+            join_ref=_ref(obj.get("join_ref"), "join_ref"),
             shape=OBJECT,
         )
     raise DecodeError("text frame is neither a JSON object (1.0.0) nor a JSON array (2.0.0)")
@@ -208,34 +277,36 @@ class _Reader:
         return out
 
     def text(self, n: int, field: str) -> str:
-        try:
-            return self.take(n, field).decode("utf-8")
-        except UnicodeDecodeError:
-            raise DecodeError(f"{field} is not valid UTF-8") from None
+        # Realtime keeps these as raw binaries and realtime-js decodes them with a non-fatal TextDecoder:
+        # invalid UTF-8 is shown as U+FFFD, not refused.
+        return self.take(n, field).decode("utf-8", "replace")
 
     def rest(self) -> bytes:
         return self.buf[self.pos :]
 
 
-def _empty_none(s: str) -> str | None:
-    return s or None
-
-
-def _meta(r: _Reader, n: int) -> dict[str, Any] | None:
+def _meta(r: _Reader, n: int, lenient: bool) -> Any:
+    """Kind 3/4 metadata: any JSON (the server Jason.decode!s it, realtime-js JSON.parses what its
+    non-fatal TextDecoder made of it); absent: None."""
     if n == 0:
         return None
-    meta = _loads(r.text(n, "meta"))
-    if not isinstance(meta, dict):
-        raise DecodeError("meta must be a JSON object")
-    return meta
+    raw = r.take(n, "meta")
+    return _loads(raw.decode("utf-8", "replace" if lenient else "strict"), lenient)
 
 
-def _user_payload(enc: int, raw: bytes, lazy: bool = False) -> Any:
-    if enc == ENC_BINARY or lazy and enc == ENC_JSON:
+def _user_payload(json_payload: bool, raw: bytes, lazy: bool, from_client: bool) -> Any:
+    if not json_payload or lazy:
         return raw
-    if enc == ENC_JSON:
-        return _loads(raw.decode("utf-8")) if raw else None
-    raise DecodeError(f"unknown payload encoding {enc} (0 binary, 1 JSON)")
+    try:
+        return _loads(raw.decode("utf-8"), lenient=not from_client)
+    except (ValueError, UnicodeDecodeError) as e:
+        if from_client:  # the server relays the bytes unparsed: not an error on its side
+            return raw
+        raise DecodeError(f"user payload is marked JSON (enc 1) but is not JSON "
+                          f"({'empty' if not raw else str(e)[:80]}); realtime-js' JSON.parse throws on it") from None
+
+
+_FROM_SERVER_ONLY = {REPLY: "reply", BROADCAST: "broadcast", USER_BROADCAST: "user broadcast"}
 
 
 def _decode_binary(buf: bytes, from_client: bool, lazy: bool = False) -> Message:
@@ -243,39 +314,53 @@ def _decode_binary(buf: bytes, from_client: bool, lazy: bool = False) -> Message
         raise DecodeError("empty binary frame")
     kind = buf[0]
     r = _Reader(buf)
-    if kind == PUSH:
-        if from_client:
+    if from_client:
+        if kind in _FROM_SERVER_ONLY:
+            raise DecodeError(f"kind {kind} ({_FROM_SERVER_ONLY[kind]}) is a server-to-client layout; "
+                              "Realtime's V2 serializer decodes only kinds 0 and 3 from clients")
+        if kind == PUSH:
             jr, ref, topic, event = r.lengths(4)
             join_ref, ref_s = r.text(jr, "join_ref"), r.text(ref, "ref")
-        else:
-            jr, topic, event = r.lengths(3)
-            join_ref, ref_s = r.text(jr, "join_ref"), ""
-        t, e = r.text(topic, "topic"), r.text(event, "event")
-        return Message(t, e, r.rest(), _empty_none(ref_s), _empty_none(join_ref), BINARY, kind)
-    if kind == REPLY:
-        jr, ref, topic, status = r.lengths(4)
-        join_ref, ref_s = r.text(jr, "join_ref"), r.text(ref, "ref")
-        t, st = r.text(topic, "topic"), r.text(status, "status")
-        payload = {"status": st, "response": r.rest()}
-        return Message(t, "phx_reply", payload, _empty_none(ref_s), _empty_none(join_ref), BINARY, kind)
-    if kind == BROADCAST:
-        topic, event = r.lengths(2)
-        t, e = r.text(topic, "topic"), r.text(event, "event")
-        return Message(t, e, r.rest(), None, None, BINARY, kind)
-    if kind == USER_PUSH:
-        jr, ref, topic, uev, meta_len, enc = r.lengths(6)
-        join_ref, ref_s = r.text(jr, "join_ref"), r.text(ref, "ref")
-        t, ue = r.text(topic, "topic"), r.text(uev, "user event")
-        meta = _meta(r, meta_len)
-        payload = _broadcast_payload(ue, _user_payload(enc, r.rest(), lazy), meta)
-        return Message(t, "broadcast", payload, _empty_none(ref_s), _empty_none(join_ref), BINARY, kind)
+            t, e = r.text(topic, "topic"), r.text(event, "event")
+            # Zero-length refs are "" to the server (it echoes "" in its reply), not nil.
+            return Message(t, e, r.rest(), ref_s, join_ref, BINARY, kind)
+        if kind == USER_PUSH:
+            jr, ref, topic, uev, meta_len, enc = r.lengths(6)
+            join_ref, ref_s = r.text(jr, "join_ref"), r.text(ref, "ref")
+            t, ue = r.text(topic, "topic"), r.text(uev, "user event")
+            meta = _meta(r, meta_len, lenient=False)
+            value = _user_payload(enc != ENC_BINARY, r.rest(), lazy, True)  # "if == 0 :binary, else :json"
+            return Message(t, "broadcast", _broadcast_payload(ue, value, meta), ref_s, join_ref, BINARY, kind)
+        raise DecodeError(f"unknown binary kind {kind} (clients send 0 and 3)")
     if kind == USER_BROADCAST:
         topic, uev, meta_len, enc = r.lengths(4)
         t, ue = r.text(topic, "topic"), r.text(uev, "user event")
-        meta = _meta(r, meta_len)
-        payload = _broadcast_payload(ue, _user_payload(enc, r.rest(), lazy), meta)
-        return Message(t, "broadcast", payload, None, None, BINARY, kind)
+        meta = _meta(r, meta_len, lenient=True)
+        value = _user_payload(enc == ENC_JSON, r.rest(), lazy, False)  # realtime-js: only 1 is JSON
+        return Message(t, "broadcast", _broadcast_payload(ue, value, meta), None, None, BINARY, kind)
+    if kind in (PUSH, REPLY, BROADCAST, USER_PUSH):
+        raise DecodeError(f"{_describe_server_kind(buf)}: realtime-js decodes only kind 4 from a server and "
+                          "throws on this one (realtime-py takes no binary kinds)")
     raise DecodeError(f"unknown binary kind {kind} (known: 0-4)")
+
+
+def _describe_server_kind(buf: bytes) -> str:
+    """What a kind 0-3 server frame says, for the error that realtime-js cannot read it."""
+    kind, name = buf[0], KIND_NAMES.get(buf[0], "?")
+    try:
+        r = _Reader(buf)
+        n = {PUSH: 3, REPLY: 4, BROADCAST: 2, USER_PUSH: 6}[kind]
+        lens = r.lengths(n)
+        if kind in (PUSH, REPLY, USER_PUSH):
+            r.take(lens[0], "join_ref")
+        if kind in (REPLY, USER_PUSH):
+            r.take(lens[1], "ref")
+        topic_i = {PUSH: 1, REPLY: 2, BROADCAST: 0, USER_PUSH: 2}[kind]
+        topic = r.text(lens[topic_i], "topic")
+        event = r.text(lens[topic_i + 1], "event")
+        return f"kind {kind} ({name}) {topic} {event!r}"
+    except DecodeError:
+        return f"kind {kind} ({name}), truncated"
 
 
 def _broadcast_payload(user_event: str, value: Any, meta: dict[str, Any] | None) -> dict[str, Any]:
@@ -310,7 +395,8 @@ def _b(s: str | None, field: str) -> bytes:
 def _user_parts(value: Any) -> tuple[int, bytes]:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return ENC_BINARY, bytes(value)
-    return ENC_JSON, _dumps(value).encode("utf-8")
+    # realtime-js: JSON.stringify(message.payload?.payload ?? {})
+    return ENC_JSON, _dumps({} if value is None else value).encode("utf-8")
 
 
 def encode_user_push(topic: str, user_event: str, value: Any, *, join_ref: str | None = None,
