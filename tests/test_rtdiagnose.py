@@ -81,7 +81,9 @@ async def test_all_capture_kinds_give_the_same_diagnosis(failing_run, anon_key):
         conns = report["connections"]
         assert len(conns) == 4, kind
         codes = {f["code"] for c in conns for f in c["findings"]}
-        assert {"join-unauthorized", "channel-shutdown", "rate-limited", "apikey-missing"} <= codes, (kind, codes)
+        # "doomed" is stopped with Realtime's "Too many messages per second": named as the quota it is
+        assert {"join-unauthorized", "rate-limited", "apikey-missing"} <= codes, (kind, codes)
+        assert "channel-shutdown" not in codes, (kind, codes)
         unauthorized = next(f for c in conns for f in c["findings"] if f["code"] == "join-unauthorized")
         assert unauthorized["topic"] == "realtime:private-room" and UNAUTHORIZED in unauthorized["evidence"]
         assert set(unauthorized) == {"code", "severity", "topic", "explains", "evidence", "fix"}

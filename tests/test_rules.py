@@ -110,17 +110,25 @@ CASES = {
     "join-unauthorized": lambda: Conv().join(reply={"status": "error", "response": {
         "reason": "Unauthorized: You do not have permissions to read from this Channel topic: r"}}, rt=5),
     "join-error": lambda: Conv().join(reply={"status": "error", "response": {
+        "reason": "UnableToReplayMessages: Replay params are not valid"}}, rt=5),
+    "server-restarting": lambda: Conv().join(reply={"status": "error", "response": {
+        "reason": "RealtimeRestarting: Realtime is restarting, please standby"}}, rt=5),
+    "database-unavailable": lambda: Conv().join(reply={"status": "error", "response": {
         "reason": "UnableToConnectToProject: Realtime was unable to connect to the project database"}}, rt=5),
     "binding-mismatch": lambda: Conv().join(
         payload={"config": {"postgres_changes": [{"event": "*", "schema": "public", "table": "todos"}]}},
         reply={"status": "ok", "response": {"postgres_changes": [
             {"id": 1, "event": "*", "schema": "public", "table": "other"}]}}),
     "postgres-changes-error": lambda: Conv().join().feed(v2("1", None, "realtime:r", "system", {
-        "extension": "postgres_changes", "status": "error", "message": "Unable to subscribe to changes",
-        "channel": "r"}, client=False, t=0.1)),
+        "extension": "postgres_changes", "status": "error", "channel": "r", "message":
+        "Unable to subscribe to changes with given parameters. Please check Realtime is enabled for the given "
+        "connect parameters: [event: *, schema: public, table: doesnotexist, filters: [], select: nil]"},
+        client=False, t=0.1)),
+    # words Realtime never sends: the server stopped the channel, and said why
     "channel-shutdown": lambda: Conv().join().feed(
         v2("1", None, "realtime:r", "system", {"extension": "system", "status": "error",
-                                              "message": "Node request timeout", "channel": "r"}, client=False, t=1),
+                                              "message": "%MatchError{term: nil}", "channel": "r"},
+           client=False, t=1),
         v2("1", "1", "realtime:r", "phx_close", {}, client=False, t=1.01)),
     "join-timeout": lambda: Conv().join(reply=None),
     "duplicate-join": lambda: Conv().join(reply=None).join(ref="3", t=0.001, reply=None),
@@ -162,11 +170,61 @@ def test_unacknowledged_broadcasts_do_not_crowd_out_heartbeats():
 
 
 def test_acked_broadcast_rejection_is_reported():
+    """broadcast_handler.ex handle/3: {:reply, {:error, :payload_size_exceeded}, socket}."""
     c = Conv().join(payload={"config": {"broadcast": {"ack": True}}})
     c.feed(v2("1", "7", "realtime:r", "broadcast", {"type": "broadcast", "event": "e", "payload": {}}, client=True, t=1))
     notes = c.s.feed(v2("1", "7", "realtime:r", "phx_reply", {"status": "error", "response": "payload_size_exceeded"},
                         client=False, t=1.1))
     assert any("broadcast rejected: payload_size_exceeded" in n.text for n in notes)
+    assert "message-too-large" in c.codes()
+
+
+def test_track_size_and_rate_shutdowns_are_named():
+    for message, code in (("Track message size exceeded", "message-too-large"),
+                          ("Client presence rate limit exceeded", "rate-limited"),
+                          ("Replication connection was not established in time", "database-unavailable"),
+                          (":signature_error", "token-invalid")):
+        c = Conv().join().feed(
+            v2("1", None, "realtime:r", "system", {"extension": "system", "status": "error", "message": message,
+                                                  "channel": "r"}, client=False, t=1),
+            v2("1", "1", "realtime:r", "phx_close", {}, client=False, t=1.01))
+        codes = c.codes()
+        assert code in codes and "channel-shutdown" not in codes, (message, codes)
+
+
+def test_transient_postgres_error_that_recovers_is_no_finding():
+    """handle_info(:postgres_subscribe) retries database errors; a later "Subscribed to PostgreSQL" ends it."""
+    c = Conv().join()
+    for t, status, message in ((0.1, "error", '{:error, "Too many database timeouts"}'),
+                               (6.0, "ok", "Subscribed to PostgreSQL")):
+        c.feed(v2("1", None, "realtime:r", "system", {"extension": "postgres_changes", "status": status,
+                                                      "message": message, "channel": "r"}, client=False, t=t))
+    assert "postgres-changes-error" not in c.codes()
+
+
+def test_drain_and_join_rate_disconnect_are_explained():
+    drained = Conv().join().feed(v2(None, None, "realtime:r", "system", {
+        "extension": "system", "message": "Server requested disconnect", "status": "ok"}, client=False, t=1))
+    drained.close(1012, "", False, t=1.01)
+    d = Diagnoser()
+    [f] = [f for f in d.end(drained.s) if f.code == "server-close"]
+    assert "tenant drain" in f.evidence and "Server requested disconnect" in f.evidence
+    limited = Conv().join(reply={"status": "error", "response": {
+        "reason": "ClientJoinRateLimitReached: Too many joins per second"}}, rt=5).close(1001, "", False, t=6)
+    [f] = [f for f in Diagnoser().end(limited.s) if f.code == "server-close"]
+    assert "ClientJoinRateLimitReached" in f.evidence and "1001" in f.evidence
+
+
+def test_500_at_the_upgrade_names_the_claims():
+    """user_socket.ex error_response/1's catch-all for a token whose exp is not a number."""
+    import base64
+    import json
+    claims = base64.urlsafe_b64encode(json.dumps({"role": "anon", "exp": "soon"}).encode()).decode().rstrip("=")
+    token = f"eyJhbGciOiJIUzI1NiJ9.{claims}.c2ln"
+    c = Conv(url=f"http://w/realtime/v1/websocket?apikey={token}&vsn=1.0.0", upstream=None, status=500,
+             body=b'{"error":"Error connecting to Realtime"}')
+    [f] = [f for f in Diagnoser().end(c.close(None, "", None, t=1).s) if f.code == "token-invalid"]
+    assert "exp is not a whole number" in f.evidence
 
 
 def test_heartbeat_unanswered_past_the_interval():
@@ -249,3 +307,15 @@ def test_secrets_redacted_in_evidence():
     c.feed(Frame(True, False, b"{}", T0))
     d = Diagnoser()
     assert all("sb_secret_abcdefgh123" not in f.evidence for f in d.check(c.s, T0 + 1))
+
+
+def test_bare_403_with_a_supported_vsn_points_at_an_older_realtime():
+    """Before d27b694c (2026-07-17) every refused upgrade was Phoenix's 403 with an empty body; since, only
+    an unsupported vsn gets one. supabase/cli#4097 pasted `HTTP/1.1 403 Forbidden` for
+    http://127.0.0.1:54321/realtime/v1/websocket (no vsn: 1.0.0, supported)."""
+    c = Conv(url="http://127.0.0.1:54321/realtime/v1/websocket", upstream=None, status=403, body=b"")
+    [f] = [f for f in Diagnoser().end(c.close(None, "", None, t=1).s) if f.code == "upgrade-rejected"]
+    assert "older than 2026-07-17" in f.evidence and "log" in f.evidence
+    c = Conv(url="http://w/realtime/v1/websocket?apikey=k&vsn=3.0.0", upstream=None, status=403, body=b"")
+    [f] = [f for f in Diagnoser().end(c.close(None, "", None, t=1).s) if f.code == "upgrade-rejected"]
+    assert "refuses the vsn '3.0.0'" in f.evidence

@@ -3,14 +3,18 @@
 Each rule is one small unit: a stable kebab-case code, a severity, the client-visible outcome it
 explains, the fix, and a function that looks at a Session and yields (topic, evidence) when its evidence
 is there. Rules are listed most decisive first (causes before the symptoms they produce); findings are
-reported in that order. Sources: failure-catalog.md A.1-A.7, realtime-protocol.md §4-§7.
+reported in that order. Every string the server sends is classified by one table, catalog.py (the real
+server's words, current and older), so a string lands in exactly one finding.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
 
+from . import catalog, frames
+from .redact import jwt_claims
 from .session import CLOSED, ERRORED, JOINING, LEAVING, Channel, Session
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -114,38 +118,59 @@ def system_errors(ch: Channel, extension: str) -> list[str]:
     return [m.message for m in ch.system if m.status == "error" and m.extension == extension]
 
 
-def classify_reason(reason: str) -> str:
-    """Which finding a join-error / system-error reason belongs to."""
-    r = reason.lower()
-    if "token has expired" in r or "expired" in r and "token" in r:
-        return "token-expired"
-    if any(k in r for k in ("invalidjwttoken", "malformedjwt", "jwtsignature", "jwtsigner", "not a valid jwt",
-                            "are required in jwt", "jwt signature", "jwt signer")):
-        return "token-invalid"
-    if "ratelimitreached" in r or "too many" in r or "rate limit" in r:
-        return "rate-limited"
-    if "realtimedisabledfortenant" in r or "realtime disabled" in r or "realtime was disabled" in r:
-        return "realtime-disabled"
-    if "tenantnotfound" in r or "tenant not found" in r:
-        return "tenant-not-found"
-    if r.startswith("unauthorized") or r.startswith("privateonly") or "permission" in r:
-        return "join-unauthorized"
-    return "join-error"
+def classify_reason(reason: str, where: str | None = None) -> str:
+    """Which finding a string the server sent belongs to (catalog.classify). A `system` error the
+    catalog does not know is a channel-shutdown: the server stopped the channel and said why."""
+    code = catalog.classify(reason, where)[1]
+    if where == catalog.SYSTEM and code == "join-error":
+        return "channel-shutdown"
+    return code
+
+
+def said(s: Session) -> Iterator[tuple[str | None, str, str, str]]:
+    """Every error the server put into words on this connection, as (topic, where, text, evidence)."""
+    rej = rejection(s)
+    if rej and rej[1]:
+        yield None, catalog.UPGRADE, rej[1], f"{rej[2]} was answered {rej[0]} {{\"error\": \"{rej[1]}\"}}"
+    for ch, reason in join_reasons(s):
+        yield ch.topic, catalog.JOIN, reason, f"phx_join answered status error: \"{reason}\""
+    for ch in s.channels.values():
+        for msg in system_errors(ch, "system"):
+            yield ch.topic, catalog.SYSTEM, msg, f"server pushed system error \"{msg}\"" + (
+                " then phx_close" if ch.closed_by == "server" else "")
+        for event, reason in ch.push_errors:
+            yield ch.topic, catalog.REPLY, reason, f"{event} answered status error: \"{reason}\""
+
+
+def _query_vsn(url: str) -> str | None:
+    try:
+        return dict(parse_qsl(urlsplit(url).query)).get("vsn")
+    except ValueError:
+        return None
 
 
 def _reasons_of(s: Session, code: str) -> Evidence:
-    """Evidence for a reason class, wherever the server said it: handshake body, join reply, system."""
-    rej = rejection(s)
-    if rej and rej[1] and classify_reason(rej[1]) == code:
-        yield None, f"{rej[2]} was answered {rej[0]} {{\"error\": \"{rej[1]}\"}}"
-    for ch, reason in join_reasons(s):
-        if classify_reason(reason) == code:
-            yield ch.topic, f"phx_join answered status error: \"{reason}\""
-    for ch in s.channels.values():
-        for msg in system_errors(ch, "system"):
-            if classify_reason(msg) == code:
-                yield ch.topic, f"server pushed system error \"{msg}\"" + (
-                    " then phx_close" if ch.closed_by == "server" else "")
+    """Evidence for a finding, wherever the server said it: handshake body, join reply, system, reply."""
+    for topic, where, text, evidence in said(s):
+        if classify_reason(text, where) == code:
+            yield topic, evidence + _detail(s, where, text)
+
+
+def _detail(s: Session, where: str, text: str) -> str:
+    """What the wire adds to a string that does not say everything."""
+    entry = catalog.lookup(text, where)
+    if entry is not None and entry.key == "upgrade.error" and s.apikey:
+        claims = jwt_claims(s.apikey) or {}
+        odd = [k for k in ("exp", "iat") if k in claims
+               and (not isinstance(claims[k], (int, float)) or isinstance(claims[k], bool)
+                    or k == "exp" and isinstance(claims[k], float) and (s.opened_at or 0) >= claims[k])]
+        if odd:
+            return f": the apikey's {' and '.join(odd)} is not a whole number, which Realtime cannot validate"
+        return ": Realtime had no message for what went wrong (a token whose exp or iat is not a number, " \
+               "claims that are not a JSON object, or an internal error: its log says which)"
+    if entry is not None and entry.until:
+        return f" (the form Realtime sent until {entry.until})"
+    return ""
 
 
 # ------------------------------------------------------------------------------------- rules
@@ -197,8 +222,9 @@ def _token_expired(s: Session, c: Check) -> Evidence:
 
 
 @rule("token-invalid", ERROR, "CHANNEL_ERROR",
-      "Send a JWT signed with the project's JWT secret/JWKS that carries `role` and `exp`; third-party auth "
-      "needs its JWKS reachable by Realtime.")
+      "Send a JWT signed with the project's JWT secret/JWKS that carries `role` and `exp` (whole numbers for "
+      "`exp` and `iat`); third-party auth needs its JWKS reachable by Realtime. After setAuth with a bad "
+      "token the server stops the channel with the error in a system message.")
 def _token_invalid(s: Session, c: Check) -> Evidence:
     yield from _reasons_of(s, "token-invalid")
 
@@ -217,6 +243,22 @@ def _realtime_disabled(s: Session, c: Check) -> Evidence:
     yield from _reasons_of(s, "realtime-disabled")
 
 
+@rule("server-restarting", WARNING, "CHANNEL_ERROR, then the client rejoins",
+      "Transient: Realtime is restarting or still connecting to the project; nothing to fix in the client. "
+      "Let it retry with backoff (realtime-js and realtime-py rejoin on their own) and do not recreate "
+      "channels in a loop.")
+def _server_restarting(s: Session, c: Check) -> Evidence:
+    yield from _reasons_of(s, "server-restarting")
+
+
+@rule("database-unavailable", ERROR, "CHANNEL_ERROR at join, or CLOSED on a running channel",
+      "The project's database side failed Realtime: check the database's health and connection count in the "
+      "dashboard, raise the Realtime connection pool (database settings) or free connections, and for a "
+      "private channel check the realtime.messages partitions and RLS policy speed. Retry with backoff.")
+def _database_unavailable(s: Session, c: Check) -> Evidence:
+    yield from _reasons_of(s, "database-unavailable")
+
+
 @rule("worker-exception", ERROR, "CHANNEL_ERROR (socket closed: 1006) in a reconnect loop",
       "The hop's code threw while handling the upgrade: fix the exception (check `wrangler tail`); a Worker "
       "proxy should pass the upgrade through with fetch(new Request(upstreamUrl, request)).")
@@ -233,7 +275,7 @@ def _worker_exception(s: Session, c: Check) -> Evidence:
       "and send a supported vsn.")
 def _upgrade_rejected(s: Session, c: Check) -> Evidence:
     rej = rejection(s)
-    if rej is None or rej[0] in (401, 404, 429) or (rej[1] and classify_reason(rej[1]) != "join-error"):
+    if rej is None or rej[0] in (401, 404, 429) or (rej[1] and catalog.lookup(rej[1], catalog.UPGRADE)):
         return
     if rej[0] == 500 and any(k in rej[1].lower() for k in ("1101", "worker threw exception", "handler failed")):
         return
@@ -242,7 +284,17 @@ def _upgrade_rejected(s: Session, c: Check) -> Evidence:
         why = ("the design's Worker reads request.webSocket, which Workers' Request does not have, and returns "
                "426 from its own guard")
     elif status == 403 and not text:
-        why = "403 with an empty body is Phoenix refusing an unsupported vsn"
+        url = s.upstream_url or s.url or ""
+        vsn = frames.vsn_family(_query_vsn(url)) if url else None
+        why = ("403 with an empty body: Phoenix refusing an unsupported vsn, or a Realtime older than "
+               "2026-07-17, which answered every refusal that way")
+        if url and vsn is None:
+            why = (f"403 with an empty body: Phoenix refuses the vsn {_query_vsn(url)!r} (Realtime accepts "
+                   "~> 1.0.0 and ~> 2.0.0)")
+        elif url:
+            why = (f"403 with an empty body although the vsn ({_query_vsn(url) or 'absent: 1.0.0'}) is supported: "
+                   "a Realtime older than 2026-07-17, which refused every upgrade that way (tenant, token or "
+                   "quota); the server's log holds the reason")
     elif status == 431:
         why = "request headers too large (usually chunked sb-…-auth-token cookies)"
     else:
@@ -319,17 +371,16 @@ def _join_unauthorized(s: Session, c: Check) -> Evidence:
 
 
 @rule("join-error", ERROR, "CHANNEL_ERROR",
-      "The server refused the join with the quoted reason; fix what it names (database connection, "
-      "topic name, replay parameters).")
+      "The server refused the join with the quoted reason; fix what it names (the topic, replay "
+      "parameters, a push to a channel that is not joined: \"unmatched topic\").")
 def _join_error(s: Session, c: Check) -> Evidence:
-    for ch, reason in join_reasons(s):
-        if classify_reason(reason) == "join-error":
-            yield ch.topic, f"phx_join answered status error: \"{reason}\""
+    yield from _reasons_of(s, "join-error")
 
 
 @rule("binding-mismatch", ERROR, "CHANNEL_ERROR (mismatch between server and client bindings)",
-      "The server's postgres_changes list must match the client's .on() filters one by one: register all "
-      "listeners before subscribe(), keep client and server versions current, check the table's Realtime.")
+      "Realtime echoes the join's postgres_changes list in its reply, so the lists differ when the client's "
+      "bindings changed between join and reply (an .on('postgres_changes') registered after subscribe()) "
+      "or a hop rewrote the join payload: register every listener before subscribe().")
 def _binding_mismatch(s: Session, c: Check) -> Evidence:
     keys = ("event", "schema", "table", "filter")
     for ch in s.channels.values():
@@ -348,14 +399,26 @@ def _pick(d: dict, keys: tuple[str, ...]) -> str:
     return "{" + ", ".join(f"{k}: {d[k]}" for k in keys if d.get(k)) + "}"
 
 
-@rule("postgres-changes-error", ERROR, "SUBSCRIBED, but no database changes ever arrive",
-      "The server could not subscribe to the table: add it to the supabase_realtime publication, check the "
-      "schema/table/filter names and RLS for the role.")
+@rule("postgres-changes-error", ERROR, "SUBSCRIBED, but database changes do not arrive",
+      "A parameter error is final: fix the schema/table/filter names, add the table to the supabase_realtime "
+      "publication, and resubscribe. A database error is retried by the server every 5-10 s: check the "
+      "database's health and connections.")
 def _postgres_changes_error(s: Session, c: Check) -> Evidence:
     for ch in s.channels.values():
-        for msg in system_errors(ch, "postgres_changes"):
-            yield ch.topic, f"system postgres_changes error: \"{msg[:300]}\""
-            break
+        last_error = None
+        for m in ch.system:
+            if m.extension != "postgres_changes":
+                continue
+            if m.status == "error":
+                last_error = m
+            elif m.status == "ok":
+                last_error = None  # the server's retry succeeded later: recovered
+        if last_error is None:
+            continue
+        entry = catalog.lookup(last_error.message, catalog.POSTGRES)
+        final = entry is not None and entry.cls == catalog.REQUEST
+        how = "not retried: the parameters are wrong" if final else "the server retries it every 5-10 s"
+        yield ch.topic, f"system postgres_changes error: \"{last_error.message[:300]}\" ({how})"
 
 
 @rule("channel-shutdown", ERROR, "CLOSED (the channel is not rejoined)",
@@ -363,7 +426,7 @@ def _postgres_changes_error(s: Session, c: Check) -> Evidence:
       "resubscribe (realtime-js does not rejoin after phx_close).")
 def _channel_shutdown(s: Session, c: Check) -> Evidence:
     for ch in s.channels.values():
-        errors = system_errors(ch, "system")
+        errors = [m for m in system_errors(ch, "system") if classify_reason(m, catalog.SYSTEM) == "channel-shutdown"]
         if ch.state == CLOSED and ch.closed_by == "server" and errors:
             yield ch.topic, f"system error \"{errors[-1]}\", then phx_close"
 
@@ -460,29 +523,49 @@ def _reserved_close_code(s: Session, c: Check) -> Evidence:
             return
 
 
+SERVER_CLOSE_MEANINGS = {  # the close codes Realtime itself sends (catalog.py, docs/sources.md)
+    1001: "Phoenix's disconnect: Realtime sends it right after a join answered ClientJoinRateLimitReached "
+          "or TenantNotFound",
+    1002: "a WebSocket protocol error in what the client sent",
+    1011: "the server's socket process crashed",
+    1012: "service restart: a tenant drain (\"Server requested disconnect\": the project's Realtime settings "
+          "changed) or a Realtime node shutting down",
+}
+
+
 @rule("server-close", WARNING, "CHANNEL_ERROR (socket closed: <code>), then reconnect",
-      "The server or a hop ended the socket: 1001 follows a join-rate or tenant disconnect, 1011 a server "
-      "error, 1012 a tenant config change or deploy; other codes come from a hop (check its logs).")
+      "The server or a hop ended the socket: a 1012 is a restart or a settings change (reconnect; nothing to "
+      "fix), a 1001 follows the join error it names (fix that), a 1011 is a server crash; codes Realtime "
+      "never sends come from a hop (check its logs).")
 def _server_close(s: Session, c: Check) -> Evidence:
     cl = s.closed
     if cl is None or cl.by_client is not False or cl.code is None or cl.code in (1000, 1009):
         return
     if s.upstream_status not in (None, 101) or "upstream-failed" in s.hop_counts:
         return  # the hop closed it because its upstream failed: early-101 says so
-    meaning = {1001: "going away (join rate limit or tenant disconnect)", 1011: "server error",
-               1012: "service restart (tenant config change, deploy)", 1013: "try again later"}.get(
-        cl.code, "a code Realtime itself does not send: a hop closed it" if cl.code >= 3000 else "")
+    meaning = SERVER_CLOSE_MEANINGS.get(cl.code, "a code Realtime itself does not send: a hop closed it")
     reason = f" \"{cl.reason}\"" if cl.reason else ""
-    yield None, f"the server side closed with {cl.code}{reason}" + (f": {meaning}" if meaning else "")
+    why = ""
+    if cl.code == 1012 and any(m.message == catalog.say("system.disconnect")
+                               for ch in s.channels.values() for m in ch.system):
+        why = "; the server had pushed system \"Server requested disconnect\" first"
+    elif cl.code == 1001:
+        last = [(ch.topic, ch.reason) for ch in s.channels.values() if ch.reason and ch.joined_at is None]
+        if last:
+            why = f"; after {last[-1][0]} was refused: \"{last[-1][1]}\""
+    yield None, f"the server side closed with {cl.code}{reason}: {meaning}{why}"
 
 
-@rule("message-too-large", ERROR, "CHANNEL_ERROR (socket closed: 1009)",
-      "A frame exceeded a size limit (Realtime 5 MB, a Worker 32 MiB, broadcast payload quota): send "
-      "smaller payloads.")
+@rule("message-too-large", ERROR, "CHANNEL_ERROR (socket closed: 1009), a broadcast lost, or CLOSED",
+      "Send smaller messages: Realtime closes the socket (1009) on a frame over 5,000,000 bytes (a Worker "
+      "allows 32 MiB); a broadcast over the project's payload quota (3,000 KB by default) is answered "
+      "payload_size_exceeded when acked and dropped silently otherwise; a presence track over it stops the "
+      "channel.")
 def _message_too_large(s: Session, c: Check) -> Evidence:
+    yield from _reasons_of(s, "message-too-large")
     if s.closed and s.closed.code == 1009:
         side = {True: "client", False: "server", None: "hop"}[s.closed.by_client]
-        yield None, f"closed by the {side} with 1009 {s.closed.reason!r}"
+        yield None, f"closed by the {side} with 1009 {s.closed.reason!r}: a frame over the size limit"
 
 
 # ------------------------------------------------------------------------------------- running rules

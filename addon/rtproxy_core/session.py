@@ -61,6 +61,7 @@ class Channel:
     join_dropped: int = 0  # phx_join frames the hop dropped
     presence: set[str] = field(default_factory=set)
     system: deque[SystemMessage] = field(default_factory=lambda: deque(maxlen=MAX_HISTORY))
+    push_errors: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=MAX_HISTORY))  # (event, reason)
     sent: int = 0
     received: int = 0
     broadcasts_sent: int = 0
@@ -521,6 +522,7 @@ class Session:
         elif event == "phx_leave":
             notes.append(Note("info", f"{topic} leave acknowledged ({status})", topic))
         elif status != "ok":
+            ch.push_errors.append((event, reason or str(status)))
             notes.append(Note("warning", f"{topic} {event} rejected: {self.redactor.text(reason or str(status))}",
                               topic))
 
