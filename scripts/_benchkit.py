@@ -211,6 +211,7 @@ def start_server(tmp: Path) -> Proc:
             "0",
             "--idle-timeout",
             "0",
+            "--no-quotas",
         ],
         tmp / "server.log",
     )

@@ -6,7 +6,8 @@
     # fake a database change:
     curl 'http://127.0.0.1:54321/local/v1/emit?table=todos&type=INSERT&record=%7B%22id%22%3A1%7D'
 
-Timers default to the real server's (connect error backoff 2 s, join error backoff 5 s, idle close 60 s).
+Timers and quotas default to the real server's (connect error backoff 2 s, join error backoff 5 s, idle
+close 60 s; 200 concurrent users, 100 joins/s, 100 events/s, 100 channels per socket, 3000 KB payloads).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import signal
 import socket
 import sys
 
+from rtproxy_local.config import DATABASE_CONDITIONS, POLICY_CONDITIONS
 from rtproxy_local.server import LocalRealtime, ServerConfig
 
 
@@ -44,6 +46,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-timeout", type=float,
                    help="close 1000 after this many silent seconds (60; 0: never)")
     p.add_argument("--private-only", action="store_true", help="refuse public channel joins")
+    p.add_argument("--no-quotas", action="store_true",
+                   help="lift the tenant's quotas (users, joins/s, events/s, presence events/s, channels per "
+                        "socket), as for load tests")
+    p.add_argument("--no-channel-timeout", type=float,
+                   help="drop sockets left without channels at this interval, in seconds (600; 0: never)")
+    p.add_argument("--database", choices=DATABASE_CONDITIONS,
+                   help="the project database's state: joins and token refreshes fail as Realtime's do")
+    p.add_argument("--policies", choices=POLICY_CONDITIONS,
+                   help="private channels' RLS query fails this way")
+    p.add_argument("--restarting", action="store_true",
+                   help="answer joins as a Realtime node shutting down does (RealtimeRestarting)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="-v: connection log, -vv: frames")
     return p
 
@@ -59,6 +72,13 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         cfg.join_error_backoff_ms = args.join_error_backoff_ms
     if args.idle_timeout is not None:
         cfg.idle_timeout_s = args.idle_timeout or None
+    if args.no_channel_timeout is not None:
+        cfg.no_channel_timeout_s = args.no_channel_timeout or None
+    if args.no_quotas:
+        cfg.max_concurrent_users = cfg.max_joins_per_second = None
+        cfg.max_events_per_second = cfg.max_presence_events_per_second = None
+        cfg.max_channels_per_client = 10**9
+    cfg.database, cfg.policies, cfg.restarting = args.database, args.policies, args.restarting
     return cfg
 
 

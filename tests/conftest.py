@@ -30,6 +30,18 @@ def fast_config(**overrides) -> ServerConfig:
 
 
 @pytest.fixture
+def cfg() -> ServerConfig:
+    """The local server's config for tests/test_local_server.py and test_realtime_fidelity.py (`srv`)."""
+    return ServerConfig(connect_error_backoff_ms=0, join_error_backoff_ms=0)
+
+
+@pytest.fixture
+async def srv(cfg):
+    async with LocalRealtime(cfg).running("127.0.0.1", 0) as s:
+        yield s
+
+
+@pytest.fixture
 async def local_server():
     async with LocalRealtime(fast_config()).running("127.0.0.1", 0) as srv:
         yield srv

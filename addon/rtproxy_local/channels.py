@@ -1,13 +1,17 @@
-"""Channels of the local Realtime server: joins, broadcast, presence, access tokens, postgres_changes fan-out.
+"""Channels of the local Realtime server: joins, broadcast, presence, access tokens, postgres_changes.
 
 No sockets here: a Conn is the server's handle on one open WebSocket (its vsn, its connect-time token and
 a queue of outgoing frames that server.py drains in order); server.py feeds decoded client frames to
-Hub.handle one at a time, awaiting each, because Phoenix's socket process handles a `phx_join`
-synchronously: while a join sleeps its error backoff, the socket answers nothing else.
+Hub.handle one at a time, awaiting each, because Phoenix's socket process runs a `phx_join` inside
+itself: while a join sleeps its error backoff the socket answers nothing else.
 
-Wire details follow Phoenix/Realtime (realtime-protocol.md §2.5, §3, §5): replies carry the push's
-join_ref/ref; channel pushes (system, presence_state) carry the join_ref and ref null; fastlane deliveries
-(broadcast, presence_diff, postgres_changes) carry neither; server maps are Jason-encoded, hence sorted keys.
+Followed from supabase/realtime 833cf36 (docs/sources.md): RealtimeChannel (realtime_channel.ex join/3,
+handle_in/3, handle_info/2), BroadcastHandler, PresenceHandler, MessageDispatcher, the V2 serializer, and
+Phoenix's socket.ex and channel/server.ex as Realtime's fork runs them. Every string the server says
+comes from rtproxy_core.catalog. Wire details: replies carry the channel's join_ref (join_ref || ref of
+the join) and the push's ref; channel pushes (system, presence_state) carry that join_ref and ref null;
+fastlane deliveries (broadcast, presence_diff, postgres_changes) carry neither; phx_close and phx_error
+carry the join's own join_ref as both refs; server maps are Jason-encoded, hence sorted keys.
 """
 
 from __future__ import annotations
@@ -16,24 +20,93 @@ import asyncio
 import base64
 import logging
 import os
+import random
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from rtproxy_core import frames
+from rtproxy_core.catalog import say
 
 from . import jwt
+from .limits import Atom, PresenceWindow, RateCounter, over_payload_quota
 from .pgchanges import EVENTS, BindingError, binding_id, change_data, parse_binding
 from .state import FRAGMENT, Conn, Member, flex_bool
 
-__all__ = ["Hub"]
+__all__ = ["Hub", "inspect"]
 
 if TYPE_CHECKING:
     from .config import ServerConfig
 
 log = logging.getLogger("rtproxy.local")
 
-UNMATCHED = {"reason": "unmatched topic"}
+# Connect.lookup_or_start_connection/2 failures: (join reason, what a running channel's access_token
+# refresh says; None: the catch-all inspect/1 of the error atom).
+_DATABASE = {
+    "initializing": ("join.initializing", say("system.initializing")),
+    "connecting": ("join.tenant_database_connection_initializing",
+                   say("system.tenant_database_connection_initializing")),
+    "no-connections": ("join.tenant_db_too_many_connections", say("system.tenant_db_too_many_connections")),
+    "connect-rate": ("join.connect_rate_limit_reached", say("system.connect_rate_limit_reached")),
+    "unavailable": ("join.tenant_database_unavailable", say("system.database_unavailable")),
+    "rpc-timeout": ("join.rpc_timeout", say("system.rpc_timeout")),
+    "rpc-error": ("join.rpc_error", say("system.rpc_error", term=":noconnection")),
+}
+# maybe_assign_policies/3 failures (private channels): (join reason, access_token refresh message).
+_POLICIES = {
+    "pool": ("join.increase_connection_pool", say("system.increase_connection_pool")),
+    "unable-to-set": ("join.unable_to_set_policies", say("system.database_unavailable")),
+    "query-canceled": ("join.query_canceled", say("system.query_canceled")),
+    "missing-partition": ("join.missing_partition", say("system.database_unavailable")),
+    "rls-error": ("join.unauthorized", "system.unauthorized"),
+}
+# What inspect(error, pretty: true) of the policy query's Postgrex.Error looks like (its ids vary).
+_QUERY_CANCELED = ('%Postgrex.Error{\n  message: nil,\n  postgres: %{\n    code: :query_canceled,\n'
+                   '    message: "canceling statement due to statement timeout",\n    severity: "ERROR",\n'
+                   '    pg_code: "57014"\n  },\n  connection_id: 4242,\n  query: nil\n}')
+# V1 subscribers of a kind-0 broadcast: Jason meets the {:binary, data} tuple and lib/realtime/logs.ex's
+# Tuple encoder splices inspect text into the frame, which is then not JSON.
+_TUPLE_ENCODED = '%{error: "unable to parse response"}'
+
+
+def inspect(v: Any) -> str:
+    """Elixir's inspect/1 for the JSON values a token can carry (floats approximately)."""
+    if v is None:
+        return "nil"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(inspect(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "%{" + ", ".join(f"{inspect(k)} => {inspect(x)}" for k, x in v.items()) + "}"
+    return repr(v)
+
+
+def _join_reason(e: jwt.JWTError) -> str:
+    """RealtimeChannel.join/3's else clauses for what confirm_token/1 returned."""
+    return {
+        jwt.MALFORMED: lambda: say("join.token_malformed"),
+        jwt.SIGNATURE: lambda: say("join.signature_error"),
+        jwt.SIGNER: lambda: say("join.error_generating_signer"),
+        jwt.EXPIRED: lambda: say("join.expired_token", n=e.seconds_ago),
+        jwt.CLAIMS: lambda: say("join.missing_claims"),
+    }.get(e.kind, lambda: say("join.unknown"))()  # claim validators, claims not a map: the catch-all
+
+
+def _shutdown_text(e: jwt.JWTError) -> str:
+    """handle_in("access_token") / handle_info(:confirm_token): what a running channel is told."""
+    if e.kind == jwt.MALFORMED:
+        return say("system.token_malformed")
+    if e.kind == jwt.EXPIRED:
+        return say("system.expired_token", n=e.seconds_ago)
+    if e.kind == jwt.CLAIMS:
+        return say("system.missing_claims")
+    if e.kind == jwt.INVALID_CLAIM:  # inspect/1 of Joken's keyword list
+        message = str(e.now) if e.claim == "exp" else '"Invalid token"'
+        return say("system.invalid_claim", term=message, claim=inspect(e.claim), value=inspect(e.claim_val))
+    return say("system." + e.kind)  # inspect/1 of :signature_error, :error_generating_signer, :expected_claims_map
 
 
 class Hub:
@@ -41,6 +114,7 @@ class Hub:
         self._config = config  # a ServerConfig, or anything with a `.config` (the server: config swappable)
         self.conns: list[Conn] = []
         self._groups: dict[tuple[str, bool, str], list[Member]] = {}
+        self._rates: dict[tuple[str, str], RateCounter] = {}
 
     @property
     def cfg(self) -> ServerConfig:
@@ -59,46 +133,70 @@ class Hub:
         if conn in self.conns:
             self.conns.remove(conn)
 
+    def close(self) -> None:
+        for r in self._rates.values():
+            r.close()
+        self._rates.clear()
+        for conn in self.conns:
+            for m in conn.joins.values():
+                m.cancel_timers()
+
+    def users(self, tenant: str) -> int:
+        """UsersCounter.tenant_users/1: sockets of the tenant on which a join succeeded."""
+        return sum(1 for c in self.conns if c.tenant == tenant and c.counted)
+
+    def rate(self, tenant: str, kind: str) -> RateCounter:
+        """The tenant's joins/events/presence RateCounter (Tenants.*_per_second_rate/1)."""
+        r = self._rates.get((tenant, kind))
+        if r is None:
+            limit = {"joins": lambda: self.cfg.max_joins_per_second,
+                     "events": lambda: self.cfg.max_events_per_second,
+                     "presence": lambda: self.cfg.max_presence_events_per_second}[kind]
+            r = self._rates[(tenant, kind)] = RateCounter(limit, lambda: self.cfg.rate_tick_s)
+        return r.start()
+
     @staticmethod
     def accepts(conn: Conn, msg: frames.Message) -> bool:
-        """Does the socket's serializer decode this frame? Realtime drops the others silently (§5.6)."""
+        """Does the socket's serializer decode this frame? Realtime drops the others silently (socket.ex
+        handle_in/2 rescues the decode error)."""
         if conn.vsn == frames.V1:
             return msg.shape == frames.OBJECT
         return msg.shape == frames.ARRAY or msg.kind in (frames.PUSH, frames.USER_PUSH)
 
     async def handle(self, conn: Conn, msg: frames.Message, raw: str | bytes) -> None:
+        """Phoenix.Socket.__in__/2 and handle_in/4, as Realtime's fork runs them."""
         if msg.topic == "phoenix" and msg.event == "heartbeat":
             if not self.cfg.swallow_heartbeats:
                 conn.reply("phoenix", None, msg.ref, "ok", {})
             return
-        if msg.event == "phx_join":
-            if msg.topic.startswith("realtime:"):
-                await self._join(conn, msg)
-            else:
-                conn.reply(msg.topic, None, msg.ref, "error", UNMATCHED)
-            return
         m = conn.joins.get(msg.topic)
-        if m is None:  # Phoenix v1.8.11 socket.ex handle_in(nil, ...)
-            if msg.event == "phx_leave":
-                conn.reply(msg.topic, msg.join_ref, msg.ref, "ok", {})  # leaving an unknown topic: ok
-            else:
-                conn.reply(msg.topic, None, msg.ref, "error", UNMATCHED)
+        if msg.event == "phx_join":
+            await self._join(conn, msg)
             return
-        if msg.join_ref not in (None, m.join_ref) and m.join_ref is not None:
-            # A previous join's message: Phoenix ignores it without a reply (for a leave, the close was
-            # already sent). A null join_ref passes: Realtime's Phoenix fork keeps accepting those.
-            log.debug("conn %d: ignored %r for stale join_ref on %s", conn.id, msg.event, msg.topic)
+        if m is None:
+            if msg.event == "phx_leave":  # leaving a topic that is not joined: ok anyway
+                conn.reply(msg.topic, msg.join_ref, msg.ref, "ok", {})
+            else:  # encode_ignore/2: no join_ref
+                conn.reply(msg.topic, None, msg.ref, "error", {"reason": say("join.unmatched_topic")})
             return
         if msg.event == "phx_leave":
-            conn.reply(m.topic, msg.join_ref, msg.ref, "ok", {})
+            # The fork kept this check for leaves: a stale leave raced a server close and gets nothing.
+            if m.join_ref not in (msg.join_ref, None):
+                log.debug("conn %d: ignored phx_leave for stale join_ref on %s", conn.id, msg.topic)
+                return
+            conn.reply(m.topic, m.socket_join_ref, msg.ref, "ok", {})
             self._stop(m)
-        elif msg.event == "broadcast":
+            return
+        # Realtime's Phoenix fork (branch v1.8-no-drop-missing-join-refs) delivers a push whatever its
+        # join_ref: stale or missing. Upstream Phoenix 1.8.3+ drops them (socket.ex handle_in/4).
+        if msg.event == "broadcast":
             self._broadcast(m, msg, raw)
-        elif msg.event == "presence" and msg.kind is None:
+        elif msg.event == "presence":
             self._presence(m, msg)
-        elif msg.event == "access_token" and msg.kind is None:
+        elif msg.event == "access_token":
             self._access_token(m, msg.payload)
-        else:
+        else:  # handle_in(type, payload, socket): counted, logged at info, no reply
+            self.rate(conn.tenant, "events").add()
             log.debug("conn %d: ignored %r on %s", conn.id, msg.event, msg.topic)
 
     # ------------------------------------------------------------------------------------ join / leave
@@ -108,111 +206,194 @@ class Hub:
         old = conn.joins.pop(topic, None)
         if old is not None:
             self._drop(old)  # the old channel stops now; its phx_close follows this join's reply
-        payload = msg.payload if isinstance(msg.payload, dict) else {}
+        if not topic.startswith("realtime:"):  # UserSocket routes only "realtime:*"
+            conn.reply(topic, None, msg.ref, "error", {"reason": say("join.unmatched_topic")})
+            return
         sub = topic.removeprefix("realtime:")
         m: Member | None = None
         if sub in cfg.unanswered_joins:
             log.debug("conn %d: join %s left unanswered (config)", conn.id, topic)
         else:
-            outcome = self._admit(conn, msg, sub, payload)
-            if isinstance(outcome, str):
-                log.debug("conn %d: join %s refused: %s", conn.id, topic, outcome)
-                await asyncio.sleep(max(cfg.join_error_backoff_ms, 0) / 1000)
-                conn.reply(topic, msg.join_ref, msg.ref, "error", {"reason": outcome})
+            tracked = sub != ""  # join("realtime:", ...) returns before Tracker.track/1
+            if tracked:
+                conn.tracked = True
+                conn.channel_processes += 1
+            outcome = self._admit(conn, msg, sub)
+            if isinstance(outcome, tuple):
+                reason, disconnect = outcome
+                log.debug("conn %d: join %s refused: %s", conn.id, topic, reason)
+                await asyncio.sleep(max(cfg.join_error_backoff_ms, 0) / 1000)  # join_error/1
+                conn.reply(topic, msg.join_ref, msg.ref, "error", {"reason": reason})
+                if tracked:
+                    conn.channel_processes -= 1  # terminate/2: Tracker.untrack/1
+                if disconnect:  # %Phoenix.Socket.Broadcast{event: "disconnect"}: handled after the reply
+                    conn.cause = "disconnect after " + reason.split(":")[0]
+                    conn.close(1001)
             else:
-                m, echo, claims = outcome
+                m = outcome
                 conn.joins[topic] = m
                 self._groups.setdefault(m.group, []).append(m)
-                conn.reply(topic, msg.join_ref, msg.ref, "ok", {"postgres_changes": echo})
+                conn.reply(topic, msg.join_ref, msg.ref, "ok",
+                           {"postgres_changes": [{**p, "id": binding_id(p)} for p in m.pg_params]})
         if old is not None:  # Phoenix queues the old channel's close to itself, behind the join reply
             conn.push(topic, "phx_close", {}, ref=old.join_ref, join_ref=old.join_ref)
         if m is not None:
-            self._after_join(m, claims)
+            self._after_join(m, msg.payload)
 
-    def _admit(self, conn: Conn, msg: frames.Message, sub: str,
-               payload: dict[str, Any]) -> str | tuple[Member, list[dict[str, Any]], dict[str, Any]]:
-        """Realtime's join/3 checks in its order; a str is the error reason."""
+    def _admit(self, conn: Conn, msg: frames.Message, sub: str) -> Member | tuple[str, bool]:
+        """RealtimeChannel.join/3's checks, in its order; (reason, disconnect the socket) if refused."""
         cfg = self.cfg
         if sub == "":
-            return "TopicNameRequired: You must provide a topic name"
+            return say("join.topic_required"), False
         if sub in cfg.join_errors:
-            return cfg.join_errors[sub]
-        config = payload.get("config")
-        config = config if isinstance(config, dict) else None
-        private = flex_bool(config.get("private")) if config else False
+            return cfg.join_errors[sub], False
+        params = msg.payload if isinstance(msg.payload, dict) else {}
+        config = params.get("config") if isinstance(params.get("config"), dict) else {}
+        bc = config.get("broadcast") if isinstance(config.get("broadcast"), dict) else {}
+        pr = config.get("presence") if isinstance(config.get("presence"), dict) else {}
+        private = flex_bool(config.get("private"))
+        if cfg.restarting:  # SignalHandler.shutdown_in_progress?/0
+            return say("join.shutdown_in_progress"), False
+        if cfg.tenants and conn.tenant not in cfg.tenants:  # the tenant was deleted after connect
+            return say("join.tenant_not_found"), True
+        presence_enabled = flex_bool(pr.get("enabled")) or cfg.presence_enabled
         if cfg.private_only and not private:
-            return "PrivateOnly: This project only allows private channels"
-        token = payload.get("user_token") or payload.get("access_token")
-        if not isinstance(token, str) or token.startswith("sb_"):
-            token = conn.token  # assign_access_token: publishable keys and no token mean the connect token
+            return say("join.private_only"), False
+        if (not conn.counted and cfg.max_concurrent_users is not None
+                and self.users(conn.tenant) >= cfg.max_concurrent_users):
+            return say("join.too_many_connections"), False
+        joins = self.rate(conn.tenant, "joins")
+        if joins.triggered:
+            return say("join.too_many_joins"), True
+        joins.add()
+        if len(conn.joins) >= cfg.max_channels_per_client:
+            return say("join.too_many_channels"), False
+        token = self._join_token(conn, params)
         try:
             claims = self._verify(token)
         except jwt.JWTError as e:
-            return e.join_reason
-        bc = config.get("broadcast") if config else None
-        bc = bc if isinstance(bc, dict) else {}
-        pr = config.get("presence") if config else None
-        pr = pr if isinstance(pr, dict) else {}
-        key = pr.get("key") if isinstance(pr.get("key"), str) else ""
-        m = Member(conn, msg.topic, msg.join_ref, private,
+            return _join_reason(e), False
+        if cfg.database in _DATABASE:
+            return self._db_reason(cfg.database), False
+        if private:
+            if cfg.policies in _POLICIES:
+                return self._policy_reason(cfg.policies, sub), False
+            if sub in cfg.denied_topics:
+                return say("join.unauthorized", topic=sub), False
+        replay = bc.get("replay") if "replay" in bc else None
+        if "replay" in bc and not private:
+            return say("join.invalid_replay_channel"), False
+        if isinstance(replay, dict):
+            since, limit = replay.get("since"), replay.get("limit", 25)
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (since, limit)):
+                return say("join.invalid_replay_params"), False
+        key = pr.get("key")
+        m = Member(conn, msg.topic, msg.join_ref, msg.join_ref or msg.ref, private,
                    self_broadcast=flex_bool(bc.get("self")), ack=flex_bool(bc.get("ack")),
-                   presence_key=key or str(uuid.uuid1()),  # Realtime: a UUIDv1 when the key is empty
-                   presence_enabled=flex_bool(pr.get("enabled")),  # else off until a track enables it
-                   access_token=token)
-        pcs = config.get("postgres_changes") if config else None
-        echo = []
-        for params in pcs if isinstance(pcs, list) else ():
-            if isinstance(params, dict):
-                entry = {**params, "id": binding_id(params)}  # the join reply echoes even bad params
-                try:
-                    m.bindings.append(parse_binding(params))
-                except BindingError as e:
-                    m.pg_error = m.pg_error or str(e)
-                if cfg.binding_mismatch:
-                    entry["table"] = f"{params.get('table') or '*'}_mismatch"
-                echo.append(entry)
-        return m, echo, claims
+                   presence_key=str(uuid.uuid1()) if key in (None, "") else str(key),
+                   presence_enabled=presence_enabled, access_token=token,
+                   presence_read=True if not private or presence_enabled else None)
+        m.pg_params = self._pg_params(params, sub)
+        for p in m.pg_params:
+            try:
+                m.bindings.append(parse_binding(p))
+            except BindingError as e:
+                m.pg_error = m.pg_error or str(e)
+        if cfg.binding_mismatch:
+            m.pg_params = [{**p, "table": f"{p.get('table') or '*'}_mismatch"} for p in m.pg_params]
+        self._arm_token_check(m, claims)
+        return m
 
-    def _after_join(self, m: Member, claims: dict[str, Any]) -> None:
-        """Channel-process pushes that follow an ok join: presence_state, then the CDC outcome."""
+    @staticmethod
+    def _join_token(conn: Conn, params: dict[str, Any]) -> str:
+        """assign_access_token/2: an sb_ key (access_token || user_token) means the connect token; else
+        user_token, then access_token, then the connect token."""
+        at, ut = params.get("access_token"), params.get("user_token")
+        first = at if at is not None and at is not False else ut
+        if isinstance(first, str) and first.startswith("sb_"):
+            return conn.token
+        if isinstance(ut, str):
+            return ut
+        if isinstance(at, str):
+            return at
+        return conn.token
+
+    @staticmethod
+    def _pg_params(params: dict[str, Any], sub: str) -> list[dict[str, Any]]:
+        """pg_change_params/5: the join's config.postgres_changes list (nil entries dropped); a join
+        without `config` (legacy clients) gets one binding from its topic, schema:table:filter."""
+        if "config" not in params:
+            parts = sub.split(":", 2)
+            return [dict(zip(("schema", "table", "filter"), parts))]
+        pcs = params["config"].get("postgres_changes") if isinstance(params["config"], dict) else None
+        return [p for p in pcs if isinstance(p, dict)] if isinstance(pcs, list) else []
+
+    def _db_reason(self, condition: str) -> str:
+        key = _DATABASE[condition][0]
+        return say(key, term=":noconnection") if condition == "rpc-error" else say(key)
+
+    def _policy_reason(self, condition: str, sub: str) -> str:
+        key = _POLICIES[condition][0]
+        if condition == "query-canceled":
+            return say(key, term=_QUERY_CANCELED)
+        return say(key, topic=sub) if condition == "rls-error" else say(key)
+
+    def _after_join(self, m: Member, params: Any) -> None:
+        """What the channel process sent itself during join/3, in that order: :postgres_subscribe,
+        :notify_replication_ready, :sync_presence. Then UsersCounter.add/2."""
         cfg = self.cfg
+        m.conn.counted = True
+        if m.pg_params:
+            self._postgres_subscribe(m)
+        config = params.get("config") if isinstance(params, dict) else None
+        bc = config.get("broadcast") if isinstance(config, dict) else None
+        ready_opt_in = isinstance(bc, dict) and bc.get("replication_ready") not in (None, False)  # !!get_in
+        if ready_opt_in:
+            self._replication_check(m, time.monotonic() + cfg.replication_ready_timeout_s)
         if m.presence_enabled:
-            m.conn.push(m.topic, "presence_state", self._presence_state(m.group), join_ref=m.join_ref)
-        if m.sub in cfg.shutdown_channels:
+            self._sync_presence(m)
+        if m.sub in cfg.shutdown_channels and m.conn.joins.get(m.topic) is m:
             self._shutdown(m, cfg.shutdown_channels[m.sub])
+
+    def _replication_check(self, m: Member, deadline: float) -> None:
+        """handle_info(:notify_replication_ready): poll every 500 ms until the deadline."""
+        if m.conn.joins.get(m.topic) is not m:
             return
-        error = m.pg_error
-        if m.bindings or error:
-            if error is None:
-                bad = next((b for b in m.bindings if b.table in cfg.postgres_errors
-                            or f"{b.schema}.{b.table}" in cfg.postgres_errors), None)
-                if bad is not None:
-                    error = ("Unable to subscribe to changes with given parameters. Please check Realtime is "
-                             f"enabled for the given connect parameters: [{bad.log_params()}]")
-            m.pg_active = error is None
-            m.conn.push(m.topic, "system", {"channel": m.sub, "extension": "postgres_changes",
-                                            "message": error or "Subscribed to PostgreSQL",
-                                            "status": "error" if error else "ok"}, join_ref=m.join_ref)
-        self._arm_token_timer(m, claims)
+        if self.cfg.replication_ready:
+            m.conn.push(m.topic, "system", {"channel": m.sub, "extension": "system", "status": "ok",
+                                            "message": say("system.replication_ready")},
+                        join_ref=m.socket_join_ref)
+        elif time.monotonic() >= deadline:
+            self._shutdown(m, say("system.replication_not_ready"))
+        else:
+            loop = asyncio.get_running_loop()
+            m.set_timer("replication", loop.call_later(0.5, self._replication_check, m, deadline))
 
     def _stop(self, m: Member) -> None:
-        """The channel process ends normally: Phoenix sends phx_close with join_ref as both refs."""
+        """The channel process ends normally: Phoenix sends phx_close with the join's join_ref as both refs."""
         if m.conn.joins.get(m.topic) is m:
             del m.conn.joins[m.topic]
         self._drop(m)
         m.conn.push(m.topic, "phx_close", {}, ref=m.join_ref, join_ref=m.join_ref)
 
+    def _crash(self, m: Member, why: str) -> None:
+        """The channel process raised: Phoenix's socket sees it go down and sends phx_error."""
+        log.debug("conn %d: channel %s crashed: %s", m.conn.id, m.topic, why)
+        if m.conn.joins.get(m.topic) is m:
+            del m.conn.joins[m.topic]
+        self._drop(m)
+        m.conn.push(m.topic, "phx_error", {}, ref=m.join_ref, join_ref=m.join_ref)
+
     def _shutdown(self, m: Member, message: str) -> None:
-        """Realtime's shutdown_response/2: a system error, then the channel stops."""
+        """shutdown_response/2: a system error, then the channel stops."""
         log.debug("conn %d: channel %s shut down: %s", m.conn.id, m.topic, message)
         m.conn.push(m.topic, "system", {"channel": m.sub, "extension": "system", "message": message,
-                                        "status": "error"}, join_ref=m.join_ref)
+                                        "status": "error"}, join_ref=m.socket_join_ref)
         self._stop(m)
 
     def _drop(self, m: Member) -> None:
-        if m.timer is not None:
-            m.timer.cancel()
-            m.timer = None
+        m.cancel_timers()
+        m.conn.channel_processes -= 1  # terminate/2: Tracker.untrack/1
         group = self._groups.get(m.group, [])
         if m in group:
             group.remove(m)
@@ -221,6 +402,22 @@ class Hub:
         if m.presence_meta is not None:
             left, m.presence_meta = m.presence_meta, None
             self._presence_diff(m.group, {}, {m.presence_key: {"metas": [left]}})
+
+    def disconnect_tenant(self, tenant: str | None) -> int:
+        """UserSocket.disconnect/1: a `system` "Server requested disconnect" to every joined channel
+        (fastlane: no refs, no `channel` key), then every socket of the tenant closes 1012. Returns how
+        many sockets."""
+        n = 0
+        for conn in list(self.conns):
+            if tenant is not None and conn.tenant != tenant:
+                continue
+            for m in conn.joins.values():
+                conn.push(m.topic, "system", {"extension": "system", "message": say("system.disconnect"),
+                                              "status": "ok"})
+            conn.cause = "tenant drain"
+            conn.close(1012)
+            n += 1
+        return n
 
     # ------------------------------------------------------------------------------------ tokens
 
@@ -235,115 +432,93 @@ class Hub:
                 raise
             return {}
 
-    def _arm_token_timer(self, m: Member, claims: dict[str, Any]) -> None:
-        """Realtime re-confirms the token when it expires (at most hourly) and shuts the channel if bad."""
+    def _arm_token_check(self, m: Member, claims: dict[str, Any]) -> None:
+        """confirm_token/1: re-check the token after min(@confirm_token_ms_interval, exp - now)."""
         exp = claims.get("exp")
-        if m.timer is not None:
-            m.timer.cancel()
-            m.timer = None
-        if isinstance(exp, (int, float)) and not isinstance(exp, bool):
-            delay = min(max(exp - time.time(), 0) + 0.001, 3600)
-            m.timer = asyncio.get_running_loop().call_later(delay, self._token_check, m)
+        if not isinstance(exp, int) or isinstance(exp, bool):
+            m.set_timer("confirm_token", None)
+            return
+        exp_diff = exp - int(time.time())
+        delay = max(min(self.cfg.confirm_token_interval_s, exp_diff), 0)
+        m.set_timer("confirm_token", asyncio.get_running_loop().call_later(delay, self._token_check, m))
 
     def _token_check(self, m: Member) -> None:
-        m.timer = None
+        """handle_info(:confirm_token)."""
+        m.timers.pop("confirm_token", None)
         if m.conn.joins.get(m.topic) is not m:
             return
         try:
             claims = self._verify(m.access_token)
         except jwt.JWTError as e:
-            self._shutdown(m, e.shutdown_message)
+            if e.kind == jwt.MALFORMED:  # {:error, :token_malformed, msg} matches no clause there
+                self._crash(m, "CaseClauseError in handle_info(:confirm_token)")
+            else:
+                self._shutdown(m, _shutdown_text(e))
             return
-        self._arm_token_timer(m, claims)
+        self._arm_token_check(m, claims)
 
     def _access_token(self, m: Member, payload: Any) -> None:
-        token = payload.get("access_token") if isinstance(payload, dict) else None
-        if not isinstance(token, str) or token.startswith("sb_") or token == m.access_token:
-            return  # Realtime ignores these; a good token gets no reply either
+        """handle_in("access_token", ...)."""
+        if not isinstance(payload, dict) or "access_token" not in payload:
+            self.rate(m.conn.tenant, "events").add()  # the catch-all handle_in/3
+            return
+        token = payload["access_token"]
+        if token is None or token == m.access_token or isinstance(token, str) and token.startswith("sb_"):
+            return  # ignored, no reply
+        if not isinstance(token, str):
+            self.rate(m.conn.tenant, "events").add()
+            return
+        m.access_token = token
         try:
             claims = self._verify(token)
         except jwt.JWTError as e:
-            self._shutdown(m, e.shutdown_message)
+            self._shutdown(m, _shutdown_text(e))
             return
-        m.access_token = token
-        self._arm_token_timer(m, claims)
-
-    # ------------------------------------------------------------------------------------ broadcast
-
-    def _recipients(self, m: Member) -> list[Member]:
-        return [r for r in self._groups.get(m.group, []) if r is not m or m.self_broadcast]
-
-    def _broadcast(self, m: Member, msg: frames.Message, raw: str | bytes) -> None:
-        if msg.kind == frames.USER_PUSH:
-            p = msg.payload
-            enc = raw[6]  # kind 3 header byte 6: the user payload's encoding
-            body = bytes(raw[7 + sum(raw[1:6]):])  # payload bytes verbatim, as Realtime relays them
-            kind4 = bytearray(frames.encode_user_broadcast(m.topic, p["event"], body))
-            kind4[4] = enc  # encode_user_broadcast marks raw bytes as binary; keep the sender's encoding
-            for r in self._recipients(m):
-                if r.conn.vsn == frames.V2:
-                    r.conn.push_bytes(bytes(kind4))
-                elif enc == frames.ENC_JSON:  # V1 sockets cannot carry binary user payloads: skipped
-                    # UserBroadcast.convert_to_json_broadcast embeds the JSON bytes as a Jason.Fragment.
-                    r.conn.push_with_fragment(r.topic, "broadcast", {
-                        "event": p["event"], "payload": FRAGMENT, "type": "broadcast"},
-                        body.decode("utf-8") or "null")
-        elif msg.kind is None:
-            for r in self._recipients(m):
-                r.conn.push(r.topic, "broadcast", msg.payload)
-        else:
-            return  # kind 0 pushes with a binary payload: no Realtime handler uses them
-        if m.ack:
-            m.conn.reply(m.topic, msg.join_ref, msg.ref, "ok", {})
-
-    # ------------------------------------------------------------------------------------ presence
-
-    def _presence_state(self, group: tuple[str, bool, str]) -> dict[str, Any]:
-        state: dict[str, Any] = {}
-        for r in self._groups.get(group, []):
-            if r.presence_meta is not None:
-                state.setdefault(r.presence_key, {"metas": []})["metas"].append(r.presence_meta)
-        return state
-
-    def _presence_diff(self, group: tuple[str, bool, str], joins: dict[str, Any],
-                       leaves: dict[str, Any]) -> None:
-        for r in self._groups.get(group, []):
-            r.conn.push(r.topic, "presence_diff", {"joins": joins, "leaves": leaves})
-
-    def _presence(self, m: Member, msg: frames.Message) -> None:
-        p = msg.payload
-        if not isinstance(p, dict) or not isinstance(p.get("event"), str):
-            m.conn.reply(m.topic, msg.join_ref, msg.ref, "ok", {})  # PresenceHandler.handle(_, _, s): ok
+        cfg = self.cfg
+        if cfg.database in _DATABASE:
+            self._shutdown(m, _DATABASE[cfg.database][1])
             return
-        event = p["event"].lower()
-        if event == "track":
-            data = p.get("payload", {})
-            if not isinstance(data, dict):
-                m.conn.reply(m.topic, msg.join_ref, msg.ref, "error",
-                             {"reason": "Presence track payload must be a map"})
+        if m.private:
+            if cfg.policies in _POLICIES:
+                text = _POLICIES[cfg.policies][1]
+                self._shutdown(m, say(text, topic=m.sub) if text.startswith("system.") else text)
                 return
-            m.conn.reply(m.topic, msg.join_ref, msg.ref, "ok", {})
-            if m.presence_meta is not None and data == m.track_payload:
-                return  # unchanged payload: no diff
-            old = m.presence_meta
-            meta = {**data, "phx_ref": base64.b64encode(os.urandom(12)).decode()}
-            if old is not None:
-                meta["phx_ref_prev"] = old["phx_ref"]  # Phoenix.Presence.update
-            m.presence_meta, m.track_payload = meta, data
-            if not m.presence_enabled:  # this track enables presence: sync the state first
-                m.presence_enabled = True
-                m.conn.push(m.topic, "presence_state", self._presence_state(m.group), join_ref=m.join_ref)
-            leaves = {m.presence_key: {"metas": [old]}} if old is not None else {}
-            self._presence_diff(m.group, {m.presence_key: {"metas": [meta]}}, leaves)
-        elif event == "untrack":
-            m.conn.reply(m.topic, msg.join_ref, msg.ref, "ok", {})
-            old, m.presence_meta, m.track_payload = m.presence_meta, None, None
-            if old is not None:
-                self._presence_diff(m.group, {}, {m.presence_key: {"metas": [old]}})
-        else:
-            m.conn.reply(m.topic, msg.join_ref, msg.ref, "error", {})
+            if m.sub in cfg.denied_topics:
+                self._shutdown(m, say("system.unauthorized", topic=m.sub))
+                return
+        self._arm_token_check(m, claims)
+        if m.pg_params:  # the subscription is made again with the new claims, after a short backoff
+            low, high = cfg.postgres_resubscribe_s
+            loop = asyncio.get_running_loop()
+            m.set_timer("postgres", loop.call_later(random.uniform(low, high), self._postgres_subscribe, m))
 
-    # ------------------------------------------------------------------------------------ postgres
+    # ------------------------------------------------------------------------------------ postgres_changes
+
+    def _postgres_subscribe(self, m: Member) -> None:
+        """handle_info(:postgres_subscribe): the CDC subscription, then a postgres_changes system message.
+        Parameter errors are final; database errors are retried after 5-10 s."""
+        m.timers.pop("postgres", None)
+        if m.conn.joins.get(m.topic) is not m:
+            return
+        cfg = self.cfg
+        error, retry = m.pg_error, False
+        if error is None:
+            bad = next((b for b in m.bindings if b.table in cfg.postgres_errors
+                        or f"{b.schema}.{b.table}" in cfg.postgres_errors or b.schema in cfg.postgres_errors),
+                       None)
+            if bad is not None:
+                error = say("postgres.subscription_insert_failed", params=bad.log_params())
+            elif m.pg_failures < cfg.postgres_transient_errors:
+                m.pg_failures += 1
+                error, retry = say("postgres.too_many_database_timeouts"), True
+        m.pg_active = error is None
+        m.conn.push(m.topic, "system", {"channel": m.sub, "extension": "postgres_changes",
+                                        "message": error or say("postgres.subscribed"),
+                                        "status": "error" if error else "ok"}, join_ref=m.socket_join_ref)
+        if retry:
+            low, high = cfg.postgres_retry_s
+            loop = asyncio.get_running_loop()
+            m.set_timer("postgres", loop.call_later(random.uniform(low, high), self._postgres_subscribe, m))
 
     def emit_postgres_change(self, schema: str, table: str, type_: str, record: dict[str, Any] | None,
                              old_record: dict[str, Any] | None) -> int:
@@ -363,3 +538,174 @@ class Hub:
                     conn.push(m.topic, "postgres_changes", {"data": data, "ids": ids})
                     delivered += 1
         return delivered
+
+    # ------------------------------------------------------------------------------------ broadcast
+
+    def _recipients(self, m: Member) -> list[Member]:
+        return [r for r in self._groups.get(m.group, []) if r is not m or m.self_broadcast]
+
+    def _broadcast(self, m: Member, msg: frames.Message, raw: str | bytes) -> None:
+        """BroadcastHandler.handle/3 and MessageDispatcher.dispatch/3."""
+        cfg = self.cfg
+        if m.private and cfg.database in _DATABASE:
+            if cfg.database.startswith("rpc"):  # a 3-tuple error the with/else does not match
+                self._crash(m, "WithClauseError in handle_in(\"broadcast\")")
+            return  # UnableToHandleBroadcast: logged, no reply, not sent
+        if m.private and cfg.policies in _POLICIES:
+            return  # the write policy check failed: logged, not sent, no reply
+        self.rate(m.conn.tenant, "events").add()  # increment_rate_counter/1
+        if msg.kind == frames.USER_PUSH:
+            send, term = self._user_broadcast(m, raw)
+        elif msg.kind == frames.PUSH:  # {:binary, data}: fastlaned as kind 2 to V2 sockets
+            data = bytes(raw[5 + sum(raw[1:5]):])
+            send, term = self._binary_broadcast(m, data), (Atom("binary"), data)
+        else:
+            payload = msg.payload
+            send, term = (lambda r: r.conn.push(r.topic, "broadcast", payload)), payload
+        if isinstance(term, tuple) or isinstance(term, dict):
+            too_big = over_payload_quota(term, cfg.max_payload_size_in_kb)
+        else:  # Phoenix's encoder raises on a non-map payload; nothing is sent
+            too_big = False
+            send = None
+        if not too_big and send is not None:
+            for r in self._recipients(m):
+                send(r)
+                self._delivered(r)
+        if m.ack and m.conn.joins.get(m.topic) is m:
+            if too_big:  # {:reply, {:error, :payload_size_exceeded}, socket}: the response is a string
+                m.conn.reply(m.topic, m.socket_join_ref, msg.ref, "error", say("reply.payload_size_exceeded"))
+            else:
+                m.conn.reply(m.topic, m.socket_join_ref, msg.ref, "ok", {})
+
+    def _delivered(self, r: Member) -> None:
+        """handle_info(:update_rate_counter): every delivery counts against the tenant's events/s."""
+        rate = self.rate(r.conn.tenant, "events")
+        rate.add()
+        if rate.triggered and r.conn.joins.get(r.topic) is r:
+            self._shutdown(r, say("system.too_many_messages"))
+
+    def _user_broadcast(self, m: Member, raw: str | bytes) -> tuple[Any, tuple[Any, ...]]:
+        """A kind-3 push: relayed as kind 4 with the sender's bytes (V2Serializer.fastlane!/1), its meta
+        dropped (build_broadcast/2 ignores it) and enc normalized to 0/1; JSON payloads reach V1 sockets
+        as a broadcast embedding the bytes (UserBroadcast.convert_to_json_broadcast/1)."""
+        assert isinstance(raw, (bytes, bytearray))
+        jr, rf, tl, ul, ml, enc = raw[1:7]
+        pos = 7 + jr + rf
+        topic = bytes(raw[pos:pos + tl])
+        user_event = bytes(raw[pos + tl:pos + tl + ul])
+        meta = bytes(raw[pos + tl + ul:pos + tl + ul + ml])
+        body = bytes(raw[pos + tl + ul + ml:])
+        is_json = enc != frames.ENC_BINARY  # decode_binary/1: "if == 0, :binary, else :json"
+        kind4 = bytes([frames.USER_BROADCAST, tl, ul, 0, 1 if is_json else 0]) + topic + user_event + body
+        metadata = frames._loads(meta.decode()) if ml else {}  # frames.decode checked it
+
+        def send(r: Member) -> None:
+            if r.conn.vsn == frames.V2:
+                r.conn.push_bytes(kind4)
+            elif is_json:  # V1 sockets cannot carry binary user payloads: skipped
+                r.conn.push_with_fragment(r.topic, "broadcast", {
+                    "event": user_event.decode("utf-8", "replace"), "payload": FRAGMENT, "type": "broadcast"},
+                    body.decode("utf-8", "replace"))
+        return send, (user_event, Atom("json" if is_json else "binary"), body, metadata)
+
+    @staticmethod
+    def _binary_broadcast(m: Member, data: bytes) -> Any:
+        def send(r: Member) -> None:
+            if r.conn.vsn == frames.V2:
+                r.conn.push_bytes(frames.encode_broadcast(r.topic, "broadcast", data))
+            else:
+                r.conn.push_text('{"event":"broadcast","payload":' + _TUPLE_ENCODED
+                                 + ',"ref":null,"topic":' + frames._dumps(r.topic) + "}")
+        return send
+
+    # ------------------------------------------------------------------------------------ presence
+
+    def _presence_state(self, group: tuple[str, bool, str]) -> dict[str, Any]:
+        state: dict[str, Any] = {}
+        for r in self._groups.get(group, []):
+            if r.presence_meta is not None:
+                state.setdefault(r.presence_key, {"metas": []})["metas"].append(r.presence_meta)
+        return state
+
+    def _presence_diff(self, group: tuple[str, bool, str], joins: dict[str, Any],
+                       leaves: dict[str, Any]) -> None:
+        """MessageDispatcher.dispatch/3 for presence_diff: members that may read presence get it."""
+        for r in self._groups.get(group, []):
+            if r.presence_read:
+                r.conn.push(r.topic, "presence_diff", {"joins": joins, "leaves": leaves})
+
+    def _sync_presence(self, m: Member) -> None:
+        """handle_info(:sync_presence) -> PresenceHandler.sync/1: presence_state, within the rate limit."""
+        if not m.presence_read or m.conn.joins.get(m.topic) is not m:
+            return
+        if not self._presence_event(m):
+            self._shutdown(m, say("system.too_many_presence_messages"))
+            return
+        m.conn.push(m.topic, "presence_state", self._presence_state(m.group), join_ref=m.socket_join_ref)
+
+    def _presence_event(self, m: Member) -> bool:
+        """limit_presence_event/1: the tenant's presence events per second, counted when allowed."""
+        rate, limit = self.rate(m.conn.tenant, "presence"), self.cfg.max_presence_events_per_second
+        if limit is not None and rate.avg > limit:
+            return False
+        rate.add()
+        return True
+
+    def _presence(self, m: Member, msg: frames.Message) -> None:
+        """handle_in("presence") -> PresenceHandler.handle/3."""
+        cfg, p = self.cfg, msg.payload
+        if m.private and cfg.database in _DATABASE:
+            if cfg.database.startswith("rpc"):
+                self._crash(m, "WithClauseError in handle_in(\"presence\")")
+            else:  # UnableToHandlePresence
+                m.conn.reply(m.topic, m.socket_join_ref, msg.ref, "error", {})
+            return
+        if not isinstance(p, dict) or "event" not in p:
+            m.conn.reply(m.topic, m.socket_join_ref, msg.ref, "ok", {})  # handle(_, _, socket): ok
+            return
+        if m.presence_window is None:
+            m.presence_window = PresenceWindow()
+        if not m.presence_window.allow(cfg.client_presence_max_calls, cfg.client_presence_window_ms):
+            self._shutdown(m, say("system.client_presence_rate_limit"))
+            return
+        if not isinstance(p["event"], str):  # String.downcase/2 raises
+            self._crash(m, "FunctionClauseError in PresenceHandler.handle/3")
+            return
+        event = p["event"].lower()
+        if event == "track":
+            if m.private and cfg.policies in _POLICIES:
+                m.conn.reply(m.topic, m.socket_join_ref, msg.ref, "error", {})
+                return
+            self._track(m, msg, p.get("payload", {}))
+        elif event == "untrack":
+            m.conn.reply(m.topic, m.socket_join_ref, msg.ref, "ok", {})
+            old, m.presence_meta, m.track_payload = m.presence_meta, None, None
+            if old is not None:
+                self._presence_diff(m.group, {}, {m.presence_key: {"metas": [old]}})
+        else:  # UnknownPresenceEvent: {:reply, :error, socket}
+            m.conn.reply(m.topic, m.socket_join_ref, msg.ref, "error", {})
+
+    def _track(self, m: Member, msg: frames.Message, data: Any) -> None:
+        """PresenceHandler.track/2. Enabling presence with a track sends no presence_state."""
+        if not isinstance(data, dict):
+            m.conn.reply(m.topic, m.socket_join_ref, msg.ref, "error",
+                         {"reason": say("reply.presence_payload_not_a_map")})
+            return
+        if m.presence_meta is not None and data == m.track_payload:
+            m.conn.reply(m.topic, m.socket_join_ref, msg.ref, "ok", {})  # no payload change: no diff
+            return
+        if over_payload_quota(data, self.cfg.max_payload_size_in_kb):
+            self._shutdown(m, say("system.track_size_exceeded"))
+            return
+        if not self._presence_event(m):
+            self._shutdown(m, say("system.too_many_presence_messages"))
+            return
+        m.conn.reply(m.topic, m.socket_join_ref, msg.ref, "ok", {})
+        old = m.presence_meta
+        meta = {**data, "phx_ref": base64.b64encode(os.urandom(12)).decode()}
+        if old is not None:
+            meta["phx_ref_prev"] = old["phx_ref"]  # Phoenix.Presence.update
+        m.presence_meta, m.track_payload = meta, data
+        m.presence_enabled, m.presence_read = True, True  # a private channel's read is authorized now
+        leaves = {m.presence_key: {"metas": [old]}} if old is not None else {}
+        self._presence_diff(m.group, {m.presence_key: {"metas": [meta]}}, leaves)

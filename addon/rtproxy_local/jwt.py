@@ -1,9 +1,9 @@
 """Dev JWTs for the local Realtime server: HS256 minting and Realtime-faithful verification. Stdlib only.
 
-Verification follows Realtime's order (RealtimeWeb.JwtVerification + ChannelsAuthorization.authorize_conn):
-structure -> signer for the header's alg -> signature -> `exp` in the past -> `role`/`exp` present. Each
-failure is a JWTError whose str() is the exact string Realtime puts in the upgrade's 401 body; the join
-reason and the channel-shutdown message differ per failure, so they are properties.
+Verification follows Realtime's order (RealtimeWeb.JwtVerification.verify/3 + ChannelsAuthorization.
+authorize_conn/3, supabase/realtime 833cf36): structure -> signer for the header's alg -> signature ->
+claim validators -> `role`/`exp` present. Each failure is a JWTError naming Realtime's error atom; the
+words each path sends for it (upgrade body, join reason, system message) are in rtproxy_core.catalog.
 """
 
 from __future__ import annotations
@@ -12,62 +12,35 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 from typing import Any
+from urllib.parse import unquote
 
 # The Supabase CLI's well-known local JWT secret; its anon/service keys are signed with it.
 DEV_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
 
 _HS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
 
-MALFORMED, SIGNER, SIGNATURE, EXPIRED, CLAIMS = "malformed", "signer", "signature", "expired", "claims"
-
-_MESSAGES = {  # upgrade 401 bodies (user_socket.ex)
-    MALFORMED: "The token provided is not a valid JWT",
-    SIGNER: "Failed to generate JWT signer, check your JWT secret or JWKS configuration",
-    SIGNATURE: "Failed to validate JWT signature",
-    EXPIRED: "Token has expired",
-    CLAIMS: "Fields `role` and `exp` are required in JWT",
-}
-_JOIN_CODES = {  # realtime_channel.ex join/3 error codes
-    MALFORMED: "MalformedJWT",
-    SIGNER: "JwtSignerError",
-    SIGNATURE: "JwtSignatureError",
-    EXPIRED: "InvalidJWTToken",
-    CLAIMS: "InvalidJWTToken",
-}
+# Why a token is refused, named after Realtime's error atoms (jwt_verification.ex, channels_authorization.ex).
+MALFORMED = "token_malformed"  # Joken.peek_claims failed
+NOT_A_MAP = "expected_claims_map"  # header or claims are JSON but not objects
+SIGNER = "error_generating_signer"  # no signer for the header's alg (no JWKS here)
+SIGNATURE = "signature_error"
+EXPIRED = "expired_token"  # exp is an integer in the past: "Token has expired N seconds ago"
+INVALID_CLAIM = "invalid_claim"  # a claim validator failed otherwise (exp/iat not a number, float exp past)
+CLAIMS = "missing_claims"  # role or exp absent
 
 
 class JWTError(Exception):
-    """A token Realtime would refuse. str(e) is the upgrade's error string."""
+    """A token Realtime would refuse. `kind` is one of the names above; how each path (upgrade, join,
+    access_token push, expiry timer) words it lives in rtproxy_core.catalog."""
 
-    def __init__(self, kind: str, seconds_ago: int | None = None) -> None:
-        self.kind = kind
-        self.seconds_ago = seconds_ago
-        self.message = _MESSAGES[kind]
-        super().__init__(self.message)
-
-    @property
-    def detail(self) -> str:
-        """Message inside a channel: the expiry carries its age there."""
-        if self.kind == EXPIRED:
-            return f"Token has expired {self.seconds_ago} seconds ago"
-        return self.message
-
-    @property
-    def join_reason(self) -> str:
-        """`phx_join` error reason, "<Code>: <message>"."""
-        return f"{_JOIN_CODES[self.kind]}: {self.detail}"
-
-    @property
-    def shutdown_message(self) -> str:
-        """`system` error text when an `access_token` push or the expiry timer fails. Realtime passes
-        signature/signer errors through `inspect/1`, hence the atoms."""
-        if self.kind == SIGNATURE:
-            return ":signature_error"
-        if self.kind == SIGNER:
-            return ":error_generating_signer"
-        return self.detail
+    def __init__(self, kind: str, seconds_ago: int | None = None, claim: str = "",
+                 claim_val: Any = None, now: int = 0) -> None:
+        self.kind, self.seconds_ago = kind, seconds_ago
+        self.claim, self.claim_val, self.now = claim, claim_val, now
+        super().__init__(kind)
 
 
 def _b64e(raw: bytes) -> str:
@@ -92,8 +65,9 @@ def dev_anon_key(exp_in_s: int = 10 * 365 * 86400) -> str:
 
 
 def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(header, claims) without checking anything but the structure; JWTError(malformed) otherwise."""
-    parts = "".join(token.split()).split(".")  # Realtime strips whitespace before verifying
+    """(header, claims) without checking anything but the structure (JwtVerification.check_claims_format,
+    check_header_format): JWTError(token_malformed), or (expected_claims_map) for JSON that is not an object."""
+    parts = clean(token).split(".")
     if len(parts) != 3:
         raise JWTError(MALFORMED)
     try:
@@ -101,19 +75,35 @@ def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     except (ValueError, UnicodeDecodeError):
         raise JWTError(MALFORMED) from None
     if not isinstance(header, dict) or not isinstance(claims, dict):
-        raise JWTError(MALFORMED)
+        raise JWTError(NOT_A_MAP)
     return header, claims
+
+
+def clean(token: str) -> str:
+    """ChannelsAuthorization.clean_token: URI-decoded, whitespace removed."""
+    return "".join(unquote(token).split())
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)  # JSON true is an atom in Elixir
 
 
 def verify(token: str, secret: str = DEV_JWT_SECRET, *, check_signature: bool = True,
            now: float | None = None) -> dict[str, Any]:
-    """The claims of a token Realtime would accept with `secret`; JWTError otherwise."""
+    """The claims of a token Realtime would accept with `secret`; JWTError otherwise.
+
+    Order of RealtimeWeb.JwtVerification.verify/3 then ChannelsAuthorization.authorize_conn/3: structure,
+    signer for the header's alg, signature, claim validators (Joken checks "exp" before "iat", each only
+    when present: exp must be a number after now, iat a number), then role and exp present. Only an
+    integer exp in the past is "expired"; a float one, or any other failed validator, is an error
+    Realtime has no message for (500 at the upgrade, "Unknown Error on Channel" at a join)."""
     header, claims = peek(token)
+    cleaned = clean(token)
     if check_signature:
         digest = _HS.get(header.get("alg"))  # no JWKS here: asymmetric algs have no signer
         if digest is None:
             raise JWTError(SIGNER)
-        signing_input, _, sig = "".join(token.split()).rpartition(".")
+        signing_input, _, sig = cleaned.rpartition(".")
         try:
             given = _b64d(sig)
         except ValueError:
@@ -121,11 +111,21 @@ def verify(token: str, secret: str = DEV_JWT_SECRET, *, check_signature: bool = 
         want = hmac.new(secret.encode("utf-8"), signing_input.encode("ascii", "replace"), digest).digest()
         if not hmac.compare_digest(given, want):
             raise JWTError(SIGNATURE)
-    exp = claims.get("exp")
-    current = int(now if now is not None else time.time())
-    # Joken only validates claims that are present, and only numbers can be "in the past".
-    if isinstance(exp, (int, float)) and not isinstance(exp, bool) and exp <= current:
-        raise JWTError(EXPIRED, seconds_ago=int(current - exp))
+    current = int(now if now is not None else time.time())  # Joken.current_time(): whole seconds
+    if "exp" in claims:
+        exp = claims["exp"]
+        if not (_is_number(exp) and exp > current):
+            if isinstance(exp, int) and not isinstance(exp, bool):
+                raise JWTError(EXPIRED, seconds_ago=current - exp)
+            raise JWTError(INVALID_CLAIM, claim="exp", claim_val=exp, now=current)
+    if "iat" in claims and not _is_number(claims["iat"]):
+        raise JWTError(INVALID_CLAIM, claim="iat", claim_val=claims["iat"], now=current)
     if "role" not in claims or "exp" not in claims:
         raise JWTError(CLAIMS)
-    return claims
+    # "JWT spec allows exp and iat to be a decimal number ... we round it" (verify/3)
+    return {k: (_round(v) if k in ("exp", "iat") and _is_number(v) else v) for k, v in claims.items()}
+
+
+def _round(v: float) -> int:
+    """Elixir's round/1: halves away from zero (Python's round() rounds them to even)."""
+    return int(math.floor(abs(v) + 0.5)) * (1 if v >= 0 else -1)

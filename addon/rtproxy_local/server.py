@@ -4,16 +4,20 @@ It is rtproxy's embedded default upstream, started from a synchronous mitmproxy 
 running loop: `bind()` opens the listening socket synchronously (so the URL is known at once; the kernel
 queues early connections) and `serve()` serves it in a task.
 
-Fidelity notes (realtime-protocol.md): the upgrade is answered like RealtimeWeb.UserSocket (JSON
-`{"error": ...}` bodies after CONNECT_ERROR_BACKOFF_MS; 403 with an empty body for an unsupported vsn);
-frames the socket's serializer cannot decode are dropped without a reply; the server never pings or
-heartbeats; a socket that receives nothing for idle_timeout_s is closed with 1000, like cowboy; shutdown
-closes sockets with 1012, like a Realtime node drain.
+Fidelity (supabase/realtime 833cf36, docs/sources.md): the upgrade is answered like
+RealtimeWeb.UserSocket.connect/3 + handle_error/2 (JSON `{"error": ...}` bodies after
+CONNECT_ERROR_BACKOFF_MS; 403 with an empty body for an unsupported vsn, from Phoenix); frames the
+socket's serializer cannot decode, invalid UTF-8 included, are dropped without a reply and the socket
+stays open (RealtimeWeb.Socket.handle_in/2 rescues them; the endpoint sets validate_utf8: false); the
+server never pings or heartbeats; a socket that receives nothing for idle_timeout_s is closed with 1000,
+like cowboy; RealtimeChannel.Tracker kills sockets whose channels are all gone (no close frame) every
+no_channel_timeout_s; a tenant drain and a shutdown close sockets with 1012.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import http
 import itertools
@@ -25,12 +29,13 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from rtproxy_core import frames
+from rtproxy_core.catalog import say
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-
-from rtproxy_core import frames
 
 from . import jwt
 from .channels import Hub
@@ -47,19 +52,30 @@ _ws_log.setLevel(logging.WARNING)
 WS_PATHS = ("/realtime/v1/websocket", "/socket/websocket")  # gateway path, and Realtime's own mount
 EMIT_PATH = "/local/v1/emit"
 SHUTDOWN_CODE = 1012  # Phoenix :socket_drain
+_UPGRADE_REFUSALS = {jwt.MALFORMED: "upgrade.token_malformed", jwt.SIGNATURE: "upgrade.signature_error",
+                     jwt.SIGNER: "upgrade.error_generating_signer", jwt.EXPIRED: "upgrade.expired_token",
+                     jwt.CLAIMS: "upgrade.missing_claims"}
 
 
 class _Connection(ServerConnection):
-    """Notes when bytes last arrived: cowboy restarts its idle timer on any data, pings included."""
+    """Notes when bytes last arrived (cowboy restarts its idle timer on any data, pings included) and
+    whether each message started as a text or a binary frame, so messages can be read as bytes: Realtime
+    does not validate UTF-8 (websockets would close with 1007)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.last_rx = self.loop.time()
         self.rt: tuple[str, str, str] | None = None  # (vsn, tenant, token) once the upgrade is accepted
+        self.text_messages: collections.deque[bool] = collections.deque()
 
     def data_received(self, data: bytes) -> None:
         self.last_rx = self.loop.time()
         super().data_received(data)
+
+    def process_event(self, event: Any) -> None:
+        if isinstance(event, Frame) and event.opcode in (Opcode.TEXT, Opcode.BINARY):
+            self.text_messages.append(event.opcode is Opcode.TEXT)
+        super().process_event(event)
 
 
 def _response(status: int, body: bytes = b"", content_type: str | None = None) -> Response:
@@ -141,6 +157,12 @@ class LocalRealtime:
         self.host, self.port = sock.getsockname()[:2]
         return self
 
+    def disconnect(self, tenant: str | None = None) -> int:
+        """UserSocket.disconnect/1, what Realtime does when a tenant's settings change or it is deleted or
+        reloaded: every joined channel gets `system` "Server requested disconnect", then the tenant's
+        sockets close with 1012. None: every tenant. Returns how many sockets."""
+        return self.hub.disconnect_tenant(tenant)
+
     async def serve(self) -> None:
         """Serve the bound socket until close()."""
         if self._sock is None:
@@ -159,7 +181,12 @@ class LocalRealtime:
             log.info("local Realtime listening at %s", self.url)
             if self._closing:
                 self._begin_shutdown()
-            await self._server.wait_closed()
+            sweeper = asyncio.get_running_loop().create_task(self._sweep_channelless())
+            try:
+                await self._server.wait_closed()
+            finally:
+                sweeper.cancel()
+                self.hub.close()
         finally:
             self._done.set()
 
@@ -243,23 +270,27 @@ class LocalRealtime:
         return None
 
     def _connect_refusal(self, tenant: str, token: str | None) -> tuple[int, str] | None:
-        """UserSocket.connect/3's checks, in its order."""
+        """UserSocket.connect/3's checks, in its order, answered as handle_error/2 does."""
         cfg = self.config
         if cfg.reject_upgrade is not None:
             return cfg.reject_upgrade
         if cfg.tenants and tenant not in cfg.tenants:
-            return 404, "Tenant not found"
+            return 404, say("upgrade.tenant_not_found")
         if tenant in cfg.disabled_tenants:
-            return 403, "Realtime was disabled for this tenant"
+            return 403, say("upgrade.tenant_suspended")
         if token is None:
-            return 401, "API key is missing"
+            return 401, say("upgrade.missing_api_key")
         if not cfg.accept_any_apikey:
             try:
                 jwt.verify(token, cfg.jwt_secret)
             except jwt.JWTError as e:
-                return 401, e.message
-        if cfg.max_connections is not None and len(self.hub.conns) >= cfg.max_connections:
-            return 429, "Too many connected users"
+                key = _UPGRADE_REFUSALS.get(e.kind, "upgrade.error")  # error_response/1's catch-all: 500
+                return (401 if key != "upgrade.error" else 500), say(key)
+        # TenantRateLimiters.check_tenant/1: users (sockets that joined a channel), then joins per second
+        if cfg.max_concurrent_users is not None and self.hub.users(tenant) >= cfg.max_concurrent_users:
+            return 429, say("upgrade.too_many_connections")
+        if self.hub.rate(tenant, "joins").triggered:
+            return 429, say("upgrade.too_many_joins")
         return None
 
     def _emit_http(self, query: dict[str, str]) -> Response:
@@ -295,9 +326,11 @@ class LocalRealtime:
         if cfg.close_after_s is not None:
             helpers.append(loop.create_task(
                 self._close_after(conn, cfg.close_after_s, cfg.close_code, cfg.close_reason)))
+        conn.abort = ws.transport.abort
         try:
-            async for data in ws:
-                await self._on_frame(conn, data)
+            while True:
+                data = await ws.recv(decode=False)  # bytes either way; the opcode is in text_messages
+                await self._on_frame(conn, data, text=ws.text_messages.popleft())
         except ConnectionClosed:
             pass
         finally:
@@ -317,10 +350,10 @@ class LocalRealtime:
             return f"server sent {sent.code}" + (f" ({conn.cause})" if conn.cause else "")
         return "no close handshake" + (f" ({conn.cause})" if conn.cause else "")
 
-    async def _on_frame(self, conn: Conn, data: str | bytes) -> None:
+    async def _on_frame(self, conn: Conn, data: bytes, text: bool) -> None:
         try:
-            msg = frames.decode(data, binary=isinstance(data, bytes), from_client=True)
-        except frames.DecodeError as e:
+            msg = frames.decode(data, binary=not text, from_client=True)
+        except frames.DecodeError as e:  # RealtimeWeb.Socket.handle_in/2: MalformedWebSocketMessage
             log.debug("conn %d: dropped undecodable frame: %s", conn.id, e)
             return
         if not Hub.accepts(conn, msg):
@@ -365,6 +398,22 @@ class LocalRealtime:
                 conn.close(1000)
                 return
             await asyncio.sleep(remaining)
+
+    async def _sweep_channelless(self) -> None:
+        """RealtimeChannel.Tracker: every no_channel_timeout_s, sockets whose channel count is down to 0
+        (a join was tried and every channel has ended since) are killed; the client sees no close frame.
+        A socket that never tried a join is not tracked, so not swept (cowboy's idle timeout applies)."""
+        while True:
+            interval = self.config.no_channel_timeout_s
+            await asyncio.sleep(interval if interval and interval > 0 else 1.0)
+            if not interval or interval <= 0:
+                continue
+            for conn in list(self.hub.conns):
+                if conn.tracked and conn.channel_processes <= 0 and conn.abort is not None:
+                    conn.cause = f"no channel for a {interval:g} s sweep"
+                    conn.closing = True
+                    log.info("conn %d: killed by the channel tracker (no channels)", conn.id)
+                    conn.abort()
 
     async def _close_after(self, conn: Conn, delay: float, code: int, reason: str) -> None:
         await asyncio.sleep(delay)

@@ -35,8 +35,15 @@ def jason_order(v: Any) -> Any:
     return v
 
 
-def flex_bool(v: Any) -> bool:
-    return v is True or v == "true"  # Realtime's FlexibleBoolean also accepts the strings
+def flex_bool(v: Any, default: bool = False) -> bool:
+    """RealtimeWeb.Channels.Payloads.FlexibleBoolean.cast/1: booleans, and strings that downcase to
+    "true"/"false"; anything else fails the cast and the field keeps its default (Join.validate/1 only
+    logs InvalidJoinPayload and applies the changes that did cast)."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    return default
 
 
 FRAGMENT = _FRAGMENT
@@ -51,6 +58,10 @@ class Conn:
         self.outq: asyncio.Queue[str | bytes | Close] = asyncio.Queue()
         self.closing = False
         self.cause = ""  # why the server closed it, for the close log line
+        self.counted = False  # UsersCounter.add/2: a join succeeded on this socket
+        self.tracked = False  # RealtimeChannel.Tracker has an entry for this socket (a join was tried)
+        self.channel_processes = 0  # the Tracker's count: joins under way plus joined channels
+        self.abort: Any = None  # drops the TCP connection with no close frame (set by the server)
 
     def push(self, topic: str, event: str, payload: Any, *, ref: str | None = None,
              join_ref: str | None = None) -> None:
@@ -72,6 +83,11 @@ class Conn:
         if not self.closing:
             self.outq.put_nowait(data)
 
+    def push_text(self, text: str) -> None:
+        """A text frame as is (Realtime sends some that are not valid JSON)."""
+        if not self.closing:
+            self.outq.put_nowait(text)
+
     def close(self, code: int = 1000, reason: str = "") -> None:
         if not self.closing:
             self.closing = True
@@ -80,23 +96,28 @@ class Conn:
 
 @dataclass(eq=False)
 class Member:
-    """A joined channel: one topic on one socket."""
+    """A joined channel: one topic on one socket (a RealtimeChannel process)."""
 
     conn: Conn
     topic: str
-    join_ref: str | None
+    join_ref: str | None  # as the join carried it: Phoenix's channels_inverse, used by phx_close/phx_error
+    socket_join_ref: str | None  # join_ref || ref: what the channel's own pushes and replies carry
     private: bool
     self_broadcast: bool
     ack: bool
     presence_key: str
     presence_enabled: bool
     access_token: str
+    presence_read: bool | None = True  # public: always; private: evaluated when presence is enabled
+    pg_params: list[dict[str, Any]] = field(default_factory=list)
     bindings: list[Binding] = field(default_factory=list)
     pg_error: str | None = None  # unparsable postgres_changes params: reported after the join
     pg_active: bool = False  # CDC subscription succeeded: postgres changes are delivered
+    pg_failures: int = 0  # transient CDC failures so far
     presence_meta: dict[str, Any] | None = None
     track_payload: Any = None
-    timer: asyncio.TimerHandle | None = None
+    presence_window: Any = None  # limits.PresenceWindow
+    timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)  # confirm_token, postgres, replication
 
     @property
     def sub(self) -> str:
@@ -106,3 +127,15 @@ class Member:
     def group(self) -> tuple[str, bool, str]:
         # Realtime's tenant topic: public and private channels of one name are separate, as are tenants.
         return (self.conn.tenant, self.private, self.topic)
+
+    def set_timer(self, name: str, handle: asyncio.TimerHandle | None) -> None:
+        old = self.timers.pop(name, None)
+        if old is not None:
+            old.cancel()
+        if handle is not None:
+            self.timers[name] = handle
+
+    def cancel_timers(self) -> None:
+        for t in self.timers.values():
+            t.cancel()
+        self.timers.clear()
