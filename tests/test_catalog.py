@@ -130,6 +130,7 @@ WIRE = [
     (J, "Token hasexpired 12 seconds ago", "token-expired"),
     (J, 'Invalid value for JWT claim "exp" with value 1743593832', "token-expired"),  # supabase-js#1390
     (J, 'Invalid value for JWT claim "exp"', "token-expired"),
+    (J, 'InvalidJWTToken: Invalid value for JWT claim "exp" with value 1743593832', "token-expired"),  # js#1390
     (J, "Invalid JWT Token", "token-invalid"),  # supabase-flutter#982
     (J, '{:error, [message: "Invalid token", claim: "exp", claim_val: 1692674245]}', "token-expired"),
     (J, "Too many channels", "rate-limited"),

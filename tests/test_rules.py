@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from rtproxy_core.diagnosis import Diagnoser
 from rtproxy_core.events import Closed, Frame, Handshake, Hop, Opened, Upstream, UpstreamHandshake
@@ -319,3 +321,26 @@ def test_bare_403_with_a_supported_vsn_points_at_an_older_realtime():
     c = Conv(url="http://w/realtime/v1/websocket?apikey=k&vsn=3.0.0", upstream=None, status=403, body=b"")
     [f] = [f for f in Diagnoser().end(c.close(None, "", None, t=1).s) if f.code == "upgrade-rejected"]
     assert "refuses the vsn '3.0.0'" in f.evidence
+
+
+@pytest.mark.parametrize("reply, code", [
+    # supabase/realtime#1111, the frame as pasted (a 2024 server: no "Unauthorized: " code yet)
+    ('{"ref":"1","event":"phx_reply","payload":{"status":"error","response":{"reason":"You do not have '
+     'permissions to read from this Topic"}},"topic":"realtime:19a51893-6168-4b2d-91a6-47b0db323f64"}',
+     "join-unauthorized"),
+    # supabase/realtime#843: a reason from before 2024-05-09
+    ('{"ref":"1","event":"phx_reply","payload":{"status":"error","response":{"reason":"{:error, '
+     ':too_many_channels}"}},"topic":"realtime:19a51893-6168-4b2d-91a6-47b0db323f64"}', "rate-limited"),
+    # supabase/supabase-flutter#1311
+    ('{"ref":"1","event":"phx_reply","payload":{"status":"error","response":{"reason":"PrivateOnly: This '
+     'project only allows private channels"}},"topic":"realtime:19a51893-6168-4b2d-91a6-47b0db323f64"}',
+     "join-unauthorized"),
+])
+def test_real_users_join_replies(reply, code):
+    c = Conv(url="http://w/realtime/v1/websocket?apikey=k&vsn=1.0.0", upstream=None)
+    c.feed(Frame(True, False, json.dumps({"topic": "realtime:19a51893-6168-4b2d-91a6-47b0db323f64",
+                                          "event": "phx_join", "payload": {"config": {}}, "ref": "1",
+                                          "join_ref": None}).encode(), T0 + 0.1),
+           Frame(False, False, reply.encode(), T0 + 5.2))
+    codes = c.codes()
+    assert code in codes and "join-error" not in codes, codes

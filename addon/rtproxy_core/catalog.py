@@ -15,6 +15,7 @@ running channel gets in `system` never carry the code.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -307,6 +308,8 @@ ENTRIES: tuple[Said, ...] = (
          f"{_RC} join/3", until="2025-03-13 (60b36e47)"),
     Said("join.expired_token.joken", JOIN, "Invalid value for JWT claim \"exp\" with value ⟨n⟩", TOKEN,
          "token-expired", f"{_RC} join/3", until="2025-01-22 (00a44429)"),
+    Said("join.expired_token.joken_coded", JOIN, "InvalidJWTToken: Invalid value for JWT claim \"exp\" with value ⟨n⟩",
+         TOKEN, "token-expired", f"{_RC} join/3 (as pasted from clients and logs)", until="2025-01-22 (00a44429)"),
     Said("join.expired_token.joken0", JOIN, "Invalid value for JWT claim \"exp\"", TOKEN, "token-expired",
          f"{_RC} join/3", until="2024-09-17 (bcfc92a3)"),
     Said("join.invalid_jwt.2024", JOIN, "Invalid JWT Token", TOKEN, "token-invalid", f"{_RC} join/3",
@@ -431,6 +434,7 @@ CODES: dict[str, tuple[str, str]] = {
 _CODE = re.compile(r"([A-Z][A-Za-z]+): ")
 
 
+@functools.lru_cache(maxsize=4096)  # the rules ask about the same few strings every second
 def lookup(text: str, where: str | None = None) -> Said | None:
     """The catalog entry for a string as found on the wire (whitespace at the ends ignored), or None.
     `where` narrows the search to one place (a join reason, an upgrade body...)."""

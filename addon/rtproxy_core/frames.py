@@ -69,8 +69,11 @@ def _float(text: str) -> float:
     return value
 
 
+_decode_json = json.JSONDecoder(parse_constant=_no_constant, parse_float=_float).decode  # built once
+
+
 def _loads(text: str, lenient: bool = False) -> Any:
-    value = json.loads(text, parse_constant=_no_constant, parse_float=_float)
+    value = _decode_json(text)
     # json.loads turns an unpaired \uD800-\uDFFF escape into a lone surrogate: not Unicode text, and no
     # UTF-8 log line, report or terminal can hold it. Jason refuses such a frame; realtime-js' JSON.parse
     # takes it (lenient: the surrogate is shown as U+FFFD).
