@@ -69,7 +69,7 @@ WIRE = [
     (J, "UnableToReplayMessages: Realtime was unable to replay messages", "join-error"),
     (J, "UnableToReplayMessages: Replay params are not valid", "join-error"),
     (J, "UnableToReplayMessages: Replay is not allowed for public channels", "join-error"),
-    (J, "MusterJoinError: timed out after 4000ms", "server-restarting"),
+    (J, "MusterJoinError: timed out after 4000ms", "join-error"),
     (J, "Unknown Error on Channel", "join-error"),
     (J, "UnknownErrorOnChannel: no match of right hand side value: {:error, :foo}", "join-error"),
     # shutdown_response/2 and the `system` messages of a running channel
@@ -85,6 +85,7 @@ WIRE = [
     (S, ":signature_error", "token-invalid"),
     (S, ":error_generating_signer", "token-invalid"),
     (S, ":expected_claims_map", "token-invalid"),
+    (S, ":expected_header_map", "token-invalid"),
     (S, '[message: "Invalid token", claim: "iat", claim_val: "now"]', "token-invalid"),
     (S, "0", "token-expired"),
     (S, ":increase_connection_pool", "database-unavailable"),
@@ -123,7 +124,7 @@ WIRE = [
     (P, '{:error, "Too many database timeouts"}', "postgres-changes-error"),
     # push replies
     (R, "payload_size_exceeded", "message-too-large"),
-    (R, "Presence track payload must be a map", "join-error"),
+    (R, "Presence track payload must be a map", ""),
     # Older forms, as they were sent and pasted in bug reports
     (J, "Token has expired 30 seconds ago", "token-expired"),
     (J, "Token as expired 12 seconds ago", "token-expired"),  # supabase/realtime#1297

@@ -41,6 +41,8 @@ def test_mint_reproduces_the_supabase_cli_anon_key():
     (mint({"role": "anon", "exp": "2099"}), jwt.INVALID_CLAIM),
     (mint({"role": "anon", "exp": 2**31, "iat": "now"}), jwt.INVALID_CLAIM),
     (mint({"role": "anon", "exp": 1000.5}), jwt.INVALID_CLAIM),  # authorize_conn/3 wants an integer exp
+    ("bm90LWpzb24." + mint({"role": "anon", "exp": 2**31}).split(".", 1)[1], jwt.BAD_HEADER),
+    ("eyJhbGciOiJIUzI1NiJ9.WzFd.c2ln", jwt.NOT_A_MAP),  # claims [1]
 ])
 def test_verify_errors_name_realtimes_error(token, kind):
     with pytest.raises(JWTError) as e:

@@ -171,7 +171,8 @@ async def test_bad_set_auth_stops_the_channel(srv, bad, message):
 
 async def test_join_without_config_binds_postgres_from_the_topic(srv):
     """realtime_channel.ex new_api?/1 and pg_change_params/5: a join payload without "config" (legacy raw
-    clients) subscribes to changes named by the topic, schema:table:filter."""
+    clients) subscribes to changes named by the topic, schema:table:filter; postgres_cdc_rls
+    message_dispatcher.ex dispatch/3 sends them the change itself, as event INSERT/UPDATE/DELETE."""
     async with sock(srv) as ws:
         await ws.send(v1("realtime:public:todos:id=eq.7", "phx_join", {}, ref="1"))
         reply = await recv(ws)
@@ -181,7 +182,8 @@ async def test_join_without_config_binds_postgres_from_the_topic(srv):
         assert (await recv(ws))["payload"]["message"] == "Subscribed to PostgreSQL"
         assert srv.emit_postgres_change(table="todos", record={"id": 7}) == 1
         change = await recv(ws)
-        assert change["event"] == "postgres_changes" and change["payload"]["ids"] == [binding["id"]]
+        assert change["event"] == "INSERT" and change["payload"]["record"] == {"id": 7}
+        assert "ids" not in change["payload"]
 
 
 async def test_postgres_transient_error_is_retried(srv):
@@ -514,3 +516,123 @@ async def test_replay_parameters(srv, config, reason):
     """realtime_channel.ex maybe_replay_messages/5 and messages.ex replay/5 (since and limit integers)."""
     async with sock(srv) as ws:
         assert (await join(ws, config=config))["payload"]["response"] == {"reason": reason}
+
+
+# ---------------------------------------------------------------------------------------------- review fixes
+
+
+async def test_join_error_backoff_holds_every_frame_of_the_socket(srv):
+    """Phoenix.Channel.Server.join/4 runs in the socket process and realtime_channel.ex join_error/1 sleeps
+    there: a broadcast for the socket's other channel waits until the refused join's reply is out."""
+    srv.config.join_error_backoff_ms, srv.config.restarting = 300, False
+    async with sock(srv, "2.0.0") as ws, sock(srv, "2.0.0") as sender:
+        await join(ws, vsn="2.0.0", config=PLAIN)
+        await join(sender, vsn="2.0.0", config=ACK)
+        srv.config.restarting = True
+        await ws.send(v2("realtime:two", "phx_join", {"config": PLAIN}, ref="5", join_ref="5"))
+        await sender.send(v2("realtime:room", "broadcast", {"type": "broadcast", "event": "e", "payload": {}},
+                             ref="2", join_ref="1"))
+        assert (await recv(sender))[1] == "2"  # the broadcast was sent during ws's backoff
+        assert (await recv(ws))[:4] == ["5", "5", "realtime:two", "phx_reply"]
+        assert (await recv(ws))[3] == "broadcast"
+
+
+@pytest.mark.parametrize("params, subscribed", [
+    ({"event": "*", "schema": "public", "table": "t", "filter": "id=in.(1,2,3)"}, True),
+    ({"event": "*", "schema": "public", "table": "t", "filter": 'name=eq."a,b"'}, True),
+    ({"event": "*", "schema": "*", "select": ["a"]}, False),
+    ({"event": "*", "schema": "public", "table": "t", "filter": None}, False),
+])
+async def test_postgres_params_parsed_as_subscriptions_ex_does(srv, params, subscribed):
+    """subscriptions.ex parse_subscription_params/1: split_top_level/6 keeps commas inside parentheses
+    and quotes, unquote_value/1, reject_select_on_wildcard/3, a `filter` that is not a string."""
+    async with sock(srv, "2.0.0") as ws:
+        await join(ws, vsn="2.0.0", config={**PLAIN, "postgres_changes": [params]})
+        message = (await recv(ws))[4]["message"]
+        assert (message == "Subscribed to PostgreSQL") == subscribed, message
+    if params.get("filter") is None and "filter" in params:
+        assert message == ("No subscription params provided. Please provide at least a `schema` or `table` "
+                           'to subscribe to: %{"event" => "*", "filter" => nil, "schema" => "public", '
+                           '"table" => "t"}')
+    if "select" in params:
+        assert message == ("Column selection is not supported for wildcard subscriptions. Provide an explicit "
+                           "schema and table name.")
+
+
+async def test_in_filter_delivers(srv):
+    async with sock(srv, "2.0.0") as ws:
+        await join(ws, vsn="2.0.0", config={**PLAIN, "postgres_changes": [
+            {"event": "*", "schema": "public", "table": "t", "filter": "id=in.(1,2,3)"}]})
+        await recv(ws)
+        assert srv.emit_postgres_change(table="t", record={"id": 2}) == 1
+        assert srv.emit_postgres_change(table="t", record={"id": 9}) == 0
+
+
+async def test_key_order_of_realtimes_own_keys(srv):
+    """Jason writes small maps in Erlang term order, where atoms sort before binaries: the :id that
+    add_id_to_postgres_changes/1 puts in a binding, and Phoenix.Presence's :phx_ref, come first."""
+    async with sock(srv, "2.0.0", max_size=None) as ws:
+        await ws.send(v2("realtime:room", "phx_join", {"config": {**PLAIN, "postgres_changes": [
+            {"event": "*", "schema": "public", "table": "t"}]}}, ref="1", join_ref="1"))
+        raw = await asyncio.wait_for(ws.recv(), T)
+        assert '"postgres_changes":[{"id":' in raw and raw.index('"event"') > raw.index('"id"')
+        await recv(ws)  # subscribed
+        await ws.send(v2("realtime:room", "presence", {"event": "track", "payload": {"a": 1}}, ref="2",
+                         join_ref="1"))
+        await recv(ws)  # reply
+        diff = await asyncio.wait_for(ws.recv(), T)
+        assert '"metas":[{"phx_ref":' in diff
+
+
+async def test_self_ack_then_rate_shutdown_order(srv):
+    """The sender's own :update_rate_counter is handled after its reply: broadcast, ack, system, phx_close."""
+    srv.config.max_events_per_second, srv.config.rate_tick_s = 1, 0.05
+    config = {**PLAIN, "broadcast": {"self": True, "ack": True}}
+    async with sock(srv, "2.0.0") as ws:
+        await join(ws, vsn="2.0.0", config=config)
+        rate = srv.hub.rate("127", "events")
+        rate.add()
+        rate.ticked.clear()
+        await asyncio.wait_for(rate.ticked.wait(), T)
+        await ws.send(v2("realtime:room", "broadcast", {"type": "broadcast", "event": "e", "payload": {}},
+                         ref="2", join_ref="1"))
+        assert [(await recv(ws))[3] for _ in range(4)] == ["broadcast", "phx_reply", "system", "phx_close"]
+
+
+async def test_broadcast_payload_that_is_not_a_map_crashes_the_sender(srv):
+    """V2Serializer.fastlane!/1 raises on a non-map broadcast payload, in the sender's dispatch."""
+    async with sock(srv, "2.0.0") as a, sock(srv, "2.0.0") as b:
+        await join(a, vsn="2.0.0", config=ACK)
+        await join(b, vsn="2.0.0", config=PLAIN)
+        await a.send(v2("realtime:room", "broadcast", ["not", "a", "map"], ref="2", join_ref="1"))
+        assert await recv(a) == ["1", "1", "realtime:room", "phx_error", {}]
+        await no_more(b, "2.0.0")
+
+
+async def test_replay_limit_null_means_25(srv):
+    async with sock(srv) as ws:
+        reply = await join(ws, config={**PLAIN, "private": True,
+                                       "broadcast": {"replay": {"since": 0, "limit": None}}})
+        assert reply["payload"]["status"] == "ok"
+
+
+async def test_repeated_x_api_key_takes_the_first(srv):
+    """user_socket.ex access_token/2: :proplists.lookup finds the first x-api-key header."""
+    r, w = await asyncio.open_connection("127.0.0.1", srv.port)
+    w.write(("GET /socket/websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             f"x-api-key: {KEY}\r\nx-api-key: nope\r\n\r\n").encode())
+    head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), T)
+    w.close()
+    assert head.startswith(b"HTTP/1.1 101")
+
+
+async def test_private_presence_enabled_by_track_gets_diffs_through_the_channel(srv):
+    """message_dispatcher.ex: presence_read? nil (a private channel joined without presence) routes the
+    diff to the channel process, which pushes it: with the channel's join_ref."""
+    async with sock(srv, "2.0.0") as ws:
+        await join(ws, vsn="2.0.0", ref="3", config={**PLAIN, "private": True})
+        await ws.send(v2("realtime:room", "presence", {"event": "track", "payload": {"a": 1}}, ref="4",
+                         join_ref="3"))
+        assert (await recv(ws))[1] == "4"
+        assert (await recv(ws))[:4] == ["3", None, "realtime:room", "presence_diff"]

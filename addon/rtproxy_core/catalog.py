@@ -194,8 +194,8 @@ ENTRIES: tuple[Said, ...] = (
          "join-error", f"{_RC} join/3"),
     Said("join.invalid_replay_channel", JOIN, "UnableToReplayMessages: Replay is not allowed for public channels",
          REQUEST, "join-error", f"{_RC} join/3 (maybe_replay_messages/5)"),
-    Said("join.muster", JOIN, "MusterJoinError: ⟨term⟩", TRANSIENT, "server-restarting",
-         f"{_RC} await_muster_join/2"),
+    Said("join.muster", JOIN, "MusterJoinError: ⟨term⟩", INTERNAL, "join-error",
+         f"{_RC} await_muster_join/2 (the join had subscribed already)"),
     Said("join.unknown", JOIN, "Unknown Error on Channel", INTERNAL, "join-error",
          f"{_RC} join/3 (catch-all; also a token whose exp or iat is not a number)"),
     Said("join.exception", JOIN, "UnknownErrorOnChannel: ⟨text⟩", INTERNAL, "join-error",
@@ -225,6 +225,8 @@ ENTRIES: tuple[Said, ...] = (
     Said("system.error_generating_signer", SYSTEM, ":error_generating_signer", TOKEN, "token-invalid",
          f"{_RC} handle_in(\"access_token\") catch-all", after="phx_close"),
     Said("system.expected_claims_map", SYSTEM, ":expected_claims_map", TOKEN, "token-invalid",
+         f"{_RC} handle_in(\"access_token\") catch-all", after="phx_close"),
+    Said("system.expected_header_map", SYSTEM, ":expected_header_map", TOKEN, "token-invalid",
          f"{_RC} handle_in(\"access_token\") catch-all", after="phx_close"),
     Said("system.token_race", SYSTEM, "0", TOKEN, "token-expired",
          f"{_RC} handle_info(:confirm_token) (exp - now reached 0 between two checks)", after="phx_close"),
@@ -294,7 +296,8 @@ ENTRIES: tuple[Said, ...] = (
     # ---------------------------------------------------------------- replies to pushes
     Said("reply.payload_size_exceeded", REPLY, "payload_size_exceeded", SIZE, "message-too-large",
          f"{_BH} handle/3 (acked broadcasts; unacked ones are dropped silently)"),
-    Said("reply.presence_payload_not_a_map", REPLY, "Presence track payload must be a map", REQUEST, "join-error",
+    # The channel stays; the client's track failed (logged as a rejected push, no finding of its own).
+    Said("reply.presence_payload_not_a_map", REPLY, "Presence track payload must be a map", REQUEST, "",
          f"{_RC} handle_in(\"presence\")"),
 
     # ---------------------------------------------------------------- older forms still found in bug reports
@@ -418,7 +421,7 @@ CODES: dict[str, tuple[str, str]] = {
     "RealtimeDisabledForTenant": (TENANT, "realtime-disabled"),
     "RealtimeRestarting": (TRANSIENT, "server-restarting"),
     "InitializingProjectConnection": (TRANSIENT, "server-restarting"),
-    "MusterJoinError": (TRANSIENT, "server-restarting"),
+    "MusterJoinError": (INTERNAL, "join-error"),
     "IncreaseConnectionPool": (DATABASE, "database-unavailable"),
     "DatabaseLackOfConnections": (DATABASE, "database-unavailable"),
     "DatabaseConnectionRateLimitReached": (DATABASE, "database-unavailable"),

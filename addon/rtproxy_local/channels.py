@@ -29,11 +29,12 @@ from rtproxy_core import frames
 from rtproxy_core.catalog import say
 
 from . import jwt
+from .elixir import inspect
 from .limits import Atom, PresenceWindow, RateCounter, over_payload_quota
 from .pgchanges import EVENTS, BindingError, binding_id, change_data, parse_binding
-from .state import FRAGMENT, Conn, Member, flex_bool
+from .state import FRAGMENT, Conn, Member, Ordered, flex_bool
 
-__all__ = ["Hub", "inspect"]
+__all__ = ["Hub"]
 
 if TYPE_CHECKING:
     from .config import ServerConfig
@@ -67,21 +68,6 @@ _QUERY_CANCELED = ('%Postgrex.Error{\n  message: nil,\n  postgres: %{\n    code:
 # V1 subscribers of a kind-0 broadcast: Jason meets the {:binary, data} tuple and lib/realtime/logs.ex's
 # Tuple encoder splices inspect text into the frame, which is then not JSON.
 _TUPLE_ENCODED = '%{error: "unable to parse response"}'
-
-
-def inspect(v: Any) -> str:
-    """Elixir's inspect/1 for the JSON values a token can carry (floats approximately)."""
-    if v is None:
-        return "nil"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, list):
-        return "[" + ", ".join(inspect(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "%{" + ", ".join(f"{inspect(k)} => {inspect(x)}" for k, x in v.items()) + "}"
-    return repr(v)
 
 
 def _join_reason(e: jwt.JWTError) -> str:
@@ -152,7 +138,8 @@ class Hub:
             limit = {"joins": lambda: self.cfg.max_joins_per_second,
                      "events": lambda: self.cfg.max_events_per_second,
                      "presence": lambda: self.cfg.max_presence_events_per_second}[kind]
-            r = self._rates[(tenant, kind)] = RateCounter(limit, lambda: self.cfg.rate_tick_s)
+            r = self._rates[(tenant, kind)] = RateCounter(
+                limit, lambda: self.cfg.rate_tick_s, on_idle=lambda: self._rates.pop((tenant, kind), None))
         return r.start()
 
     @staticmethod
@@ -211,6 +198,7 @@ class Hub:
             return
         sub = topic.removeprefix("realtime:")
         m: Member | None = None
+        disconnect = False
         if sub in cfg.unanswered_joins:
             log.debug("conn %d: join %s left unanswered (config)", conn.id, topic)
         else:
@@ -218,25 +206,38 @@ class Hub:
             if tracked:
                 conn.tracked = True
                 conn.channel_processes += 1
-            outcome = self._admit(conn, msg, sub)
+            try:
+                outcome = self._admit(conn, msg, sub)
+            except Exception:
+                if tracked:
+                    conn.channel_processes -= 1
+                raise
             if isinstance(outcome, tuple):
                 reason, disconnect = outcome
                 log.debug("conn %d: join %s refused: %s", conn.id, topic, reason)
-                await asyncio.sleep(max(cfg.join_error_backoff_ms, 0) / 1000)  # join_error/1
+                conn.hold()  # join_error/1 sleeps inside the socket process: nothing else goes out meanwhile
+                try:
+                    await asyncio.sleep(max(cfg.join_error_backoff_ms, 0) / 1000)
+                finally:
+                    held = conn.take_held()
                 conn.reply(topic, msg.join_ref, msg.ref, "error", {"reason": reason})
                 if tracked:
                     conn.channel_processes -= 1  # terminate/2: Tracker.untrack/1
-                if disconnect:  # %Phoenix.Socket.Broadcast{event: "disconnect"}: handled after the reply
-                    conn.cause = "disconnect after " + reason.split(":")[0]
-                    conn.close(1001)
             else:
                 m = outcome
+                held = []
                 conn.joins[topic] = m
                 self._groups.setdefault(m.group, []).append(m)
-                conn.reply(topic, msg.join_ref, msg.ref, "ok",
-                           {"postgres_changes": [{**p, "id": binding_id(p)} for p in m.pg_params]})
-        if old is not None:  # Phoenix queues the old channel's close to itself, behind the join reply
+                conn.reply(topic, msg.join_ref, msg.ref, "ok", {"postgres_changes": [
+                    Ordered({"id": binding_id(p), **{k: p[k] for k in sorted(p)}}) for p in m.pg_params]})
+        if old is not None:  # Phoenix queued the old channel's close to itself before this join ran
             conn.push(topic, "phx_close", {}, ref=old.join_ref, join_ref=old.join_ref)
+        if sub not in cfg.unanswered_joins:
+            if disconnect:  # %Phoenix.Socket.Broadcast{event: "disconnect"}, sent before the backoff
+                conn.cause = "disconnect after " + reason.split(":")[0]
+                conn.close(1001)
+            else:
+                conn.replay(held)
         if m is not None:
             self._after_join(m, msg.payload)
 
@@ -273,6 +274,9 @@ class Hub:
             claims = self._verify(token)
         except jwt.JWTError as e:
             return _join_reason(e), False
+        exp = claims.get("exp")
+        if isinstance(exp, int) and exp - int(time.time()) <= 0:  # confirm_token/1: exp_diff > 0 or else
+            return say("join.invalid_exp"), False
         if cfg.database in _DATABASE:
             return self._db_reason(cfg.database), False
         if private:
@@ -284,7 +288,8 @@ class Hub:
         if "replay" in bc and not private:
             return say("join.invalid_replay_channel"), False
         if isinstance(replay, dict):
-            since, limit = replay.get("since"), replay.get("limit", 25)
+            since, limit = replay.get("since"), replay.get("limit")
+            limit = 25 if limit is None or limit is False else limit  # replay_params["limit"] || 25
             if not all(isinstance(v, int) and not isinstance(v, bool) for v in (since, limit)):
                 return say("join.invalid_replay_params"), False
         key = pr.get("key")
@@ -294,6 +299,7 @@ class Hub:
                    presence_enabled=presence_enabled, access_token=token,
                    presence_read=True if not private or presence_enabled else None)
         m.pg_params = self._pg_params(params, sub)
+        m.is_new_api = "config" in params  # new_api?/1
         for p in m.pg_params:
             try:
                 m.bindings.append(parse_binding(p))
@@ -439,7 +445,7 @@ class Hub:
             m.set_timer("confirm_token", None)
             return
         exp_diff = exp - int(time.time())
-        delay = max(min(self.cfg.confirm_token_interval_s, exp_diff), 0)
+        delay = max(min(self.cfg.confirm_token_interval_s, exp_diff), 0.001)
         m.set_timer("confirm_token", asyncio.get_running_loop().call_later(delay, self._token_check, m))
 
     def _token_check(self, m: Member) -> None:
@@ -455,7 +461,18 @@ class Hub:
             else:
                 self._shutdown(m, _shutdown_text(e))
             return
+        if self._exp_passed(m, claims):
+            return
         self._arm_token_check(m, claims)
+
+    def _exp_passed(self, m: Member, claims: dict[str, Any]) -> bool:
+        """confirm_token/1's `exp_diff when exp_diff > 0` failing (a whole-second race with the claim
+        validator): {:error, exp_diff}, which the channel is told as inspect/1 of the number."""
+        exp = claims.get("exp")
+        if isinstance(exp, int) and not isinstance(exp, bool) and exp - int(time.time()) <= 0:
+            self._shutdown(m, str(exp - int(time.time())))
+            return True
+        return False
 
     def _access_token(self, m: Member, payload: Any) -> None:
         """handle_in("access_token", ...)."""
@@ -486,6 +503,8 @@ class Hub:
             if m.sub in cfg.denied_topics:
                 self._shutdown(m, say("system.unauthorized", topic=m.sub))
                 return
+        if self._exp_passed(m, claims):
+            return
         self._arm_token_check(m, claims)
         if m.pg_params:  # the subscription is made again with the new claims, after a short backoff
             low, high = cfg.postgres_resubscribe_s
@@ -532,10 +551,14 @@ class Hub:
             for m in conn.joins.values():
                 if not m.pg_active:
                     continue
-                ids = [b.id for b in m.bindings if b.matches(schema, table, type_, row)]
+                # message_dispatcher.ex builds the ids with [id | acc]: the last matching binding first
+                ids = [b.id for b in m.bindings if b.matches(schema, table, type_, row)][::-1]
                 if ids:
                     data = data or change_data(schema, table, type_, record, old_record)
-                    conn.push(m.topic, "postgres_changes", {"data": data, "ids": ids})
+                    if m.is_new_api:
+                        conn.push(m.topic, "postgres_changes", {"data": data, "ids": ids})
+                    else:  # a legacy join: the event is the change's type, the payload the change itself
+                        conn.push(m.topic, type_, data)
                     delivered += 1
         return delivered
 
@@ -562,27 +585,39 @@ class Hub:
         else:
             payload = msg.payload
             send, term = (lambda r: r.conn.push(r.topic, "broadcast", payload)), payload
-        if isinstance(term, tuple) or isinstance(term, dict):
-            too_big = over_payload_quota(term, cfg.max_payload_size_in_kb)
-        else:  # Phoenix's encoder raises on a non-map payload; nothing is sent
-            too_big = False
-            send = None
-        if not too_big and send is not None:
-            for r in self._recipients(m):
+        # (a kind-3 or kind-0 payload is a tuple, a text one a map or, from a broken client, anything)
+        recipients = self._recipients(m)
+        if not isinstance(term, (tuple, dict)):
+            # V1JSONSerializer writes any payload; V2Serializer.fastlane!/1 raises on a non-map, inside
+            # the sender's dispatch: its channel crashes (phx_error, no ack).
+            for r in recipients:
+                if r.conn.vsn != frames.V1:
+                    self._crash(m, "ArgumentError in V2Serializer.fastlane!/1")
+                    return
                 send(r)
-                self._delivered(r)
+            recipients = []
+        too_big = isinstance(term, (tuple, dict)) and over_payload_quota(term, cfg.max_payload_size_in_kb)
+        limited = []
+        if not too_big:
+            for r in recipients:
+                send(r)
+                if self._delivered(r):
+                    limited.append(r)
         if m.ack and m.conn.joins.get(m.topic) is m:
             if too_big:  # {:reply, {:error, :payload_size_exceeded}, socket}: the response is a string
                 m.conn.reply(m.topic, m.socket_join_ref, msg.ref, "error", say("reply.payload_size_exceeded"))
             else:
                 m.conn.reply(m.topic, m.socket_join_ref, msg.ref, "ok", {})
+        for r in limited:  # each channel handles its :update_rate_counter after what it was doing
+            if r.conn.joins.get(r.topic) is r:
+                self._shutdown(r, say("system.too_many_messages"))
 
-    def _delivered(self, r: Member) -> None:
-        """handle_info(:update_rate_counter): every delivery counts against the tenant's events/s."""
+    def _delivered(self, r: Member) -> bool:
+        """handle_info(:update_rate_counter): every delivery counts against the tenant's events/s; True
+        if the recipient is to stop ("Too many messages per second")."""
         rate = self.rate(r.conn.tenant, "events")
         rate.add()
-        if rate.triggered and r.conn.joins.get(r.topic) is r:
-            self._shutdown(r, say("system.too_many_messages"))
+        return rate.triggered
 
     def _user_broadcast(self, m: Member, raw: str | bytes) -> tuple[Any, tuple[Any, ...]]:
         """A kind-3 push: relayed as kind 4 with the sender's bytes (V2Serializer.fastlane!/1), its meta
@@ -629,10 +664,18 @@ class Hub:
 
     def _presence_diff(self, group: tuple[str, bool, str], joins: dict[str, Any],
                        leaves: dict[str, Any]) -> None:
-        """MessageDispatcher.dispatch/3 for presence_diff: members that may read presence get it."""
+        """MessageDispatcher.dispatch/3 for presence_diff: members that may read presence get it, fastlaned
+        (no refs) and counted against the tenant's presence events; a private member whose presence was
+        off at join gets it through its channel process (with its join_ref)."""
+        fastlaned = 0
         for r in self._groups.get(group, []):
             if r.presence_read:
-                r.conn.push(r.topic, "presence_diff", {"joins": joins, "leaves": leaves})
+                via = r.presence_via_channel
+                r.conn.push(r.topic, "presence_diff", {"joins": joins, "leaves": leaves},
+                            join_ref=r.socket_join_ref if via else None)
+                fastlaned += not via
+        if fastlaned and group[0]:
+            self.rate(group[0], "presence").add(fastlaned)
 
     def _sync_presence(self, m: Member) -> None:
         """handle_info(:sync_presence) -> PresenceHandler.sync/1: presence_state, within the rate limit."""
@@ -663,13 +706,13 @@ class Hub:
         if not isinstance(p, dict) or "event" not in p:
             m.conn.reply(m.topic, m.socket_join_ref, msg.ref, "ok", {})  # handle(_, _, socket): ok
             return
+        if not isinstance(p["event"], str):  # String.downcase/2 raises
+            self._crash(m, "FunctionClauseError in PresenceHandler.handle/3")
+            return
         if m.presence_window is None:
             m.presence_window = PresenceWindow()
         if not m.presence_window.allow(cfg.client_presence_max_calls, cfg.client_presence_window_ms):
             self._shutdown(m, say("system.client_presence_rate_limit"))
-            return
-        if not isinstance(p["event"], str):  # String.downcase/2 raises
-            self._crash(m, "FunctionClauseError in PresenceHandler.handle/3")
             return
         event = p["event"].lower()
         if event == "track":
@@ -702,10 +745,13 @@ class Hub:
             return
         m.conn.reply(m.topic, m.socket_join_ref, msg.ref, "ok", {})
         old = m.presence_meta
-        meta = {**data, "phx_ref": base64.b64encode(os.urandom(12)).decode()}
+        meta = Ordered({"phx_ref": base64.b64encode(os.urandom(12)).decode()})  # atom keys first
         if old is not None:
             meta["phx_ref_prev"] = old["phx_ref"]  # Phoenix.Presence.update
+        meta.update({k: data[k] for k in sorted(data)})
         m.presence_meta, m.track_payload = meta, data
-        m.presence_enabled, m.presence_read = True, True  # a private channel's read is authorized now
+        if m.presence_read is None:  # a private channel's read is authorized now, checked at delivery
+            m.presence_via_channel = True
+        m.presence_enabled, m.presence_read = True, True
         leaves = {m.presence_key: {"metas": [old]}} if old is not None else {}
         self._presence_diff(m.group, {m.presence_key: {"metas": [meta]}}, leaves)

@@ -24,7 +24,8 @@ _HS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512
 
 # Why a token is refused, named after Realtime's error atoms (jwt_verification.ex, channels_authorization.ex).
 MALFORMED = "token_malformed"  # Joken.peek_claims failed
-NOT_A_MAP = "expected_claims_map"  # header or claims are JSON but not objects
+NOT_A_MAP = "expected_claims_map"  # the claims are JSON but not an object
+BAD_HEADER = "expected_header_map"  # the header is not a JSON object
 SIGNER = "error_generating_signer"  # no signer for the header's alg (no JWKS here)
 SIGNATURE = "signature_error"
 EXPIRED = "expired_token"  # exp is an integer in the past: "Token has expired N seconds ago"
@@ -65,17 +66,24 @@ def dev_anon_key(exp_in_s: int = 10 * 365 * 86400) -> str:
 
 
 def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(header, claims) without checking anything but the structure (JwtVerification.check_claims_format,
-    check_header_format): JWTError(token_malformed), or (expected_claims_map) for JSON that is not an object."""
+    """(header, claims) without checking anything but the structure, in JwtVerification.verify/3's order:
+    check_claims_format/1 (JWTError token_malformed; expected_claims_map for JSON that is not an object),
+    then check_header_format/1 (expected_header_map)."""
     parts = clean(token).split(".")
     if len(parts) != 3:
         raise JWTError(MALFORMED)
     try:
-        header, claims = json.loads(_b64d(parts[0])), json.loads(_b64d(parts[1]))
+        claims = json.loads(_b64d(parts[1]))
     except (ValueError, UnicodeDecodeError):
         raise JWTError(MALFORMED) from None
-    if not isinstance(header, dict) or not isinstance(claims, dict):
+    if not isinstance(claims, dict):
         raise JWTError(NOT_A_MAP)
+    try:
+        header = json.loads(_b64d(parts[0]))
+    except (ValueError, UnicodeDecodeError):
+        header = None
+    if not isinstance(header, dict):
+        raise JWTError(BAD_HEADER)
     return header, claims
 
 

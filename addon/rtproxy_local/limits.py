@@ -78,9 +78,13 @@ def over_payload_quota(payload: Any, max_payload_size_in_kb: int) -> bool:
 class RateCounter:
     """One Realtime.RateCounter. add() is GenCounter.add; the tick runs on the event loop."""
 
+    IDLE_SHUTDOWN_S = 300.0  # @idle_shutdown: a counter whose buckets stay all zero stops
+
     def __init__(self, limit: Callable[[], float | None], tick_s: Callable[[], float],
-                 max_bucket_len: int = 12) -> None:
+                 max_bucket_len: int = 12, on_idle: Callable[[], None] | None = None) -> None:
         self._limit, self._tick_s, self.max_bucket_len = limit, tick_s, max_bucket_len
+        self._on_idle = on_idle
+        self._idle_ticks = 0
         self.count = 0
         self.bucket: list[int] = []
         self.avg = 0.0
@@ -114,8 +118,13 @@ class RateCounter:
         else:
             self.triggered = self.avg >= limit
         assert self._loop is not None
-        self._timer = self._loop.call_later(tick, self._tick)
+        self._idle_ticks = self._idle_ticks + 1 if not any(self.bucket) else 0
         self.ticked.set()
+        if self._idle_ticks * tick >= self.IDLE_SHUTDOWN_S and self._on_idle is not None:
+            self._timer = None
+            self._on_idle()  # handle_info(:idle_shutdown): the next RateCounter.new starts afresh
+            return
+        self._timer = self._loop.call_later(tick, self._tick)
 
     def close(self) -> None:
         if self._timer is not None:

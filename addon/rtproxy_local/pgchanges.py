@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from rtproxy_core.catalog import say
+
+from .elixir import inspect
+
 EVENTS = ("INSERT", "UPDATE", "DELETE")
 FILTER_OPS = ("eq", "neq", "lt", "lte", "gt", "gte", "in", "like", "ilike", "is", "match", "imatch",
               "isdistinct")
@@ -46,7 +50,7 @@ class Binding:
 
 
 def _ex(s: str) -> str:
-    return json.dumps(s, ensure_ascii=False)  # close enough to Elixir's inspect for plain strings
+    return inspect(s)
 
 
 def binding_id(params: dict[str, Any]) -> int:
@@ -56,49 +60,111 @@ def binding_id(params: dict[str, Any]) -> int:
 
 
 def parse_binding(params: Any) -> Binding:
-    """One `config.postgres_changes` entry -> Binding, or BindingError with Realtime's message."""
+    """One `config.postgres_changes` entry -> Binding, or BindingError with Realtime's message
+    (subscriptions.ex parse_subscription_params/1, its clauses in their order)."""
     if not isinstance(params, dict):
-        raise BindingError("No subscription params provided. Please provide at least a `schema` or "
-                           f"`table` to subscribe to: {params!r}")
+        raise BindingError(say("postgres.no_params", term=inspect(params)))
     raw_event = params.get("event")
     event = raw_event.upper() if isinstance(raw_event, str) and raw_event.upper() in EVENTS else "*"
     select = params.get("select")
-    if isinstance(select, str):
-        raise BindingError('Error parsing `select` params: expected a list of column name strings, '
-                           'e.g. select: ["col1", "col2"]')
-    sel = tuple(s for s in select if isinstance(s, str)) if isinstance(select, list) else ()
+    if isinstance(select, str):  # parse_select/1
+        raise BindingError(say("postgres.select_parse"))
+    sel = tuple(c for c in select if isinstance(c, str)) if isinstance(select, list) else ()
     schema, table, filt = params.get("schema"), params.get("table"), params.get("filter")
-    if isinstance(schema, str) and isinstance(table, str):
-        filters = _parse_filters(filt) if isinstance(filt, str) else ()
+    if isinstance(schema, str) and isinstance(table, str) and isinstance(filt, str):
+        filters = _parse_filters(filt)
+    elif isinstance(schema, str) and isinstance(table, str) and "filter" not in params:
+        filters = ()
     elif isinstance(schema, str) and "table" not in params and "filter" not in params:
         table, filters = "*", ()
     elif isinstance(table, str) and "schema" not in params and "filter" not in params:
         schema, filters = "public", ()
+    elif "user_token" in params or "auth_token" in params:
+        raise BindingError(say("postgres.no_params", term="<redacted>"))
     else:
-        raise BindingError("No subscription params provided. Please provide at least a `schema` or "
-                           "`table` to subscribe to: <redacted>")
+        raise BindingError(say("postgres.no_params", term=inspect(params)))
+    if sel and (schema == "*" or table == "*"):  # reject_select_on_wildcard/3
+        raise BindingError(say("postgres.select_wildcard"))
     return Binding(binding_id(params), event, schema, table, filters, sel or None)
 
 
+def _split_top_level(text: str) -> list[str]:
+    """split_top_level/6: split on commas outside parentheses and double quotes (a quote opens only
+    after `.`, `(` or `,`; a backslash escapes inside quotes)."""
+    out, cur, depth, quoted, prev = [], [], 0, False, ""
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if quoted:
+            if c == "\\" and i + 1 < len(text):
+                cur.append(c + text[i + 1])
+                prev, i = text[i + 1], i + 2
+                continue
+            quoted = c != '"'
+            cur.append(c)
+        elif c == '"' and prev in (".", "(", ","):
+            quoted = True
+            cur.append(c)
+        elif c == "(":
+            depth += 1
+            cur.append(c)
+        elif c == ")":
+            depth = max(0, depth - 1)
+            cur.append(c)
+        elif c == "," and depth == 0:
+            out.append("".join(cur))
+            cur, c = [], ""
+        else:
+            cur.append(c)
+        prev = c
+        i += 1
+    out.append("".join(cur))
+    return out
+
+
+def _unquote(value: str) -> str:
+    """unquote_value/1: "a\\"b" -> a"b; a value that does not close its quote stays as it is."""
+    if not value.startswith('"'):
+        return value
+    acc, i = [], 1
+    while i < len(value):
+        c = value[i]
+        if c == '"':
+            return "".join(acc) if i == len(value) - 1 else value
+        if c == "\\" and i + 1 < len(value):
+            acc.append(value[i + 1])
+            i += 2
+            continue
+        acc.append(c)
+        i += 1
+    return value
+
+
 def _parse_filters(text: str) -> tuple[tuple[str, str, str, bool], ...]:
+    """parse_filters/1 and parse_segment/1."""
+    if not text.strip():
+        return ()
     out = []
-    for seg in (s.strip() for s in text.split(",")) if text.strip() else ():
+    for seg in (s.strip() for s in _split_top_level(text.strip())):
         if not seg:
-            raise BindingError("Error parsing `filter` params: filter must not contain empty segments "
-                               "(check for extra commas)")
+            raise BindingError(say("postgres.filter_parse",
+                                   text="filter must not contain empty segments (check for extra commas)"))
         col, eq, rest = seg.partition("=")
         negate = rest.startswith("not.")
         op, dot, value = rest.removeprefix("not.").partition(".")
-        if not eq or not dot:  # Realtime inspects the list that failed to split
-            bad = seg if not eq else rest.removeprefix("not.")
-            raise BindingError(f"Error parsing `filter` params: [{_ex(bad)}]")
+        if not eq:  # the with/else inspects what failed to match
+            raise BindingError(say("postgres.filter_parse", text=f"[{inspect(seg)}]"))
+        if not dot:
+            raise BindingError(say("postgres.filter_parse", text=f"[{inspect(op)}]"))
         if op not in FILTER_OPS:
-            raise BindingError(f"Error parsing `filter` params: [{_ex(op)}, {_ex(value)}]")
+            raise BindingError(say("postgres.filter_parse", text=f"[{inspect(op)}, {inspect(value)}]"))
         if op == "in":
-            if not (value.startswith("(") and value.endswith(")")):
-                raise BindingError("Error parsing `filter` params: "
-                                   "`in` filter value must be wrapped by parentheses")
+            if not (len(value) >= 2 and value.startswith("(") and value.endswith(")")):
+                raise BindingError(say("postgres.filter_parse",
+                                       text="`in` filter value must be wrapped by parentheses"))
             value = "{" + value[1:-1] + "}"
+        else:
+            value = _unquote(value)
         out.append((col, op, value, negate))
     return tuple(out)
 

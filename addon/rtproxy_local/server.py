@@ -257,7 +257,8 @@ class LocalRealtime:
             log.info("rejected %s: 403 unsupported vsn %r", path, query.get("vsn")[:20])
             return _response(403)
         tenant = _tenant(request.headers.get("Host", ""))
-        token = request.headers["x-api-key"] if "x-api-key" in request.headers else query.get("apikey")
+        api_keys = request.headers.get_all("x-api-key")  # access_token/2: :proplists.lookup, the first one
+        token = api_keys[0] if api_keys else query.get("apikey")
         refusal = self._connect_refusal(tenant, token)
         if refusal is not None:
             status, message = refusal

@@ -26,8 +26,16 @@ _FRAGMENT = f"\x00fragment-{uuid.uuid4().hex}\x00"
 _FRAGMENT_JSON = json.dumps(_FRAGMENT)
 
 
+class Ordered(dict):
+    """A map whose keys are already in the order Jason writes them: Erlang sorts atom keys before
+    binaries, so Realtime's own keys (:id in a join reply's bindings, :phx_ref in presence metas) come
+    before the client's."""
+
+
 def jason_order(v: Any) -> Any:
     """Jason writes small maps in key order; mirror it so frames are byte-comparable with Realtime's."""
+    if isinstance(v, Ordered):
+        return {k: jason_order(x) for k, x in v.items()}
     if isinstance(v, dict):
         return {k: jason_order(v[k]) for k in sorted(v)}
     if isinstance(v, list):
@@ -62,12 +70,36 @@ class Conn:
         self.tracked = False  # RealtimeChannel.Tracker has an entry for this socket (a join was tried)
         self.channel_processes = 0  # the Tracker's count: joins under way plus joined channels
         self.abort: Any = None  # drops the TCP connection with no close frame (set by the server)
+        self.held: list[str | bytes | Close] | None = None  # frames queued while a join error backs off
+
+    def _put(self, item: str | bytes | Close) -> None:
+        if self.held is not None:
+            self.held.append(item)
+        else:
+            self.outq.put_nowait(item)
+
+    def hold(self) -> None:
+        """Phoenix runs a join inside the socket process: while it sleeps its error backoff, nothing else
+        is written. Frames for this socket wait (take_held, then replay)."""
+        self.held = []
+
+    def take_held(self) -> list[str | bytes | Close]:
+        held, self.held = self.held or [], None
+        return held
+
+    def replay(self, items: list[str | bytes | Close]) -> None:
+        """Queue frames held back, in order; a close among them ends the socket there."""
+        for item in items:
+            self.outq.put_nowait(item)
+            if isinstance(item, Close):
+                self.closing = True
+                return
 
     def push(self, topic: str, event: str, payload: Any, *, ref: str | None = None,
              join_ref: str | None = None) -> None:
         if not self.closing:
             msg = frames.Message(topic, event, jason_order(payload), ref=ref, join_ref=join_ref)
-            self.outq.put_nowait(frames.encode_text(msg, self.vsn, from_client=False))
+            self._put(frames.encode_text(msg, self.vsn, from_client=False))
 
     def reply(self, topic: str, join_ref: str | None, ref: str | None, status: str, response: Any) -> None:
         self.push(topic, "phx_reply", {"response": response, "status": status}, ref=ref, join_ref=join_ref)
@@ -77,21 +109,26 @@ class Conn:
         if not self.closing:
             msg = frames.Message(topic, event, jason_order(payload))
             text = frames.encode_text(msg, self.vsn, from_client=False)
-            self.outq.put_nowait(text.replace(_FRAGMENT_JSON, fragment, 1))
+            self._put(text.replace(_FRAGMENT_JSON, fragment, 1))
 
     def push_bytes(self, data: bytes) -> None:
         if not self.closing:
-            self.outq.put_nowait(data)
+            self._put(data)
 
     def push_text(self, text: str) -> None:
         """A text frame as is (Realtime sends some that are not valid JSON)."""
         if not self.closing:
-            self.outq.put_nowait(text)
+            self._put(text)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        if not self.closing:
-            self.closing = True
-            self.outq.put_nowait(Close(code, reason))
+        if self.closing:
+            return
+        if self.held is not None:  # it waits behind the join too; what comes first is still written
+            if not any(isinstance(i, Close) for i in self.held):
+                self.held.append(Close(code, reason))
+            return
+        self.closing = True
+        self.outq.put_nowait(Close(code, reason))
 
 
 @dataclass(eq=False)
@@ -109,6 +146,8 @@ class Member:
     presence_enabled: bool
     access_token: str
     presence_read: bool | None = True  # public: always; private: evaluated when presence is enabled
+    presence_via_channel: bool = False  # presence_diff routed through the channel (it carries the join_ref)
+    is_new_api: bool = True  # the join had a `config`; legacy joins get changes as INSERT/UPDATE/DELETE
     pg_params: list[dict[str, Any]] = field(default_factory=list)
     bindings: list[Binding] = field(default_factory=list)
     pg_error: str | None = None  # unparsable postgres_changes params: reported after the join
