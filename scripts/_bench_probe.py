@@ -44,7 +44,6 @@ class BenchProbe:
             "finished": _len(tracker, "finished"),
             "connections": getattr(tracker, "connections", None),
             "broken": _len(tracker, "broken"),
-            "diagnoser_fired": _len(diagnoser, "_fired"),
             "diagnoser_recent": _len(diagnoser, "_recent"),
             "diagnoser_loops": _len(diagnoser, "_loops"),
             "faults_plans": _len(faults, "plans"),

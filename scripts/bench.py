@@ -417,7 +417,7 @@ def _joined_session() -> Session:
     s = Session(conn="x")
     for ev in synthetic_capture(1)[0][:5]:  # open, upstream, 101, phx_join, its ok reply
         s.feed(ev)
-    assert s.channels["realtime:room"].state == "joined"
+    assert s.current["realtime:room"].state == "joined"
     return s
 
 

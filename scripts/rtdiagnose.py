@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from rtproxy_core.captures import CaptureError, har_connections
-from rtproxy_core.diagnosis import Diagnoser
+from rtproxy_core.diagnosis import Diagnoser, place
 from rtproxy_core.events import Event
 from rtproxy_core.redact import Redactor
 from rtproxy_core.report import has_error, report_json, report_text
@@ -44,8 +44,13 @@ def read_capture(path: Path) -> list[tuple[str, list[Event]]]:
 def diagnose(captures: list[tuple[str, list[Event]]], redactor: Redactor, timers: Timers) -> list[Session]:
     diagnoser = Diagnoser(timers)
     sessions = []
-    for i, (_url, events) in enumerate(sorted(captures, key=lambda c: c[1][0].time if c[1] else 0.0), 1):
+    ordered = sorted(captures, key=lambda c: c[1][0].time if c[1] else 0.0)
+    for i, (url, events) in enumerate(ordered, 1):
         s = Session(conn=str(i), redactor=redactor, join_timeout_s=timers.join)
+        # A capture knows what came next: when the client opened its next connection to the same place
+        # (evidence for how this one ended when the capture keeps no close frames).
+        later = [e[0].time for u, e in ordered[i:] if e and place(u) == place(url) and e[0].time >= events[0].time]
+        s.reopened_at = min(later) if later and events else None
         for event in events:
             diagnoser.feed(s, event)
         diagnoser.end(s)

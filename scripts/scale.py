@@ -263,7 +263,6 @@ async def run(args, tmp: Path) -> dict[str, Any]:
                     **snapshot(proxy),
                     "live": p.get("live"),
                     "finished": p.get("finished"),
-                    "diagnoser_fired": p.get("diagnoser_fired"),
                     "proxy_connections": p.get("proxy_connections"),
                 }
             )
@@ -330,19 +329,19 @@ def print_report(res: dict[str, Any]) -> None:
     print(f"\nchurn: {res['rounds']} rounds x {res['connections']} connect + join + close")
     print(
         f"  {'round':>5}{'opened':>8}{'failed':>8}{'secs':>7}{'CPU ms/conn':>12}{'RSS MiB':>9}{'fds':>6}{'live':>6}"
-        f"{'finished':>9}{'fired':>7}{'proxy conns':>12}"
+        f"{'finished':>9}{'proxy conns':>12}"
     )
     for r in res["rounds_detail"]:
         print(
             f"  {r['round']:>5}{r['opened']:>8}{r['failed']:>8}{r['seconds']:>7}{r['proxy_cpu_ms_per_conn']:>12}"
-            f"{r['rss_mib']:>9}{r['fds']:>6}{r['live']!s:>6}{r['finished']!s:>9}{r['diagnoser_fired']!s:>7}"
+            f"{r['rss_mib']:>9}{r['fds']:>6}{r['live']!s:>6}{r['finished']!s:>9}"
             f"{r['proxy_connections']!s:>12}"
         )
     p, lg = res["final_probe"], res["log_final"]
     print(
         f"\nleft in the proxy at the end: live sessions {p.get('live')} (probe), {lg['live_inferred']} (log: "
         f"{lg['connect_lines']} connect lines - {lg['end_lines']} end lines); finished kept {p.get('finished')} "
-        f"(deque maxlen); diagnoser per-session sets {p.get('diagnoser_fired')}; faults plans/tasks "
+        f"(deque maxlen); faults plans/tasks "
         f"{p.get('faults_plans')}/{p.get('faults_tasks')}; mitmproxy connections {p.get('proxy_connections')} "
         f"(the probe's own); WebSocketMessage objects alive {p.get('ws_messages_alive')}, HTTPFlow objects "
         f"{p.get('http_flows_alive')}; RSS {res['final_proxy']['rss_mib']} MiB, fds {res['final_proxy']['fds']}"

@@ -61,7 +61,7 @@ def test_session_state_is_capped():
     for i in range(session_mod.MAX_PENDING * 3):
         s.feed(_v2(None, f"h{i}", "phoenix", "heartbeat", {}))
     assert len(s.pending) <= session_mod.MAX_PENDING
-    ch = s.channels["realtime:c0"]
+    ch = s.current["realtime:c0"]
     for i in range(200):
         s.feed(_v2("0", None, "realtime:c0", "system", {"extension": "system", "status": "ok", "message": "m"},
                    client=False))

@@ -86,7 +86,9 @@ async def test_all_capture_kinds_give_the_same_diagnosis(failing_run, anon_key):
         assert "channel-shutdown" not in codes, (kind, codes)
         unauthorized = next(f for c in conns for f in c["findings"] if f["code"] == "join-unauthorized")
         assert unauthorized["topic"] == "realtime:private-room" and UNAUTHORIZED in unauthorized["evidence"]
-        assert set(unauthorized) == {"code", "severity", "topic", "explains", "evidence", "fix"}
+        assert set(unauthorized) == {"code", "severity", "topic", "explains", "evidence", "fix", "confidence",
+                                     "candidates", "follows"}
+        assert unauthorized["confidence"] == "certain" and unauthorized["follows"] is None
         healthy = next(c for c in conns if any(ch["topic"] == "realtime:room1" for ch in c["channels"]))
         assert [f for f in healthy["findings"] if f["severity"] != "info"] == [], kind
         assert healthy["channels"][0]["broadcasts_received"] == 1

@@ -141,6 +141,17 @@ CASES = {
     "reserved-close-code": lambda: Conv().feed(Hop("close-throws", "clientWebSocket.close(1006) throws")),
     "message-too-large": lambda: Conv().close(1009, "Message is too large", False, t=5),
     "server-close": lambda: Conv().join().close(1012, "", False, t=5),
+    "client-silent": lambda: Conv().close(None, "", None, t=20),
+    "no-heartbeat": lambda: Conv().join().close(1000, "", False, t=61),
+    "client-gone": lambda: Conv().join().feed(Closed(None, "", None, T0 + 5, ended_first="client")),
+    "idle-socket-dropped": lambda: Conv().join().feed(
+        v2("1", "2", "realtime:r", "phx_leave", {}, client=True, t=3),
+        v2("1", "2", "realtime:r", "phx_reply", OK, client=False, t=3.01),
+        v2("1", "1", "realtime:r", "phx_close", {}, client=False, t=3.02),
+        Closed(None, "", None, T0 + 600, ended_first="server")),
+    "left-after-join": lambda: Conv().join().feed(v2("1", "2", "realtime:r", "phx_leave", {}, client=True, t=0.5)),
+    # a channel process that crashed: Phoenix says phx_error and nothing else
+    "unexplained-failure": lambda: Conv().join().feed(v2("1", "1", "realtime:r", "phx_error", {}, client=False, t=1)),
 }
 
 
@@ -318,6 +329,8 @@ def test_bare_403_with_a_supported_vsn_points_at_an_older_realtime():
     c = Conv(url="http://127.0.0.1:54321/realtime/v1/websocket", upstream=None, status=403, body=b"")
     [f] = [f for f in Diagnoser().end(c.close(None, "", None, t=1).s) if f.code == "upgrade-rejected"]
     assert "older than 2026-07-17" in f.evidence and "log" in f.evidence
+    # the curl had no apikey; the host is an IP: Realtime cannot take a tenant from it
+    assert f.confidence == "candidates" and f.candidates[:2] == ("apikey-missing", "tenant-not-found")
     c = Conv(url="http://w/realtime/v1/websocket?apikey=k&vsn=3.0.0", upstream=None, status=403, body=b"")
     [f] = [f for f in Diagnoser().end(c.close(None, "", None, t=1).s) if f.code == "upgrade-rejected"]
     assert "refuses the vsn '3.0.0'" in f.evidence

@@ -24,7 +24,7 @@ def test_join_paired_with_reply_latency_and_binding_ids():
     assert any("join realtime:room ref=1" in t for t in texts(notes))
     notes = s.feed(v2("1", "1", "realtime:room", "phx_reply",
                       {"status": "ok", "response": {"postgres_changes": [{"id": 42}]}}, client=False, t=0.012))
-    ch = s.channels["realtime:room"]
+    ch = s.current["realtime:room"]
     assert ch.state == JOINED and round(ch.join_latency_ms) == 12 and ch.binding_ids == [42]
     assert "realtime:room joined in 12 ms (postgres_changes ids 42)" in texts(notes)
 
@@ -36,7 +36,7 @@ def test_join_error_reason_kept_and_logged():
     notes = s.feed(v2("1", "1", "realtime:p", "phx_reply",
                       {"status": "error", "response": {"reason": "PrivateOnly: This project only allows private "
                                                                   "channels"}}, client=False, t=5))
-    ch = s.channels["realtime:p"]
+    ch = s.current["realtime:p"]
     assert ch.state == ERRORED and ch.reason.startswith("PrivateOnly")
     assert any(n.level == "warning" and "PrivateOnly" in n.text for n in notes)
 
@@ -70,12 +70,12 @@ def test_presence_counts_and_system_and_phx_close_after_system_error():
     s.feed(v2("1", None, "realtime:r", "presence_state", {"a": {"metas": []}}, client=False, t=0.02))
     s.feed(v2(None, None, "realtime:r", "presence_diff", {"joins": {"b": {}}, "leaves": {"a": {}}},
               client=False, t=0.03))
-    assert s.channels["realtime:r"].presence == {"b"}
+    assert s.current["realtime:r"].presence == {"b"}
     s.feed(v2("1", None, "realtime:r", "system", {"extension": "system", "status": "error",
                                                  "message": "Too many messages per second", "channel": "r"},
               client=False, t=1))
     notes = s.feed(v2("1", "1", "realtime:r", "phx_close", {}, client=False, t=1.01))
-    ch = s.channels["realtime:r"]
+    ch = s.current["realtime:r"]
     assert ch.state == CLOSED and ch.closed_by == "server" and ch.reason == "Too many messages per second"
     assert any("closed (phx_close from server): Too many messages per second" in t for t in texts(notes))
 
@@ -88,7 +88,7 @@ def test_leave_then_close_is_client_initiated():
     s.feed(v2("1", "2", "realtime:r", "phx_leave", {}, client=True, t=1))
     s.feed(v2("1", "2", "realtime:r", "phx_reply", {"status": "ok", "response": {}}, client=False, t=1.01))
     s.feed(v2("1", "1", "realtime:r", "phx_close", {}, client=False, t=1.02))
-    assert s.channels["realtime:r"].closed_by == "client"
+    assert s.current["realtime:r"].closed_by == "client"
 
 
 def test_duplicate_join_counted_and_old_close_ignored():
@@ -97,7 +97,7 @@ def test_duplicate_join_counted_and_old_close_ignored():
     s.feed(v2("1", "1", "realtime:r", "phx_join", {}, client=True, t=0))
     s.feed(v2("3", "3", "realtime:r", "phx_join", {}, client=True, t=0.001))
     s.feed(v2("1", "1", "realtime:r", "phx_close", {}, client=False, t=0.002))
-    ch = s.channels["realtime:r"]
+    ch = s.current["realtime:r"]
     assert ch.duplicate_joins == 1 and ch.state != CLOSED and ch.join_ref == "3"
 
 
@@ -118,7 +118,7 @@ def test_binary_broadcast_counts_both_ways():
     s.feed(v2("1", "1", "realtime:r", "phx_join", {}, client=True, t=0))
     s.feed(kind3("realtime:r", "cursor", {"x": 1}, t=1))
     s.feed(kind4("realtime:r", "cursor", {"x": 1}, t=1.001))
-    ch = s.channels["realtime:r"]
+    ch = s.current["realtime:r"]
     assert (ch.broadcasts_sent, ch.broadcasts_received) == (1, 1)
 
 
@@ -136,7 +136,7 @@ def test_close_summarises_and_errors_open_channels():
     s.feed(v2("1", "1", "realtime:r", "phx_join", {}, client=True, t=0))
     notes = s.feed(Closed(1000, "heartbeat timeout", True, T0 + 30))
     assert "closed by client: 1000 (heartbeat timeout) after 30.0 s" in texts(notes)
-    assert s.channels["realtime:r"].state == ERRORED
+    assert s.current["realtime:r"].state == ERRORED
 
 
 def test_undecodable_frame_noted_not_raised():

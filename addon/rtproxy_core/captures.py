@@ -3,7 +3,8 @@
 Reads HAR as Chrome DevTools exports it (WebSocket entries with `_resourceType: "websocket"` and
 `_webSocketMessages: [{type: send|receive, time, opcode: 1|2, data}]`, binary data base64) and as
 mitmproxy's savehar writes it (the same shape). Upgrade requests that were refused (no 101) are kept:
-their status and body are the evidence. A HAR records no close frame, so no Closed event is made.
+their status and body are the evidence. A HAR records no close frame: each connection ends with a
+Closed(recorded=False) at the entry's end (its start plus its `time`, or its last message).
 (mitmproxy flow files are read in rtproxy_mitm.flowfile, next to mitmproxy's own reader.)
 """
 
@@ -15,7 +16,7 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-from .events import Event, Frame, Handshake, Opened
+from .events import Closed, Event, Frame, Handshake, Opened
 
 
 class CaptureError(ValueError):
@@ -107,6 +108,13 @@ def har_connections(har: Any) -> list[tuple[str, list[Event]]]:
         status = resp.get("status")
         if isinstance(status, int) and status > 0:
             events.append(Handshake(status, _headers(resp.get("headers")), _body(resp), t))
-        events.extend(_frames(entry.get("_webSocketMessages")))
+        msgs = list(_frames(entry.get("_webSocketMessages")))
+        events.extend(msgs)
+        duration = entry.get("time")
+        end = max([t] + [m.time for m in msgs])
+        if isinstance(duration, (int, float)) and not isinstance(duration, bool) and 0 < duration < 1e10:
+            end = max(end, t + duration / 1000)
+        if isinstance(status, int) and status == 101:
+            events.append(Closed(None, "", None, end, recorded=False))
         out.append((url, events))
     return out

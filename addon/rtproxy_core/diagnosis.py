@@ -7,7 +7,7 @@ from collections import deque
 from urllib.parse import urlsplit
 
 from .events import Event
-from .rules import RECONNECT_LOOP, SEVERITY_ORDER, Check, Finding, Timers, evaluate
+from .rules import RECONNECT_LOOP, Check, Finding, Timers, evaluate, link
 from .session import Note, Session
 
 LOOP_WINDOW_S = 60.0  # reconnects counted within this window
@@ -16,12 +16,17 @@ LOOP_MIN = 3  # this many short connections in the window make a loop
 CHECK_EVERY_S = 1.0  # rules also run when this much event time passed without a note (time-based rules)
 
 
-def _key(s: Session) -> str:
+def place(url: str | None) -> str:
+    """Where a connection goes (host and path): connections to one place are one client's attempts."""
     try:
-        p = urlsplit(s.url or "")
+        p = urlsplit(url or "")
         return f"{p.hostname}{p.path}"
     except ValueError:
-        return s.url or ""
+        return url or ""
+
+
+def _key(s: Session) -> str:
+    return place(s.url)
 
 
 def _worth_logging(notes: list[Note]) -> bool:
@@ -29,17 +34,16 @@ def _worth_logging(notes: list[Note]) -> bool:
 
 
 def ranked(findings: list[Finding]) -> list[Finding]:
-    """Most decisive first: errors before warnings before info; rule order within a severity."""
-    return sorted(findings, key=lambda f: SEVERITY_ORDER[f.severity])
+    """The cause first: causes (errors before warnings before info, rule order within), each followed by
+    the symptoms that follow from it (rules.link)."""
+    return link(findings)
 
 
 class Diagnoser:
     def __init__(self, timers: Timers | None = None) -> None:
         self.timers = timers or Timers()
-        self._fired: dict[int, set[tuple[str, str | None]]] = {}
         self._recent: deque[tuple[str, float, float, bool]] = deque(maxlen=200)  # key, opened, ended, failed
         self._loops: set[str] = set()
-        self._checked_at: dict[int, float] = {}
 
     def feed(self, s: Session, event: Event) -> tuple[list[Note], list[Finding]]:
         """Feed one event; run the rules when it produced a note worth logging or a second of event time
@@ -47,17 +51,16 @@ class Diagnoser:
         cost near the decoder's, live and offline alike."""
         notes = s.feed(event)
         t = event.time or s.last_frame_at or s.opened_at or 0.0
-        key = id(s)
-        last = self._checked_at.get(key)
+        last = s.checked_at
         # Per frame, the common case is: no note, checked less than a second ago.
         if last is not None and t - last < CHECK_EVERY_S and not (notes and _worth_logging(notes)):
             return notes, []
-        self._checked_at[key] = t
+        s.checked_at = t
         return notes, self.check(s, t)
 
     def check(self, s: Session, now: float, final: bool = False) -> list[Finding]:
         """New findings for `s` (also appended to s.findings)."""
-        fired = self._fired.setdefault(id(s), set())
+        fired = s.fired  # per-connection state lives on the session: nothing to forget, nothing to inherit
         new = []
         for f in evaluate(s, Check(now, final, self.timers)):
             if (f.code, f.topic) not in fired:
@@ -70,8 +73,6 @@ class Diagnoser:
         """The connection ended: last check, then whether it is one of a reconnect loop."""
         end = s.closed.time if s.closed else (s.last_frame_at or s.opened_at or 0.0)
         new = self.check(s, end, final=True)
-        self._fired.pop(id(s), None)
-        self._checked_at.pop(id(s), None)
         start = s.opened_at if s.opened_at is not None else end
         key = _key(s)
         self._recent.append((key, start, end, s.failed))

@@ -71,13 +71,19 @@ class Hop:
 
 @dataclass(slots=True)
 class Closed:
-    """The end of the connection. code None: no close frame (TCP drop, or a failure before 101)."""
+    """The end of the connection. code None: no close frame (TCP drop, or a failure before 101).
+
+    ended_first: without a close frame, whose TCP connection ended first ("client" or "server") when the
+    hop saw it, or "hop" when the hop itself dropped it. recorded False: the capture does not record how the connection ended (a HAR keeps no
+    close frames), only about when."""
 
     code: int | None
     reason: str = ""
     by_client: bool | None = None
     time: float = 0.0
     error: str = ""
+    ended_first: str | None = None
+    recorded: bool = True
 
 
 Event = Opened | Upstream | Handshake | UpstreamHandshake | Frame | Hop | Closed

@@ -1,26 +1,44 @@
 """Diagnosis rules: why a channel ended in CHANNEL_ERROR, TIMED_OUT or CLOSED, or why data went missing.
 
 Each rule is one small unit: a stable kebab-case code, a severity, the client-visible outcome it
-explains, the fix, and a function that looks at a Session and yields (topic, evidence) when its evidence
-is there. Rules are listed most decisive first (causes before the symptoms they produce); findings are
-reported in that order. Every string the server sends is classified by one table, catalog.py (the real
-server's words, current and older), so a string lands in exactly one finding.
+explains, the fix, how sure its evidence makes it by default, and a function that looks at a Session
+and yields (topic, evidence) or an `Ev` when its evidence is there. Every string the server sends is
+classified by one table, catalog.py (the real server's words, current and older), so a string lands in
+exactly one finding.
+
+A finding says how sure it is: `certain` (the wire shows it), `likely` (inferred, usually from timing),
+or `candidates` (the wire cannot tell; the candidates are ranked by what it does show). A symptom says
+which finding it follows from (SYMPTOM_OF); a connection's report lists causes first, each followed by
+its symptoms, so the first finding is the cause.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, urlsplit
 
 from . import catalog, frames
 from .redact import jwt_claims
-from .session import CLOSED, ERRORED, JOINING, LEAVING, Channel, Session
+from .session import CLOSED, ERRORED, JOINED, JOINING, LEAVING, Channel, Session
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
 
-Evidence = Iterator[tuple[str | None, str]]  # (topic or None for the connection, evidence text)
+CERTAIN, LIKELY, CANDIDATES = "certain", "likely", "candidates"
+
+
+@dataclass(frozen=True, slots=True)
+class Ev:
+    """Evidence with more to say than (topic, text): its own confidence, or ranked candidate codes."""
+
+    topic: str | None
+    text: str
+    confidence: str = ""  # "": the rule's default
+    candidates: tuple[str, ...] = ()
+
+
+Evidence = Iterator["tuple[str | None, str] | Ev"]  # (topic or None for the connection, evidence text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +86,7 @@ class Rule:
     explains: str
     fix: str
     evidence: Callable[[Session, Check], Evidence]
+    confidence: str = CERTAIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,18 +99,22 @@ class Finding:
     fix: str
     conn: str = ""
     time: float = 0.0
+    confidence: str = CERTAIN
+    candidates: tuple[str, ...] = ()
+    follows: str | None = None  # the code of the finding this one is a symptom of
 
     def as_dict(self) -> dict:
         return {"code": self.code, "severity": self.severity, "topic": self.topic, "explains": self.explains,
-                "evidence": self.evidence, "fix": self.fix}
+                "evidence": self.evidence, "fix": self.fix, "confidence": self.confidence,
+                "candidates": list(self.candidates), "follows": self.follows}
 
 
 RULES: list[Rule] = []
 
 
-def rule(code: str, severity: str, explains: str, fix: str):
+def rule(code: str, severity: str, explains: str, fix: str, confidence: str = CERTAIN):
     def register(fn: Callable[[Session, Check], Evidence]) -> Callable[[Session, Check], Evidence]:
-        RULES.append(Rule(code, severity, explains, fix, fn))
+        RULES.append(Rule(code, severity, explains, fix, fn, confidence))
         return fn
     return register
 
@@ -147,6 +170,15 @@ def _query_vsn(url: str) -> str | None:
         return dict(parse_qsl(urlsplit(url).query)).get("vsn")
     except ValueError:
         return None
+
+
+def _ago(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
 
 
 def _reasons_of(s: Session, code: str) -> Evidence:
@@ -219,6 +251,26 @@ def _path_wrong(s: Session, c: Check) -> Evidence:
       "sleep or offline is the usual cause.")
 def _token_expired(s: Session, c: Check) -> Evidence:
     yield from _reasons_of(s, "token-expired")
+    # The JWT says when it expired: compared with the time of the frame that carried it.
+    rej = rejection(s)
+    if rej and s.apikey_expired_s is not None and not (rej[1] and catalog.classify(rej[1])[1] == "token-expired"):
+        yield None, f"the upgrade's apikey JWT had expired {_ago(s.apikey_expired_s)} before it was sent " \
+                    f"(the server answered {rej[0]} {rej[1] or '(empty body)'})"
+    for ch in s.channels.values():
+        if ch.token_expired_s is not None and ch.joined_at is None:
+            reason = f" (the server answered \"{ch.reason}\")" if ch.reason else ""
+            if not (ch.reason and catalog.classify(ch.reason, catalog.JOIN)[1] == "token-expired"):
+                yield ch.topic, f"{ch.label} was joined with a JWT that had expired {_ago(ch.token_expired_s)} " \
+                                f"before{reason}"
+        elif ch.token_exp is not None and ch.joined_at is not None and ch.joined_at < ch.token_exp:
+            end = s.ended_at if s.ended_at is not None else c.now
+            stopped = ch.state in (CLOSED, ERRORED) and ch.closed_by != "client" or s.closed is not None
+            expired_errors = [m for m in system_errors(ch, "system")
+                              if classify_reason(m, catalog.SYSTEM) == "token-expired"]
+            if end > ch.token_exp and stopped and not expired_errors and ch.state != LEAVING:
+                yield Ev(ch.topic, f"the token {ch.label} runs with expired {_ago(end - ch.token_exp)} before the "
+                                   "channel ended; Realtime re-checks it at exp (at most every 5 min) and stops the "
+                                   "channel then", LIKELY)
 
 
 @rule("token-invalid", ERROR, "CHANNEL_ERROR",
@@ -272,40 +324,123 @@ def _worker_exception(s: Session, c: Check) -> Evidence:
 @rule("upgrade-rejected", ERROR, "CHANNEL_ERROR (socket closed: 1006) in a reconnect loop",
       "The answer was not an upgrade: make the hop forward `Upgrade: websocket` and `Connection: upgrade` "
       "over HTTP/1.1 (nginx: proxy_http_version 1.1 and both headers), keep request headers small (cookies), "
-      "and send a supported vsn.")
+      "and send a supported vsn. When the cause is not certain, the candidates are listed most likely first "
+      "and Realtime's log holds the answer.")
 def _upgrade_rejected(s: Session, c: Check) -> Evidence:
     rej = rejection(s)
-    if rej is None or rej[0] in (401, 404, 429) or (rej[1] and catalog.lookup(rej[1], catalog.UPGRADE)):
-        return
-    if rej[0] == 500 and any(k in rej[1].lower() for k in ("1101", "worker threw exception", "handler failed")):
+    if rej is None or rej[0] in _GATEWAY_STATUSES and _gateway(s):
         return
     status, text, who = rej
+    if text and catalog.lookup(text, catalog.UPGRADE):
+        return  # the server named it: that finding says so
+    if status == 404 and text != "":
+        return  # path-wrong
+    if status == 500 and any(k in text.lower() for k in ("1101", "worker threw exception", "handler failed")):
+        return
     if status == 426 and text == "Expected WebSocket":
-        why = ("the design's Worker reads request.webSocket, which Workers' Request does not have, and returns "
-               "426 from its own guard")
-    elif status == 403 and not text:
-        url = s.upstream_url or s.url or ""
-        vsn = frames.vsn_family(_query_vsn(url)) if url else None
-        why = ("403 with an empty body: Phoenix refusing an unsupported vsn, or a Realtime older than "
-               "2026-07-17, which answered every refusal that way")
-        if url and vsn is None:
-            why = (f"403 with an empty body: Phoenix refuses the vsn {_query_vsn(url)!r} (Realtime accepts "
-                   "~> 1.0.0 and ~> 2.0.0)")
-        elif url:
-            why = (f"403 with an empty body although the vsn ({_query_vsn(url) or 'absent: 1.0.0'}) is supported: "
-                   "a Realtime older than 2026-07-17, which refused every upgrade that way (tenant, token or "
-                   "quota); the server's log holds the reason")
-    elif status == 431:
-        why = "request headers too large (usually chunked sb-…-auth-token cookies)"
+        yield None, (f"{who} was answered 426 instead of 101: the design's Worker reads request.webSocket, which "
+                     "Workers' Request does not have, and returns 426 from its own guard")
+        return
+    if status == 431:
+        yield None, (f"{who} was answered 431 instead of 101: request headers too large (usually chunked "
+                     "sb-…-auth-token cookies; Kong's client header buffer, Realtime's MAX_HEADER_LENGTH)")
+        return
+    ranked_candidates = _refusal_candidates(s, status)
+    body = f"{text[:120]}" if text else "an empty body"
+    if len(ranked_candidates) == 1 and ranked_candidates[0][2]:
+        code, why, _ = ranked_candidates[0]
+        yield Ev(None, f"{who} was answered {status} with {body}: {why}")
+        return
+    listed = "; ".join(f"{code}: {why}" for code, why, _ in ranked_candidates)
+    era = (" (a Realtime older than 2026-07-17 answered every refusal with a bare 403)"
+           if status == 403 and not text else "")
+    yield Ev(None, f"{who} was answered {status} with {body}, which does not say why{era}. Candidates, most "
+                   f"likely first: {listed}. The wire cannot tell; Realtime's log holds the answer",
+             candidates=tuple(code for code, _, _ in ranked_candidates))
+
+
+_NOT_A_TENANT = {"localhost", "realtime", "supabase-realtime", "realtime-dev", "kong", "host", "api"}
+
+
+def _refusal_candidates(s: Session, status: int) -> list[tuple[str, str, bool]]:
+    """(code, why, certain) for a refused upgrade whose body says nothing, ranked by what the URL and headers
+    show. Before 2026-07-17 Realtime answered every refusal with a bare 403."""
+    url = s.upstream_url or s.url or ""
+    asked = _query_vsn(url)
+    if url and frames.vsn_family(asked) is None:
+        return [("upgrade-rejected", f"Phoenix refuses the vsn {asked!r} (Realtime accepts ~> 1.0.0 and ~> 2.0.0)",
+                 True)]
+    scored: list[tuple[int, str, str]] = []
+    host = _hostname(url)
+    label = host.split(".", 1)[0]
+    key = s.apikey or ""
+    claims = jwt_claims(key) if key else None
+    if not key:
+        scored.append((90, "apikey-missing", "no apikey reached the server"))
+    elif s.apikey_expired_s is not None:
+        scored.append((85, "token-expired", f"the apikey JWT had expired {_ago(s.apikey_expired_s)} before"))
+    elif claims is None:
+        what = "an sb_… key, which Realtime only takes as a JWT before 2025" if key.startswith("sb_") else "not a JWT"
+        scored.append((70, "token-invalid", f"the apikey is {what}"))
+    elif isinstance(claims.get("ref"), str) and label and claims["ref"] != label and _is_ref(label):
+        scored.append((75, "token-invalid", f"the apikey is project {claims['ref']!r}'s, the host is {label!r}'s"))
     else:
-        why = text or "no body"
-    yield None, f"{who} was answered {status} instead of 101: {why}"
+        scored.append((30, "token-invalid", "the apikey is a JWT; its signature may not be the project's"))
+    if not label or label in _NOT_A_TENANT or _is_ip(host) or label.isdigit():
+        scored.append((65, "tenant-not-found", f"the host {host or '(none)'} names no tenant: Realtime takes the "
+                                               "tenant from the Host's first label"))
+    else:
+        scored.append((20, "tenant-not-found", f"the tenant {label!r} may not exist on this server"))
+    if asked is not None:
+        why = f"the vsn {asked} is supported, so Phoenix did not refuse it"
+    else:
+        why = "no vsn: 1.0.0, supported"
+    scored.append((25, "rate-limited", "a project quota (users, joins per second)"))
+    scored.append((15, "realtime-disabled", "the project may be suspended or Realtime disabled"))
+    scored.sort(key=lambda x: -x[0])
+    out = [(code, text, False) for _, code, text in scored]
+    out[-1] = (out[-1][0], out[-1][1] + f" ({why})", False)
+    return out
+
+
+def _hostname(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:  # an unparsable host ("[::1" without its bracket)
+        return ""
+
+
+def _is_ip(host: str) -> bool:
+    return bool(host) and (host.replace(".", "").isdigit() or ":" in host)
+
+
+def _is_ref(label: str) -> bool:
+    return len(label) == 20 and label.isalpha() and label.islower()
+
+
+_GATEWAY_STATUSES = (502, 503, 504)
+
+
+def _gateway(s: Session) -> str | None:
+    """The gateway that answered in front of Realtime, as its headers and body name it."""
+    headers = {k.lower(): v for k, v in s.rejection_headers}
+    blob = " ".join([headers.get("server", ""), headers.get("via", ""), s.rejection or ""]).lower()
+    for name, marks in (("Kong", ("kong",)), ("Cloudflare", ("cloudflare", "cf-ray")), ("nginx", ("nginx",)),
+                        ("Envoy", ("envoy",)), ("Caddy", ("caddy",)), ("Traefik", ("traefik",))):
+        if any(m in blob for m in marks) or any(m in headers for m in marks if m == "cf-ray"):
+            return name
+    return "a gateway" if headers.get("via") else None
 
 
 @rule("upstream-unreachable", ERROR, "CHANNEL_ERROR (socket closed: 1006)",
       "The hop could not connect to the Supabase URL: check its host name, port, TLS and that it is "
       "reachable from where the hop runs.")
 def _upstream_unreachable(s: Session, c: Check) -> Evidence:
+    rej = rejection(s)
+    if rej and rej[0] in _GATEWAY_STATUSES and (gw := _gateway(s)):
+        yield None, f"{rej[2]} was answered {rej[0]} by {gw} ({rej[1][:100] or 'empty body'}): the gateway in " \
+                    "front of Realtime could not reach it"
+        return
     for hop in s.hops:
         if hop.what in ("upstream-unreachable", "upstream-failed"):
             yield None, f"connecting upstream failed: {hop.detail}"
@@ -351,7 +486,11 @@ def _serializer_mismatch(s: Session, c: Check) -> Evidence:
       "Binary frames exist only in vsn 2.0.0: connect with vsn=2.0.0, or send JSON broadcasts.")
 def _binary_on_v1(s: Session, c: Check) -> Evidence:
     if s.binary_on_v1:
-        yield None, f"{s.binary_on_v1} binary frame(s) on a vsn {s.vsn} connection; the server cannot decode them"
+        yield None, f"{s.binary_on_v1} binary frame(s) from the client on a vsn {s.vsn} connection; the server " \
+                    "cannot decode them"
+    if s.binary_from_server_on_v1:
+        yield None, f"{s.binary_from_server_on_v1} binary frame(s) from the server on a vsn {s.vsn} connection; " \
+                    "a 1.0.0 client cannot decode them (JSON.parse of an ArrayBuffer)"
 
 
 @rule("binary-as-text", ERROR, "silent loss of broadcasts (vsn 2.0.0)",
@@ -433,22 +572,38 @@ def _channel_shutdown(s: Session, c: Check) -> Evidence:
 
 @rule("join-timeout", ERROR, "TIMED_OUT",
       "No reply to phx_join in time: check that the hop forwards early frames, that vsn matches, and slow "
-      "RLS policies; the client leaves and rejoins after a backoff.")
+      "RLS policies; the client leaves and rejoins after a backoff.", LIKELY)
 def _join_timeout(s: Session, c: Check) -> Evidence:
     for ch in s.channels.values():
+        if ch.join_sent_at is None:
+            continue
+        if ch.gave_up:
+            # The client's own behaviour says it timed out, whatever its timeout: it left, or joined again,
+            # while this join was unanswered.
+            did = "left" if ch.left_at is not None else "joined again"
+            waited = (ch.left_at or _next_join(s, ch) or c.now) - ch.join_sent_at
+            late = f"; the reply came after {ch.join_latency_ms:.0f} ms" if ch.join_latency_ms else ""
+            yield Ev(ch.topic, f"no phx_reply to phx_join for {ch.label}: the client {did} after {waited:.1f} s, "
+                               f"so it had given up on it{late}", CERTAIN)
+            continue
         late = ch.join_latency_ms is not None and ch.join_latency_ms >= c.timers.join * 1000
         if late:
-            yield ch.topic, f"the phx_reply to phx_join for {ch.topic} came after {ch.join_latency_ms:.0f} ms, " \
+            yield ch.topic, f"the phx_reply to phx_join for {ch.label} came after {ch.join_latency_ms:.0f} ms, " \
                             f"past the {c.timers.join:g} s join timeout: the client had already given up"
             continue
-        if ch.join_sent_at is None or ch.joined_at is not None or ch.reason:
+        if ch.joined_at is not None or ch.reason:
             continue
         if ch.state not in (JOINING, LEAVING, ERRORED):
             continue
         waited = c.now - ch.join_sent_at
-        end = s.closed.time if s.closed else c.now
+        end = s.ended_at if s.ended_at is not None else c.now
         if ch.state == LEAVING or waited >= c.timers.join or (c.final and end - ch.join_sent_at >= c.timers.join):
-            yield ch.topic, f"no phx_reply to phx_join for {ch.topic} within {c.timers.join:g} s"
+            yield ch.topic, f"no phx_reply to phx_join for {ch.label} within {c.timers.join:g} s"
+
+
+def _next_join(s: Session, ch: Channel) -> float | None:
+    later = [o.join_sent_at for o in s.instances(ch.topic) if o.seq > ch.seq and o.join_sent_at is not None]
+    return min(later) if later else None
 
 
 @rule("duplicate-join", WARNING, "CLOSED right after subscribing, or double events",
@@ -461,22 +616,89 @@ def _duplicate_join(s: Session, c: Check) -> Evidence:
                             "first was still active; the server closes the older one"
 
 
-# Liveness.
+LEFT_AFTER_JOIN_S = 2.0  # a leave this soon after the join reply is the client's code, not its user
+
+
+@rule("left-after-join", WARNING, "SUBSCRIBED, then CLOSED at once (or CHANNEL_ERROR \"mismatch between server "
+      "and client bindings\")",
+      "The client left the channel right after joining it: register every .on() listener before subscribe() "
+      "(realtime-js leaves, reporting \"mismatch between server and client bindings\", when a postgres_changes "
+      "listener came after it), and check effect cleanups that unsubscribe on re-render.")
+def _left_after_join(s: Session, c: Check) -> Evidence:
+    for ch in s.channels.values():
+        if ch.joined_at is not None and ch.left_at is not None and 0 <= ch.left_at - ch.joined_at <= LEFT_AFTER_JOIN_S:
+            more = (" realtime-js does this when its postgres_changes bindings differ from the server's reply "
+                    "(a listener added after subscribe())" if ch.bindings or ch.server_bindings else "")
+            yield ch.topic, f"the client left {ch.label} {ch.left_at - ch.joined_at:.2f} s after it was joined.{more}"
+
+
+# Liveness: the client's own heartbeats say what its timers are; rt_timers is the fallback.
+
+def _interval(s: Session, c: Check) -> tuple[float, str]:
+    return s.heartbeat_interval(c.timers.heartbeat)
+
+
+@rule("client-silent", ERROR, "the client never SUBSCRIBES: its socket opened, nothing was sent",
+      "The socket opened but the client never sent a frame, not even a heartbeat: its transport never saw "
+      "`open` (a WebSocket wrapper that does not forward the open event or readyState, or one created "
+      "before the page could use it). Check the transport passed to the Realtime client.")
+def _client_silent(s: Session, c: Check) -> Evidence:
+    if s.status != 101 or s.upgraded_at is None or s.frames_from_client or s.hop_counts.get("frame-dropped"):
+        return
+    end = s.ended_at if s.ended_at is not None else c.now
+    interval, _ = _interval(s, c)
+    if end - s.upgraded_at >= min(interval, CLIENT_SILENT_S) or (s.closed is not None and end > s.upgraded_at):
+        yield None, f"the socket was open {end - s.upgraded_at:.1f} s and the client sent nothing (no join, no " \
+                    "heartbeat)"
+
+
+CLIENT_SILENT_S = 10.0  # clients join, or heartbeat, well within this once the socket is open
+
+
+@rule("no-heartbeat", ERROR, "CHANNEL_ERROR after the server's idle close, then reconnect",
+      "The client sent no heartbeat for two of its intervals: Realtime closes a socket that sends nothing for "
+      "60 s. Check that the client's heartbeat timer runs (a frozen wrapper, a throttled worker, a custom "
+      "transport that swallows sends).")
+def _no_heartbeat(s: Session, c: Check) -> Evidence:
+    if s.status != 101 or s.upgraded_at is None or s.heartbeats.sent or not s.frames_from_client:
+        return
+    interval, source = _interval(s, c)
+    end = s.ended_at if s.ended_at is not None else c.now
+    if end - s.upgraded_at >= 2 * interval:
+        yield None, f"no heartbeat in {end - s.upgraded_at:.0f} s, two of the client's {interval:g} s intervals " \
+                    f"({source})"
+
 
 @rule("heartbeat-timeout", ERROR, "CHANNEL_ERROR (heartbeat timeout), then reconnect",
       "Heartbeats must be answered within the interval: make the hop forward server frames promptly and not "
-      "swallow phx_reply on topic phoenix.")
+      "swallow phx_reply on topic phoenix.", LIKELY)
 def _heartbeat_timeout(s: Session, c: Check) -> Evidence:
     hb = s.heartbeats
+    interval, source = _interval(s, c)
+    sent = hb.oldest_unanswered()
     if s.closed and s.closed.by_client and "heartbeat timeout" in s.closed.reason.lower():
-        yield None, f"the client closed with {s.closed.code} \"{s.closed.reason}\"; " \
-                    f"{hb.sent - hb.answered} of {hb.sent} heartbeats unanswered"
+        yield Ev(None, f"the client closed with {s.closed.code} \"{s.closed.reason}\"; "
+                       f"{hb.sent - hb.answered} of {hb.sent} heartbeats unanswered", CERTAIN)
     elif hb.unanswered_at_next:
-        yield None, f"{hb.unanswered_at_next} heartbeat(s) still unanswered when the next was due " \
-                    f"({hb.answered} of {hb.sent} answered)"
-    elif (sent := hb.oldest_unanswered()) is not None and c.now - sent >= c.timers.heartbeat and s.closed is None:
-        yield None, f"a heartbeat sent {c.now - sent:.1f} s ago is still unanswered; realtime-js gives up " \
-                    f"after {c.timers.heartbeat:g} s (close 1000 \"heartbeat timeout\")"
+        yield Ev(None, f"{hb.unanswered_at_next} heartbeat(s) still unanswered when the next was due "
+                       f"({hb.answered} of {hb.sent} answered)", CERTAIN)
+    elif sent is not None and s.closed is not None and _client_side_end(s):
+        # Still unanswered when the connection ended (or the client opened a new one): realtime-js closes at
+        # the next tick when the last heartbeat has no reply.
+        end = s.reopened_at if s.reopened_at is not None and not s.closed.recorded else s.closed.time
+        if end - sent >= 0.5 * interval:
+            yield None, f"the heartbeat sent {end - sent:.1f} s before the connection ended" + (
+                " (and the client connected again)" if s.reopened_at is not None else "") + \
+                f" was never answered; the client gives up after its {interval:g} s interval ({source})"
+    elif sent is not None and s.closed is None and c.now - sent >= interval:
+        yield None, f"a heartbeat sent {c.now - sent:.1f} s ago is still unanswered; the client gives up after " \
+                    f"{interval:g} s ({source}; realtime-js closes 1000 \"heartbeat timeout\")"
+
+
+def _client_side_end(s: Session) -> bool:
+    """The end is the client's doing, or the capture cannot say (a HAR)."""
+    cl = s.closed
+    return cl is not None and (not cl.recorded or cl.by_client is True or cl.ended_first == "client")
 
 
 @rule("heartbeat-gap", WARNING, "CHANNEL_ERROR after the tab returns; server idle close",
@@ -484,14 +706,23 @@ def _heartbeat_timeout(s: Session, c: Check) -> Evidence:
       "`worker: true` option and resubscribe on visibilitychange.")
 def _heartbeat_gap(s: Session, c: Check) -> Evidence:
     hb = s.heartbeats
-    typical = hb.typical_gap()
-    if typical and len(hb.gaps) >= 3 and hb.max_gap_s > 2 * typical and hb.max_gap_s - typical >= 1:
-        yield None, f"client heartbeats usually {typical:.1f} s apart, but one gap was {hb.max_gap_s:.1f} s"
+    if not hb.sent:
+        return
+    # The cadence: the client's median gap once there are three, else its known default (one gap is then
+    # enough to compare); silence after the last heartbeat counts, up to the end of the connection.
+    expected = hb.typical_gap() if len(hb.gaps) >= 3 else _interval(s, c)[0] if s.client_kind else hb.typical_gap()
+    if not expected:
+        return
+    end = s.ended_at if s.ended_at is not None else c.now
+    trailing = end - hb.last_sent_at if hb.last_sent_at is not None else 0.0
+    gap, where = max((hb.max_gap_s, "between two heartbeats"), (trailing, "after the last heartbeat"))
+    if gap > 2 * expected and gap - expected >= 1:
+        yield None, f"client heartbeats every {expected:.1f} s, but {gap:.1f} s passed {where}"
 
 
 @rule("server-idle-close", ERROR, "CHANNEL_ERROR (socket closed: 1000), then reconnect",
       "The server closes sockets that send nothing for 60 s: the client's heartbeats are not reaching it "
-      "(frozen wrapper readyState, throttled tab, a hop dropping client frames).")
+      "(frozen wrapper readyState, throttled tab, a hop dropping client frames).", LIKELY)
 def _server_idle_close(s: Session, c: Check) -> Evidence:
     cl = s.closed
     if cl and cl.by_client is False and cl.code == 1000:
@@ -500,13 +731,49 @@ def _server_idle_close(s: Session, c: Check) -> Evidence:
             yield None, f"the server closed with 1000 after {cl.time - last:.1f} s without a client frame"
 
 
+@rule("client-gone", INFO, "nothing: the client itself went away (tab closed, process exited, network lost)",
+      "Nothing to fix in the hop: the client's side of the connection ended without a close frame. If the "
+      "client did not mean to go, look at what killed it (a crash, a network change, a suspended device).")
+def _client_gone(s: Session, c: Check) -> Evidence:
+    cl = s.closed
+    if cl is not None and cl.recorded and cl.code is None and cl.ended_first == "client" and s.status == 101:
+        live = [ch.label for ch in s.channels.values() if ch.state in (JOINED, JOINING)]
+        yield None, "the client's connection ended first, without a close frame" + (
+            f", with {', '.join(live[:3])} still joined" if live else "")
+
+
+def _ended_before_socket(ch: Channel) -> bool:
+    """The channel ended on its own (phx_close), before its socket did."""
+    return ch.state == CLOSED and ch.closed_by is not None
+
+
+@rule("idle-socket-dropped", WARNING, "CHANNEL_ERROR (socket closed: 1006) on a socket whose channels had all ended",
+      "Realtime kills sockets left without channels (its channel tracker, every few minutes; no close "
+      "frame). The client reconnects; if it should have kept a channel, find why the channel ended first.",
+      LIKELY)
+def _idle_socket_dropped(s: Session, c: Check) -> Evidence:
+    cl = s.closed
+    if cl is None or not cl.recorded or cl.code is not None or cl.ended_first != "server" or s.status != 101:
+        return
+    if s.channels and all(_ended_before_socket(ch) for ch in s.channels.values()):
+        last_end = max((ch.left_at or ch.join_sent_at or 0) for ch in s.channels.values())
+        yield None, f"the server dropped the socket without a close frame {cl.time - last_end:.0f} s after its " \
+                    "last channel ended"
+
+
 @rule("proxy-idle-timeout", ERROR, "CHANNEL_ERROR (socket closed: 1006), then reconnect",
       "An intermediary's idle timer is shorter than the gap between frames (nginx proxy_read_timeout 60 s, "
-      "Cloudflare ~100 s): raise it, and keep heartbeats flowing.")
+      "Cloudflare ~100 s): raise it, and keep heartbeats flowing.", LIKELY)
 def _proxy_idle_timeout(s: Session, c: Check) -> Evidence:
     cl = s.closed
-    if cl is None or cl.code is not None or s.status != 101 or s.last_frame_at is None and s.upgraded_at is None:
+    if cl is None or not cl.recorded or cl.code is not None or s.status != 101:
         return
+    if cl.ended_first == "client":
+        return  # the client went away: client-gone
+    if s.last_frame_at is None and s.upgraded_at is None:
+        return
+    if cl.ended_first == "server" and s.channels and all(_ended_before_socket(ch) for ch in s.channels.values()):
+        return  # idle-socket-dropped
     silence = cl.time - (s.last_frame_at or s.upgraded_at or cl.time)
     typical = s.heartbeats.typical_gap() or 0.0
     if silence >= 1.0 and silence >= 0.5 * typical:
@@ -571,16 +838,123 @@ def _message_too_large(s: Session, c: Check) -> Evidence:
 # ------------------------------------------------------------------------------------- running rules
 
 def evaluate(s: Session, check: Check) -> list[Finding]:
-    """All findings whose evidence is present now, most decisive first."""
+    """All findings whose evidence is present now, in registry order; then, for what nothing explains, an
+    unexplained-failure with the raw evidence."""
+    out = _evaluate(s, check)
+    out.extend(_unexplained(s, check, out))
+    return out
+
+
+def _evaluate(s: Session, check: Check) -> list[Finding]:
     out = []
     for r in RULES:
         try:
-            for topic, evidence in r.evidence(s, check):
-                out.append(Finding(r.code, r.severity, r.explains, s.redactor.text(topic) if topic else None,
-                                   s.redactor.text(evidence), r.fix, s.conn, check.now))
+            for item in r.evidence(s, check):
+                ev = item if isinstance(item, Ev) else Ev(item[0], item[1])
+                confidence = CANDIDATES if ev.candidates else (ev.confidence or r.confidence)
+                out.append(Finding(r.code, r.severity, r.explains, s.redactor.text(ev.topic) if ev.topic else None,
+                                   s.redactor.text(ev.text), r.fix, s.conn, check.now, confidence, ev.candidates))
         except Exception as e:  # noqa: BLE001 - one broken rule must not hide the others
             out.append(Finding("rule-failed", INFO, "nothing", None, f"{r.code}: {type(e).__name__}: {e}",
                                "Report this as an rtproxy bug.", s.conn, check.now))
+    return out
+
+
+def clean_end(s: Session, ch: Channel, final: bool) -> bool | None:
+    """Did this channel instance end joined-then-left-cleanly? None: it has not ended (or the capture
+    cannot say how it did)."""
+    if ch.implicit:
+        return None  # the capture started after its join
+    if ch.state == JOINED:
+        return None if s.closed is None or not s.closed.recorded else not s.failed
+    if ch.state == CLOSED:
+        return ch.joined_at is not None and (ch.closed_by == "client" or not s.failed and ch.closed_by is None)
+    if ch.state == LEAVING:
+        return ch.joined_at is not None and not final or (s.closed is not None and not s.failed)
+    if ch.state == JOINING and not final:
+        return None
+    return False
+
+
+def _unexplained(s: Session, check: Check, found: list[Finding]) -> list[Finding]:
+    topics = {f.topic for f in found}
+    conn_level = any(f.topic is None for f in found)
+    out = []
+    for ch in s.channels.values():
+        topic = s.redactor.text(ch.topic)
+        if topic in topics or clean_end(s, ch, check.final) is not False:
+            continue
+        # A connection-level finding explains a channel that failed with its socket, or never got a reply.
+        if conn_level and (ch.reason is None or ch.reason.startswith("socket closed")):
+            continue
+        out.append(_unexplained_finding(s, check, topic, f"{ch.label} ended {ch.state}"
+                   + (f" ({ch.reason})" if ch.reason else "") + f" after {ch.sent} frame(s) out, {ch.received} in"
+                   + (f"; last system message: {ch.system[-1].message}" if ch.system else "")))
+        topics.add(topic)
+    if not found and not out and s.failed:
+        cl = s.closed
+        how = (f"status {s.status}" if s.status not in (None, 101) else
+               f"close {cl.code if cl and cl.code is not None else 'without a close frame'}"
+               + (f" \"{cl.reason}\"" if cl and cl.reason else ""))
+        out.append(_unexplained_finding(s, check, None, f"the connection failed ({how}); no rule explains it"))
+    return out
+
+
+def _unexplained_finding(s: Session, check: Check, topic: str | None, text: str) -> Finding:
+    r = UNEXPLAINED
+    return Finding(r.code, r.severity, r.explains, topic, s.redactor.text(text), r.fix, s.conn, check.now, LIKELY)
+
+
+# Symptom -> the findings it can follow from. The cause is listed first in a report; the symptom says
+# which one it follows. (A cause that is itself a symptom of another is linked to that one.)
+SYMPTOM_OF: dict[str, tuple[str, ...]] = {
+    "join-timeout": ("join-dropped-by-proxy", "vsn-missing", "serializer-mismatch", "early-101",
+                     "upstream-unreachable", "proxy-idle-timeout", "binary-as-text"),
+    "heartbeat-timeout": ("early-101", "upstream-unreachable", "vsn-missing", "serializer-mismatch",
+                          "proxy-idle-timeout", "server-close", "reserved-close-code", "join-dropped-by-proxy"),
+    "server-idle-close": ("no-heartbeat", "heartbeat-gap", "client-silent", "join-dropped-by-proxy"),
+    "proxy-idle-timeout": ("no-heartbeat", "heartbeat-gap", "client-silent"),
+    "server-close": ("rate-limited", "tenant-not-found"),
+    "join-error": ("token-expired",),
+    "token-invalid": ("token-expired",),
+    "upgrade-rejected": ("token-expired", "apikey-missing"),
+    "channel-shutdown": ("token-expired", "database-unavailable", "rate-limited"),
+    "left-after-join": ("binding-mismatch",),
+    "duplicate-join": (),
+    "message-too-large": (),
+}
+
+
+def link(findings: list[Finding]) -> list[Finding]:
+    """Each symptom marked with the finding it follows, and the list ordered causes first, each followed
+    by its symptoms (errors before warnings before info among the causes; registry order within)."""
+    order = {r.code: i for i, r in enumerate(RULES)}
+    codes = {f.code for f in findings}
+    linked = []
+    for f in findings:
+        cause = next((c for c in SYMPTOM_OF.get(f.code, ()) if c in codes and c != f.code), None)
+        if f.code == "reconnect-loop":  # every connection-level error of the connection can be its cause
+            cause = next((g.code for g in sorted(findings, key=lambda g: (SEVERITY_ORDER[g.severity],
+                                                                          order.get(g.code, 99)))
+                          if g.code != "reconnect-loop" and g.severity == ERROR), None)
+        linked.append(replace(f, follows=cause) if cause != f.follows else f)
+    causes = sorted((f for f in linked if f.follows is None),
+                    key=lambda f: (SEVERITY_ORDER[f.severity], order.get(f.code, len(order))))
+    out: list[Finding] = []
+    placed: set[int] = set()
+
+    def place(f: Finding) -> None:
+        if id(f) in placed:
+            return
+        placed.add(id(f))
+        out.append(f)
+        for g in linked:
+            if g.follows == f.code and id(g) not in placed:
+                place(g)
+    for f in causes:
+        place(f)
+    for f in linked:  # symptoms of a cause that is itself placed later, or cycles
+        place(f)
     return out
 
 
@@ -595,3 +969,12 @@ RECONNECT_LOOP = Rule(
     lambda s, c: iter(()))
 RULES.append(RECONNECT_LOOP)
 CODES["reconnect-loop"] = RECONNECT_LOOP
+
+# Registered for its code, severity and fix; evaluate() adds it where no other finding explains a failure.
+UNEXPLAINED = Rule(
+    "unexplained-failure", WARNING, "a channel or connection failed in a way no other finding explains",
+    "The evidence is quoted as the wire shows it. Capture the run with a flow file (mitmdump -w) for close "
+    "frames and the hop's own actions, and report it as an rtproxy gap if the cause is still unnamed.",
+    lambda s, c: iter(()), LIKELY)
+RULES.append(UNEXPLAINED)
+CODES["unexplained-failure"] = UNEXPLAINED

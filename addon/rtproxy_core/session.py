@@ -3,6 +3,11 @@
 `Session.feed(event)` updates the state (vsn, channels and their states, join<->reply pairing, heartbeat
 round trips, presence, postgres_changes bindings, system messages, close) and returns `Note`s: the lines
 worth logging. It does no I/O and keeps bounded state, so it runs the same live and offline.
+
+A channel is what Phoenix calls one: a join, identified by its join_ref (join_ref || ref of the phx_join),
+until it ends. A topic joined again is a new channel instance (`Session.channels` holds them all, in
+order; `Session.current` the latest per topic); replies, leaves, phx_close and phx_error go to the
+instance their refs name, and a push that names an older instance is evidence (`stale_pushes`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import frames
 from .events import Closed, Event, Frame, Handshake, Hop, Opened, Upstream, UpstreamHandshake
-from .redact import Redactor, jwt_expired
+from .redact import Redactor, jwt_claims, jwt_expired
 
 # Channel states, as every Realtime client names them.
 JOINING, JOINED, ERRORED, LEAVING, CLOSED = "joining", "joined", "errored", "leaving", "closed"
@@ -25,6 +30,8 @@ MAX_CHANNELS = 500  # per connection; a client that joins more is hostile or bro
 MAX_PENDING = 1000  # pushes awaiting a reply
 MAX_HISTORY = 20  # system messages and hop events kept per channel / connection
 DUPLICATE_WINDOW_S = 1.0  # clients back off ≥ 1 s before a rejoin; a second join sooner is a duplicate
+CLIENT_HEARTBEAT_S = 25.0  # realtime-js (HEARTBEAT_INTERVAL 25000) and realtime-py (DEFAULT_HEARTBEAT_INTERVAL 25)
+CLIENT_JOIN_TIMEOUT_S = 10.0  # both clients' DEFAULT_TIMEOUT
 
 
 @dataclass(slots=True)
@@ -44,9 +51,12 @@ class SystemMessage:
 
 @dataclass
 class Channel:
+    """One channel instance: a phx_join and what followed it, until the channel ended."""
+
     topic: str
     state: str = JOINING
     join_ref: str | None = None
+    seq: int = 1  # the how-manieth join of this topic on the connection
     join_sent_at: float | None = None
     joined_at: float | None = None
     join_latency_ms: float | None = None
@@ -68,16 +78,29 @@ class Channel:
     broadcasts_received: int = 0
     postgres_changes: int = 0
     closed_by: str | None = None  # "server" | "client"
+    gave_up: bool = False  # the client left or rejoined while its join was unanswered: it timed out
+    left_at: float | None = None  # the client's phx_leave
+    stale_pushes: int = 0  # client pushes naming this instance after a newer join of the topic
+    token_expired_s: float | None = None  # the join's access_token had expired this long before the join
+    token_exp: float | None = None  # exp of the token the channel was joined with (or last given)
+    implicit: bool = False  # server frames for a join the capture did not show (it started late)
+
+    @property
+    def label(self) -> str:
+        """The topic, and which join of it when it was joined more than once."""
+        return self.topic if self.seq == 1 else f"{self.topic} (join {self.seq})"
 
     def describe(self, redactor: Redactor) -> str:
         """One line: `realtime:room1: joined (12 ms), 3 in / 2 out[, reason]`."""
         lat = f" ({self.join_latency_ms:.0f} ms)" if self.join_latency_ms is not None else ""
         why = f", {redactor.text(self.reason)}" if self.reason else ""
-        return redactor.text(f"{self.topic}: {self.state}{lat}, {self.received} in / {self.sent} out{why}")
+        return redactor.text(f"{self.label}: {self.state}{lat}, {self.received} in / {self.sent} out{why}")
 
     def summary(self) -> dict[str, Any]:
         return {
             "topic": self.topic,
+            "join": self.seq,
+            "join_ref": self.join_ref,
             "state": self.state,
             "join_latency_ms": self.join_latency_ms,
             "joins": self.joins,
@@ -117,7 +140,18 @@ class Heartbeats:
             times.append(self.pending_null[0])
         return min(times) if times else None
 
+    first_sent_at: float | None = None
+
+    def interval(self) -> float | None:
+        """The client's heartbeat interval as its own heartbeats show it (median gap), from one gap on."""
+        if not self.gaps:
+            return None
+        ordered = sorted(self.gaps)
+        return ordered[len(ordered) // 2]
+
     def sent_one(self, ref: str | None, t: float) -> None:
+        if self.first_sent_at is None:
+            self.first_sent_at = t
         if self.last_sent_at is not None:
             self.max_gap_s = max(self.max_gap_s, t - self.last_sent_at)
             self.gaps.append(t - self.last_sent_at)
@@ -201,13 +235,19 @@ class Session:
         self.upstream_rejection: str | None = None
         self.status: int | None = None
         self.rejection: str | None = None  # the server's {"error": ...} text, or the body's start
+        self.rejection_headers: list[tuple[str, str]] = []
         self.opened_at: float | None = None
         self.upgraded_at: float | None = None
         self.closed: Closed | None = None
-        self.channels: OrderedDict[str, Channel] = OrderedDict()
+        self.channels: OrderedDict[int, Channel] = OrderedDict()  # every instance, in order of its join
+        self.current: dict[str, Channel] = {}  # the latest instance of each topic
+        self._by_ref: dict[tuple[str, str], Channel] = {}  # (topic, join_ref) -> instance
+        self._serial = 0
+        self._joins: dict[str, int] = {}  # topic -> joins seen
         self.dropped_channels = 0
+        self.stale_pushes = 0  # client pushes that named an older join of their topic
         # Pushes the server answers, awaiting that answer (heartbeats are in self.heartbeats).
-        self.pending: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+        self.pending: OrderedDict[tuple[str, str], tuple[str, float, Channel]] = OrderedDict()
         self.heartbeats = Heartbeats()
         self.hops: deque[Hop] = deque(maxlen=MAX_HISTORY)
         self.hop_counts: dict[str, int] = {}
@@ -218,8 +258,14 @@ class Session:
         self.decode_errors = 0
         self.last_decode_error: str | None = None
         self.shape_mismatches = 0  # client frames the server's serializer cannot read
-        self.binary_on_v1 = 0
+        self.binary_on_v1 = 0  # client binary frames on a 1.0.0 connection
+        self.binary_from_server_on_v1 = 0
+        self.client_kind: str | None = None  # "realtime-js" | "realtime-py", from what the client sends
+        self.apikey_expired_s: float | None = None  # the upgrade's apikey JWT had expired this long before
+        self.reopened_at: float | None = None  # offline: when the next connection to the same place opened
         self.findings: list = []  # rules.Finding, filled by diagnosis.Diagnoser
+        self.fired: set[tuple[str, str | None]] = set()  # (code, topic) reported (diagnosis.Diagnoser)
+        self.checked_at: float | None = None  # event time the rules last ran
 
     # ------------------------------------------------------------------------------------ feeding
 
@@ -248,13 +294,37 @@ class Session:
         return notes
 
     def channel(self, topic: str) -> Channel | None:
-        ch = self.channels.get(topic)
+        """The current instance of `topic`; one is made for frames of a join the capture did not show."""
+        ch = self.current.get(topic)
         if ch is None:
-            if len(self.channels) >= MAX_CHANNELS:
-                self.dropped_channels += 1
-                return None
-            ch = self.channels[topic] = Channel(topic)
+            ch = self._new_instance(topic, None)
+            if ch is not None:
+                ch.implicit = True
         return ch
+
+    def _new_instance(self, topic: str, join_ref: str | None) -> Channel | None:
+        if len(self.channels) >= MAX_CHANNELS:
+            self.dropped_channels += 1
+            return None
+        seq = self._joins[topic] = self._joins.get(topic, 0) + 1
+        ch = Channel(topic, join_ref=join_ref, seq=seq)
+        self._serial += 1
+        self.channels[self._serial] = ch
+        self.current[topic] = ch
+        if join_ref is not None:
+            self._by_ref[(topic, join_ref)] = ch
+        return ch
+
+    def instance(self, topic: str, join_ref: str | None) -> Channel | None:
+        """The instance a frame's join_ref names; the current one when it names none (1.0.0 servers)."""
+        if join_ref is not None:
+            ch = self._by_ref.get((topic, join_ref))
+            if ch is not None:
+                return ch
+        return self.current.get(topic)
+
+    def instances(self, topic: str) -> list[Channel]:
+        return [ch for ch in self.channels.values() if ch.topic == topic]
 
     def _opened(self, ev: Opened, notes: list[Note]) -> None:
         self.url, self.opened_at = ev.url, ev.time
@@ -262,6 +332,10 @@ class Session:
         self.client_vsn = q.get("vsn")
         self.vsn = frames.vsn_family(self.client_vsn) or frames.V1
         self.apikey = _header(ev.headers, "x-api-key") or q.get("apikey") or None
+        if self.apikey:
+            self.apikey_expired_s = jwt_expired(self.apikey, ev.time)
+        if self.client_vsn is not None:  # realtime-py never sends vsn; realtime-js always does
+            self.client_kind = "realtime-js"
         key = self.redactor.secret(self.apikey, ev.time) if self.apikey else "none"
         notes.append(Note("info", f"connect {self.redactor.url(ev.url)} "
                                   f"(vsn {self.client_vsn or 'absent → 1.0.0'}, apikey {key})"))
@@ -287,6 +361,7 @@ class Session:
                                              f"asks for {self.upstream_vsn or 'none (so 1.0.0)'}"))
             return
         self.rejection = _rejection_text(ev.body)
+        self.rejection_headers = list(ev.headers)
         why = self.redactor.text(self.rejection) if self.rejection else "(empty body)"
         notes.append(Note("warning", f"upgrade rejected: {ev.status} {why}"))
 
@@ -299,10 +374,13 @@ class Session:
             except frames.DecodeError:
                 msg = None
             if msg is not None and msg.event == "phx_join":
-                if msg.topic not in self.channels:  # dropped before the tracker saw it: the client did send it
+                jr = msg.join_ref or msg.ref
+                ch = self._by_ref.get((msg.topic, jr)) if jr is not None else None
+                if ch is None:  # dropped before the tracker saw it: the client did send it
                     self._client(msg, ev.frame.time, notes)
-                if msg.topic in self.channels:
-                    self.channels[msg.topic].join_dropped += 1
+                    ch = self.current.get(msg.topic)
+                if ch is not None:
+                    ch.join_dropped += 1
         if count <= 3:  # the first few of a kind are logged; the counts go on
             notes.append(Note("warning", f"hop: {ev.what}: {self.redactor.text(ev.detail)}"))
 
@@ -315,14 +393,22 @@ class Session:
         reason = f" ({self.redactor.text(ev.reason)})" if ev.reason else ""
         error = f", {self.redactor.text(ev.error)}" if ev.error else ""
         dur = f" after {ev.time - self.upgraded_at:.1f} s" if self.upgraded_at else ""
-        notes.append(Note("info", f"closed by {who}: {code}{reason}{dur}{error}"))
+        if not ev.recorded:
+            notes.append(Note("info", f"connection ended{dur} (the capture records no close frame)"))
+        elif ev.code is None and ev.ended_first in ("client", "server"):
+            notes.append(Note("info", f"closed by network: no close frame (the {ev.ended_first}'s side ended "
+                                      f"first){dur}{error}"))
+        else:
+            notes.append(Note("info", f"closed by {who}: {code}{reason}{dur}{error}"))
         if self.heartbeats.sent:
             notes.append(Note("info", self.heartbeats.summary()))
         # A client that closes its own socket normally is done with its channels; anything else is the
         # "socket closed: <code>" CHANNEL_ERROR clients report.
         clean = not self.failed
         for ch in self.channels.values():
-            if ch.state in (JOINING, JOINED, LEAVING):
+            if ch.state in (JOINING, JOINED, LEAVING) and not ev.recorded:
+                pass  # how it ended is not known: the channels keep their last known state
+            elif ch.state in (JOINING, JOINED, LEAVING):
                 ch.state = CLOSED if clean or ch.state == LEAVING else ERRORED
                 if not clean:
                     ch.reason = ch.reason or f"socket closed: {code}{reason}"
@@ -373,10 +459,10 @@ class Session:
             notes.append(Note("warning", f"client sends {sent} but {whose} vsn {self.vsn}: a Realtime server "
                                          "drops such frames without a reply", msg.topic))
 
-    def _pend(self, topic: str, ref: str | None, event: str, t: float) -> None:
+    def _pend(self, ch: Channel, ref: str | None, event: str, t: float) -> None:
         if ref is None:
             return
-        self.pending[(topic, ref)] = (event, t)
+        self.pending[(ch.topic, ref)] = (event, t, ch)
         if len(self.pending) > MAX_PENDING:
             self.pending.popitem(last=False)
 
@@ -384,16 +470,27 @@ class Session:
         ev, topic = msg.event, msg.topic
         if topic == HEARTBEAT_TOPIC and ev == "heartbeat":
             self.heartbeats.sent_one(msg.ref, t)
+            if msg.ref is None and self.client_kind is None:
+                self.client_kind = "realtime-py"  # its heartbeats carry "ref": null
             return
-        ch = self.channel(topic)
-        if ch is None:
-            return
-        ch.sent += 1
         if ev == "phx_join":
-            self._join(ch, msg, t, notes)
-        elif ev == "phx_leave":
-            ch.state = LEAVING
-            notes.append(Note("info", f"leave {topic}", topic))
+            self._join(msg, t, notes)
+            return
+        ch = self.instance(topic, msg.join_ref) if msg.join_ref is not None else self.current.get(topic)
+        if ch is None:
+            ch = self.channel(topic)
+            if ch is None:
+                return
+        cur = self.current.get(topic)
+        if msg.join_ref is not None and cur is not None and ch is not cur:
+            ch.stale_pushes += 1  # Realtime's Phoenix fork still delivers it, to the current channel
+            self.stale_pushes += 1
+        ch.sent += 1
+        if ev == "phx_leave":
+            if ch.state == JOINING:
+                ch.gave_up = True
+            ch.state, ch.left_at = LEAVING, t
+            notes.append(Note("info", f"leave {ch.label}", topic))
         elif ev == "broadcast":
             ch.broadcasts_sent += 1
             if not ch.ack:
@@ -402,43 +499,85 @@ class Session:
             token = msg.payload.get("access_token") if isinstance(msg.payload, dict) else None
             self._check_token(ch, token, t, "access_token", notes)
             return  # Realtime never answers an accepted access_token
-        self._pend(topic, msg.ref, ev, t)
+        self._pend(ch, msg.ref, ev, t)
 
-    def _join(self, ch: Channel, msg: frames.Message, t: float, notes: list[Note]) -> None:
+    def _join(self, msg: frames.Message, t: float, notes: list[Note]) -> None:
+        topic = msg.topic
         join_ref = msg.join_ref or msg.ref
-        # A second join while the first is live: StrictMode-style double subscribe. A rejoin after a
-        # timeout or error comes a backoff (≥ 1 s) later and is not one.
-        recent = ch.join_sent_at is not None and t - ch.join_sent_at < DUPLICATE_WINDOW_S
-        if ch.join_ref not in (None, join_ref) and (ch.state == JOINED or ch.state == JOINING and recent):
-            ch.duplicate_joins += 1
-        ch.state, ch.join_ref, ch.join_sent_at, ch.reason = JOINING, join_ref, t, None
+        prev = self.current.get(topic)
+        duplicate = False
+        if prev is not None and prev.join_ref != join_ref:
+            # A second join while the first is live: StrictMode-style double subscribe. A rejoin after a
+            # timeout or error comes a backoff (≥ 1 s) later and is not one; a rejoin while the first
+            # join was still unanswered means the client gave up on it.
+            recent = prev.join_sent_at is not None and t - prev.join_sent_at < DUPLICATE_WINDOW_S
+            duplicate = prev.state == JOINED or prev.state == JOINING and recent
+            if prev.state == JOINING and not recent:
+                prev.gave_up = True  # join-timeout says so; the reason stays the server's (none)
+                prev.state = ERRORED
+        if prev is not None and prev.join_ref == join_ref and join_ref is not None:
+            ch = prev  # the same join sent again (a capture with a repeat): one instance
+        else:
+            ch = self._new_instance(topic, join_ref)
+            if ch is None:
+                return
+        if duplicate and prev is not None:
+            ch.duplicate_joins = prev.duplicate_joins + 1
+        ch.sent += 1
+        ch.state, ch.join_sent_at, ch.reason = JOINING, t, None
         ch.joins += 1
         payload = msg.payload if isinstance(msg.payload, dict) else {}
         config = payload.get("config") if isinstance(payload.get("config"), dict) else {}
         ch.private = bool(config.get("private"))
         broadcast = config.get("broadcast") if isinstance(config.get("broadcast"), dict) else {}
+        if "broadcast" in config and config["broadcast"] is None and self.client_kind is None:
+            self.client_kind = "realtime-py"  # its join config carries "broadcast": null
         ch.ack = broadcast.get("ack") in (True, "true")
         pg = config.get("postgres_changes")
         ch.bindings = [b for b in pg if isinstance(b, dict)] if isinstance(pg, list) else []
         extras = [w for w, on in (("private", ch.private), (f"{len(ch.bindings)} postgres_changes",
                                                                ch.bindings)) if on]
-        again = f" (join #{ch.joins})" if ch.joins > 1 else ""
+        again = f" (join #{ch.seq})" if ch.seq > 1 else ""
         notes.append(Note("info", f"join {ch.topic} ref={msg.ref}{again}"
                                   + (f" [{', '.join(extras)}]" if extras else ""), ch.topic))
-        self._check_token(ch, payload.get("access_token"), t, "join access_token", notes)
+        token = payload.get("access_token") or payload.get("user_token")
+        self._check_token(ch, token if isinstance(token, str) else self.apikey, t,
+                          "join access_token" if isinstance(token, str) else "join (connect token)", notes,
+                          at_join=True)
+        self._pend(ch, msg.ref, "phx_join", t)
 
-    def _check_token(self, ch: Channel, token: Any, t: float, what: str, notes: list[Note]) -> None:
-        if isinstance(token, str):
-            ago = jwt_expired(token, t)
-            if ago is not None:
-                notes.append(Note("warning", f"{ch.topic}: {what} expired {ago:.0f} s ago", ch.topic))
+    def _check_token(self, ch: Channel, token: Any, t: float, what: str, notes: list[Note],
+                     at_join: bool = False) -> None:
+        """Compare the token's exp with the time of the frame that carried it."""
+        if not isinstance(token, str) or token.startswith("sb_"):
+            return
+        claims = jwt_claims(token)
+        exp = claims.get("exp") if claims else None
+        if isinstance(exp, (int, float)) and not isinstance(exp, bool):
+            ch.token_exp = float(exp)
+        ago = jwt_expired(token, t)
+        if ago is not None:
+            if at_join or ch.token_expired_s is None:
+                ch.token_expired_s = ago
+            notes.append(Note("warning", f"{ch.label}: {what} expired {ago:.0f} s ago", ch.topic))
 
     def _server(self, msg: frames.Message, t: float, notes: list[Note]) -> None:
         ev, topic = msg.event, msg.topic
+        if msg.kind is not None and self.vsn == frames.V1:
+            self.binary_from_server_on_v1 += 1
         if ev == "phx_reply":
             self._reply(msg, t, notes)
             return
-        ch = self.channels.get(topic)
+        # phx_close/phx_error carry the join's join_ref as both refs; a 1.0.0 server sends only the ref.
+        ref = msg.join_ref if msg.join_ref is not None else (msg.ref if ev in ("phx_close", "phx_error") else None)
+        ch = self.instance(topic, ref)
+        if ev == "phx_close" and ref is None and ch is not None:
+            # A 1.0.0 client that sends no join_ref gets phx_close without a ref. Right after a new join of
+            # the topic it is the server closing the older join it still held (Phoenix's duplicate join).
+            older = [o for o in self.instances(topic) if o is not ch and o.state != CLOSED
+                     and o.join_latency_ms is not None and o.seq < ch.seq]
+            if older and ch.state == JOINING:
+                ch = older[-1]
         if ch is None:
             ch = self.channel(topic)
             if ch is None:
@@ -447,9 +586,10 @@ class Session:
         ch.received += 1
         payload = msg.payload if isinstance(msg.payload, dict) else {}
         if ev == "phx_close":
-            if msg.join_ref is not None and ch.join_ref is not None and msg.join_ref != ch.join_ref:
-                notes.append(Note("info", f"{topic}: server closed the previous join (join_ref "
-                                          f"{msg.join_ref}); join_ref {ch.join_ref} stays", topic))
+            if ch is not self.current.get(topic):
+                if ch.state not in (CLOSED, ERRORED):
+                    ch.state, ch.closed_by = CLOSED, "server"
+                notes.append(Note("info", f"{topic}: server closed {ch.label}, an earlier join", topic))
                 return
             ch.closed_by = "server" if ch.state != LEAVING else "client"
             last = ch.system[-1] if ch.system else None
@@ -458,27 +598,27 @@ class Session:
             ch.state = CLOSED
             level = "info" if ch.closed_by == "client" else "warning"
             why = f": {self.redactor.text(ch.reason)}" if ch.reason and ch.closed_by == "server" else ""
-            notes.append(Note(level, f"{topic} closed (phx_close from server){why}", topic))
+            notes.append(Note(level, f"{ch.label} closed (phx_close from server){why}", topic))
         elif ev == "phx_error":
             ch.state, ch.reason = ERRORED, f"phx_error {_short(payload)}"
-            notes.append(Note("warning", f"{topic} phx_error {_short(payload)}", topic))
+            notes.append(Note("warning", f"{ch.label} phx_error {_short(payload)}", topic))
         elif ev == "system":
             sm = SystemMessage(t, str(payload.get("extension", "")), str(payload.get("status", "")),
                                str(payload.get("message", "")))
             ch.system.append(sm)
             level = "warning" if sm.status == "error" else "info"
-            notes.append(Note(level, f"system {topic} {sm.extension} {sm.status}: "
+            notes.append(Note(level, f"system {ch.label} {sm.extension} {sm.status}: "
                                      f"{self.redactor.text(sm.message)}", topic))
         elif ev == "presence_state":
             ch.presence = set(list(payload)[:10000])
-            notes.append(Note("info", f"presence {topic}: {len(ch.presence)} present", topic))
+            notes.append(Note("info", f"presence {ch.label}: {len(ch.presence)} present", topic))
         elif ev == "presence_diff":
             joins, leaves = payload.get("joins"), payload.get("leaves")
             if isinstance(leaves, dict):
                 ch.presence.difference_update(leaves)
             if isinstance(joins, dict) and len(ch.presence) < 10000:
                 ch.presence.update(joins)
-        elif ev == "postgres_changes":
+        elif ev == "postgres_changes" or ev in ("INSERT", "UPDATE", "DELETE"):
             ch.postgres_changes += 1
         elif ev == "broadcast":
             ch.broadcasts_received += 1
@@ -494,19 +634,18 @@ class Session:
         pending = self.pending.pop((topic, msg.ref), None) if msg.ref is not None else None
         if pending is None:
             return
-        event, sent_at = pending
-        ch = self.channels.get(topic)
-        if ch is None:
-            return
+        event, sent_at, ch = pending
         ch.received += 1
         reason = _reason(response)
         if event == "phx_join":
-            if msg.ref != ch.join_ref and msg.join_ref not in (None, ch.join_ref):
-                return  # reply to a join the client has already given up on
             ms = (t - sent_at) * 1000
-            if ms >= self.join_timeout_s * 1000 and ch.state == JOINING:
+            if ch.gave_up or ch is not self.current.get(topic):
+                ch.join_latency_ms = ms  # the client had already moved on
+                notes.append(Note("info", f"{ch.label}: join reply ({status}) after {ms:.0f} ms, the client had "
+                                          "joined again already", topic))
+            elif ms >= self.join_timeout_s * 1000 and ch.state == JOINING:
                 ch.state, ch.join_latency_ms = ERRORED, ms  # the client reported TIMED_OUT already
-                notes.append(Note("warning", f"{topic} join reply ({status}) came after {ms:.0f} ms, past the "
+                notes.append(Note("warning", f"{ch.label} join reply ({status}) came after {ms:.0f} ms, past the "
                                              f"client's {self.join_timeout_s:g} s join timeout", topic))
             elif status == "ok":
                 ch.state, ch.joined_at, ch.join_latency_ms = JOINED, t, ms
@@ -514,19 +653,34 @@ class Session:
                 ch.server_bindings = [b for b in pg if isinstance(b, dict)] if isinstance(pg, list) else []
                 ch.binding_ids = [b.get("id") for b in ch.server_bindings]
                 ids = f" (postgres_changes ids {', '.join(map(str, ch.binding_ids))})" if ch.binding_ids else ""
-                notes.append(Note("info", f"{topic} joined in {ms:.0f} ms{ids}", topic))
+                notes.append(Note("info", f"{ch.label} joined in {ms:.0f} ms{ids}", topic))
             else:
                 ch.state, ch.reason = ERRORED, reason or f"join reply status {status!r}"
-                notes.append(Note("warning", f"{topic} join error after {ms:.0f} ms: "
+                notes.append(Note("warning", f"{ch.label} join error after {ms:.0f} ms: "
                                              f"{self.redactor.text(ch.reason)}", topic))
         elif event == "phx_leave":
-            notes.append(Note("info", f"{topic} leave acknowledged ({status})", topic))
+            notes.append(Note("info", f"{ch.label} leave acknowledged ({status})", topic))
         elif status != "ok":
             ch.push_errors.append((event, reason or str(status)))
-            notes.append(Note("warning", f"{topic} {event} rejected: {self.redactor.text(reason or str(status))}",
+            notes.append(Note("warning", f"{ch.label} {event} rejected: {self.redactor.text(reason or str(status))}",
                               topic))
 
     # ------------------------------------------------------------------------------------ views
+
+    def heartbeat_interval(self, configured: float) -> tuple[float, str]:
+        """The client's heartbeat interval and where it comes from: its own heartbeats (from one gap on);
+        else rt_timers when set to something else than the clients' default; else the known default of
+        the client its frames reveal; else rt_timers."""
+        learned = self.heartbeats.interval()
+        if learned is not None and learned > 0:
+            return learned, "its own heartbeats"
+        if configured != CLIENT_HEARTBEAT_S or self.client_kind is None:
+            return configured, "rt_timers"
+        return CLIENT_HEARTBEAT_S, f"{self.client_kind}'s default"
+
+    @property
+    def ended_at(self) -> float | None:
+        return self.closed.time if self.closed is not None else None
 
     @property
     def failed(self) -> bool:
@@ -536,7 +690,7 @@ class Session:
         if self.upstream_status not in (None, 101) or "upstream-failed" in self.hop_counts:
             return True
         c = self.closed
-        if c is None:
+        if c is None or not c.recorded:
             return False
         return not (c.by_client is True and c.code in (1000, 1001, 1005) and "timeout" not in c.reason)
 

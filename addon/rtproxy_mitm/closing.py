@@ -45,5 +45,6 @@ def drop_without_close(flow: http.HTTPFlow) -> bool:
     handler = server.connections.get(flow.client_conn.id) if server else None
     if handler is None:
         return False
+    flow.metadata["rtproxy.dropped_by_hop"] = True  # flowevents.DROPPED_BY_HOP: not the client leaving
     handler.close_connection(flow.client_conn)
     return True

@@ -13,6 +13,7 @@ ORIGINAL_URL = "rtproxy.original_url"
 ORIGINAL_HEADERS = "rtproxy.original_headers"
 UPSTREAM_URL = "rtproxy.upstream_url"
 REALTIME = "rtproxy.realtime"
+DROPPED_BY_HOP = "rtproxy.dropped_by_hop"  # rtproxy itself ended the connection without a close frame
 
 
 def is_upgrade(request: http.Request) -> bool:
@@ -53,12 +54,15 @@ def frame_event(m: websocket.WebSocketMessage) -> Frame:
     return Frame(m.from_client, not m.is_text, m.content, m.timestamp)
 
 
-def closed_event(ws: websocket.WebSocketData) -> Closed:
-    # mitmproxy records 1006 when the peer vanished without a close frame.
-    # Without a close frame nobody closed it in WebSocket terms; mitmproxy's side attribution is then just
-    # which TCP connection ended first.
+def closed_event(flow: http.HTTPFlow) -> Closed:
+    ws = flow.websocket
+    assert ws is not None
+    # mitmproxy records 1006 when the peer vanished without a close frame. Nobody closed it in WebSocket
+    # terms; mitmproxy's side attribution is which TCP connection ended first, unless rtproxy itself
+    # dropped it (a fault), which it notes in the flow's metadata.
     if ws.close_code == 1006:
-        return Closed(None, "", None, ws.timestamp_end or 0.0)
+        first = "hop" if flow.metadata.get(DROPPED_BY_HOP) else "client" if ws.closed_by_client else "server"
+        return Closed(None, "", None, ws.timestamp_end or 0.0, ended_first=first)
     return Closed(ws.close_code, ws.close_reason or "", ws.closed_by_client, ws.timestamp_end or 0.0)
 
 
@@ -79,7 +83,7 @@ def flow_events(flow: http.HTTPFlow) -> list[Event]:
             events.append(Hop("frame-dropped", "dropped by the hop", m.timestamp, frame_event(m)) if m.dropped
                           else frame_event(m))
         if flow.websocket.timestamp_end is not None:
-            events.append(closed_event(flow.websocket))
+            events.append(closed_event(flow))
     elif flow.error is not None and flow.response is None:
         events.extend(error_events(flow))
     return events

@@ -180,7 +180,7 @@ class Tracker:
         session = self.live.get(flow.id)
         if session is not None:
             assert flow.websocket is not None
-            self._feed(session, closed_event(flow.websocket))
+            self._feed(session, closed_event(flow))
             self._finish(flow)
 
     # -------------------------------------------------------------------------------- commands
