@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("captures", nargs="+", type=Path, metavar="CAPTURE")
     ap.add_argument("--json", action="store_true",
                     help="print JSON: {connections: [{url, status, vsn, channels, findings: [{code, severity, "
-                         "topic, explains, evidence, fix}]}]}")
+                         "topic, explains, evidence, fix, confidence, candidates, follows}]}]}")
     ap.add_argument("--timers", default=str(Timers()), help="Realtime timers the rules expect, seconds "
                                                             "(default %(default)s)")
     ap.add_argument("--show-secrets", action="store_true", help="do not redact apikeys, JWTs, access tokens")

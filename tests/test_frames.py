@@ -155,7 +155,7 @@ def test_encode_text_shapes():
     assert json.loads(frames.encode_text(msg, frames.V2, from_client=False)) == [
         "1", "3", "realtime:a", "phx_reply", {"status": "ok", "response": {}}]
     v1 = frames.encode_text(msg, frames.V1, from_client=False)
-    assert v1.startswith('{"event":"phx_reply","payload"') and "join_ref" not in v1
+    assert v1.startswith('{"ref":"3","event":"phx_reply","payload"') and "join_ref" not in v1
 
 
 @pytest.mark.parametrize("data,binary,why", [

@@ -221,8 +221,8 @@ async def test_user_broadcast_kind3_to_v2_and_v1(srv):
         assert await recv(a) == ["1", "2", "realtime:room", "phx_reply", {"response": {}, "status": "ok"}]
         assert await recv(b) == echo
         assert await asyncio.wait_for(c.recv(), T) == (
-            '{"event":"broadcast","payload":{"event":"cursor","payload":{"x":1},"type":"broadcast"},'
-            '"ref":null,"topic":"realtime:room"}')
+            '{"ref":null,"event":"broadcast","payload":{"event":"cursor","payload":{"x":1},"type":"broadcast"},'
+            '"topic":"realtime:room"}')
 
         raw = bytearray(frames.encode_user_push("realtime:room", "odd", b'{"b": 1,  "a":[2]}', join_ref="1"))
         raw[6] = frames.ENC_JSON  # a JSON payload whose bytes are not canonical: relayed verbatim
@@ -231,8 +231,8 @@ async def test_user_broadcast_kind3_to_v2_and_v1(srv):
         await recv(a)  # ack
         assert (await recv(b))[-18:] == b'{"b": 1,  "a":[2]}'
         assert await asyncio.wait_for(c.recv(), T) == (
-            '{"event":"broadcast","payload":{"event":"odd","payload":{"b": 1,  "a":[2]},"type":"broadcast"},'
-            '"ref":null,"topic":"realtime:room"}')
+            '{"ref":null,"event":"broadcast","payload":{"event":"odd","payload":{"b": 1,  "a":[2]},'
+            '"type":"broadcast"},"topic":"realtime:room"}')
 
         await a.send(frames.encode_user_push("realtime:room", "blob", b"\x00\xff", join_ref="1", ref="3"))
         await recv(a)  # self echo

@@ -247,8 +247,8 @@ async def test_kind3_enc_and_meta_as_the_v2_serializer_reads_them(srv):
         assert (await recv(a))[1] == "2"  # acked
         assert await recv(b) == bytes.fromhex("040d010001") + b"realtime:room" + b"e" + b'{"a":1}'
         assert await asyncio.wait_for(c.recv(), T) == (
-            '{"event":"broadcast","payload":{"event":"e","payload":{"a":1},"type":"broadcast"},'
-            '"ref":null,"topic":"realtime:room"}')
+            '{"ref":null,"event":"broadcast","payload":{"event":"e","payload":{"a":1},"type":"broadcast"},'
+            '"topic":"realtime:room"}')
 
 
 async def test_kind0_broadcast_is_relayed_as_kind2(srv):
@@ -264,7 +264,7 @@ async def test_kind0_broadcast_is_relayed_as_kind2(srv):
         assert (await recv(a))[1] == "7"
         assert await recv(b) == bytes.fromhex("020d09") + b"realtime:roombroadcast\x00\xff"
         assert await asyncio.wait_for(c.recv(), T) == (
-            '{"event":"broadcast","payload":%{error: "unable to parse response"},"ref":null,'
+            '{"ref":null,"event":"broadcast","payload":%{error: "unable to parse response"},'
             '"topic":"realtime:room"}')
 
 

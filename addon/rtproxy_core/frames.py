@@ -377,13 +377,16 @@ def _broadcast_payload(user_event: str, value: Any, meta: dict[str, Any] | None)
 
 
 def encode_text(msg: Message, vsn: str, *, from_client: bool) -> str:
-    """Text frame for `vsn`. Servers omit join_ref in 1.0.0 objects and sort keys (Jason); clients keep it."""
+    """Text frame for `vsn`. Servers omit join_ref in 1.0.0 objects; clients keep it. The server's key
+    order is Jason's over the atom-keyed map Map.take/2 builds: since Realtime runs on OTP 26 (2024-05)
+    atom keys iterate in atom-table order, which users' pastes show as ref, event, payload, topic
+    (realtime #1111, supabase-py #1297/#1311); OTP 25 sorted them (event, payload, ref, topic)."""
     if vsn == V1:
         if from_client:
             obj = {"topic": msg.topic, "event": msg.event, "payload": msg.payload, "ref": msg.ref,
                    "join_ref": msg.join_ref}
         else:
-            obj = {"event": msg.event, "payload": msg.payload, "ref": msg.ref, "topic": msg.topic}
+            obj = {"ref": msg.ref, "event": msg.event, "payload": msg.payload, "topic": msg.topic}
         return _dumps(obj)
     return _dumps([msg.join_ref, msg.ref, msg.topic, msg.event, msg.payload])
 

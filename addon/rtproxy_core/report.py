@@ -53,9 +53,19 @@ def report_text(sessions: list[Session]) -> str:
         for f in c["findings"]:
             where = f" {f['topic']}" if f["topic"] else ""
             lines.append(f"  [{f['severity']}] {f['code']}{where} → {f['explains']}")
-            lines.append(f"      evidence: {f['evidence']}")
+            lines.append(f"      {_how_sure(f)}evidence: {f['evidence']}")
             lines.append(f"      fix: {f['fix']}")
     return "\n".join(lines) + "\n"
+
+
+def _how_sure(f: dict[str, Any]) -> str:
+    """"likely; follows heartbeat-gap; " — nothing for a certain cause."""
+    parts = []
+    if f.get("confidence") and f["confidence"] != "certain":
+        parts.append(f["confidence"] + (": " + ", ".join(f["candidates"]) if f.get("candidates") else ""))
+    if f.get("follows"):
+        parts.append(f"follows {f['follows']}")
+    return "; ".join(parts) + "; " if parts else ""
 
 
 def report_markdown(sessions: list[Session]) -> str:
@@ -80,6 +90,6 @@ def report_markdown(sessions: list[Session]) -> str:
         for f in c["findings"]:
             where = f" on {f['topic']}" if f["topic"] else ""
             out += [f"- **{f['code']}** ({f['severity']}){where} — {f['explains']}",
-                    f"  - evidence: {f['evidence']}", f"  - fix: {f['fix']}"]
+                    f"  - evidence: {_how_sure(f)}{f['evidence']}", f"  - fix: {f['fix']}"]
         out.append("")
     return "\n".join(out)

@@ -516,12 +516,31 @@ def _join_error(s: Session, c: Check) -> Evidence:
     yield from _reasons_of(s, "join-error")
 
 
+_BINDING_KEYS = {"event", "schema", "table", "filter", "select"}  # payloads/postgres_change.ex, subscriptions.ex
+
+
 @rule("binding-mismatch", ERROR, "CHANNEL_ERROR (mismatch between server and client bindings)",
       "Realtime echoes the join's postgres_changes list in its reply, so the lists differ when the client's "
       "bindings changed between join and reply (an .on('postgres_changes') registered after subscribe()) "
-      "or a hop rewrote the join payload: register every listener before subscribe().")
+      "or a hop rewrote the join payload: register every listener before subscribe(). A binding with keys "
+      "Realtime does not read (`events`) or null values is a client bug: upgrade the client.")
 def _binding_mismatch(s: Session, c: Check) -> Evidence:
     keys = ("event", "schema", "table", "filter")
+    for ch in s.channels.values():
+        for i, b in enumerate(ch.bindings):
+            unknown = sorted(k for k in b if k not in _BINDING_KEYS)
+            nulls = sorted(k for k in ("schema", "table", "filter") if k in b and not isinstance(b[k], str))
+            if unknown or nulls:
+                what = "; ".join(filter(None, [
+                    f"keys Realtime does not read: {', '.join(unknown)}" if unknown else "",
+                    f"{', '.join(nulls)} not a string" if nulls else ""]))
+                hint = (" (realtime-py before supabase-py PR #1339 sent `events`; its reply model then rejects "
+                        "the echoed binding, so the join looks unanswered to it)" if "events" in unknown else "")
+                yield ch.topic, f"binding {i} of {ch.label} is {_pick(b, tuple(b))}: {what}{hint}"
+                break
+        else:
+            continue
+        break
     for ch in s.channels.values():
         if ch.joined_at is None or not ch.bindings:
             continue
@@ -597,7 +616,9 @@ def _join_timeout(s: Session, c: Check) -> Evidence:
             continue
         waited = c.now - ch.join_sent_at
         end = s.ended_at if s.ended_at is not None else c.now
-        if ch.state == LEAVING or waited >= c.timers.join or (c.final and end - ch.join_sent_at >= c.timers.join):
+        if ch.state == LEAVING and ch.left_at is not None:
+            continue  # left right after joining (left-after-join); leaving later than that is gave_up
+        if waited >= c.timers.join or (c.final and end - ch.join_sent_at >= c.timers.join):
             yield ch.topic, f"no phx_reply to phx_join for {ch.label} within {c.timers.join:g} s"
 
 
@@ -612,8 +633,13 @@ def _next_join(s: Session, ch: Channel) -> float | None:
 def _duplicate_join(s: Session, c: Check) -> Evidence:
     for ch in s.channels.values():
         if ch.duplicate_joins:
-            yield ch.topic, f"{ch.duplicate_joins + 1} joins of {ch.topic} with different join_refs while the " \
-                            "first was still active; the server closes the older one"
+            v1_no_ref = s.vsn == "1.0.0" and ch.join_ref is not None and not any(
+                o.join_ref for o in s.instances(ch.topic) if o.join_ref != o.join_ref)
+            closes = (" Its phx_close carries no ref for a client that sends no join_ref, so clients of that "
+                      "kind (realtime-js 1.x, Dart, kt) close the new channel with it." if v1_no_ref else "")
+            yield ch.topic, f"{ch.duplicate_joins + 1} joins of {ch.topic} in quick succession (a second join, or "\
+                            f"a leave and a join again, while the first was still live); the server closes the " \
+                            f"older one.{closes}"
 
 
 LEFT_AFTER_JOIN_S = 2.0  # a leave this soon after the join reply is the client's code, not its user
@@ -626,10 +652,13 @@ LEFT_AFTER_JOIN_S = 2.0  # a leave this soon after the join reply is the client'
       "listener came after it), and check effect cleanups that unsubscribe on re-render.")
 def _left_after_join(s: Session, c: Check) -> Evidence:
     for ch in s.channels.values():
-        if ch.joined_at is not None and ch.left_at is not None and 0 <= ch.left_at - ch.joined_at <= LEFT_AFTER_JOIN_S:
+        since = ch.joined_at if ch.joined_at is not None else ch.join_sent_at
+        if since is not None and ch.left_at is not None and 0 <= ch.left_at - since <= LEFT_AFTER_JOIN_S \
+                and not ch.gave_up:
+            what = "it was joined" if ch.joined_at is not None else "joining it, before the reply"
             more = (" realtime-js does this when its postgres_changes bindings differ from the server's reply "
                     "(a listener added after subscribe())" if ch.bindings or ch.server_bindings else "")
-            yield ch.topic, f"the client left {ch.label} {ch.left_at - ch.joined_at:.2f} s after it was joined.{more}"
+            yield ch.topic, f"the client left {ch.label} {ch.left_at - since:.2f} s after {what}.{more}"
 
 
 # Liveness: the client's own heartbeats say what its timers are; rt_timers is the fallback.
@@ -676,9 +705,12 @@ def _heartbeat_timeout(s: Session, c: Check) -> Evidence:
     hb = s.heartbeats
     interval, source = _interval(s, c)
     sent = hb.oldest_unanswered()
-    if s.closed and s.closed.by_client and "heartbeat timeout" in s.closed.reason.lower():
+    if s.closed and s.closed.by_client and "heartbeat timeout" in s.closed.reason.lower().replace("hearbeat", "heartbeat"):
+        stale = ("; it sent no heartbeat on this connection, so the one it timed out was from its previous "
+                 "connection (realtime-js with `worker: true` keeps pendingHeartbeatRef across reconnects: "
+                 "supabase-js #2625)" if not hb.sent else "")
         yield Ev(None, f"the client closed with {s.closed.code} \"{s.closed.reason}\"; "
-                       f"{hb.sent - hb.answered} of {hb.sent} heartbeats unanswered", CERTAIN)
+                       f"{hb.sent - hb.answered} of {hb.sent} heartbeats unanswered{stale}", CERTAIN)
     elif hb.unanswered_at_next:
         yield Ev(None, f"{hb.unanswered_at_next} heartbeat(s) still unanswered when the next was due "
                        f"({hb.answered} of {hb.sent} answered)", CERTAIN)
@@ -909,7 +941,7 @@ def _unexplained_finding(s: Session, check: Check, topic: str | None, text: str)
 # which one it follows. (A cause that is itself a symptom of another is linked to that one.)
 SYMPTOM_OF: dict[str, tuple[str, ...]] = {
     "join-timeout": ("join-dropped-by-proxy", "vsn-missing", "serializer-mismatch", "early-101",
-                     "upstream-unreachable", "proxy-idle-timeout", "binary-as-text"),
+                     "upstream-unreachable", "proxy-idle-timeout", "binary-as-text", "binding-mismatch"),
     "heartbeat-timeout": ("early-101", "upstream-unreachable", "vsn-missing", "serializer-mismatch",
                           "proxy-idle-timeout", "server-close", "reserved-close-code", "join-dropped-by-proxy"),
     "server-idle-close": ("no-heartbeat", "heartbeat-gap", "client-silent", "join-dropped-by-proxy"),
@@ -919,8 +951,8 @@ SYMPTOM_OF: dict[str, tuple[str, ...]] = {
     "token-invalid": ("token-expired",),
     "upgrade-rejected": ("token-expired", "apikey-missing"),
     "channel-shutdown": ("token-expired", "database-unavailable", "rate-limited"),
-    "left-after-join": ("binding-mismatch",),
-    "duplicate-join": (),
+    "left-after-join": ("binding-mismatch", "duplicate-join"),
+    "duplicate-join": ("binding-mismatch",),
     "message-too-large": (),
 }
 

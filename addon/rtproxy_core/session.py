@@ -32,6 +32,7 @@ MAX_HISTORY = 20  # system messages and hop events kept per channel / connection
 DUPLICATE_WINDOW_S = 1.0  # clients back off ≥ 1 s before a rejoin; a second join sooner is a duplicate
 CLIENT_HEARTBEAT_S = 25.0  # realtime-js (HEARTBEAT_INTERVAL 25000) and realtime-py (DEFAULT_HEARTBEAT_INTERVAL 25)
 CLIENT_JOIN_TIMEOUT_S = 10.0  # both clients' DEFAULT_TIMEOUT
+GAVE_UP_MIN_S = 1.0  # no client times a join out sooner; a leave or rejoin sooner is the app's own doing
 
 
 @dataclass(slots=True)
@@ -487,7 +488,7 @@ class Session:
             self.stale_pushes += 1
         ch.sent += 1
         if ev == "phx_leave":
-            if ch.state == JOINING:
+            if ch.state == JOINING and ch.join_sent_at is not None and t - ch.join_sent_at >= GAVE_UP_MIN_S:
                 ch.gave_up = True
             ch.state, ch.left_at = LEAVING, t
             notes.append(Note("info", f"leave {ch.label}", topic))
@@ -511,8 +512,9 @@ class Session:
             # timeout or error comes a backoff (≥ 1 s) later and is not one; a rejoin while the first
             # join was still unanswered means the client gave up on it.
             recent = prev.join_sent_at is not None and t - prev.join_sent_at < DUPLICATE_WINDOW_S
-            duplicate = prev.state == JOINED or prev.state == JOINING and recent
-            if prev.state == JOINING and not recent:
+            # A rapid re-subscribe counts too: joined, left and joined again within the window.
+            duplicate = prev.state == JOINED or recent and prev.state in (JOINING, LEAVING)
+            if prev.state == JOINING and prev.join_sent_at is not None and t - prev.join_sent_at >= GAVE_UP_MIN_S:
                 prev.gave_up = True  # join-timeout says so; the reason stays the server's (none)
                 prev.state = ERRORED
         if prev is not None and prev.join_ref == join_ref and join_ref is not None:

@@ -649,8 +649,8 @@ class Hub:
             if r.conn.vsn == frames.V2:
                 r.conn.push_bytes(frames.encode_broadcast(r.topic, "broadcast", data))
             else:
-                r.conn.push_text('{"event":"broadcast","payload":' + _TUPLE_ENCODED
-                                 + ',"ref":null,"topic":' + frames._dumps(r.topic) + "}")
+                r.conn.push_text('{"ref":null,"event":"broadcast","payload":' + _TUPLE_ENCODED
+                                 + ',"topic":' + frames._dumps(r.topic) + "}")
         return send
 
     # ------------------------------------------------------------------------------------ presence

@@ -102,7 +102,9 @@ class Conn:
             self._put(frames.encode_text(msg, self.vsn, from_client=False))
 
     def reply(self, topic: str, join_ref: str | None, ref: str | None, status: str, response: Any) -> None:
-        self.push(topic, "phx_reply", {"response": response, "status": status}, ref=ref, join_ref=join_ref)
+        # %{status: ..., response: ...} as users' pastes show it on OTP 26+ (status first)
+        self.push(topic, "phx_reply", Ordered({"status": status, "response": response}), ref=ref,
+                  join_ref=join_ref)
 
     def push_with_fragment(self, topic: str, event: str, payload: Any, fragment: str) -> None:
         """Like push; the value FRAGMENT inside `payload` is replaced by the JSON text `fragment` as is."""

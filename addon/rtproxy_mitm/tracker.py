@@ -79,6 +79,12 @@ class Tracker:
     def done(self) -> None:
         if self._tick is not None:
             self._tick.cancel()
+        # Connections still open when mitmproxy stops end with the run, as they end a capture offline:
+        # their final check runs, so the summary and the report say what rtdiagnose would.
+        for flow_id in list(self.live):
+            session = self.live.pop(flow_id)
+            self._guarded(session, lambda s=session: self._findings(s, self.diagnoser.end(s)))
+            self.finished.append(session)
         if self.connections:
             found = ", ".join(f"{code} ×{n}" for code, n in self.counts.most_common()) or "none"
             logger.info(f"rtproxy: {self.connections} Realtime connection(s); findings: {found}")
@@ -130,7 +136,8 @@ class Tracker:
             self.counts[f.code] += 1
             where = f" {f.topic}" if f.topic else ""
             level = logging.INFO if f.severity == "info" else logging.WARNING
-            logger.log(level, f"[rt {session.conn}] finding {f.code}{where} ({f.explains}): {f.evidence}. "
+            sure = "" if f.confidence == "certain" else f" [{f.confidence}]"
+            logger.log(level, f"[rt {session.conn}] finding {f.code}{where} ({f.explains}){sure}: {f.evidence}. "
                               f"Fix: {f.fix}")
 
     def _finish(self, flow: http.HTTPFlow) -> None:
@@ -212,5 +219,6 @@ class Tracker:
                 lat = f"{ch.join_latency_ms:.0f} ms" if ch.join_latency_ms is not None else "-"
                 topic = s.redactor.text(ch.topic)
                 mine = [f.code for f in s.findings if f.topic == topic]
-                lines.append(f"  {topic} {ch.state} join {lat} last finding {mine[-1] if mine else last}")
+                lines.append(f"  {s.redactor.text(ch.label)} {ch.state} join {lat} last finding "
+                             f"{mine[-1] if mine else last}")
         return "\n".join(lines) or "no Realtime connections yet"

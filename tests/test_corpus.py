@@ -1,0 +1,79 @@
+"""The corpus of real bug reports, named right case by case (tests/corpus/cases.json; how it was built:
+tests/corpus/README.md). Each case is a thread where a user pasted frames, replies, close codes or error
+strings and the thread settles the cause. HAR cases are diagnosed from the HAR a user could have saved
+from DevTools; flows cases from a mitmproxy flow file, and the live tracker, fed the same flows hook by
+hook, must say the same (same findings, same order)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+from mitmproxy import websocket
+from mitmproxy.test import taddons
+
+from conftest import ROOT
+from corpus import CASES, flows, har, write_flows
+from rtproxy_core.diagnosis import ranked
+from rtproxy_core.redact import Redactor
+from rtproxy_core.rules import Timers
+from rtproxy_mitm.tracker import Tracker
+
+_spec = importlib.util.spec_from_file_location("rtdiagnose", ROOT / "scripts" / "rtdiagnose.py")
+rtdiagnose = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(rtdiagnose)
+
+
+def offline(path) -> list[list]:
+    sessions = rtdiagnose.diagnose(rtdiagnose.read_capture(path), Redactor(), Timers())
+    return [ranked(s.findings) for s in sessions]
+
+
+def first_code(per_connection: list[list], connection: int | None = None) -> str | None:
+    """The cause: the first finding of the case's connection, or of the first connection that has one."""
+    if connection is not None:
+        return per_connection[connection][0].code if per_connection[connection] else None
+    return next((fs[0].code for fs in per_connection if fs), None)
+
+
+def live(case) -> list[list]:
+    tracker = Tracker()
+    with taddons.context(tracker):
+        for f in sorted(flows(case), key=lambda f: f.request.timestamp_start):
+            ws, f.websocket = f.websocket, None
+            tracker.request(f)
+            if ws is None:
+                tracker.response(f)
+                continue
+            f.websocket = websocket.WebSocketData()
+            tracker.response(f)
+            for m in ws.messages:
+                f.websocket.messages.append(m)
+                tracker.websocket_message(f)
+            if ws.timestamp_end is not None:
+                f.websocket.timestamp_end, f.websocket.close_code = ws.timestamp_end, ws.close_code
+                f.websocket.close_reason, f.websocket.closed_by_client = ws.close_reason, ws.closed_by_client
+                tracker.websocket_end(f)
+        tracker.done()
+        sessions = sorted(tracker.finished, key=lambda s: s.opened_at or 0)
+    return [ranked(s.findings) for s in sessions]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_case_is_named_right(case, tmp_path):
+    assert case["thread"].startswith("https://") and case["quote"] and case["cause"]
+    if case["capture"] == "har":
+        path = tmp_path / "capture.har"
+        path.write_text(json.dumps(har(case)))
+    else:
+        path = tmp_path / "capture.flows"
+        write_flows(case, path)
+    found = offline(path)
+    codes = [f.code for fs in found for f in fs]
+    assert first_code(found, case.get("connection")) == case["expect"], (case["id"], codes)
+    for also in case.get("also") or []:
+        assert also in codes, (case["id"], also, codes)
+    if case["capture"] == "flows":
+        assert [[(f.code, f.topic) for f in fs] for fs in live(case)] == \
+               [[(f.code, f.topic) for f in fs] for fs in found]
