@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from rtproxy_core.captures import CaptureError, har_connections
-from rtproxy_core.diagnosis import Diagnoser, place
+from rtproxy_core.diagnosis import Diagnoser, joined_topics, place
 from rtproxy_core.events import Event
 from rtproxy_core.redact import Redactor
 from rtproxy_core.report import has_error, report_json, report_text
@@ -45,12 +45,15 @@ def diagnose(captures: list[tuple[str, list[Event]]], redactor: Redactor, timers
     diagnoser = Diagnoser(timers)
     sessions = []
     ordered = sorted(captures, key=lambda c: c[1][0].time if c[1] else 0.0)
+    joined = [joined_topics(events) for _, events in ordered]
     for i, (url, events) in enumerate(ordered, 1):
         s = Session(conn=str(i), redactor=redactor, join_timeout_s=timers.join)
         # A capture knows what came next: when the client opened its next connection to the same place
-        # (evidence for how this one ended when the capture keeps no close frames).
-        later = [e[0].time for u, e in ordered[i:] if e and place(u) == place(url) and e[0].time >= events[0].time]
-        s.reopened_at = min(later) if later and events else None
+        # and joined the same channels again (evidence for how this one ended when the capture keeps no
+        # close frames).
+        s.reopened_at = next((e[0].time for (u, e), topics in zip(ordered[i:], joined[i:])
+                              if e and events and place(u) == place(url) and e[0].time >= events[0].time
+                              and topics & joined[i - 1]), None)
         for event in events:
             diagnoser.feed(s, event)
         diagnoser.end(s)

@@ -357,3 +357,23 @@ def test_real_users_join_replies(reply, code):
            Frame(False, False, reply.encode(), T0 + 5.2))
     codes = c.codes()
     assert code in codes and "join-error" not in codes, codes
+
+
+def test_sparse_capture_end_read_from_what_came_next():
+    """A HAR keeps no close frame (Closed recorded=False); the next connection to the same place, joining
+    the same channels, says how this one ended."""
+    # the client's last heartbeat went unanswered and it connected again: a heartbeat timeout
+    c = Conv().join().heartbeats([25, 50]).heartbeats([75], answered=False)
+    c.s.reopened_at = T0 + 100.5
+    c.feed(Closed(None, "", None, T0 + 100, recorded=False))
+    [f] = [f for f in Diagnoser().end(c.s) if f.code == "heartbeat-timeout"]
+    assert f.confidence == "likely" and "connected again" in f.evidence
+    # every heartbeat answered, a reconnect 1 s after the end: the other side ended it
+    c = Conv().join().heartbeats([25, 50])
+    c.s.reopened_at = T0 + 61
+    c.feed(Closed(None, "", None, T0 + 60, recorded=False))
+    codes = [f.code for f in Diagnoser().end(c.s)]
+    assert "server-close" in codes and "heartbeat-timeout" not in codes
+    # no next connection: nothing is made up
+    c = Conv().join().heartbeats([25, 50]).feed(Closed(None, "", None, T0 + 60, recorded=False))
+    assert [f.code for f in Diagnoser().end(c.s) if f.severity != "info"] == []

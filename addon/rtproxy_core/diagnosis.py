@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections import deque
 from urllib.parse import urlsplit
 
-from .events import Event
+from . import frames
+from .events import Event, Frame
 from .rules import RECONNECT_LOOP, Check, Finding, Timers, evaluate, link
 from .session import Note, Session
 
@@ -23,6 +24,20 @@ def place(url: str | None) -> str:
         return f"{p.hostname}{p.path}"
     except ValueError:
         return url or ""
+
+
+def joined_topics(events: list[Event]) -> set[str]:
+    """The topics a connection's client joined (to tell a reconnect from another client's connection)."""
+    out = set()
+    for e in events:
+        if isinstance(e, Frame) and e.from_client:
+            try:
+                m = frames.decode(e.data, binary=e.binary, from_client=True, lazy=True)
+            except frames.DecodeError:
+                continue
+            if m.event == "phx_join":
+                out.add(m.topic)
+    return out
 
 
 def _key(s: Session) -> str:

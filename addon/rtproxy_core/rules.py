@@ -745,9 +745,10 @@ def _heartbeat_gap(s: Session, c: Check) -> Evidence:
     expected = hb.typical_gap() if len(hb.gaps) >= 3 else _interval(s, c)[0] if s.client_kind else hb.typical_gap()
     if not expected:
         return
-    end = s.ended_at if s.ended_at is not None else c.now
-    trailing = end - hb.last_sent_at if hb.last_sent_at is not None else 0.0
-    gap, where = max((hb.max_gap_s, "between two heartbeats"), (trailing, "after the last heartbeat"))
+    # Silence at the end counts once the connection has ended (while it is open, the next one may come).
+    trailing = s.ended_at - hb.last_sent_at if s.ended_at is not None and hb.last_sent_at is not None else 0.0
+    gap, where = max((hb.max_gap_s, "between two heartbeats"), (trailing, "after the last heartbeat, until "
+                                                                          "the connection ended"))
     if gap > 2 * expected and gap - expected >= 1:
         yield None, f"client heartbeats every {expected:.1f} s, but {gap:.1f} s passed {where}"
 
@@ -822,6 +823,8 @@ def _reserved_close_code(s: Session, c: Check) -> Evidence:
             return
 
 
+RECONNECT_SOON_S = 12.0  # realtime-js and realtime-py reconnect within 1-10 s of a socket close
+
 SERVER_CLOSE_MEANINGS = {  # the close codes Realtime itself sends (catalog.py, docs/sources.md)
     1001: "Phoenix's disconnect: Realtime sends it right after a join answered ClientJoinRateLimitReached "
           "or TenantNotFound",
@@ -838,6 +841,15 @@ SERVER_CLOSE_MEANINGS = {  # the close codes Realtime itself sends (catalog.py, 
       "never sends come from a hop (check its logs).")
 def _server_close(s: Session, c: Check) -> Evidence:
     cl = s.closed
+    if cl is not None and not cl.recorded and s.reopened_at is not None and s.status == 101:
+        # A capture without close frames: the client connected again right after this socket ended, while
+        # its heartbeats were answered: the other side ended it.
+        hb = s.heartbeats
+        if hb.oldest_unanswered() is None and 0 <= s.reopened_at - cl.time <= RECONNECT_SOON_S:
+            yield Ev(None, f"the capture keeps no close frame; the client connected again "
+                           f"{s.reopened_at - cl.time:.1f} s after this socket ended, with every heartbeat "
+                           f"answered: the server or a hop ended it", LIKELY)
+        return
     if cl is None or cl.by_client is not False or cl.code is None or cl.code in (1000, 1009):
         return
     if s.upstream_status not in (None, 101) or "upstream-failed" in s.hop_counts:
