@@ -17,15 +17,13 @@ import sys
 from pathlib import Path
 
 from rtproxy_core.captures import CaptureError, har_connections
-from rtproxy_core.diagnosis import Diagnoser, joined_topics, place
-from rtproxy_core.events import Event
+from rtproxy_core.diagnosis import Connection, diagnose_captures
 from rtproxy_core.redact import Redactor
 from rtproxy_core.report import has_error, report_json, report_text
 from rtproxy_core.rules import Timers
-from rtproxy_core.session import Session
 
 
-def read_capture(path: Path) -> list[tuple[str, list[Event]]]:
+def read_capture(path: Path) -> list[Connection]:
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -39,26 +37,6 @@ def read_capture(path: Path) -> list[tuple[str, list[Event]]]:
     from rtproxy_mitm.flowfile import flowfile_connections  # mitmproxy's reader, imported only when needed
 
     return flowfile_connections(path)
-
-
-def diagnose(captures: list[tuple[str, list[Event]]], redactor: Redactor, timers: Timers) -> list[Session]:
-    diagnoser = Diagnoser(timers)
-    sessions = []
-    ordered = sorted(captures, key=lambda c: c[1][0].time if c[1] else 0.0)
-    joined = [joined_topics(events) for _, events in ordered]
-    for i, (url, events) in enumerate(ordered, 1):
-        s = Session(conn=str(i), redactor=redactor, join_timeout_s=timers.join)
-        # A capture knows what came next: when the client opened its next connection to the same place
-        # and joined the same channels again (evidence for how this one ended when the capture keeps no
-        # close frames).
-        s.reopened_at = next((e[0].time for (u, e), topics in zip(ordered[i:], joined[i:])
-                              if e and events and place(u) == place(url) and e[0].time >= events[0].time
-                              and topics & joined[i - 1]), None)
-        for event in events:
-            diagnoser.feed(s, event)
-        diagnoser.end(s)
-        sessions.append(s)
-    return sessions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,14 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"rtdiagnose: --timers: {e}", file=sys.stderr)
         return 2
-    captures: list[tuple[str, list[Event]]] = []
+    captures: list[list[Connection]] = []
     for path in args.captures:
         try:
-            captures += read_capture(path)
+            captures.append(read_capture(path))
         except CaptureError as e:
             print(f"rtdiagnose: {path}: {e}", file=sys.stderr)
             return 2
-    sessions = diagnose(captures, Redactor(args.show_secrets), timers)
+    sessions = diagnose_captures(captures, Redactor(args.show_secrets), timers)
     if args.json:
         print(json.dumps(report_json(sessions), indent=2, ensure_ascii=False))
     else:

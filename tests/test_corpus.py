@@ -15,7 +15,7 @@ from mitmproxy.test import taddons
 
 from conftest import ROOT
 from corpus import CASES, flows, har, write_flows
-from rtproxy_core.diagnosis import ranked
+from rtproxy_core.diagnosis import diagnose_captures, ranked
 from rtproxy_core.redact import Redactor
 from rtproxy_core.rules import Timers
 from rtproxy_mitm.tracker import Tracker
@@ -26,7 +26,7 @@ _spec.loader.exec_module(rtdiagnose)
 
 
 def offline(path) -> list[list]:
-    sessions = rtdiagnose.diagnose(rtdiagnose.read_capture(path), Redactor(), Timers())
+    sessions = diagnose_captures([rtdiagnose.read_capture(path)], Redactor(), Timers())
     return [ranked(s.findings) for s in sessions]
 
 

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rtproxy_core import frames
 from rtproxy_core.captures import CaptureError, har_connections
-from rtproxy_core.diagnosis import Diagnoser
+from rtproxy_core.diagnosis import Diagnoser, diagnose_captures
 from rtproxy_core.events import Closed, Frame, Handshake, Hop, Opened, Upstream, UpstreamHandshake
 from rtproxy_core.faults import FAULTS, FaultPlan, FaultSpec, parse_faults
 from rtproxy_core.hop import parse_supabase_url
@@ -574,7 +574,7 @@ def test_har_reader_only_raises_capture_error(doc, tm):
     except CaptureError as e:
         assert str(e)
         return
-    sessions = rtdiagnose.diagnose(captures, Redactor(), tm)
+    sessions = diagnose_captures([captures], Redactor(), tm)
     out = report_text(sessions) + json.dumps(report_json(sessions), ensure_ascii=False)
     assert_no_secret(out, "rtdiagnose output")
     assert_printable(out, "rtdiagnose output")

@@ -114,22 +114,41 @@ def healthy_connection(draw, start: float = 0.0) -> list:
         frames.append(w.server(topic, "broadcast", {"type": "broadcast", "event": "e", "payload": {}}, None,
                                None, bt + 0.01))
     if draw(st.booleans()) and end - start > 10:
+        # a leave and a re-subscribe: a backoff later, or at once (a React effect whose deps changed:
+        # removeChannel not awaited, the new join out before the old channel's phx_close)
         topic = topics[0]
         lt = draw(st.floats(start + 5, end - 3))
         ref = w.next_ref()
+        at_once = js and draw(st.booleans())
+        rt = lt + (0.001 if at_once else draw(st.floats(1.0, 2.0)))
         frames.append(w.client(topic, "phx_leave", {}, ref, joined[topic] if js else None, lt))
         frames.append(w.server(topic, "phx_reply", {"status": "ok", "response": {}}, ref,
                                joined[topic] if js else None, lt + 0.01))
         frames.append(w.server(topic, "phx_close", {}, joined[topic] if js else None,
                                joined[topic] if js else None, lt + 0.02))
         rj = w.next_ref()
-        rt = lt + draw(st.floats(1.0, 2.0))
         frames.append(w.client(topic, "phx_join", {"config": {}}, rj, rj if js else None, rt))
         frames.append(w.server(topic, "phx_reply", REPLY_OK, rj, rj if js else None, rt + 0.05))
+        joined[topic] = rj
+    if js and draw(st.booleans()):
+        # React StrictMode at mount: join, leave and join again at once; the client sends join_refs, so the
+        # old channel's phx_close (its join_ref) does not touch the new one
+        topic, a, b = "realtime:strict", w.next_ref(), w.next_ref()
+        c2 = w.next_ref()
+        frames += [w.client(topic, "phx_join", {"config": {}}, a, a, start + 0.1),
+                   w.client(topic, "phx_leave", {}, b, a, start + 0.1),
+                   w.client(topic, "phx_join", {"config": {}}, c2, c2, start + 0.1),
+                   w.server(topic, "phx_reply", REPLY_OK, a, a, start + 0.2),
+                   w.server(topic, "phx_reply", {"status": "ok", "response": {}}, b, a, start + 0.2),
+                   w.server(topic, "phx_close", {}, a, a, start + 0.2),
+                   w.server(topic, "phx_reply", REPLY_OK, c2, c2, start + 0.21)]
     frames.sort(key=lambda f: f.time)
     events += frames
     last = max([f.time - T0 for f in frames] + [end])
-    events.append(Closed(1000, "", True, T0 + last + 0.05))
+    if draw(st.booleans()):
+        events.append(Closed(1000, "", True, T0 + last + 0.05))
+    else:  # a HAR: the end is not recorded
+        events.append(Closed(None, "", None, T0 + last, recorded=False))
     return events
 
 

@@ -137,3 +137,33 @@ def test_unreadable_input_exits_2_with_one_line(tmp_path, content, why):
 def test_missing_file_exits_2(tmp_path):
     r = rtdiagnose(tmp_path / "nope.har")
     assert r.returncode == 2 and "cannot read" in r.stderr
+
+
+def _har_connection(start: float, frames: list[tuple[float, str, list]]) -> dict:
+    return {"url": "wss://abcdefghijklmnopqrst.supabase.co/realtime/v1/websocket?apikey=k&vsn=1.0.0",
+            "start": start, "status": 101, "end": 30.0,
+            "frames": [{"t": t, "dir": d, "text": json.dumps(m)} for t, d, m in frames]}
+
+
+def test_a_reconnect_is_looked_for_in_the_same_file_only(tmp_path):
+    """A HAR keeps no close frames: the next connection of the same client (same place, same channels) says
+    the other side ended the first. Another file may be another user of the project: it says nothing."""
+    from corpus import har
+    joined = [(0.1, "send", {"topic": "realtime:room", "event": "phx_join", "payload": {"config": {}}, "ref": "1"}),
+              (0.2, "receive", {"topic": "realtime:room", "event": "phx_reply", "ref": "1",
+                                "payload": {"status": "ok", "response": {"postgres_changes": []}}}),
+              (25.1, "send", {"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": "2"}),
+              (25.2, "receive", {"topic": "phoenix", "event": "phx_reply", "ref": "2",
+                                 "payload": {"status": "ok", "response": {}}})]
+    first, second = _har_connection(1.8e9, joined), _har_connection(1.8e9 + 31.0, joined[:2])
+    both, a, b = tmp_path / "both.har", tmp_path / "a.har", tmp_path / "b.har"
+    both.write_text(json.dumps(har({"connections": [first, second]})))
+    a.write_text(json.dumps(har({"connections": [first]})))
+    b.write_text(json.dumps(har({"connections": [second]})))
+
+    def codes(*paths):
+        out = json.loads(rtdiagnose(*paths, "--json").stdout)["connections"]
+        return [[f["code"] for f in c["findings"]] for c in out]
+
+    assert codes(both) == [["server-close"], []]
+    assert codes(a, b) == [[], []]

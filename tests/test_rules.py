@@ -246,6 +246,21 @@ def test_heartbeat_unanswered_past_the_interval():
     assert "heartbeat-timeout" in Conv().heartbeats([1], answered=False).codes(Timers(heartbeat=5), now=T0 + 6.5)
 
 
+def test_realtime_py_never_times_a_heartbeat_out():
+    """realtime-py sends `"ref": null` heartbeats and reads no reply to them (its _heartbeat loop)."""
+    py = "http://w/realtime/v1/websocket?apikey=k"  # realtime-py sends no vsn
+    hb = '{"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": null}'
+
+    def unanswered(url):
+        c = Conv(url=url, upstream=None)
+        for t in (1, 26, 51):
+            c.feed(Frame(True, False, hb.encode(), T0 + t))
+        return c.close(t=60)
+
+    assert "heartbeat-timeout" in unanswered(URL.replace("vsn=2.0.0", "vsn=1.0.0")).codes()
+    assert "heartbeat-timeout" not in unanswered(py).codes()
+
+
 def test_join_timeout_waits_for_the_timeout():
     c = Conv().join(reply=None)
     assert "join-timeout" not in c.codes(now=T0 + 5)

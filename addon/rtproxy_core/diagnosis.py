@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from . import frames
 from .events import Event, Frame
+from .redact import Redactor
 from .rules import RECONNECT_LOOP, Check, Finding, Timers, evaluate, link
 from .session import Note, Session
 
@@ -109,3 +110,32 @@ class Diagnoser:
             s.findings.append(f)
             new.append(f)
         return new
+
+
+Connection = tuple[str, list[Event]]  # (url, events): one WebSocket connection read from a capture
+
+
+def diagnose_captures(captures: list[list[Connection]], redactor: Redactor | None = None,
+                      timers: Timers | None = None) -> list[Session]:
+    """Diagnose connections read from capture files (one list per file), in the order they opened.
+
+    A capture knows what came next: when its client opened the next connection to the same place and
+    joined the same channels again, which says how this one ended when the capture keeps no close frames
+    (a HAR). That is looked up within one file only; two files may be two users of one project."""
+    timers = timers or Timers()
+    everything = sorted(((url, events, n) for n, conns in enumerate(captures) for url, events in conns),
+                        key=lambda c: c[1][0].time if c[1] else 0.0)
+    joined = [joined_topics(events) for _, events, _ in everything]
+    diagnoser = Diagnoser(timers)
+    sessions = []
+    for i, (url, events, n) in enumerate(everything):
+        s = Session(conn=str(i + 1), redactor=redactor, join_timeout_s=timers.join)
+        if events:
+            s.reopened_at = next((later[0].time for (u, later, m), topics in zip(everything[i + 1:], joined[i + 1:])
+                                  if m == n and later and place(u) == place(url)
+                                  and later[0].time >= events[0].time and topics & joined[i]), None)
+        for event in events:
+            diagnoser.feed(s, event)
+        diagnoser.end(s)
+        sessions.append(s)
+    return sessions

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import catalog, frames
 from .redact import jwt_claims
-from .session import CLOSED, ERRORED, JOINED, JOINING, LEAVING, Channel, Session
+from .session import CLIENT_JOIN_TIMEOUT_S, CLOSED, ERRORED, JOINED, JOINING, LEAVING, Channel, Session
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
@@ -141,6 +141,12 @@ def system_errors(ch: Channel, extension: str) -> list[str]:
     return [m.message for m in ch.system if m.status == "error" and m.extension == extension]
 
 
+def named(text: str, where: str | None = None) -> bool:
+    """Does the catalog (or the string's "<Code>: " prefix) say what this string is?"""
+    return catalog.lookup(text, where) is not None or bool(catalog._CODE.match(text.strip()) and
+                                                           catalog._CODE.match(text.strip())[1] in catalog.CODES)
+
+
 def classify_reason(reason: str, where: str | None = None) -> str:
     """Which finding a string the server sent belongs to (catalog.classify). A `system` error the
     catalog does not know is a channel-shutdown: the server stopped the channel and said why."""
@@ -153,7 +159,7 @@ def classify_reason(reason: str, where: str | None = None) -> str:
 def said(s: Session) -> Iterator[tuple[str | None, str, str, str]]:
     """Every error the server put into words on this connection, as (topic, where, text, evidence)."""
     rej = rejection(s)
-    if rej and rej[1]:
+    if rej and rej[1] and named(rej[1], catalog.UPGRADE):
         yield None, catalog.UPGRADE, rej[1], f"{rej[2]} was answered {rej[0]} {{\"error\": \"{rej[1]}\"}}"
     for ch, reason in join_reasons(s):
         yield ch.topic, catalog.JOIN, reason, f"phx_join answered status error: \"{reason}\""
@@ -213,7 +219,7 @@ def _detail(s: Session, where: str, text: str) -> str:
       "the query; Realtime answers 401 without it.")
 def _apikey_missing(s: Session, c: Check) -> Evidence:
     rej = rejection(s)
-    if rej and rej[0] == 401 and "api key is missing" in rej[1].lower():
+    if rej and rej[0] == 401 and ("api key is missing" in rej[1].lower() or _gateway_named(rej[1]) == "apikey-missing"):
         where = ("the client sent one but the upstream URL has none" if s.apikey and s.upstream_apikey is False
                  else "no apikey query parameter and no x-api-key header")
         yield None, f"{rej[2]} was answered 401 {{\"error\": \"{rej[1]}\"}}: {where}"
@@ -263,14 +269,22 @@ def _token_expired(s: Session, c: Check) -> Evidence:
                 yield ch.topic, f"{ch.label} was joined with a JWT that had expired {_ago(ch.token_expired_s)} " \
                                 f"before{reason}"
         elif ch.token_exp is not None and ch.joined_at is not None and ch.joined_at < ch.token_exp:
-            end = s.ended_at if s.ended_at is not None else c.now
-            stopped = ch.state in (CLOSED, ERRORED) and ch.closed_by != "client" or s.closed is not None
+            # The channel ended (stopped by the server, or still joined when its socket ended) after exp.
+            if ch.state == CLOSED and ch.closed_by == "server" or ch.state == ERRORED:
+                end = ch.closed_at or s.ended_at or c.now
+            elif ch.state == JOINED and s.closed is not None:
+                end = s.closed.time
+            else:
+                end = None  # left by the client, or still running
             expired_errors = [m for m in system_errors(ch, "system")
                               if classify_reason(m, catalog.SYSTEM) == "token-expired"]
-            if end > ch.token_exp and stopped and not expired_errors and ch.state != LEAVING:
+            if end is not None and end > ch.token_exp and not expired_errors:
                 yield Ev(ch.topic, f"the token {ch.label} runs with expired {_ago(end - ch.token_exp)} before the "
                                    "channel ended; Realtime re-checks it at exp (at most every 5 min) and stops the "
                                    "channel then", LIKELY)
+        if ch.pushed_expired_s is not None:
+            yield ch.topic, f"an access_token pushed on {ch.label} had expired {_ago(ch.pushed_expired_s)} before: " \
+                            "the server stops the channel when it checks it"
 
 
 @rule("token-invalid", ERROR, "CHANNEL_ERROR",
@@ -279,6 +293,10 @@ def _token_expired(s: Session, c: Check) -> Evidence:
       "token the server stops the channel with the error in a system message.")
 def _token_invalid(s: Session, c: Check) -> Evidence:
     yield from _reasons_of(s, "token-invalid")
+    rej = rejection(s)
+    if rej and _gateway_named(rej[1]) == "token-invalid":
+        yield None, f"{rej[2]} was answered {rej[0]} {rej[1][:100]!r} by the gateway in front of Realtime " \
+                    "(Kong's key-auth): the apikey is not one of the project's keys"
 
 
 @rule("rate-limited", ERROR, "CHANNEL_ERROR or CLOSED, reconnect storms",
@@ -331,8 +349,8 @@ def _upgrade_rejected(s: Session, c: Check) -> Evidence:
     if rej is None or rej[0] in _GATEWAY_STATUSES and _gateway(s):
         return
     status, text, who = rej
-    if text and catalog.lookup(text, catalog.UPGRADE):
-        return  # the server named it: that finding says so
+    if text and named(text, catalog.UPGRADE) or _gateway_named(text):
+        return  # the server (or a gateway) named it: that finding says so
     if status == 404 and text != "":
         return  # path-wrong
     if status == 500 and any(k in text.lower() for k in ("1101", "worker threw exception", "handler failed")):
@@ -375,8 +393,15 @@ def _refusal_candidates(s: Session, status: int) -> list[tuple[str, str, bool]]:
     label = host.split(".", 1)[0]
     key = s.apikey or ""
     claims = jwt_claims(key) if key else None
-    if not key:
-        scored.append((90, "apikey-missing", "no apikey reached the server"))
+    if status == 429:
+        scored.append((95, "rate-limited", "429 is a quota answer (users, joins per second)"))
+    elif status >= 500:
+        scored.append((95, "upstream-unreachable", f"{status} is a server or gateway failure, not a refusal"))
+    elif status == 401:
+        scored.append((5, "rate-limited", "401 is not a quota answer"))
+    if not key or s.upstream_apikey is False:
+        scored.append((90, "apikey-missing", "no apikey reached the server" if not key else
+                       "the client sent an apikey but the upstream URL has none"))
     elif s.apikey_expired_s is not None:
         scored.append((85, "token-expired", f"the apikey JWT had expired {_ago(s.apikey_expired_s)} before"))
     elif claims is None:
@@ -395,8 +420,10 @@ def _refusal_candidates(s: Session, status: int) -> list[tuple[str, str, bool]]:
         why = f"the vsn {asked} is supported, so Phoenix did not refuse it"
     else:
         why = "no vsn: 1.0.0, supported"
-    scored.append((25, "rate-limited", "a project quota (users, joins per second)"))
-    scored.append((15, "realtime-disabled", "the project may be suspended or Realtime disabled"))
+    if status not in (429, 401):
+        scored.append((25, "rate-limited", "a project quota (users, joins per second)"))
+    if status < 500:
+        scored.append((15, "realtime-disabled", "the project may be suspended or Realtime disabled"))
     scored.sort(key=lambda x: -x[0])
     out = [(code, text, False) for _, code, text in scored]
     out[-1] = (out[-1][0], out[-1][1] + f" ({why})", False)
@@ -418,7 +445,16 @@ def _is_ref(label: str) -> bool:
     return len(label) == 20 and label.isalpha() and label.islower()
 
 
-_GATEWAY_STATUSES = (502, 503, 504)
+_GATEWAY_STATUSES = (502, 503, 504, 520, 521, 522, 523, 524, 525, 526, 530)  # 52x/530: Cloudflare's
+
+# What gateways in front of Realtime answer in their own words (Kong's key-auth plugin).
+_GATEWAY_BODIES = {"no api key found in request": "apikey-missing",
+                   "invalid authentication credentials": "token-invalid"}
+
+
+def _gateway_named(text: str) -> str | None:
+    t = text.lower()
+    return next((code for k, code in _GATEWAY_BODIES.items() if k in t), None)
 
 
 def _gateway(s: Session) -> str | None:
@@ -597,13 +633,22 @@ def _join_timeout(s: Session, c: Check) -> Evidence:
         if ch.join_sent_at is None:
             continue
         if ch.gave_up:
-            # The client's own behaviour says it timed out, whatever its timeout: it left, or joined again,
-            # while this join was unanswered.
+            # The client's own behaviour says it timed out: it left, or joined again, while this join was
+            # unanswered. Near its timeout (or followed by a rejoin, the retry) that is certain or likely; a
+            # leave a second or two into a slow join, never retried, is the app going elsewhere.
             did = "left" if ch.left_at is not None else "joined again"
+            retried = _next_join(s, ch) is not None
             waited = (ch.left_at or _next_join(s, ch) or c.now) - ch.join_sent_at
+            timeout = c.timers.join if c.timers.join != CLIENT_JOIN_TIMEOUT_S else CLIENT_JOIN_TIMEOUT_S
             late = f"; the reply came after {ch.join_latency_ms:.0f} ms" if ch.join_latency_ms else ""
+            if waited >= 0.9 * timeout:
+                sure = CERTAIN
+            elif retried:
+                sure = LIKELY
+            else:
+                continue
             yield Ev(ch.topic, f"no phx_reply to phx_join for {ch.label}: the client {did} after {waited:.1f} s, "
-                               f"so it had given up on it{late}", CERTAIN)
+                               f"so it had given up on it{late}", sure)
             continue
         late = ch.join_latency_ms is not None and ch.join_latency_ms >= c.timers.join * 1000
         if late:
@@ -633,8 +678,7 @@ def _next_join(s: Session, ch: Channel) -> float | None:
 def _duplicate_join(s: Session, c: Check) -> Evidence:
     for ch in s.channels.values():
         if ch.duplicate_joins:
-            v1_no_ref = s.vsn == "1.0.0" and ch.join_ref is not None and not any(
-                o.join_ref for o in s.instances(ch.topic) if o.join_ref != o.join_ref)
+            v1_no_ref = s.vsn == "1.0.0" and not ch.sent_join_ref
             closes = (" Its phx_close carries no ref for a client that sends no join_ref, so clients of that "
                       "kind (realtime-js 1.x, Dart, kt) close the new channel with it." if v1_no_ref else "")
             yield ch.topic, f"{ch.duplicate_joins + 1} joins of {ch.topic} in quick succession (a second join, or "\
@@ -653,8 +697,11 @@ LEFT_AFTER_JOIN_S = 2.0  # a leave this soon after the join reply is the client'
 def _left_after_join(s: Session, c: Check) -> Evidence:
     for ch in s.channels.values():
         since = ch.joined_at if ch.joined_at is not None else ch.join_sent_at
+        # Leaving for good right after joining; a leave followed by a join again is the app re-subscribing.
+        # Said once a join again has had its chance to come: StrictMode re-subscribes in the same tick.
         if since is not None and ch.left_at is not None and 0 <= ch.left_at - since <= LEFT_AFTER_JOIN_S \
-                and not ch.gave_up:
+                and not ch.gave_up and _next_join(s, ch) is None \
+                and (c.final or c.now - ch.left_at >= LEFT_AFTER_JOIN_S):
             what = "it was joined" if ch.joined_at is not None else "joining it, before the reply"
             more = (" realtime-js does this when its postgres_changes bindings differ from the server's reply "
                     "(a listener added after subscribe())" if ch.bindings or ch.server_bindings else "")
@@ -672,13 +719,18 @@ def _interval(s: Session, c: Check) -> tuple[float, str]:
       "`open` (a WebSocket wrapper that does not forward the open event or readyState, or one created "
       "before the page could use it). Check the transport passed to the Realtime client.")
 def _client_silent(s: Session, c: Check) -> Evidence:
+    cl = s.closed
+    # Judged when the connection has ended: a client may open the socket long before it subscribes.
     if s.status != 101 or s.upgraded_at is None or s.frames_from_client or s.hop_counts.get("frame-dropped"):
         return
-    end = s.ended_at if s.ended_at is not None else c.now
-    interval, _ = _interval(s, c)
-    if end - s.upgraded_at >= min(interval, CLIENT_SILENT_S) or (s.closed is not None and end > s.upgraded_at):
-        yield None, f"the socket was open {end - s.upgraded_at:.1f} s and the client sent nothing (no join, no " \
-                    "heartbeat)"
+    if cl is None or not cl.recorded and not s.frames_from_server:
+        return  # still open, or a capture with no frames at all (Firefox's HAR keeps none)
+    lasted = cl.time - s.upgraded_at
+    server_ended = cl.by_client is False or cl.ended_first in ("server", "hop")
+    if server_ended and lasted < CLIENT_SILENT_S:
+        return  # the other side ended it before the client had to say anything
+    if lasted > 0:
+        yield None, f"the socket was open {lasted:.1f} s and the client sent nothing (no join, no heartbeat)"
 
 
 CLIENT_SILENT_S = 10.0  # clients join, or heartbeat, well within this once the socket is open
@@ -711,6 +763,10 @@ def _heartbeat_timeout(s: Session, c: Check) -> Evidence:
                  "supabase-js #2625)" if not hb.sent else "")
         yield Ev(None, f"the client closed with {s.closed.code} \"{s.closed.reason}\"; "
                        f"{hb.sent - hb.answered} of {hb.sent} heartbeats unanswered{stale}", CERTAIN)
+    elif s.client_kind == "realtime-py":
+        # realtime-py never times a heartbeat out: AsyncRealtimeClient._heartbeat (realtime/_async/client.py)
+        # sends one with "ref": null every max(hb_interval, 15) s and reads no reply to it.
+        return
     elif hb.unanswered_at_next:
         yield Ev(None, f"{hb.unanswered_at_next} heartbeat(s) still unanswered when the next was due "
                        f"({hb.answered} of {hb.sent} answered)", CERTAIN)
@@ -789,7 +845,7 @@ def _idle_socket_dropped(s: Session, c: Check) -> Evidence:
     if cl is None or not cl.recorded or cl.code is not None or cl.ended_first != "server" or s.status != 101:
         return
     if s.channels and all(_ended_before_socket(ch) for ch in s.channels.values()):
-        last_end = max((ch.left_at or ch.join_sent_at or 0) for ch in s.channels.values())
+        last_end = max((ch.closed_at or ch.left_at or ch.join_sent_at or cl.time) for ch in s.channels.values())
         yield None, f"the server dropped the socket without a close frame {cl.time - last_end:.0f} s after its " \
                     "last channel ended"
 
@@ -808,8 +864,9 @@ def _proxy_idle_timeout(s: Session, c: Check) -> Evidence:
     if cl.ended_first == "server" and s.channels and all(_ended_before_socket(ch) for ch in s.channels.values()):
         return  # idle-socket-dropped
     silence = cl.time - (s.last_frame_at or s.upgraded_at or cl.time)
-    typical = s.heartbeats.typical_gap() or 0.0
-    if silence >= 1.0 and silence >= 0.5 * typical:
+    interval = s.heartbeat_interval(c.timers.heartbeat)[0] if s.heartbeats.sent else 0.0
+    # An idle timer fires after silence; with heartbeats flowing that is at least a missed one.
+    if silence >= 1.0 and silence >= 0.9 * interval:
         yield None, f"no frames for {silence:.1f} s, then the connection ended without a close frame"
 
 
@@ -845,7 +902,8 @@ def _server_close(s: Session, c: Check) -> Evidence:
         # A capture without close frames: the client connected again right after this socket ended, while
         # its heartbeats were answered: the other side ended it.
         hb = s.heartbeats
-        if hb.oldest_unanswered() is None and 0 <= s.reopened_at - cl.time <= RECONNECT_SOON_S:
+        live = [ch for ch in s.channels.values() if ch.state == JOINED]  # the client had not left them
+        if live and hb.oldest_unanswered() is None and 0 <= s.reopened_at - cl.time <= RECONNECT_SOON_S:
             yield Ev(None, f"the capture keeps no close frame; the client connected again "
                            f"{s.reopened_at - cl.time:.1f} s after this socket ended, with every heartbeat "
                            f"answered: the server or a hop ended it", LIKELY)
@@ -913,6 +971,8 @@ def clean_end(s: Session, ch: Channel, final: bool) -> bool | None:
         return None if s.closed is None or not s.closed.recorded else not s.failed
     if ch.state == CLOSED:
         return ch.joined_at is not None and (ch.closed_by == "client" or not s.failed and ch.closed_by is None)
+    if ch.state in (LEAVING, JOINING) and (s.closed is None or not s.closed.recorded):
+        return None  # in flight when the capture (or the run) ended
     if ch.state == LEAVING:
         return ch.joined_at is not None and not final or (s.closed is not None and not s.failed)
     if ch.state == JOINING and not final:
@@ -973,17 +1033,18 @@ def link(findings: list[Finding]) -> list[Finding]:
     """Each symptom marked with the finding it follows, and the list ordered causes first, each followed
     by its symptoms (errors before warnings before info among the causes; registry order within)."""
     order = {r.code: i for i, r in enumerate(RULES)}
+    rank = lambda f: (SEVERITY_ORDER[f.severity], order.get(f.code, len(order)))  # noqa: E731
     codes = {f.code for f in findings}
     linked = []
     for f in findings:
         cause = next((c for c in SYMPTOM_OF.get(f.code, ()) if c in codes and c != f.code), None)
-        if f.code == "reconnect-loop":  # every connection-level error of the connection can be its cause
-            cause = next((g.code for g in sorted(findings, key=lambda g: (SEVERITY_ORDER[g.severity],
-                                                                          order.get(g.code, 99)))
-                          if g.code != "reconnect-loop" and g.severity == ERROR), None)
         linked.append(replace(f, follows=cause) if cause != f.follows else f)
-    causes = sorted((f for f in linked if f.follows is None),
-                    key=lambda f: (SEVERITY_ORDER[f.severity], order.get(f.code, len(order))))
+    # A reconnect loop follows the connection's own cause: its first root error or warning.
+    roots = sorted((f for f in linked if f.follows is None and f.code != "reconnect-loop"
+                    and f.severity in (ERROR, WARNING)), key=rank)
+    if roots:
+        linked = [replace(f, follows=roots[0].code) if f.code == "reconnect-loop" else f for f in linked]
+    causes = sorted((f for f in linked if f.follows is None), key=rank)
     out: list[Finding] = []
     placed: set[int] = set()
 
@@ -992,12 +1053,11 @@ def link(findings: list[Finding]) -> list[Finding]:
             return
         placed.add(id(f))
         out.append(f)
-        for g in linked:
-            if g.follows == f.code and id(g) not in placed:
-                place(g)
+        for g in sorted((g for g in linked if g.follows == f.code and id(g) not in placed), key=rank):
+            place(g)
     for f in causes:
         place(f)
-    for f in linked:  # symptoms of a cause that is itself placed later, or cycles
+    for f in sorted(linked, key=rank):  # symptoms of a cause that is itself a symptom placed later: cycles
         place(f)
     return out
 

@@ -85,6 +85,9 @@ class Channel:
     token_expired_s: float | None = None  # the join's access_token had expired this long before the join
     token_exp: float | None = None  # exp of the token the channel was joined with (or last given)
     implicit: bool = False  # server frames for a join the capture did not show (it started late)
+    sent_join_ref: bool = True  # the client put a join_ref in its phx_join (realtime-js 1.x, old Dart: no)
+    pushed_expired_s: float | None = None  # an access_token pushed on this channel had expired this long
+    closed_at: float | None = None
 
     @property
     def label(self) -> str:
@@ -245,7 +248,8 @@ class Session:
         self._by_ref: dict[tuple[str, str], Channel] = {}  # (topic, join_ref) -> instance
         self._serial = 0
         self._joins: dict[str, int] = {}  # topic -> joins seen
-        self.dropped_channels = 0
+        self.dropped_channels = 0  # joins not tracked: the cap was full of live channels
+        self.evicted_channels = 0  # ended channels forgotten to make room
         self.stale_pushes = 0  # client pushes that named an older join of their topic
         # Pushes the server answers, awaiting that answer (heartbeats are in self.heartbeats).
         self.pending: OrderedDict[tuple[str, str], tuple[str, float, Channel]] = OrderedDict()
@@ -305,8 +309,16 @@ class Session:
 
     def _new_instance(self, topic: str, join_ref: str | None) -> Channel | None:
         if len(self.channels) >= MAX_CHANNELS:
-            self.dropped_channels += 1
-            return None
+            # Make room by forgetting the oldest instance that has ended and is not its topic's current one.
+            old = next((k for k, ch in self.channels.items() if ch.state in (CLOSED, ERRORED)
+                        and self.current.get(ch.topic) is not ch), None)
+            if old is None:
+                self.dropped_channels += 1
+                return None
+            gone = self.channels.pop(old)
+            if gone.join_ref is not None and self._by_ref.get((gone.topic, gone.join_ref)) is gone:
+                del self._by_ref[(gone.topic, gone.join_ref)]
+            self.evicted_channels += 1
         seq = self._joins[topic] = self._joins.get(topic, 0) + 1
         ch = Channel(topic, join_ref=join_ref, seq=seq)
         self._serial += 1
@@ -522,9 +534,16 @@ class Session:
         else:
             ch = self._new_instance(topic, join_ref)
             if ch is None:
+                if self.dropped_channels == 1:
+                    notes.append(Note("warning", f"{MAX_CHANNELS} live channels on this connection: further "
+                                                 "joins are not tracked"))
                 return
+        ch.sent_join_ref = msg.join_ref is not None
         if duplicate and prev is not None:
-            ch.duplicate_joins = prev.duplicate_joins + 1
+            # A leave and a join again is harmless when the client sends join_refs (it ignores the old
+            # channel's phx_close by its join_ref); a second join while the first is live never is.
+            if prev.state == JOINED or prev.state == JOINING or not ch.sent_join_ref:
+                ch.duplicate_joins = prev.duplicate_joins + 1
         ch.sent += 1
         ch.state, ch.join_sent_at, ch.reason = JOINING, t, None
         ch.joins += 1
@@ -555,12 +574,14 @@ class Session:
             return
         claims = jwt_claims(token)
         exp = claims.get("exp") if claims else None
-        if isinstance(exp, (int, float)) and not isinstance(exp, bool):
-            ch.token_exp = float(exp)
         ago = jwt_expired(token, t)
+        if isinstance(exp, (int, float)) and not isinstance(exp, bool) and (ago is None or at_join):
+            ch.token_exp = float(exp)
         if ago is not None:
-            if at_join or ch.token_expired_s is None:
+            if at_join:
                 ch.token_expired_s = ago
+            elif ch.pushed_expired_s is None:
+                ch.pushed_expired_s = ago
             notes.append(Note("warning", f"{ch.label}: {what} expired {ago:.0f} s ago", ch.topic))
 
     def _server(self, msg: frames.Message, t: float, notes: list[Note]) -> None:
@@ -590,10 +611,12 @@ class Session:
         if ev == "phx_close":
             if ch is not self.current.get(topic):
                 if ch.state not in (CLOSED, ERRORED):
-                    ch.state, ch.closed_by = CLOSED, "server"
+                    ch.closed_by = "client" if ch.state == LEAVING else "server"
+                    ch.state, ch.closed_at = CLOSED, t
                 notes.append(Note("info", f"{topic}: server closed {ch.label}, an earlier join", topic))
                 return
             ch.closed_by = "server" if ch.state != LEAVING else "client"
+            ch.closed_at = t
             last = ch.system[-1] if ch.system else None
             if last and last.status == "error" and ch.state != LEAVING:
                 ch.reason = last.message
@@ -643,6 +666,9 @@ class Session:
             ms = (t - sent_at) * 1000
             if ch.gave_up or ch is not self.current.get(topic):
                 ch.join_latency_ms = ms  # the client had already moved on
+                if status == "ok" and not ch.gave_up:
+                    ch.joined_at = t  # joined, though the client had left or re-subscribed meanwhile
+                    self._bindings(ch, response)
                 notes.append(Note("info", f"{ch.label}: join reply ({status}) after {ms:.0f} ms, the client had "
                                           "joined again already", topic))
             elif ms >= self.join_timeout_s * 1000 and ch.state == JOINING:
@@ -651,9 +677,7 @@ class Session:
                                              f"client's {self.join_timeout_s:g} s join timeout", topic))
             elif status == "ok":
                 ch.state, ch.joined_at, ch.join_latency_ms = JOINED, t, ms
-                pg = response.get("postgres_changes") if isinstance(response, dict) else None
-                ch.server_bindings = [b for b in pg if isinstance(b, dict)] if isinstance(pg, list) else []
-                ch.binding_ids = [b.get("id") for b in ch.server_bindings]
+                self._bindings(ch, response)
                 ids = f" (postgres_changes ids {', '.join(map(str, ch.binding_ids))})" if ch.binding_ids else ""
                 notes.append(Note("info", f"{ch.label} joined in {ms:.0f} ms{ids}", topic))
             else:
@@ -666,6 +690,12 @@ class Session:
             ch.push_errors.append((event, reason or str(status)))
             notes.append(Note("warning", f"{ch.label} {event} rejected: {self.redactor.text(reason or str(status))}",
                               topic))
+
+    @staticmethod
+    def _bindings(ch: Channel, response: Any) -> None:
+        pg = response.get("postgres_changes") if isinstance(response, dict) else None
+        ch.server_bindings = [b for b in pg if isinstance(b, dict)] if isinstance(pg, list) else []
+        ch.binding_ids = [b.get("id") for b in ch.server_bindings]
 
     # ------------------------------------------------------------------------------------ views
 
@@ -710,6 +740,7 @@ class Session:
             "frames_from_client": self.frames_from_client,
             "frames_from_server": self.frames_from_server,
             "decode_errors": self.decode_errors,
+            "untracked_joins": self.dropped_channels,
             "heartbeats": {"sent": self.heartbeats.sent, "answered": self.heartbeats.answered,
                            "rtt_max_ms": round(self.heartbeats.rtt_max_ms, 1),
                            "max_gap_s": round(self.heartbeats.max_gap_s, 1)},
