@@ -9,10 +9,10 @@ lists the rt_* options. The code lives in rtproxy_core (sans-I/O) and rtproxy_mi
 
 from rtproxy_mitm.contentview import RealtimeView
 from rtproxy_mitm.faults import Faults
-from rtproxy_mitm.tracker import Tracker
-from rtproxy_mitm.trim import Trim
 from rtproxy_mitm.optionerror import check_deferred, mark_running
 from rtproxy_mitm.quiet import Quiet
+from rtproxy_mitm.tracker import Tracker
+from rtproxy_mitm.trim import Trim
 from rtproxy_mitm.worker import Worker
 
 

@@ -39,31 +39,49 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
     p.add_argument("--jwt-secret", help="JWT secret for apikeys and access tokens (default: Supabase CLI's)")
     p.add_argument("--accept-any-apikey", action="store_true", help="require an apikey but do not verify it")
-    p.add_argument("--tenant", action="append", default=[], metavar="NAME",
-                   help="only accept this tenant (first Host label); repeatable; default any")
+    p.add_argument(
+        "--tenant",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only accept this tenant (first Host label); repeatable; default any",
+    )
     p.add_argument("--connect-error-backoff-ms", type=int, help="delay before upgrade rejections (2000)")
     p.add_argument("--join-error-backoff-ms", type=int, help="delay before join error replies (5000)")
-    p.add_argument("--idle-timeout", type=float,
-                   help="close 1000 after this many silent seconds (60; 0: never)")
+    p.add_argument(
+        "--idle-timeout", type=float, help="close 1000 after this many silent seconds (60; 0: never)"
+    )
     p.add_argument("--private-only", action="store_true", help="refuse public channel joins")
-    p.add_argument("--no-quotas", action="store_true",
-                   help="lift the tenant's quotas (users, joins/s, events/s, presence events/s, channels per "
-                        "socket), as for load tests")
-    p.add_argument("--no-channel-timeout", type=float,
-                   help="drop sockets left without channels at this interval, in seconds (600; 0: never)")
-    p.add_argument("--database", choices=DATABASE_CONDITIONS,
-                   help="the project database's state: joins and token refreshes fail as Realtime's do")
-    p.add_argument("--policies", choices=POLICY_CONDITIONS,
-                   help="private channels' RLS query fails this way")
-    p.add_argument("--restarting", action="store_true",
-                   help="answer joins as a Realtime node shutting down does (RealtimeRestarting)")
+    p.add_argument(
+        "--no-quotas",
+        action="store_true",
+        help="lift the tenant's quotas (users, joins/s, events/s, presence events/s, channels per "
+        "socket), as for load tests",
+    )
+    p.add_argument(
+        "--no-channel-timeout",
+        type=float,
+        help="drop sockets left without channels at this interval, in seconds (600; 0: never)",
+    )
+    p.add_argument(
+        "--database",
+        choices=DATABASE_CONDITIONS,
+        help="the project database's state: joins and token refreshes fail as Realtime's do",
+    )
+    p.add_argument("--policies", choices=POLICY_CONDITIONS, help="private channels' RLS query fails this way")
+    p.add_argument(
+        "--restarting",
+        action="store_true",
+        help="answer joins as a Realtime node shutting down does (RealtimeRestarting)",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="-v: connection log, -vv: frames")
     return p
 
 
 def _config(args: argparse.Namespace) -> ServerConfig:
-    cfg = ServerConfig(accept_any_apikey=args.accept_any_apikey, tenants=set(args.tenant),
-                       private_only=args.private_only)
+    cfg = ServerConfig(
+        accept_any_apikey=args.accept_any_apikey, tenants=set(args.tenant), private_only=args.private_only
+    )
     if args.jwt_secret:
         cfg.jwt_secret = args.jwt_secret
     if args.connect_error_backoff_ms is not None:
@@ -86,20 +104,26 @@ async def _run(srv: LocalRealtime) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, srv.close)
-    print(f"local Realtime server listening at {srv.url} (anon key: use scripts/rtclient.py's default)",
-          flush=True)
+    print(
+        f"local Realtime server listening at {srv.url} (anon key: use scripts/rtclient.py's default)",
+        flush=True,
+    )
     await srv.serve()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not _is_loopback(args.host):
-        print(f"local_realtime: refusing to bind {args.host!r}: only loopback addresses are allowed",
-              file=sys.stderr)
+        print(
+            f"local_realtime: refusing to bind {args.host!r}: only loopback addresses are allowed",
+            file=sys.stderr,
+        )
         return 2
     if args.verbose:
-        logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose > 1 else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
     srv = LocalRealtime(_config(args))
     try:
         srv.bind(args.host, args.port)

@@ -31,8 +31,7 @@ def socket_base(url: str) -> str:
     if parts.scheme not in ("http", "https", "ws", "wss") or not parts.netloc:
         raise ValueError(f"expected an http(s):// or ws(s):// URL, got {url!r}")
     path = parts.path.rstrip("/")
-    if path.endswith("/websocket"):
-        path = path[: -len("/websocket")]
+    path = path.removesuffix("/websocket")
     if not path:
         path = "/realtime/v1"
     return urlunsplit(parts._replace(path=path, query="", fragment=""))
@@ -62,8 +61,14 @@ class Printer:
 
 
 async def run(args: argparse.Namespace, out: Printer) -> int:
-    client = AsyncRealtimeClient(socket_base(args.url), token=args.key, auto_reconnect=False, max_retries=1,
-                                 timeout=args.timeout, hb_interval=args.hb_interval)
+    client = AsyncRealtimeClient(
+        socket_base(args.url),
+        token=args.key,
+        auto_reconnect=False,
+        max_retries=1,
+        timeout=args.timeout,
+        hb_interval=args.hb_interval,
+    )
     try:
         await client.connect()
     except Exception as e:  # noqa: BLE001 - the client raises websockets' InvalidStatus, OSError, ...
@@ -79,8 +84,9 @@ async def run(args: argparse.Namespace, out: Printer) -> int:
         channel.on_presence_sync(lambda: out("presence", sorted(channel.presence_state())))
     for spec in args.postgres:
         schema, _, table = spec.rpartition(".")
-        channel.on_postgres_changes("*", lambda m: out("postgres_changes", m), schema=schema or "public",
-                                    table=table)
+        channel.on_postgres_changes(
+            "*", lambda m: out("postgres_changes", m), schema=schema or "public", table=table
+        )
     statuses: list[str] = []
 
     def on_status(status, err) -> None:
@@ -107,15 +113,27 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("url")
     ap.add_argument("--channel", required=True, help="channel name (topic realtime:<name>)")
-    ap.add_argument("--broadcast", nargs=2, metavar=("EVENT", "JSON"), help="send one broadcast after joining")
+    ap.add_argument(
+        "--broadcast", nargs=2, metavar=("EVENT", "JSON"), help="send one broadcast after joining"
+    )
     ap.add_argument("--presence", metavar="KEY", help="track presence under KEY")
-    ap.add_argument("--postgres", action="append", default=[], metavar="[SCHEMA.]TABLE",
-                    help="listen to postgres_changes on a table (repeatable)")
+    ap.add_argument(
+        "--postgres",
+        action="append",
+        default=[],
+        metavar="[SCHEMA.]TABLE",
+        help="listen to postgres_changes on a table (repeatable)",
+    )
     ap.add_argument("--private", action="store_true", help="join as a private channel")
-    ap.add_argument("--key", default=os.environ.get("SUPABASE_ANON_KEY") or os.environ.get("SUPABASE_KEY"),
-                    help="apikey (default: $SUPABASE_ANON_KEY, else the local server's dev anon key)")
+    ap.add_argument(
+        "--key",
+        default=os.environ.get("SUPABASE_ANON_KEY") or os.environ.get("SUPABASE_KEY"),
+        help="apikey (default: $SUPABASE_ANON_KEY, else the local server's dev anon key)",
+    )
     ap.add_argument("--listen", type=float, default=3.0, help="seconds to keep listening after joining")
-    ap.add_argument("--count", type=int, metavar="N", help="stop once N messages have arrived (or --listen ends)")
+    ap.add_argument(
+        "--count", type=int, metavar="N", help="stop once N messages have arrived (or --listen ends)"
+    )
     ap.add_argument("--timeout", type=int, default=10, help="join timeout in seconds (Realtime clients: 10)")
     ap.add_argument("--hb-interval", type=int, default=25, help="heartbeat interval in seconds (floor 15)")
     ap.add_argument("--json", action="store_true", help="print JSON lines")
@@ -132,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(e))
     args.key = args.key or dev_anon_key()
     logging.basicConfig(level=logging.CRITICAL)  # the client logs tracebacks at ERROR; we print outcomes
+
     async def main_async() -> int:
         return await run(args, Printer(args.json, Redactor(args.show_secrets), args.count))
+
     return asyncio.run(main_async())
 
 

@@ -57,7 +57,9 @@ def _decode_line(line: str, redactor: Redactor) -> dict:
     except frames.DecodeError as e:
         return {"error": str(e)}
     if encoding == "text" and msg.shape != frames.shape_for(vsn):
-        return {"error": f"a {msg.shape} frame on a vsn {vsn} connection: the server drops it (serializer mismatch)"}
+        return {
+            "error": f"a {msg.shape} frame on a vsn {vsn} connection: the server drops it (serializer mismatch)"
+        }
     out = msg.as_dict()
     out["payload"] = redactor.payload(out["payload"])
     return out

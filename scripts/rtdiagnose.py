@@ -42,11 +42,17 @@ def read_capture(path: Path) -> list[Connection]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("captures", nargs="+", type=Path, metavar="CAPTURE")
-    ap.add_argument("--json", action="store_true",
-                    help="print JSON: {connections: [{url, status, vsn, channels, findings: [{code, severity, "
-                         "topic, explains, evidence, fix, confidence, candidates, follows}]}]}")
-    ap.add_argument("--timers", default=str(Timers()), help="Realtime timers the rules expect, seconds "
-                                                            "(default %(default)s)")
+    ap.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: {connections: [{url, status, vsn, channels, findings: [{code, severity, "
+        "topic, explains, evidence, fix, confidence, candidates, follows}]}]}",
+    )
+    ap.add_argument(
+        "--timers",
+        default=str(Timers()),
+        help="Realtime timers the rules expect, seconds (default %(default)s)",
+    )
     ap.add_argument("--show-secrets", action="store_true", help="do not redact apikeys, JWTs, access tokens")
     args = ap.parse_args(argv)
     try:

@@ -57,21 +57,21 @@ PASS, FAIL, SKIP = "pass", "fail", "skip"
 
 FIXES = {
     "a-query": "forward the client's query string unchanged to Realtime (in a Worker: copy new URL(request.url)"
-               ".search onto the upstream URL); apikey and vsn travel there",
+    ".search onto the upstream URL); apikey and vsn travel there",
     "b-vsn": "keep vsn=2.0.0 in the upstream URL's query: Realtime picks its serializer from it, and without it "
-             "the socket speaks 1.0.0 and silently ignores 2.0.0 arrays",
+    "the socket speaks 1.0.0 and silently ignores 2.0.0 arrays",
     "c-upstream-status": "open the upstream WebSocket first and answer the client with its response (in a Worker: "
-                         "return the fetch() with Upgrade: websocket), so Realtime's 401/403/429 reach the client",
+    "return the fetch() with Upgrade: websocket), so Realtime's 401/403/429 reach the client",
     "d-early-frames": "buffer client frames until the upstream leg is open (or accept the client only after the "
-                      "upstream answered 101) instead of dropping them",
+    "upstream answered 101) instead of dropping them",
     "e-heartbeat": "forward every frame both ways, including topic 'phoenix' heartbeats and their phx_reply; do not "
-                   "answer or filter them in the relay",
+    "answer or filter them in the relay",
     "f-binary": "relay binary frames as binary: set binaryType = 'arraybuffer' (or await blob.arrayBuffer()) and "
-                "send the ArrayBuffer, never a Blob or String(event.data)",
+    "send the ArrayBuffer, never a Blob or String(event.data)",
     "g-close": "forward the client's close code and reason upstream (close(event.code, event.reason)) and complete "
-               "the closing handshake; 1005/1006/1015 cannot be sent, map them to 1000",
+    "the closing handshake; 1005/1006/1015 cannot be sent, map them to 1000",
     "h-subprotocol": "pass Sec-WebSocket-Protocol through unchanged and return the upstream's answer; never select "
-                     "a subprotocol the server did not select",
+    "a subprotocol the server did not select",
 }
 ORDER = list(FIXES)
 
@@ -97,7 +97,9 @@ class Unreachable(Exception):
 
 def v2(join_ref: str | None, ref: str | None, topic: str, event: str, payload: Any) -> str:
     """A client's 2.0.0 text frame."""
-    return frames.encode_text(frames.Message(topic, event, payload, ref, join_ref), frames.V2, from_client=True)
+    return frames.encode_text(
+        frames.Message(topic, event, payload, ref, join_ref), frames.V2, from_client=True
+    )
 
 
 def heartbeat(ref: str, vsn: str = frames.V2) -> str:
@@ -167,6 +169,7 @@ class ProbeSocket:
     async def expect(self, match: Callable[[Received], bool], start: int = 0) -> Received | None:
         """The first frame from index `start` on that matches, awaited up to the timeout; None if the
         socket closed or the time ran out first."""
+
         async def scan() -> Received | None:
             i = start
             while True:
@@ -178,6 +181,7 @@ class ProbeSocket:
                     return None
                 self.changed.clear()
                 await self.changed.wait()
+
         try:
             return await asyncio.wait_for(scan(), self.timeout)
         except TimeoutError:
@@ -187,7 +191,10 @@ class ProbeSocket:
 def is_reply(ref: str, topic: str | None = None) -> Callable[[Received], bool]:
     def match(r: Received) -> bool:
         m = r.msg
-        return m is not None and m.event == "phx_reply" and m.ref == ref and (topic is None or m.topic == topic)
+        return (
+            m is not None and m.event == "phx_reply" and m.ref == ref and (topic is None or m.topic == topic)
+        )
+
     return match
 
 
@@ -211,8 +218,9 @@ class Probe:
         if scheme is None or not parts.hostname:
             raise ValueError(f"expected the relay's base URL, http(s)://host[:port], got {base!r}")
         if parts.path not in ("", "/") or parts.query:
-            raise ValueError(f"give the relay's base URL without a path or query (the probe adds {PATH}), "
-                             f"got {base!r}")
+            raise ValueError(
+                f"give the relay's base URL without a path or query (the probe adds {PATH}), got {base!r}"
+            )
         self.base = base
         self.ws_base = f"{scheme}://{parts.netloc}{PATH}"
         self.key = key
@@ -245,8 +253,15 @@ class Probe:
         """Open a socket; Unreachable if nothing answers HTTP there. InvalidStatus / InvalidHandshake pass.
         Unreachable on the first socket ends the probe (exit 2); on a later one it fails that check."""
         try:
-            return await connect(self.url(key), subprotocols=subprotocols, open_timeout=max(self.timeout, 10),
-                                 close_timeout=self.timeout, ping_interval=None, max_size=None, proxy=None)
+            return await connect(
+                self.url(key),
+                subprotocols=subprotocols,
+                open_timeout=max(self.timeout, 10),
+                close_timeout=self.timeout,
+                ping_interval=None,
+                max_size=None,
+                proxy=None,
+            )
         except InvalidMessage as e:  # no HTTP response at all: not a web server
             raise Unreachable(f"{self.ws_base}: no valid HTTP response ({e})") from None
         except (InvalidStatus, InvalidHandshake):
@@ -263,8 +278,14 @@ class Probe:
         return [self.checks[n] for n in ORDER]
 
     def join_frame(self, ref: str) -> str:
-        payload = {"config": {"broadcast": {"self": True, "ack": False}, "presence": {"key": "", "enabled": False},
-                              "postgres_changes": [], "private": False}}
+        payload = {
+            "config": {
+                "broadcast": {"self": True, "ack": False},
+                "presence": {"key": "", "enabled": False},
+                "postgres_changes": [],
+                "private": False,
+            }
+        }
         return v2(ref, ref, self.topic, "phx_join", payload)
 
     async def session_checks(self) -> None:
@@ -276,8 +297,12 @@ class Probe:
             r = e.response
             err = realtime_error(r.body)
             if r.status_code == 401 and err == "API key is missing":
-                self.set("a-query", FAIL, f"{r.status_code} {err}: the apikey in the query string never reached "
-                                          "the server (the relay drops the query)")
+                self.set(
+                    "a-query",
+                    FAIL,
+                    f"{r.status_code} {err}: the apikey in the query string never reached "
+                    "the server (the relay drops the query)",
+                )
             else:
                 self.set("a-query", FAIL, f"upgrade refused: {r.status_code} {err or body_text(r.body)}")
             self.skip(later, "no socket (see a-query)")
@@ -306,8 +331,11 @@ class Probe:
         if reply is not None:
             self.set("a-query", PASS, "101, and the server answered the socket's first frame")
             if reply.msg is not None and reply.msg.shape == frames.OBJECT:
-                self.set("b-vsn", FAIL, "the 2.0.0 phx_join was answered with a 1.0.0 object: the server did not "
-                                        "get vsn=2.0.0")
+                self.set(
+                    "b-vsn",
+                    FAIL,
+                    "the 2.0.0 phx_join was answered with a 1.0.0 object: the server did not get vsn=2.0.0",
+                )
             else:
                 self.set("b-vsn", PASS, f"the 2.0.0 phx_join got a 2.0.0 phx_reply ({reply_status(reply)})")
             self.set("d-early-frames", PASS, "the phx_join sent right after open was answered")
@@ -333,10 +361,13 @@ class Probe:
             self.set("a-query", PASS, "101, and the server answered")
             self.skip(later, f"the socket was closed ({how}) before the join was answered")
             return
-        self.set("a-query", FAIL,
-                 f"101, then the socket was closed {how} before the server answered anything: a relay that "
-                 "answers 101 itself and whose own upstream upgrade failed - typically Realtime's 401 "
-                 "'API key is missing' because the query string was dropped")
+        self.set(
+            "a-query",
+            FAIL,
+            f"101, then the socket was closed {how} before the server answered anything: a relay that "
+            "answers 101 itself and whose own upstream upgrade failed - typically Realtime's 401 "
+            "'API key is missing' because the query string was dropped",
+        )
         self.skip(later, f"the socket was closed ({how}) before anything was answered (see a-query)")
 
     async def _diagnose_silence(self, s: ProbeSocket, later: list[str]) -> Received | None:
@@ -361,30 +392,50 @@ class Probe:
             self.set("e-heartbeat", PASS, f"heartbeat answered ({reply_status(first)})")
             rejoin = await s.expect(is_reply(rejoin_ref, self.topic), mark)
             if rejoin is not None:
-                self.set("d-early-frames", FAIL,
-                         f"the phx_join sent right after open got no reply within {self.timeout:g} s; the same join "
-                         "sent later was answered: the relay drops frames that arrive before its upstream leg is "
-                         "open (clients see TIMED_OUT, then rejoin)")
+                self.set(
+                    "d-early-frames",
+                    FAIL,
+                    f"the phx_join sent right after open got no reply within {self.timeout:g} s; the same join "
+                    "sent later was answered: the relay drops frames that arrive before its upstream leg is "
+                    "open (clients see TIMED_OUT, then rejoin)",
+                )
                 return rejoin
-            self.set("d-early-frames", FAIL, "phx_join is never answered although heartbeats are: the relay drops "
-                                             "or mangles joins")
+            self.set(
+                "d-early-frames",
+                FAIL,
+                "phx_join is never answered although heartbeats are: the relay drops or mangles joins",
+            )
             self.skip(["f-binary"], "no channel could be joined (see d-early-frames)")
             await self._close(s)
             return None
         if first is not None:
             self.set("a-query", PASS, "101, and the server answered a 1.0.0 heartbeat")
-            self.set("b-vsn", FAIL, "2.0.0 arrays get no answer but a 1.0.0 object heartbeat does: the server speaks "
-                                    "1.0.0, so vsn=2.0.0 never reached it")
-            self.skip(["d-early-frames", "e-heartbeat", "f-binary"], "the socket does not speak 2.0.0 (see b-vsn)")
+            self.set(
+                "b-vsn",
+                FAIL,
+                "2.0.0 arrays get no answer but a 1.0.0 object heartbeat does: the server speaks "
+                "1.0.0, so vsn=2.0.0 never reached it",
+            )
+            self.skip(
+                ["d-early-frames", "e-heartbeat", "f-binary"], "the socket does not speak 2.0.0 (see b-vsn)"
+            )
             await self._close(s)
             return None
         if s.closed:
             self._closed_before_answer(s, later)
             return None
-        self.set("a-query", SKIP, "101, but nothing was ever answered: cannot tell whether the apikey arrived")
-        self.set("b-vsn", FAIL, f"no 2.0.0 (or 1.0.0) frame was answered within {self.timeout:g} s: the relay "
-                                "forwards nothing, or the vsn was lost and the server ignores 2.0.0 arrays")
-        self.skip(["d-early-frames", "e-heartbeat", "f-binary"], "nothing is answered on this socket (see b-vsn)")
+        self.set(
+            "a-query", SKIP, "101, but nothing was ever answered: cannot tell whether the apikey arrived"
+        )
+        self.set(
+            "b-vsn",
+            FAIL,
+            f"no 2.0.0 (or 1.0.0) frame was answered within {self.timeout:g} s: the relay "
+            "forwards nothing, or the vsn was lost and the server ignores 2.0.0 arrays",
+        )
+        self.skip(
+            ["d-early-frames", "e-heartbeat", "f-binary"], "nothing is answered on this socket (see b-vsn)"
+        )
         await self._close(s)
         return None
 
@@ -396,19 +447,27 @@ class Probe:
         if hb is not None:
             self.set("e-heartbeat", PASS, f"heartbeat answered ({reply_status(hb)})")
         elif s.closed:
-            self.set("e-heartbeat", FAIL, f"the socket was closed ({describe_close(s.ws)}) instead of answering a "
-                                          "heartbeat")
+            self.set(
+                "e-heartbeat",
+                FAIL,
+                f"the socket was closed ({describe_close(s.ws)}) instead of answering a heartbeat",
+            )
         else:
-            self.set("e-heartbeat", FAIL, f"no reply to a heartbeat within {self.timeout:g} s: the relay swallows "
-                                          "heartbeats or their replies (clients time out and reconnect)")
+            self.set(
+                "e-heartbeat",
+                FAIL,
+                f"no reply to a heartbeat within {self.timeout:g} s: the relay swallows "
+                "heartbeats or their replies (clients time out and reconnect)",
+            )
 
     async def _binary(self, s: ProbeSocket, join_ref: str) -> None:
         """Kind 3 out, then a text broadcast as a fence: the server answers in order, so the fence's echo
         arriving first means the binary frame never made it as binary."""
         marker = secrets.token_hex(4)
         mark = len(s.received)
-        await s.send(frames.encode_user_push(self.topic, "rtprobe", {"probe": marker}, join_ref=join_ref,
-                                             ref=s.ref()))
+        await s.send(
+            frames.encode_user_push(self.topic, "rtprobe", {"probe": marker}, join_ref=join_ref, ref=s.ref())
+        )
         fence = {"type": "broadcast", "event": "rtprobe-fence", "payload": {"probe": marker}}
         await s.send(v2(join_ref, s.ref(), self.topic, "broadcast", fence))
 
@@ -416,22 +475,41 @@ class Probe:
             if r.msg is None:
                 return isinstance(r.raw, str) and r.raw.strip() == BLOB_TEXT or isinstance(r.raw, bytes)
             p = r.msg.payload
-            return (r.msg.topic == self.topic and r.msg.event == "broadcast" and isinstance(p, dict)
-                    and p.get("event") in ("rtprobe", "rtprobe-fence"))
+            return (
+                r.msg.topic == self.topic
+                and r.msg.event == "broadcast"
+                and isinstance(p, dict)
+                and p.get("event") in ("rtprobe", "rtprobe-fence")
+            )
 
         r = await s.expect(match, mark)
         if r is None:
-            how = f"the socket was closed ({describe_close(s.ws)})" if s.closed else \
-                f"nothing within {self.timeout:g} s"
+            how = (
+                f"the socket was closed ({describe_close(s.ws)})"
+                if s.closed
+                else f"nothing within {self.timeout:g} s"
+            )
             self.set("f-binary", FAIL, f"no echo of a kind-3 broadcast nor of a text one: {how}")
         elif r.msg is None:
-            what = f"the text {BLOB_TEXT!r}" if isinstance(r.raw, str) else f"an undecodable binary frame ({r.error})"
-            self.set("f-binary", FAIL, f"the broadcast came back as {what}: the relay turned a binary frame into "
-                                       "text (a JS relay sending event.data as a Blob)")
+            what = (
+                f"the text {BLOB_TEXT!r}"
+                if isinstance(r.raw, str)
+                else f"an undecodable binary frame ({r.error})"
+            )
+            self.set(
+                "f-binary",
+                FAIL,
+                f"the broadcast came back as {what}: the relay turned a binary frame into "
+                "text (a JS relay sending event.data as a Blob)",
+            )
         elif r.msg.payload.get("event") == "rtprobe-fence":
-            self.set("f-binary", FAIL, "the text broadcast sent after a kind-3 binary one came back, the binary one "
-                                       "did not: binary frames do not reach the server as binary (a JS relay sends "
-                                       f"a Blob on as the text {BLOB_TEXT!r}, which Realtime ignores)")
+            self.set(
+                "f-binary",
+                FAIL,
+                "the text broadcast sent after a kind-3 binary one came back, the binary one "
+                "did not: binary frames do not reach the server as binary (a JS relay sends "
+                f"a Blob on as the text {BLOB_TEXT!r}, which Realtime ignores)",
+            )
         elif r.msg.kind == frames.USER_BROADCAST and r.msg.payload.get("payload") == {"probe": marker}:
             self.set("f-binary", PASS, "kind 3 out, binary kind 4 back with the same payload")
         else:
@@ -446,14 +524,26 @@ class Probe:
         await s._task
         rcvd = s.ws.protocol.close_rcvd
         if rcvd is None:
-            self.set("g-close", FAIL, f"close {CLOSE_CODE} got no close frame back within {self.timeout:g} s: the "
-                                      "relay does not complete the closing handshake")
+            self.set(
+                "g-close",
+                FAIL,
+                f"close {CLOSE_CODE} got no close frame back within {self.timeout:g} s: the "
+                "relay does not complete the closing handshake",
+            )
         elif rcvd.code == CLOSE_CODE:
-            self.set("g-close", PASS, f"close {CLOSE_CODE} ({CLOSE_REASON}) answered with {CLOSE_CODE}; what the "
-                                      "server received is not visible from a client")
+            self.set(
+                "g-close",
+                PASS,
+                f"close {CLOSE_CODE} ({CLOSE_REASON}) answered with {CLOSE_CODE}; what the "
+                "server received is not visible from a client",
+            )
         else:
-            self.set("g-close", FAIL, f"close {CLOSE_CODE} answered with {describe_close(s.ws)}: the relay does not "
-                                      "forward the client's close code")
+            self.set(
+                "g-close",
+                FAIL,
+                f"close {CLOSE_CODE} answered with {describe_close(s.ws)}: the relay does not "
+                "forward the client's close code",
+            )
 
     async def check_upstream_status(self) -> None:
         name = "c-upstream-status"
@@ -463,10 +553,18 @@ class Probe:
             r = e.response
             err = realtime_error(r.body)
             if err is not None:
-                self.set(name, PASS, f"an invalid apikey got the server's {r.status_code} {json.dumps({'error': err})}")
+                self.set(
+                    name,
+                    PASS,
+                    f"an invalid apikey got the server's {r.status_code} {json.dumps({'error': err})}",
+                )
             else:
-                self.set(name, FAIL, f"an invalid apikey got {r.status_code} {body_text(r.body)}, not Realtime's JSON "
-                                     "{\"error\": ...}: the relay replaced the server's answer")
+                self.set(
+                    name,
+                    FAIL,
+                    f"an invalid apikey got {r.status_code} {body_text(r.body)}, not Realtime's JSON "
+                    '{"error": ...}: the relay replaced the server\'s answer',
+                )
             return
         except InvalidHandshake as e:
             self.set(name, FAIL, f"broken handshake with an invalid apikey: {e}")
@@ -478,11 +576,20 @@ class Probe:
         s.start()
         await s.send(heartbeat(s.ref()))  # what a client does next
         r = await s.expect(lambda r: True)
-        then = (f"then closed {describe_close(ws)}" if s.closed else
-                "then a frame came back" if r is not None else f"then nothing for {self.timeout:g} s")
-        self.set(name, FAIL, f"an invalid apikey ({INVALID_KEY!r}) got 101, {then}: the relay answered before the "
-                             "server did, so Realtime's 401 and its reason never reach the client (unless this server "
-                             "accepts any apikey)")
+        then = (
+            f"then closed {describe_close(ws)}"
+            if s.closed
+            else "then a frame came back"
+            if r is not None
+            else f"then nothing for {self.timeout:g} s"
+        )
+        self.set(
+            name,
+            FAIL,
+            f"an invalid apikey ({INVALID_KEY!r}) got 101, {then}: the relay answered before the "
+            "server did, so Realtime's 401 and its reason never reach the client (unless this server "
+            "accepts any apikey)",
+        )
         if not s.closed:
             await ws.close()
         await s._task
@@ -495,10 +602,16 @@ class Probe:
             r = e.response
             a = self.checks["a-query"]
             if a.status == FAIL and str(r.status_code) in a.detail:
-                self.set(name, SKIP, f"not checked: refused with {r.status_code} like every upgrade (see a-query)")
+                self.set(
+                    name, SKIP, f"not checked: refused with {r.status_code} like every upgrade (see a-query)"
+                )
             else:
-                self.set(name, FAIL, f"offering subprotocol 'phoenix' got {r.status_code} "
-                                     f"{realtime_error(r.body) or body_text(r.body)}")
+                self.set(
+                    name,
+                    FAIL,
+                    f"offering subprotocol 'phoenix' got {r.status_code} "
+                    f"{realtime_error(r.body) or body_text(r.body)}",
+                )
             return
         except InvalidHandshake as e:
             self.set(name, FAIL, f"offering subprotocol 'phoenix' broke the handshake: {e}")
@@ -510,8 +623,12 @@ class Probe:
             if ws.subprotocol is None:
                 self.set(name, PASS, "offered 'phoenix'; the 101 selected no subprotocol, as Realtime does")
             else:
-                self.set(name, FAIL, f"offered 'phoenix'; the 101 selected {ws.subprotocol!r}, which Realtime never "
-                                     "selects: the relay echoes the offer (browsers then talk a protocol nobody chose)")
+                self.set(
+                    name,
+                    FAIL,
+                    f"offered 'phoenix'; the 101 selected {ws.subprotocol!r}, which Realtime never "
+                    "selects: the relay echoes the offer (browsers then talk a protocol nobody chose)",
+                )
         finally:
             await ws.close()
 
@@ -534,8 +651,9 @@ def report_text(url: str, checks: list[Check]) -> str:
 def report_json(url: str, checks: list[Check]) -> dict[str, Any]:
     return {
         "url": url,
-        "checks": [{"name": c.name, "ok": c.ok, "status": c.status, "detail": c.detail, "fix": c.fix}
-                   for c in checks],
+        "checks": [
+            {"name": c.name, "ok": c.ok, "status": c.status, "detail": c.detail, "fix": c.fix} for c in checks
+        ],
         "ok": all(c.status == PASS for c in checks),
     }
 
@@ -545,17 +663,27 @@ def default_key() -> str:
     if key:
         return key
     from rtproxy_local.jwt import dev_anon_key
+
     return dev_anon_key()
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("url", help="the relay's base URL, http(s)://host[:port] (the probe adds /realtime/v1/websocket)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    ap.add_argument(
+        "url", help="the relay's base URL, http(s)://host[:port] (the probe adds /realtime/v1/websocket)"
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the checklist")
     ap.add_argument("--key", help="apikey (default: $SUPABASE_ANON_KEY, else the local dev anon key)")
-    ap.add_argument("--timeout", type=float, default=5.0,
-                    help="seconds to wait for each answer the checks expect (default 5)")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        help="seconds to wait for each answer the checks expect (default 5)",
+    )
     try:
         args = ap.parse_args(argv)
     except SystemExit as e:

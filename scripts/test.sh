@@ -29,4 +29,7 @@ for dir in "$ROOT/tests/browser/site" "$ROOT/tests/node"; do
 done
 
 cd "$ROOT"
+# Lint and format first: the tree is kept clean (pyproject.toml [tool.ruff]).
+"$ROOT/.venv/bin/ruff" check --quiet . && "$ROOT/.venv/bin/ruff" format --check --quiet . \
+    || { echo "ruff found problems (above): fix them, or run .venv/bin/ruff format ." >&2; exit 1; }
 exec "$ROOT/.venv/bin/python" -m pytest "$@"

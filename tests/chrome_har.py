@@ -22,7 +22,7 @@ def _headers(h) -> list[dict]:
 def entry(flow: http.HTTPFlow) -> dict:
     url = flow.metadata.get("rtproxy.original_url", flow.request.pretty_url)
     url = url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-    started = dt.datetime.fromtimestamp(flow.request.timestamp_start, dt.timezone.utc)
+    started = dt.datetime.fromtimestamp(flow.request.timestamp_start, dt.UTC)
     resp = flow.response
     out = {
         "_initiator": {"type": "script"},
@@ -30,14 +30,33 @@ def entry(flow: http.HTTPFlow) -> dict:
         "_resourceType": "websocket",
         "cache": {},
         "connection": "0",
-        "request": {"method": "GET", "url": url, "httpVersion": "HTTP/1.1", "headers": _headers(flow.request.headers),
-                    "queryString": [{"name": k, "value": v} for k, v in flow.request.query.items(multi=True)],
-                    "cookies": [], "headersSize": -1, "bodySize": 0},
-        "response": {"status": resp.status_code if resp else 0, "statusText": resp.reason if resp else "",
-                     "httpVersion": "HTTP/1.1", "headers": _headers(resp.headers) if resp else [], "cookies": [],
-                     "content": {"size": len(resp.raw_content or b"") if resp else 0, "mimeType": "x-unknown",
-                                 **({"text": resp.get_text(strict=False)} if resp and resp.raw_content else {})},
-                     "redirectURL": "", "headersSize": -1, "bodySize": -1, "_transferSize": 0, "_error": None},
+        "request": {
+            "method": "GET",
+            "url": url,
+            "httpVersion": "HTTP/1.1",
+            "headers": _headers(flow.request.headers),
+            "queryString": [{"name": k, "value": v} for k, v in flow.request.query.items(multi=True)],
+            "cookies": [],
+            "headersSize": -1,
+            "bodySize": 0,
+        },
+        "response": {
+            "status": resp.status_code if resp else 0,
+            "statusText": resp.reason if resp else "",
+            "httpVersion": "HTTP/1.1",
+            "headers": _headers(resp.headers) if resp else [],
+            "cookies": [],
+            "content": {
+                "size": len(resp.raw_content or b"") if resp else 0,
+                "mimeType": "x-unknown",
+                **({"text": resp.get_text(strict=False)} if resp and resp.raw_content else {}),
+            },
+            "redirectURL": "",
+            "headersSize": -1,
+            "bodySize": -1,
+            "_transferSize": 0,
+            "_error": None,
+        },
         "serverIPAddress": "127.0.0.1",
         "startedDateTime": started.isoformat().replace("+00:00", "Z"),
         "time": 0,
@@ -45,9 +64,14 @@ def entry(flow: http.HTTPFlow) -> dict:
     }
     if flow.websocket is not None:
         out["_webSocketMessages"] = [
-            {"type": "send" if m.from_client else "receive", "time": m.timestamp, "opcode": 1 if m.is_text else 2,
-             "data": m.content.decode("utf-8") if m.is_text else base64.b64encode(m.content).decode()}
-            for m in flow.websocket.messages if not (m.dropped and not m.from_client)  # the page never got it
+            {
+                "type": "send" if m.from_client else "receive",
+                "time": m.timestamp,
+                "opcode": 1 if m.is_text else 2,
+                "data": m.content.decode("utf-8") if m.is_text else base64.b64encode(m.content).decode(),
+            }
+            for m in flow.websocket.messages
+            if not (m.dropped and not m.from_client)  # the page never got it
         ]
     return out
 
@@ -55,6 +79,12 @@ def entry(flow: http.HTTPFlow) -> dict:
 def write_chrome_har(flowfile: Path, out: Path) -> None:
     with open(flowfile, "rb") as f:
         flows = [fl for fl in io.FlowReader(f).stream() if isinstance(fl, http.HTTPFlow)]
-    har = {"log": {"version": "1.2", "creator": {"name": "WebInspector", "version": "537.36"},
-                   "pages": [], "entries": [entry(fl) for fl in flows]}}
+    har = {
+        "log": {
+            "version": "1.2",
+            "creator": {"name": "WebInspector", "version": "537.36"},
+            "pages": [],
+            "entries": [entry(fl) for fl in flows],
+        }
+    }
     out.write_text(json.dumps(har, indent=2))

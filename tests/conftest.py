@@ -55,10 +55,28 @@ def anon_key() -> str:
 class Mitmdump:
     """mitmdump -s addon/rtproxy.py in reverse mode as the Worker; `lines` is its output so far."""
 
-    def __init__(self, tmp: Path, *sets: str, mode: str = "reverse:http://worker.invalid",
-                 extra: tuple[str, ...] = (), program: str = MITMDUMP) -> None:
-        self.args = [program, "--listen-host", "127.0.0.1", "-p", "0", "--mode", mode, "-s", ADDON,
-                     "--set", f"confdir={tmp}", *extra]
+    def __init__(
+        self,
+        tmp: Path,
+        *sets: str,
+        mode: str = "reverse:http://worker.invalid",
+        extra: tuple[str, ...] = (),
+        program: str = MITMDUMP,
+    ) -> None:
+        self.args = [
+            program,
+            "--listen-host",
+            "127.0.0.1",
+            "-p",
+            "0",
+            "--mode",
+            mode,
+            "-s",
+            ADDON,
+            "--set",
+            f"confdir={tmp}",
+            *extra,
+        ]
         for s in sets:
             self.args += ["--set", s]
         self.lines: list[str] = []
@@ -67,11 +85,12 @@ class Mitmdump:
         self.proc: asyncio.subprocess.Process | None = None
         self.returncode: int | None = None
 
-    async def start(self) -> "Mitmdump":
+    async def start(self) -> Mitmdump:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.pop("SUPABASE_URL", None)
         self.proc = await asyncio.create_subprocess_exec(
-            *self.args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
+            *self.args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
+        )
         self._reader = asyncio.create_task(self._read())
         m = await self.wait_for(r"listening at .*:(\d+)")
         self.port = int(m.group(1))
@@ -100,8 +119,9 @@ class Mitmdump:
                             return m
                     i = len(self.lines)
                     if self.returncode is not None:
-                        raise AssertionError(f"mitmdump exited ({self.returncode}) without {pattern!r}:\n"
-                                             + self.output)
+                        raise AssertionError(
+                            f"mitmdump exited ({self.returncode}) without {pattern!r}:\n" + self.output
+                        )
                     await self._changed.wait()
 
         try:

@@ -32,26 +32,49 @@ def har(case: dict[str, Any]) -> dict[str, Any]:
     """What Chrome's "Save all as HAR with content" writes: no close frames, times in epoch seconds."""
     entries = []
     for c in case["connections"]:
-        started = dt.datetime.fromtimestamp(c["start"], dt.timezone.utc)
+        started = dt.datetime.fromtimestamp(c["start"], dt.UTC)
         messages = []
         for fr in c["frames"]:
             text, data = _frame_bytes(fr)
-            messages.append({"type": "send" if fr["dir"] == "send" else "receive", "time": c["start"] + fr["t"],
-                             "opcode": 1 if text else 2,
-                             "data": data.decode("utf-8") if text else base64.b64encode(data).decode()})
-        entries.append({
-            "_resourceType": "websocket",
-            "request": {"method": "GET", "url": c["url"], "httpVersion": "HTTP/1.1",
-                        "headers": [{"name": "Upgrade", "value": "websocket"}]},
-            "response": {"status": c["status"], "statusText": "",
-                         "headers": [{"name": k, "value": v} for k, v in c.get("response_headers") or []],
-                         "content": {"size": len(c.get("response_body") or ""), "mimeType": "x-unknown",
-                                     **({"text": c["response_body"]} if c.get("response_body") else {})}},
-            "startedDateTime": started.isoformat().replace("+00:00", "Z"),
-            "time": (c["end"] * 1000) if c["status"] == 101 else 0,
-            "_webSocketMessages": messages if c["status"] == 101 else [],
-        })
-    return {"log": {"version": "1.2", "creator": {"name": "WebInspector", "version": "537.36"}, "entries": entries}}
+            messages.append(
+                {
+                    "type": "send" if fr["dir"] == "send" else "receive",
+                    "time": c["start"] + fr["t"],
+                    "opcode": 1 if text else 2,
+                    "data": data.decode("utf-8") if text else base64.b64encode(data).decode(),
+                }
+            )
+        entries.append(
+            {
+                "_resourceType": "websocket",
+                "request": {
+                    "method": "GET",
+                    "url": c["url"],
+                    "httpVersion": "HTTP/1.1",
+                    "headers": [{"name": "Upgrade", "value": "websocket"}],
+                },
+                "response": {
+                    "status": c["status"],
+                    "statusText": "",
+                    "headers": [{"name": k, "value": v} for k, v in c.get("response_headers") or []],
+                    "content": {
+                        "size": len(c.get("response_body") or ""),
+                        "mimeType": "x-unknown",
+                        **({"text": c["response_body"]} if c.get("response_body") else {}),
+                    },
+                },
+                "startedDateTime": started.isoformat().replace("+00:00", "Z"),
+                "time": (c["end"] * 1000) if c["status"] == 101 else 0,
+                "_webSocketMessages": messages if c["status"] == 101 else [],
+            }
+        )
+    return {
+        "log": {
+            "version": "1.2",
+            "creator": {"name": "WebInspector", "version": "537.36"},
+            "entries": entries,
+        }
+    }
 
 
 def flows(case: dict[str, Any]) -> list[http.HTTPFlow]:
@@ -71,8 +94,14 @@ def flows(case: dict[str, Any]) -> list[http.HTTPFlow]:
             ws = websocket.WebSocketData()
             for fr in c["frames"]:
                 text, data = _frame_bytes(fr)
-                ws.messages.append(websocket.WebSocketMessage(Opcode.TEXT if text else Opcode.BINARY,
-                                                              fr["dir"] == "send", data, c["start"] + fr["t"]))
+                ws.messages.append(
+                    websocket.WebSocketMessage(
+                        Opcode.TEXT if text else Opcode.BINARY,
+                        fr["dir"] == "send",
+                        data,
+                        c["start"] + fr["t"],
+                    )
+                )
             close = c.get("close")
             if close is not None:
                 ws.timestamp_end = c["start"] + c["end"]

@@ -15,13 +15,16 @@ from websockets.asyncio.client import connect
 
 T = 5  # safety-net timeout for awaiting events, never a threshold
 KEY = dev_anon_key()
-CLI_ANON_KEY = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
-                ".eyJpc3MiOiJzdXBhYmFzZS1kZW1vIiwicm9sZSI6ImFub24iLCJleHAiOjE5ODM4MTI5OTZ9"
-                ".CRXP1A7WOeoJeXxjNni43kdQwgnWNReilDMblYTn_I0")
+CLI_ANON_KEY = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+    ".eyJpc3MiOiJzdXBhYmFzZS1kZW1vIiwicm9sZSI6ImFub24iLCJleHAiOjE5ODM4MTI5OTZ9"
+    ".CRXP1A7WOeoJeXxjNni43kdQwgnWNReilDMblYTn_I0"
+)
 
 
-def ws_url(srv, vsn: str | None = "1.0.0", apikey: str | None = KEY,
-           path: str = "/realtime/v1/websocket") -> str:
+def ws_url(
+    srv, vsn: str | None = "1.0.0", apikey: str | None = KEY, path: str = "/realtime/v1/websocket"
+) -> str:
     q = [f"apikey={apikey}"] if apikey is not None else []
     q += [f"vsn={vsn}"] if vsn is not None else []
     return f"ws://127.0.0.1:{srv.port}{path}?{'&'.join(q)}"
@@ -38,8 +41,12 @@ async def raw_get(srv, target: str, headers: dict[str, str] | None = None, upgra
     r, w = await asyncio.open_connection("127.0.0.1", srv.port)
     hdrs = {"Host": f"127.0.0.1:{srv.port}"}
     if upgrade:
-        hdrs |= {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-                 "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()}
+        hdrs |= {
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+        }
     hdrs |= headers or {}
     lines = [f"GET {target} HTTP/1.1"] + [f"{k}: {v}" for k, v in hdrs.items()]
     w.write(("\r\n".join(lines) + "\r\n\r\n").encode())
@@ -78,8 +85,15 @@ def as_dict(frame, vsn) -> dict:
 
 
 async def join(ws, topic="realtime:room", vsn="1.0.0", ref="1", config=None, **extra):
-    payload = {"config": config or {"broadcast": {"self": False, "ack": False},
-                                    "presence": {"key": "", "enabled": False}, "private": False}, **extra}
+    payload = {
+        "config": config
+        or {
+            "broadcast": {"self": False, "ack": False},
+            "presence": {"key": "", "enabled": False},
+            "private": False,
+        },
+        **extra,
+    }
     await ws.send(enc(vsn, topic, "phx_join", payload, ref=ref, join_ref=ref))
     return as_dict(await recv(ws), vsn)
 
@@ -90,5 +104,3 @@ async def heartbeat_is_next(ws, vsn="1.0.0", ref="hb"):
     got = as_dict(await recv(ws), vsn)
     assert (got["topic"], got["event"], got["ref"]) == ("phoenix", "phx_reply", ref), got
     assert got["payload"] == {"response": {}, "status": "ok"}
-
-

@@ -63,7 +63,15 @@ def test_session_state_is_capped():
     assert len(s.pending) <= session_mod.MAX_PENDING
     ch = s.current["realtime:c0"]
     for i in range(200):
-        s.feed(_v2("0", None, "realtime:c0", "system", {"extension": "system", "status": "ok", "message": "m"},
-                   client=False))
+        s.feed(
+            _v2(
+                "0",
+                None,
+                "realtime:c0",
+                "system",
+                {"extension": "system", "status": "ok", "message": "m"},
+                client=False,
+            )
+        )
     assert len(ch.system) == session_mod.MAX_HISTORY
     assert len(s.heartbeats.gaps) <= 64

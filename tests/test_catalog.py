@@ -20,8 +20,11 @@ WIRE = [
     (U, "The token provided is not a valid JWT", "token-invalid"),
     (U, "Failed to validate JWT signature", "token-invalid"),
     (U, "Failed to generate JWT signer, check your JWT secret or JWKS configuration", "token-invalid"),
-    (U, 'Failed to generate JWT signer for key ID (kid) "key-1", check your JWT secret or JWKS configuration',
-     "token-invalid"),
+    (
+        U,
+        'Failed to generate JWT signer for key ID (kid) "key-1", check your JWT secret or JWKS configuration',
+        "token-invalid",
+    ),
     (U, "Realtime was disabled for this tenant", "realtime-disabled"),
     (U, "Tenant not found", "tenant-not-found"),
     (U, "Too many connected users", "rate-limited"),
@@ -39,31 +42,67 @@ WIRE = [
     (J, "InvalidJWTToken: Token expiration time is invalid", "token-expired"),
     (J, "MalformedJWT: The token provided is not a valid JWT", "token-invalid"),
     (J, "JwtSignatureError: Failed to validate JWT signature", "token-invalid"),
-    (J, 'JwtSignerError: Failed to generate JWT signer for key ID (kid) "k1", check your JWT secret or JWKS '
-        "configuration", "token-invalid"),
-    (J, "JwtSignerError: Failed to generate JWT signer, check your JWT secret or JWKS configuration",
-     "token-invalid"),
-    (J, "Unauthorized: You do not have permissions to read from this Channel topic: private-room",
-     "join-unauthorized"),
-    (J, "PrivateOnly: This project only allows private channels", "join-unauthorized"),  # supabase-flutter#1311
+    (
+        J,
+        (
+            'JwtSignerError: Failed to generate JWT signer for key ID (kid) "k1", check your JWT secret or JWKS '
+            "configuration"
+        ),
+        "token-invalid",
+    ),
+    (
+        J,
+        "JwtSignerError: Failed to generate JWT signer, check your JWT secret or JWKS configuration",
+        "token-invalid",
+    ),
+    (
+        J,
+        "Unauthorized: You do not have permissions to read from this Channel topic: private-room",
+        "join-unauthorized",
+    ),
+    (
+        J,
+        "PrivateOnly: This project only allows private channels",
+        "join-unauthorized",
+    ),  # supabase-flutter#1311
     (J, "ChannelRateLimitReached: Too many channels", "rate-limited"),
     (J, "ConnectionRateLimitReached: Too many connected users", "rate-limited"),
     (J, "ClientJoinRateLimitReached: Too many joins per second", "rate-limited"),
     (J, "TenantNotFound: Tenant with the given ID does not exist", "tenant-not-found"),
     (J, "RealtimeDisabledForTenant: Realtime disabled for this tenant", "realtime-disabled"),
-    (J, "InitializingProjectConnection: Realtime is initializing the project connection", "server-restarting"),
+    (
+        J,
+        "InitializingProjectConnection: Realtime is initializing the project connection",
+        "server-restarting",
+    ),
     (J, "InitializingProjectConnection: Connecting to the project database", "server-restarting"),
     (J, "IncreaseConnectionPool: Please increase your connection pool size", "database-unavailable"),
-    (J, "DatabaseLackOfConnections: Database can't accept more connections, Realtime won't connect",
-     "database-unavailable"),
-    (J, "DatabaseConnectionRateLimitReached: Too many database connections attempts per second",
-     "database-unavailable"),
-    (J, "UnableToConnectToProject: Realtime was unable to connect to the project database",
-     "database-unavailable"),
+    (
+        J,
+        "DatabaseLackOfConnections: Database can't accept more connections, Realtime won't connect",
+        "database-unavailable",
+    ),
+    (
+        J,
+        "DatabaseConnectionRateLimitReached: Too many database connections attempts per second",
+        "database-unavailable",
+    ),
+    (
+        J,
+        "UnableToConnectToProject: Realtime was unable to connect to the project database",
+        "database-unavailable",
+    ),
     (J, "Realtime was unable to connect to the project database", "database-unavailable"),  # flutter#982
-    (J, 'QueryCanceled: %Postgrex.Error{\n  message: nil,\n  postgres: %{code: :query_canceled}\n}',
-     "database-unavailable"),
-    (J, "MissingPartition: Realtime was unable to find the expected messages partition", "database-unavailable"),
+    (
+        J,
+        "QueryCanceled: %Postgrex.Error{\n  message: nil,\n  postgres: %{code: :query_canceled}\n}",
+        "database-unavailable",
+    ),
+    (
+        J,
+        "MissingPartition: Realtime was unable to find the expected messages partition",
+        "database-unavailable",
+    ),
     (J, "TimeoutOnRpcCall: Node request timeout", "database-unavailable"),
     (J, "ErrorOnRpcCall: RPC call error: :noconnection", "database-unavailable"),
     (J, "UnableToReplayMessages: Realtime was unable to replay messages", "join-error"),
@@ -80,8 +119,11 @@ WIRE = [
     (S, "Token has expired 0 seconds ago", "token-expired"),
     (S, "Fields `role` and `exp` are required in JWT", "token-invalid"),
     (S, "The token provided is not a valid JWT", "token-invalid"),
-    (S, 'Failed to generate JWT signer for key ID (kid) "k1", check your JWT secret or JWKS configuration',
-     "token-invalid"),
+    (
+        S,
+        'Failed to generate JWT signer for key ID (kid) "k1", check your JWT secret or JWKS configuration',
+        "token-invalid",
+    ),
     (S, ":signature_error", "token-invalid"),
     (S, ":error_generating_signer", "token-invalid"),
     (S, ":expected_claims_map", "token-invalid"),
@@ -107,20 +149,42 @@ WIRE = [
     (S, "Server requested disconnect", "server-close"),
     # handle_info(:postgres_subscribe), subscriptions.ex
     (P, "Subscribed to PostgreSQL", ""),
-    (P, "Unable to subscribe to changes with given parameters. Please check Realtime is enabled for the given "
-        "connect parameters: [event: *, schema: public, table: doesnotexist, filters: [], select: nil]",
-     "postgres-changes-error"),
-    (P, "Unable to subscribe to changes with given parameters. An exception happened so please check your "
-        'connect parameters: [event: *, schema: public, table: todos, filters: [{"notacolumn", "eq", "123", '
-        'false}], select: nil]. Exception: ERROR P0001 (raise_exception) invalid column for filter notacolumn',
-     "postgres-changes-error"),
+    (
+        P,
+        (
+            "Unable to subscribe to changes with given parameters. Please check Realtime is enabled for the given "
+            "connect parameters: [event: *, schema: public, table: doesnotexist, filters: [], select: nil]"
+        ),
+        "postgres-changes-error",
+    ),
+    (
+        P,
+        (
+            "Unable to subscribe to changes with given parameters. An exception happened so please check your "
+            'connect parameters: [event: *, schema: public, table: todos, filters: [{"notacolumn", "eq", "123", '
+            "false}], select: nil]. Exception: ERROR P0001 (raise_exception) invalid column for filter notacolumn"
+        ),
+        "postgres-changes-error",
+    ),
     (P, 'Error parsing `filter` params: ["foo", "hey"]', "postgres-changes-error"),
-    (P, "No subscription params provided. Please provide at least a `schema` or `table` to subscribe to: %{}",
-     "postgres-changes-error"),
-    (P, 'Error parsing `select` params: expected a list of column name strings, e.g. select: ["col1", "col2"]',
-     "postgres-changes-error"),
-    (P, "Column selection is not supported for wildcard subscriptions. Provide an explicit schema and table "
-        "name.", "postgres-changes-error"),
+    (
+        P,
+        "No subscription params provided. Please provide at least a `schema` or `table` to subscribe to: %{}",
+        "postgres-changes-error",
+    ),
+    (
+        P,
+        'Error parsing `select` params: expected a list of column name strings, e.g. select: ["col1", "col2"]',
+        "postgres-changes-error",
+    ),
+    (
+        P,
+        (
+            "Column selection is not supported for wildcard subscriptions. Provide an explicit schema and table "
+            "name."
+        ),
+        "postgres-changes-error",
+    ),
     (P, '{:error, "Too many database timeouts"}', "postgres-changes-error"),
     # push replies
     (R, "payload_size_exceeded", "message-too-large"),
@@ -131,7 +195,11 @@ WIRE = [
     (J, "Token hasexpired 12 seconds ago", "token-expired"),
     (J, 'Invalid value for JWT claim "exp" with value 1743593832', "token-expired"),  # supabase-js#1390
     (J, 'Invalid value for JWT claim "exp"', "token-expired"),
-    (J, 'InvalidJWTToken: Invalid value for JWT claim "exp" with value 1743593832', "token-expired"),  # js#1390
+    (
+        J,
+        'InvalidJWTToken: Invalid value for JWT claim "exp" with value 1743593832',
+        "token-expired",
+    ),  # js#1390
     (J, "Invalid JWT Token", "token-invalid"),  # supabase-flutter#982
     (J, '{:error, [message: "Invalid token", claim: "exp", claim_val: 1692674245]}', "token-expired"),
     (J, "Too many channels", "rate-limited"),
@@ -163,23 +231,38 @@ WIRE = [
     (J, "Node request timeout", "database-unavailable"),
     (J, "Tenant with the given ID does not exist", "tenant-not-found"),
     (J, "Realtime disabled for this tenant", "realtime-disabled"),
-    (S, 'Access token has expired: [message: "Invalid token", claim: "exp", claim_val: 1735000000]',
-     "token-expired"),
-    (S, 'access token has expired: [message: "Invalid token", claim: "exp", claim_val: 1692674245]',
-     "token-expired"),  # supabase/supabase#16684
+    (
+        S,
+        'Access token has expired: [message: "Invalid token", claim: "exp", claim_val: 1735000000]',
+        "token-expired",
+    ),
+    (
+        S,
+        'access token has expired: [message: "Invalid token", claim: "exp", claim_val: 1692674245]',
+        "token-expired",
+    ),  # supabase/supabase#16684
     (S, "Token as expired 3 seconds ago", "token-expired"),
     (S, "Token hasexpired 3 seconds ago", "token-expired"),
     (S, "Received an invalid access token from client: :missing_claims", "token-invalid"),
-    (P, "Subscribing to PostgreSQL failed: {:error, :malformed_subscription_params}",
-     "postgres-changes-error"),  # supabase/realtime#307
-    (P, '{:error, "Unable to subscribe to changes with given parameters. Please check Realtime is enabled for '
-        'the given connect parameters: [schema: public, table: todos, filters: []]"}', "postgres-changes-error"),
+    (
+        P,
+        "Subscribing to PostgreSQL failed: {:error, :malformed_subscription_params}",
+        "postgres-changes-error",
+    ),  # supabase/realtime#307
+    (
+        P,
+        (
+            '{:error, "Unable to subscribe to changes with given parameters. Please check Realtime is enabled for '
+            'the given connect parameters: [schema: public, table: todos, filters: []]"}'
+        ),
+        "postgres-changes-error",
+    ),
 ]
 
 
 @pytest.mark.parametrize("where, text, code", WIRE)
 def test_every_string_is_named_for_what_it_is(where, text, code):
-    cls, finding, entry = catalog.classify(text, where)
+    _cls, finding, entry = catalog.classify(text, where)
     assert entry is not None, f"not in the catalog: {text!r}"
     assert finding == code
 
@@ -197,15 +280,20 @@ def test_fixed_strings_render_as_sent(where, text, code):
 def test_rendering_fills_the_variable_parts():
     assert catalog.say("join.expired_token", n=5) == "InvalidJWTToken: Token has expired 5 seconds ago"
     assert catalog.say("join.unauthorized", topic="room") == (
-        "Unauthorized: You do not have permissions to read from this Channel topic: room")
+        "Unauthorized: You do not have permissions to read from this Channel topic: room"
+    )
     with pytest.raises(KeyError):
         catalog.say("join.unauthorized")
 
 
 def test_a_reworded_message_is_classified_by_its_code():
     """A later release rewording a message keeps the "<Code>: " prefix of RealtimeChannel.Logging."""
-    assert catalog.classify("DatabaseLackOfConnections: Only 91 available connections. At least 126 "
-                            "connections are required.")[1] == "database-unavailable"  # supabase/realtime#1373
+    assert (
+        catalog.classify(
+            "DatabaseLackOfConnections: Only 91 available connections. At least 126 connections are required."
+        )[1]
+        == "database-unavailable"
+    )  # supabase/realtime#1373
     assert catalog.classify("Something Realtime never said")[1] == "join-error"
 
 

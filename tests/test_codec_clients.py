@@ -23,25 +23,33 @@ NODE_DIR = ROOT / "tests" / "node"
 SERVER_FRAMES = [
     # 1.0.0 objects as Phoenix.Socket.V1.JSONSerializer writes them (no join_ref), and lighter ones
     '{"event":"phx_reply","payload":{"response":{},"status":"ok"},"ref":"1","topic":"phoenix"}',
-    '{"ref":"1","event":"phx_reply","payload":{"status":"ok","response":{"postgres_changes":[]}},'
-    '"topic":"realtime:test"}',  # supabase/supabase-py#1297, as pasted
-    '{"event":"broadcast","payload":{"event":"e","payload":{"a":1},"type":"broadcast"},"ref":null,'
-    '"topic":"realtime:room"}',
+    (
+        '{"ref":"1","event":"phx_reply","payload":{"status":"ok","response":{"postgres_changes":[]}},'
+        '"topic":"realtime:test"}'
+    ),  # supabase/supabase-py#1297, as pasted
+    (
+        '{"event":"broadcast","payload":{"event":"e","payload":{"a":1},"type":"broadcast"},"ref":null,'
+        '"topic":"realtime:room"}'
+    ),
     '{"topic":"realtime:t","event":"broadcast","payload":{"event":"e","payload":{}}}',  # no ref: realtime-js
     '{"topic":"realtime:t","event":"presence_diff"}',  # no payload: realtime-js routes it
-    '{"event":"phx_reply","payload":{"response":"payload_size_exceeded","status":"error"},"ref":"7",'
-    '"topic":"realtime:room"}',
+    (
+        '{"event":"phx_reply","payload":{"response":"payload_size_exceeded","status":"error"},"ref":"7",'
+        '"topic":"realtime:room"}'
+    ),
     '{"topic":5,"event":"broadcast","payload":{},"ref":null}',  # neither: topic not a string
     '{"topic":"realtime:t","event":"phx_reply","ref":"1"}',  # neither: a reply without payload
     '{"topic":"realtime:t","event":"x","payload":{"n":NaN},"ref":null}',  # neither: NaN is not JSON
     # 2.0.0 arrays as V2Serializer encodes them
     '["1","1","realtime:room","phx_reply",{"response":{"postgres_changes":[]},"status":"ok"}]',
     '[null,null,"realtime:room","broadcast",{"event":"e","payload":{},"type":"broadcast"}]',
-    '["1",null,"realtime:room","system",{"channel":"room","extension":"system",'
-    '"message":"Server requested disconnect","status":"ok"}]',
+    (
+        '["1",null,"realtime:room","system",{"channel":"room","extension":"system",'
+        '"message":"Server requested disconnect","status":"ok"}]'
+    ),
     '[null,null,"realtime:room","presence_diff"]',  # short: realtime-js destructures it
     '[null,null,"realtime:room"]',  # neither: no event
-    '{"topic":"realtime:t","event":"e","payload":{},"ref":null', # neither: cut off
+    '{"topic":"realtime:t","event":"e","payload":{},"ref":null',  # neither: cut off
 ]
 
 SERVER_BINARY = [
@@ -62,8 +70,14 @@ def realtime_js(batch: list[dict]) -> list[dict]:
         if os.environ.get("CI"):
             pytest.fail("node and tests/node/node_modules are needed; CI must install them")
         pytest.skip("needs node and npm ci --prefix tests/node")
-    out = subprocess.run(["node", str(NODE_DIR / "decode.mjs")], input=json.dumps(batch), capture_output=True,
-                         text=True, timeout=60, check=True)
+    out = subprocess.run(
+        ["node", str(NODE_DIR / "decode.mjs")],
+        input=json.dumps(batch),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -94,7 +108,11 @@ def test_text_server_frames_decode_as_the_clients_do(js, text):
     assert accepted, "neither realtime-js nor realtime-py takes this frame"
     if js[text]["ok"]:
         assert (m.topic, m.event, m.ref, m.join_ref) == (
-            js[text]["topic"], js[text]["event"], js[text]["ref"], js[text]["join_ref"])
+            js[text]["topic"],
+            js[text]["event"],
+            js[text]["ref"],
+            js[text]["join_ref"],
+        )
 
 
 @pytest.mark.parametrize("hexdata", SERVER_BINARY)

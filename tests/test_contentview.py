@@ -24,7 +24,9 @@ def rt_flow(path: str = "/realtime/v1/websocket?apikey=k&vsn=2.0.0"):
     return f
 
 
-def message(f, content: bytes | str, *, from_client: bool, binary: bool = False) -> websocket.WebSocketMessage:
+def message(
+    f, content: bytes | str, *, from_client: bool, binary: bool = False
+) -> websocket.WebSocketMessage:
     data = content.encode() if isinstance(content, str) else content
     m = websocket.WebSocketMessage(Opcode.BINARY if binary else Opcode.TEXT, from_client, data)
     f.websocket.messages.append(m)
@@ -54,8 +56,11 @@ def payload_of(text: str):
 
 async def test_v1_object_reply(view):
     f = rt_flow("/realtime/v1/websocket?apikey=k&vsn=1.0.0")
-    m = message(f, '{"event":"phx_reply","payload":{"response":{},"status":"ok"},"ref":"1","topic":"realtime:room1"}',
-                from_client=False)
+    m = message(
+        f,
+        '{"event":"phx_reply","payload":{"response":{},"status":"ok"},"ref":"1","topic":"realtime:room1"}',
+        from_client=False,
+    )
     text = render(f, m)
     assert text.splitlines()[:5] == [
         "# 1.0.0 object, server → client",
@@ -93,8 +98,12 @@ async def test_kind4_server_user_broadcast_with_binary_payload_and_meta(view):
     text = render(f, message(f, raw, from_client=False, binary=True))
     assert text.startswith("# 2.0.0 binary kind 4 (user broadcast), server → client\n")
     assert "join_ref: null" in text and "ref: null" in text
-    assert payload_of(text) == {"type": "broadcast", "event": "blob", "meta": {"replayed": True},
-                                "payload": {"bytes": 4, "hex": "00ff6869"}}
+    assert payload_of(text) == {
+        "type": "broadcast",
+        "event": "blob",
+        "meta": {"replayed": True},
+        "payload": {"bytes": 4, "hex": "00ff6869"},
+    }
 
 
 async def test_kind0_decoded_per_direction(view):
@@ -107,20 +116,31 @@ async def test_kind0_decoded_per_direction(view):
     t_down = render(f, message(f, down, from_client=False, binary=True))
     assert t_up.startswith("# 2.0.0 binary kind 0 (push), client → server") and 'ref: "2"' in t_up
     assert 'topic: "realtime:r"' in t_up and payload_of(t_up) == {"bytes": 2, "hex": "6162", "utf8": "ab"}
-    assert t_down.startswith("error: undecodable binary frame (server → client): kind 0 (push) realtime:r 'ev'")
+    assert t_down.startswith(
+        "error: undecodable binary frame (server → client): kind 0 (push) realtime:r 'ev'"
+    )
     assert "realtime-js decodes only kind 4" in t_down
 
 
-@pytest.mark.parametrize("content,binary,error", [
-    (b"\xff\x01\x02", True, "error: undecodable binary frame (client → server): unknown binary kind 255"),
-    (b"\x03\x00\x00\x09\x01\x00\x01room", True,
-     "error: undecodable binary frame (client → server): topic length 9 runs"),
-    (b"\x04\x04\x01\x00\x01room", True,
-     "error: undecodable binary frame (client → server): kind 4 (user broadcast) is a server-to-client layout"),
-    (b"hello", False, "error: undecodable text frame (client → server): text frame is neither"),
-    (b'["1", "1", "t"]', False, "error: undecodable text frame (client → server): 2.0.0 array must be"),
-    (b"[object Blob]", False, "error: undecodable text frame (client → server): invalid JSON"),
-])
+@pytest.mark.parametrize(
+    "content,binary,error",
+    [
+        (b"\xff\x01\x02", True, "error: undecodable binary frame (client → server): unknown binary kind 255"),
+        (
+            b"\x03\x00\x00\x09\x01\x00\x01room",
+            True,
+            "error: undecodable binary frame (client → server): topic length 9 runs",
+        ),
+        (
+            b"\x04\x04\x01\x00\x01room",
+            True,
+            "error: undecodable binary frame (client → server): kind 4 (user broadcast) is a server-to-client layout",
+        ),
+        (b"hello", False, "error: undecodable text frame (client → server): text frame is neither"),
+        (b'["1", "1", "t"]', False, "error: undecodable text frame (client → server): 2.0.0 array must be"),
+        (b"[object Blob]", False, "error: undecodable text frame (client → server): invalid JSON"),
+    ],
+)
 async def test_undecodable_is_an_error_line_not_a_traceback(view, content, binary, error):
     f = rt_flow()
     res = contentviews.prettify_message(message(f, content, from_client=True, binary=binary), f)
@@ -137,9 +157,24 @@ async def test_undecodable_is_an_error_line_not_a_traceback(view, content, binar
 async def test_secrets_redacted_by_default(view):
     key = dev_anon_key()
     f = rt_flow()
-    m = message(f, json.dumps(["1", "1", "realtime:room1", "phx_join",
-                               {"config": {}, "access_token": key, "note": "url?apikey=plain-secret&vsn=2.0.0",
-                                "sb": "sb_publishable_abcdef123456"}]), from_client=True)
+    m = message(
+        f,
+        json.dumps(
+            [
+                "1",
+                "1",
+                "realtime:room1",
+                "phx_join",
+                {
+                    "config": {},
+                    "access_token": key,
+                    "note": "url?apikey=plain-secret&vsn=2.0.0",
+                    "sb": "sb_publishable_abcdef123456",
+                },
+            ]
+        ),
+        from_client=True,
+    )
     text = render(f, m)
     assert key not in text
     p = payload_of(text)
@@ -155,8 +190,11 @@ async def test_secrets_shown_with_rt_show_secrets():
     addon, tracker = RealtimeView(), Tracker()
     with taddons.context(addon, tracker) as tctx:
         f = rt_flow()
-        m = message(f, json.dumps(["1", "1", "realtime:room1", "access_token", {"access_token": key}]),
-                    from_client=True)
+        m = message(
+            f,
+            json.dumps(["1", "1", "realtime:room1", "access_token", {"access_token": key}]),
+            from_client=True,
+        )
         assert key not in render(f, m)
         tctx.configure(tracker, rt_show_secrets=True)
         assert payload_of(render(f, m)) == {"access_token": key}
@@ -241,6 +279,8 @@ def test_view_works_without_a_master(monkeypatch):
     monkeypatch.delattr(ctx, "options", raising=False)
     cv = RealtimeContentview()
     f = rt_flow()
-    m = message(f, json.dumps(["1", "1", "realtime:r", "phx_join", {"access_token": "abc"}]), from_client=True)
+    m = message(
+        f, json.dumps(["1", "1", "realtime:r", "phx_join", {"access_token": "abc"}]), from_client=True
+    )
     text = cv.prettify(m.content, contentviews.Metadata(flow=f, websocket_message=m))
     assert payload_of(text) == {"access_token": "[redacted]"}

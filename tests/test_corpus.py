@@ -10,11 +10,10 @@ import importlib.util
 import json
 
 import pytest
-from mitmproxy import websocket
-from mitmproxy.test import taddons
-
 from conftest import ROOT
 from corpus import CASES, flows, har, write_flows
+from mitmproxy import websocket
+from mitmproxy.test import taddons
 from rtproxy_core.diagnosis import diagnose_captures, ranked
 from rtproxy_core.redact import Redactor
 from rtproxy_core.rules import Timers
@@ -75,5 +74,6 @@ def test_case_is_named_right(case, tmp_path):
     for also in case.get("also") or []:
         assert also in codes, (case["id"], also, codes)
     if case["capture"] == "flows":
-        assert [[(f.code, f.topic) for f in fs] for fs in live(case)] == \
-               [[(f.code, f.topic) for f in fs] for fs in found]
+        assert [[(f.code, f.topic) for f in fs] for fs in live(case)] == [
+            [(f.code, f.topic) for f in fs] for fs in found
+        ]

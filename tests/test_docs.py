@@ -3,10 +3,9 @@ every option the README documents exists."""
 
 import re
 
+from conftest import ROOT
 from rtproxy_core.faults import FAULTS
 from rtproxy_core.rules import RULES
-
-from conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
 ADDON_SOURCES = "\n".join(p.read_text() for p in (ROOT / "addon" / "rtproxy_mitm").glob("*.py"))
@@ -26,5 +25,5 @@ def test_every_fault_is_documented():
 
 def test_options_match():
     assert OPTIONS, "no options found in the addon sources"
-    documented = set(re.findall(r"^\| `(rt_[a-z_]+)` \|", README, re.M))
+    documented = set(re.findall(r"^\| `(rt_[a-z_]+)` \|", README, re.MULTILINE))
     assert documented == OPTIONS

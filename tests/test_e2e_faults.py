@@ -17,8 +17,9 @@ TIMERS = "rt_timers=join=1,heartbeat=1,idle=60"
 
 
 def client(proxy, key) -> AsyncRealtimeClient:
-    return AsyncRealtimeClient(f"ws://127.0.0.1:{proxy.port}/realtime/v1", token=key, auto_reconnect=False,
-                               max_retries=1, timeout=1)
+    return AsyncRealtimeClient(
+        f"ws://127.0.0.1:{proxy.port}/realtime/v1", token=key, auto_reconnect=False, max_retries=1, timeout=1
+    )
 
 
 async def subscribe(rt: AsyncRealtimeClient, name="room1", config=None) -> tuple[list[str], object]:
@@ -32,9 +33,11 @@ async def subscribe(rt: AsyncRealtimeClient, name="room1", config=None) -> tuple
 
 async def next_status(statuses: list[str], n: int) -> None:
     """Await the n-th status callback (the client reports later outcomes from its own tasks)."""
+
     async def wait():
         while len(statuses) < n:
             await asyncio.sleep(0)  # yield to the client's tasks; bounded by wait_for below
+
     await asyncio.wait_for(wait(), 10)
 
 
@@ -43,6 +46,7 @@ async def through(local_server, mitmdump, anon_key):
     async def start(fault: str):
         proxy = await mitmdump(f"rt_supabase_url={local_server.url}", f"rt_fault={fault}", TIMERS)
         return proxy, client(proxy, anon_key)
+
     return start
 
 
@@ -60,7 +64,9 @@ async def test_delay_replies_join_timeout(through):
     statuses, _ = await subscribe(rt)
     assert statuses[0] == "TIMED_OUT"
     await proxy.wait_for(r"finding join-timeout realtime:room1 \(TIMED_OUT\)")
-    await proxy.wait_for(r"join realtime:room1 ref=\d+ \(join #2\)")  # the client's rejoin after its timeout...
+    await proxy.wait_for(
+        r"join realtime:room1 ref=\d+ \(join #2\)"
+    )  # the client's rejoin after its timeout...
     # ...whose reply is delayed as well: the client times out again (realtime-py: TIMED_OUT, CLOSED,
     # TIMED_OUT). The phx_close between them is the server ending the first join, which it had answered.
     await proxy.wait_for(r"server closed realtime:room1, an earlier join")

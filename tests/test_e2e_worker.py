@@ -10,33 +10,41 @@ import asyncio
 import json
 
 import pytest
+from conftest import TIMEOUT
 from realtime import AsyncRealtimeClient
 from rtproxy_core import frames
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import InvalidStatus
 
-from conftest import TIMEOUT
-
 
 def rt_client(proxy_url: str, key: str) -> AsyncRealtimeClient:
-    return AsyncRealtimeClient(f"{proxy_url.replace('http', 'ws', 1)}/realtime/v1", token=key,
-                               auto_reconnect=False, max_retries=1, timeout=3)
+    return AsyncRealtimeClient(
+        f"{proxy_url.replace('http', 'ws', 1)}/realtime/v1",
+        token=key,
+        auto_reconnect=False,
+        max_retries=1,
+        timeout=3,
+    )
 
 
 async def until(predicate, what: str, event: asyncio.Event) -> None:
     """Await `event` until `predicate()` holds (callbacks set the event)."""
+
     async def loop():
         while not predicate():
             event.clear()
             await event.wait()
+
     try:
         await asyncio.wait_for(loop(), TIMEOUT)
     except TimeoutError:
         raise AssertionError(f"timed out waiting for {what}") from None
 
 
-async def test_fixed_mode_real_client_subscribes_broadcasts_presence_postgres(local_server, mitmdump, anon_key):
+async def test_fixed_mode_real_client_subscribes_broadcasts_presence_postgres(
+    local_server, mitmdump, anon_key
+):
     proxy = await mitmdump(f"rt_supabase_url={local_server.url}")
     client = rt_client(proxy.url, anon_key)
     changed = asyncio.Event()
@@ -46,11 +54,13 @@ async def test_fixed_mode_real_client_subscribes_broadcasts_presence_postgres(lo
         def cb(*args):
             seen[kind].append(args)
             changed.set()
+
         return cb
 
     await client.connect()
-    ch = client.channel("room1", {"config": {"broadcast": {"self": True}, "presence": {"key": "alice",
-                                                                                      "enabled": True}}})
+    ch = client.channel(
+        "room1", {"config": {"broadcast": {"self": True}, "presence": {"key": "alice", "enabled": True}}}
+    )
     ch.on_broadcast("cursor", record("broadcast"))
     ch.on_presence_sync(record("presence"))
     ch.on_postgres_changes("INSERT", record("pg"), schema="public", table="todos")
@@ -64,8 +74,9 @@ async def test_fixed_mode_real_client_subscribes_broadcasts_presence_postgres(lo
     await ch.track({"online_at": "now"})
     await until(lambda: "alice" in ch.presence_state(), "presence sync with alice", changed)
 
-    delivered = local_server.emit_postgres_change(schema="public", table="todos", type="INSERT",
-                                                  record={"id": 1, "title": "t"})
+    delivered = local_server.emit_postgres_change(
+        schema="public", table="todos", type="INSERT", record={"id": 1, "title": "t"}
+    )
     assert delivered == 1
     await until(lambda: seen["pg"], "postgres_changes INSERT", changed)
     assert seen["pg"][0][0]["data"]["record"] == {"id": 1, "title": "t"}
@@ -93,7 +104,9 @@ async def test_relay_mode_client_gets_101_but_never_subscribes(local_server, mit
     assert "SUBSCRIBED" not in statuses
     await proxy.wait_for(r"hop: frame-dropped: Server not ready, dropping message")
     await proxy.wait_for(r"upstream ws://127\.0\.0\.1:\d+/realtime/v1/websocket$")  # the query is gone
-    await proxy.wait_for(r"upstream rejected the hop.s upgrade: 401 API key is missing \(the client got 101 already\)")
+    await proxy.wait_for(
+        r"upstream rejected the hop.s upgrade: 401 API key is missing \(the client got 101 already\)"
+    )
     await proxy.wait_for(r"closed by server: 1011 \(Proxy server error\)")
     await client.close()
 
@@ -124,8 +137,10 @@ async def test_raw_v2_client_kind3_gets_kind4_echo_decoded_in_log(local_server, 
         m = frames.decode(echo, binary=True, from_client=False)
         assert m.payload == {"type": "broadcast", "event": "cursor", "payload": {"x": 2}}
     await proxy.wait_for(r"realtime:room2 joined in \d+ ms")
-    await proxy.wait_for(r'← realtime:room2 broadcast ref=None join_ref=None kind 4 '
-                         r'\{"type":"broadcast","event":"cursor","payload":\{"x":2\}\}')
+    await proxy.wait_for(
+        r"← realtime:room2 broadcast ref=None join_ref=None kind 4 "
+        r'\{"type":"broadcast","event":"cursor","payload":\{"x":2\}\}'
+    )
 
 
 @pytest.fixture
@@ -145,8 +160,12 @@ async def recording_echo():
 async def test_inspect_mode_frames_untouched(recording_echo, mitmdump):
     port, received = recording_echo
     proxy = await mitmdump("rt_mode=inspect", mode=f"reverse:http://127.0.0.1:{port}")
-    sent = ['["1","1","realtime:r","phx_join",{}]', frames.encode_user_push("realtime:r", "e", {"a": 1}),
-            b"\xff\x00\xfe not utf-8", "x" * 70000]
+    sent = [
+        '["1","1","realtime:r","phx_join",{}]',
+        frames.encode_user_push("realtime:r", "e", {"a": 1}),
+        b"\xff\x00\xfe not utf-8",
+        "x" * 70000,
+    ]
     async with connect(f"ws://127.0.0.1:{proxy.port}/realtime/v1/websocket?vsn=2.0.0") as ws:
         for m in sent:
             await ws.send(m)

@@ -67,10 +67,14 @@ class Chaos:
             return
         target = head.split(b" ", 2)[1].decode("latin-1")
         case = parse_qs(urlsplit(target).query).get("case", ["healthy"])[0]
-        headers = dict(line.split(": ", 1) for line in head.decode("latin-1").split("\r\n")[1:] if ": " in line)
+        headers = dict(
+            line.split(": ", 1) for line in head.decode("latin-1").split("\r\n")[1:] if ": " in line
+        )
         key = next((v for k, v in headers.items() if k.lower() == "sec-websocket-key"), "")
-        switching = (f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n").encode()
+        switching = (
+            f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n"
+        ).encode()
         if case == "healthy":
             await self.splice(head, reader, writer)
             return
@@ -168,8 +172,10 @@ async def test_upstream_misbehaves_others_unaffected(chaos, mitmdump):
     proxy = await mitmdump(f"rt_supabase_url=http://127.0.0.1:{chaos.port}")
     async with Healthy(ws_url(proxy, "healthy")) as healthy:
         # Reset during the handshake, and garbage instead of HTTP: the client gets mitmproxy's 502.
-        for case, finding in (("reset", r"finding upstream-unreachable .*connecting upstream failed: .+"),
-                              ("garbage", r"finding upstream-unreachable .*connecting upstream failed: .+")):
+        for case, finding in (
+            ("reset", r"finding upstream-unreachable .*connecting upstream failed: .+"),
+            ("garbage", r"finding upstream-unreachable .*connecting upstream failed: .+"),
+        ):
             mark = len(proxy.lines)
             with pytest.raises(InvalidStatus) as e:
                 async with connect(ws_url(proxy, case), open_timeout=TIMEOUT):
@@ -201,8 +207,10 @@ async def test_upstream_misbehaves_others_unaffected(chaos, mitmdump):
 
 async def raw_upgrade_head(proxy, case: str) -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
-    return (f"GET /realtime/v1/websocket?vsn=2.0.0&case={case} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    return (
+        f"GET /realtime/v1/websocket?vsn=2.0.0&case={case} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
 
 
 async def test_client_vanishes_mid_handshake_and_mid_frame(chaos, mitmdump):
@@ -240,17 +248,23 @@ async def test_upstream_refuses_connection(echo_port, mitmdump):
     with socket.socket() as s:  # a port that was free a moment ago: connection refused
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
-    proxy = await mitmdump(f"rt_supabase_url=http://127.0.0.1:{closed}", "rt_worker_host=worker.test",
-                           mode="regular")
+    proxy = await mitmdump(
+        f"rt_supabase_url=http://127.0.0.1:{closed}", "rt_worker_host=worker.test", mode="regular"
+    )
     direct = f"ws://127.0.0.1:{echo_port}/realtime/v1/websocket?vsn=2.0.0"
     async with connect(direct, proxy=f"http://127.0.0.1:{proxy.port}") as healthy:
         with pytest.raises((InvalidStatus, InvalidMessage)) as e:
-            async with connect("ws://worker.test/realtime/v1/websocket?vsn=2.0.0",
-                               proxy=f"http://127.0.0.1:{proxy.port}", open_timeout=TIMEOUT):
+            async with connect(
+                "ws://worker.test/realtime/v1/websocket?vsn=2.0.0",
+                proxy=f"http://127.0.0.1:{proxy.port}",
+                open_timeout=TIMEOUT,
+            ):
                 pass
         if isinstance(e.value, InvalidStatus):
             assert e.value.response.status_code == 502
-        await proxy.wait_for(r"finding upstream-unreachable .*connecting upstream failed: .*(refused|Connect)")
+        await proxy.wait_for(
+            r"finding upstream-unreachable .*connecting upstream failed: .*(refused|Connect)"
+        )
         await healthy.send("still here")
         assert await asyncio.wait_for(healthy.recv(), TIMEOUT) == "still here"
     assert proxy.returncode is None
@@ -259,8 +273,15 @@ async def test_upstream_refuses_connection(echo_port, mitmdump):
 
 async def start_local_realtime(port: int = 0) -> tuple[asyncio.subprocess.Process, int]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "scripts" / "local_realtime.py"), "--port", str(port),
-        "--connect-error-backoff-ms", "0", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        str(ROOT / "scripts" / "local_realtime.py"),
+        "--port",
+        str(port),
+        "--connect-error-backoff-ms",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     assert proc.stdout
     line = await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)
     url = line.decode().split("listening at ", 1)[1].split()[0]

@@ -12,23 +12,30 @@ def v2(*fields):
 
 
 def test_parse_all_faults():
-    spec = parse_faults("swallow-heartbeats, delay-replies=250,drop-join,shutdown=Node request timeout,"
-                        "close=4001:2.5:bye now,idle-timeout=30,max-frame=1000,strip-query")
-    assert spec == FaultSpec(True, 250, True, "Node request timeout", (4001, 2.5, "bye now"), 30.0, 1000, True)
+    spec = parse_faults(
+        "swallow-heartbeats, delay-replies=250,drop-join,shutdown=Node request timeout,"
+        "close=4001:2.5:bye now,idle-timeout=30,max-frame=1000,strip-query"
+    )
+    assert spec == FaultSpec(
+        True, 250, True, "Node request timeout", (4001, 2.5, "bye now"), 30.0, 1000, True
+    )
     assert parse_faults("") == FaultSpec() and not parse_faults("").any
 
 
-@pytest.mark.parametrize("text,why", [
-    ("nonsense", "unknown fault 'nonsense'; known: swallow-heartbeats"),
-    ("delay-replies", "needs an argument: delay-replies=MS"),
-    ("delay-replies=soon", "needs a number"),
-    ("delay-replies=-5", "must not be negative"),
-    ("drop-join=1", "takes no argument"),
-    ("close=4000", "CODE:SECONDS"),
-    ("close=1006:1", "not 1005/1006/1015"),
-    ("close=999:1", "1000-4999"),
-    ("close=4000:1:" + "x" * 124, "at most 123 bytes"),
-])
+@pytest.mark.parametrize(
+    "text,why",
+    [
+        ("nonsense", "unknown fault 'nonsense'; known: swallow-heartbeats"),
+        ("delay-replies", "needs an argument: delay-replies=MS"),
+        ("delay-replies=soon", "needs a number"),
+        ("delay-replies=-5", "must not be negative"),
+        ("drop-join=1", "takes no argument"),
+        ("close=4000", "CODE:SECONDS"),
+        ("close=1006:1", "not 1005/1006/1015"),
+        ("close=999:1", "1000-4999"),
+        ("close=4000:1:" + "x" * 124, "at most 123 bytes"),
+    ],
+)
 def test_parse_errors_say_what_is_accepted(text, why):
     with pytest.raises(ValueError, match=why.replace("(", r"\(").replace(")", r"\)")):
         parse_faults(text)
@@ -36,7 +43,9 @@ def test_parse_errors_say_what_is_accepted(text, why):
 
 def test_swallow_heartbeats_drops_only_heartbeat_replies():
     plan = FaultPlan(parse_faults("swallow-heartbeats"), frames.V2)
-    assert plan.on_frame(False, False, v2(None, "5", "phoenix", "phx_reply", {"status": "ok", "response": {}})).drop
+    assert plan.on_frame(
+        False, False, v2(None, "5", "phoenix", "phx_reply", {"status": "ok", "response": {}})
+    ).drop
     assert not plan.on_frame(False, False, v2("1", "1", "realtime:r", "phx_reply", {"status": "ok"})).drop
 
 
@@ -63,7 +72,10 @@ def test_shutdown_after_successful_join_in_the_sockets_vsn(vsn):
     system, close = (frames.decode(t, binary=False, from_client=False) for t in a.inject_to_client)
     assert system.shape == frames.shape_for(vsn)
     assert (system.event, system.payload["message"], system.payload["status"]) == (
-        "system", "Too many messages per second", "error")
+        "system",
+        "Too many messages per second",
+        "error",
+    )
     assert (close.event, close.ref, close.topic) == ("phx_close", "3", "realtime:r")
     again = plan.on_frame(False, False, frames.encode_text(reply, vsn, from_client=False).encode())
     assert again.inject_to_client == []  # only the join's own reply triggers it

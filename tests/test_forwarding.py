@@ -38,7 +38,7 @@ def digest(m: str | bytes) -> tuple[bool, str]:
     return isinstance(m, bytes), hashlib.sha256(data).hexdigest()
 
 
-UTF8 = "aé€😀 \n\"{}[]\\\u0000\u00ff\u2028"
+UTF8 = 'aé€😀 \n"{}[]\\\u0000\u00ff\u2028'
 
 
 def make_message(rng: random.Random, i: int) -> tuple[str | bytes, bool]:
@@ -52,11 +52,14 @@ def make_message(rng: random.Random, i: int) -> tuple[str | bytes, bool]:
         size = rng.choice([0, 1, 2, 16, 100, 125, 126, 127, 300, 1000, 4000])
     kind = rng.randrange(6)
     if kind == 0:  # Realtime 2.0.0 text
-        msg: str | bytes = f'["1","{i}","realtime:fwd","broadcast",{{"type":"broadcast","event":"e","payload":' \
-                           f'{{"n":{i},"s":"{"x" * min(size, 2000)}"}}}}]'
+        msg: str | bytes = (
+            f'["1","{i}","realtime:fwd","broadcast",{{"type":"broadcast","event":"e","payload":'
+            f'{{"n":{i},"s":"{"x" * min(size, 2000)}"}}}}]'
+        )
     elif kind == 1:  # Realtime binary kind 3
-        msg = frames.encode_user_push("realtime:fwd", "e", rng.randbytes(min(size, 5000)), join_ref="1",
-                                      ref=str(i))
+        msg = frames.encode_user_push(
+            "realtime:fwd", "e", rng.randbytes(min(size, 5000)), join_ref="1", ref=str(i)
+        )
     elif kind == 2:  # text, multi-byte UTF-8
         msg = "".join(rng.choice(UTF8) for _ in range(min(size, 20_000) if not large else size // 4))
     elif kind == 3:  # ASCII text
@@ -100,8 +103,9 @@ async def run_connection(url: str, n: int, seed: int, deflate: bool) -> tuple[li
     sent: list[tuple[bool, str]] = []
     got: list[tuple[bool, str]] = []
     window = asyncio.Semaphore(WINDOW)
-    async with connect(url, max_size=None, compression="deflate" if deflate else None,
-                       open_timeout=TIMEOUT) as ws:
+    async with connect(
+        url, max_size=None, compression="deflate" if deflate else None, open_timeout=TIMEOUT
+    ) as ws:
         extensions = ws.response.headers.get("Sec-WebSocket-Extensions")
 
         async def send():
@@ -132,16 +136,23 @@ async def test_every_message_arrives_identical_both_ways(mode, recording_echo, m
         proxy = await mitmdump("rt_mode=inspect", mode=f"reverse:http://127.0.0.1:{port}")
     per_conn = [FRAMES // CONNECTIONS + (1 if i < FRAMES % CONNECTIONS else 0) for i in range(CONNECTIONS)]
     started = time.monotonic()
-    results = await asyncio.gather(*(
-        run_connection(f"ws://127.0.0.1:{proxy.port}/realtime/v1/websocket?vsn=2.0.0&conn={i}", n, i, i % 2 == 0)
-        for i, n in enumerate(per_conn)))
+    results = await asyncio.gather(
+        *(
+            run_connection(
+                f"ws://127.0.0.1:{proxy.port}/realtime/v1/websocket?vsn=2.0.0&conn={i}", n, i, i % 2 == 0
+            )
+            for i, n in enumerate(per_conn)
+        )
+    )
     elapsed = time.monotonic() - started
     for i, (sent, got, extensions) in enumerate(results):
         name = f"/realtime/v1/websocket?vsn=2.0.0&conn={i}"
         assert len(sent) == per_conn[i]
         # client -> upstream: the upstream received exactly what the client sent, in order
-        assert received[name] == sent, f"connection {i}: upstream saw {len(received[name])} of {len(sent)}, " \
-                                       f"first difference at {_first_diff(received[name], sent)}"
+        assert received[name] == sent, (
+            f"connection {i}: upstream saw {len(received[name])} of {len(sent)}, "
+            f"first difference at {_first_diff(received[name], sent)}"
+        )
         # upstream -> client: the client received exactly what the upstream sent back
         assert got == sent, f"connection {i}: first difference at {_first_diff(got, sent)}"
         if i % 2 == 0:  # permessage-deflate really negotiated on both legs
@@ -151,8 +162,10 @@ async def test_every_message_arrives_identical_both_ways(mode, recording_echo, m
             assert not extensions and not negotiated[name]
     await proxy.wait_for(r"join realtime:fwd ref=1")
     assert "internal error" not in proxy.output and "Addon error" not in proxy.output
-    print(f"\n{mode}: {FRAMES} messages each way in {elapsed:.1f} s ({2 * FRAMES / elapsed:.0f} messages/s "
-          f"through the proxy)")
+    print(
+        f"\n{mode}: {FRAMES} messages each way in {elapsed:.1f} s ({2 * FRAMES / elapsed:.0f} messages/s "
+        f"through the proxy)"
+    )
 
 
 def _first_diff(a: list, b: list) -> int:

@@ -16,14 +16,25 @@ KIND1 = bytes([1, 3, 2, 3, 2]) + b"100" + b"12" + b"top" + b"ok" + bytes([1, 1])
 
 
 def test_v1_client_object_from_realtime_js():
-    m = decode(b'{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"10"}', binary=False, from_client=True)
-    assert (m.topic, m.event, m.payload, m.ref, m.join_ref, m.shape) == ("phoenix", "heartbeat", {}, "10", None,
-                                                                          frames.OBJECT)
+    m = decode(
+        b'{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"10"}', binary=False, from_client=True
+    )
+    assert (m.topic, m.event, m.payload, m.ref, m.join_ref, m.shape) == (
+        "phoenix",
+        "heartbeat",
+        {},
+        "10",
+        None,
+        frames.OBJECT,
+    )
 
 
 def test_v1_python_client_object_with_nulls():
-    m = decode('{"event":"heartbeat","payload":{},"topic":"phoenix","ref":null,"join_ref":null}',
-               binary=False, from_client=True)
+    m = decode(
+        '{"event":"heartbeat","payload":{},"topic":"phoenix","ref":null,"join_ref":null}',
+        binary=False,
+        from_client=True,
+    )
     assert m.ref is None and m.event == "heartbeat"
 
 
@@ -35,29 +46,51 @@ def test_v1_server_object_has_no_join_ref():
 def test_v2_array():
     m = decode(b'["1","1","realtime:room","phx_join",{"config":{}}]', binary=False, from_client=True)
     assert (m.join_ref, m.ref, m.topic, m.event, m.payload, m.shape) == (
-        "1", "1", "realtime:room", "phx_join", {"config": {}}, frames.ARRAY)
+        "1",
+        "1",
+        "realtime:room",
+        "phx_join",
+        {"config": {}},
+        frames.ARRAY,
+    )
 
 
 def test_kind3_vector():
     m = decode(KIND3, binary=True, from_client=True)
     assert m.kind == 3 and m.as_dict() == {
-        "join_ref": "10", "ref": "1", "topic": "top", "event": "broadcast",
-        "payload": {"type": "broadcast", "event": "user-event", "payload": {"a": "b"}}}
+        "join_ref": "10",
+        "ref": "1",
+        "topic": "top",
+        "event": "broadcast",
+        "payload": {"type": "broadcast", "event": "user-event", "payload": {"a": "b"}},
+    }
 
 
 def test_kind4_vector_binary_payload_with_meta():
     m = decode(KIND4, binary=True, from_client=False)
-    assert m.as_dict() == {"join_ref": None, "ref": None, "topic": "topic", "event": "broadcast",
-                           "payload": {"type": "broadcast", "event": "user_event",
-                                       "payload": {"hex": "656667"}, "meta": {"replayed": True}}}
+    assert m.as_dict() == {
+        "join_ref": None,
+        "ref": None,
+        "topic": "topic",
+        "event": "broadcast",
+        "payload": {
+            "type": "broadcast",
+            "event": "user_event",
+            "payload": {"hex": "656667"},
+            "meta": {"replayed": True},
+        },
+    }
 
 
-@pytest.mark.parametrize("raw", [
-    KIND1,
-    frames.encode_broadcast("t", "e", b"xyz"),
-    frames.encode_push("t", "ev", b"\x00\xff", join_ref="1", from_client=False),
-    KIND3,
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        KIND1,
+        frames.encode_broadcast("t", "e", b"xyz"),
+        frames.encode_push("t", "ev", b"\x00\xff", join_ref="1", from_client=False),
+        KIND3,
+    ],
+)
 def test_server_kinds_0_to_3_are_what_realtime_js_cannot_read(raw):
     """lib/serializer.ts _binaryDecode decodes only kind 4; for the others it returns undefined and
     @supabase/phoenix's onConnMessage throws."""
@@ -98,7 +131,9 @@ def test_kind3_invalid_utf8_user_event_and_empty_refs():
 
 def test_binary_frame_holding_a_v1_object():
     """The 1.0.0 serializer ignores the opcode: a binary frame with a JSON object is a message."""
-    m = decode(b'{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"1"}', binary=True, from_client=True)
+    m = decode(
+        b'{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"1"}', binary=True, from_client=True
+    )
     assert (m.shape, m.event, m.ref) == (frames.OBJECT, "heartbeat", "1")
 
 
@@ -121,9 +156,14 @@ def test_v1_server_object_without_ref_decodes():
     assert (m.ref, m.join_ref) == (None, None)
 
 
-@pytest.mark.parametrize("text", ['[null,"1","phoenix","heartbeat",{"a":NaN}]',
-                                  '[null,"1","phoenix","heartbeat",{"a":Infinity}]',
-                                  '[null,"1","phoenix","heartbeat",{"a":1e999}]'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[null,"1","phoenix","heartbeat",{"a":NaN}]',
+        '[null,"1","phoenix","heartbeat",{"a":Infinity}]',
+        '[null,"1","phoenix","heartbeat",{"a":1e999}]',
+    ],
+)
 def test_numbers_jason_refuses(text):
     with pytest.raises(DecodeError, match="invalid JSON"):
         decode(text, binary=False, from_client=True)
@@ -153,25 +193,33 @@ def test_non_ascii_lengths_count_bytes():
 def test_encode_text_shapes():
     msg = frames.Message("realtime:a", "phx_reply", {"status": "ok", "response": {}}, "3", "1")
     assert json.loads(frames.encode_text(msg, frames.V2, from_client=False)) == [
-        "1", "3", "realtime:a", "phx_reply", {"status": "ok", "response": {}}]
+        "1",
+        "3",
+        "realtime:a",
+        "phx_reply",
+        {"status": "ok", "response": {}},
+    ]
     v1 = frames.encode_text(msg, frames.V1, from_client=False)
     assert v1.startswith('{"ref":"3","event":"phx_reply","payload"') and "join_ref" not in v1
 
 
-@pytest.mark.parametrize("data,binary,why", [
-    (b"", True, "empty"),
-    (bytes([3, 2, 1]), True, "truncated"),
-    (bytes([4, 200, 0, 0, 1]) + b"ab", True, "past the end"),
-    (bytes([9, 0]), True, "unknown binary kind 9"),
-    (bytes([4, 1, 1, 0, 1]) + b"te", True, "marked JSON .enc 1. but is not JSON .empty"),
-    (bytes([2, 2, 1]) + b"\xff\xfe" + b"e", True, "realtime-js decodes only kind 4"),
-    (b"\xff\xfe", False, "UTF-8"),
-    (b"hello", False, "neither"),
-    (b"[1,2]", False, "array must be"),
-    (b'{"topic":"t"}', False, "lacks"),
-    (b'["1","1",5,"e",{}]', False, "topic must be a string"),
-    (b"[" * 100000, False, "invalid JSON"),
-])
+@pytest.mark.parametrize(
+    "data,binary,why",
+    [
+        (b"", True, "empty"),
+        (bytes([3, 2, 1]), True, "truncated"),
+        (bytes([4, 200, 0, 0, 1]) + b"ab", True, "past the end"),
+        (bytes([9, 0]), True, "unknown binary kind 9"),
+        (bytes([4, 1, 1, 0, 1]) + b"te", True, "marked JSON .enc 1. but is not JSON .empty"),
+        (bytes([2, 2, 1]) + b"\xff\xfe" + b"e", True, "realtime-js decodes only kind 4"),
+        (b"\xff\xfe", False, "UTF-8"),
+        (b"hello", False, "neither"),
+        (b"[1,2]", False, "array must be"),
+        (b'{"topic":"t"}', False, "lacks"),
+        (b'["1","1",5,"e",{}]', False, "topic must be a string"),
+        (b"[" * 100000, False, "invalid JSON"),
+    ],
+)
 def test_decode_errors_are_decode_errors(data, binary, why):
     with pytest.raises(DecodeError, match=why):
         decode(data, binary=binary, from_client=False)
@@ -200,4 +248,7 @@ def test_lazy_leaves_user_payload_bytes_unparsed():
 
 def test_kind4_encodings_other_than_1_are_raw_bytes():
     """realtime-js: `payloadEncoding === this.JSON_ENCODING ? JSON.parse(...) : payload`."""
-    assert decode(bytes([4, 1, 1, 0, 7]) + b"te" + b"\x01", binary=True, from_client=False).payload["payload"] == b"\x01"
+    assert (
+        decode(bytes([4, 1, 1, 0, 7]) + b"te" + b"\x01", binary=True, from_client=False).payload["payload"]
+        == b"\x01"
+    )

@@ -39,10 +39,12 @@ LONG = os.environ.get("RTPROXY_FUZZ") == "long"
 _COUNT = os.environ.get("RTPROXY_FUZZ_EXAMPLES")
 _SLOW_DATA = [HealthCheck.too_slow, HealthCheck.data_too_large]  # big frames and deep nesting on purpose
 
-settings.register_profile("rtproxy-fuzz-quick", max_examples=int(_COUNT or 200), deadline=None,
-                          suppress_health_check=_SLOW_DATA)
-settings.register_profile("rtproxy-fuzz-long", max_examples=int(_COUNT or 100_000), deadline=None,
-                          suppress_health_check=_SLOW_DATA)
+settings.register_profile(
+    "rtproxy-fuzz-quick", max_examples=int(_COUNT or 200), deadline=None, suppress_health_check=_SLOW_DATA
+)
+settings.register_profile(
+    "rtproxy-fuzz-long", max_examples=int(_COUNT or 100_000), deadline=None, suppress_health_check=_SLOW_DATA
+)
 # Applied per test (not loaded globally) so the other test files keep hypothesis' own defaults.
 FUZZ = settings(settings.get_profile("rtproxy-fuzz-long" if LONG else "rtproxy-fuzz-quick"))
 
@@ -99,30 +101,91 @@ assert all(MARK in s for s in FORBIDDEN)
 
 # ------------------------------------------------------------------------------------------ JSON values
 
-KEYS = ["topic", "event", "payload", "ref", "join_ref", "status", "response", "reason", "config",
-        "postgres_changes", "private", "access_token", "apikey", "extension", "message", "joins", "leaves",
-        "id", "exp", "role", "error", "type", "meta", "broadcast", "presence", "key", "schema", "table",
-        "filter", "channel", "user_token", "token"]
+KEYS = [
+    "topic",
+    "event",
+    "payload",
+    "ref",
+    "join_ref",
+    "status",
+    "response",
+    "reason",
+    "config",
+    "postgres_changes",
+    "private",
+    "access_token",
+    "apikey",
+    "extension",
+    "message",
+    "joins",
+    "leaves",
+    "id",
+    "exp",
+    "role",
+    "error",
+    "type",
+    "meta",
+    "broadcast",
+    "presence",
+    "key",
+    "schema",
+    "table",
+    "filter",
+    "channel",
+    "user_token",
+    "token",
+]
 TOPICS = ["phoenix", "realtime:room1", "realtime:room2", "realtime:", "", "realtime:\ud800", "t" * 300]
-EVENTS = ["phx_join", "phx_reply", "phx_close", "phx_error", "phx_leave", "heartbeat", "system",
-          "presence_state", "presence_diff", "postgres_changes", "broadcast", "access_token", "presence", ""]
+EVENTS = [
+    "phx_join",
+    "phx_reply",
+    "phx_close",
+    "phx_error",
+    "phx_leave",
+    "heartbeat",
+    "system",
+    "presence_state",
+    "presence_diff",
+    "postgres_changes",
+    "broadcast",
+    "access_token",
+    "presence",
+    "",
+]
 STATUSES = ["ok", "error", "timeout", None, 1]
-REASONS = ["Token has expired 12 seconds ago", "InvalidJWTToken: Token has expired 3 seconds ago",
-           "Unauthorized: You do not have permissions to read from this Channel topic",
-           "RateLimitReached: Too many joins per second", "TenantNotFound", "heartbeat timeout",
-           f"bad token {SECRET_TOKEN}", f"apikey={SECRET_PLAIN}", f"key {SECRET_SB} refused",
-           "mismatch between server and client bindings for postgres changes"]
+REASONS = [
+    "Token has expired 12 seconds ago",
+    "InvalidJWTToken: Token has expired 3 seconds ago",
+    "Unauthorized: You do not have permissions to read from this Channel topic",
+    "RateLimitReached: Too many joins per second",
+    "TenantNotFound",
+    "heartbeat timeout",
+    f"bad token {SECRET_TOKEN}",
+    f"apikey={SECRET_PLAIN}",
+    f"key {SECRET_SB} refused",
+    "mismatch between server and client bindings for postgres changes",
+]
 
 huge_ints = st.sampled_from([10**400, -(10**400), 2**63, -(2**63), 10**4000])
 # Names (topic, event, ref) are printed as they are: no secrets planted there (test_jwt_in_a_topic_name).
-name_leaf = (st.none() | st.booleans() | st.integers() | huge_ints | st.floats()
-             | free_text(max_size=20) | st.sampled_from(TOPICS + EVENTS))
+name_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | huge_ints
+    | st.floats()
+    | free_text(max_size=20)
+    | st.sampled_from(TOPICS + EVENTS)
+)
 json_leaf = name_leaf | st.sampled_from(REASONS + list(RECOGNISABLE))
 json_values = st.recursive(
     json_leaf,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.sampled_from(KEYS) | free_text(max_size=6), inner, max_size=5),
-    max_leaves=25)
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(KEYS) | free_text(max_size=6), inner, max_size=5)
+    ),
+    max_leaves=25,
+)
 
 
 def _dumps(value) -> str:
@@ -147,13 +210,16 @@ def nested(draw) -> str:
 @st.composite
 def jwts(draw) -> str:
     """Tokens that look like JWTs to the redactor, with claims of every shape."""
-    claims = draw(st.one_of(
-        st.fixed_dictionaries({"role": json_leaf, "exp": st.one_of(st.floats(), st.integers(), huge_ints,
-                                                                    json_leaf)}),
-        json_values,
-        nested().map(lambda s: s.encode()),
-        st.binary(max_size=40),
-    ))
+    claims = draw(
+        st.one_of(
+            st.fixed_dictionaries(
+                {"role": json_leaf, "exp": st.one_of(st.floats(), st.integers(), huge_ints, json_leaf)}
+            ),
+            json_values,
+            nested().map(lambda s: s.encode()),
+            st.binary(max_size=40),
+        )
+    )
     # (not the planted secrets' signature: these are not secrets, only shapes)
     if isinstance(claims, bytes):
         token = f"{_b64({'alg': 'none'})}.{_b64(claims)}.x"
@@ -164,8 +230,13 @@ def jwts(draw) -> str:
     return token
 
 
-texty = st.one_of(free_text(max_size=40), st.sampled_from(REASONS + list(RECOGNISABLE)), jwts(),
-                  st.text(alphabet="eyJ.=&?%_-sb", max_size=30), nested())
+texty = st.one_of(
+    free_text(max_size=40),
+    st.sampled_from(REASONS + list(RECOGNISABLE)),
+    jwts(),
+    st.text(alphabet="eyJ.=&?%_-sb", max_size=30),
+    nested(),
+)
 
 # ------------------------------------------------------------------------------------------ frames
 
@@ -173,8 +244,13 @@ texty = st.one_of(free_text(max_size=40), st.sampled_from(REASONS + list(RECOGNI
 @st.composite
 def realtime_message(draw) -> tuple:
     """(join_ref, ref, topic, event, payload) with plausible values, sometimes of the wrong type."""
-    ref = st.one_of(st.none(), st.sampled_from(["1", "2", "3", "10"]), st.integers(0, 20).map(str),
-                    st.integers(), name_leaf)
+    ref = st.one_of(
+        st.none(),
+        st.sampled_from(["1", "2", "3", "10"]),
+        st.integers(0, 20).map(str),
+        st.integers(),
+        name_leaf,
+    )
     topic = st.one_of(st.sampled_from(TOPICS), free_text(max_size=10), name_leaf)
     event = st.one_of(st.sampled_from(EVENTS), name_leaf)
     payload = st.one_of(payload_for(draw(st.sampled_from(EVENTS))), json_values)
@@ -183,22 +259,54 @@ def realtime_message(draw) -> tuple:
 
 def payload_for(event: str):
     if event == "phx_join":
-        return st.fixed_dictionaries({"config": st.fixed_dictionaries({
-            "broadcast": json_values, "presence": json_values, "private": json_leaf,
-            "postgres_changes": st.lists(st.fixed_dictionaries({"event": json_leaf, "schema": json_leaf,
-                                                                "table": json_leaf}) | json_leaf, max_size=3)}),
-            "access_token": st.sampled_from([SECRET_TOKEN, SECRET_APIKEY, SECRET_SB]) | texty})
+        return st.fixed_dictionaries(
+            {
+                "config": st.fixed_dictionaries(
+                    {
+                        "broadcast": json_values,
+                        "presence": json_values,
+                        "private": json_leaf,
+                        "postgres_changes": st.lists(
+                            st.fixed_dictionaries(
+                                {"event": json_leaf, "schema": json_leaf, "table": json_leaf}
+                            )
+                            | json_leaf,
+                            max_size=3,
+                        ),
+                    }
+                ),
+                "access_token": st.sampled_from([SECRET_TOKEN, SECRET_APIKEY, SECRET_SB]) | texty,
+            }
+        )
     if event == "phx_reply":
-        return st.fixed_dictionaries({"status": st.sampled_from(STATUSES), "response": st.one_of(
-            st.fixed_dictionaries({"reason": st.sampled_from(REASONS) | texty}),
-            st.fixed_dictionaries({"postgres_changes": st.lists(
-                st.fixed_dictionaries({"id": json_leaf, "event": json_leaf, "table": json_leaf}) | json_leaf,
-                max_size=3)}),
-            json_values)})
+        return st.fixed_dictionaries(
+            {
+                "status": st.sampled_from(STATUSES),
+                "response": st.one_of(
+                    st.fixed_dictionaries({"reason": st.sampled_from(REASONS) | texty}),
+                    st.fixed_dictionaries(
+                        {
+                            "postgres_changes": st.lists(
+                                st.fixed_dictionaries(
+                                    {"id": json_leaf, "event": json_leaf, "table": json_leaf}
+                                )
+                                | json_leaf,
+                                max_size=3,
+                            )
+                        }
+                    ),
+                    json_values,
+                ),
+            }
+        )
     if event == "system":
-        return st.fixed_dictionaries({"extension": st.sampled_from(["system", "postgres_changes"]) | json_leaf,
-                                      "status": st.sampled_from(["ok", "error"]) | json_leaf,
-                                      "message": st.sampled_from(REASONS) | texty})
+        return st.fixed_dictionaries(
+            {
+                "extension": st.sampled_from(["system", "postgres_changes"]) | json_leaf,
+                "status": st.sampled_from(["ok", "error"]) | json_leaf,
+                "message": st.sampled_from(REASONS) | texty,
+            }
+        )
     if event in ("presence_state", "presence_diff"):
         return st.fixed_dictionaries({"joins": json_values, "leaves": json_values}) | json_values
     if event == "access_token":
@@ -212,8 +320,11 @@ def _text_frame(draw, msg: tuple) -> bytes:
     if shape == "object":
         obj = {"topic": topic, "event": event, "payload": payload, "ref": ref, "join_ref": join_ref}
     elif shape == "object-missing":
-        obj = {k: v for k, v in {"topic": topic, "event": event, "payload": payload, "ref": ref}.items()
-               if draw(st.booleans())}
+        obj = {
+            k: v
+            for k, v in {"topic": topic, "event": event, "payload": payload, "ref": ref}.items()
+            if draw(st.booleans())
+        }
     elif shape == "array":
         obj = [join_ref, ref, topic, event, payload]
     else:
@@ -234,7 +345,9 @@ def _binary_frame(draw, msg: tuple, from_client: bool) -> bytes:
         if kind == 0:
             return frames.encode_push(topic, event, raw, join_ref=join_ref, ref=ref, from_client=from_client)
         if kind == 1:
-            return frames.encode_reply(topic, _s(draw(st.sampled_from(STATUSES))), raw, join_ref=join_ref, ref=ref)
+            return frames.encode_reply(
+                topic, _s(draw(st.sampled_from(STATUSES))), raw, join_ref=join_ref, ref=ref
+            )
         if kind == 2:
             return frames.encode_broadcast(topic, event, raw)
         value = draw(st.just(raw) | json_values)
@@ -265,7 +378,9 @@ def _mutate(draw, data: bytes) -> bytes:
         elif op == "kind" and buf:
             buf[0] = draw(st.integers(0, 255))
         elif op == "utf8":
-            buf[i:i] = draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x00"]))
+            buf[i:i] = draw(
+                st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x00"])
+            )
     return bytes(buf)
 
 
@@ -273,8 +388,11 @@ def _mutate(draw, data: bytes) -> bytes:
 def frame_data(draw, from_client: bool | None = None) -> tuple[bool, bool, bytes]:
     """(from_client, binary, data): valid encodings, then mutated; raw garbage; nested JSON."""
     client = draw(st.booleans()) if from_client is None else from_client
-    how = draw(st.sampled_from(["text", "binary", "text-mutated", "binary-mutated", "raw", "nested",
-                                "nested-payload", "utf8"]))
+    how = draw(
+        st.sampled_from(
+            ["text", "binary", "text-mutated", "binary-mutated", "raw", "nested", "nested-payload", "utf8"]
+        )
+    )
     if how == "raw":
         return client, draw(st.booleans()), draw(st.binary(max_size=200))
     if how == "utf8":
@@ -282,8 +400,15 @@ def frame_data(draw, from_client: bool | None = None) -> tuple[bool, bool, bytes
     if how == "nested":
         return client, draw(st.booleans()), draw(nested()).encode()
     if how == "nested-payload":
-        head = draw(st.sampled_from(['["1","1","realtime:r","phx_join",', '["1","1","phoenix","phx_reply",',
-                                     '{"topic":"t","event":"e","ref":"1","payload":']))
+        head = draw(
+            st.sampled_from(
+                [
+                    '["1","1","realtime:r","phx_join",',
+                    '["1","1","phoenix","phx_reply",',
+                    '{"topic":"t","event":"e","ref":"1","payload":',
+                ]
+            )
+        )
         return client, False, (head + draw(nested()) + draw(st.sampled_from(["]", "}", ""]))).encode()
     msg = draw(realtime_message())
     binary = how.startswith("binary")
@@ -296,31 +421,64 @@ def frame_data(draw, from_client: bool | None = None) -> tuple[bool, bool, bytes
 # ------------------------------------------------------------------------------------------ events
 
 times = st.one_of(st.floats(T0, T0 + 120), st.floats(T0, T0 + 120), st.floats(), st.just(0.0))
-secret_query = st.sampled_from([f"apikey={SECRET_APIKEY}", f"apikey={SECRET_PLAIN}", f"apikey={SECRET_SB}",
-                                f"access_token={SECRET_TOKEN}", "apikey=", ""])
-vsn_query = st.sampled_from(["vsn=1.0.0", "vsn=2.0.0", "vsn=2.0.0-rc.1", "vsn=1.9.3", "vsn=", "",
-                             "vsn=2.0.0+build", "vsn=%ff"])
+secret_query = st.sampled_from(
+    [
+        f"apikey={SECRET_APIKEY}",
+        f"apikey={SECRET_PLAIN}",
+        f"apikey={SECRET_SB}",
+        f"access_token={SECRET_TOKEN}",
+        "apikey=",
+        "",
+    ]
+)
+vsn_query = st.sampled_from(
+    ["vsn=1.0.0", "vsn=2.0.0", "vsn=2.0.0-rc.1", "vsn=1.9.3", "vsn=", "", "vsn=2.0.0+build", "vsn=%ff"]
+)
 urls = st.one_of(
-    st.builds(lambda base, path, q: f"{base}{path}?{'&'.join(x for x in q if x)}",
-              st.sampled_from(["http://worker.localhost", "https://abc.supabase.co", "ws://[::1]:8080",
-                               "http://[::1", "http://h:99999", ""]),
-              st.sampled_from(["/realtime/v1/websocket", "/socket/websocket", "/", "/realtime/v1"]),
-              st.lists(secret_query | vsn_query | free_text(max_size=10), max_size=4)),
-    free_text(max_size=60))
-header_names = st.sampled_from(["x-api-key", "apikey", "authorization", "cookie", "host", "upgrade",
-                                "sec-websocket-protocol"]) | free_text(max_size=10)
-header_values = st.sampled_from([SECRET_APIKEY, f"Bearer {SECRET_TOKEN}", SECRET_SB, SECRET_PLAIN,
-                                 "websocket"]) | free_text(max_size=20)
+    st.builds(
+        lambda base, path, q: f"{base}{path}?{'&'.join(x for x in q if x)}",
+        st.sampled_from(
+            [
+                "http://worker.localhost",
+                "https://abc.supabase.co",
+                "ws://[::1]:8080",
+                "http://[::1",
+                "http://h:99999",
+                "",
+            ]
+        ),
+        st.sampled_from(["/realtime/v1/websocket", "/socket/websocket", "/", "/realtime/v1"]),
+        st.lists(secret_query | vsn_query | free_text(max_size=10), max_size=4),
+    ),
+    free_text(max_size=60),
+)
+header_names = st.sampled_from(
+    ["x-api-key", "apikey", "authorization", "cookie", "host", "upgrade", "sec-websocket-protocol"]
+) | free_text(max_size=10)
+header_values = st.sampled_from(
+    [SECRET_APIKEY, f"Bearer {SECRET_TOKEN}", SECRET_SB, SECRET_PLAIN, "websocket"]
+) | free_text(max_size=20)
 headers = st.lists(st.tuples(header_names, header_values), max_size=4)
 bodies = st.one_of(
-    st.sampled_from([b'{"error":"API key is missing"}', b'{"error":"Token has expired"}',
-                     b'{"error":"Tenant not found: fuzz"}', b"Expected WebSocket", b"",
-                     b'{"error":"error code: 1101 Worker threw exception"}',
-                     json.dumps({"error": f"JwtSignatureError {SECRET_TOKEN}"}).encode()]),
-    st.binary(max_size=60), nested().map(str.encode),
-    json_values.map(lambda v: _dumps({"error": v}).encode("utf-8", "surrogatepass")))
+    st.sampled_from(
+        [
+            b'{"error":"API key is missing"}',
+            b'{"error":"Token has expired"}',
+            b'{"error":"Tenant not found: fuzz"}',
+            b"Expected WebSocket",
+            b"",
+            b'{"error":"error code: 1101 Worker threw exception"}',
+            json.dumps({"error": f"JwtSignatureError {SECRET_TOKEN}"}).encode(),
+        ]
+    ),
+    st.binary(max_size=60),
+    nested().map(str.encode),
+    json_values.map(lambda v: _dumps({"error": v}).encode("utf-8", "surrogatepass")),
+)
 statuses = st.sampled_from([101, 101, 101, 200, 401, 403, 404, 426, 429, 431, 500, 502]) | st.integers()
-close_codes = st.none() | st.sampled_from([1000, 1001, 1005, 1006, 1009, 1011, 1012, 4000, 4001]) | st.integers()
+close_codes = (
+    st.none() | st.sampled_from([1000, 1001, 1005, 1006, 1009, 1011, 1012, 4000, 4001]) | st.integers()
+)
 
 
 @st.composite
@@ -329,14 +487,24 @@ def frames_ev(draw) -> Frame:
     return Frame(client, binary, data, draw(times))
 
 
-HOP_WHATS = ["fault", "frame-dropped", "close-throws", "binary-as-text", "upstream-failed",
-             "upstream-unreachable", ""]
+HOP_WHATS = [
+    "fault",
+    "frame-dropped",
+    "close-throws",
+    "binary-as-text",
+    "upstream-failed",
+    "upstream-unreachable",
+    "",
+]
 events = st.one_of(
     st.builds(Opened, urls, headers, times),
     st.builds(Upstream, urls, headers, times),
     st.builds(Handshake, statuses, headers, bodies, times),
     st.builds(UpstreamHandshake, statuses, headers, bodies, times),
-    frames_ev(), frames_ev(), frames_ev(), frames_ev(),
+    frames_ev(),
+    frames_ev(),
+    frames_ev(),
+    frames_ev(),
     # (`what` is one of rtproxy's own words, never from the wire)
     st.builds(Hop, st.sampled_from(HOP_WHATS), texty, times, st.none() | frames_ev()),
     st.builds(Closed, close_codes, texty, st.none() | st.booleans(), times, texty),
@@ -349,7 +517,10 @@ def sessions_events(draw) -> list:
     """A plausible opening (most of the time), then anything."""
     start = []
     if draw(st.integers(0, 9)):
-        start = [Opened(draw(urls), draw(headers), T0), Handshake(draw(statuses), draw(headers), draw(bodies), T0)]
+        start = [
+            Opened(draw(urls), draw(headers), T0),
+            Handshake(draw(statuses), draw(headers), draw(bodies), T0),
+        ]
     return start + draw(st.lists(events, max_size=30))
 
 
@@ -369,8 +540,9 @@ def assert_printable(text: str, where: str) -> None:
         raise AssertionError(f"{where} is not encodable as UTF-8 ({e}): {text!r}") from None
 
 
-def run_session(evs: list, debug: bool, tm: Timers,
-                diagnoser: Diagnoser | None = None) -> tuple[Session, list[str]]:
+def run_session(
+    evs: list, debug: bool, tm: Timers, diagnoser: Diagnoser | None = None
+) -> tuple[Session, list[str]]:
     """Feed like the tracker and rtdiagnose do: feed, check at the event's time, end."""
     d = diagnoser or Diagnoser(tm)
     s = Session(conn="fz", redactor=Redactor(), debug=debug, join_timeout_s=tm.join)
@@ -414,8 +586,13 @@ def test_decode_arbitrary_bytes_and_str(data, binary, client):
 
 
 @FUZZ
-@given(st.one_of(st.none(), free_text(max_size=30), st.sampled_from(["1.0.0", "2.0.0", "2.0.0+x", "02.0.0",
-                                                                    "2.0.0-rc.1", "١.0.0"])))
+@given(
+    st.one_of(
+        st.none(),
+        free_text(max_size=30),
+        st.sampled_from(["1.0.0", "2.0.0", "2.0.0+x", "02.0.0", "2.0.0-rc.1", "١.0.0"]),
+    )
+)
 def test_vsn_family_total(vsn):
     assert frames.vsn_family(vsn) in (None, frames.V1, frames.V2)
 
@@ -424,16 +601,34 @@ def test_vsn_family_total(vsn):
 
 
 # Each found by this fuzzer once; kept as fixed examples.
-@example([Opened("http://w/realtime/v1/websocket?vsn=1.0.0", [], T0), Handshake(403, [], b"[" * 5000, T0)],
-         False, Timers())
-@example([Opened("", [], T0), Handshake(101, [], b"", T0), Closed(None, "", None, T0 + 1, f"bad {SECRET_TOKEN}")],
-         False, Timers())
-@example([Opened("http://w/realtime/v1/websocket?x=\udcff&apikey=k", [], T0), Hop("fault", "\udcff", T0)],
-         True, Timers())
-@example([Frame(True, False, b'{"topic":"realtime:\\ud800","event":"phx_join","payload":{},"ref":"1"}', T0)],
-         True, Timers())
-@example([Opened(f"http://w/realtime/v1/websocket?apikey={jwt({'role': 'anon', 'exp': 10**400})}", [], T0),
-          Opened(f"http://w/realtime/v1/websocket?apikey={jwt({'exp': -(10**400)})}", [], T0)], False, Timers())
+@example(
+    [Opened("http://w/realtime/v1/websocket?vsn=1.0.0", [], T0), Handshake(403, [], b"[" * 5000, T0)],
+    False,
+    Timers(),
+)
+@example(
+    [Opened("", [], T0), Handshake(101, [], b"", T0), Closed(None, "", None, T0 + 1, f"bad {SECRET_TOKEN}")],
+    False,
+    Timers(),
+)
+@example(
+    [Opened("http://w/realtime/v1/websocket?x=\udcff&apikey=k", [], T0), Hop("fault", "\udcff", T0)],
+    True,
+    Timers(),
+)
+@example(
+    [Frame(True, False, b'{"topic":"realtime:\\ud800","event":"phx_join","payload":{},"ref":"1"}', T0)],
+    True,
+    Timers(),
+)
+@example(
+    [
+        Opened(f"http://w/realtime/v1/websocket?apikey={jwt({'role': 'anon', 'exp': 10**400})}", [], T0),
+        Opened(f"http://w/realtime/v1/websocket?apikey={jwt({'exp': -(10**400)})}", [], T0),
+    ],
+    False,
+    Timers(),
+)
 @FUZZ
 @given(sessions_events(), st.booleans(), timers)
 def test_session_and_diagnoser_never_raise_and_never_print_secrets(evs, debug, tm):
@@ -442,8 +637,11 @@ def test_session_and_diagnoser_never_raise_and_never_print_secrets(evs, debug, t
         assert_no_secret(text, "a log line or finding")
         assert_printable(text, "a log line or finding")
     report = json.dumps(report_json([s]), ensure_ascii=False)
-    for name, out in (("report json", report), ("report text", report_text([s])),
-                      ("report markdown", report_markdown([s]))):
+    for name, out in (
+        ("report json", report),
+        ("report text", report_text([s])),
+        ("report markdown", report_markdown([s])),
+    ):
         assert_no_secret(out, name)
         assert_printable(out, name)
 
@@ -454,8 +652,14 @@ def test_jwt_in_a_topic_name():
     s.feed(Opened("http://w/realtime/v1/websocket?vsn=1.0.0", [], T0))
     s.feed(Handshake(101, [], b"", T0))
     topic = f"realtime:{SECRET_TOKEN}"
-    notes = s.feed(Frame(True, False, json.dumps({"topic": topic, "event": "phx_join", "payload": {},
-                                                  "ref": "1"}).encode(), T0))
+    notes = s.feed(
+        Frame(
+            True,
+            False,
+            json.dumps({"topic": topic, "event": "phx_join", "payload": {}, "ref": "1"}).encode(),
+            T0,
+        )
+    )
     assert_no_secret("\n".join(n.text for n in notes) + report_text([s]), "a topic name")
 
 
@@ -475,7 +679,7 @@ def test_diagnoser_across_connections(many, tm):
 @example(SECRET_APIKEY, "", SECRET_TOKEN, "", 0.0)  # two JWTs glued together
 @example("eyJhbGciOiAiSFMyNTYiLCAidHlwIjogIkpXVCJ9.", "", SECRET_TOKEN, "", 0.0)  # a stray header in front
 @FUZZ
-@given(texty, texty, st.sampled_from(SECRETS), st.sampled_from(["", " ", "&", "\n", "\""]), times)
+@given(texty, texty, st.sampled_from(SECRETS), st.sampled_from(["", " ", "&", "\n", '"']), times)
 def test_redactor_text_hides_recognisable_secrets(before, after, secret, glue, now):
     r = Redactor()
     if secret == SECRET_PLAIN:  # a plain key is only recognisable by its parameter name
@@ -483,7 +687,10 @@ def test_redactor_text_hides_recognisable_secrets(before, after, secret, glue, n
     else:  # JWTs and sb_ keys by their shape, even glued to whatever surrounds them
         text = f"{before}{glue}{secret}{glue}{after}"
     planted = (secret, SIGNATURE) if secret.startswith("eyJ") else (secret,)
-    for out in (r.text(text, now), r.url(f"https://x.supabase.co/realtime/v1/websocket?{before}&apikey={secret}")):
+    for out in (
+        r.text(text, now),
+        r.url(f"https://x.supabase.co/realtime/v1/websocket?{before}&apikey={secret}"),
+    ):
         for value in planted:
             assert value not in out, f"{value!r} survives redaction: {out!r}"
 
@@ -529,43 +736,84 @@ def test_jwt_helpers_total(token, now):
 @st.composite
 def har_docs(draw):
     """HAR-shaped documents with every field possibly of the wrong type."""
+
     def maybe(strategy):  # mostly the right shape, sometimes anything
         return st.one_of(strategy, strategy, strategy, strategy, json_values)
 
-    message = st.fixed_dictionaries({
-        "type": st.sampled_from(["send", "receive", "other"]) | json_leaf,
-        "time": st.floats() | st.integers() | huge_ints | json_leaf,
-        "opcode": st.sampled_from([1, 2, 8]) | json_leaf,
-        "data": st.one_of(free_text(max_size=40),
-                          st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode()),
-                          frame_data().map(lambda f: f[2].decode("latin-1")), json_leaf)})
-    entry = st.fixed_dictionaries({
-        "startedDateTime": st.sampled_from(["2026-11-25T10:00:00.000Z", "0001-01-01T00:00:00",
-                                            "9999-12-31T23:59:59",
-                                            "2026-11-25T10:00:00+23:59", "0001-01-01T00:00:00-23:59", "x"])
-        | json_leaf,
-        "_resourceType": st.sampled_from(["websocket", "xhr"]) | json_leaf,
-        "request": st.fixed_dictionaries({"url": urls | json_leaf, "headers": st.lists(st.fixed_dictionaries(
-            {"name": header_names | json_leaf, "value": header_values | json_leaf}) | json_leaf, max_size=3)
-            | json_leaf}) | json_values,
-        "response": st.fixed_dictionaries({"status": statuses | json_leaf, "headers": json_values,
-                                           "content": st.fixed_dictionaries({
-                                               "text": free_text(max_size=30) | json_leaf,
-                                               "encoding": st.sampled_from(["base64", ""]) | json_leaf})
-                                           | json_values}) | json_values,
-        "_webSocketMessages": st.lists(message | json_leaf, max_size=6) | json_values,
-    })
+    message = st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(["send", "receive", "other"]) | json_leaf,
+            "time": st.floats() | st.integers() | huge_ints | json_leaf,
+            "opcode": st.sampled_from([1, 2, 8]) | json_leaf,
+            "data": st.one_of(
+                free_text(max_size=40),
+                st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode()),
+                frame_data().map(lambda f: f[2].decode("latin-1")),
+                json_leaf,
+            ),
+        }
+    )
+    entry = st.fixed_dictionaries(
+        {
+            "startedDateTime": st.sampled_from(
+                [
+                    "2026-11-25T10:00:00.000Z",
+                    "0001-01-01T00:00:00",
+                    "9999-12-31T23:59:59",
+                    "2026-11-25T10:00:00+23:59",
+                    "0001-01-01T00:00:00-23:59",
+                    "x",
+                ]
+            )
+            | json_leaf,
+            "_resourceType": st.sampled_from(["websocket", "xhr"]) | json_leaf,
+            "request": st.fixed_dictionaries(
+                {
+                    "url": urls | json_leaf,
+                    "headers": st.lists(
+                        st.fixed_dictionaries(
+                            {"name": header_names | json_leaf, "value": header_values | json_leaf}
+                        )
+                        | json_leaf,
+                        max_size=3,
+                    )
+                    | json_leaf,
+                }
+            )
+            | json_values,
+            "response": st.fixed_dictionaries(
+                {
+                    "status": statuses | json_leaf,
+                    "headers": json_values,
+                    "content": st.fixed_dictionaries(
+                        {
+                            "text": free_text(max_size=30) | json_leaf,
+                            "encoding": st.sampled_from(["base64", ""]) | json_leaf,
+                        }
+                    )
+                    | json_values,
+                }
+            )
+            | json_values,
+            "_webSocketMessages": st.lists(message | json_leaf, max_size=6) | json_values,
+        }
+    )
     entries = maybe(st.lists(maybe(entry), max_size=4))
     return draw(maybe(st.fixed_dictionaries({"log": maybe(st.fixed_dictionaries({"entries": entries}))})))
 
 
 @example({"log": {"entries": [{"_resourceType": "websocket", "request": 7, "response": True}]}}, Timers())
-@example({"log": {"entries": [{"_webSocketMessages": [], "request": ["x"], "response": {"content": [1]}}]}},
-         Timers())
-@example({"log": {"entries": [{"_webSocketMessages": [{"type": "send", "data": "x", "time": 10**400}]}]}},
-         Timers())
-@example({"log": {"entries": [{"_resourceType": "websocket", "request": {"url": "ws://h/\ud800?apikey=k"}}]}},
-         Timers())
+@example(
+    {"log": {"entries": [{"_webSocketMessages": [], "request": ["x"], "response": {"content": [1]}}]}},
+    Timers(),
+)
+@example(
+    {"log": {"entries": [{"_webSocketMessages": [{"type": "send", "data": "x", "time": 10**400}]}]}}, Timers()
+)
+@example(
+    {"log": {"entries": [{"_resourceType": "websocket", "request": {"url": "ws://h/\ud800?apikey=k"}}]}},
+    Timers(),
+)
 @FUZZ
 @given(har_docs(), timers)
 def test_har_reader_only_raises_capture_error(doc, tm):
@@ -582,8 +830,13 @@ def test_har_reader_only_raises_capture_error(doc, tm):
 
 @example(b'{"log":' + b"[" * 5000)
 @FUZZ
-@given(st.one_of(st.binary(max_size=300), har_docs().map(lambda d: _dumps(d).encode("utf-8", "surrogatepass")),
-                 nested().map(lambda s: ('{"log":' + s).encode())))
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        har_docs().map(lambda d: _dumps(d).encode("utf-8", "surrogatepass")),
+        nested().map(lambda s: ('{"log":' + s).encode()),
+    )
+)
 def test_capture_file_reader_only_raises_capture_error(raw):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "capture"
@@ -600,10 +853,12 @@ def test_capture_file_reader_only_raises_capture_error(raw):
 @st.composite
 def rtdecode_lines(draw) -> str:
     _client, binary, data = draw(frame_data())
-    item = {"vsn": draw(st.sampled_from(["1.0.0", "2.0.0"]) | json_leaf),
-            "direction": draw(st.sampled_from(["client->server", "server->client"]) | json_leaf),
-            "encoding": draw(st.sampled_from(["text", "binary"]) | json_leaf),
-            "raw": data.hex() if binary else data.decode("utf-8", "surrogateescape")}
+    item = {
+        "vsn": draw(st.sampled_from(["1.0.0", "2.0.0"]) | json_leaf),
+        "direction": draw(st.sampled_from(["client->server", "server->client"]) | json_leaf),
+        "encoding": draw(st.sampled_from(["text", "binary"]) | json_leaf),
+        "raw": data.hex() if binary else data.decode("utf-8", "surrogateescape"),
+    }
     if draw(st.integers(0, 4)) == 0:
         item["raw"] = draw(json_leaf)
     line = _dumps(item)
@@ -613,7 +868,9 @@ def rtdecode_lines(draw) -> str:
 
 
 @example("[" * 5000)
-@example(json.dumps({"vsn": "1.0.0", "direction": f"bad token {SECRET_TOKEN}", "encoding": "text", "raw": ""}))
+@example(
+    json.dumps({"vsn": "1.0.0", "direction": f"bad token {SECRET_TOKEN}", "encoding": "text", "raw": ""})
+)
 @FUZZ
 @given(st.one_of(rtdecode_lines(), free_text(max_size=200), nested()))
 def test_rtdecode_decode_line_never_raises(line):
@@ -626,12 +883,40 @@ def test_rtdecode_decode_line_never_raises(line):
 
 # ------------------------------------------------------------------------------------------ faults + options
 
-fault_args = st.one_of(st.sampled_from(["", "0", "1", "-1", "1.5", "nan", "inf", "-inf", "1e400", "4000:1",
-                                        "4000:1:bye", "1006:1", "999:1", "4000:nan", "4000:-1", "4000",
-                                        "x" * 200, "4000:1:" + "r" * 200, "١٢", "1_000", " 5 "]),
-                       free_text(max_size=12))
-fault_items = st.builds(lambda n, eq, a: f"{n}{eq}{a}", st.sampled_from(list(FAULTS)) | free_text(max_size=8),
-                        st.sampled_from(["=", "", "=="]), fault_args)
+fault_args = st.one_of(
+    st.sampled_from(
+        [
+            "",
+            "0",
+            "1",
+            "-1",
+            "1.5",
+            "nan",
+            "inf",
+            "-inf",
+            "1e400",
+            "4000:1",
+            "4000:1:bye",
+            "1006:1",
+            "999:1",
+            "4000:nan",
+            "4000:-1",
+            "4000",
+            "x" * 200,
+            "4000:1:" + "r" * 200,
+            "١٢",
+            "1_000",
+            " 5 ",
+        ]
+    ),
+    free_text(max_size=12),
+)
+fault_items = st.builds(
+    lambda n, eq, a: f"{n}{eq}{a}",
+    st.sampled_from(list(FAULTS)) | free_text(max_size=8),
+    st.sampled_from(["=", "", "=="]),
+    fault_args,
+)
 
 
 @FUZZ
@@ -647,19 +932,32 @@ def test_parse_faults_only_value_error(text):
         assert str(e)
         return
     assert isinstance(spec, FaultSpec)
-    for value in (spec.delay_replies_ms, spec.idle_timeout_s, spec.max_frame,
-                  spec.close[1] if spec.close else None):
+    for value in (
+        spec.delay_replies_ms,
+        spec.idle_timeout_s,
+        spec.max_frame,
+        spec.close[1] if spec.close else None,
+    ):
         # The mitmproxy layer sleeps on these: NaN or infinity would spin or never fire.
-        assert value is None or (value >= 0 and (isinstance(value, int) or math.isfinite(value))), (text, spec)
+        assert value is None or (value >= 0 and (isinstance(value, int) or math.isfinite(value))), (
+            text,
+            spec,
+        )
     if spec.close:
         assert 1000 <= spec.close[0] <= 4999 and spec.close[0] not in (1005, 1006, 1015)
 
 
 fault_specs = st.builds(
-    FaultSpec, st.booleans(), st.none() | st.integers(0, 5000), st.booleans(),
+    FaultSpec,
+    st.booleans(),
+    st.none() | st.integers(0, 5000),
+    st.booleans(),
     st.none() | st.sampled_from(["Too many messages per second", "bye"]) | free_text(max_size=20),
     st.none() | st.tuples(st.sampled_from([1000, 4000, 4001]), st.floats(0, 10), free_text(max_size=10)),
-    st.none() | st.floats(0, 10), st.none() | st.integers(0, 500), st.booleans())
+    st.none() | st.floats(0, 10),
+    st.none() | st.integers(0, 500),
+    st.booleans(),
+)
 
 
 @FUZZ
@@ -678,10 +976,20 @@ def test_fault_plan_on_frame_never_raises(spec, vsn, items):
 
 
 @FUZZ
-@given(st.one_of(free_text(max_size=60), st.lists(st.builds(
-    lambda n, v: f"{n}={v}", st.sampled_from(["join", "heartbeat", "idle", "x", ""]),
-    st.sampled_from(["1", "0", "-1", "nan", "inf", "1e400", "", "abc", "0.001"]) | free_text(max_size=5)),
-    max_size=4).map(",".join)))
+@given(
+    st.one_of(
+        free_text(max_size=60),
+        st.lists(
+            st.builds(
+                lambda n, v: f"{n}={v}",
+                st.sampled_from(["join", "heartbeat", "idle", "x", ""]),
+                st.sampled_from(["1", "0", "-1", "nan", "inf", "1e400", "", "abc", "0.001"])
+                | free_text(max_size=5),
+            ),
+            max_size=4,
+        ).map(",".join),
+    )
+)
 def test_timers_parse_only_value_error(text):
     try:
         tm = Timers.parse(text)
@@ -691,11 +999,32 @@ def test_timers_parse_only_value_error(text):
 
 
 @FUZZ
-@given(st.one_of(free_text(max_size=60), st.builds(
-    lambda s, h, p, rest: f"{s}://{h}{p}{rest}", st.sampled_from(["http", "https", "ws", "wss", "ftp", ""]),
-    st.sampled_from(["abc.supabase.co", "127.0.0.1", "[::1]", "[::1", "", "u:p@h", "h:", "h:99999", "h:-1",
-                     "h:0x10"]) | free_text(max_size=10),
-    st.sampled_from(["", ":443", ":0", ":65536", ":abc"]), st.sampled_from(["", "/", "/x", "?q", "#f"]))))
+@given(
+    st.one_of(
+        free_text(max_size=60),
+        st.builds(
+            lambda s, h, p, rest: f"{s}://{h}{p}{rest}",
+            st.sampled_from(["http", "https", "ws", "wss", "ftp", ""]),
+            st.sampled_from(
+                [
+                    "abc.supabase.co",
+                    "127.0.0.1",
+                    "[::1]",
+                    "[::1",
+                    "",
+                    "u:p@h",
+                    "h:",
+                    "h:99999",
+                    "h:-1",
+                    "h:0x10",
+                ]
+            )
+            | free_text(max_size=10),
+            st.sampled_from(["", ":443", ":0", ":65536", ":abc"]),
+            st.sampled_from(["", "/", "/x", "?q", "#f"]),
+        ),
+    )
+)
 def test_parse_supabase_url_only_value_error(value):
     try:
         up = parse_supabase_url(value)
@@ -710,7 +1039,7 @@ def test_parse_supabase_url_only_value_error(value):
 # connection, that connection is no longer tracked (or faulted), and its frames keep flowing unchanged.
 # The bug is planted with a second -s script that patches the core class the hook calls.
 
-BUGGY = '''
+BUGGY = """
 from rtproxy_core.{module} import {cls}
 _original = {cls}.{method}
 
@@ -721,7 +1050,7 @@ def _buggy(self, *args):
     return _original(self, *args)
 
 {cls}.{method} = _buggy
-'''
+"""
 
 
 @pytest.fixture
@@ -736,11 +1065,17 @@ async def echo_upstream():
         yield srv.sockets[0].getsockname()[1]
 
 
-@pytest.mark.parametrize("module, cls, method, sets", [
-    ("session", "Session", "feed", ()),  # the tracker's path
-    ("faults", "FaultPlan", "on_frame", ("rt_fault=max-frame=1000000",)),  # the fault injector's path
-], ids=["tracker", "faults"])
-async def test_hook_error_logged_once_flow_untouched(module, cls, method, sets, echo_upstream, mitmdump, tmp_path):
+@pytest.mark.parametrize(
+    "module, cls, method, sets",
+    [
+        ("session", "Session", "feed", ()),  # the tracker's path
+        ("faults", "FaultPlan", "on_frame", ("rt_fault=max-frame=1000000",)),  # the fault injector's path
+    ],
+    ids=["tracker", "faults"],
+)
+async def test_hook_error_logged_once_flow_untouched(
+    module, cls, method, sets, echo_upstream, mitmdump, tmp_path
+):
     import asyncio
 
     from conftest import TIMEOUT
@@ -748,11 +1083,18 @@ async def test_hook_error_logged_once_flow_untouched(module, cls, method, sets, 
 
     script = tmp_path / "buggy.py"
     script.write_text(BUGGY.format(module=module, cls=cls, method=method))
-    proxy = await mitmdump(f"rt_supabase_url=http://127.0.0.1:{echo_upstream}", *sets,
-                           extra=("-s", str(script)))
+    proxy = await mitmdump(
+        f"rt_supabase_url=http://127.0.0.1:{echo_upstream}", *sets, extra=("-s", str(script))
+    )
     url = f"ws://127.0.0.1:{proxy.port}/realtime/v1/websocket?vsn=2.0.0"
-    frames_sent = ['["1","1","realtime:a","phx_join",{}]', '["1","2","realtime:a","boom",{}]', b"boom\xff",
-                   '["1","3","realtime:a","boom",{}]', '["1","4","realtime:a","broadcast",{}]', b"\x00binary"]
+    frames_sent = [
+        '["1","1","realtime:a","phx_join",{}]',
+        '["1","2","realtime:a","boom",{}]',
+        b"boom\xff",
+        '["1","3","realtime:a","boom",{}]',
+        '["1","4","realtime:a","broadcast",{}]',
+        b"\x00binary",
+    ]
     async with connect(url, compression=None) as ws:
         for m in frames_sent:
             await ws.send(m)

@@ -14,7 +14,6 @@ import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from rtproxy_core.diagnosis import Diagnoser
 from rtproxy_core.events import Closed, Frame, Handshake, Opened
 from rtproxy_core.rules import ERROR, WARNING, clean_end
@@ -30,8 +29,9 @@ class Wire:
 
     def __init__(self, js: bool):
         self.js = js
-        self.url = ("https://abcdefghijklmnopqrst.supabase.co/realtime/v1/websocket?apikey=k"
-                    + ("&vsn=2.0.0" if js else ""))
+        self.url = "https://abcdefghijklmnopqrst.supabase.co/realtime/v1/websocket?apikey=k" + (
+            "&vsn=2.0.0" if js else ""
+        )
         self.ref = 0
 
     def next_ref(self) -> str:
@@ -56,7 +56,9 @@ class Wire:
         ref = self.next_ref() if self.js else None
         out = [self.client("phoenix", "heartbeat", {}, ref, None, t)]
         if answered:
-            out.append(self.server("phoenix", "phx_reply", {"status": "ok", "response": {}}, ref, None, t + rtt))
+            out.append(
+                self.server("phoenix", "phx_reply", {"status": "ok", "response": {}}, ref, None, t + rtt)
+            )
         return out
 
 
@@ -88,9 +90,22 @@ def healthy_connection(draw, start: float = 0.0) -> list:
     t = start + 0.1
     for topic in topics:
         ref = w.next_ref()
-        frames.append(w.client(topic, "phx_join", {"config": {"broadcast": {"ack": False, "self": False},
-                                                             "presence": {"key": "", "enabled": False},
-                                                             "private": False}}, ref, ref if js else None, t))
+        frames.append(
+            w.client(
+                topic,
+                "phx_join",
+                {
+                    "config": {
+                        "broadcast": {"ack": False, "self": False},
+                        "presence": {"key": "", "enabled": False},
+                        "private": False,
+                    }
+                },
+                ref,
+                ref if js else None,
+                t,
+            )
+        )
         rtt = draw(st.floats(0.005, 0.8))
         frames.append(w.server(topic, "phx_reply", REPLY_OK, ref, ref if js else None, t + rtt))
         joined[topic] = ref
@@ -109,10 +124,21 @@ def healthy_connection(draw, start: float = 0.0) -> list:
     for _ in range(draw(st.integers(0, 4))):
         topic = draw(st.sampled_from(topics))
         bt = draw(st.floats(start + 1, end))
-        frames.append(w.client(topic, "broadcast", {"type": "broadcast", "event": "e", "payload": {}},
-                               w.next_ref(), joined[topic] if js else None, bt))
-        frames.append(w.server(topic, "broadcast", {"type": "broadcast", "event": "e", "payload": {}}, None,
-                               None, bt + 0.01))
+        frames.append(
+            w.client(
+                topic,
+                "broadcast",
+                {"type": "broadcast", "event": "e", "payload": {}},
+                w.next_ref(),
+                joined[topic] if js else None,
+                bt,
+            )
+        )
+        frames.append(
+            w.server(
+                topic, "broadcast", {"type": "broadcast", "event": "e", "payload": {}}, None, None, bt + 0.01
+            )
+        )
     if draw(st.booleans()) and end - start > 10:
         # a leave and a re-subscribe: a backoff later, or at once (a React effect whose deps changed:
         # removeChannel not awaited, the new join out before the old channel's phx_close)
@@ -122,10 +148,26 @@ def healthy_connection(draw, start: float = 0.0) -> list:
         at_once = js and draw(st.booleans())
         rt = lt + (0.001 if at_once else draw(st.floats(1.0, 2.0)))
         frames.append(w.client(topic, "phx_leave", {}, ref, joined[topic] if js else None, lt))
-        frames.append(w.server(topic, "phx_reply", {"status": "ok", "response": {}}, ref,
-                               joined[topic] if js else None, lt + 0.01))
-        frames.append(w.server(topic, "phx_close", {}, joined[topic] if js else None,
-                               joined[topic] if js else None, lt + 0.02))
+        frames.append(
+            w.server(
+                topic,
+                "phx_reply",
+                {"status": "ok", "response": {}},
+                ref,
+                joined[topic] if js else None,
+                lt + 0.01,
+            )
+        )
+        frames.append(
+            w.server(
+                topic,
+                "phx_close",
+                {},
+                joined[topic] if js else None,
+                joined[topic] if js else None,
+                lt + 0.02,
+            )
+        )
         rj = w.next_ref()
         frames.append(w.client(topic, "phx_join", {"config": {}}, rj, rj if js else None, rt))
         frames.append(w.server(topic, "phx_reply", REPLY_OK, rj, rj if js else None, rt + 0.05))
@@ -135,13 +177,15 @@ def healthy_connection(draw, start: float = 0.0) -> list:
         # old channel's phx_close (its join_ref) does not touch the new one
         topic, a, b = "realtime:strict", w.next_ref(), w.next_ref()
         c2 = w.next_ref()
-        frames += [w.client(topic, "phx_join", {"config": {}}, a, a, start + 0.1),
-                   w.client(topic, "phx_leave", {}, b, a, start + 0.1),
-                   w.client(topic, "phx_join", {"config": {}}, c2, c2, start + 0.1),
-                   w.server(topic, "phx_reply", REPLY_OK, a, a, start + 0.2),
-                   w.server(topic, "phx_reply", {"status": "ok", "response": {}}, b, a, start + 0.2),
-                   w.server(topic, "phx_close", {}, a, a, start + 0.2),
-                   w.server(topic, "phx_reply", REPLY_OK, c2, c2, start + 0.21)]
+        frames += [
+            w.client(topic, "phx_join", {"config": {}}, a, a, start + 0.1),
+            w.client(topic, "phx_leave", {}, b, a, start + 0.1),
+            w.client(topic, "phx_join", {"config": {}}, c2, c2, start + 0.1),
+            w.server(topic, "phx_reply", REPLY_OK, a, a, start + 0.2),
+            w.server(topic, "phx_reply", {"status": "ok", "response": {}}, b, a, start + 0.2),
+            w.server(topic, "phx_close", {}, a, a, start + 0.2),
+            w.server(topic, "phx_reply", REPLY_OK, c2, c2, start + 0.21),
+        ]
     frames.sort(key=lambda f: f.time)
     events += frames
     last = max([f.time - T0 for f in frames] + [end])
@@ -174,9 +218,14 @@ def test_a_healthy_session_has_no_error_or_warning(conns):
 
 # ------------------------------------------------------------------------------------------- any session
 
-REASONS = ["Unknown Error on Channel", "PrivateOnly: This project only allows private channels",
-           "RealtimeRestarting: Realtime is restarting, please standby", "something new", "join crashed",
-           "InvalidJWTToken: Token has expired 30 seconds ago"]
+REASONS = [
+    "Unknown Error on Channel",
+    "PrivateOnly: This project only allows private channels",
+    "RealtimeRestarting: Realtime is restarting, please standby",
+    "something new",
+    "join crashed",
+    "InvalidJWTToken: Token has expired 30 seconds ago",
+]
 SYSTEM = ["Too many messages per second", "%MatchError{term: nil}", "Token has expired 0 seconds ago"]
 
 
@@ -186,8 +235,11 @@ def any_connection(draw) -> list:
     w = Wire(js)
     status = draw(st.sampled_from([101, 101, 101, 403, 401, 500, 502]))
     events: list = [Opened(w.url, [], T0)]
-    events.append(Handshake(status, [], draw(st.sampled_from([b"", b'{"error":"Token has expired"}', b"oops"])),
-                            T0 + 0.05))
+    events.append(
+        Handshake(
+            status, [], draw(st.sampled_from([b"", b'{"error":"Token has expired"}', b"oops"])), T0 + 0.05
+        )
+    )
     if status != 101:
         return events
     t = 0.1
@@ -196,15 +248,26 @@ def any_connection(draw) -> list:
         topic = draw(st.sampled_from(["realtime:a", "realtime:b"]))
         ref = w.next_ref()
         jr = ref if js else None
-        what = draw(st.sampled_from(["join", "join-ok", "join-err", "leave", "close", "error", "system", "hb",
-                                     "hb-ok", "bcast"]))
+        what = draw(
+            st.sampled_from(
+                ["join", "join-ok", "join-err", "leave", "close", "error", "system", "hb", "hb-ok", "bcast"]
+            )
+        )
         if what.startswith("join"):
             events.append(w.client(topic, "phx_join", {"config": {}}, ref, jr, t))
             if what == "join-ok":
                 events.append(w.server(topic, "phx_reply", REPLY_OK, ref, jr, t + draw(st.floats(0, 12))))
             elif what == "join-err":
-                events.append(w.server(topic, "phx_reply", {"status": "error", "response": {
-                    "reason": draw(st.sampled_from(REASONS))}}, ref, jr, t + draw(st.floats(0, 6))))
+                events.append(
+                    w.server(
+                        topic,
+                        "phx_reply",
+                        {"status": "error", "response": {"reason": draw(st.sampled_from(REASONS))}},
+                        ref,
+                        jr,
+                        t + draw(st.floats(0, 6)),
+                    )
+                )
         elif what == "leave":
             events.append(w.client(topic, "phx_leave", {}, ref, draw(st.sampled_from([jr, "9"])), t))
         elif what == "close":
@@ -212,20 +275,39 @@ def any_connection(draw) -> list:
         elif what == "error":
             events.append(w.server(topic, "phx_error", {}, jr, jr, t))
         elif what == "system":
-            events.append(w.server(topic, "system", {"extension": "system", "status": "error",
-                                                     "message": draw(st.sampled_from(SYSTEM)), "channel": "a"},
-                                   None, jr, t))
+            events.append(
+                w.server(
+                    topic,
+                    "system",
+                    {
+                        "extension": "system",
+                        "status": "error",
+                        "message": draw(st.sampled_from(SYSTEM)),
+                        "channel": "a",
+                    },
+                    None,
+                    jr,
+                    t,
+                )
+            )
         elif what.startswith("hb"):
             events += w.heartbeat(t, what == "hb-ok", 0.01)
         else:
-            events.append(w.client(topic, "broadcast", {"type": "broadcast", "event": "e", "payload": {}}, ref,
-                                   jr, t))
+            events.append(
+                w.client(topic, "broadcast", {"type": "broadcast", "event": "e", "payload": {}}, ref, jr, t)
+            )
     events.sort(key=lambda e: e.time)
     code = draw(st.sampled_from([1000, 1001, 1006, 1011, 1012, 4000, None]))
-    events.append(Closed(None if code == 1006 else code, draw(st.sampled_from(["", "heartbeat timeout"])),
-                         draw(st.sampled_from([True, False, None])), T0 + t + draw(st.floats(0, 90)),
-                         ended_first=draw(st.sampled_from([None, "client", "server", "hop"])),
-                         recorded=draw(st.booleans())))
+    events.append(
+        Closed(
+            None if code == 1006 else code,
+            draw(st.sampled_from(["", "heartbeat timeout"])),
+            draw(st.sampled_from([True, False, None])),
+            T0 + t + draw(st.floats(0, 90)),
+            ended_first=draw(st.sampled_from([None, "client", "server", "hop"])),
+            recorded=draw(st.booleans()),
+        )
+    )
     return events
 
 
@@ -239,7 +321,9 @@ def test_no_failure_is_left_unexplained(conns):
         for ch in s.channels.values():
             if clean_end(s, ch, True) is not False:
                 continue
-            explained = ch.topic in topics or conn_level and (ch.reason is None or ch.reason.startswith("socket"))
+            explained = (
+                ch.topic in topics or conn_level and (ch.reason is None or ch.reason.startswith("socket"))
+            )
             assert explained, (ch.label, ch.state, ch.reason, [(f.code, f.topic) for f in s.findings])
         if s.failed:
             assert s.findings, "a failed connection without a finding"

@@ -31,19 +31,22 @@ def test_mint_reproduces_the_supabase_cli_anon_key():
     assert claims["role"] == "anon" and claims["iss"] == "supabase-demo" and claims["exp"] > time.time()
 
 
-@pytest.mark.parametrize("token, kind", [
-    ("not-a-jwt", jwt.MALFORMED),
-    (mint({"role": "anon", "exp": 2**31}, secret="x" * 40), jwt.SIGNATURE),
-    (mint({"exp": 2**31}), jwt.CLAIMS),
-    (mint({"role": "anon", "exp": 1000}), jwt.EXPIRED),
-    ("eyJhbGciOiJFUzI1NiJ9.e30.c2ln", jwt.SIGNER),  # ES256: no JWKS configured
-    # JwtAuthToken.token_config/0: exp must be a number after now, iat a number; else a validator fails
-    (mint({"role": "anon", "exp": "2099"}), jwt.INVALID_CLAIM),
-    (mint({"role": "anon", "exp": 2**31, "iat": "now"}), jwt.INVALID_CLAIM),
-    (mint({"role": "anon", "exp": 1000.5}), jwt.INVALID_CLAIM),  # authorize_conn/3 wants an integer exp
-    ("bm90LWpzb24." + mint({"role": "anon", "exp": 2**31}).split(".", 1)[1], jwt.BAD_HEADER),
-    ("eyJhbGciOiJIUzI1NiJ9.WzFd.c2ln", jwt.NOT_A_MAP),  # claims [1]
-])
+@pytest.mark.parametrize(
+    "token, kind",
+    [
+        ("not-a-jwt", jwt.MALFORMED),
+        (mint({"role": "anon", "exp": 2**31}, secret="x" * 40), jwt.SIGNATURE),
+        (mint({"exp": 2**31}), jwt.CLAIMS),
+        (mint({"role": "anon", "exp": 1000}), jwt.EXPIRED),
+        ("eyJhbGciOiJFUzI1NiJ9.e30.c2ln", jwt.SIGNER),  # ES256: no JWKS configured
+        # JwtAuthToken.token_config/0: exp must be a number after now, iat a number; else a validator fails
+        (mint({"role": "anon", "exp": "2099"}), jwt.INVALID_CLAIM),
+        (mint({"role": "anon", "exp": 2**31, "iat": "now"}), jwt.INVALID_CLAIM),
+        (mint({"role": "anon", "exp": 1000.5}), jwt.INVALID_CLAIM),  # authorize_conn/3 wants an integer exp
+        ("bm90LWpzb24." + mint({"role": "anon", "exp": 2**31}).split(".", 1)[1], jwt.BAD_HEADER),
+        ("eyJhbGciOiJIUzI1NiJ9.WzFd.c2ln", jwt.NOT_A_MAP),  # claims [1]
+    ],
+)
 def test_verify_errors_name_realtimes_error(token, kind):
     with pytest.raises(JWTError) as e:
         verify(token, DEV_JWT_SECRET)
@@ -66,13 +69,16 @@ def test_decimal_exp_is_rounded_like_elixir():
 NOW = int(time.time())
 
 
-@pytest.mark.parametrize("apikey, status, error", [
-    (None, 401, "API key is missing"),
-    ("garbage", 401, "The token provided is not a valid JWT"),
-    (mint({"role": "anon", "exp": NOW + 999}, secret="y" * 40), 401, "Failed to validate JWT signature"),
-    (mint({"role": "anon"}), 401, "Fields `role` and `exp` are required in JWT"),
-    (mint({"role": "anon", "exp": NOW - 5}), 401, "Token has expired"),
-])
+@pytest.mark.parametrize(
+    "apikey, status, error",
+    [
+        (None, 401, "API key is missing"),
+        ("garbage", 401, "The token provided is not a valid JWT"),
+        (mint({"role": "anon", "exp": NOW + 999}, secret="y" * 40), 401, "Failed to validate JWT signature"),
+        (mint({"role": "anon"}), 401, "Fields `role` and `exp` are required in JWT"),
+        (mint({"role": "anon", "exp": NOW - 5}), 401, "Token has expired"),
+    ],
+)
 async def test_upgrade_rejected_like_user_socket(srv, apikey, status, error):
     q = f"?apikey={quote(apikey)}&vsn=2.0.0" if apikey else "?vsn=2.0.0"
     got_status, h, body = await raw_get(srv, "/realtime/v1/websocket" + q)
@@ -96,11 +102,21 @@ async def test_x_api_key_header_wins_over_query(srv):
     assert status == 101
 
 
-@pytest.mark.parametrize("vsn, status", [
-    ("3.0.0", 403), ("2.0", 403), ("banana", 403), ("", 403),
-    ("1.9.3", 403), ("2.1.0", 403), ("2.0.0-rc.1", 403),  # Realtime requires "~> 1.0.0" / "~> 2.0.0"
-    ("1.0.7", 101), ("2.0.1", 101), ("2.0.0%2Bbuild", 101),
-])
+@pytest.mark.parametrize(
+    "vsn, status",
+    [
+        ("3.0.0", 403),
+        ("2.0", 403),
+        ("banana", 403),
+        ("", 403),
+        ("1.9.3", 403),
+        ("2.1.0", 403),
+        ("2.0.0-rc.1", 403),  # Realtime requires "~> 1.0.0" / "~> 2.0.0"
+        ("1.0.7", 101),
+        ("2.0.1", 101),
+        ("2.0.0%2Bbuild", 101),
+    ],
+)
 async def test_vsn_negotiation(srv, vsn, status):
     got, h, body = await raw_get(srv, f"/realtime/v1/websocket?apikey={KEY}&vsn={vsn}")
     assert got == status
@@ -137,7 +153,8 @@ async def test_max_concurrent_users_and_forced_rejection(srv):
             assert (status, json.loads(body)) == (429, {"error": "Too many connected users"})
             # the idle socket was let in before, but a join on it now would make a second user
             assert (await join(idle))["payload"]["response"] == {
-                "reason": "ConnectionRateLimitReached: Too many connected users"}
+                "reason": "ConnectionRateLimitReached: Too many connected users"
+            }
     srv.config.max_concurrent_users = None
     srv.config.reject_upgrade = (500, "Error connecting to Realtime")
     status, _, body = await raw_get(srv, f"/socket/websocket?apikey={KEY}")
@@ -158,14 +175,23 @@ async def test_python_client_end_to_end(srv):
     got_broadcast, got_change, synced = loop.create_future(), loop.create_future(), loop.create_future()
     client = AsyncRealtimeClient(f"ws://127.0.0.1:{srv.port}/realtime/v1", token=KEY, auto_reconnect=False)
     await client.connect()
-    room = client.channel("room1", {"config": {"broadcast": {"self": True, "ack": True},
-                                               "presence": {"key": "alice", "enabled": True},
-                                               "private": False}})
+    room = client.channel(
+        "room1",
+        {
+            "config": {
+                "broadcast": {"self": True, "ack": True},
+                "presence": {"key": "alice", "enabled": True},
+                "private": False,
+            }
+        },
+    )
     room.on_broadcast("cursor", lambda m: got_broadcast.done() or got_broadcast.set_result(m))
-    room.on_postgres_changes("INSERT", lambda c: got_change.done() or got_change.set_result(c),
-                             schema="public", table="todos")
+    room.on_postgres_changes(
+        "INSERT", lambda c: got_change.done() or got_change.set_result(c), schema="public", table="todos"
+    )
     room.on_presence_sync(
-        lambda: "alice" in room.presence_state() and not synced.done() and synced.set_result(1))
+        lambda: "alice" in room.presence_state() and not synced.done() and synced.set_result(1)
+    )
     statuses = []
     await room.subscribe(lambda status, err: statuses.append((status, err)))
     assert statuses == [("SUBSCRIBED", None)]
@@ -185,8 +211,9 @@ async def test_python_client_end_to_end(srv):
 
 
 async def test_python_client_sees_join_error_and_binding_mismatch(srv):
-    srv.config.join_errors = {"locked": "Unauthorized: You do not have permissions to read from this Channel "
-                                        "topic: locked"}
+    srv.config.join_errors = {
+        "locked": "Unauthorized: You do not have permissions to read from this Channel topic: locked"
+    }
     srv.config.binding_mismatch = True
     client = AsyncRealtimeClient(f"ws://127.0.0.1:{srv.port}/realtime/v1", token=KEY, auto_reconnect=False)
     await client.connect()
@@ -204,25 +231,34 @@ async def test_python_client_sees_join_error_and_binding_mismatch(srv):
 
 
 async def test_user_broadcast_kind3_to_v2_and_v1(srv):
-    cfg = {"broadcast": {"self": True, "ack": True}, "presence": {"key": "", "enabled": False},
-           "private": False}
+    cfg = {
+        "broadcast": {"self": True, "ack": True},
+        "presence": {"key": "", "enabled": False},
+        "private": False,
+    }
     async with sock(srv, "2.0.0") as a, sock(srv, "2.0.0") as b, sock(srv, "1.0.0") as c:
         assert (await join(a, vsn="2.0.0", config=cfg))["payload"]["status"] == "ok"
         assert (await join(b, vsn="2.0.0"))["payload"]["status"] == "ok"
         assert (await join(c))["payload"]["status"] == "ok"
 
-        await a.send(frames.encode_user_push("realtime:room", "cursor", {"x": 1}, join_ref="1", ref="2",
-                                             meta={"persist": True}))
+        await a.send(
+            frames.encode_user_push(
+                "realtime:room", "cursor", {"x": 1}, join_ref="1", ref="2", meta={"persist": True}
+            )
+        )
         echo = await recv(a)  # self: true
         assert echo == frames.encode_user_broadcast("realtime:room", "cursor", {"x": 1})  # meta dropped
         m = frames.decode(echo, binary=True, from_client=False)
-        assert (m.kind, m.payload) == (frames.USER_BROADCAST, {"type": "broadcast", "event": "cursor",
-                                                               "payload": {"x": 1}})
+        assert (m.kind, m.payload) == (
+            frames.USER_BROADCAST,
+            {"type": "broadcast", "event": "cursor", "payload": {"x": 1}},
+        )
         assert await recv(a) == ["1", "2", "realtime:room", "phx_reply", {"response": {}, "status": "ok"}]
         assert await recv(b) == echo
         assert await asyncio.wait_for(c.recv(), T) == (
             '{"ref":null,"event":"broadcast","payload":{"event":"cursor","payload":{"x":1},"type":"broadcast"},'
-            '"topic":"realtime:room"}')
+            '"topic":"realtime:room"}'
+        )
 
         raw = bytearray(frames.encode_user_push("realtime:room", "odd", b'{"b": 1,  "a":[2]}', join_ref="1"))
         raw[6] = frames.ENC_JSON  # a JSON payload whose bytes are not canonical: relayed verbatim
@@ -232,7 +268,8 @@ async def test_user_broadcast_kind3_to_v2_and_v1(srv):
         assert (await recv(b))[-18:] == b'{"b": 1,  "a":[2]}'
         assert await asyncio.wait_for(c.recv(), T) == (
             '{"ref":null,"event":"broadcast","payload":{"event":"odd","payload":{"b": 1,  "a":[2]},'
-            '"type":"broadcast"},"topic":"realtime:room"}')
+            '"type":"broadcast"},"topic":"realtime:room"}'
+        )
 
         await a.send(frames.encode_user_push("realtime:room", "blob", b"\x00\xff", join_ref="1", ref="3"))
         await recv(a)  # self echo
@@ -258,34 +295,62 @@ async def test_text_broadcast_crosses_serializers(srv):
 async def test_join_ok_reply_and_system_messages(srv):
     srv.config.postgres_errors = {"secret"}
     async with sock(srv, "2.0.0") as ws:
-        cfg = {"postgres_changes": [{"event": "INSERT", "schema": "public", "table": "todos"}],
-               "presence": {"key": "me", "enabled": True}}
+        cfg = {
+            "postgres_changes": [{"event": "INSERT", "schema": "public", "table": "todos"}],
+            "presence": {"key": "me", "enabled": True},
+        }
         reply = await join(ws, vsn="2.0.0", config=cfg)
         [binding] = reply["payload"]["response"]["postgres_changes"]
         assert binding["table"] == "todos" and isinstance(binding["id"], int)
         assert (reply["join_ref"], reply["ref"]) == ("1", "1")
         # join/3 sends itself :postgres_subscribe before :sync_presence (realtime_channel.ex)
-        assert await recv(ws) == ["1", None, "realtime:room", "system", {
-            "channel": "room", "extension": "postgres_changes", "message": "Subscribed to PostgreSQL",
-            "status": "ok"}]
+        assert await recv(ws) == [
+            "1",
+            None,
+            "realtime:room",
+            "system",
+            {
+                "channel": "room",
+                "extension": "postgres_changes",
+                "message": "Subscribed to PostgreSQL",
+                "status": "ok",
+            },
+        ]
         assert await recv(ws) == ["1", None, "realtime:room", "presence_state", {}]
-        await join(ws, "realtime:vault", vsn="2.0.0", ref="2",
-                   config={"postgres_changes": [{"event": "*", "schema": "public", "table": "secret"}]})
+        await join(
+            ws,
+            "realtime:vault",
+            vsn="2.0.0",
+            ref="2",
+            config={"postgres_changes": [{"event": "*", "schema": "public", "table": "secret"}]},
+        )
         system = await recv(ws)
-        assert system[3:] == ["system", {
-            "channel": "vault", "extension": "postgres_changes", "status": "error",
-            "message": "Unable to subscribe to changes with given parameters. Please check Realtime is "
-                       "enabled for the given connect parameters: [event: *, schema: public, "
-                       "table: secret, filters: [], select: nil]"}]
+        assert system[3:] == [
+            "system",
+            {
+                "channel": "vault",
+                "extension": "postgres_changes",
+                "status": "error",
+                "message": "Unable to subscribe to changes with given parameters. Please check Realtime is "
+                "enabled for the given connect parameters: [event: *, schema: public, "
+                "table: secret, filters: [], select: nil]",
+            },
+        ]
         assert srv.emit_postgres_change(table="secret", record={"id": 1}) == 0
 
 
-@pytest.mark.parametrize("topic, payload_extra, reason", [
-    ("realtime:", {}, "TopicNameRequired: You must provide a topic name"),
-    ("realtime:room", {"access_token": "nope"}, "MalformedJWT: The token provided is not a valid JWT"),
-    ("realtime:room", {"access_token": mint({"role": "anon", "exp": 1000})},
-     re.compile(r"InvalidJWTToken: Token has expired \d+ seconds ago")),
-])
+@pytest.mark.parametrize(
+    "topic, payload_extra, reason",
+    [
+        ("realtime:", {}, "TopicNameRequired: You must provide a topic name"),
+        ("realtime:room", {"access_token": "nope"}, "MalformedJWT: The token provided is not a valid JWT"),
+        (
+            "realtime:room",
+            {"access_token": mint({"role": "anon", "exp": 1000})},
+            re.compile(r"InvalidJWTToken: Token has expired \d+ seconds ago"),
+        ),
+    ],
+)
 async def test_join_errors(srv, topic, payload_extra, reason):
     async with sock(srv) as ws:
         reply = await join(ws, topic, **payload_extra)
@@ -299,11 +364,14 @@ async def test_join_knobs(srv):
     srv.config.private_only = True
     async with sock(srv) as ws:
         assert (await join(ws, "realtime:nope"))["payload"]["response"] == {
-            "reason": "RealtimeRestarting: Realtime is restarting, please standby"}
+            "reason": "RealtimeRestarting: Realtime is restarting, please standby"
+        }
         assert (await join(ws, "realtime:pub", ref="2"))["payload"]["response"] == {
-            "reason": "PrivateOnly: This project only allows private channels"}
-        ok = await join(ws, "realtime:priv", ref="3", config={"private": True},
-                        access_token="sb_publishable_x")  # sb_ keys fall back to the connect token
+            "reason": "PrivateOnly: This project only allows private channels"
+        }
+        ok = await join(
+            ws, "realtime:priv", ref="3", config={"private": True}, access_token="sb_publishable_x"
+        )  # sb_ keys fall back to the connect token
         assert ok["payload"] == {"response": {"postgres_changes": []}, "status": "ok"}
 
 
@@ -313,8 +381,13 @@ async def test_unanswered_join_and_unmatched_topics(srv):
         await ws.send(v2("realtime:void", "phx_join", {"config": {}}, ref="1", join_ref="1"))
         await heartbeat_is_next(ws, "2.0.0")
         await ws.send(v2("realtime:void", "broadcast", {}, ref="2", join_ref="1"))
-        assert await recv(ws) == [None, "2", "realtime:void", "phx_reply",
-                                  {"response": {"reason": "unmatched topic"}, "status": "error"}]
+        assert await recv(ws) == [
+            None,
+            "2",
+            "realtime:void",
+            "phx_reply",
+            {"response": {"reason": "unmatched topic"}, "status": "error"},
+        ]
         await ws.send(v2("room", "phx_join", {}, ref="3", join_ref="3"))
         assert (await recv(ws))[:2] == [None, "3"]
 
@@ -334,14 +407,22 @@ async def test_leave_replies_then_closes(srv):
     async with sock(srv) as ws:
         await join(ws, ref="1")
         await ws.send(v1("realtime:room", "phx_leave", {}, ref="2", join_ref="1"))
-        assert await recv(ws) == {"event": "phx_reply", "payload": {"response": {}, "status": "ok"},
-                                  "ref": "2", "topic": "realtime:room"}
+        assert await recv(ws) == {
+            "event": "phx_reply",
+            "payload": {"response": {}, "status": "ok"},
+            "ref": "2",
+            "topic": "realtime:room",
+        }
         assert await recv(ws) == {"event": "phx_close", "payload": {}, "ref": "1", "topic": "realtime:room"}
         await ws.send(v1("realtime:room", "broadcast", {}, ref="3"))
         assert (await recv(ws))["payload"]["response"] == {"reason": "unmatched topic"}
         await ws.send(v1("realtime:room", "phx_leave", {}, ref="4", join_ref="1"))  # Phoenix: ok anyway
-        assert (await recv(ws)) == {"event": "phx_reply", "payload": {"response": {}, "status": "ok"},
-                                    "ref": "4", "topic": "realtime:room"}
+        assert (await recv(ws)) == {
+            "event": "phx_reply",
+            "payload": {"response": {}, "status": "ok"},
+            "ref": "4",
+            "topic": "realtime:room",
+        }
 
 
 async def test_expired_access_token_shuts_the_channel(srv):
@@ -351,7 +432,7 @@ async def test_expired_access_token_shuts_the_channel(srv):
         await heartbeat_is_next(ws, "2.0.0")  # the same (valid) token: no reply
         stale = mint({"role": "authenticated", "exp": int(time.time()) - 30})
         await ws.send(v2("realtime:room", "access_token", {"access_token": stale}, ref="3", join_ref="1"))
-        jr, ref, topic, event, payload = await recv(ws)
+        jr, ref, _topic, event, payload = await recv(ws)
         assert (jr, ref, event) == ("1", None, "system")
         assert (payload["extension"], payload["status"]) == ("system", "error")
         assert re.fullmatch(r"Token has expired \d+ seconds ago", payload["message"])
@@ -379,8 +460,12 @@ async def test_shutdown_channel_knob(srv):
     srv.config.shutdown_channels = {"room": "Too many messages per second"}
     async with sock(srv) as ws:
         assert (await join(ws))["payload"]["status"] == "ok"
-        assert (await recv(ws))["payload"] == {"channel": "room", "extension": "system",
-                                               "message": "Too many messages per second", "status": "error"}
+        assert (await recv(ws))["payload"] == {
+            "channel": "room",
+            "extension": "system",
+            "message": "Too many messages per second",
+            "status": "error",
+        }
         assert (await recv(ws))["event"] == "phx_close"
 
 
@@ -392,8 +477,15 @@ async def test_presence_diffs_reach_every_member(srv):
         async with sock(srv, "2.0.0") as b:
             await join(b, vsn="2.0.0", config=cfg)
             assert (await recv(b))[3:] == ["presence_state", {}]
-            await b.send(v2("realtime:room", "presence", {"type": "presence", "event": "track",
-                                                          "payload": {"s": 1}}, ref="2", join_ref="1"))
+            await b.send(
+                v2(
+                    "realtime:room",
+                    "presence",
+                    {"type": "presence", "event": "track", "payload": {"s": 1}},
+                    ref="2",
+                    join_ref="1",
+                )
+            )
             assert (await recv(b))[1] == "2"  # reply first
             diff = (await recv(b))[4]
             assert diff["leaves"] == {} and diff["joins"]["bob"]["metas"][0]["s"] == 1
@@ -404,19 +496,27 @@ async def test_presence_diffs_reach_every_member(srv):
 
 async def test_http_emit_endpoint(srv):
     async with sock(srv, "2.0.0") as ws:
-        await join(ws, vsn="2.0.0", config={"postgres_changes": [
-            {"event": "UPDATE", "schema": "public", "table": "todos", "filter": "id=eq.7"}]})
+        await join(
+            ws,
+            vsn="2.0.0",
+            config={
+                "postgres_changes": [
+                    {"event": "UPDATE", "schema": "public", "table": "todos", "filter": "id=eq.7"}
+                ]
+            },
+        )
         await recv(ws)  # system: subscribed
         rec, old = quote(json.dumps({"id": 7, "done": True})), quote(json.dumps({"id": 7, "done": False}))
         target = f"/local/v1/emit?schema=public&table=todos&type=UPDATE&record={rec}&old_record={old}"
-        status, h, body = await raw_get(srv, target, upgrade=False)
+        status, _h, body = await raw_get(srv, target, upgrade=False)
         assert (status, json.loads(body)) == (200, {"delivered": 1})
         _, _, _, event, payload = await recv(ws)
         assert event == "postgres_changes" and len(payload["ids"]) == 1
         assert payload["data"]["old_record"] == {"id": 7, "done": False}
         other = quote(json.dumps({"id": 8}))
-        assert json.loads((await raw_get(srv, f"/local/v1/emit?table=todos&type=UPDATE&record={other}",
-                                         upgrade=False))[2]) == {"delivered": 0}  # filter id=eq.7
+        assert json.loads(
+            (await raw_get(srv, f"/local/v1/emit?table=todos&type=UPDATE&record={other}", upgrade=False))[2]
+        ) == {"delivered": 0}  # filter id=eq.7
         status, _, body = await raw_get(srv, "/local/v1/emit?table=todos&record=%7Bnope", upgrade=False)
         assert status == 400 and "error" in json.loads(body)
 
@@ -424,12 +524,15 @@ async def test_http_emit_endpoint(srv):
 # ---------------------------------------------------------------------------------------------- socket
 
 
-@pytest.mark.parametrize("vsn, bad", [
-    ("1.0.0", v2("realtime:room", "phx_join", {}, ref="1", join_ref="1")),
-    ("1.0.0", frames.encode_user_push("realtime:room", "e", {}, join_ref="1", ref="1")),
-    ("2.0.0", v1("realtime:room", "phx_join", {}, ref="1", join_ref="1")),
-    ("2.0.0", "not json at all"),
-])
+@pytest.mark.parametrize(
+    "vsn, bad",
+    [
+        ("1.0.0", v2("realtime:room", "phx_join", {}, ref="1", join_ref="1")),
+        ("1.0.0", frames.encode_user_push("realtime:room", "e", {}, join_ref="1", ref="1")),
+        ("2.0.0", v1("realtime:room", "phx_join", {}, ref="1", join_ref="1")),
+        ("2.0.0", "not json at all"),
+    ],
+)
 async def test_frames_of_the_wrong_shape_are_dropped(srv, vsn, bad):
     async with sock(srv, vsn) as ws:
         await ws.send(bad)

@@ -14,17 +14,22 @@ import os
 import shutil
 
 import pytest
-
 from conftest import ROOT, TIMEOUT
 
 NODE_DIR = ROOT / "tests" / "node"
 CLIENT = NODE_DIR / "client.mjs"
-MISSING = [what for what, ok in (
-    ("node", shutil.which("node") is not None),
-    ("tests/node/node_modules (npm ci --prefix tests/node)",
-     (NODE_DIR / "node_modules" / "@supabase" / "realtime-js" / "package.json").exists()
-     and (NODE_DIR / "node_modules" / "ws" / "package.json").exists()),
-) if not ok]
+MISSING = [
+    what
+    for what, ok in (
+        ("node", shutil.which("node") is not None),
+        (
+            "tests/node/node_modules (npm ci --prefix tests/node)",
+            (NODE_DIR / "node_modules" / "@supabase" / "realtime-js" / "package.json").exists()
+            and (NODE_DIR / "node_modules" / "ws" / "package.json").exists(),
+        ),
+    )
+    if not ok
+]
 
 
 @pytest.fixture(autouse=True)
@@ -40,8 +45,15 @@ async def run_client(proxy_url: str, key: str, channel: str) -> tuple[int, list[
     env = dict(os.environ, SUPABASE_ANON_KEY=key)
     endpoint = proxy_url.replace("http://", "ws://", 1) + "/realtime/v1"
     proc = await asyncio.create_subprocess_exec(
-        "node", str(CLIENT), endpoint, channel, cwd=NODE_DIR, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "node",
+        str(CLIENT),
+        endpoint,
+        channel,
+        cwd=NODE_DIR,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 2 * TIMEOUT)  # safety net only
     except TimeoutError:
@@ -51,27 +63,36 @@ async def run_client(proxy_url: str, key: str, channel: str) -> tuple[int, list[
     return proc.returncode, events, err.decode()
 
 
-async def test_realtime_js_subscribes_and_broadcasts_binary_through_fixed_mode(local_server, mitmdump, anon_key):
+async def test_realtime_js_subscribes_and_broadcasts_binary_through_fixed_mode(
+    local_server, mitmdump, anon_key
+):
     proxy = await mitmdump(f"rt_supabase_url={local_server.url}", "termlog_verbosity=debug")
     code, events, err = await run_client(proxy.url, anon_key, "node-room")
     assert code == 0, (events, err)
     statuses = [e["status"] for e in events if e["event"] == "status"]
     assert statuses[0] == "SUBSCRIBED", events
     broadcasts = [e for e in events if e["event"] == "broadcast"]
-    assert broadcasts == [{"event": "broadcast", "payload": {"x": 1, "from": "node"}, "type": "broadcast",
-                           "name": "cursor"}], events
+    assert broadcasts == [
+        {"event": "broadcast", "payload": {"x": 1, "from": "node"}, "type": "broadcast", "name": "cursor"}
+    ], events
     assert {"event": "heartbeat", "status": "ok"} in events  # answered through the proxy (1 s interval)
     assert {"event": "done", "ok": True} in events
 
     # What rtproxy saw: realtime-js' defaults (vsn 2.0.0), its join, and the binary round trip.
-    await proxy.wait_for(r"\] connect http://\S+/realtime/v1/websocket\?apikey=\[redacted\]&vsn=2\.0\.0 "
-                         r"\(vsn 2\.0\.0, apikey <jwt role=anon")
+    await proxy.wait_for(
+        r"\] connect http://\S+/realtime/v1/websocket\?apikey=\[redacted\]&vsn=2\.0\.0 "
+        r"\(vsn 2\.0\.0, apikey <jwt role=anon"
+    )
     await proxy.wait_for(r"\] join realtime:node-room ref=\d+")
     await proxy.wait_for(r"\] realtime:node-room joined in \d+ ms")
-    await proxy.wait_for(r'\] → realtime:node-room broadcast ref=\d+ join_ref=\d+ kind 3 '
-                         r'\{"type":"broadcast","event":"cursor","payload":\{"x":1,"from":"node"\}\}')
-    await proxy.wait_for(r'\] ← realtime:node-room broadcast ref=None join_ref=None kind 4 '
-                         r'\{"type":"broadcast","event":"cursor","payload":\{"x":1,"from":"node"\}\}')
+    await proxy.wait_for(
+        r"\] → realtime:node-room broadcast ref=\d+ join_ref=\d+ kind 3 "
+        r'\{"type":"broadcast","event":"cursor","payload":\{"x":1,"from":"node"\}\}'
+    )
+    await proxy.wait_for(
+        r"\] ← realtime:node-room broadcast ref=None join_ref=None kind 4 "
+        r'\{"type":"broadcast","event":"cursor","payload":\{"x":1,"from":"node"\}\}'
+    )
     await proxy.wait_for(r"\] closed by client")
     assert anon_key not in proxy.output
 

@@ -67,8 +67,15 @@ async def good():
 
 def upgrade_head(target: str, host: str, *extra: str) -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
-    lines = [f"GET {target} HTTP/1.1", f"Host: {host}", "Upgrade: websocket", "Connection: Upgrade",
-             f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13", *extra]
+    lines = [
+        f"GET {target} HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        *extra,
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
@@ -112,35 +119,75 @@ def reverse_cases(e: int) -> list[tuple[str, bytes, str]]:
     return [
         ("spoofed Host", upgrade_head(f"{path}&case=host", ev), GOOD),
         ("absolute-form URL to evil", upgrade_head(f"http://{ev}{path}&case=absolute", ev), GOOD),
-        ("absolute-form with userinfo", upgrade_head(f"http://worker.invalid@{ev}{path}&case=userinfo", ev),
-         REFUSED),
+        (
+            "absolute-form with userinfo",
+            upgrade_head(f"http://worker.invalid@{ev}{path}&case=userinfo", ev),
+            REFUSED,
+        ),
         ("path that looks like an authority", upgrade_head(f"//{ev}{path}&case=slashes", "x"), GOOD),
         ("dot segments", upgrade_head(f"/realtime/v1/../../../{ev}/websocket?case=dots", ev), GOOD),
-        ("percent-encoded authority", upgrade_head(f"/%2F%2F{ev.replace(':', '%3A')}/realtime/v1/websocket"
-                                                   "?case=percent", ev), GOOD),
-        ("percent-encoded dots", upgrade_head(f"/realtime/v1/%2e%2e/%2e%2e/{ev}/websocket?case=pdots", ev), GOOD),
+        (
+            "percent-encoded authority",
+            upgrade_head(f"/%2F%2F{ev.replace(':', '%3A')}/realtime/v1/websocket?case=percent", ev),
+            GOOD,
+        ),
+        (
+            "percent-encoded dots",
+            upgrade_head(f"/realtime/v1/%2e%2e/%2e%2e/{ev}/websocket?case=pdots", ev),
+            GOOD,
+        ),
         ("backslashes", upgrade_head(f"/\\\\{ev}\\realtime/v1/websocket?case=backslash", ev), GOOD),
         ("@ in the path", upgrade_head(f"/@{ev}/realtime/v1/websocket?case=at", ev), GOOD),
-        ("host in the query", upgrade_head(f"{path}&case=query&host={ev}&url=ws://{ev}/&redirect=http%3A%2F%2F{ev}"
-                                           f"&@{ev}", ev), GOOD),
-        ("forwarding headers", upgrade_head(f"{path}&case=forwarded", "worker.invalid",
-                                            f"X-Forwarded-Host: {ev}", f"Forwarded: host={ev};proto=http",
-                                            f"X-Original-URL: http://{ev}/", f"X-Rewrite-URL: http://{ev}/"), GOOD),
+        (
+            "host in the query",
+            upgrade_head(f"{path}&case=query&host={ev}&url=ws://{ev}/&redirect=http%3A%2F%2F{ev}&@{ev}", ev),
+            GOOD,
+        ),
+        (
+            "forwarding headers",
+            upgrade_head(
+                f"{path}&case=forwarded",
+                "worker.invalid",
+                f"X-Forwarded-Host: {ev}",
+                f"Forwarded: host={ev};proto=http",
+                f"X-Original-URL: http://{ev}/",
+                f"X-Rewrite-URL: http://{ev}/",
+            ),
+            GOOD,
+        ),
         ("two Host headers", upgrade_head(f"{path}&case=twohosts", "worker.invalid", f"Host: {ev}"), GOOD),
         ("non-UTF-8 bytes in the target", upgrade_head(f"{path}&case=latin1&x=\xff\xfe", ev), GOOD),
         ("NUL in the target", upgrade_head("/realtime/v1/web\x00socket?case=nul", ev), GOOD),
         # Malformed on purpose: whatever mitmproxy makes of them, they may reach good or be refused.
-        ("bare LF splitting a header", upgrade_head(f"{path}&case=lf", "worker.invalid", f"X-A: 1\nHost: {ev}"),
-         EITHER),
-        ("bare CR splitting a header", upgrade_head(f"{path}&case=cr", "worker.invalid", f"X-A: 1\rHost: {ev}"),
-         EITHER),
-        ("header folding", upgrade_head(f"{path}&case=fold", "worker.invalid", "X-A: 1", f" Host: {ev}"), EITHER),
-        ("CRLF in the request target", upgrade_head(f"{path}&case=target\r\nHost: {ev}", "worker.invalid"),
-         REFUSED),
+        (
+            "bare LF splitting a header",
+            upgrade_head(f"{path}&case=lf", "worker.invalid", f"X-A: 1\nHost: {ev}"),
+            EITHER,
+        ),
+        (
+            "bare CR splitting a header",
+            upgrade_head(f"{path}&case=cr", "worker.invalid", f"X-A: 1\rHost: {ev}"),
+            EITHER,
+        ),
+        (
+            "header folding",
+            upgrade_head(f"{path}&case=fold", "worker.invalid", "X-A: 1", f" Host: {ev}"),
+            EITHER,
+        ),
+        (
+            "CRLF in the request target",
+            upgrade_head(f"{path}&case=target\r\nHost: {ev}", "worker.invalid"),
+            REFUSED,
+        ),
         # A second request smuggled after the upgrade (a body on a GET, chunked and Content-Length).
-        ("smuggled request", upgrade_head(f"{path}&case=smuggle", "worker.invalid", "Transfer-Encoding: chunked",
-                                          "Content-Length: 4")[:-2]
-         + f"\r\n0\r\n\r\nGET http://{ev}/ HTTP/1.1\r\nHost: {ev}\r\n\r\n".encode(), REFUSED),
+        (
+            "smuggled request",
+            upgrade_head(
+                f"{path}&case=smuggle", "worker.invalid", "Transfer-Encoding: chunked", "Content-Length: 4"
+            )[:-2]
+            + f"\r\n0\r\n\r\nGET http://{ev}/ HTTP/1.1\r\nHost: {ev}\r\n\r\n".encode(),
+            REFUSED,
+        ),
     ]
 
 
@@ -177,27 +224,44 @@ async def test_regular_mode_reroutes_only_the_worker_host(good, evil, mitmdump):
     here does not resolve); nothing reaches evil."""
     good_port, seen = good
     ev = f"127.0.0.1:{evil.port}"
-    proxy = await mitmdump(f"rt_supabase_url=http://127.0.0.1:{good_port}", "rt_worker_host=worker.test",
-                           mode="regular")
+    proxy = await mitmdump(
+        f"rt_supabase_url=http://127.0.0.1:{good_port}", "rt_worker_host=worker.test", mode="regular"
+    )
     path = "/realtime/v1/websocket?vsn=1.0.0&apikey=k"
     rerouted = {
         "absolute-form, spoofed Host": upgrade_head(f"http://worker.test{path}&case=r1", ev),
-        "absolute-form, host in the query": upgrade_head(f"http://worker.test{path}&case=r2&host={ev}&@{ev}", ev),
+        "absolute-form, host in the query": upgrade_head(
+            f"http://worker.test{path}&case=r2&host={ev}&@{ev}", ev
+        ),
         "absolute-form, case and trailing dot": upgrade_head(f"http://WORKER.test{path}&case=r3", "x"),
-        "forwarding headers": upgrade_head(f"http://worker.test{path}&case=r4", "worker.test",
-                                           f"X-Forwarded-Host: {ev}", f"Forwarded: host={ev}"),
+        "forwarding headers": upgrade_head(
+            f"http://worker.test{path}&case=r4",
+            "worker.test",
+            f"X-Forwarded-Host: {ev}",
+            f"Forwarded: host={ev}",
+        ),
     }
     not_rerouted = {
-        "another host, Host says worker.test": upgrade_head(f"http://other.invalid{path}&case=n1", "worker.test"),
-        "userinfo worker.test@other": upgrade_head(f"http://worker.test@other.invalid{path}&case=n2", "worker.test"),
-        "worker.test as a subdomain": upgrade_head(f"http://worker.test.other.invalid{path}&case=n3", "worker.test"),
-        "worker.test in the path": upgrade_head(f"http://other.invalid/worker.test{path}&case=n4", "worker.test"),
+        "another host, Host says worker.test": upgrade_head(
+            f"http://other.invalid{path}&case=n1", "worker.test"
+        ),
+        "userinfo worker.test@other": upgrade_head(
+            f"http://worker.test@other.invalid{path}&case=n2", "worker.test"
+        ),
+        "worker.test as a subdomain": upgrade_head(
+            f"http://worker.test.other.invalid{path}&case=n3", "worker.test"
+        ),
+        "worker.test in the path": upgrade_head(
+            f"http://other.invalid/worker.test{path}&case=n4", "worker.test"
+        ),
     }
     statuses = {name: await raw(proxy.port, data) for name, data in {**rerouted, **not_rerouted}.items()}
     # Inside a CONNECT tunnel to worker.test:80, a request whose Host names evil: still worker.test's.
     statuses["CONNECT tunnel, spoofed Host"] = await raw(
-        proxy.port, upgrade_head(f"{path}&case=r5", ev),
-        tunnel=b"CONNECT worker.test:80 HTTP/1.1\r\nHost: worker.test:80\r\n\r\n")
+        proxy.port,
+        upgrade_head(f"{path}&case=r5", ev),
+        tunnel=b"CONNECT worker.test:80 HTTP/1.1\r\nHost: worker.test:80\r\n\r\n",
+    )
 
     assert evil.connections == [], f"rtproxy connected to the evil server: {evil.connections}\n{statuses}"
     for name in [*rerouted, "CONNECT tunnel, spoofed Host"]:

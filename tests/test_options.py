@@ -55,8 +55,9 @@ async def run_mitmdump(tmp_path, sets: tuple[str, ...]) -> tuple[int, str]:
         args += ["--set", s]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("SUPABASE_URL", None)
-    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT, env=env)
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
+    )
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), TIMEOUT)
     except TimeoutError:
@@ -86,8 +87,10 @@ def rounds() -> list[list[tuple[tuple[str, ...], str, str]]]:
     by_option: dict[str, list] = {}
     for case in CASES:
         by_option.setdefault(case[1], []).append(case)
-    return [[cases[i] for cases in by_option.values() if i < len(cases)]
-            for i in range(max(map(len, by_option.values())))]
+    return [
+        [cases[i] for cases in by_option.values() if i < len(cases)]
+        for i in range(max(map(len, by_option.values())))
+    ]
 
 
 async def test_each_bad_value_one_line_no_traceback_exit_nonzero(tmp_path):
@@ -117,18 +120,42 @@ async def test_good_values_start_and_stop_cleanly(tmp_path):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("SUPABASE_URL", None)
     proc = await asyncio.create_subprocess_exec(
-        MITMDUMP, "--listen-host", "127.0.0.1", "-p", "0", "-s", ADDON, "--set", f"confdir={conf}",
-        "--set", "rt_mode=fixed", "--set", "rt_supabase_url=http://127.0.0.1:9", "--set", "rt_keep_messages=5",
-        "--set", "rt_show_secrets=false", "--set", "rt_timers=join=1,heartbeat=2,idle=3",
-        "--set", "rt_fault=close=4000:1:bye,max-frame=100", "--set", "rt_worker_host=a.example.com,b.example.com",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
+        MITMDUMP,
+        "--listen-host",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "-s",
+        ADDON,
+        "--set",
+        f"confdir={conf}",
+        "--set",
+        "rt_mode=fixed",
+        "--set",
+        "rt_supabase_url=http://127.0.0.1:9",
+        "--set",
+        "rt_keep_messages=5",
+        "--set",
+        "rt_show_secrets=false",
+        "--set",
+        "rt_timers=join=1,heartbeat=2,idle=3",
+        "--set",
+        "rt_fault=close=4000:1:bye,max-frame=100",
+        "--set",
+        "rt_worker_host=a.example.com,b.example.com",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )
     assert proc.stdout
     seen = []
+
     async def until_listening():
         async for raw in proc.stdout:
             seen.append(raw.decode())
             if "listening at" in seen[-1]:
                 return
+
     await asyncio.wait_for(until_listening(), TIMEOUT)
     proc.terminate()
     out, _ = await asyncio.wait_for(proc.communicate(), TIMEOUT)

@@ -18,7 +18,11 @@ from rtproxy_local.jwt import mint
 from websockets.exceptions import ConnectionClosed
 
 ACK = {"broadcast": {"self": False, "ack": True}, "presence": {"key": "", "enabled": False}, "private": False}
-PLAIN = {"broadcast": {"self": False, "ack": False}, "presence": {"key": "", "enabled": False}, "private": False}
+PLAIN = {
+    "broadcast": {"self": False, "ack": False},
+    "presence": {"key": "", "enabled": False},
+    "private": False,
+}
 
 
 def token(**claims) -> str:
@@ -43,11 +47,24 @@ async def test_stale_and_missing_join_refs_are_accepted_answered_and_delivered(s
         for n, join_ref in ((1, "stale-9"), (2, None)):
             body["payload"]["n"] = n
             await a.send(v2("realtime:room", "broadcast", body, ref=f"b{n}", join_ref=join_ref))
-            assert await recv(a) == ["1", f"b{n}", "realtime:room", "phx_reply", {"response": {}, "status": "ok"}]
+            assert await recv(a) == [
+                "1",
+                f"b{n}",
+                "realtime:room",
+                "phx_reply",
+                {"response": {}, "status": "ok"},
+            ]
             assert await recv(b) == [None, None, "realtime:room", "broadcast", body]
         # A presence push with a stale join_ref is answered too (PresenceHandler.handle/3).
-        await a.send(v2("realtime:room", "presence", {"type": "presence", "event": "untrack"}, ref="p1",
-                        join_ref="old"))
+        await a.send(
+            v2(
+                "realtime:room",
+                "presence",
+                {"type": "presence", "event": "untrack"},
+                ref="p1",
+                join_ref="old",
+            )
+        )
         assert await recv(a) == ["1", "p1", "realtime:room", "phx_reply", {"response": {}, "status": "ok"}]
         # A leave with a stale join_ref raced a server close: socket.ex keeps that check, no reply.
         await a.send(v2("realtime:room", "phx_leave", {}, ref="l1", join_ref="old"))
@@ -59,8 +76,16 @@ async def test_python_client_acked_broadcast_without_join_ref(srv):
     client = AsyncRealtimeClient(f"ws://127.0.0.1:{srv.port}/realtime/v1", token=KEY, auto_reconnect=False)
     await client.connect()
     try:
-        ch = client.channel("room", {"config": {"broadcast": {"self": True, "ack": True},
-                                                "presence": {"key": "", "enabled": False}, "private": False}})
+        ch = client.channel(
+            "room",
+            {
+                "config": {
+                    "broadcast": {"self": True, "ack": True},
+                    "presence": {"key": "", "enabled": False},
+                    "private": False,
+                }
+            },
+        )
         got = asyncio.get_running_loop().create_future()
         ch.on_broadcast("e", lambda m: got.done() or got.set_result(m["payload"]))
         await ch.subscribe()
@@ -79,8 +104,15 @@ async def test_presence_state_only_at_join_and_only_when_enabled(srv):
     pushes no presence_state. Public members get every presence_diff (MessageDispatcher.dispatch/3)."""
     async with sock(srv, "2.0.0") as ws:
         await join(ws, vsn="2.0.0", config=PLAIN)
-        await ws.send(v2("realtime:room", "presence", {"type": "presence", "event": "track",
-                                                       "payload": {"s": 1}}, ref="2", join_ref="1"))
+        await ws.send(
+            v2(
+                "realtime:room",
+                "presence",
+                {"type": "presence", "event": "track", "payload": {"s": 1}},
+                ref="2",
+                join_ref="1",
+            )
+        )
         assert await recv(ws) == ["1", "2", "realtime:room", "phx_reply", {"response": {}, "status": "ok"}]
         diff = await recv(ws)
         assert diff[:4] == [None, None, "realtime:room", "presence_diff"]
@@ -104,9 +136,18 @@ async def test_client_presence_rate_limit(srv):
             await ws.send(v2("realtime:room", "presence", {"event": "untrack"}, ref=f"p{i}", join_ref="1"))
             assert (await recv(ws))[1] == f"p{i}"
         await ws.send(v2("realtime:room", "presence", {"event": "untrack"}, ref="p5", join_ref="1"))
-        assert await recv(ws) == ["1", None, "realtime:room", "system", {
-            "channel": "room", "extension": "system", "message": "Client presence rate limit exceeded",
-            "status": "error"}]
+        assert await recv(ws) == [
+            "1",
+            None,
+            "realtime:room",
+            "system",
+            {
+                "channel": "room",
+                "extension": "system",
+                "message": "Client presence rate limit exceeded",
+                "status": "error",
+            },
+        ]
         assert await recv(ws) == ["1", "1", "realtime:room", "phx_close", {}]
 
 
@@ -115,8 +156,15 @@ async def test_track_over_the_payload_quota_stops_the_channel(srv):
     srv.config.max_payload_size_in_kb = 1  # 1,000 bytes + the 500-byte padding of validate_payload_size/2
     async with sock(srv, "2.0.0") as ws:
         await join(ws, vsn="2.0.0", config=PLAIN)
-        await ws.send(v2("realtime:room", "presence", {"event": "track", "payload": {"x": "y" * 2000}},
-                         ref="2", join_ref="1"))
+        await ws.send(
+            v2(
+                "realtime:room",
+                "presence",
+                {"event": "track", "payload": {"x": "y" * 2000}},
+                ref="2",
+                join_ref="1",
+            )
+        )
         assert (await recv(ws))[4]["message"] == "Track message size exceeded"
         assert (await recv(ws))[3] == "phx_close"
 
@@ -131,8 +179,18 @@ async def test_access_token_refresh_resubscribes_postgres(srv):
     config = {**PLAIN, "postgres_changes": [{"event": "*", "schema": "public", "table": "todos"}]}
     async with sock(srv, "2.0.0") as ws:
         await join(ws, vsn="2.0.0", config=config)
-        subscribed = ["1", None, "realtime:room", "system", {"channel": "room", "extension": "postgres_changes",
-                                                             "message": "Subscribed to PostgreSQL", "status": "ok"}]
+        subscribed = [
+            "1",
+            None,
+            "realtime:room",
+            "system",
+            {
+                "channel": "room",
+                "extension": "postgres_changes",
+                "message": "Subscribed to PostgreSQL",
+                "status": "ok",
+            },
+        ]
         assert await recv(ws) == subscribed
         await ws.send(v2("realtime:room", "access_token", {"access_token": token()}, ref="2", join_ref="1"))
         assert await recv(ws) == subscribed  # no reply to the access_token push itself
@@ -147,25 +205,37 @@ async def test_token_is_rechecked_every_interval_not_only_at_expiry(srv):
     async with sock(srv, "2.0.0") as ws:
         await join(ws, vsn="2.0.0", config=PLAIN)
         srv.config.jwt_secret = "another-secret-another-secret-another-secret"
-        assert await recv(ws) == ["1", None, "realtime:room", "system", {
-            "channel": "room", "extension": "system", "message": ":signature_error", "status": "error"}]
+        assert await recv(ws) == [
+            "1",
+            None,
+            "realtime:room",
+            "system",
+            {"channel": "room", "extension": "system", "message": ":signature_error", "status": "error"},
+        ]
         assert await recv(ws) == ["1", "1", "realtime:room", "phx_close", {}]
 
 
-@pytest.mark.parametrize("bad, message", [
-    (mint({"role": "anon", "exp": int(time.time()) + 3600}, secret="z" * 40), ":signature_error"),
-    ("eyJhbGciOiJSUzI1NiJ9.eyJyb2xlIjoiYW5vbiJ9.c2ln", ":error_generating_signer"),  # RS256, no JWKS
-    ("garbage", "The token provided is not a valid JWT"),
-    (mint({"role": "anon"}), "Fields `role` and `exp` are required in JWT"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (mint({"role": "anon", "exp": int(time.time()) + 3600}, secret="z" * 40), ":signature_error"),
+        ("eyJhbGciOiJSUzI1NiJ9.eyJyb2xlIjoiYW5vbiJ9.c2ln", ":error_generating_signer"),  # RS256, no JWKS
+        ("garbage", "The token provided is not a valid JWT"),
+        (mint({"role": "anon"}), "Fields `role` and `exp` are required in JWT"),
+    ],
+)
 async def test_bad_set_auth_stops_the_channel(srv, bad, message):
     """realtime_channel.ex handle_in("access_token"): the refresh fails -> shutdown_response/2; the
     catch-all `{:error, error} -> shutdown_response(socket, inspect(error))` renders atoms."""
     async with sock(srv, "2.0.0") as ws:
         await join(ws, vsn="2.0.0", config=PLAIN)
         await ws.send(v2("realtime:room", "access_token", {"access_token": bad}, ref="2", join_ref="1"))
-        assert (await recv(ws))[4] == {"channel": "room", "extension": "system", "message": message,
-                                       "status": "error"}
+        assert (await recv(ws))[4] == {
+            "channel": "room",
+            "extension": "system",
+            "message": message,
+            "status": "error",
+        }
         assert (await recv(ws))[3] == "phx_close"
 
 
@@ -178,7 +248,10 @@ async def test_join_without_config_binds_postgres_from_the_topic(srv):
         reply = await recv(ws)
         [binding] = reply["payload"]["response"]["postgres_changes"]
         assert {k: binding[k] for k in ("schema", "table", "filter")} == {
-            "schema": "public", "table": "todos", "filter": "id=eq.7"}
+            "schema": "public",
+            "table": "todos",
+            "filter": "id=eq.7",
+        }
         assert (await recv(ws))["payload"]["message"] == "Subscribed to PostgreSQL"
         assert srv.emit_postgres_change(table="todos", record={"id": 7}) == 1
         change = await recv(ws)
@@ -191,9 +264,15 @@ async def test_postgres_transient_error_is_retried(srv):
     retried after postgres_subscribe(5, 10); the retry that succeeds says "Subscribed to PostgreSQL"."""
     srv.config.postgres_transient_errors, srv.config.postgres_retry_s = 1, (0.0, 0.0)
     async with sock(srv, "2.0.0") as ws:
-        await join(ws, vsn="2.0.0", config={**PLAIN, "postgres_changes": [{"event": "*", "schema": "public"}]})
-        assert (await recv(ws))[4] == {"channel": "room", "extension": "postgres_changes", "status": "error",
-                                       "message": '{:error, "Too many database timeouts"}'}
+        await join(
+            ws, vsn="2.0.0", config={**PLAIN, "postgres_changes": [{"event": "*", "schema": "public"}]}
+        )
+        assert (await recv(ws))[4] == {
+            "channel": "room",
+            "extension": "postgres_changes",
+            "status": "error",
+            "message": '{:error, "Too many database timeouts"}',
+        }
         assert (await recv(ws))[4]["message"] == "Subscribed to PostgreSQL"
 
 
@@ -220,8 +299,13 @@ async def test_broadcast_payload_quota(srv):
         await join(b, vsn="2.0.0", config=PLAIN)
         await join(quiet, vsn="2.0.0", ref="1", config=PLAIN)
         await a.send(v2("realtime:room", "broadcast", big, ref="2", join_ref="1"))
-        assert await recv(a) == ["1", "2", "realtime:room", "phx_reply",
-                                 {"response": "payload_size_exceeded", "status": "error"}]
+        assert await recv(a) == [
+            "1",
+            "2",
+            "realtime:room",
+            "phx_reply",
+            {"response": "payload_size_exceeded", "status": "error"},
+        ]
         await quiet.send(v2("realtime:room", "broadcast", big, ref="3", join_ref="1"))  # not acked: dropped
         await a.send(v2("realtime:room", "broadcast", fits, ref="4", join_ref="1"))
         assert (await recv(a))[1] == "4"
@@ -248,7 +332,8 @@ async def test_kind3_enc_and_meta_as_the_v2_serializer_reads_them(srv):
         assert await recv(b) == bytes.fromhex("040d010001") + b"realtime:room" + b"e" + b'{"a":1}'
         assert await asyncio.wait_for(c.recv(), T) == (
             '{"ref":null,"event":"broadcast","payload":{"event":"e","payload":{"a":1},"type":"broadcast"},'
-            '"topic":"realtime:room"}')
+            '"topic":"realtime:room"}'
+        )
 
 
 async def test_kind0_broadcast_is_relayed_as_kind2(srv):
@@ -260,12 +345,15 @@ async def test_kind0_broadcast_is_relayed_as_kind2(srv):
         await join(b, vsn="2.0.0", config=PLAIN)
         await join(c, config=PLAIN)
         # kind 0: jr "1", ref "7", topic realtime:room (13), event broadcast (9), payload 00 ff
-        await a.send(bytes.fromhex("000101" "0d09") + b"1" + b"7" + b"realtime:room" + b"broadcast" + b"\x00\xff")
+        await a.send(
+            bytes.fromhex("0001010d09") + b"1" + b"7" + b"realtime:room" + b"broadcast" + b"\x00\xff"
+        )
         assert (await recv(a))[1] == "7"
         assert await recv(b) == bytes.fromhex("020d09") + b"realtime:roombroadcast\x00\xff"
         assert await asyncio.wait_for(c.recv(), T) == (
             '{"ref":null,"event":"broadcast","payload":%{error: "unable to parse response"},'
-            '"topic":"realtime:room"}')
+            '"topic":"realtime:room"}'
+        )
 
 
 # ---------------------------------------------------------------------------------------------- join config
@@ -274,12 +362,23 @@ async def test_kind0_broadcast_is_relayed_as_kind2(srv):
 async def test_flexible_booleans_and_ack_reply_join_ref(srv):
     """payloads/flexible_boolean.ex cast/1 takes booleans and strings that downcase to "true"/"false"; the
     ack reply carries the channel's join_ref (join_ref || ref of the join) even for a push without one."""
-    config = {"broadcast": {"self": "True", "ack": "TRUE"}, "presence": {"enabled": "true"}, "private": "false"}
+    config = {
+        "broadcast": {"self": "True", "ack": "TRUE"},
+        "presence": {"enabled": "true"},
+        "private": "false",
+    }
     async with sock(srv, "2.0.0") as ws:
         assert (await join(ws, vsn="2.0.0", ref="1", config=config))["payload"]["status"] == "ok"
         assert (await recv(ws))[3] == "presence_state"  # presence.enabled "true"
-        await ws.send(v2("realtime:room", "broadcast", {"type": "broadcast", "event": "e", "payload": {}},
-                         ref="9", join_ref=None))
+        await ws.send(
+            v2(
+                "realtime:room",
+                "broadcast",
+                {"type": "broadcast", "event": "e", "payload": {}},
+                ref="9",
+                join_ref=None,
+            )
+        )
         assert (await recv(ws))[3] == "broadcast"  # self "True"
         assert await recv(ws) == ["1", "9", "realtime:room", "phx_reply", {"response": {}, "status": "ok"}]
 
@@ -288,18 +387,31 @@ async def test_a_value_that_is_not_a_boolean_keeps_the_default(srv):
     """Join.validate/1 only logs InvalidJoinPayload; the join goes on with what did cast."""
     async with sock(srv, "2.0.0") as ws:
         await join(ws, vsn="2.0.0", config={"broadcast": {"self": "yes", "ack": 1}})
-        await ws.send(v2("realtime:room", "broadcast", {"type": "broadcast", "event": "e", "payload": {}},
-                         ref="2", join_ref="1"))
+        await ws.send(
+            v2(
+                "realtime:room",
+                "broadcast",
+                {"type": "broadcast", "event": "e", "payload": {}},
+                ref="2",
+                join_ref="1",
+            )
+        )
         await no_more(ws, "2.0.0")  # no self echo, no ack
 
 
-@pytest.mark.parametrize("params, status", [
-    ({"user_token": "EXPIRED", "access_token": "VALID"}, "error"),  # user_token wins over access_token
-    ({"access_token": "sb_publishable_x", "user_token": "EXPIRED"}, "ok"),  # an sb_ key: the connect token
-    ({"access_token": "VALID"}, "ok"),
-    ({"access_token": "EXPIRED"}, "error"),
-    ({}, "ok"),  # no token: the connect token
-])
+@pytest.mark.parametrize(
+    "params, status",
+    [
+        ({"user_token": "EXPIRED", "access_token": "VALID"}, "error"),  # user_token wins over access_token
+        (
+            {"access_token": "sb_publishable_x", "user_token": "EXPIRED"},
+            "ok",
+        ),  # an sb_ key: the connect token
+        ({"access_token": "VALID"}, "ok"),
+        ({"access_token": "EXPIRED"}, "error"),
+        ({}, "ok"),  # no token: the connect token
+    ],
+)
 async def test_token_precedence_at_join(srv, params, status):
     """realtime_channel.ex assign_access_token/2 and handle_access_token/2."""
     values = {"EXPIRED": mint({"role": "anon", "exp": int(time.time()) - 60}), "VALID": token()}
@@ -311,8 +423,9 @@ async def test_token_precedence_at_join(srv, params, status):
             assert reply["payload"]["response"]["reason"].startswith("InvalidJWTToken: Token has expired ")
 
 
-@pytest.mark.parametrize("claims", [{"exp": "4102444800"}, {"exp": 4102444800, "iat": "now"},
-                                    {"exp": 1000.5}])
+@pytest.mark.parametrize(
+    "claims", [{"exp": "4102444800"}, {"exp": 4102444800, "iat": "now"}, {"exp": 1000.5}]
+)
 async def test_jwt_claims_that_are_not_numbers_refuse_the_upgrade_500(srv, claims):
     """jwt_verification.ex JwtAuthToken.token_config/0 (exp: is_number and > now; iat: is_number) and
     channels_authorization.ex authorize_conn/3 (only an integer exp is "expired"): any other failure falls
@@ -358,8 +471,10 @@ async def test_tenant_drain(srv):
         got = [await recv(ws), await recv(ws)]
         assert sorted(g[2] for g in got) == ["realtime:room", "realtime:two"]
         for g in got:
-            assert g[:2] == [None, None] and g[3:] == ["system", {
-                "extension": "system", "message": "Server requested disconnect", "status": "ok"}]
+            assert g[:2] == [None, None] and g[3:] == [
+                "system",
+                {"extension": "system", "message": "Server requested disconnect", "status": "ok"},
+            ]
         await asyncio.wait_for(ws.wait_closed(), T)
         assert ws.close_code == 1012
         await asyncio.wait_for(other.wait_closed(), T)  # a socket without channels is drained too
@@ -377,7 +492,8 @@ async def test_join_rate_limit_then_1001(srv):
         rate.ticked.clear()
         await asyncio.wait_for(rate.ticked.wait(), T)
         assert (await join(ws, "realtime:two", ref="2", config=PLAIN))["payload"]["response"] == {
-            "reason": "ClientJoinRateLimitReached: Too many joins per second"}
+            "reason": "ClientJoinRateLimitReached: Too many joins per second"
+        }
         await asyncio.wait_for(ws.wait_closed(), T)
         assert ws.close_code == 1001
         # TenantRateLimiters.check_tenant/1 refuses new sockets meanwhile
@@ -392,7 +508,8 @@ async def test_tenant_not_found_at_join_then_1001(srv):
     async with sock(srv) as ws:
         srv.config.tenants = {"someone-else"}
         assert (await join(ws, config=PLAIN))["payload"]["response"] == {
-            "reason": "TenantNotFound: Tenant with the given ID does not exist"}
+            "reason": "TenantNotFound: Tenant with the given ID does not exist"
+        }
         await asyncio.wait_for(ws.wait_closed(), T)
         assert ws.close_code == 1001
 
@@ -404,7 +521,8 @@ async def test_too_many_channels(srv):
         for i in range(2):
             assert (await join(ws, f"realtime:c{i}", ref=str(i), config=PLAIN))["payload"]["status"] == "ok"
         assert (await join(ws, "realtime:c2", ref="9", config=PLAIN))["payload"]["response"] == {
-            "reason": "ChannelRateLimitReached: Too many channels"}
+            "reason": "ChannelRateLimitReached: Too many channels"
+        }
 
 
 async def test_too_many_messages_per_second_stops_the_channel(srv):
@@ -422,23 +540,36 @@ async def test_too_many_messages_per_second_stops_the_channel(srv):
         await asyncio.wait_for(rate.ticked.wait(), T)
         await a.send(v2("realtime:room", "broadcast", body, ref="3", join_ref="1"))
         assert (await recv(b))[3] == "broadcast"
-        assert (await recv(b))[4] == {"channel": "room", "extension": "system", "status": "error",
-                                      "message": "Too many messages per second"}
+        assert (await recv(b))[4] == {
+            "channel": "room",
+            "extension": "system",
+            "status": "error",
+            "message": "Too many messages per second",
+        }
         assert (await recv(b))[3] == "phx_close"
 
 
 # ---------------------------------------------------------------------------------------------- conditions
 
 
-@pytest.mark.parametrize("condition, reason", [
-    ("initializing", "InitializingProjectConnection: Realtime is initializing the project connection"),
-    ("connecting", "InitializingProjectConnection: Connecting to the project database"),
-    ("no-connections", "DatabaseLackOfConnections: Database can't accept more connections, Realtime won't connect"),
-    ("connect-rate", "DatabaseConnectionRateLimitReached: Too many database connections attempts per second"),
-    ("unavailable", "UnableToConnectToProject: Realtime was unable to connect to the project database"),
-    ("rpc-timeout", "TimeoutOnRpcCall: Node request timeout"),
-    ("rpc-error", "ErrorOnRpcCall: RPC call error: :noconnection"),
-])
+@pytest.mark.parametrize(
+    "condition, reason",
+    [
+        ("initializing", "InitializingProjectConnection: Realtime is initializing the project connection"),
+        ("connecting", "InitializingProjectConnection: Connecting to the project database"),
+        (
+            "no-connections",
+            "DatabaseLackOfConnections: Database can't accept more connections, Realtime won't connect",
+        ),
+        (
+            "connect-rate",
+            "DatabaseConnectionRateLimitReached: Too many database connections attempts per second",
+        ),
+        ("unavailable", "UnableToConnectToProject: Realtime was unable to connect to the project database"),
+        ("rpc-timeout", "TimeoutOnRpcCall: Node request timeout"),
+        ("rpc-error", "ErrorOnRpcCall: RPC call error: :noconnection"),
+    ],
+)
 async def test_database_conditions_at_join(srv, condition, reason):
     """realtime_channel.ex join/3 else clauses for Connect.lookup_or_start_connection/2's errors."""
     srv.config.database = condition
@@ -446,19 +577,26 @@ async def test_database_conditions_at_join(srv, condition, reason):
         assert (await join(ws, config=PLAIN))["payload"]["response"] == {"reason": reason}
 
 
-@pytest.mark.parametrize("condition, reason", [
-    ("pool", "IncreaseConnectionPool: Please increase your connection pool size"),
-    ("unable-to-set", "Realtime was unable to connect to the project database"),
-    ("missing-partition", "MissingPartition: Realtime was unable to find the expected messages partition"),
-    ("rls-error", "Unauthorized: You do not have permissions to read from this Channel topic: room"),
-])
+@pytest.mark.parametrize(
+    "condition, reason",
+    [
+        ("pool", "IncreaseConnectionPool: Please increase your connection pool size"),
+        ("unable-to-set", "Realtime was unable to connect to the project database"),
+        (
+            "missing-partition",
+            "MissingPartition: Realtime was unable to find the expected messages partition",
+        ),
+        ("rls-error", "Unauthorized: You do not have permissions to read from this Channel topic: room"),
+    ],
+)
 async def test_policy_conditions_at_a_private_join(srv, condition, reason):
     """realtime_channel.ex maybe_assign_policies/3 and join/3: only private channels run the RLS query."""
     srv.config.policies = condition
     async with sock(srv) as ws:
         assert (await join(ws, "realtime:pub", config=PLAIN))["payload"]["status"] == "ok"
         assert (await join(ws, ref="2", config={**PLAIN, "private": True}))["payload"]["response"] == {
-            "reason": reason}
+            "reason": reason
+        }
 
 
 async def test_query_canceled_at_a_private_join(srv):
@@ -468,13 +606,16 @@ async def test_query_canceled_at_a_private_join(srv):
         assert reason.startswith("QueryCanceled: %Postgrex.Error{") and "code: :query_canceled" in reason
 
 
-@pytest.mark.parametrize("condition, policies, message", [
-    ("unavailable", None, "Realtime was unable to connect to the project database"),
-    ("rpc-timeout", None, "Node request timeout"),
-    ("connecting", None, ":tenant_database_connection_initializing"),
-    (None, "query-canceled", "Query was cancelled, please try again"),
-    (None, "missing-partition", "Realtime was unable to connect to the project database"),
-])
+@pytest.mark.parametrize(
+    "condition, policies, message",
+    [
+        ("unavailable", None, "Realtime was unable to connect to the project database"),
+        ("rpc-timeout", None, "Node request timeout"),
+        ("connecting", None, ":tenant_database_connection_initializing"),
+        (None, "query-canceled", "Query was cancelled, please try again"),
+        (None, "missing-partition", "Realtime was unable to connect to the project database"),
+    ],
+)
 async def test_database_conditions_at_an_access_token_refresh(srv, condition, policies, message):
     """realtime_channel.ex handle_in("access_token") else clauses: a running channel is told in `system`."""
     async with sock(srv, "2.0.0") as ws:
@@ -490,7 +631,8 @@ async def test_restarting(srv):
     srv.config.restarting = True
     async with sock(srv) as ws:
         assert (await join(ws, config=PLAIN))["payload"]["response"] == {
-            "reason": "RealtimeRestarting: Realtime is restarting, please standby"}
+            "reason": "RealtimeRestarting: Realtime is restarting, please standby"
+        }
 
 
 async def test_replication_ready_opt_in(srv):
@@ -498,8 +640,12 @@ async def test_replication_ready_opt_in(srv):
     "Replication connection established", or the channel stops when the deadline passes."""
     async with sock(srv, "2.0.0") as ws:
         await join(ws, vsn="2.0.0", config={**PLAIN, "broadcast": {"replication_ready": True}})
-        assert (await recv(ws))[4] == {"channel": "room", "extension": "system", "status": "ok",
-                                       "message": "Replication connection established"}
+        assert (await recv(ws))[4] == {
+            "channel": "room",
+            "extension": "system",
+            "status": "ok",
+            "message": "Replication connection established",
+        }
     srv.config.replication_ready, srv.config.replication_ready_timeout_s = False, 0.0
     async with sock(srv, "2.0.0") as ws:
         await join(ws, vsn="2.0.0", config={**PLAIN, "broadcast": {"replication_ready": True}})
@@ -507,11 +653,19 @@ async def test_replication_ready_opt_in(srv):
         assert (await recv(ws))[3] == "phx_close"
 
 
-@pytest.mark.parametrize("config, reason", [
-    ({"broadcast": {"replay": {"since": 0}}}, "UnableToReplayMessages: Replay is not allowed for public channels"),
-    ({"private": True, "broadcast": {"replay": {"since": "yesterday"}}},
-     "UnableToReplayMessages: Replay params are not valid"),
-])
+@pytest.mark.parametrize(
+    "config, reason",
+    [
+        (
+            {"broadcast": {"replay": {"since": 0}}},
+            "UnableToReplayMessages: Replay is not allowed for public channels",
+        ),
+        (
+            {"private": True, "broadcast": {"replay": {"since": "yesterday"}}},
+            "UnableToReplayMessages: Replay params are not valid",
+        ),
+    ],
+)
 async def test_replay_parameters(srv, config, reason):
     """realtime_channel.ex maybe_replay_messages/5 and messages.ex replay/5 (since and limit integers)."""
     async with sock(srv) as ws:
@@ -530,19 +684,29 @@ async def test_join_error_backoff_holds_every_frame_of_the_socket(srv):
         await join(sender, vsn="2.0.0", config=ACK)
         srv.config.restarting = True
         await ws.send(v2("realtime:two", "phx_join", {"config": PLAIN}, ref="5", join_ref="5"))
-        await sender.send(v2("realtime:room", "broadcast", {"type": "broadcast", "event": "e", "payload": {}},
-                             ref="2", join_ref="1"))
+        await sender.send(
+            v2(
+                "realtime:room",
+                "broadcast",
+                {"type": "broadcast", "event": "e", "payload": {}},
+                ref="2",
+                join_ref="1",
+            )
+        )
         assert (await recv(sender))[1] == "2"  # the broadcast was sent during ws's backoff
         assert (await recv(ws))[:4] == ["5", "5", "realtime:two", "phx_reply"]
         assert (await recv(ws))[3] == "broadcast"
 
 
-@pytest.mark.parametrize("params, subscribed", [
-    ({"event": "*", "schema": "public", "table": "t", "filter": "id=in.(1,2,3)"}, True),
-    ({"event": "*", "schema": "public", "table": "t", "filter": 'name=eq."a,b"'}, True),
-    ({"event": "*", "schema": "*", "select": ["a"]}, False),
-    ({"event": "*", "schema": "public", "table": "t", "filter": None}, False),
-])
+@pytest.mark.parametrize(
+    "params, subscribed",
+    [
+        ({"event": "*", "schema": "public", "table": "t", "filter": "id=in.(1,2,3)"}, True),
+        ({"event": "*", "schema": "public", "table": "t", "filter": 'name=eq."a,b"'}, True),
+        ({"event": "*", "schema": "*", "select": ["a"]}, False),
+        ({"event": "*", "schema": "public", "table": "t", "filter": None}, False),
+    ],
+)
 async def test_postgres_params_parsed_as_subscriptions_ex_does(srv, params, subscribed):
     """subscriptions.ex parse_subscription_params/1: split_top_level/6 keeps commas inside parentheses
     and quotes, unquote_value/1, reject_select_on_wildcard/3, a `filter` that is not a string."""
@@ -551,18 +715,30 @@ async def test_postgres_params_parsed_as_subscriptions_ex_does(srv, params, subs
         message = (await recv(ws))[4]["message"]
         assert (message == "Subscribed to PostgreSQL") == subscribed, message
     if params.get("filter") is None and "filter" in params:
-        assert message == ("No subscription params provided. Please provide at least a `schema` or `table` "
-                           'to subscribe to: %{"event" => "*", "filter" => nil, "schema" => "public", '
-                           '"table" => "t"}')
+        assert message == (
+            "No subscription params provided. Please provide at least a `schema` or `table` "
+            'to subscribe to: %{"event" => "*", "filter" => nil, "schema" => "public", '
+            '"table" => "t"}'
+        )
     if "select" in params:
-        assert message == ("Column selection is not supported for wildcard subscriptions. Provide an explicit "
-                           "schema and table name.")
+        assert message == (
+            "Column selection is not supported for wildcard subscriptions. Provide an explicit "
+            "schema and table name."
+        )
 
 
 async def test_in_filter_delivers(srv):
     async with sock(srv, "2.0.0") as ws:
-        await join(ws, vsn="2.0.0", config={**PLAIN, "postgres_changes": [
-            {"event": "*", "schema": "public", "table": "t", "filter": "id=in.(1,2,3)"}]})
+        await join(
+            ws,
+            vsn="2.0.0",
+            config={
+                **PLAIN,
+                "postgres_changes": [
+                    {"event": "*", "schema": "public", "table": "t", "filter": "id=in.(1,2,3)"}
+                ],
+            },
+        )
         await recv(ws)
         assert srv.emit_postgres_change(table="t", record={"id": 2}) == 1
         assert srv.emit_postgres_change(table="t", record={"id": 9}) == 0
@@ -572,13 +748,21 @@ async def test_key_order_of_realtimes_own_keys(srv):
     """Jason writes small maps in Erlang term order, where atoms sort before binaries: the :id that
     add_id_to_postgres_changes/1 puts in a binding, and Phoenix.Presence's :phx_ref, come first."""
     async with sock(srv, "2.0.0", max_size=None) as ws:
-        await ws.send(v2("realtime:room", "phx_join", {"config": {**PLAIN, "postgres_changes": [
-            {"event": "*", "schema": "public", "table": "t"}]}}, ref="1", join_ref="1"))
+        await ws.send(
+            v2(
+                "realtime:room",
+                "phx_join",
+                {"config": {**PLAIN, "postgres_changes": [{"event": "*", "schema": "public", "table": "t"}]}},
+                ref="1",
+                join_ref="1",
+            )
+        )
         raw = await asyncio.wait_for(ws.recv(), T)
         assert '"postgres_changes":[{"id":' in raw and raw.index('"event"') > raw.index('"id"')
         await recv(ws)  # subscribed
-        await ws.send(v2("realtime:room", "presence", {"event": "track", "payload": {"a": 1}}, ref="2",
-                         join_ref="1"))
+        await ws.send(
+            v2("realtime:room", "presence", {"event": "track", "payload": {"a": 1}}, ref="2", join_ref="1")
+        )
         await recv(ws)  # reply
         diff = await asyncio.wait_for(ws.recv(), T)
         assert '"metas":[{"phx_ref":' in diff
@@ -594,8 +778,15 @@ async def test_self_ack_then_rate_shutdown_order(srv):
         rate.add()
         rate.ticked.clear()
         await asyncio.wait_for(rate.ticked.wait(), T)
-        await ws.send(v2("realtime:room", "broadcast", {"type": "broadcast", "event": "e", "payload": {}},
-                         ref="2", join_ref="1"))
+        await ws.send(
+            v2(
+                "realtime:room",
+                "broadcast",
+                {"type": "broadcast", "event": "e", "payload": {}},
+                ref="2",
+                join_ref="1",
+            )
+        )
         assert [(await recv(ws))[3] for _ in range(4)] == ["broadcast", "phx_reply", "system", "phx_close"]
 
 
@@ -611,17 +802,22 @@ async def test_broadcast_payload_that_is_not_a_map_crashes_the_sender(srv):
 
 async def test_replay_limit_null_means_25(srv):
     async with sock(srv) as ws:
-        reply = await join(ws, config={**PLAIN, "private": True,
-                                       "broadcast": {"replay": {"since": 0, "limit": None}}})
+        reply = await join(
+            ws, config={**PLAIN, "private": True, "broadcast": {"replay": {"since": 0, "limit": None}}}
+        )
         assert reply["payload"]["status"] == "ok"
 
 
 async def test_repeated_x_api_key_takes_the_first(srv):
     """user_socket.ex access_token/2: :proplists.lookup finds the first x-api-key header."""
     r, w = await asyncio.open_connection("127.0.0.1", srv.port)
-    w.write(("GET /socket/websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-             f"x-api-key: {KEY}\r\nx-api-key: nope\r\n\r\n").encode())
+    w.write(
+        (
+            "GET /socket/websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"x-api-key: {KEY}\r\nx-api-key: nope\r\n\r\n"
+        ).encode()
+    )
     head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), T)
     w.close()
     assert head.startswith(b"HTTP/1.1 101")
@@ -632,7 +828,8 @@ async def test_private_presence_enabled_by_track_gets_diffs_through_the_channel(
     diff to the channel process, which pushes it: with the channel's join_ref."""
     async with sock(srv, "2.0.0") as ws:
         await join(ws, vsn="2.0.0", ref="3", config={**PLAIN, "private": True})
-        await ws.send(v2("realtime:room", "presence", {"event": "track", "payload": {"a": 1}}, ref="4",
-                         join_ref="3"))
+        await ws.send(
+            v2("realtime:room", "presence", {"event": "track", "payload": {"a": 1}}, ref="4", join_ref="3")
+        )
         assert (await recv(ws))[1] == "4"
         assert (await recv(ws))[:4] == ["3", None, "realtime:room", "presence_diff"]

@@ -1,7 +1,7 @@
 import json
 
-from rtproxy_local.jwt import mint
 from rtproxy_core.redact import REDACTED, Redactor, describe_jwt, jwt_claims
+from rtproxy_local.jwt import mint
 
 NOW = 1_800_000_000
 TOKEN = None

@@ -9,24 +9,27 @@ import subprocess
 import sys
 
 import pytest
+from chrome_har import write_chrome_har
+from conftest import ROOT
 from realtime import AsyncRealtimeClient
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
-
-from chrome_har import write_chrome_har
-from conftest import ROOT
 
 RTDIAGNOSE = [sys.executable, str(ROOT / "scripts" / "rtdiagnose.py")]
 UNAUTHORIZED = "Unauthorized: You do not have permissions to read from this Channel topic: private-room"
 
 
 def rtdiagnose(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([*RTDIAGNOSE, *map(str, args)], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [*RTDIAGNOSE, *map(str, args)], capture_output=True, text=True, check=False, timeout=60
+    )
 
 
 async def join(port: int, key: str, name: str, until: str | None = None) -> list[str]:
     """Join `name`; with `until`, stay connected until the client reports that status."""
-    rt = AsyncRealtimeClient(f"ws://127.0.0.1:{port}/realtime/v1", token=key, auto_reconnect=False, max_retries=1)
+    rt = AsyncRealtimeClient(
+        f"ws://127.0.0.1:{port}/realtime/v1", token=key, auto_reconnect=False, max_retries=1
+    )
     statuses: list[str] = []
     reached = asyncio.Event()
 
@@ -51,8 +54,12 @@ async def join(port: int, key: str, name: str, until: str | None = None) -> list
 
 async def capture(mitmdump, local_server, tmp_path, key, names: list[str], keyless: bool):
     flows, har = tmp_path / "run.flows", tmp_path / "run.har"
-    proxy = await mitmdump(f"rt_supabase_url={local_server.url}", f"hardump={har}", f"rt_report={tmp_path}/live.md",
-                           extra=("-w", str(flows)))
+    proxy = await mitmdump(
+        f"rt_supabase_url={local_server.url}",
+        f"hardump={har}",
+        f"rt_report={tmp_path}/live.md",
+        extra=("-w", str(flows)),
+    )
     for name in names:
         await join(proxy.port, key, name, until="CLOSED" if name == "doomed" else None)
     if keyless:
@@ -69,7 +76,9 @@ async def capture(mitmdump, local_server, tmp_path, key, names: list[str], keyle
 async def failing_run(mitmdump, local_server, tmp_path, anon_key):
     local_server.config.join_errors = {"private-room": UNAUTHORIZED}
     local_server.config.shutdown_channels = {"doomed": "Too many messages per second"}
-    return await capture(mitmdump, local_server, tmp_path, anon_key, ["room1", "private-room", "doomed"], True)
+    return await capture(
+        mitmdump, local_server, tmp_path, anon_key, ["room1", "private-room", "doomed"], True
+    )
 
 
 async def test_all_capture_kinds_give_the_same_diagnosis(failing_run, anon_key):
@@ -86,8 +95,17 @@ async def test_all_capture_kinds_give_the_same_diagnosis(failing_run, anon_key):
         assert "channel-shutdown" not in codes, (kind, codes)
         unauthorized = next(f for c in conns for f in c["findings"] if f["code"] == "join-unauthorized")
         assert unauthorized["topic"] == "realtime:private-room" and UNAUTHORIZED in unauthorized["evidence"]
-        assert set(unauthorized) == {"code", "severity", "topic", "explains", "evidence", "fix", "confidence",
-                                     "candidates", "follows"}
+        assert set(unauthorized) == {
+            "code",
+            "severity",
+            "topic",
+            "explains",
+            "evidence",
+            "fix",
+            "confidence",
+            "candidates",
+            "follows",
+        }
         assert unauthorized["confidence"] == "certain" and unauthorized["follows"] is None
         healthy = next(c for c in conns if any(ch["topic"] == "realtime:room1" for ch in c["channels"]))
         assert [f for f in healthy["findings"] if f["severity"] != "info"] == [], kind
@@ -100,7 +118,7 @@ async def test_live_report_matches_offline(failing_run, anon_key):
     folder = failing_run["flow file"].parent
     live = json.loads((folder / "live.json").read_text())
     offline = json.loads(rtdiagnose(failing_run["flow file"], "--json").stdout)
-    codes = lambda r: sorted(f["code"] for c in r["connections"] for f in c["findings"])  # noqa: E731
+    codes = lambda r: sorted(f["code"] for c in r["connections"] for f in c["findings"])
     assert codes(live) == codes(offline)
     md = (folder / "live.md").read_text()
     assert "| `join-unauthorized` | 1 |" in md and "| realtime:private-room | errored |" in md
@@ -121,11 +139,14 @@ async def test_healthy_capture_exits_zero(mitmdump, local_server, tmp_path, anon
         assert r.returncode == 0, (kind, r.stdout)
 
 
-@pytest.mark.parametrize("content,why", [
-    (b"\x00\x01garbage", "not a mitmproxy flow file"),
-    (b'{"not": "a har"}', "not a HAR file"),
-    (b"{broken json", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "content,why",
+    [
+        (b"\x00\x01garbage", "not a mitmproxy flow file"),
+        (b'{"not": "a har"}', "not a HAR file"),
+        (b"{broken json", "not valid JSON"),
+    ],
+)
 def test_unreadable_input_exits_2_with_one_line(tmp_path, content, why):
     p = tmp_path / "capture"
     p.write_bytes(content)
@@ -140,21 +161,44 @@ def test_missing_file_exits_2(tmp_path):
 
 
 def _har_connection(start: float, frames: list[tuple[float, str, list]]) -> dict:
-    return {"url": "wss://abcdefghijklmnopqrst.supabase.co/realtime/v1/websocket?apikey=k&vsn=1.0.0",
-            "start": start, "status": 101, "end": 30.0,
-            "frames": [{"t": t, "dir": d, "text": json.dumps(m)} for t, d, m in frames]}
+    return {
+        "url": "wss://abcdefghijklmnopqrst.supabase.co/realtime/v1/websocket?apikey=k&vsn=1.0.0",
+        "start": start,
+        "status": 101,
+        "end": 30.0,
+        "frames": [{"t": t, "dir": d, "text": json.dumps(m)} for t, d, m in frames],
+    }
 
 
 def test_a_reconnect_is_looked_for_in_the_same_file_only(tmp_path):
     """A HAR keeps no close frames: the next connection of the same client (same place, same channels) says
     the other side ended the first. Another file may be another user of the project: it says nothing."""
     from corpus import har
-    joined = [(0.1, "send", {"topic": "realtime:room", "event": "phx_join", "payload": {"config": {}}, "ref": "1"}),
-              (0.2, "receive", {"topic": "realtime:room", "event": "phx_reply", "ref": "1",
-                                "payload": {"status": "ok", "response": {"postgres_changes": []}}}),
-              (25.1, "send", {"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": "2"}),
-              (25.2, "receive", {"topic": "phoenix", "event": "phx_reply", "ref": "2",
-                                 "payload": {"status": "ok", "response": {}}})]
+
+    joined = [
+        (0.1, "send", {"topic": "realtime:room", "event": "phx_join", "payload": {"config": {}}, "ref": "1"}),
+        (
+            0.2,
+            "receive",
+            {
+                "topic": "realtime:room",
+                "event": "phx_reply",
+                "ref": "1",
+                "payload": {"status": "ok", "response": {"postgres_changes": []}},
+            },
+        ),
+        (25.1, "send", {"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": "2"}),
+        (
+            25.2,
+            "receive",
+            {
+                "topic": "phoenix",
+                "event": "phx_reply",
+                "ref": "2",
+                "payload": {"status": "ok", "response": {}},
+            },
+        ),
+    ]
     first, second = _har_connection(1.8e9, joined), _har_connection(1.8e9 + 31.0, joined[:2])
     both, a, b = tmp_path / "both.har", tmp_path / "a.har", tmp_path / "b.har"
     both.write_text(json.dumps(har({"connections": [first, second]})))

@@ -14,23 +14,31 @@ import sys
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
+from conftest import ROOT, TIMEOUT
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Response
 
-from conftest import ROOT, TIMEOUT
-
 PROBE = str(ROOT / "scripts" / "rtprobe.py")
-CHECKS = ["a-query", "b-vsn", "c-upstream-status", "d-early-frames", "e-heartbeat", "f-binary", "g-close",
-          "h-subprotocol"]
+CHECKS = [
+    "a-query",
+    "b-vsn",
+    "c-upstream-status",
+    "d-early-frames",
+    "e-heartbeat",
+    "f-binary",
+    "g-close",
+    "h-subprotocol",
+]
 ALL_PASS = {c: "pass" for c in CHECKS}
 
 
 async def rtprobe(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(sys.executable, PROBE, *args, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, PROBE, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 4 * TIMEOUT)  # safety net only
     except TimeoutError:
@@ -88,8 +96,9 @@ async def test_relay_mode_fails_what_the_design_predicts(local_server, mitmdump,
         "h-subprotocol": "pass",  # the relay's 101 selects no subprotocol
     }, report
     d = details(report)
-    assert d["a-query"].startswith("101, then the socket was closed 1011 (Proxy server error) before the server "
-                                   "answered anything")
+    assert d["a-query"].startswith(
+        "101, then the socket was closed 1011 (Proxy server error) before the server answered anything"
+    )
     assert "got 101, then closed 1011 (Proxy server error)" in d["c-upstream-status"]
     await proxy.wait_for(r"hop: frame-dropped|upstream rejected the hop.s upgrade: 401 API key is missing")
 
@@ -116,12 +125,17 @@ async def test_fault_strip_query_fails_a_with_the_servers_401(local_server, mitm
     _, report, statuses = await probe_json(proxy.url, anon_key)
     assert statuses == {
         "a-query": "fail",  # 401 API key is missing
-        "b-vsn": "skip", "d-early-frames": "skip", "e-heartbeat": "skip", "f-binary": "skip", "g-close": "skip",
+        "b-vsn": "skip",
+        "d-early-frames": "skip",
+        "e-heartbeat": "skip",
+        "f-binary": "skip",
+        "g-close": "skip",
         "c-upstream-status": "pass",  # the server's 401 JSON does reach the client
         "h-subprotocol": "skip",  # refused with the same 401
     }, report
-    assert details(report)["a-query"].startswith("401 API key is missing: the apikey in the query string never "
-                                                 "reached the server")
+    assert details(report)["a-query"].startswith(
+        "401 API key is missing: the apikey in the query string never reached the server"
+    )
 
 
 # -------------------------------------------------------------------------------- one defect at a time
@@ -139,8 +153,16 @@ class DefectRelay:
     blob        - binary frames become the text "[object Blob]", both ways.
     Otherwise frames and close codes are forwarded as they are."""
 
-    def __init__(self, upstream: str, *, drop_query=False, drop_vsn=False, early_101=False, drop_early=False,
-                 blob=False) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        drop_query=False,
+        drop_vsn=False,
+        early_101=False,
+        drop_early=False,
+        blob=False,
+    ) -> None:
         self.upstream = upstream.replace("http://", "ws://", 1)
         self.drop_query, self.drop_vsn, self.blob = drop_query, drop_vsn, blob
         self.early_101, self.drop_early = early_101, drop_early
@@ -154,7 +176,9 @@ class DefectRelay:
         return self.upstream + parts.path + (f"?{urlencode(query)}" if query else "")
 
     async def _connect(self, path: str):
-        return await connect(self.target(path), compression=None, max_size=None, ping_interval=None, proxy=None)
+        return await connect(
+            self.target(path), compression=None, max_size=None, ping_interval=None, proxy=None
+        )
 
     async def process_request(self, conn: ServerConnection, request):
         if self.early_101:
@@ -199,8 +223,15 @@ class DefectRelay:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def __aenter__(self) -> str:
-        self._server = await serve(self.handler, "127.0.0.1", 0, process_request=self.process_request,
-                                   compression=None, max_size=None, ping_interval=None)
+        self._server = await serve(
+            self.handler,
+            "127.0.0.1",
+            0,
+            process_request=self.process_request,
+            compression=None,
+            max_size=None,
+            ping_interval=None,
+        )
         port = self._server.sockets[0].getsockname()[1]
         return f"http://127.0.0.1:{port}"
 
@@ -212,18 +243,40 @@ class DefectRelay:
 DEFECTS = {
     "none": ({}, {}),
     # query dropped, upstream refusal passed through: Realtime's 401 reaches the client.
-    "drop-query": ({"drop_query": True}, {
-        "a-query": "fail", "b-vsn": "skip", "c-upstream-status": "pass", "d-early-frames": "skip",
-        "e-heartbeat": "skip", "f-binary": "skip", "g-close": "skip", "h-subprotocol": "skip"}),
+    "drop-query": (
+        {"drop_query": True},
+        {
+            "a-query": "fail",
+            "b-vsn": "skip",
+            "c-upstream-status": "pass",
+            "d-early-frames": "skip",
+            "e-heartbeat": "skip",
+            "f-binary": "skip",
+            "g-close": "skip",
+            "h-subprotocol": "skip",
+        },
+    ),
     # only vsn lost: the server speaks 1.0.0 and ignores 2.0.0 arrays.
-    "drop-vsn": ({"drop_vsn": True}, {
-        "a-query": "pass", "b-vsn": "fail", "c-upstream-status": "pass", "d-early-frames": "skip",
-        "e-heartbeat": "skip", "f-binary": "skip", "g-close": "pass", "h-subprotocol": "pass"}),
+    "drop-vsn": (
+        {"drop_vsn": True},
+        {
+            "a-query": "pass",
+            "b-vsn": "fail",
+            "c-upstream-status": "pass",
+            "d-early-frames": "skip",
+            "e-heartbeat": "skip",
+            "f-binary": "skip",
+            "g-close": "pass",
+            "h-subprotocol": "pass",
+        },
+    ),
     # 101 before the upstream answered, frames buffered: only (c) can tell.
     "early-101": ({"early_101": True}, {"c-upstream-status": "fail"}),
     # ... and early frames dropped: (c) and (d).
-    "early-101+drop-early": ({"early_101": True, "drop_early": True},
-                             {"c-upstream-status": "fail", "d-early-frames": "fail"}),
+    "early-101+drop-early": (
+        {"early_101": True, "drop_early": True},
+        {"c-upstream-status": "fail", "d-early-frames": "fail"},
+    ),
     # binary frames relayed as "[object Blob]": only (f).
     "blob": ({"blob": True}, {"f-binary": "fail"}),
 }

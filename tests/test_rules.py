@@ -19,7 +19,9 @@ OK = {"status": "ok", "response": {}}
 class Conv:
     """A conversation: feed events, then diagnose."""
 
-    def __init__(self, url: str = URL, upstream: str | None = UP, status: int | None = 101, body: bytes = b""):
+    def __init__(
+        self, url: str = URL, upstream: str | None = UP, status: int | None = 101, body: bytes = b""
+    ):
         self.s = Session("t")
         self.s.feed(Opened(url, [], T0))
         if upstream:
@@ -27,25 +29,25 @@ class Conv:
         if status is not None:
             self.s.feed(Handshake(status, [], body, T0 + 0.01))
 
-    def feed(self, *events) -> "Conv":
+    def feed(self, *events) -> Conv:
         for e in events:
             self.s.feed(e)
         return self
 
-    def join(self, topic="realtime:r", t=0.0, ref="1", payload=None, reply=OK, rt=0.01) -> "Conv":
+    def join(self, topic="realtime:r", t=0.0, ref="1", payload=None, reply=OK, rt=0.01) -> Conv:
         self.feed(v2(ref, ref, topic, "phx_join", payload or {}, client=True, t=t))
         if reply is not None:
             self.feed(v2(ref, ref, topic, "phx_reply", reply, client=False, t=t + rt))
         return self
 
-    def heartbeats(self, times, answered=True) -> "Conv":
+    def heartbeats(self, times, answered=True) -> Conv:
         for i, t in enumerate(times):
             self.feed(v2(None, f"hb{i}", "phoenix", "heartbeat", {}, client=True, t=t))
             if answered:
                 self.feed(v2(None, f"hb{i}", "phoenix", "phx_reply", OK, client=False, t=t + 0.001))
         return self
 
-    def close(self, code=1000, reason="", by_client=True, t=40.0) -> "Conv":
+    def close(self, code=1000, reason="", by_client=True, t=40.0) -> Conv:
         return self.feed(Closed(code, reason, by_client, T0 + t))
 
     def codes(self, timers: Timers | None = None, now: float | None = None) -> list[str]:
@@ -58,12 +60,29 @@ class Conv:
 
 
 def healthy() -> Conv:
-    c = Conv().join(payload={"config": {"postgres_changes": [{"event": "*", "schema": "public", "table": "t"}]}},
-                    reply={"status": "ok", "response": {"postgres_changes": [
-                        {"id": 7, "event": "*", "schema": "public", "table": "t"}]}})
-    c.feed(v2("1", None, "realtime:r", "system", {"extension": "postgres_changes", "status": "ok",
-                                                  "message": "Subscribed to PostgreSQL", "channel": "r"},
-              client=False, t=0.02))
+    c = Conv().join(
+        payload={"config": {"postgres_changes": [{"event": "*", "schema": "public", "table": "t"}]}},
+        reply={
+            "status": "ok",
+            "response": {"postgres_changes": [{"id": 7, "event": "*", "schema": "public", "table": "t"}]},
+        },
+    )
+    c.feed(
+        v2(
+            "1",
+            None,
+            "realtime:r",
+            "system",
+            {
+                "extension": "postgres_changes",
+                "status": "ok",
+                "message": "Subscribed to PostgreSQL",
+                "channel": "r",
+            },
+            client=False,
+            t=0.02,
+        )
+    )
     c.feed(v2("1", None, "realtime:r", "presence_state", {}, client=False, t=0.03))
     c.feed(kind3("realtime:r", "cursor", {"x": 1}, t=1), kind4("realtime:r", "cursor", {"x": 1}, t=1.001))
     c.heartbeats([25, 50, 75])
@@ -87,9 +106,15 @@ def test_every_rule_has_code_fix_and_explains():
 
 
 CASES = {
-    "apikey-missing": lambda: Conv(url="http://w/realtime/v1/websocket?vsn=2.0.0", upstream=None, status=401,
-                                   body=b'{"error":"API key is missing"}'),
-    "vsn-missing": lambda: Conv(upstream="https://abc.supabase.co/realtime/v1/websocket?apikey=k").join(reply=None),
+    "apikey-missing": lambda: Conv(
+        url="http://w/realtime/v1/websocket?vsn=2.0.0",
+        upstream=None,
+        status=401,
+        body=b'{"error":"API key is missing"}',
+    ),
+    "vsn-missing": lambda: Conv(upstream="https://abc.supabase.co/realtime/v1/websocket?apikey=k").join(
+        reply=None
+    ),
     "tenant-not-found": lambda: Conv(status=404, body=b'{"error":"Tenant not found"}'),
     "path-wrong": lambda: Conv(status=404, body=b"Not Found"),
     "token-expired": lambda: Conv(status=401, body=b'{"error":"Token has expired"}'),
@@ -100,41 +125,114 @@ CASES = {
     "upgrade-rejected": lambda: Conv(status=426, body=b"Expected WebSocket"),
     "upstream-unreachable": lambda: Conv(status=None).feed(Hop("upstream-unreachable", "connection refused")),
     "early-101": lambda: Conv().feed(UpstreamHandshake(401, [], b'{"error":"API key is missing"}', T0 + 2)),
-    "join-dropped-by-proxy": lambda: Conv().join(reply=None).feed(
-        Hop("frame-dropped", "Server not ready", T0, v2("1", "1", "realtime:r", "phx_join", {}, client=True, t=0))),
-    "serializer-mismatch": lambda: Conv(url="http://w/realtime/v1/websocket?apikey=k&vsn=1.0.0",
-                                        upstream="https://a.supabase.co/realtime/v1/websocket?apikey=k&vsn=1.0.0"
-                                        ).join(reply=None),
-    "binary-on-v1": lambda: Conv(url="http://w/realtime/v1/websocket?apikey=k",
-                                 upstream="https://a.supabase.co/realtime/v1/websocket?apikey=k").feed(
-        kind3("realtime:r", "e", {}, t=1)),
+    "join-dropped-by-proxy": lambda: (
+        Conv()
+        .join(reply=None)
+        .feed(
+            Hop(
+                "frame-dropped",
+                "Server not ready",
+                T0,
+                v2("1", "1", "realtime:r", "phx_join", {}, client=True, t=0),
+            )
+        )
+    ),
+    "serializer-mismatch": lambda: Conv(
+        url="http://w/realtime/v1/websocket?apikey=k&vsn=1.0.0",
+        upstream="https://a.supabase.co/realtime/v1/websocket?apikey=k&vsn=1.0.0",
+    ).join(reply=None),
+    "binary-on-v1": lambda: Conv(
+        url="http://w/realtime/v1/websocket?apikey=k",
+        upstream="https://a.supabase.co/realtime/v1/websocket?apikey=k",
+    ).feed(kind3("realtime:r", "e", {}, t=1)),
     "binary-as-text": lambda: Conv().feed(Hop("binary-as-text", "relayed as '[object Blob]'")),
-    "join-unauthorized": lambda: Conv().join(reply={"status": "error", "response": {
-        "reason": "Unauthorized: You do not have permissions to read from this Channel topic: r"}}, rt=5),
-    "join-error": lambda: Conv().join(reply={"status": "error", "response": {
-        "reason": "UnableToReplayMessages: Replay params are not valid"}}, rt=5),
-    "server-restarting": lambda: Conv().join(reply={"status": "error", "response": {
-        "reason": "RealtimeRestarting: Realtime is restarting, please standby"}}, rt=5),
-    "database-unavailable": lambda: Conv().join(reply={"status": "error", "response": {
-        "reason": "UnableToConnectToProject: Realtime was unable to connect to the project database"}}, rt=5),
+    "join-unauthorized": lambda: Conv().join(
+        reply={
+            "status": "error",
+            "response": {
+                "reason": "Unauthorized: You do not have permissions to read from this Channel topic: r"
+            },
+        },
+        rt=5,
+    ),
+    "join-error": lambda: Conv().join(
+        reply={
+            "status": "error",
+            "response": {"reason": "UnableToReplayMessages: Replay params are not valid"},
+        },
+        rt=5,
+    ),
+    "server-restarting": lambda: Conv().join(
+        reply={
+            "status": "error",
+            "response": {"reason": "RealtimeRestarting: Realtime is restarting, please standby"},
+        },
+        rt=5,
+    ),
+    "database-unavailable": lambda: Conv().join(
+        reply={
+            "status": "error",
+            "response": {
+                "reason": "UnableToConnectToProject: Realtime was unable to connect to the project database"
+            },
+        },
+        rt=5,
+    ),
     "binding-mismatch": lambda: Conv().join(
         payload={"config": {"postgres_changes": [{"event": "*", "schema": "public", "table": "todos"}]}},
-        reply={"status": "ok", "response": {"postgres_changes": [
-            {"id": 1, "event": "*", "schema": "public", "table": "other"}]}}),
-    "postgres-changes-error": lambda: Conv().join().feed(v2("1", None, "realtime:r", "system", {
-        "extension": "postgres_changes", "status": "error", "channel": "r", "message":
-        "Unable to subscribe to changes with given parameters. Please check Realtime is enabled for the given "
-        "connect parameters: [event: *, schema: public, table: doesnotexist, filters: [], select: nil]"},
-        client=False, t=0.1)),
+        reply={
+            "status": "ok",
+            "response": {"postgres_changes": [{"id": 1, "event": "*", "schema": "public", "table": "other"}]},
+        },
+    ),
+    "postgres-changes-error": lambda: (
+        Conv()
+        .join()
+        .feed(
+            v2(
+                "1",
+                None,
+                "realtime:r",
+                "system",
+                {
+                    "extension": "postgres_changes",
+                    "status": "error",
+                    "channel": "r",
+                    "message": "Unable to subscribe to changes with given parameters. Please check Realtime is enabled for the given "
+                    "connect parameters: [event: *, schema: public, table: doesnotexist, filters: [], select: nil]",
+                },
+                client=False,
+                t=0.1,
+            )
+        )
+    ),
     # words Realtime never sends: the server stopped the channel, and said why
-    "channel-shutdown": lambda: Conv().join().feed(
-        v2("1", None, "realtime:r", "system", {"extension": "system", "status": "error",
-                                              "message": "%MatchError{term: nil}", "channel": "r"},
-           client=False, t=1),
-        v2("1", "1", "realtime:r", "phx_close", {}, client=False, t=1.01)),
+    "channel-shutdown": lambda: (
+        Conv()
+        .join()
+        .feed(
+            v2(
+                "1",
+                None,
+                "realtime:r",
+                "system",
+                {
+                    "extension": "system",
+                    "status": "error",
+                    "message": "%MatchError{term: nil}",
+                    "channel": "r",
+                },
+                client=False,
+                t=1,
+            ),
+            v2("1", "1", "realtime:r", "phx_close", {}, client=False, t=1.01),
+        )
+    ),
     "join-timeout": lambda: Conv().join(reply=None),
     "duplicate-join": lambda: Conv().join(reply=None).join(ref="3", t=0.001, reply=None),
-    "heartbeat-timeout": lambda: Conv().heartbeats([25], answered=False).close(1000, "heartbeat timeout", True, 50),
+    "heartbeat-timeout": lambda: (
+        Conv().heartbeats([25], answered=False).close(1000, "heartbeat timeout", True, 50)
+    ),
     "heartbeat-gap": lambda: Conv().heartbeats([25, 50, 75, 100, 400]),
     "server-idle-close": lambda: Conv().join().close(1000, "", False, t=61),
     "proxy-idle-timeout": lambda: Conv().join().close(None, "", None, t=30),
@@ -144,14 +242,23 @@ CASES = {
     "client-silent": lambda: Conv().close(None, "", None, t=20),
     "no-heartbeat": lambda: Conv().join().close(1000, "", False, t=61),
     "client-gone": lambda: Conv().join().feed(Closed(None, "", None, T0 + 5, ended_first="client")),
-    "idle-socket-dropped": lambda: Conv().join().feed(
-        v2("1", "2", "realtime:r", "phx_leave", {}, client=True, t=3),
-        v2("1", "2", "realtime:r", "phx_reply", OK, client=False, t=3.01),
-        v2("1", "1", "realtime:r", "phx_close", {}, client=False, t=3.02),
-        Closed(None, "", None, T0 + 600, ended_first="server")),
-    "left-after-join": lambda: Conv().join().feed(v2("1", "2", "realtime:r", "phx_leave", {}, client=True, t=0.5)),
+    "idle-socket-dropped": lambda: (
+        Conv()
+        .join()
+        .feed(
+            v2("1", "2", "realtime:r", "phx_leave", {}, client=True, t=3),
+            v2("1", "2", "realtime:r", "phx_reply", OK, client=False, t=3.01),
+            v2("1", "1", "realtime:r", "phx_close", {}, client=False, t=3.02),
+            Closed(None, "", None, T0 + 600, ended_first="server"),
+        )
+    ),
+    "left-after-join": lambda: (
+        Conv().join().feed(v2("1", "2", "realtime:r", "phx_leave", {}, client=True, t=0.5))
+    ),
     # a channel process that crashed: Phoenix says phx_error and nothing else
-    "unexplained-failure": lambda: Conv().join().feed(v2("1", "1", "realtime:r", "phx_error", {}, client=False, t=1)),
+    "unexplained-failure": lambda: (
+        Conv().join().feed(v2("1", "1", "realtime:r", "phx_error", {}, client=False, t=1))
+    ),
 }
 
 
@@ -175,8 +282,17 @@ def test_unacknowledged_broadcasts_do_not_crowd_out_heartbeats():
     c = Conv().join()
     c.feed(v2(None, "hb", "phoenix", "heartbeat", {}, client=True, t=1))
     for i in range(1100):
-        c.feed(v2("1", f"b{i}", "realtime:r", "broadcast", {"type": "broadcast", "event": "e", "payload": {}},
-                  client=True, t=1.5))
+        c.feed(
+            v2(
+                "1",
+                f"b{i}",
+                "realtime:r",
+                "broadcast",
+                {"type": "broadcast", "event": "e", "payload": {}},
+                client=True,
+                t=1.5,
+            )
+        )
     c.feed(v2(None, "hb", "phoenix", "phx_reply", OK, client=False, t=2))
     assert len(c.s.pending) == 0 and c.s.heartbeats.answered == 1
     assert "heartbeat-timeout" not in c.codes(Timers(heartbeat=5), now=T0 + 60)
@@ -185,22 +301,55 @@ def test_unacknowledged_broadcasts_do_not_crowd_out_heartbeats():
 def test_acked_broadcast_rejection_is_reported():
     """broadcast_handler.ex handle/3: {:reply, {:error, :payload_size_exceeded}, socket}."""
     c = Conv().join(payload={"config": {"broadcast": {"ack": True}}})
-    c.feed(v2("1", "7", "realtime:r", "broadcast", {"type": "broadcast", "event": "e", "payload": {}}, client=True, t=1))
-    notes = c.s.feed(v2("1", "7", "realtime:r", "phx_reply", {"status": "error", "response": "payload_size_exceeded"},
-                        client=False, t=1.1))
+    c.feed(
+        v2(
+            "1",
+            "7",
+            "realtime:r",
+            "broadcast",
+            {"type": "broadcast", "event": "e", "payload": {}},
+            client=True,
+            t=1,
+        )
+    )
+    notes = c.s.feed(
+        v2(
+            "1",
+            "7",
+            "realtime:r",
+            "phx_reply",
+            {"status": "error", "response": "payload_size_exceeded"},
+            client=False,
+            t=1.1,
+        )
+    )
     assert any("broadcast rejected: payload_size_exceeded" in n.text for n in notes)
     assert "message-too-large" in c.codes()
 
 
 def test_track_size_and_rate_shutdowns_are_named():
-    for message, code in (("Track message size exceeded", "message-too-large"),
-                          ("Client presence rate limit exceeded", "rate-limited"),
-                          ("Replication connection was not established in time", "database-unavailable"),
-                          (":signature_error", "token-invalid")):
-        c = Conv().join().feed(
-            v2("1", None, "realtime:r", "system", {"extension": "system", "status": "error", "message": message,
-                                                  "channel": "r"}, client=False, t=1),
-            v2("1", "1", "realtime:r", "phx_close", {}, client=False, t=1.01))
+    for message, code in (
+        ("Track message size exceeded", "message-too-large"),
+        ("Client presence rate limit exceeded", "rate-limited"),
+        ("Replication connection was not established in time", "database-unavailable"),
+        (":signature_error", "token-invalid"),
+    ):
+        c = (
+            Conv()
+            .join()
+            .feed(
+                v2(
+                    "1",
+                    None,
+                    "realtime:r",
+                    "system",
+                    {"extension": "system", "status": "error", "message": message, "channel": "r"},
+                    client=False,
+                    t=1,
+                ),
+                v2("1", "1", "realtime:r", "phx_close", {}, client=False, t=1.01),
+            )
+        )
         codes = c.codes()
         assert code in codes and "channel-shutdown" not in codes, (message, codes)
 
@@ -208,22 +357,55 @@ def test_track_size_and_rate_shutdowns_are_named():
 def test_transient_postgres_error_that_recovers_is_no_finding():
     """handle_info(:postgres_subscribe) retries database errors; a later "Subscribed to PostgreSQL" ends it."""
     c = Conv().join()
-    for t, status, message in ((0.1, "error", '{:error, "Too many database timeouts"}'),
-                               (6.0, "ok", "Subscribed to PostgreSQL")):
-        c.feed(v2("1", None, "realtime:r", "system", {"extension": "postgres_changes", "status": status,
-                                                      "message": message, "channel": "r"}, client=False, t=t))
+    for t, status, message in (
+        (0.1, "error", '{:error, "Too many database timeouts"}'),
+        (6.0, "ok", "Subscribed to PostgreSQL"),
+    ):
+        c.feed(
+            v2(
+                "1",
+                None,
+                "realtime:r",
+                "system",
+                {"extension": "postgres_changes", "status": status, "message": message, "channel": "r"},
+                client=False,
+                t=t,
+            )
+        )
     assert "postgres-changes-error" not in c.codes()
 
 
 def test_drain_and_join_rate_disconnect_are_explained():
-    drained = Conv().join().feed(v2(None, None, "realtime:r", "system", {
-        "extension": "system", "message": "Server requested disconnect", "status": "ok"}, client=False, t=1))
+    drained = (
+        Conv()
+        .join()
+        .feed(
+            v2(
+                None,
+                None,
+                "realtime:r",
+                "system",
+                {"extension": "system", "message": "Server requested disconnect", "status": "ok"},
+                client=False,
+                t=1,
+            )
+        )
+    )
     drained.close(1012, "", False, t=1.01)
     d = Diagnoser()
     [f] = [f for f in d.end(drained.s) if f.code == "server-close"]
     assert "tenant drain" in f.evidence and "Server requested disconnect" in f.evidence
-    limited = Conv().join(reply={"status": "error", "response": {
-        "reason": "ClientJoinRateLimitReached: Too many joins per second"}}, rt=5).close(1001, "", False, t=6)
+    limited = (
+        Conv()
+        .join(
+            reply={
+                "status": "error",
+                "response": {"reason": "ClientJoinRateLimitReached: Too many joins per second"},
+            },
+            rt=5,
+        )
+        .close(1001, "", False, t=6)
+    )
     [f] = [f for f in Diagnoser().end(limited.s) if f.code == "server-close"]
     assert "ClientJoinRateLimitReached" in f.evidence and "1001" in f.evidence
 
@@ -232,10 +414,17 @@ def test_500_at_the_upgrade_names_the_claims():
     """user_socket.ex error_response/1's catch-all for a token whose exp is not a number."""
     import base64
     import json
-    claims = base64.urlsafe_b64encode(json.dumps({"role": "anon", "exp": "soon"}).encode()).decode().rstrip("=")
+
+    claims = (
+        base64.urlsafe_b64encode(json.dumps({"role": "anon", "exp": "soon"}).encode()).decode().rstrip("=")
+    )
     token = f"eyJhbGciOiJIUzI1NiJ9.{claims}.c2ln"
-    c = Conv(url=f"http://w/realtime/v1/websocket?apikey={token}&vsn=1.0.0", upstream=None, status=500,
-             body=b'{"error":"Error connecting to Realtime"}')
+    c = Conv(
+        url=f"http://w/realtime/v1/websocket?apikey={token}&vsn=1.0.0",
+        upstream=None,
+        status=500,
+        body=b'{"error":"Error connecting to Realtime"}',
+    )
     [f] = [f for f in Diagnoser().end(c.close(None, "", None, t=1).s) if f.code == "token-invalid"]
     assert "exp is not a whole number" in f.evidence
 
@@ -243,7 +432,9 @@ def test_500_at_the_upgrade_names_the_claims():
 def test_heartbeat_unanswered_past_the_interval():
     c = Conv().heartbeats([1], answered=False)
     assert "heartbeat-timeout" not in c.codes(Timers(heartbeat=5), now=T0 + 5)
-    assert "heartbeat-timeout" in Conv().heartbeats([1], answered=False).codes(Timers(heartbeat=5), now=T0 + 6.5)
+    assert "heartbeat-timeout" in Conv().heartbeats([1], answered=False).codes(
+        Timers(heartbeat=5), now=T0 + 6.5
+    )
 
 
 def test_realtime_py_never_times_a_heartbeat_out():
@@ -277,14 +468,30 @@ def test_late_join_reply_is_still_a_timeout():
 
 
 def test_join_errors_are_classified_not_duplicated():
-    codes = Conv().join(reply={"status": "error", "response": {
-        "reason": "InvalidJWTToken: Token has expired 30 seconds ago"}}, rt=5).codes()
+    codes = (
+        Conv()
+        .join(
+            reply={
+                "status": "error",
+                "response": {"reason": "InvalidJWTToken: Token has expired 30 seconds ago"},
+            },
+            rt=5,
+        )
+        .codes()
+    )
     assert "token-expired" in codes and "join-error" not in codes
 
 
 def test_relay_story_ranks_cause_first():
     c = Conv(url=URL, upstream="ws://a.test/realtime/v1/websocket").join(reply=None)
-    c.feed(Hop("frame-dropped", "Server not ready", T0, v2("1", "1", "realtime:r", "phx_join", {}, client=True, t=0)))
+    c.feed(
+        Hop(
+            "frame-dropped",
+            "Server not ready",
+            T0,
+            v2("1", "1", "realtime:r", "phx_join", {}, client=True, t=0),
+        )
+    )
     c.feed(UpstreamHandshake(401, [], b'{"error":"API key is missing"}', T0 + 2))
     c.close(1011, "Proxy server error", False, t=2.01)
     codes = c.codes()
@@ -330,8 +537,12 @@ def test_findings_reported_once():
 
 
 def test_secrets_redacted_in_evidence():
-    c = Conv(url="http://w/realtime/v1/websocket?apikey=sb_secret_abcdefgh123", upstream=None, status=401,
-             body=b'{"error":"API key is missing"}')
+    c = Conv(
+        url="http://w/realtime/v1/websocket?apikey=sb_secret_abcdefgh123",
+        upstream=None,
+        status=401,
+        body=b'{"error":"API key is missing"}',
+    )
     c.feed(Frame(True, False, b"{}", T0))
     d = Diagnoser()
     assert all("sb_secret_abcdefgh123" not in f.evidence for f in d.check(c.s, T0 + 1))
@@ -351,25 +562,54 @@ def test_bare_403_with_a_supported_vsn_points_at_an_older_realtime():
     assert "refuses the vsn '3.0.0'" in f.evidence
 
 
-@pytest.mark.parametrize("reply, code", [
-    # supabase/realtime#1111, the frame as pasted (a 2024 server: no "Unauthorized: " code yet)
-    ('{"ref":"1","event":"phx_reply","payload":{"status":"error","response":{"reason":"You do not have '
-     'permissions to read from this Topic"}},"topic":"realtime:19a51893-6168-4b2d-91a6-47b0db323f64"}',
-     "join-unauthorized"),
-    # supabase/realtime#843: a reason from before 2024-05-09
-    ('{"ref":"1","event":"phx_reply","payload":{"status":"error","response":{"reason":"{:error, '
-     ':too_many_channels}"}},"topic":"realtime:19a51893-6168-4b2d-91a6-47b0db323f64"}', "rate-limited"),
-    # supabase/supabase-flutter#1311
-    ('{"ref":"1","event":"phx_reply","payload":{"status":"error","response":{"reason":"PrivateOnly: This '
-     'project only allows private channels"}},"topic":"realtime:19a51893-6168-4b2d-91a6-47b0db323f64"}',
-     "join-unauthorized"),
-])
+@pytest.mark.parametrize(
+    "reply, code",
+    [
+        # supabase/realtime#1111, the frame as pasted (a 2024 server: no "Unauthorized: " code yet)
+        (
+            (
+                '{"ref":"1","event":"phx_reply","payload":{"status":"error","response":{"reason":"You do not have '
+                'permissions to read from this Topic"}},"topic":"realtime:19a51893-6168-4b2d-91a6-47b0db323f64"}'
+            ),
+            "join-unauthorized",
+        ),
+        # supabase/realtime#843: a reason from before 2024-05-09
+        (
+            (
+                '{"ref":"1","event":"phx_reply","payload":{"status":"error","response":{"reason":"{:error, '
+                ':too_many_channels}"}},"topic":"realtime:19a51893-6168-4b2d-91a6-47b0db323f64"}'
+            ),
+            "rate-limited",
+        ),
+        # supabase/supabase-flutter#1311
+        (
+            (
+                '{"ref":"1","event":"phx_reply","payload":{"status":"error","response":{"reason":"PrivateOnly: This '
+                'project only allows private channels"}},"topic":"realtime:19a51893-6168-4b2d-91a6-47b0db323f64"}'
+            ),
+            "join-unauthorized",
+        ),
+    ],
+)
 def test_real_users_join_replies(reply, code):
     c = Conv(url="http://w/realtime/v1/websocket?apikey=k&vsn=1.0.0", upstream=None)
-    c.feed(Frame(True, False, json.dumps({"topic": "realtime:19a51893-6168-4b2d-91a6-47b0db323f64",
-                                          "event": "phx_join", "payload": {"config": {}}, "ref": "1",
-                                          "join_ref": None}).encode(), T0 + 0.1),
-           Frame(False, False, reply.encode(), T0 + 5.2))
+    c.feed(
+        Frame(
+            True,
+            False,
+            json.dumps(
+                {
+                    "topic": "realtime:19a51893-6168-4b2d-91a6-47b0db323f64",
+                    "event": "phx_join",
+                    "payload": {"config": {}},
+                    "ref": "1",
+                    "join_ref": None,
+                }
+            ).encode(),
+            T0 + 0.1,
+        ),
+        Frame(False, False, reply.encode(), T0 + 5.2),
+    )
     codes = c.codes()
     assert code in codes and "join-error" not in codes, codes
 

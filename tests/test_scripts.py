@@ -11,18 +11,18 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT, TIMEOUT
 from rtproxy_core import frames
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
-
-from conftest import ROOT, TIMEOUT
 
 PY = sys.executable
 
 
 async def run_script(*args: str, env: dict | None = None) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(PY, *args, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE, env=env)
+    proc = await asyncio.create_subprocess_exec(
+        PY, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode, out.decode(), err.decode()
 
@@ -31,10 +31,16 @@ async def test_run_sh_works_with_no_configuration(tmp_path):
     """scripts/run.sh: embedded local server, reverse mode, prints how to connect; rtclient subscribes."""
     env = dict(os.environ, RT_PORT="0", HOME=str(tmp_path))  # HOME: mitmproxy's CA goes to a temp confdir
     env.pop("SUPABASE_URL", None)
-    proc = await asyncio.create_subprocess_exec("bash", str(ROOT / "scripts" / "run.sh"), env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    proc = await asyncio.create_subprocess_exec(
+        "bash",
+        str(ROOT / "scripts" / "run.sh"),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     lines: list[str] = []
     try:
+
         async def until(pattern: str) -> str:
             while True:
                 raw = await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)
@@ -46,8 +52,19 @@ async def test_run_sh_works_with_no_configuration(tmp_path):
         assert "embedded local Realtime server at http://127.0.0.1:" in await until("embedded local Realtime")
         line = await until("Realtime clients connect to")
         origin = line.split("connect to ")[1].split()[0]
-        code, out, err = await run_script(str(ROOT / "scripts" / "rtclient.py"), origin, "--channel", "room1",
-                                          "--broadcast", "cursor", '{"x": 1}', "--count", "1", "--listen", "30")
+        code, out, err = await run_script(
+            str(ROOT / "scripts" / "rtclient.py"),
+            origin,
+            "--channel",
+            "room1",
+            "--broadcast",
+            "cursor",
+            '{"x": 1}',
+            "--count",
+            "1",
+            "--listen",
+            "30",
+        )
         assert code == 0, err
         assert out.splitlines()[0] == "status SUBSCRIBED" and 'broadcast {"x": 1}' in out
         await until("realtime:room1 joined in")
@@ -58,37 +75,69 @@ async def test_run_sh_works_with_no_configuration(tmp_path):
 
 async def test_rtclient_reports_what_the_client_sees(local_server, mitmdump):
     relay = await mitmdump(f"rt_supabase_url={local_server.url}", "rt_mode=relay")
-    code, out, _ = await run_script(str(ROOT / "scripts" / "rtclient.py"), relay.url, "--channel", "r",
-                                    "--listen", "0", "--timeout", "2")
+    code, out, _ = await run_script(
+        str(ROOT / "scripts" / "rtclient.py"), relay.url, "--channel", "r", "--listen", "0", "--timeout", "2"
+    )
     assert code == 1 and out.startswith("status CHANNEL_ERROR") and "Proxy server error" in out
 
 
 async def test_rtclient_connect_failure(mitmdump, local_server):
     proxy = await mitmdump(f"rt_supabase_url={local_server.url}")
-    code, out, _ = await run_script(str(ROOT / "scripts" / "rtclient.py"), proxy.url, "--channel", "r",
-                                    "--key", "not-a-jwt", "--listen", "0")
+    code, out, _ = await run_script(
+        str(ROOT / "scripts" / "rtclient.py"),
+        proxy.url,
+        "--channel",
+        "r",
+        "--key",
+        "not-a-jwt",
+        "--listen",
+        "0",
+    )
     assert code == 1 and out.startswith("connect-failed") and "401" in out and "not-a-jwt" not in out
 
 
 def test_rtdecode_lines():
     lines = [
-        {"vsn": "2.0.0", "direction": "client->server", "encoding": "binary",
-         "raw": frames.encode_user_push("realtime:r", "cursor", {"x": 1}, join_ref="1", ref="2").hex()},
-        {"vsn": "1.0.0", "direction": "server->client", "encoding": "text",
-         "raw": '{"event":"phx_reply","payload":{"status":"ok","response":{}},"ref":"1","topic":"realtime:r"}'},
-        {"vsn": "2.0.0", "direction": "client->server", "encoding": "text",
-         "raw": '["1","1","realtime:r","phx_join",{"access_token":"sb_secret_abcdefgh12345"}]'},
+        {
+            "vsn": "2.0.0",
+            "direction": "client->server",
+            "encoding": "binary",
+            "raw": frames.encode_user_push("realtime:r", "cursor", {"x": 1}, join_ref="1", ref="2").hex(),
+        },
+        {
+            "vsn": "1.0.0",
+            "direction": "server->client",
+            "encoding": "text",
+            "raw": '{"event":"phx_reply","payload":{"status":"ok","response":{}},"ref":"1","topic":"realtime:r"}',
+        },
+        {
+            "vsn": "2.0.0",
+            "direction": "client->server",
+            "encoding": "text",
+            "raw": '["1","1","realtime:r","phx_join",{"access_token":"sb_secret_abcdefgh12345"}]',
+        },
         {"vsn": "1.0.0", "direction": "client->server", "encoding": "text", "raw": '["1","1","t","e",{}]'},
         {"vsn": "2.0.0", "direction": "server->client", "encoding": "binary", "raw": "0409"},
         {"vsn": "9", "direction": "x", "encoding": "text", "raw": "{}"},
     ]
     stdin = "\n".join(json.dumps(x) for x in lines) + "\nnot json\n"
-    r = subprocess.run([PY, str(ROOT / "scripts" / "rtdecode.py")], input=stdin, capture_output=True, text=True,
-                       timeout=30)
+    r = subprocess.run(
+        [PY, str(ROOT / "scripts" / "rtdecode.py")],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
     out = [json.loads(x) for x in r.stdout.splitlines()]
     assert r.returncode == 0 and len(out) == 7
-    assert out[0] == {"join_ref": "1", "ref": "2", "topic": "realtime:r", "event": "broadcast",
-                      "payload": {"type": "broadcast", "event": "cursor", "payload": {"x": 1}}}
+    assert out[0] == {
+        "join_ref": "1",
+        "ref": "2",
+        "topic": "realtime:r",
+        "event": "broadcast",
+        "payload": {"type": "broadcast", "event": "cursor", "payload": {"x": 1}},
+    }
     assert out[1]["payload"] == {"status": "ok", "response": {}} and out[1]["join_ref"] is None
     assert out[2]["payload"] == {"access_token": "[redacted]"}
     assert "serializer mismatch" in out[3]["error"]
@@ -98,16 +147,22 @@ def test_rtdecode_lines():
 
 async def test_regular_mode_reroutes_only_the_worker_host(local_server, mitmdump, anon_key):
     """Browser-proxy mode: upgrades to rt_worker_host go to the Supabase URL; the worker host need not exist."""
-    proxy = await mitmdump(f"rt_supabase_url={local_server.url}", "rt_worker_host=worker.invalid", mode="regular")
+    proxy = await mitmdump(
+        f"rt_supabase_url={local_server.url}", "rt_worker_host=worker.invalid", mode="regular"
+    )
     url = f"ws://worker.invalid/realtime/v1/websocket?apikey={anon_key}&vsn=2.0.0"
     async with connect(url, proxy=f"http://127.0.0.1:{proxy.port}") as ws:
         await ws.send(json.dumps(["1", "1", "realtime:r", "phx_join", {}]))
         reply = frames.decode(await asyncio.wait_for(ws.recv(), TIMEOUT), binary=False, from_client=False)
         assert reply.payload["status"] == "ok"
-    await proxy.wait_for(r"upstream http://127\.0\.0\.1:\d+/realtime/v1/websocket\?apikey=\[redacted\]&vsn=2\.0\.0")
+    await proxy.wait_for(
+        r"upstream http://127\.0\.0\.1:\d+/realtime/v1/websocket\?apikey=\[redacted\]&vsn=2\.0\.0"
+    )
     await proxy.wait_for(r"realtime:r joined in")
     # Any other host is not rerouted: mitmproxy tries the (unresolvable) host itself and answers 502.
     with pytest.raises(InvalidStatus) as e:
-        async with connect("ws://other.invalid/realtime/v1/websocket", proxy=f"http://127.0.0.1:{proxy.port}"):
+        async with connect(
+            "ws://other.invalid/realtime/v1/websocket", proxy=f"http://127.0.0.1:{proxy.port}"
+        ):
             pass
     assert e.value.response.status_code == 502

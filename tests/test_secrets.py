@@ -31,21 +31,42 @@ JOIN_TOKEN = mint({"role": "authenticated", "sub": "user-join", "exp": NOW + 360
 PUSH_TOKEN = mint({"role": "authenticated", "sub": "user-push", "exp": NOW + 7200})
 BAD_APIKEY = mint({"role": "anon", "exp": NOW + 3600}, secret="not-the-project-secret-but-long-enough-1234")
 SB_SECRET = "sb_secret_" + "Zk8qP2vLw9" + "Tn4xR7yB1c"
-SECRETS = {"apikey": APIKEY, "join access_token": JOIN_TOKEN, "access_token push": PUSH_TOKEN,
-           "rejected apikey": BAD_APIKEY, "sb_secret key": SB_SECRET}
+SECRETS = {
+    "apikey": APIKEY,
+    "join access_token": JOIN_TOKEN,
+    "access_token push": PUSH_TOKEN,
+    "rejected apikey": BAD_APIKEY,
+    "sb_secret key": SB_SECRET,
+}
 for _name, _jwt in list(SECRETS.items()):
     if _jwt.count(".") == 2:
         SECRETS[f"{_name} (signature)"] = _jwt.rsplit(".", 1)[1]
 
 TOPIC = "realtime:secrets"
-JOIN = {"topic": TOPIC, "event": "phx_join", "ref": "1", "join_ref": "1",
-        "payload": {"config": {"broadcast": {"self": True}, "presence": {"key": ""}, "private": False},
-                    "access_token": JOIN_TOKEN}}
-PUSH = {"topic": TOPIC, "event": "access_token", "ref": "2", "join_ref": "1",
-        "payload": {"access_token": PUSH_TOKEN}}
-BROADCAST = {"topic": TOPIC, "event": "broadcast", "ref": "3", "join_ref": "1",
-             "payload": {"type": "broadcast", "event": "note",
-                         "payload": {"key": SB_SECRET, "token": JOIN_TOKEN}}}
+JOIN = {
+    "topic": TOPIC,
+    "event": "phx_join",
+    "ref": "1",
+    "join_ref": "1",
+    "payload": {
+        "config": {"broadcast": {"self": True}, "presence": {"key": ""}, "private": False},
+        "access_token": JOIN_TOKEN,
+    },
+}
+PUSH = {
+    "topic": TOPIC,
+    "event": "access_token",
+    "ref": "2",
+    "join_ref": "1",
+    "payload": {"access_token": PUSH_TOKEN},
+}
+BROADCAST = {
+    "topic": TOPIC,
+    "event": "broadcast",
+    "ref": "3",
+    "join_ref": "1",
+    "payload": {"type": "broadcast", "event": "note", "payload": {"key": SB_SECRET, "token": JOIN_TOKEN}},
+}
 HEARTBEAT = {"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": "4"}
 
 
@@ -58,11 +79,13 @@ def assert_clean(what: str, text: str) -> None:
 async def run_session(port: int) -> None:
     url = f"ws://127.0.0.1:{port}/realtime/v1/websocket?apikey={APIKEY}&vsn=1.0.0&hint={SB_SECRET}"
     async with connect(url, additional_headers={"Authorization": f"Bearer {SB_SECRET}"}) as ws:
+
         async def reply_to(ref: str) -> dict:
             while True:
                 m = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
                 if m["event"] == "phx_reply" and m["ref"] == ref:
                     return m
+
         await ws.send(json.dumps(JOIN))
         assert (await reply_to("1"))["payload"]["status"] == "ok"
         await ws.send(json.dumps(PUSH))
@@ -76,8 +99,13 @@ async def run_session(port: int) -> None:
 
 async def tool(*args: str, stdin: str | None = None) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT, cwd=ROOT)
+        sys.executable,
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=ROOT,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), TIMEOUT)
     return proc.returncode, out.decode("utf-8", "replace")
 
@@ -85,8 +113,13 @@ async def tool(*args: str, stdin: str | None = None) -> tuple[int, str]:
 @pytest.mark.parametrize("verbosity", ["info", "debug"])
 async def test_no_output_contains_a_secret(verbosity, local_server, mitmdump, tmp_path):
     report, flows, har = tmp_path / "r.md", tmp_path / "flows", tmp_path / "x.har"
-    proxy = await mitmdump(f"rt_supabase_url={local_server.url}", f"rt_report={report}",
-                           f"save_stream_file={flows}", f"hardump={har}", f"termlog_verbosity={verbosity}")
+    proxy = await mitmdump(
+        f"rt_supabase_url={local_server.url}",
+        f"rt_report={report}",
+        f"save_stream_file={flows}",
+        f"hardump={har}",
+        f"termlog_verbosity={verbosity}",
+    )
     await run_session(proxy.port)
     await proxy.wait_for(r"upgrade rejected: 401")
     await proxy.wait_for(r"closed by client: 1000")
@@ -108,14 +141,26 @@ async def test_no_output_contains_a_secret(verbosity, local_server, mitmdump, tm
 
 
 async def test_rtdecode_output_has_no_secret():
-    lines = [json.dumps({"vsn": "1.0.0", "direction": "client->server", "encoding": "text", "raw": json.dumps(m)})
-             for m in (JOIN, PUSH, BROADCAST)]
-    kind3 = frames.encode_user_push(TOPIC, "note", {"key": SB_SECRET, "access_token": PUSH_TOKEN},
-                                    join_ref="1", ref="5")
-    lines.append(json.dumps({"vsn": "2.0.0", "direction": "client->server", "encoding": "binary",
-                             "raw": kind3.hex()}))
-    lines.append(json.dumps({"vsn": "2.0.0", "direction": "client->server", "encoding": "text",
-                             "raw": json.dumps(["1", "2", TOPIC, "access_token", {"access_token": PUSH_TOKEN}])}))
+    lines = [
+        json.dumps({"vsn": "1.0.0", "direction": "client->server", "encoding": "text", "raw": json.dumps(m)})
+        for m in (JOIN, PUSH, BROADCAST)
+    ]
+    kind3 = frames.encode_user_push(
+        TOPIC, "note", {"key": SB_SECRET, "access_token": PUSH_TOKEN}, join_ref="1", ref="5"
+    )
+    lines.append(
+        json.dumps({"vsn": "2.0.0", "direction": "client->server", "encoding": "binary", "raw": kind3.hex()})
+    )
+    lines.append(
+        json.dumps(
+            {
+                "vsn": "2.0.0",
+                "direction": "client->server",
+                "encoding": "text",
+                "raw": json.dumps(["1", "2", TOPIC, "access_token", {"access_token": PUSH_TOKEN}]),
+            }
+        )
+    )
     rc, out = await tool(str(ROOT / "scripts" / "rtdecode.py"), stdin="\n".join(lines) + "\n")
     assert rc == 0, out
     assert_clean("rtdecode", out)
@@ -126,9 +171,20 @@ async def test_rtdecode_output_has_no_secret():
 async def test_rtclient_output_has_no_secret(as_json, local_server, mitmdump):
     proxy = await mitmdump(f"rt_supabase_url={local_server.url}")
     payload = json.dumps({"key": SB_SECRET, "access_token": PUSH_TOKEN, "note": f"token {JOIN_TOKEN}"})
-    rc, out = await tool(str(ROOT / "scripts" / "rtclient.py"), proxy.url, "--channel", "secrets",
-                         "--key", APIKEY, "--broadcast", "note", payload, "--listen", "0.5",
-                         *(["--json"] if as_json else []))
+    rc, out = await tool(
+        str(ROOT / "scripts" / "rtclient.py"),
+        proxy.url,
+        "--channel",
+        "secrets",
+        "--key",
+        APIKEY,
+        "--broadcast",
+        "note",
+        payload,
+        "--listen",
+        "0.5",
+        *(["--json"] if as_json else []),
+    )
     assert rc == 0, out
     assert "SUBSCRIBED" in out and "broadcast" in out, out  # the broadcast came back, and was printed
     assert_clean("rtclient", out)
@@ -141,8 +197,10 @@ async def test_mitmproxy_own_lines_have_no_secret(local_server, mitmdump, monkey
     Realtime URL carries the apikey in both."""
     monkeypatch.setenv("COLUMNS", "400")  # mitmdump cuts flow lines at the terminal's width
     proxy = await mitmdump(f"rt_supabase_url={local_server.url}")
-    head = (f"GET /realtime/v1/websocket?apikey={APIKEY}&vsn=1.0.0&key={SB_SECRET} HTTP/1.1\r\nHost: x\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n").encode()
+    head = (
+        f"GET /realtime/v1/websocket?apikey={APIKEY}&vsn=1.0.0&key={SB_SECRET} HTTP/1.1\r\nHost: x\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+    ).encode()
     # 1. The client vanishes before the end of its request head.
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
     writer.write(head)
@@ -161,5 +219,7 @@ async def test_mitmproxy_own_lines_have_no_secret(local_server, mitmdump, monkey
     await writer.drain()
     assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)).startswith(b"HTTP/1.1 502")
     writer.close()
-    await proxy.stop()  # (mitmproxy's error hook, where its flow line is printed, runs before the 502 is sent)
+    await (
+        proxy.stop()
+    )  # (mitmproxy's error hook, where its flow line is printed, runs before the 502 is sent)
     assert_clean("mitmproxy's own log lines", proxy.output)

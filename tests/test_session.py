@@ -1,7 +1,7 @@
 """Tracker transitions, fed frame sequences (no sockets)."""
 
 from rtproxy_core.events import Closed, Frame, Handshake, Hop, Opened, Upstream
-from rtproxy_core.session import ERRORED, JOINED, CLOSED, Session, is_realtime_path
+from rtproxy_core.session import CLOSED, ERRORED, JOINED, Session, is_realtime_path
 from wire import T0, kind3, kind4, v1, v2
 
 URL2 = "http://worker.localhost/realtime/v1/websocket?apikey=secret-key-value&vsn=2.0.0"
@@ -22,8 +22,17 @@ def test_join_paired_with_reply_latency_and_binding_ids():
     join = {"config": {"postgres_changes": [{"event": "*", "schema": "public", "table": "todos"}]}}
     notes = s.feed(v2("1", "1", "realtime:room", "phx_join", join, client=True, t=0.0))
     assert any("join realtime:room ref=1" in t for t in texts(notes))
-    notes = s.feed(v2("1", "1", "realtime:room", "phx_reply",
-                      {"status": "ok", "response": {"postgres_changes": [{"id": 42}]}}, client=False, t=0.012))
+    notes = s.feed(
+        v2(
+            "1",
+            "1",
+            "realtime:room",
+            "phx_reply",
+            {"status": "ok", "response": {"postgres_changes": [{"id": 42}]}},
+            client=False,
+            t=0.012,
+        )
+    )
     ch = s.current["realtime:room"]
     assert ch.state == JOINED and round(ch.join_latency_ms) == 12 and ch.binding_ids == [42]
     assert "realtime:room joined in 12 ms (postgres_changes ids 42)" in texts(notes)
@@ -33,9 +42,20 @@ def test_join_error_reason_kept_and_logged():
     s = Session()
     opened(s)
     s.feed(v2("1", "1", "realtime:p", "phx_join", {}, client=True, t=0))
-    notes = s.feed(v2("1", "1", "realtime:p", "phx_reply",
-                      {"status": "error", "response": {"reason": "PrivateOnly: This project only allows private "
-                                                                  "channels"}}, client=False, t=5))
+    notes = s.feed(
+        v2(
+            "1",
+            "1",
+            "realtime:p",
+            "phx_reply",
+            {
+                "status": "error",
+                "response": {"reason": "PrivateOnly: This project only allows private channels"},
+            },
+            client=False,
+            t=5,
+        )
+    )
     ch = s.current["realtime:p"]
     assert ch.state == ERRORED and ch.reason.startswith("PrivateOnly")
     assert any(n.level == "warning" and "PrivateOnly" in n.text for n in notes)
@@ -48,7 +68,9 @@ def test_heartbeats_rtt_and_gap_v1_null_refs():
     for i, t in enumerate((0, 30, 60)):
         s.feed(v1("phoenix", "heartbeat", {}, None, client=True, t=t))
         if i < 2:
-            s.feed(v1("phoenix", "phx_reply", {"status": "ok", "response": {}}, None, client=False, t=t + 0.002))
+            s.feed(
+                v1("phoenix", "phx_reply", {"status": "ok", "response": {}}, None, client=False, t=t + 0.002)
+            )
     hb = s.heartbeats
     assert (hb.sent, hb.answered, hb.max_gap_s) == (3, 2, 30)
     assert round(hb.rtt_max_ms) == 2
@@ -68,12 +90,34 @@ def test_presence_counts_and_system_and_phx_close_after_system_error():
     s.feed(v2("1", "1", "realtime:r", "phx_join", {}, client=True, t=0))
     s.feed(v2("1", "1", "realtime:r", "phx_reply", {"status": "ok", "response": {}}, client=False, t=0.01))
     s.feed(v2("1", None, "realtime:r", "presence_state", {"a": {"metas": []}}, client=False, t=0.02))
-    s.feed(v2(None, None, "realtime:r", "presence_diff", {"joins": {"b": {}}, "leaves": {"a": {}}},
-              client=False, t=0.03))
+    s.feed(
+        v2(
+            None,
+            None,
+            "realtime:r",
+            "presence_diff",
+            {"joins": {"b": {}}, "leaves": {"a": {}}},
+            client=False,
+            t=0.03,
+        )
+    )
     assert s.current["realtime:r"].presence == {"b"}
-    s.feed(v2("1", None, "realtime:r", "system", {"extension": "system", "status": "error",
-                                                 "message": "Too many messages per second", "channel": "r"},
-              client=False, t=1))
+    s.feed(
+        v2(
+            "1",
+            None,
+            "realtime:r",
+            "system",
+            {
+                "extension": "system",
+                "status": "error",
+                "message": "Too many messages per second",
+                "channel": "r",
+            },
+            client=False,
+            t=1,
+        )
+    )
     notes = s.feed(v2("1", "1", "realtime:r", "phx_close", {}, client=False, t=1.01))
     ch = s.current["realtime:r"]
     assert ch.state == CLOSED and ch.closed_by == "server" and ch.reason == "Too many messages per second"
@@ -150,7 +194,9 @@ def test_secrets_never_in_notes():
     s = Session(debug=True)
     notes = s.feed(Opened(URL2, [], T0))
     notes += s.feed(Hop("frame-dropped", "apikey=secret-key-value"))  # hop text is redacted too
-    notes += s.feed(v2("1", "1", "realtime:r", "phx_join", {"access_token": "secret-key-value"}, client=True, t=0))
+    notes += s.feed(
+        v2("1", "1", "realtime:r", "phx_join", {"access_token": "secret-key-value"}, client=True, t=0)
+    )
     assert notes and not any("secret-key-value" in n.text for n in notes)
 
 

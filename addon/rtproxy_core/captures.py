@@ -27,7 +27,7 @@ def _time(entry: dict[str, Any]) -> float:
     started = entry.get("startedDateTime")
     if isinstance(started, str):
         try:
-            return dt.datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
+            return dt.datetime.fromisoformat(started).timestamp()
         except ValueError:
             pass
     return 0.0

@@ -104,9 +104,17 @@ class Diagnoser:
         if len(short) >= LOOP_MIN and key not in self._loops:
             self._loops.add(key)
             span = end - min(a for a, _ in short)
-            f = Finding(RECONNECT_LOOP.code, RECONNECT_LOOP.severity, RECONNECT_LOOP.explains, None,
-                        f"{len(short)} connections to {key} within {span:.1f} s, each ended within "
-                        f"{LOOP_SHORT_S:g} s of opening", RECONNECT_LOOP.fix, s.conn, end)
+            f = Finding(
+                RECONNECT_LOOP.code,
+                RECONNECT_LOOP.severity,
+                RECONNECT_LOOP.explains,
+                None,
+                f"{len(short)} connections to {key} within {span:.1f} s, each ended within "
+                f"{LOOP_SHORT_S:g} s of opening",
+                RECONNECT_LOOP.fix,
+                s.conn,
+                end,
+            )
             s.findings.append(f)
             new.append(f)
         return new
@@ -115,25 +123,37 @@ class Diagnoser:
 Connection = tuple[str, list[Event]]  # (url, events): one WebSocket connection read from a capture
 
 
-def diagnose_captures(captures: list[list[Connection]], redactor: Redactor | None = None,
-                      timers: Timers | None = None) -> list[Session]:
+def diagnose_captures(
+    captures: list[list[Connection]], redactor: Redactor | None = None, timers: Timers | None = None
+) -> list[Session]:
     """Diagnose connections read from capture files (one list per file), in the order they opened.
 
     A capture knows what came next: when its client opened the next connection to the same place and
     joined the same channels again, which says how this one ended when the capture keeps no close frames
     (a HAR). That is looked up within one file only; two files may be two users of one project."""
     timers = timers or Timers()
-    everything = sorted(((url, events, n) for n, conns in enumerate(captures) for url, events in conns),
-                        key=lambda c: c[1][0].time if c[1] else 0.0)
+    everything = sorted(
+        ((url, events, n) for n, conns in enumerate(captures) for url, events in conns),
+        key=lambda c: c[1][0].time if c[1] else 0.0,
+    )
     joined = [joined_topics(events) for _, events, _ in everything]
     diagnoser = Diagnoser(timers)
     sessions = []
     for i, (url, events, n) in enumerate(everything):
         s = Session(conn=str(i + 1), redactor=redactor, join_timeout_s=timers.join)
         if events:
-            s.reopened_at = next((later[0].time for (u, later, m), topics in zip(everything[i + 1:], joined[i + 1:])
-                                  if m == n and later and place(u) == place(url)
-                                  and later[0].time >= events[0].time and topics & joined[i]), None)
+            s.reopened_at = next(
+                (
+                    later[0].time
+                    for (u, later, m), topics in zip(everything[i + 1 :], joined[i + 1 :])
+                    if m == n
+                    and later
+                    and place(u) == place(url)
+                    and later[0].time >= events[0].time
+                    and topics & joined[i]
+                ),
+                None,
+            )
         for event in events:
             diagnoser.feed(s, event)
         diagnoser.end(s)

@@ -115,8 +115,11 @@ class FaultPlan:
     def on_frame(self, from_client: bool, binary: bool, data: bytes) -> Action:
         spec = self.spec
         if spec.max_frame is not None and len(data) > spec.max_frame:
-            return Action(drop=True, close=(1009, "Message is too large"),
-                          note=f"{len(data)}-byte frame over max-frame {spec.max_frame}: closed with 1009")
+            return Action(
+                drop=True,
+                close=(1009, "Message is too large"),
+                note=f"{len(data)}-byte frame over max-frame {spec.max_frame}: closed with 1009",
+            )
         try:
             msg = frames.decode(data, binary=binary, from_client=from_client)
         except frames.DecodeError:
@@ -137,11 +140,17 @@ class FaultPlan:
         ok = isinstance(msg.payload, dict) and msg.payload.get("status") == "ok"
         if spec.shutdown and join_ref is not None and ok:
             sub = msg.topic.split(":", 1)[-1]
-            system = frames.Message(msg.topic, "system", {"channel": sub, "extension": "system",
-                                                          "message": spec.shutdown, "status": "error"},
-                                    None, join_ref)
+            system = frames.Message(
+                msg.topic,
+                "system",
+                {"channel": sub, "extension": "system", "message": spec.shutdown, "status": "error"},
+                None,
+                join_ref,
+            )
             close = frames.Message(msg.topic, "phx_close", {}, join_ref, join_ref)
-            action.inject_to_client = [frames.encode_text(m, self.vsn, from_client=False) for m in (system, close)]
+            action.inject_to_client = [
+                frames.encode_text(m, self.vsn, from_client=False) for m in (system, close)
+            ]
             action.note = f"shut {msg.topic} down after its join: system error {spec.shutdown!r}, phx_close"
         if spec.delay_replies_ms:
             action.delay_ms = spec.delay_replies_ms

@@ -80,8 +80,9 @@ def _loads(text: str, lenient: bool = False) -> Any:
     if "\\u" in text and _SURROGATE_ESCAPE.search(text) and _SURROGATE.search(_dumps(value)):
         if lenient:
             return _replace_surrogates(value)
-        raise DecodeError("a string holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF): "
-                          "not valid Unicode")
+        raise DecodeError(
+            "a string holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF): not valid Unicode"
+        )
     return value
 
 
@@ -143,7 +144,9 @@ def jsonable(value: Any, show_bytes: Callable[[bytes], Any] = _hex) -> Any:
 # dot-separated, non-empty, [0-9A-Za-z-]; numeric pre-release identifiers without leading zeros.
 _NUM = r"(0|[1-9][0-9]*)"
 _IDENT = r"[0-9A-Za-z-]+"
-_VERSION = re.compile(rf"{_NUM}\.{_NUM}\.{_NUM}(?:-({_IDENT}(?:\.{_IDENT})*))?(?:\+({_IDENT}(?:\.{_IDENT})*))?")
+_VERSION = re.compile(
+    rf"{_NUM}\.{_NUM}\.{_NUM}(?:-({_IDENT}(?:\.{_IDENT})*))?(?:\+({_IDENT}(?:\.{_IDENT})*))?"
+)
 
 
 def vsn_family(vsn: str | None) -> str | None:
@@ -159,8 +162,9 @@ def vsn_family(vsn: str | None) -> str | None:
     if m is None or m[2] != "0":
         return None
     pre = m[4]
-    if pre is not None and (m[3] == "0" or any(p.isdigit() and len(p) > 1 and p[0] == "0"
-                                                for p in pre.split("."))):
+    if pre is not None and (
+        m[3] == "0" or any(p.isdigit() and len(p) > 1 and p[0] == "0" for p in pre.split("."))
+    ):
         return None
     return {"1": V1, "2": V2}.get(m[1])
 
@@ -211,15 +215,17 @@ def _req_str(value: Any, field: str) -> str:
 
 
 def _json_type(v: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-            type(None): "null"}.get(type(v), "a number")
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(v), "a number"
+    )
 
 
 def _decode_text(text: str, from_client: bool) -> Message:
     m = _decode_text_shape(text, from_client)
     if m.event == "phx_reply" and m.payload is None and not from_client:
-        raise DecodeError("a phx_reply without a payload: realtime-js' Push reads its status and response "
-                          "and throws")
+        raise DecodeError(
+            "a phx_reply without a payload: realtime-js' Push reads its status and response and throws"
+        )
     return m
 
 
@@ -305,8 +311,10 @@ def _user_payload(json_payload: bool, raw: bytes, lazy: bool, from_client: bool)
     except (ValueError, UnicodeDecodeError) as e:
         if from_client:  # the server relays the bytes unparsed: not an error on its side
             return raw
-        raise DecodeError(f"user payload is marked JSON (enc 1) but is not JSON "
-                          f"({'empty' if not raw else str(e)[:80]}); realtime-js' JSON.parse throws on it") from None
+        raise DecodeError(
+            f"user payload is marked JSON (enc 1) but is not JSON "
+            f"({'empty' if not raw else str(e)[:80]}); realtime-js' JSON.parse throws on it"
+        ) from None
 
 
 _FROM_SERVER_ONLY = {REPLY: "reply", BROADCAST: "broadcast", USER_BROADCAST: "user broadcast"}
@@ -319,8 +327,10 @@ def _decode_binary(buf: bytes, from_client: bool, lazy: bool = False) -> Message
     r = _Reader(buf)
     if from_client:
         if kind in _FROM_SERVER_ONLY:
-            raise DecodeError(f"kind {kind} ({_FROM_SERVER_ONLY[kind]}) is a server-to-client layout; "
-                              "Realtime's V2 serializer decodes only kinds 0 and 3 from clients")
+            raise DecodeError(
+                f"kind {kind} ({_FROM_SERVER_ONLY[kind]}) is a server-to-client layout; "
+                "Realtime's V2 serializer decodes only kinds 0 and 3 from clients"
+            )
         if kind == PUSH:
             jr, ref, topic, event = r.lengths(4)
             join_ref, ref_s = r.text(jr, "join_ref"), r.text(ref, "ref")
@@ -342,8 +352,10 @@ def _decode_binary(buf: bytes, from_client: bool, lazy: bool = False) -> Message
         value = _user_payload(enc == ENC_JSON, r.rest(), lazy, False)  # realtime-js: only 1 is JSON
         return Message(t, "broadcast", _broadcast_payload(ue, value, meta), None, None, BINARY, kind)
     if kind in (PUSH, REPLY, BROADCAST, USER_PUSH):
-        raise DecodeError(f"{_describe_server_kind(buf)}: realtime-js decodes only kind 4 from a server and "
-                          "throws on this one (realtime-py takes no binary kinds)")
+        raise DecodeError(
+            f"{_describe_server_kind(buf)}: realtime-js decodes only kind 4 from a server and "
+            "throws on this one (realtime-py takes no binary kinds)"
+        )
     raise DecodeError(f"unknown binary kind {kind} (known: 0-4)")
 
 
@@ -383,8 +395,13 @@ def encode_text(msg: Message, vsn: str, *, from_client: bool) -> str:
     (realtime #1111, supabase-py #1297/#1311); OTP 25 sorted them (event, payload, ref, topic)."""
     if vsn == V1:
         if from_client:
-            obj = {"topic": msg.topic, "event": msg.event, "payload": msg.payload, "ref": msg.ref,
-                   "join_ref": msg.join_ref}
+            obj = {
+                "topic": msg.topic,
+                "event": msg.event,
+                "payload": msg.payload,
+                "ref": msg.ref,
+                "join_ref": msg.join_ref,
+            }
         else:
             obj = {"ref": msg.ref, "event": msg.event, "payload": msg.payload, "topic": msg.topic}
         return _dumps(obj)
@@ -405,8 +422,15 @@ def _user_parts(value: Any) -> tuple[int, bytes]:
     return ENC_JSON, _dumps({} if value is None else value).encode("utf-8")
 
 
-def encode_user_push(topic: str, user_event: str, value: Any, *, join_ref: str | None = None,
-                     ref: str | None = None, meta: dict[str, Any] | None = None) -> bytes:
+def encode_user_push(
+    topic: str,
+    user_event: str,
+    value: Any,
+    *,
+    join_ref: str | None = None,
+    ref: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> bytes:
     """Kind 3, as realtime-js sends channel.send({type: "broadcast", ...}) on vsn 2.0.0."""
     jr, rf, t, ue = _b(join_ref, "join_ref"), _b(ref, "ref"), _b(topic, "topic"), _b(user_event, "event")
     m = _b(_dumps(meta), "meta") if meta else b""
@@ -414,8 +438,9 @@ def encode_user_push(topic: str, user_event: str, value: Any, *, join_ref: str |
     return bytes([USER_PUSH, len(jr), len(rf), len(t), len(ue), len(m), enc]) + jr + rf + t + ue + m + body
 
 
-def encode_user_broadcast(topic: str, user_event: str, value: Any,
-                          meta: dict[str, Any] | None = None) -> bytes:
+def encode_user_broadcast(
+    topic: str, user_event: str, value: Any, meta: dict[str, Any] | None = None
+) -> bytes:
     """Kind 4, as the server delivers user broadcasts to vsn 2.0.0 sockets."""
     t, ue = _b(topic, "topic"), _b(user_event, "event")
     m = _b(_dumps(meta), "meta") if meta else b""
@@ -423,8 +448,15 @@ def encode_user_broadcast(topic: str, user_event: str, value: Any,
     return bytes([USER_BROADCAST, len(t), len(ue), len(m), enc]) + t + ue + m + body
 
 
-def encode_push(topic: str, event: str, payload: bytes, *, join_ref: str | None = None,
-                ref: str | None = None, from_client: bool) -> bytes:
+def encode_push(
+    topic: str,
+    event: str,
+    payload: bytes,
+    *,
+    join_ref: str | None = None,
+    ref: str | None = None,
+    from_client: bool,
+) -> bytes:
     """Kind 0; the server-to-client layout has no ref."""
     jr, t, e = _b(join_ref, "join_ref"), _b(topic, "topic"), _b(event, "event")
     if from_client:

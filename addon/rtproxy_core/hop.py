@@ -44,8 +44,9 @@ def parse_supabase_url(value: str) -> Upstream:
     if parts.username or parts.password:
         raise ValueError("credentials in the URL are not accepted")
     if parts.path not in ("", "/"):
-        raise ValueError(f"give the project URL without a path (got path {parts.path!r}); "
-                         "the client's own path is kept")
+        raise ValueError(
+            f"give the project URL without a path (got path {parts.path!r}); the client's own path is kept"
+        )
     if parts.query or parts.fragment:
         raise ValueError("give the project URL without a query or fragment")
     return Upstream(scheme, parts.hostname, port or (443 if scheme == "https" else 80))
@@ -60,4 +61,4 @@ def relay_target(upstream: Upstream, pathname: str) -> str:
     """The URL the seed Worker opens with `new WebSocket(...)`. The seed always writes wss://; rtproxy maps
     http -> ws so the relay can reach a plain local server too."""
     scheme = "wss" if upstream.scheme == "https" else "ws"
-    return scheme + upstream.base[len(upstream.scheme):] + relay_path(pathname)
+    return scheme + upstream.base[len(upstream.scheme) :] + relay_path(pathname)

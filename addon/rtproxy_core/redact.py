@@ -18,8 +18,9 @@ REDACTED = "[redacted]"
 
 # Query parameters, payload keys and headers whose values are secrets.
 SECRET_KEYS = frozenset({"apikey", "api_key", "access_token", "user_token", "token", "refresh_token", "jwt"})
-SECRET_HEADERS = frozenset({"authorization", "apikey", "x-api-key", "cookie", "set-cookie",
-                            "proxy-authorization"})
+SECRET_HEADERS = frozenset(
+    {"authorization", "apikey", "x-api-key", "cookie", "set-cookie", "proxy-authorization"}
+)
 
 # Further dot-separated segments are taken too: a JWT glued to another (or to a stray segment) must not
 # leave its payload or signature behind.

@@ -44,8 +44,10 @@ def report_text(sessions: list[Session]) -> str:
         close = c["close"]
         end = "" if close is None else f", closed {close['code']} {close['reason']}".rstrip()
         lines.append(f"connection {i}: {c['url']}")
-        lines.append(f"  handshake {c['status']}{(' ' + c['rejection']) if c['rejection'] else ''}, "
-                     f"vsn {c['vsn']}{end}")
+        lines.append(
+            f"  handshake {c['status']}{(' ' + c['rejection']) if c['rejection'] else ''}, "
+            f"vsn {c['vsn']}{end}"
+        )
         for ch in s.channels.values():
             lines.append("  " + ch.describe(s.redactor))
         if not c["findings"]:
@@ -59,7 +61,7 @@ def report_text(sessions: list[Session]) -> str:
 
 
 def _how_sure(f: dict[str, Any]) -> str:
-    """"likely; follows heartbeat-gap; " — nothing for a certain cause."""
+    """ "likely; follows heartbeat-gap; " — nothing for a certain cause."""
     parts = []
     if f.get("confidence") and f["confidence"] != "certain":
         parts.append(f["confidence"] + (": " + ", ".join(f["candidates"]) if f.get("candidates") else ""))
@@ -77,19 +79,29 @@ def report_markdown(sessions: list[Session]) -> str:
         out.append("")
     for i, s in enumerate(sessions, 1):
         c = connection_json(s)
-        out += [f"## Connection {i}: {c['url']}", "",
-                f"Handshake {c['status']}{(' ' + c['rejection']) if c['rejection'] else ''}, vsn {c['vsn']}"
-                + (f", closed {c['close']['code']} {c['close']['reason']}" if c["close"] else "") + ".", ""]
+        out += [
+            f"## Connection {i}: {c['url']}",
+            "",
+            f"Handshake {c['status']}{(' ' + c['rejection']) if c['rejection'] else ''}, vsn {c['vsn']}"
+            + (f", closed {c['close']['code']} {c['close']['reason']}" if c["close"] else "")
+            + ".",
+            "",
+        ]
         if c["channels"]:
             out += ["| channel | state | join latency | in / out | reason |", "|---|---|---|---|---|"]
             for ch in c["channels"]:
                 lat = f"{ch['join_latency_ms']:.0f} ms" if ch["join_latency_ms"] is not None else "—"
-                out.append(f"| {ch['topic']} | {ch['state']} | {lat} | {ch['received']} / {ch['sent']} | "
-                           f"{ch['reason'] or ''} |")
+                out.append(
+                    f"| {ch['topic']} | {ch['state']} | {lat} | {ch['received']} / {ch['sent']} | "
+                    f"{ch['reason'] or ''} |"
+                )
             out.append("")
         for f in c["findings"]:
             where = f" on {f['topic']}" if f["topic"] else ""
-            out += [f"- **{f['code']}** ({f['severity']}){where} — {f['explains']}",
-                    f"  - evidence: {_how_sure(f)}{f['evidence']}", f"  - fix: {f['fix']}"]
+            out += [
+                f"- **{f['code']}** ({f['severity']}){where} — {f['explains']}",
+                f"  - evidence: {_how_sure(f)}{f['evidence']}",
+                f"  - fix: {f['fix']}",
+            ]
         out.append("")
     return "\n".join(out)

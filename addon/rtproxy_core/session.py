@@ -30,7 +30,9 @@ MAX_CHANNELS = 500  # per connection; a client that joins more is hostile or bro
 MAX_PENDING = 1000  # pushes awaiting a reply
 MAX_HISTORY = 20  # system messages and hop events kept per channel / connection
 DUPLICATE_WINDOW_S = 1.0  # clients back off ≥ 1 s before a rejoin; a second join sooner is a duplicate
-CLIENT_HEARTBEAT_S = 25.0  # realtime-js (HEARTBEAT_INTERVAL 25000) and realtime-py (DEFAULT_HEARTBEAT_INTERVAL 25)
+CLIENT_HEARTBEAT_S = (
+    25.0  # realtime-js (HEARTBEAT_INTERVAL 25000) and realtime-py (DEFAULT_HEARTBEAT_INTERVAL 25)
+)
 CLIENT_JOIN_TIMEOUT_S = 10.0  # both clients' DEFAULT_TIMEOUT
 GAVE_UP_MIN_S = 1.0  # no client times a join out sooner; a leave or rejoin sooner is the app's own doing
 
@@ -72,7 +74,9 @@ class Channel:
     join_dropped: int = 0  # phx_join frames the hop dropped
     presence: set[str] = field(default_factory=set)
     system: deque[SystemMessage] = field(default_factory=lambda: deque(maxlen=MAX_HISTORY))
-    push_errors: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=MAX_HISTORY))  # (event, reason)
+    push_errors: deque[tuple[str, str]] = field(
+        default_factory=lambda: deque(maxlen=MAX_HISTORY)
+    )  # (event, reason)
     sent: int = 0
     received: int = 0
     broadcasts_sent: int = 0
@@ -171,8 +175,11 @@ class Heartbeats:
                 self.pending.popitem(last=False)
 
     def answered_one(self, ref: str | None, t: float) -> None:
-        sent_at = self.pending.pop(ref, None) if ref is not None else (
-            self.pending_null.popleft() if self.pending_null else None)
+        sent_at = (
+            self.pending.pop(ref, None)
+            if ref is not None
+            else (self.pending_null.popleft() if self.pending_null else None)
+        )
         if sent_at is None:
             return
         rtt = (t - sent_at) * 1000
@@ -189,8 +196,10 @@ class Heartbeats:
 
     def summary(self) -> str:
         avg = f"{self.rtt_sum_ms / self.answered:.1f}" if self.answered else "-"
-        return (f"heartbeats: {self.sent} sent, {self.answered} answered, rtt avg {avg} ms "
-                f"max {self.rtt_max_ms:.1f} ms, longest gap {self.max_gap_s:.1f} s")
+        return (
+            f"heartbeats: {self.sent} sent, {self.answered} answered, rtt avg {avg} ms "
+            f"max {self.rtt_max_ms:.1f} ms, longest gap {self.max_gap_s:.1f} s"
+        )
 
 
 def is_realtime_path(path: str) -> bool:
@@ -222,8 +231,13 @@ def _short(value: Any, limit: int = 160) -> str:
 class Session:
     """State of one Realtime connection. `conn` is a short id used in notes."""
 
-    def __init__(self, conn: str = "", redactor: Redactor | None = None, debug: bool = False,
-                 join_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        conn: str = "",
+        redactor: Redactor | None = None,
+        debug: bool = False,
+        join_timeout_s: float = 10.0,
+    ) -> None:
         self.conn = conn
         self.join_timeout_s = join_timeout_s  # the client's: a later reply finds it already TIMED_OUT
         self.redactor = redactor or Redactor()
@@ -310,8 +324,14 @@ class Session:
     def _new_instance(self, topic: str, join_ref: str | None) -> Channel | None:
         if len(self.channels) >= MAX_CHANNELS:
             # Make room by forgetting the oldest instance that has ended and is not its topic's current one.
-            old = next((k for k, ch in self.channels.items() if ch.state in (CLOSED, ERRORED)
-                        and self.current.get(ch.topic) is not ch), None)
+            old = next(
+                (
+                    k
+                    for k, ch in self.channels.items()
+                    if ch.state in (CLOSED, ERRORED) and self.current.get(ch.topic) is not ch
+                ),
+                None,
+            )
             if old is None:
                 self.dropped_channels += 1
                 return None
@@ -350,8 +370,13 @@ class Session:
         if self.client_vsn is not None:  # realtime-py never sends vsn; realtime-js always does
             self.client_kind = "realtime-js"
         key = self.redactor.secret(self.apikey, ev.time) if self.apikey else "none"
-        notes.append(Note("info", f"connect {self.redactor.url(ev.url)} "
-                                  f"(vsn {self.client_vsn or 'absent → 1.0.0'}, apikey {key})"))
+        notes.append(
+            Note(
+                "info",
+                f"connect {self.redactor.url(ev.url)} "
+                f"(vsn {self.client_vsn or 'absent → 1.0.0'}, apikey {key})",
+            )
+        )
 
     def _upstream(self, ev: Upstream, notes: list[Note]) -> None:
         self.upstream_url = ev.url
@@ -370,8 +395,13 @@ class Session:
             if asked == self.vsn:
                 notes.append(Note("info", f"upgraded (101), vsn {self.vsn}"))
             else:
-                notes.append(Note("warning", f"upgraded (101); the client speaks vsn {asked} but the upstream URL "
-                                             f"asks for {self.upstream_vsn or 'none (so 1.0.0)'}"))
+                notes.append(
+                    Note(
+                        "warning",
+                        f"upgraded (101); the client speaks vsn {asked} but the upstream URL "
+                        f"asks for {self.upstream_vsn or 'none (so 1.0.0)'}",
+                    )
+                )
             return
         self.rejection = _rejection_text(ev.body)
         self.rejection_headers = list(ev.headers)
@@ -409,8 +439,13 @@ class Session:
         if not ev.recorded:
             notes.append(Note("info", f"connection ended{dur} (the capture records no close frame)"))
         elif ev.code is None and ev.ended_first in ("client", "server"):
-            notes.append(Note("info", f"closed by network: no close frame (the {ev.ended_first}'s side ended "
-                                      f"first){dur}{error}"))
+            notes.append(
+                Note(
+                    "info",
+                    f"closed by network: no close frame (the {ev.ended_first}'s side ended "
+                    f"first){dur}{error}",
+                )
+            )
         else:
             notes.append(Note("info", f"closed by {who}: {code}{reason}{dur}{error}"))
         if self.heartbeats.sent:
@@ -450,8 +485,13 @@ class Session:
             arrow = "→" if f.from_client else "←"
             payload = _short(self.redactor.payload(msg.payload, f.time))
             kind = f" kind {msg.kind}" if msg.kind is not None else ""
-            notes.append(Note("debug", f"{arrow} {msg.topic} {msg.event} ref={msg.ref} join_ref={msg.join_ref}"
-                                       f"{kind} {payload}", msg.topic))
+            notes.append(
+                Note(
+                    "debug",
+                    f"{arrow} {msg.topic} {msg.event} ref={msg.ref} join_ref={msg.join_ref}{kind} {payload}",
+                    msg.topic,
+                )
+            )
         if f.from_client:
             self._check_shape(msg, notes)
             self._client(msg, f.time, notes)
@@ -466,11 +506,20 @@ class Session:
             self.binary_on_v1 += 1
         self.shape_mismatches += 1
         if self.shape_mismatches == 1:
-            sent = {frames.OBJECT: "1.0.0 JSON objects", frames.ARRAY: "2.0.0 JSON arrays",
-                    frames.BINARY: "2.0.0 binary frames"}[msg.shape]
+            sent = {
+                frames.OBJECT: "1.0.0 JSON objects",
+                frames.ARRAY: "2.0.0 JSON arrays",
+                frames.BINARY: "2.0.0 binary frames",
+            }[msg.shape]
             whose = "the upstream URL asks for" if self.upstream_url else "the connection negotiated"
-            notes.append(Note("warning", f"client sends {sent} but {whose} vsn {self.vsn}: a Realtime server "
-                                         "drops such frames without a reply", msg.topic))
+            notes.append(
+                Note(
+                    "warning",
+                    f"client sends {sent} but {whose} vsn {self.vsn}: a Realtime server "
+                    "drops such frames without a reply",
+                    msg.topic,
+                )
+            )
 
     def _pend(self, ch: Channel, ref: str | None, event: str, t: float) -> None:
         if ref is None:
@@ -526,7 +575,11 @@ class Session:
             recent = prev.join_sent_at is not None and t - prev.join_sent_at < DUPLICATE_WINDOW_S
             # A rapid re-subscribe counts too: joined, left and joined again within the window.
             duplicate = prev.state == JOINED or recent and prev.state in (JOINING, LEAVING)
-            if prev.state == JOINING and prev.join_sent_at is not None and t - prev.join_sent_at >= GAVE_UP_MIN_S:
+            if (
+                prev.state == JOINING
+                and prev.join_sent_at is not None
+                and t - prev.join_sent_at >= GAVE_UP_MIN_S
+            ):
                 prev.gave_up = True  # join-timeout says so; the reason stays the server's (none)
                 prev.state = ERRORED
         if prev is not None and prev.join_ref == join_ref and join_ref is not None:
@@ -535,15 +588,18 @@ class Session:
             ch = self._new_instance(topic, join_ref)
             if ch is None:
                 if self.dropped_channels == 1:
-                    notes.append(Note("warning", f"{MAX_CHANNELS} live channels on this connection: further "
-                                                 "joins are not tracked"))
+                    notes.append(
+                        Note(
+                            "warning",
+                            f"{MAX_CHANNELS} live channels on this connection: further joins are not tracked",
+                        )
+                    )
                 return
         ch.sent_join_ref = msg.join_ref is not None
-        if duplicate and prev is not None:
-            # A leave and a join again is harmless when the client sends join_refs (it ignores the old
-            # channel's phx_close by its join_ref); a second join while the first is live never is.
-            if prev.state == JOINED or prev.state == JOINING or not ch.sent_join_ref:
-                ch.duplicate_joins = prev.duplicate_joins + 1
+        # A leave and a join again is harmless when the client sends join_refs (it ignores the old
+        # channel's phx_close by its join_ref); a second join while the first is live never is.
+        if duplicate and prev is not None and (prev.state in (JOINED, JOINING) or not ch.sent_join_ref):
+            ch.duplicate_joins = prev.duplicate_joins + 1
         ch.sent += 1
         ch.state, ch.join_sent_at, ch.reason = JOINING, t, None
         ch.joins += 1
@@ -556,19 +612,33 @@ class Session:
         ch.ack = broadcast.get("ack") in (True, "true")
         pg = config.get("postgres_changes")
         ch.bindings = [b for b in pg if isinstance(b, dict)] if isinstance(pg, list) else []
-        extras = [w for w, on in (("private", ch.private), (f"{len(ch.bindings)} postgres_changes",
-                                                               ch.bindings)) if on]
+        extras = [
+            w
+            for w, on in (("private", ch.private), (f"{len(ch.bindings)} postgres_changes", ch.bindings))
+            if on
+        ]
         again = f" (join #{ch.seq})" if ch.seq > 1 else ""
-        notes.append(Note("info", f"join {ch.topic} ref={msg.ref}{again}"
-                                  + (f" [{', '.join(extras)}]" if extras else ""), ch.topic))
+        notes.append(
+            Note(
+                "info",
+                f"join {ch.topic} ref={msg.ref}{again}" + (f" [{', '.join(extras)}]" if extras else ""),
+                ch.topic,
+            )
+        )
         token = payload.get("access_token") or payload.get("user_token")
-        self._check_token(ch, token if isinstance(token, str) else self.apikey, t,
-                          "join access_token" if isinstance(token, str) else "join (connect token)", notes,
-                          at_join=True)
+        self._check_token(
+            ch,
+            token if isinstance(token, str) else self.apikey,
+            t,
+            "join access_token" if isinstance(token, str) else "join (connect token)",
+            notes,
+            at_join=True,
+        )
         self._pend(ch, msg.ref, "phx_join", t)
 
-    def _check_token(self, ch: Channel, token: Any, t: float, what: str, notes: list[Note],
-                     at_join: bool = False) -> None:
+    def _check_token(
+        self, ch: Channel, token: Any, t: float, what: str, notes: list[Note], at_join: bool = False
+    ) -> None:
         """Compare the token's exp with the time of the frame that carried it."""
         if not isinstance(token, str) or token.startswith("sb_"):
             return
@@ -592,13 +662,20 @@ class Session:
             self._reply(msg, t, notes)
             return
         # phx_close/phx_error carry the join's join_ref as both refs; a 1.0.0 server sends only the ref.
-        ref = msg.join_ref if msg.join_ref is not None else (msg.ref if ev in ("phx_close", "phx_error") else None)
+        ref = (
+            msg.join_ref
+            if msg.join_ref is not None
+            else (msg.ref if ev in ("phx_close", "phx_error") else None)
+        )
         ch = self.instance(topic, ref)
         if ev == "phx_close" and ref is None and ch is not None:
             # A 1.0.0 client that sends no join_ref gets phx_close without a ref. Right after a new join of
             # the topic it is the server closing the older join it still held (Phoenix's duplicate join).
-            older = [o for o in self.instances(topic) if o is not ch and o.state != CLOSED
-                     and o.join_latency_ms is not None and o.seq < ch.seq]
+            older = [
+                o
+                for o in self.instances(topic)
+                if o is not ch and o.state != CLOSED and o.join_latency_ms is not None and o.seq < ch.seq
+            ]
             if older and ch.state == JOINING:
                 ch = older[-1]
         if ch is None:
@@ -628,12 +705,21 @@ class Session:
             ch.state, ch.reason = ERRORED, f"phx_error {_short(payload)}"
             notes.append(Note("warning", f"{ch.label} phx_error {_short(payload)}", topic))
         elif ev == "system":
-            sm = SystemMessage(t, str(payload.get("extension", "")), str(payload.get("status", "")),
-                               str(payload.get("message", "")))
+            sm = SystemMessage(
+                t,
+                str(payload.get("extension", "")),
+                str(payload.get("status", "")),
+                str(payload.get("message", "")),
+            )
             ch.system.append(sm)
             level = "warning" if sm.status == "error" else "info"
-            notes.append(Note(level, f"system {ch.label} {sm.extension} {sm.status}: "
-                                     f"{self.redactor.text(sm.message)}", topic))
+            notes.append(
+                Note(
+                    level,
+                    f"system {ch.label} {sm.extension} {sm.status}: {self.redactor.text(sm.message)}",
+                    topic,
+                )
+            )
         elif ev == "presence_state":
             ch.presence = set(list(payload)[:10000])
             notes.append(Note("info", f"presence {ch.label}: {len(ch.presence)} present", topic))
@@ -669,27 +755,51 @@ class Session:
                 if status == "ok" and not ch.gave_up:
                     ch.joined_at = t  # joined, though the client had left or re-subscribed meanwhile
                     self._bindings(ch, response)
-                notes.append(Note("info", f"{ch.label}: join reply ({status}) after {ms:.0f} ms, the client had "
-                                          "joined again already", topic))
+                notes.append(
+                    Note(
+                        "info",
+                        f"{ch.label}: join reply ({status}) after {ms:.0f} ms, the client had "
+                        "joined again already",
+                        topic,
+                    )
+                )
             elif ms >= self.join_timeout_s * 1000 and ch.state == JOINING:
                 ch.state, ch.join_latency_ms = ERRORED, ms  # the client reported TIMED_OUT already
-                notes.append(Note("warning", f"{ch.label} join reply ({status}) came after {ms:.0f} ms, past the "
-                                             f"client's {self.join_timeout_s:g} s join timeout", topic))
+                notes.append(
+                    Note(
+                        "warning",
+                        f"{ch.label} join reply ({status}) came after {ms:.0f} ms, past the "
+                        f"client's {self.join_timeout_s:g} s join timeout",
+                        topic,
+                    )
+                )
             elif status == "ok":
                 ch.state, ch.joined_at, ch.join_latency_ms = JOINED, t, ms
                 self._bindings(ch, response)
-                ids = f" (postgres_changes ids {', '.join(map(str, ch.binding_ids))})" if ch.binding_ids else ""
+                ids = (
+                    f" (postgres_changes ids {', '.join(map(str, ch.binding_ids))})" if ch.binding_ids else ""
+                )
                 notes.append(Note("info", f"{ch.label} joined in {ms:.0f} ms{ids}", topic))
             else:
                 ch.state, ch.reason = ERRORED, reason or f"join reply status {status!r}"
-                notes.append(Note("warning", f"{ch.label} join error after {ms:.0f} ms: "
-                                             f"{self.redactor.text(ch.reason)}", topic))
+                notes.append(
+                    Note(
+                        "warning",
+                        f"{ch.label} join error after {ms:.0f} ms: {self.redactor.text(ch.reason)}",
+                        topic,
+                    )
+                )
         elif event == "phx_leave":
             notes.append(Note("info", f"{ch.label} leave acknowledged ({status})", topic))
         elif status != "ok":
             ch.push_errors.append((event, reason or str(status)))
-            notes.append(Note("warning", f"{ch.label} {event} rejected: {self.redactor.text(reason or str(status))}",
-                              topic))
+            notes.append(
+                Note(
+                    "warning",
+                    f"{ch.label} {event} rejected: {self.redactor.text(reason or str(status))}",
+                    topic,
+                )
+            )
 
     @staticmethod
     def _bindings(ch: Channel, response: Any) -> None:
@@ -741,13 +851,23 @@ class Session:
             "frames_from_server": self.frames_from_server,
             "decode_errors": self.decode_errors,
             "untracked_joins": self.dropped_channels,
-            "heartbeats": {"sent": self.heartbeats.sent, "answered": self.heartbeats.answered,
-                           "rtt_max_ms": round(self.heartbeats.rtt_max_ms, 1),
-                           "max_gap_s": round(self.heartbeats.max_gap_s, 1)},
-            "close": None if self.closed is None else {
-                "code": self.closed.code, "reason": r.text(self.closed.reason), "by_client": self.closed.by_client},
-            "channels": [ch.summary() | {"topic": r.text(ch.topic), "reason": r.text(ch.reason) if ch.reason else None}
-                         for ch in self.channels.values()],
+            "heartbeats": {
+                "sent": self.heartbeats.sent,
+                "answered": self.heartbeats.answered,
+                "rtt_max_ms": round(self.heartbeats.rtt_max_ms, 1),
+                "max_gap_s": round(self.heartbeats.max_gap_s, 1),
+            },
+            "close": None
+            if self.closed is None
+            else {
+                "code": self.closed.code,
+                "reason": r.text(self.closed.reason),
+                "by_client": self.closed.by_client,
+            },
+            "channels": [
+                ch.summary() | {"topic": r.text(ch.topic), "reason": r.text(ch.reason) if ch.reason else None}
+                for ch in self.channels.values()
+            ],
         }
 
 

@@ -45,8 +45,10 @@ log = logging.getLogger("rtproxy.local")
 # refresh says; None: the catch-all inspect/1 of the error atom).
 _DATABASE = {
     "initializing": ("join.initializing", say("system.initializing")),
-    "connecting": ("join.tenant_database_connection_initializing",
-                   say("system.tenant_database_connection_initializing")),
+    "connecting": (
+        "join.tenant_database_connection_initializing",
+        say("system.tenant_database_connection_initializing"),
+    ),
     "no-connections": ("join.tenant_db_too_many_connections", say("system.tenant_db_too_many_connections")),
     "connect-rate": ("join.connect_rate_limit_reached", say("system.connect_rate_limit_reached")),
     "unavailable": ("join.tenant_database_unavailable", say("system.database_unavailable")),
@@ -62,9 +64,11 @@ _POLICIES = {
     "rls-error": ("join.unauthorized", "system.unauthorized"),
 }
 # What inspect(error, pretty: true) of the policy query's Postgrex.Error looks like (its ids vary).
-_QUERY_CANCELED = ('%Postgrex.Error{\n  message: nil,\n  postgres: %{\n    code: :query_canceled,\n'
-                   '    message: "canceling statement due to statement timeout",\n    severity: "ERROR",\n'
-                   '    pg_code: "57014"\n  },\n  connection_id: 4242,\n  query: nil\n}')
+_QUERY_CANCELED = (
+    "%Postgrex.Error{\n  message: nil,\n  postgres: %{\n    code: :query_canceled,\n"
+    '    message: "canceling statement due to statement timeout",\n    severity: "ERROR",\n'
+    '    pg_code: "57014"\n  },\n  connection_id: 4242,\n  query: nil\n}'
+)
 # V1 subscribers of a kind-0 broadcast: Jason meets the {:binary, data} tuple and lib/realtime/logs.ex's
 # Tuple encoder splices inspect text into the frame, which is then not JSON.
 _TUPLE_ENCODED = '%{error: "unable to parse response"}'
@@ -92,7 +96,9 @@ def _shutdown_text(e: jwt.JWTError) -> str:
     if e.kind == jwt.INVALID_CLAIM:  # inspect/1 of Joken's keyword list
         message = str(e.now) if e.claim == "exp" else '"Invalid token"'
         return say("system.invalid_claim", term=message, claim=inspect(e.claim), value=inspect(e.claim_val))
-    return say("system." + e.kind)  # inspect/1 of :signature_error, :error_generating_signer, :expected_claims_map
+    return say(
+        "system." + e.kind
+    )  # inspect/1 of :signature_error, :error_generating_signer, :expected_claims_map
 
 
 class Hub:
@@ -135,11 +141,14 @@ class Hub:
         """The tenant's joins/events/presence RateCounter (Tenants.*_per_second_rate/1)."""
         r = self._rates.get((tenant, kind))
         if r is None:
-            limit = {"joins": lambda: self.cfg.max_joins_per_second,
-                     "events": lambda: self.cfg.max_events_per_second,
-                     "presence": lambda: self.cfg.max_presence_events_per_second}[kind]
+            limit = {
+                "joins": lambda: self.cfg.max_joins_per_second,
+                "events": lambda: self.cfg.max_events_per_second,
+                "presence": lambda: self.cfg.max_presence_events_per_second,
+            }[kind]
             r = self._rates[(tenant, kind)] = RateCounter(
-                limit, lambda: self.cfg.rate_tick_s, on_idle=lambda: self._rates.pop((tenant, kind), None))
+                limit, lambda: self.cfg.rate_tick_s, on_idle=lambda: self._rates.pop((tenant, kind), None)
+            )
         return r.start()
 
     @staticmethod
@@ -228,8 +237,18 @@ class Hub:
                 held = []
                 conn.joins[topic] = m
                 self._groups.setdefault(m.group, []).append(m)
-                conn.reply(topic, msg.join_ref, msg.ref, "ok", {"postgres_changes": [
-                    Ordered({"id": binding_id(p), **{k: p[k] for k in sorted(p)}}) for p in m.pg_params]})
+                conn.reply(
+                    topic,
+                    msg.join_ref,
+                    msg.ref,
+                    "ok",
+                    {
+                        "postgres_changes": [
+                            Ordered({"id": binding_id(p), **{k: p[k] for k in sorted(p)}})
+                            for p in m.pg_params
+                        ]
+                    },
+                )
         if old is not None:  # Phoenix queued the old channel's close to itself before this join ran
             conn.push(topic, "phx_close", {}, ref=old.join_ref, join_ref=old.join_ref)
         if sub not in cfg.unanswered_joins:
@@ -260,8 +279,11 @@ class Hub:
         presence_enabled = flex_bool(pr.get("enabled")) or cfg.presence_enabled
         if cfg.private_only and not private:
             return say("join.private_only"), False
-        if (not conn.counted and cfg.max_concurrent_users is not None
-                and self.users(conn.tenant) >= cfg.max_concurrent_users):
+        if (
+            not conn.counted
+            and cfg.max_concurrent_users is not None
+            and self.users(conn.tenant) >= cfg.max_concurrent_users
+        ):
             return say("join.too_many_connections"), False
         joins = self.rate(conn.tenant, "joins")
         if joins.triggered:
@@ -293,11 +315,19 @@ class Hub:
             if not all(isinstance(v, int) and not isinstance(v, bool) for v in (since, limit)):
                 return say("join.invalid_replay_params"), False
         key = pr.get("key")
-        m = Member(conn, msg.topic, msg.join_ref, msg.join_ref or msg.ref, private,
-                   self_broadcast=flex_bool(bc.get("self")), ack=flex_bool(bc.get("ack")),
-                   presence_key=str(uuid.uuid1()) if key in (None, "") else str(key),
-                   presence_enabled=presence_enabled, access_token=token,
-                   presence_read=True if not private or presence_enabled else None)
+        m = Member(
+            conn,
+            msg.topic,
+            msg.join_ref,
+            msg.join_ref or msg.ref,
+            private,
+            self_broadcast=flex_bool(bc.get("self")),
+            ack=flex_bool(bc.get("ack")),
+            presence_key=str(uuid.uuid1()) if key in (None, "") else str(key),
+            presence_enabled=presence_enabled,
+            access_token=token,
+            presence_read=True if not private or presence_enabled else None,
+        )
         m.pg_params = self._pg_params(params, sub)
         m.is_new_api = "config" in params  # new_api?/1
         for p in m.pg_params:
@@ -366,9 +396,17 @@ class Hub:
         if m.conn.joins.get(m.topic) is not m:
             return
         if self.cfg.replication_ready:
-            m.conn.push(m.topic, "system", {"channel": m.sub, "extension": "system", "status": "ok",
-                                            "message": say("system.replication_ready")},
-                        join_ref=m.socket_join_ref)
+            m.conn.push(
+                m.topic,
+                "system",
+                {
+                    "channel": m.sub,
+                    "extension": "system",
+                    "status": "ok",
+                    "message": say("system.replication_ready"),
+                },
+                join_ref=m.socket_join_ref,
+            )
         elif time.monotonic() >= deadline:
             self._shutdown(m, say("system.replication_not_ready"))
         else:
@@ -393,8 +431,12 @@ class Hub:
     def _shutdown(self, m: Member, message: str) -> None:
         """shutdown_response/2: a system error, then the channel stops."""
         log.debug("conn %d: channel %s shut down: %s", m.conn.id, m.topic, message)
-        m.conn.push(m.topic, "system", {"channel": m.sub, "extension": "system", "message": message,
-                                        "status": "error"}, join_ref=m.socket_join_ref)
+        m.conn.push(
+            m.topic,
+            "system",
+            {"channel": m.sub, "extension": "system", "message": message, "status": "error"},
+            join_ref=m.socket_join_ref,
+        )
         self._stop(m)
 
     def _drop(self, m: Member) -> None:
@@ -418,8 +460,11 @@ class Hub:
             if tenant is not None and conn.tenant != tenant:
                 continue
             for m in conn.joins.values():
-                conn.push(m.topic, "system", {"extension": "system", "message": say("system.disconnect"),
-                                              "status": "ok"})
+                conn.push(
+                    m.topic,
+                    "system",
+                    {"extension": "system", "message": say("system.disconnect"), "status": "ok"},
+                )
             conn.cause = "tenant drain"
             conn.close(1012)
             n += 1
@@ -522,25 +567,46 @@ class Hub:
         cfg = self.cfg
         error, retry = m.pg_error, False
         if error is None:
-            bad = next((b for b in m.bindings if b.table in cfg.postgres_errors
-                        or f"{b.schema}.{b.table}" in cfg.postgres_errors or b.schema in cfg.postgres_errors),
-                       None)
+            bad = next(
+                (
+                    b
+                    for b in m.bindings
+                    if b.table in cfg.postgres_errors
+                    or f"{b.schema}.{b.table}" in cfg.postgres_errors
+                    or b.schema in cfg.postgres_errors
+                ),
+                None,
+            )
             if bad is not None:
                 error = say("postgres.subscription_insert_failed", params=bad.log_params())
             elif m.pg_failures < cfg.postgres_transient_errors:
                 m.pg_failures += 1
                 error, retry = say("postgres.too_many_database_timeouts"), True
         m.pg_active = error is None
-        m.conn.push(m.topic, "system", {"channel": m.sub, "extension": "postgres_changes",
-                                        "message": error or say("postgres.subscribed"),
-                                        "status": "error" if error else "ok"}, join_ref=m.socket_join_ref)
+        m.conn.push(
+            m.topic,
+            "system",
+            {
+                "channel": m.sub,
+                "extension": "postgres_changes",
+                "message": error or say("postgres.subscribed"),
+                "status": "error" if error else "ok",
+            },
+            join_ref=m.socket_join_ref,
+        )
         if retry:
             low, high = cfg.postgres_retry_s
             loop = asyncio.get_running_loop()
             m.set_timer("postgres", loop.call_later(random.uniform(low, high), self._postgres_subscribe, m))
 
-    def emit_postgres_change(self, schema: str, table: str, type_: str, record: dict[str, Any] | None,
-                             old_record: dict[str, Any] | None) -> int:
+    def emit_postgres_change(
+        self,
+        schema: str,
+        table: str,
+        type_: str,
+        record: dict[str, Any] | None,
+        old_record: dict[str, Any] | None,
+    ) -> int:
         type_ = type_.upper()
         if type_ not in EVENTS:
             raise ValueError(f"type must be one of {', '.join(EVENTS)}, got {type_!r}")
@@ -572,7 +638,7 @@ class Hub:
         cfg = self.cfg
         if m.private and cfg.database in _DATABASE:
             if cfg.database.startswith("rpc"):  # a 3-tuple error the with/else does not match
-                self._crash(m, "WithClauseError in handle_in(\"broadcast\")")
+                self._crash(m, 'WithClauseError in handle_in("broadcast")')
             return  # UnableToHandleBroadcast: logged, no reply, not sent
         if m.private and cfg.policies in _POLICIES:
             return  # the write policy check failed: logged, not sent, no reply
@@ -580,7 +646,7 @@ class Hub:
         if msg.kind == frames.USER_PUSH:
             send, term = self._user_broadcast(m, raw)
         elif msg.kind == frames.PUSH:  # {:binary, data}: fastlaned as kind 2 to V2 sockets
-            data = bytes(raw[5 + sum(raw[1:5]):])
+            data = bytes(raw[5 + sum(raw[1:5]) :])
             send, term = self._binary_broadcast(m, data), (Atom("binary"), data)
         else:
             payload = msg.payload
@@ -626,10 +692,10 @@ class Hub:
         assert isinstance(raw, (bytes, bytearray))
         jr, rf, tl, ul, ml, enc = raw[1:7]
         pos = 7 + jr + rf
-        topic = bytes(raw[pos:pos + tl])
-        user_event = bytes(raw[pos + tl:pos + tl + ul])
-        meta = bytes(raw[pos + tl + ul:pos + tl + ul + ml])
-        body = bytes(raw[pos + tl + ul + ml:])
+        topic = bytes(raw[pos : pos + tl])
+        user_event = bytes(raw[pos + tl : pos + tl + ul])
+        meta = bytes(raw[pos + tl + ul : pos + tl + ul + ml])
+        body = bytes(raw[pos + tl + ul + ml :])
         is_json = enc != frames.ENC_BINARY  # decode_binary/1: "if == 0, :binary, else :json"
         kind4 = bytes([frames.USER_BROADCAST, tl, ul, 0, 1 if is_json else 0]) + topic + user_event + body
         metadata = frames._loads(meta.decode()) if ml else {}  # frames.decode checked it
@@ -638,9 +704,17 @@ class Hub:
             if r.conn.vsn == frames.V2:
                 r.conn.push_bytes(kind4)
             elif is_json:  # V1 sockets cannot carry binary user payloads: skipped
-                r.conn.push_with_fragment(r.topic, "broadcast", {
-                    "event": user_event.decode("utf-8", "replace"), "payload": FRAGMENT, "type": "broadcast"},
-                    body.decode("utf-8", "replace"))
+                r.conn.push_with_fragment(
+                    r.topic,
+                    "broadcast",
+                    {
+                        "event": user_event.decode("utf-8", "replace"),
+                        "payload": FRAGMENT,
+                        "type": "broadcast",
+                    },
+                    body.decode("utf-8", "replace"),
+                )
+
         return send, (user_event, Atom("json" if is_json else "binary"), body, metadata)
 
     @staticmethod
@@ -649,8 +723,14 @@ class Hub:
             if r.conn.vsn == frames.V2:
                 r.conn.push_bytes(frames.encode_broadcast(r.topic, "broadcast", data))
             else:
-                r.conn.push_text('{"ref":null,"event":"broadcast","payload":' + _TUPLE_ENCODED
-                                 + ',"topic":' + frames._dumps(r.topic) + "}")
+                r.conn.push_text(
+                    '{"ref":null,"event":"broadcast","payload":'
+                    + _TUPLE_ENCODED
+                    + ',"topic":'
+                    + frames._dumps(r.topic)
+                    + "}"
+                )
+
         return send
 
     # ------------------------------------------------------------------------------------ presence
@@ -662,8 +742,9 @@ class Hub:
                 state.setdefault(r.presence_key, {"metas": []})["metas"].append(r.presence_meta)
         return state
 
-    def _presence_diff(self, group: tuple[str, bool, str], joins: dict[str, Any],
-                       leaves: dict[str, Any]) -> None:
+    def _presence_diff(
+        self, group: tuple[str, bool, str], joins: dict[str, Any], leaves: dict[str, Any]
+    ) -> None:
         """MessageDispatcher.dispatch/3 for presence_diff: members that may read presence get it, fastlaned
         (no refs) and counted against the tenant's presence events; a private member whose presence was
         off at join gets it through its channel process (with its join_ref)."""
@@ -671,8 +752,12 @@ class Hub:
         for r in self._groups.get(group, []):
             if r.presence_read:
                 via = r.presence_via_channel
-                r.conn.push(r.topic, "presence_diff", {"joins": joins, "leaves": leaves},
-                            join_ref=r.socket_join_ref if via else None)
+                r.conn.push(
+                    r.topic,
+                    "presence_diff",
+                    {"joins": joins, "leaves": leaves},
+                    join_ref=r.socket_join_ref if via else None,
+                )
                 fastlaned += not via
         if fastlaned and group[0]:
             self.rate(group[0], "presence").add(fastlaned)
@@ -699,7 +784,7 @@ class Hub:
         cfg, p = self.cfg, msg.payload
         if m.private and cfg.database in _DATABASE:
             if cfg.database.startswith("rpc"):
-                self._crash(m, "WithClauseError in handle_in(\"presence\")")
+                self._crash(m, 'WithClauseError in handle_in("presence")')
             else:  # UnableToHandlePresence
                 m.conn.reply(m.topic, m.socket_join_ref, msg.ref, "error", {})
             return
@@ -731,8 +816,13 @@ class Hub:
     def _track(self, m: Member, msg: frames.Message, data: Any) -> None:
         """PresenceHandler.track/2. Enabling presence with a track sends no presence_state."""
         if not isinstance(data, dict):
-            m.conn.reply(m.topic, m.socket_join_ref, msg.ref, "error",
-                         {"reason": say("reply.presence_payload_not_a_map")})
+            m.conn.reply(
+                m.topic,
+                m.socket_join_ref,
+                msg.ref,
+                "error",
+                {"reason": say("reply.presence_payload_not_a_map")},
+            )
             return
         if m.presence_meta is not None and data == m.track_payload:
             m.conn.reply(m.topic, m.socket_join_ref, msg.ref, "ok", {})  # no payload change: no diff

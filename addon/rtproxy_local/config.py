@@ -18,8 +18,15 @@ from dataclasses import dataclass, field
 from .jwt import DEV_JWT_SECRET
 
 # Connect.lookup_or_start_connection/2 outcomes (every join; access_token refreshes; private pushes).
-DATABASE_CONDITIONS = ("initializing", "connecting", "no-connections", "connect-rate", "unavailable",
-                       "rpc-timeout", "rpc-error")
+DATABASE_CONDITIONS = (
+    "initializing",
+    "connecting",
+    "no-connections",
+    "connect-rate",
+    "unavailable",
+    "rpc-timeout",
+    "rpc-error",
+)
 # maybe_assign_policies/3 outcomes (private channels' RLS query).
 POLICY_CONDITIONS = ("pool", "unable-to-set", "query-canceled", "missing-partition", "rls-error")
 
@@ -49,7 +56,9 @@ class ServerConfig:
 
     # --- channels (realtime_channel.ex) ---
     join_error_backoff_ms: int = 5000  # CHANNEL_ERROR_BACKOFF_MS, slept before every join error reply
-    confirm_token_interval_s: float = 300.0  # @confirm_token_ms_interval: token re-check, min(this, exp - now)
+    confirm_token_interval_s: float = (
+        300.0  # @confirm_token_ms_interval: token re-check, min(this, exp - now)
+    )
     restarting: bool = False  # SIGTERM received (SignalHandler): joins get "RealtimeRestarting: ..."
     database: str | None = None  # one of DATABASE_CONDITIONS: the project database's state
     policies: str | None = None  # one of POLICY_CONDITIONS: the RLS query of private channels fails so

@@ -37,8 +37,9 @@ class JWTError(Exception):
     """A token Realtime would refuse. `kind` is one of the names above; how each path (upgrade, join,
     access_token push, expiry timer) words it lives in rtproxy_core.catalog."""
 
-    def __init__(self, kind: str, seconds_ago: int | None = None, claim: str = "",
-                 claim_val: Any = None, now: int = 0) -> None:
+    def __init__(
+        self, kind: str, seconds_ago: int | None = None, claim: str = "", claim_val: Any = None, now: int = 0
+    ) -> None:
         self.kind, self.seconds_ago = kind, seconds_ago
         self.claim, self.claim_val, self.now = claim, claim_val, now
         super().__init__(kind)
@@ -96,8 +97,9 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)  # JSON true is an atom in Elixir
 
 
-def verify(token: str, secret: str = DEV_JWT_SECRET, *, check_signature: bool = True,
-           now: float | None = None) -> dict[str, Any]:
+def verify(
+    token: str, secret: str = DEV_JWT_SECRET, *, check_signature: bool = True, now: float | None = None
+) -> dict[str, Any]:
     """The claims of a token Realtime would accept with `secret`; JWTError otherwise.
 
     Order of RealtimeWeb.JwtVerification.verify/3 then ChannelsAuthorization.authorize_conn/3: structure,
@@ -136,4 +138,4 @@ def verify(token: str, secret: str = DEV_JWT_SECRET, *, check_signature: bool = 
 
 def _round(v: float) -> int:
     """Elixir's round/1: halves away from zero (Python's round() rounds them to even)."""
-    return int(math.floor(abs(v) + 0.5)) * (1 if v >= 0 else -1)
+    return math.floor(abs(v) + 0.5) * (1 if v >= 0 else -1)

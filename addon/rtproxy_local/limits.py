@@ -80,8 +80,13 @@ class RateCounter:
 
     IDLE_SHUTDOWN_S = 300.0  # @idle_shutdown: a counter whose buckets stay all zero stops
 
-    def __init__(self, limit: Callable[[], float | None], tick_s: Callable[[], float],
-                 max_bucket_len: int = 12, on_idle: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        limit: Callable[[], float | None],
+        tick_s: Callable[[], float],
+        max_bucket_len: int = 12,
+        on_idle: Callable[[], None] | None = None,
+    ) -> None:
         self._limit, self._tick_s, self.max_bucket_len = limit, tick_s, max_bucket_len
         self._on_idle = on_idle
         self._idle_ticks = 0

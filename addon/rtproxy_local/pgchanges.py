@@ -19,8 +19,21 @@ from rtproxy_core.catalog import say
 from .elixir import inspect
 
 EVENTS = ("INSERT", "UPDATE", "DELETE")
-FILTER_OPS = ("eq", "neq", "lt", "lte", "gt", "gte", "in", "like", "ilike", "is", "match", "imatch",
-              "isdistinct")
+FILTER_OPS = (
+    "eq",
+    "neq",
+    "lt",
+    "lte",
+    "gt",
+    "gte",
+    "in",
+    "like",
+    "ilike",
+    "is",
+    "match",
+    "imatch",
+    "isdistinct",
+)
 
 
 class BindingError(ValueError):
@@ -38,15 +51,24 @@ class Binding:
 
     def log_params(self) -> str:
         """Realtime's params_to_log/1: `to_log` leaves strings bare and `inspect`s the rest."""
-        filters = "[" + ", ".join(
-            f'{{{_ex(c)}, {_ex(o)}, {_ex(v)}, {str(n).lower()}}}' for c, o, v, n in self.filters) + "]"
+        filters = (
+            "["
+            + ", ".join(f"{{{_ex(c)}, {_ex(o)}, {_ex(v)}, {str(n).lower()}}}" for c, o, v, n in self.filters)
+            + "]"
+        )
         select = "nil" if self.select is None else "[" + ", ".join(_ex(s) for s in self.select) + "]"
-        return (f"event: {self.event}, schema: {self.schema}, table: {self.table}, "
-                f"filters: {filters}, select: {select}")
+        return (
+            f"event: {self.event}, schema: {self.schema}, table: {self.table}, "
+            f"filters: {filters}, select: {select}"
+        )
 
     def matches(self, schema: str, table: str, type_: str, row: dict[str, Any]) -> bool:
-        return (self.event in ("*", type_) and self.schema in ("*", schema) and self.table in ("*", table)
-                and all(_filter_ok(row, f) for f in self.filters))
+        return (
+            self.event in ("*", type_)
+            and self.schema in ("*", schema)
+            and self.table in ("*", table)
+            and all(_filter_ok(row, f) for f in self.filters)
+        )
 
 
 def _ex(s: str) -> str:
@@ -147,8 +169,12 @@ def _parse_filters(text: str) -> tuple[tuple[str, str, str, bool], ...]:
     out = []
     for seg in (s.strip() for s in _split_top_level(text.strip())):
         if not seg:
-            raise BindingError(say("postgres.filter_parse",
-                                   text="filter must not contain empty segments (check for extra commas)"))
+            raise BindingError(
+                say(
+                    "postgres.filter_parse",
+                    text="filter must not contain empty segments (check for extra commas)",
+                )
+            )
         col, eq, rest = seg.partition("=")
         negate = rest.startswith("not.")
         op, dot, value = rest.removeprefix("not.").partition(".")
@@ -160,8 +186,9 @@ def _parse_filters(text: str) -> tuple[tuple[str, str, str, bool], ...]:
             raise BindingError(say("postgres.filter_parse", text=f"[{inspect(op)}, {inspect(value)}]"))
         if op == "in":
             if not (len(value) >= 2 and value.startswith("(") and value.endswith(")")):
-                raise BindingError(say("postgres.filter_parse",
-                                       text="`in` filter value must be wrapped by parentheses"))
+                raise BindingError(
+                    say("postgres.filter_parse", text="`in` filter value must be wrapped by parentheses")
+                )
             value = "{" + value[1:-1] + "}"
         else:
             value = _unquote(value)
@@ -187,7 +214,7 @@ def _cmp(a: Any, b: str) -> int:
 
 def _like(pattern: str, flags: int = 0) -> re.Pattern[str]:
     regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.compile(regex, flags | re.S)
+    return re.compile(regex, flags | re.DOTALL)
 
 
 def _filter_ok(row: dict[str, Any], f: tuple[str, str, str, bool]) -> bool:
@@ -205,9 +232,9 @@ def _filter_ok(row: dict[str, Any], f: tuple[str, str, str, bool]) -> bool:
     elif op == "in":
         ok = _text(v) in [p.strip().strip('"') for p in val[1:-1].split(",")]
     elif op in ("like", "ilike"):
-        ok = _like(val, re.I if op == "ilike" else 0).fullmatch(_text(v)) is not None
+        ok = _like(val, re.IGNORECASE if op == "ilike" else 0).fullmatch(_text(v)) is not None
     else:  # match / imatch: POSIX regex, searched
-        ok = re.search(val, _text(v), re.I if op == "imatch" else 0) is not None
+        ok = re.search(val, _text(v), re.IGNORECASE if op == "imatch" else 0) is not None
     return ok != negate
 
 
@@ -223,8 +250,9 @@ def _pg_type(v: Any) -> str:
     return "text"
 
 
-def change_data(schema: str, table: str, type_: str, record: dict[str, Any] | None,
-                old_record: dict[str, Any] | None) -> dict[str, Any]:
+def change_data(
+    schema: str, table: str, type_: str, record: dict[str, Any] | None, old_record: dict[str, Any] | None
+) -> dict[str, Any]:
     """The `data` of a postgres_changes payload. DELETE carries only old_record, INSERT only record."""
     row = record if type_ != "DELETE" else old_record
     data: dict[str, Any] = {

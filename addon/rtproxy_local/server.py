@@ -52,9 +52,13 @@ _ws_log.setLevel(logging.WARNING)
 WS_PATHS = ("/realtime/v1/websocket", "/socket/websocket")  # gateway path, and Realtime's own mount
 EMIT_PATH = "/local/v1/emit"
 SHUTDOWN_CODE = 1012  # Phoenix :socket_drain
-_UPGRADE_REFUSALS = {jwt.MALFORMED: "upgrade.token_malformed", jwt.SIGNATURE: "upgrade.signature_error",
-                     jwt.SIGNER: "upgrade.error_generating_signer", jwt.EXPIRED: "upgrade.expired_token",
-                     jwt.CLAIMS: "upgrade.missing_claims"}
+_UPGRADE_REFUSALS = {
+    jwt.MALFORMED: "upgrade.token_malformed",
+    jwt.SIGNATURE: "upgrade.signature_error",
+    jwt.SIGNER: "upgrade.error_generating_signer",
+    jwt.EXPIRED: "upgrade.expired_token",
+    jwt.CLAIMS: "upgrade.missing_claims",
+}
 
 
 class _Connection(ServerConnection):
@@ -79,8 +83,9 @@ class _Connection(ServerConnection):
 
 
 def _response(status: int, body: bytes = b"", content_type: str | None = None) -> Response:
-    headers = Headers([("Date", formatdate(usegmt=True)), ("Connection", "close"),
-                       ("Content-Length", str(len(body)))])
+    headers = Headers(
+        [("Date", formatdate(usegmt=True)), ("Connection", "close"), ("Content-Length", str(len(body)))]
+    )
     if content_type:
         headers["Content-Type"] = content_type
     try:
@@ -98,12 +103,10 @@ def _json(status: int, obj: Any) -> Response:
 def _tenant(host: str) -> str:
     """Realtime's external_id: the Host's first label (String.split(host, ".", parts: 2)), port stripped."""
     if host.startswith("["):
-        host = host[1:host.find("]")] if "]" in host else host[1:]
+        host = host[1 : host.find("]")] if "]" in host else host[1:]
     else:
         host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
     return host.split(".", 1)[0]
-
-
 
 
 def _sendable(code: int) -> bool:
@@ -174,10 +177,17 @@ class LocalRealtime:
             if self._closing:
                 return
             self._server = await serve(
-                self._handler, sock=self._sock, process_request=self._process_request,
-                create_connection=_Connection, compression=None,  # no deflate: byte-predictable frames
+                self._handler,
+                sock=self._sock,
+                process_request=self._process_request,
+                create_connection=_Connection,
+                compression=None,  # no deflate: byte-predictable frames
                 ping_interval=None,  # Realtime never pings; only clients keep the socket alive
-                max_size=self.config.max_frame_bytes, open_timeout=30, server_header=None, logger=_ws_log)
+                max_size=self.config.max_frame_bytes,
+                open_timeout=30,
+                server_header=None,
+                logger=_ws_log,
+            )
             log.info("local Realtime listening at %s", self.url)
             if self._closing:
                 self._begin_shutdown()
@@ -232,9 +242,15 @@ class LocalRealtime:
 
     # ------------------------------------------------------------------------------------ API
 
-    def emit_postgres_change(self, *, schema: str = "public", table: str, type: str = "INSERT",
-                             record: dict[str, Any] | None = None,
-                             old_record: dict[str, Any] | None = None) -> int:
+    def emit_postgres_change(
+        self,
+        *,
+        schema: str = "public",
+        table: str,
+        type: str = "INSERT",
+        record: dict[str, Any] | None = None,
+        old_record: dict[str, Any] | None = None,
+    ) -> int:
         """Deliver a fake row change to every channel with a matching binding; returns how many."""
         n = self.hub.emit_postgres_change(schema, table, type, record, old_record)
         log.debug("postgres change %s %s.%s delivered to %d channel(s)", type, schema, table, n)
@@ -303,8 +319,13 @@ class LocalRealtime:
                 raise ValueError("record and old_record must be JSON objects")
             if not query.get("table"):
                 raise ValueError("table is required")
-            n = self.emit_postgres_change(schema=query.get("schema") or "public", table=query["table"],
-                                          type=query.get("type") or "INSERT", record=record, old_record=old)
+            n = self.emit_postgres_change(
+                schema=query.get("schema") or "public",
+                table=query["table"],
+                type=query.get("type") or "INSERT",
+                record=record,
+                old_record=old,
+            )
         except ValueError as e:
             return _json(400, {"error": str(e)})
         return _json(200, {"delivered": n})
@@ -320,13 +341,20 @@ class LocalRealtime:
         self.hub.add(conn)
         cfg = self.config
         assert ws.request is not None
-        log.info("conn %d open: %s vsn=%s tenant=%s peer=%s", conn.id, urlsplit(ws.request.path).path,
-                 conn.vsn, conn.tenant, ws.remote_address)
+        log.info(
+            "conn %d open: %s vsn=%s tenant=%s peer=%s",
+            conn.id,
+            urlsplit(ws.request.path).path,
+            conn.vsn,
+            conn.tenant,
+            ws.remote_address,
+        )
         loop = asyncio.get_running_loop()
         helpers = [loop.create_task(self._writer(conn, ws)), loop.create_task(self._idle_watch(conn, ws))]
         if cfg.close_after_s is not None:
-            helpers.append(loop.create_task(
-                self._close_after(conn, cfg.close_after_s, cfg.close_code, cfg.close_reason)))
+            helpers.append(
+                loop.create_task(self._close_after(conn, cfg.close_after_s, cfg.close_code, cfg.close_reason))
+            )
         conn.abort = ws.transport.abort
         try:
             while True:
@@ -358,8 +386,9 @@ class LocalRealtime:
             log.debug("conn %d: dropped undecodable frame: %s", conn.id, e)
             return
         if not Hub.accepts(conn, msg):
-            log.debug("conn %d: dropped %s frame (kind %s) on a %s socket",
-                      conn.id, msg.shape, msg.kind, conn.vsn)
+            log.debug(
+                "conn %d: dropped %s frame (kind %s) on a %s socket", conn.id, msg.shape, msg.kind, conn.vsn
+            )
             return
         log.debug("conn %d <- %s %s ref=%s join_ref=%s", conn.id, msg.event, msg.topic, msg.ref, msg.join_ref)
         try:
@@ -380,8 +409,9 @@ class LocalRealtime:
                     else:  # 1006 and other unsendable codes: drop the TCP connection, no close frame
                         ws.transport.abort()
                     return
-                log.debug("conn %d -> %d %s", conn.id, len(item),
-                          "bytes" if isinstance(item, bytes) else "chars")
+                log.debug(
+                    "conn %d -> %d %s", conn.id, len(item), "bytes" if isinstance(item, bytes) else "chars"
+                )
                 await ws.send(item)
             except ConnectionClosed:
                 return

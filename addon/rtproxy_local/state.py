@@ -95,16 +95,18 @@ class Conn:
                 self.closing = True
                 return
 
-    def push(self, topic: str, event: str, payload: Any, *, ref: str | None = None,
-             join_ref: str | None = None) -> None:
+    def push(
+        self, topic: str, event: str, payload: Any, *, ref: str | None = None, join_ref: str | None = None
+    ) -> None:
         if not self.closing:
             msg = frames.Message(topic, event, jason_order(payload), ref=ref, join_ref=join_ref)
             self._put(frames.encode_text(msg, self.vsn, from_client=False))
 
     def reply(self, topic: str, join_ref: str | None, ref: str | None, status: str, response: Any) -> None:
         # %{status: ..., response: ...} as users' pastes show it on OTP 26+ (status first)
-        self.push(topic, "phx_reply", Ordered({"status": status, "response": response}), ref=ref,
-                  join_ref=join_ref)
+        self.push(
+            topic, "phx_reply", Ordered({"status": status, "response": response}), ref=ref, join_ref=join_ref
+        )
 
     def push_with_fragment(self, topic: str, event: str, payload: Any, fragment: str) -> None:
         """Like push; the value FRAGMENT inside `payload` is replaced by the JSON text `fragment` as is."""
@@ -158,7 +160,9 @@ class Member:
     presence_meta: dict[str, Any] | None = None
     track_payload: Any = None
     presence_window: Any = None  # limits.PresenceWindow
-    timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)  # confirm_token, postgres, replication
+    timers: dict[str, asyncio.TimerHandle] = field(
+        default_factory=dict
+    )  # confirm_token, postgres, replication
 
     @property
     def sub(self) -> str:

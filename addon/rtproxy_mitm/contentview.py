@@ -43,9 +43,11 @@ PRIORITY = 2.0  # JSON gives at most 1 (and 0 to WebSocket messages: no content 
 MAX_RAW = 4096  # bytes of an undecodable frame shown
 
 _SHAPES = {frames.OBJECT: "1.0.0 object", frames.ARRAY: "2.0.0 array"}
-_BLOB_HINT = ("the text '[object Blob]': a JavaScript relay received a binary frame as a Blob and "
-              "sent it on with send(blob), which stringifies it; relay event.data as an ArrayBuffer "
-              "(or set the socket's binaryType to 'arraybuffer') so binary frames stay binary")
+_BLOB_HINT = (
+    "the text '[object Blob]': a JavaScript relay received a binary frame as a Blob and "
+    "sent it on with send(blob), which stringifies it; relay event.data as an ArrayBuffer "
+    "(or set the socket's binaryType to 'arraybuffer') so binary frames stay binary"
+)
 
 
 def show_secrets() -> bool:
@@ -78,7 +80,9 @@ class RealtimeContentview(Contentview):
     syntax_highlight = "yaml"  # YAML is a superset of JSON: the payload block highlights as JSON
 
     def render_priority(self, data: bytes, metadata: Metadata) -> float:
-        if metadata.websocket_message is None or not (isinstance(metadata.flow, http.HTTPFlow) and is_realtime(metadata.flow)):
+        if metadata.websocket_message is None or not (
+            isinstance(metadata.flow, http.HTTPFlow) and is_realtime(metadata.flow)
+        ):
             return -1
         return PRIORITY
 
@@ -100,14 +104,16 @@ class RealtimeContentview(Contentview):
             shape = _SHAPES.get(m.shape, m.shape)
         payload = frames.jsonable(redactor.payload(m.payload), _bytes_view)
         body = json.dumps(payload, indent=2, ensure_ascii=False)
-        return "\n".join([
-            f"# {shape}, {direction}",
-            f"topic: {_q(redactor.text(m.topic))}",
-            f"event: {_q(redactor.text(m.event))}",
-            f"join_ref: {_q(m.join_ref)}",
-            f"ref: {_q(m.ref)}",
-            f"payload: {body}",
-        ])
+        return "\n".join(
+            [
+                f"# {shape}, {direction}",
+                f"topic: {_q(redactor.text(m.topic))}",
+                f"event: {_q(redactor.text(m.event))}",
+                f"join_ref: {_q(m.join_ref)}",
+                f"ref: {_q(m.ref)}",
+                f"payload: {body}",
+            ]
+        )
 
     @staticmethod
     def _undecodable(data: bytes, binary: bool, direction: str, reason: str, redactor: Redactor) -> str:

@@ -21,7 +21,9 @@ def is_upgrade(request: http.Request) -> bool:
 
 
 def is_realtime(flow: http.HTTPFlow) -> bool:
-    return is_upgrade(flow.request) and (bool(flow.metadata.get(REALTIME)) or is_realtime_path(flow.request.path))
+    return is_upgrade(flow.request) and (
+        bool(flow.metadata.get(REALTIME)) or is_realtime_path(flow.request.path)
+    )
 
 
 def client_url(flow: http.HTTPFlow) -> str:
@@ -38,7 +40,9 @@ def request_events(flow: http.HTTPFlow) -> list[Event]:
     """The client's upgrade as it sent it, and what went upstream when the Worker rerouted it."""
     t = flow.request.timestamp_start
     url = flow.metadata.get(ORIGINAL_URL) or client_url(flow)
-    headers = [tuple(h) for h in flow.metadata.get(ORIGINAL_HEADERS) or flow.request.headers.items(multi=True)]
+    headers = [
+        tuple(h) for h in flow.metadata.get(ORIGINAL_HEADERS) or flow.request.headers.items(multi=True)
+    ]
     events: list[Event] = [Opened(url, headers, t)]
     if UPSTREAM_URL in flow.metadata:
         events.append(Upstream(flow.metadata[UPSTREAM_URL], list(flow.request.headers.items(multi=True)), t))
@@ -46,8 +50,12 @@ def request_events(flow: http.HTTPFlow) -> list[Event]:
 
 
 def handshake_event(response: http.Response) -> Handshake:
-    return Handshake(response.status_code, list(response.headers.items(multi=True)), response.raw_content or b"",
-                     response.timestamp_end or response.timestamp_start)
+    return Handshake(
+        response.status_code,
+        list(response.headers.items(multi=True)),
+        response.raw_content or b"",
+        response.timestamp_end or response.timestamp_start,
+    )
 
 
 def frame_event(m: websocket.WebSocketMessage) -> Frame:
@@ -80,8 +88,11 @@ def flow_events(flow: http.HTTPFlow) -> list[Event]:
     if flow.websocket is not None:
         for m in flow.websocket.messages:
             # A dropped message never reached the other side; live, the fault reported it the same way.
-            events.append(Hop("frame-dropped", "dropped by the hop", m.timestamp, frame_event(m)) if m.dropped
-                          else frame_event(m))
+            events.append(
+                Hop("frame-dropped", "dropped by the hop", m.timestamp, frame_event(m))
+                if m.dropped
+                else frame_event(m)
+            )
         if flow.websocket.timestamp_end is not None:
             events.append(closed_event(flow))
     elif flow.error is not None and flow.response is None:

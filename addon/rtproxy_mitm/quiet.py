@@ -61,8 +61,12 @@ class Quiet:
                 ctx.options.update(dumper_filter="")
         elif not current:
             ctx.options.update(dumper_filter=REALTIME_FLOWS_HIDDEN)
-            logger.info("rtproxy: mitmproxy's own lines for Realtime upgrades are hidden (their URLs carry the "
-                        "apikey); rtproxy logs them redacted. --set rt_show_secrets=true shows everything.")
+            logger.info(
+                "rtproxy: mitmproxy's own lines for Realtime upgrades are hidden (their URLs carry the "
+                "apikey); rtproxy logs them redacted. --set rt_show_secrets=true shows everything."
+            )
         elif current != REALTIME_FLOWS_HIDDEN:
-            logger.warning("rtproxy: your dumper_filter lets mitmproxy print Realtime URLs with their apikey; "
-                           f"add & {REALTIME_FLOWS_HIDDEN} to it to keep them out of the log")
+            logger.warning(
+                "rtproxy: your dumper_filter lets mitmproxy print Realtime URLs with their apikey; "
+                f"add & {REALTIME_FLOWS_HIDDEN} to it to keep them out of the log"
+            )

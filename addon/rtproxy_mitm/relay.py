@@ -23,7 +23,8 @@ import socket
 import time
 from collections.abc import Callable
 
-from rtproxy_core.events import Event, Frame, Hop, Upstream as UpstreamEvent, UpstreamHandshake
+from rtproxy_core.events import Event, Frame, Hop, UpstreamHandshake
+from rtproxy_core.events import Upstream as UpstreamEvent
 from rtproxy_core.hop import Upstream, relay_target
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -72,8 +73,9 @@ class Relay:
     async def _serve(self) -> None:
         assert self._sock is not None
         # compression=None: workerd's outbound WebSocket offers no permessage-deflate by default.
-        async with serve(self._handle, sock=self._sock, compression=None, max_size=None,
-                         logger=_ws_logger) as server:
+        async with serve(
+            self._handle, sock=self._sock, compression=None, max_size=None, logger=_ws_logger
+        ) as server:
             self._server = server
             await server.serve_forever()
 
@@ -95,11 +97,15 @@ class Relay:
 
         async def upstream_side() -> None:
             try:
-                up = await connect(target, compression=None, max_size=None, open_timeout=10, logger=_ws_logger)
+                up = await connect(
+                    target, compression=None, max_size=None, open_timeout=10, logger=_ws_logger
+                )
             except InvalidStatus as e:
                 r = e.response
-                self.report(flow_id, UpstreamHandshake(r.status_code, list(r.headers.raw_items()),
-                                                       r.body or b"", time.time()))
+                self.report(
+                    flow_id,
+                    UpstreamHandshake(r.status_code, list(r.headers.raw_items()), r.body or b"", time.time()),
+                )
                 await self._close_client(flow_id, client, 1011, "Proxy server error")
                 return
             except Exception as e:  # noqa: BLE001 - any failure is the Worker's "error" event
@@ -123,8 +129,12 @@ class Relay:
                     await up.send(self._as_worker_sends(flow_id, message, "client"))
                 else:
                     data = message.encode() if isinstance(message, str) else message
-                    self._hop(flow_id, "frame-dropped", "Server not ready, dropping message",
-                              Frame(True, isinstance(message, bytes), data, time.time()))
+                    self._hop(
+                        flow_id,
+                        "frame-dropped",
+                        "Server not ready, dropping message",
+                        Frame(True, isinstance(message, bytes), data, time.time()),
+                    )
         except ConnectionClosed:
             pass
         up = upstream_leg[0] if upstream_leg else None
@@ -132,8 +142,11 @@ class Relay:
             code, reason = client.close_code, client.close_reason or ""
             error = close_throws(code, reason)
             if error:
-                self._hop(flow_id, "close-throws", f"serverWebSocket.close({code}) throws '{error}': "
-                                                   "the upstream leg stays open")
+                self._hop(
+                    flow_id,
+                    "close-throws",
+                    f"serverWebSocket.close({code}) throws '{error}': the upstream leg stays open",
+                )
             else:
                 await up.close(code, reason)
         task.cancel()
@@ -143,16 +156,23 @@ class Relay:
         if error:
             # The seed catches this and logs it; nothing reaches the client, whose leg stays open
             # until its own heartbeat timeout gives up on it.
-            self._hop(flow_id, "close-throws", f"clientWebSocket.close({code}) throws '{error}': "
-                                               "the client leg stays open")
+            self._hop(
+                flow_id,
+                "close-throws",
+                f"clientWebSocket.close({code}) throws '{error}': the client leg stays open",
+            )
             return
         await client.close(code, reason)
 
     def _as_worker_sends(self, flow_id: str, message: str | bytes, origin: str) -> str:
         if isinstance(message, str):
             return message
-        self._hop(flow_id, "binary-as-text", f"a {len(message)}-byte binary frame from the {origin} was "
-                                             f"relayed as the text {BLOB_TEXT!r} (event.data is a Blob)")
+        self._hop(
+            flow_id,
+            "binary-as-text",
+            f"a {len(message)}-byte binary frame from the {origin} was "
+            f"relayed as the text {BLOB_TEXT!r} (event.data is a Blob)",
+        )
         return BLOB_TEXT
 
     def _hop(self, flow_id: str, what: str, detail: str, frame: Frame | None = None) -> None:

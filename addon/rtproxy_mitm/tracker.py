@@ -43,20 +43,26 @@ class Tracker:
 
     def load(self, loader) -> None:
         loader.add_option(
-            name="rt_show_secrets", typespec=bool, default=False,
+            name="rt_show_secrets",
+            typespec=bool,
+            default=False,
             help="Print apikey, JWT and access_token values in rtproxy's output. Off by default: they are "
-                 "redacted and JWTs are shown as their role and expiry only.",
+            "redacted and JWTs are shown as their role and expiry only.",
         )
         loader.add_option(
-            name="rt_timers", typespec=str, default=str(Timers()),
+            name="rt_timers",
+            typespec=str,
+            default=str(Timers()),
             help="Realtime's timers as the diagnosis rules expect them, in seconds: join (client join "
-                 "timeout), heartbeat (client heartbeat interval), idle (server idle close). Shorten them "
-                 "when your clients or server use shorter ones.",
+            "timeout), heartbeat (client heartbeat interval), idle (server idle close). Shorten them "
+            "when your clients or server use shorter ones.",
         )
         loader.add_option(
-            name="rt_report", typespec=str, default="",
+            name="rt_report",
+            typespec=str,
+            default="",
             help="On exit, write the findings and channel table to this path as Markdown (.md) and JSON "
-                 "(.json), as the rt.report command does.",
+            "(.json), as the rt.report command does.",
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -105,10 +111,12 @@ class Tracker:
             return
         try:
             work(*args)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             self.broken.add(session.conn)
-            logger.error(f"[rt {session.conn}] rtproxy internal error, no longer tracking this connection: "
-                         f"{type(e).__name__}: {e}", exc_info=True)
+            logger.exception(
+                f"[rt {session.conn}] rtproxy internal error, no longer tracking this connection: "
+                f"{type(e).__name__}: {e}",  # noqa: TRY401 (the one line says what failed)
+            )
 
     # -------------------------------------------------------------------------------- events in
 
@@ -137,8 +145,11 @@ class Tracker:
             where = f" {f.topic}" if f.topic else ""
             level = logging.INFO if f.severity == "info" else logging.WARNING
             sure = "" if f.confidence == "certain" else f" [{f.confidence}]"
-            logger.log(level, f"[rt {session.conn}] finding {f.code}{where} ({f.explains}){sure}: {f.evidence}. "
-                              f"Fix: {f.fix}")
+            logger.log(
+                level,
+                f"[rt {session.conn}] finding {f.code}{where} ({f.explains}){sure}: {f.evidence}. "
+                f"Fix: {f.fix}",
+            )
 
     def _finish(self, flow: http.HTTPFlow) -> None:
         session = self.live.pop(flow.id, None)
@@ -152,8 +163,12 @@ class Tracker:
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.id in self.live or not is_realtime(flow):
             return
-        session = Session(conn=flow.id[:6], redactor=self.redactor, debug=self.debug,
-                          join_timeout_s=self.diagnoser.timers.join)
+        session = Session(
+            conn=flow.id[:6],
+            redactor=self.redactor,
+            debug=self.debug,
+            join_timeout_s=self.diagnoser.timers.join,
+        )
         self.live[flow.id] = session
         self.connections += 1
         for event in request_events(flow):
@@ -219,6 +234,8 @@ class Tracker:
                 lat = f"{ch.join_latency_ms:.0f} ms" if ch.join_latency_ms is not None else "-"
                 topic = s.redactor.text(ch.topic)
                 mine = [f.code for f in s.findings if f.topic == topic]
-                lines.append(f"  {s.redactor.text(ch.label)} {ch.state} join {lat} last finding "
-                             f"{mine[-1] if mine else last}")
+                lines.append(
+                    f"  {s.redactor.text(ch.label)} {ch.state} join {lat} last finding "
+                    f"{mine[-1] if mine else last}"
+                )
         return "\n".join(lines) or "no Realtime connections yet"

@@ -22,16 +22,20 @@ class Trim:
 
     def load(self, loader) -> None:
         loader.add_option(
-            name="rt_keep_messages", typespec=int, default=DEFAULT_KEEP,
+            name="rt_keep_messages",
+            typespec=int,
+            default=DEFAULT_KEEP,
             help="Keep only the newest N WebSocket messages of each Realtime flow in mitmproxy's memory (and "
-                 "in what mitmweb shows and saves); 0 keeps all. rtproxy's own tracking is bounded anyway.",
+            "in what mitmweb shows and saves); 0 keeps all. rtproxy's own tracking is bounded anyway.",
         )
 
     def configure(self, updated: set[str]) -> None:
         if "rt_keep_messages" in updated:
             if ctx.options.rt_keep_messages < 0:
-                reject("rt_keep_messages",
-                       f"must be 0 (keep all) or a positive count, got {ctx.options.rt_keep_messages}")
+                reject(
+                    "rt_keep_messages",
+                    f"must be 0 (keep all) or a positive count, got {ctx.options.rt_keep_messages}",
+                )
                 return
             self.keep = ctx.options.rt_keep_messages
 

@@ -24,6 +24,7 @@ from .relay import Relay
 
 logger = logging.getLogger("rtproxy")
 
+
 class Worker:
     """Options rt_supabase_url, rt_worker_host, rt_mode; the `request` hook reroutes."""
 
@@ -36,26 +37,32 @@ class Worker:
 
     def load(self, loader) -> None:
         loader.add_option(
-            name="rt_supabase_url", typespec=str, default=os.environ.get("SUPABASE_URL", ""),
+            name="rt_supabase_url",
+            typespec=str,
+            default=os.environ.get("SUPABASE_URL", ""),
             help="Supabase project URL that rerouted Realtime upgrades go to: https://<ref>.supabase.co, "
-                 "or http://127.0.0.1:PORT for a local server; no path. Default: the SUPABASE_URL "
-                 "environment variable; empty: rtproxy starts its embedded local Realtime server on a "
-                 "free loopback port and names it in the log.",
+            "or http://127.0.0.1:PORT for a local server; no path. Default: the SUPABASE_URL "
+            "environment variable; empty: rtproxy starts its embedded local Realtime server on a "
+            "free loopback port and names it in the log.",
         )
         loader.add_option(
-            name="rt_worker_host", typespec=str, default="",
+            name="rt_worker_host",
+            typespec=str,
+            default="",
             help="Comma-separated host names whose WebSocket upgrades are rerouted (the Worker host, as "
-                 "the client addresses it). Empty: in reverse mode every upgrade arriving at the listener, "
-                 "in other modes none. Non-upgrade requests are never rerouted.",
+            "the client addresses it). Empty: in reverse mode every upgrade arriving at the listener, "
+            "in other modes none. Non-upgrade requests are never rerouted.",
         )
         loader.add_option(
-            name="rt_mode", typespec=str, default="fixed",
+            name="rt_mode",
+            typespec=str,
+            default="fixed",
             help="fixed: path and query kept verbatim, scheme/host/port/Host/SNI become the Supabase URL's, "
-                 "the upstream's handshake answer and every frame pass unchanged. relay: the design's JS "
-                 "relay as intended (path rule, query dropped, 101 before the upstream answers, early frames "
-                 "dropped, 1011 on upstream failure). as-written: the design's Worker code as written "
-                 "(answers 426 'Expected WebSocket': Request has no webSocket property). inspect: no "
-                 "rerouting, decode and track what passes.",
+            "the upstream's handshake answer and every frame pass unchanged. relay: the design's JS "
+            "relay as intended (path rule, query dropped, 101 before the upstream answers, early frames "
+            "dropped, 1011 on upstream failure). as-written: the design's Worker code as written "
+            "(answers 426 'Expected WebSocket': Request has no webSocket property). inspect: no "
+            "rerouting, decode and track what passes.",
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -78,8 +85,11 @@ class Worker:
                 reject("rt_worker_host", f"expected host names without scheme, port or path, got {bad[0]!r}")
             else:
                 self.worker_hosts = frozenset(hosts)
-        if self.mode != "inspect" and "connection_strategy" in ctx.options and \
-                ctx.options.connection_strategy != "lazy":
+        if (
+            self.mode != "inspect"
+            and "connection_strategy" in ctx.options
+            and ctx.options.connection_strategy != "lazy"
+        ):
             # Eager connects to the (placeholder) worker host before any hook can reroute; a worker host
             # that does not exist would then fail every upgrade.
             logger.info("rtproxy: connection_strategy set to lazy so the worker host needs not exist")
@@ -101,9 +111,11 @@ class Worker:
         for host, port, *_ in addrs[:1]:
             origin = f"http://{'127.0.0.1' if host in ('', '::', '0.0.0.0') else host}:{port}"
             if reverse:
-                logger.info(f"rtproxy: mode {self.mode}: Realtime clients connect to {origin} as the Worker "
-                            f"(supabase-js: createClient('{origin}', key); "
-                            f"python scripts/rtclient.py {origin} --channel room1); upgrades go to {dest}")
+                logger.info(
+                    f"rtproxy: mode {self.mode}: Realtime clients connect to {origin} as the Worker "
+                    f"(supabase-js: createClient('{origin}', key); "
+                    f"python scripts/rtclient.py {origin} --channel room1); upgrades go to {dest}"
+                )
             else:
                 hosts = ", ".join(sorted(self.worker_hosts)) or "no host (set rt_worker_host)"
                 logger.info(f"rtproxy: mode {self.mode}: proxy at {origin}; upgrades to {hosts} go to {dest}")

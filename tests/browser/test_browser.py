@@ -41,19 +41,30 @@ ROOT = HERE.parent.parent
 SITE = HERE / "site"
 BUNDLE = SITE / "node_modules" / "@supabase" / "supabase-js" / "dist" / "umd" / "supabase.js"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 ARTIFACTS = ROOT / "artifacts" / "browser"
 WAIT_MS = TIMEOUT * 1000
 CHANNEL, TOPIC, TABLE, PRESENCE_KEY = "room1", "realtime:room1", "todos", "alice"
 USER_PUSH, USER_BROADCAST = 3, 4  # vsn 2.0.0 binary kinds: client broadcast push, server broadcast
 
-MISSING = [what for what, ok in (
-    (f"{CHROMIUM} (apt-get install -y chromium)", os.path.exists(CHROMIUM)),
-    ("the playwright Python package (pip install playwright)", async_playwright is not None),
-    (f"{BUNDLE.relative_to(ROOT)} (npm ci --no-audit --no-fund in tests/browser/site)", BUNDLE.is_file()),
-) if not ok]
+MISSING = [
+    what
+    for what, ok in (
+        (f"{CHROMIUM} (apt-get install -y chromium)", os.path.exists(CHROMIUM)),
+        ("the playwright Python package (pip install playwright)", async_playwright is not None),
+        (f"{BUNDLE.relative_to(ROOT)} (npm ci --no-audit --no-fund in tests/browser/site)", BUNDLE.is_file()),
+    )
+    if not ok
+]
 IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 if MISSING and not IN_CI:
     pytest.skip("real-browser tests need " + "; ".join(MISSING), allow_module_level=True)
@@ -62,11 +73,13 @@ if MISSING and not IN_CI:
 @pytest.fixture(autouse=True)
 def _prerequisites():
     if MISSING:  # only reached under CI: missing prerequisites fail every test here, loudly
-        pytest.fail("CI is set but the real-browser tests cannot run; missing: " + "; ".join(MISSING),
-                    pytrace=False)
+        pytest.fail(
+            "CI is set but the real-browser tests cannot run; missing: " + "; ".join(MISSING), pytrace=False
+        )
 
 
 # ------------------------------------------------------------------------------------------ fixtures
+
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format, *args):
@@ -136,10 +149,12 @@ class Tab:
 
     async def until(self, predicate, what: str) -> None:
         """Await a Python-side observation (frames) that the Playwright event handlers update."""
+
         async def loop():
             while not predicate():
                 self.changed.clear()
                 await self.changed.wait()
+
         try:
             await asyncio.wait_for(loop(), TIMEOUT)
         except TimeoutError:
@@ -150,8 +165,9 @@ class Tab:
         try:
             await self.page.wait_for_function(js, arg=arg, timeout=WAIT_MS)
         except PlaywrightError as e:
-            raise AssertionError(f"timed out waiting for {what} ({e.message.splitlines()[0]})\n"
-                                 f"{await self.state()}") from None
+            raise AssertionError(
+                f"timed out waiting for {what} ({e.message.splitlines()[0]})\n{await self.state()}"
+            ) from None
 
     async def rt(self) -> dict:
         return await self.page.evaluate("() => window.rt")
@@ -161,8 +177,10 @@ class Tab:
             rt = json.dumps(await self.rt(), default=str)
         except PlaywrightError as e:
             rt = f"(page not readable: {e.message})"
-        return (f"page window.rt: {rt}\nconsole errors: {self.console_errors}\npage errors: {self.page_errors}\n"
-                f"sockets: {self.sockets}; frames in {len(self.received)}, out {len(self.sent)}")
+        return (
+            f"page window.rt: {rt}\nconsole errors: {self.console_errors}\npage errors: {self.page_errors}\n"
+            f"sockets: {self.sockets}; frames in {len(self.received)}, out {len(self.sent)}"
+        )
 
     async def save(self, case: str, proxy) -> None:
         """artifacts/browser/<case>.png (the page renders its status), <case>.txt (what the page and the
@@ -173,11 +191,15 @@ class Tab:
         except PlaywrightError as e:  # keep the test's own failure, if any, in front
             (ARTIFACTS / f"{case}.png").unlink(missing_ok=True)
             print(f"no screenshot for {case}: {e.message}")
-        frames = [f"{'->' if out else '<-'} " + (f.hex(" ")[:95] if isinstance(f, bytes) else f[:160])
-                  for out, fs in ((True, self.sent), (False, self.received)) for f in fs]
+        frames = [
+            f"{'->' if out else '<-'} " + (f.hex(" ")[:95] if isinstance(f, bytes) else f[:160])
+            for out, fs in ((True, self.sent), (False, self.received))
+            for f in fs
+        ]
         (ARTIFACTS / f"{case}.txt").write_text(
             f"{await self.state()}\nHTTP requests: {self.requests}\n\n"
-            "frames (Playwright; sent, then received):\n" + "\n".join(frames) + "\n")
+            "frames (Playwright; sent, then received):\n" + "\n".join(frames) + "\n"
+        )
         save_log(case, proxy)
 
 
@@ -192,9 +214,19 @@ async def open_site(browser, proxy, anon_key: str, approach: str, **cfg) -> Tab:
     await page.goto(f"{proxy.url}/", wait_until="load")
     assert await page.evaluate("() => typeof supabase === 'object' && typeof supabase.createClient")
     # The key goes in by evaluate, not in the page URL, so mitmproxy's flow lines never carry it.
-    await page.evaluate("cfg => window.start(cfg)", {
-        "approach": approach, "key": anon_key, "channel": CHANNEL, "presenceKey": PRESENCE_KEY, "table": TABLE,
-        "heartbeatIntervalMs": 1000, "timeout": 3000, **cfg})
+    await page.evaluate(
+        "cfg => window.start(cfg)",
+        {
+            "approach": approach,
+            "key": anon_key,
+            "channel": CHANNEL,
+            "presenceKey": PRESENCE_KEY,
+            "table": TABLE,
+            "heartbeatIntervalMs": 1000,
+            "timeout": 3000,
+            **cfg,
+        },
+    )
     return tab
 
 
@@ -203,6 +235,7 @@ def status_js(*wanted: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ tests
+
 
 @pytest.mark.parametrize("approach", ["direct", "wrapper", "wrapper-fixed"])
 async def test_fixed_mode(approach, site, browser, local_server, mitmdump, anon_key):
@@ -214,15 +247,18 @@ async def test_fixed_mode(approach, site, browser, local_server, mitmdump, anon_
     try:
         await tab.wait(status_js("SUBSCRIBED", "CHANNEL_ERROR", "TIMED_OUT", "CLOSED"), "a channel status")
         assert [s["status"] for s in (await tab.rt())["statuses"]] == ["SUBSCRIBED"], await tab.state()
-        assert len(tab.sockets) == 1 and tab.sockets[0].startswith(f"ws://127.0.0.1:{proxy.port}/realtime/v1/"
-                                                                   "websocket?"), tab.sockets
+        assert len(tab.sockets) == 1 and tab.sockets[0].startswith(
+            f"ws://127.0.0.1:{proxy.port}/realtime/v1/websocket?"
+        ), tab.sockets
         assert "vsn=2.0.0" in tab.sockets[0]
 
         # 1. broadcast to self: out as binary kind 3, back as binary kind 4 - on the wire in every case.
         assert await tab.page.evaluate("() => window.sendBroadcast({x: 1})") == "ok"
         await tab.until(lambda: tab.binary(tab.sent, USER_PUSH), "the page's broadcast sent as binary kind 3")
-        await tab.until(lambda: tab.binary(tab.received, USER_BROADCAST),
-                        "the broadcast echo received by the browser as binary kind 4")
+        await tab.until(
+            lambda: tab.binary(tab.received, USER_BROADCAST),
+            "the broadcast echo received by the browser as binary kind 4",
+        )
         echo = tab.binary(tab.received, USER_BROADCAST)[0]
         assert b'"x":1' in echo or b'"x": 1' in echo, echo
         if approach != "wrapper":
@@ -234,16 +270,19 @@ async def test_fixed_mode(approach, site, browser, local_server, mitmdump, anon_
         await tab.wait(f"() => window.rt.presenceKeys.includes({json.dumps(PRESENCE_KEY)})", "presence sync")
 
         # 3. postgres_changes (JSON frames), emitted by the test.
-        delivered = local_server.emit_postgres_change(schema="public", table=TABLE, type="INSERT",
-                                                      record={"id": 1, "title": "t"})
+        delivered = local_server.emit_postgres_change(
+            schema="public", table=TABLE, type="INSERT", record={"id": 1, "title": "t"}
+        )
         assert delivered == 1
         await tab.wait("() => window.rt.postgres.length >= 1", "the postgres_changes INSERT")
         rt = await tab.rt()
         assert rt["postgres"] == [{"eventType": "INSERT", "table": TABLE, "new": {"id": 1, "title": "t"}}]
 
         # 4. a heartbeat answered (1 s interval): the wrapper's readyState copy keeps supabase-js sending.
-        await tab.until(lambda: any('"phoenix","phx_reply"' in f for f in tab.received if isinstance(f, str)),
-                        "a heartbeat reply")
+        await tab.until(
+            lambda: any('"phoenix","phx_reply"' in f for f in tab.received if isinstance(f, str)),
+            "a heartbeat reply",
+        )
 
         if approach == "wrapper":
             # The kind-4 frame reached the browser before the presence and postgres frames, which the page

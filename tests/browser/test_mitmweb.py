@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-
 import socket
 
 from conftest import MITMWEB, TIMEOUT
 from rtproxy_core import frames
-from websockets.asyncio.client import connect
 
 # Importing test_browser applies its prerequisites: skip outside CI, fail inside (its autouse fixture).
 from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _prerequisites, async_playwright  # noqa: F401
+from websockets.asyncio.client import connect
 
 PASSWORD = "rtproxy-test"
 
@@ -30,19 +29,34 @@ async def realtime_traffic(port: int) -> None:
     """A vsn 2.0.0 client: join with presence, a binary broadcast echoed to itself, a heartbeat."""
     url = f"ws://127.0.0.1:{port}/realtime/v1/websocket?apikey=YOUR-ANON-KEY&vsn=2.0.0"
     async with connect(url) as ws:
-        await ws.send(json.dumps(["1", "1", "realtime:room1", "phx_join",
-                                  {"config": {"broadcast": {"self": True}, "presence": {"key": "alice"}}}]))
+        await ws.send(
+            json.dumps(
+                [
+                    "1",
+                    "1",
+                    "realtime:room1",
+                    "phx_join",
+                    {"config": {"broadcast": {"self": True}, "presence": {"key": "alice"}}},
+                ]
+            )
+        )
         await asyncio.wait_for(ws.recv(), TIMEOUT)
-        await ws.send(frames.encode_user_push("realtime:room1", "cursor", {"x": 12, "y": 40}, join_ref="1", ref="2"))
+        await ws.send(
+            frames.encode_user_push("realtime:room1", "cursor", {"x": 12, "y": 40}, join_ref="1", ref="2")
+        )
         echo = await asyncio.wait_for(ws.recv(), TIMEOUT)
         assert isinstance(echo, bytes) and echo[0] == frames.USER_BROADCAST
 
 
 async def test_mitmweb_shows_decoded_frames(local_server, mitmdump):
     local_server.config.accept_any_apikey = True  # the screenshot shows the URL: use a placeholder key
-    web = await mitmdump(f"rt_supabase_url={local_server.url}", f"web_password={PASSWORD}",
-                         "web_open_browser=false", program=MITMWEB,
-                         extra=("--web-host", "127.0.0.1", "--web-port", str(free_port())))
+    web = await mitmdump(
+        f"rt_supabase_url={local_server.url}",
+        f"web_password={PASSWORD}",
+        "web_open_browser=false",
+        program=MITMWEB,
+        extra=("--web-host", "127.0.0.1", "--web-port", str(free_port())),
+    )
     ui = (await web.wait_for(r"Web server listening at (http://127\.0\.0\.1:\d+)/")).group(1)
     await realtime_traffic(web.port)
     await web.wait_for(r"closed by client")
@@ -63,4 +77,3 @@ async def test_mitmweb_shows_decoded_frames(local_server, mitmdump):
             await page.screenshot(path=str(ARTIFACTS.parent / "mitmweb.png"))
         finally:
             await browser.close()
-
