@@ -1,79 +1,9 @@
 #!/usr/bin/env python3
-"""Diagnose Supabase Realtime connections in a capture: why channels failed, with evidence and fix.
+"""Old path of `rtdiagnose` (rtproxy_tools/diagnose.py), kept so existing commands keep working: use `rtdiagnose`."""
 
-    rtdiagnose.py CAPTURE... [--json] [--timers join=10,heartbeat=25,idle=60]
-
-CAPTURE is a HAR file (exported by Chrome/Edge DevTools, Firefox, or mitmproxy's savehar / hardump) or a
-mitmproxy flow file (mitmdump -w). Exit status: 0 no error finding, 1 at least one error finding,
-2 a capture could not be read (one line on stderr says why). URLs, keys and tokens are redacted unless
---show-secrets.
-"""
-
-from __future__ import annotations
-
-import argparse
-import json
 import sys
-from pathlib import Path
 
-from rtproxy_core.captures import CaptureError, har_connections
-from rtproxy_core.diagnosis import Connection, diagnose_captures
-from rtproxy_core.redact import Redactor
-from rtproxy_core.report import has_error, report_json, report_text
-from rtproxy_core.rules import Timers
-
-
-def read_capture(path: Path) -> list[Connection]:
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise CaptureError(f"cannot read: {e.strerror or e}") from None
-    if raw.lstrip()[:1] == b"{":
-        try:
-            har = json.loads(raw)
-        except (ValueError, RecursionError) as e:
-            raise CaptureError(f"not valid JSON (a HAR file is JSON): {e}") from None
-        return har_connections(har)
-    from rtproxy_mitm.flowfile import flowfile_connections  # mitmproxy's reader, imported only when needed
-
-    return flowfile_connections(path)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("captures", nargs="+", type=Path, metavar="CAPTURE")
-    ap.add_argument(
-        "--json",
-        action="store_true",
-        help="print JSON: {connections: [{url, status, vsn, channels, findings: [{code, severity, "
-        "topic, explains, evidence, fix, confidence, candidates, follows}]}]}",
-    )
-    ap.add_argument(
-        "--timers",
-        default=str(Timers()),
-        help="Realtime timers the rules expect, seconds (default %(default)s)",
-    )
-    ap.add_argument("--show-secrets", action="store_true", help="do not redact apikeys, JWTs, access tokens")
-    args = ap.parse_args(argv)
-    try:
-        timers = Timers.parse(args.timers)
-    except ValueError as e:
-        print(f"rtdiagnose: --timers: {e}", file=sys.stderr)
-        return 2
-    captures: list[list[Connection]] = []
-    for path in args.captures:
-        try:
-            captures.append(read_capture(path))
-        except CaptureError as e:
-            print(f"rtdiagnose: {path}: {e}", file=sys.stderr)
-            return 2
-    sessions = diagnose_captures(captures, Redactor(args.show_secrets), timers)
-    if args.json:
-        print(json.dumps(report_json(sessions), indent=2, ensure_ascii=False))
-    else:
-        sys.stdout.write(report_text(sessions))
-    return 1 if has_error(sessions) else 0
-
+from rtproxy_tools.diagnose import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,9 +15,17 @@ from rtproxy_local.jwt import dev_anon_key
 from rtproxy_local.server import LocalRealtime, ServerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-MITMDUMP = str(Path(sys.executable).parent / "mitmdump")
-MITMWEB = str(Path(sys.executable).parent / "mitmweb")
+BIN = Path(sys.executable).parent  # .venv/bin: mitmdump and rtproxy's commands ([project.scripts])
+MITMDUMP = str(BIN / "mitmdump")
+MITMWEB = str(BIN / "mitmweb")
 ADDON = str(ROOT / "addon" / "rtproxy.py")
+
+
+def command(name: str) -> str:
+    """One of rtproxy's commands as installed on PATH (.venv/bin/rtdiagnose, ...)."""
+    return str(BIN / name)
+
+
 TIMEOUT = 20  # safety net for awaited events; never a measured threshold
 
 

@@ -1,21 +1,20 @@
-"""scripts/bench.py and scripts/scale.py run end to end (behaviour, never speed): a tiny bench prints every
+"""rtbench and rtscale run end to end (behaviour, never speed): a tiny bench prints every
 row of its table, and a small scale run drops no connection and leaves no live session in rtproxy."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
-from conftest import ROOT
+from conftest import ROOT, command
 
-BENCH = str(ROOT / "scripts" / "bench.py")
-SCALE = str(ROOT / "scripts" / "scale.py")
+BENCH = command("rtbench")
+SCALE = command("rtscale")
 
 
 def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, *args],
+        [*args],
         check=False,
         capture_output=True,
         text=True,

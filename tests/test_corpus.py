@@ -6,11 +6,9 @@ hook, must say the same (same findings, same order)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
-from conftest import ROOT
 from corpus import CASES, flows, har, write_flows
 from mitmproxy import websocket
 from mitmproxy.test import taddons
@@ -18,14 +16,11 @@ from rtproxy_core.diagnosis import diagnose_captures, ranked
 from rtproxy_core.redact import Redactor
 from rtproxy_core.rules import Timers
 from rtproxy_mitm.tracker import Tracker
-
-_spec = importlib.util.spec_from_file_location("rtdiagnose", ROOT / "scripts" / "rtdiagnose.py")
-rtdiagnose = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rtdiagnose)
+from rtproxy_tools.captures import read
 
 
 def offline(path) -> list[list]:
-    sessions = diagnose_captures([rtdiagnose.read_capture(path)], Redactor(), Timers())
+    sessions = diagnose_captures([read(path)], Redactor(), Timers())
     return [ranked(s.findings) for s in sessions]
 
 

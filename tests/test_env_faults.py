@@ -18,12 +18,11 @@ import os
 import signal
 import socket
 import struct
-import sys
 from typing import Self
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import ROOT, TIMEOUT
+from conftest import TIMEOUT, command
 from rtproxy_core import frames
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
@@ -273,8 +272,7 @@ async def test_upstream_refuses_connection(echo_port, mitmdump):
 
 async def start_local_realtime(port: int = 0) -> tuple[asyncio.subprocess.Process, int]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "scripts" / "local_realtime.py"),
+        command("rtlocal"),
         "--port",
         str(port),
         "--connect-error-backoff-ms",

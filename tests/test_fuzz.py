@@ -13,7 +13,6 @@ Every bug this fuzzer found is also pinned as an @example, so the quick profile 
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import math
 import os
@@ -33,6 +32,8 @@ from rtproxy_core.redact import Redactor, describe_jwt, jwt_claims, jwt_expired
 from rtproxy_core.report import report_json, report_markdown, report_text
 from rtproxy_core.rules import Timers
 from rtproxy_core.session import Session
+from rtproxy_tools import decode as rtdecode
+from rtproxy_tools.captures import read as read_capture
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG = os.environ.get("RTPROXY_FUZZ") == "long"
@@ -50,17 +51,6 @@ FUZZ = settings(settings.get_profile("rtproxy-fuzz-long" if LONG else "rtproxy-f
 
 pytestmark = pytest.mark.slow if LONG else []
 
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"_fuzz_{name}", ROOT / "scripts" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-rtdecode = _script("rtdecode")
-rtdiagnose = _script("rtdiagnose")
 
 T0 = 1_800_000_000.0
 
@@ -842,7 +832,7 @@ def test_capture_file_reader_only_raises_capture_error(raw):
         path = Path(tmp) / "capture"
         path.write_bytes(raw)
         try:
-            rtdiagnose.read_capture(path)
+            read_capture(path)
         except CaptureError:
             pass
 

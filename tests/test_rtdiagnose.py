@@ -6,16 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 
 import pytest
 from chrome_har import write_chrome_har
-from conftest import ROOT
+from conftest import command
 from realtime import AsyncRealtimeClient
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-RTDIAGNOSE = [sys.executable, str(ROOT / "scripts" / "rtdiagnose.py")]
+RTDIAGNOSE = [command("rtdiagnose")]
 UNAUTHORIZED = "Unauthorized: You do not have permissions to read from this Channel topic: private-room"
 
 

@@ -1,4 +1,4 @@
-"""scripts/rtprobe.py against relays whose behaviour is known: rtproxy's own modes (and faults) in front of
+"""rtprobe against relays whose behaviour is known: rtproxy's own modes (and faults) in front of
 the local Realtime server, and a small relay with one chosen defect at a time, so each check is seen
 catching its own defect and only its own.
 
@@ -10,18 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import sys
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
-from conftest import ROOT, TIMEOUT
+from conftest import TIMEOUT, command
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Response
 
-PROBE = str(ROOT / "scripts" / "rtprobe.py")
+PROBE = command("rtprobe")
 CHECKS = [
     "a-query",
     "b-vsn",
@@ -37,7 +36,7 @@ ALL_PASS = {c: "pass" for c in CHECKS}
 
 async def rtprobe(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, PROBE, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        PROBE, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 4 * TIMEOUT)  # safety net only

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, TIMEOUT
+from conftest import ROOT, TIMEOUT, command
 from rtproxy_core import frames
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -21,7 +21,7 @@ PY = sys.executable
 
 async def run_script(*args: str, env: dict | None = None) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        PY, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode, out.decode(), err.decode()
@@ -53,7 +53,7 @@ async def test_run_sh_works_with_no_configuration(tmp_path):
         line = await until("Realtime clients connect to")
         origin = line.split("connect to ")[1].split()[0]
         code, out, err = await run_script(
-            str(ROOT / "scripts" / "rtclient.py"),
+            command("rtclient"),
             origin,
             "--channel",
             "room1",
@@ -76,7 +76,7 @@ async def test_run_sh_works_with_no_configuration(tmp_path):
 async def test_rtclient_reports_what_the_client_sees(local_server, mitmdump):
     relay = await mitmdump(f"rt_supabase_url={local_server.url}", "rt_mode=relay")
     code, out, _ = await run_script(
-        str(ROOT / "scripts" / "rtclient.py"), relay.url, "--channel", "r", "--listen", "0", "--timeout", "2"
+        command("rtclient"), relay.url, "--channel", "r", "--listen", "0", "--timeout", "2"
     )
     assert code == 1 and out.startswith("status CHANNEL_ERROR") and "Proxy server error" in out
 
@@ -84,7 +84,7 @@ async def test_rtclient_reports_what_the_client_sees(local_server, mitmdump):
 async def test_rtclient_connect_failure(mitmdump, local_server):
     proxy = await mitmdump(f"rt_supabase_url={local_server.url}")
     code, out, _ = await run_script(
-        str(ROOT / "scripts" / "rtclient.py"),
+        command("rtclient"),
         proxy.url,
         "--channel",
         "r",
@@ -122,7 +122,7 @@ def test_rtdecode_lines():
     ]
     stdin = "\n".join(json.dumps(x) for x in lines) + "\nnot json\n"
     r = subprocess.run(
-        [PY, str(ROOT / "scripts" / "rtdecode.py")],
+        [command("rtdecode")],
         input=stdin,
         capture_output=True,
         text=True,
@@ -166,3 +166,23 @@ async def test_regular_mode_reroutes_only_the_worker_host(local_server, mitmdump
         ):
             pass
     assert e.value.response.status_code == 502
+
+
+@pytest.mark.parametrize(
+    "name,old_path",
+    [
+        ("rtdiagnose", "rtdiagnose.py"),
+        ("rtdecode", "rtdecode.py"),
+        ("rtprobe", "rtprobe.py"),
+        ("rtclient", "rtclient.py"),
+        ("rtlocal", "local_realtime.py"),
+        ("rtbench", "bench.py"),
+        ("rtscale", "scale.py"),
+    ],
+)
+def test_commands_are_on_path_and_old_script_paths_still_work(name, old_path):
+    for argv in ([command(name), "--help"], [PY, str(ROOT / "scripts" / old_path), "--help"]):
+        r = subprocess.run(
+            argv, capture_output=True, text=True, check=False, timeout=60, stdin=subprocess.DEVNULL
+        )
+        assert r.returncode == 0 and r.stdout.startswith("usage: "), (argv, r.stderr)

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 
 import pytest
-from conftest import ROOT, TIMEOUT
+from conftest import ROOT, TIMEOUT, command
 from rtproxy_core import frames
 from rtproxy_local.jwt import mint
 from websockets.asyncio.client import connect
@@ -99,7 +98,6 @@ async def run_session(port: int) -> None:
 
 async def tool(*args: str, stdin: str | None = None) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
         *args,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -134,7 +132,7 @@ async def test_no_output_contains_a_secret(verbosity, local_server, mitmdump, tm
     for capture in (flows, har):
         assert capture.stat().st_size > 0
         for fmt in ((), ("--json",)):
-            rc, out = await tool(str(ROOT / "scripts" / "rtdiagnose.py"), str(capture), *fmt)
+            rc, out = await tool(command("rtdiagnose"), str(capture), *fmt)
             assert rc in (0, 1), out  # 0/1: diagnosed (2 would be an unreadable capture)
             assert_clean(f"rtdiagnose {' '.join(fmt)} on {capture.name}", out)
             assert "realtime:secrets" in out
@@ -161,7 +159,7 @@ async def test_rtdecode_output_has_no_secret():
             }
         )
     )
-    rc, out = await tool(str(ROOT / "scripts" / "rtdecode.py"), stdin="\n".join(lines) + "\n")
+    rc, out = await tool(command("rtdecode"), stdin="\n".join(lines) + "\n")
     assert rc == 0, out
     assert_clean("rtdecode", out)
     assert out.count("\n") == len(lines) and '"error"' not in out, out  # every line decoded
@@ -172,7 +170,7 @@ async def test_rtclient_output_has_no_secret(as_json, local_server, mitmdump):
     proxy = await mitmdump(f"rt_supabase_url={local_server.url}")
     payload = json.dumps({"key": SB_SECRET, "access_token": PUSH_TOKEN, "note": f"token {JOIN_TOKEN}"})
     rc, out = await tool(
-        str(ROOT / "scripts" / "rtclient.py"),
+        command("rtclient"),
         proxy.url,
         "--channel",
         "secrets",

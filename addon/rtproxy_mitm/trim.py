@@ -12,7 +12,7 @@ from mitmproxy import ctx, http
 from .flowevents import is_realtime
 from .optionerror import reject
 
-DEFAULT_KEEP = 100  # ~0.37 KiB a message: 1,000 connections stay near 40 MB (measured by scripts/bench.py)
+DEFAULT_KEEP = 100  # ~0.37 KiB a message: 1,000 connections stay near 40 MB (measured by rtbench)
 
 
 class Trim:

@@ -114,7 +114,7 @@ class Worker:
                 logger.info(
                     f"rtproxy: mode {self.mode}: Realtime clients connect to {origin} as the Worker "
                     f"(supabase-js: createClient('{origin}', key); "
-                    f"python scripts/rtclient.py {origin} --channel room1); upgrades go to {dest}"
+                    f".venv/bin/rtclient {origin} --channel room1); upgrades go to {dest}"
                 )
             else:
                 hosts = ", ".join(sorted(self.worker_hosts)) or "no host (set rt_worker_host)"

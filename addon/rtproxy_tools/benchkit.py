@@ -1,6 +1,6 @@
-"""Shared pieces of scripts/bench.py and scripts/scale.py: start the local Realtime server and mitmdump as
+"""Shared pieces of rtbench (bench.py) and rtscale (scale.py): start the local Realtime server and mitmdump as
 subprocesses on 127.0.0.1, read their CPU time and RSS from /proc, open joined vsn 2.0.0 Realtime
-sockets, build the benchmark's frames, and ask scripts/_bench_probe.py (a probe loaded next to the addon) how
+sockets, build the benchmark's frames, and ask bench_probe.py (a probe loaded next to the addon) how
 much per-connection state the proxy holds.
 
 Every wait here has a deadline; every subprocess started here is stopped by its own pid.
@@ -23,14 +23,13 @@ from rtproxy_core import frames
 from rtproxy_local.jwt import dev_anon_key
 from websockets.asyncio.client import ClientConnection, connect
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ROOT / "scripts"
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent  # the checkout (addon/rtproxy_tools/..)
 PYTHON = sys.executable
 MITMDUMP = str(Path(sys.executable).parent / "mitmdump")
 ADDON = str(ROOT / "addon" / "rtproxy.py")
-REROUTE = str(SCRIPTS / "bare_reroute.py")
-PROBE = str(SCRIPTS / "_bench_probe.py")
-LOCAL_SERVER = str(SCRIPTS / "local_realtime.py")
+REROUTE = str(HERE / "bare_reroute.py")
+PROBE = str(HERE / "bench_probe.py")
 TOPIC = "realtime:bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -202,7 +201,8 @@ def start_server(tmp: Path) -> Proc:
         "local_realtime",
         [
             PYTHON,
-            LOCAL_SERVER,
+            "-m",
+            "rtproxy_tools.local",
             "--port",
             "0",
             "--connect-error-backoff-ms",
@@ -231,7 +231,7 @@ def start_mitmdump(
     wrap: list[str] | None = None,
 ) -> Proc:
     """mitmdump in reverse mode as the Worker on a free 127.0.0.1 port. rtproxy=False: only
-    scripts/bare_reroute.py, which sends upgrades to the server. flow_detail None: mitmdump's default (1)."""
+    bare_reroute.py, which sends upgrades to the server. flow_detail None: mitmdump's default (1)."""
     confdir = tmp / f"conf-{name}"
     confdir.mkdir(exist_ok=True)
     args = [
@@ -343,7 +343,7 @@ async def http_get(port: int, path: str, timeout: float = 30.0) -> bytes:
 
 
 async def probe(port: int, objects: bool = False) -> dict[str, Any]:
-    """What scripts/_bench_probe.py reports about the proxy's per-connection state."""
+    """What bench_probe.py reports about the proxy's per-connection state."""
     body = await http_get(port, "/__rtbench_probe" + ("?objects=1" if objects else ""))
     return json.loads(body)
 

@@ -2,9 +2,9 @@
 --set reroute_to=HOST:PORT (plain ws) and nothing else: no decoding, no tracking, no logging.
 
     mitmdump --mode reverse:http://worker.invalid --set connection_strategy=lazy \
-        -s scripts/bare_reroute.py --set reroute_to=127.0.0.1:54321
+        -s addon/rtproxy_tools/bare_reroute.py --set reroute_to=127.0.0.1:54321
 
-Used by scripts/bench.py as configuration (2), the yardstick for rtproxy's own cost.
+Used by rtbench (bench.py) as configuration (2), the yardstick for rtproxy's own cost.
 """
 
 from __future__ import annotations

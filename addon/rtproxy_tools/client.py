@@ -1,0 +1,160 @@
+"""Join a Realtime channel with the real Supabase Python client and print what a client sees.
+
+    rtclient http://127.0.0.1:8080 --channel room1 --broadcast cursor '{"x": 1}'
+
+URL is a project-style base (http://host:port, https://<ref>.supabase.co: /realtime/v1 is added) or a
+Realtime socket URL (.../realtime/v1, .../socket, with or without /websocket). Prints one line per
+thing that happens: `status SUBSCRIBED` (or CHANNEL_ERROR / TIMED_OUT / CLOSED, with the error), then
+what arrives (broadcast, presence, postgres_changes, system). Exit 0 if the channel reached SUBSCRIBED.
+Secrets in what arrives are redacted unless --show-secrets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from urllib.parse import urlsplit, urlunsplit
+
+from realtime import AsyncRealtimeClient
+from rtproxy_core.redact import Redactor
+from rtproxy_local.jwt import dev_anon_key
+
+
+def socket_base(url: str) -> str:
+    """The base the realtime client wants (it appends /websocket itself)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.netloc:
+        raise ValueError(f"expected an http(s):// or ws(s):// URL, got {url!r}")
+    path = parts.path.rstrip("/")
+    path = path.removesuffix("/websocket")
+    if not path:
+        path = "/realtime/v1"
+    return urlunsplit(parts._replace(path=path, query="", fragment=""))
+
+
+class Printer:
+    """Prints what happens; counts what arrives so --count can stop early."""
+
+    def __init__(self, as_json: bool, redactor: Redactor, count: int | None = None) -> None:
+        self.as_json, self.redactor = as_json, redactor
+        self.count, self.arrived = count, 0
+        self.enough = asyncio.Event()
+
+    def __call__(self, kind: str, detail: object = None) -> None:
+        if kind != "status":
+            self.arrived += 1
+            if self.count is not None and self.arrived >= self.count:
+                self.enough.set()
+        if hasattr(detail, "model_dump"):  # the client hands some messages over as pydantic models
+            detail = detail.model_dump(mode="json")
+        detail = self.redactor.payload(detail)
+        if self.as_json:
+            print(json.dumps({"kind": kind, "detail": detail}, default=str), flush=True)
+        else:
+            text = detail if isinstance(detail, str) else json.dumps(detail, default=str)
+            print(f"{kind} {text}" if detail is not None else kind, flush=True)
+
+
+async def run(args: argparse.Namespace, out: Printer) -> int:
+    client = AsyncRealtimeClient(
+        socket_base(args.url),
+        token=args.key,
+        auto_reconnect=False,
+        max_retries=1,
+        timeout=args.timeout,
+        hb_interval=args.hb_interval,
+    )
+    try:
+        await client.connect()
+    except Exception as e:  # noqa: BLE001 - the client raises websockets' InvalidStatus, OSError, ...
+        out("connect-failed", str(e))
+        return 1
+    config: dict = {"broadcast": {"self": True, "ack": False}, "private": args.private}
+    if args.presence:
+        config["presence"] = {"key": args.presence, "enabled": True}
+    channel = client.channel(args.channel, {"config": config})
+    channel.on_broadcast("*", lambda m: out("broadcast", m.get("payload", m)))
+    channel.on_system(lambda m: out("system", m))
+    if args.presence:
+        channel.on_presence_sync(lambda: out("presence", sorted(channel.presence_state())))
+    for spec in args.postgres:
+        schema, _, table = spec.rpartition(".")
+        channel.on_postgres_changes(
+            "*", lambda m: out("postgres_changes", m), schema=schema or "public", table=table
+        )
+    statuses: list[str] = []
+
+    def on_status(status, err) -> None:
+        value = getattr(status, "value", str(status))
+        statuses.append(value)
+        out("status", f"{value}: {err}" if err else value)
+
+    await channel.subscribe(on_status)
+    if "SUBSCRIBED" in statuses:
+        if args.presence:
+            await channel.track({"online_at": "now"})
+        if args.broadcast:
+            event, raw = args.broadcast
+            await channel.send_broadcast(event, json.loads(raw))
+    try:
+        await asyncio.wait_for(out.enough.wait(), args.listen)
+    except TimeoutError:
+        pass  # listened as long as asked
+    await client.close()
+    return 0 if "SUBSCRIBED" in statuses else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("url")
+    ap.add_argument("--channel", required=True, help="channel name (topic realtime:<name>)")
+    ap.add_argument(
+        "--broadcast", nargs=2, metavar=("EVENT", "JSON"), help="send one broadcast after joining"
+    )
+    ap.add_argument("--presence", metavar="KEY", help="track presence under KEY")
+    ap.add_argument(
+        "--postgres",
+        action="append",
+        default=[],
+        metavar="[SCHEMA.]TABLE",
+        help="listen to postgres_changes on a table (repeatable)",
+    )
+    ap.add_argument("--private", action="store_true", help="join as a private channel")
+    ap.add_argument(
+        "--key",
+        default=os.environ.get("SUPABASE_ANON_KEY") or os.environ.get("SUPABASE_KEY"),
+        help="apikey (default: $SUPABASE_ANON_KEY, else the local server's dev anon key)",
+    )
+    ap.add_argument("--listen", type=float, default=3.0, help="seconds to keep listening after joining")
+    ap.add_argument(
+        "--count", type=int, metavar="N", help="stop once N messages have arrived (or --listen ends)"
+    )
+    ap.add_argument("--timeout", type=int, default=10, help="join timeout in seconds (Realtime clients: 10)")
+    ap.add_argument("--hb-interval", type=int, default=25, help="heartbeat interval in seconds (floor 15)")
+    ap.add_argument("--json", action="store_true", help="print JSON lines")
+    ap.add_argument("--show-secrets", action="store_true", help="do not redact secrets in what arrives")
+    args = ap.parse_args(argv)
+    if args.broadcast:
+        try:
+            json.loads(args.broadcast[1])
+        except ValueError as e:
+            ap.error(f"--broadcast JSON is not valid JSON: {e}")
+    try:
+        socket_base(args.url)
+    except ValueError as e:
+        ap.error(str(e))
+    args.key = args.key or dev_anon_key()
+    logging.basicConfig(level=logging.CRITICAL)  # the client logs tracebacks at ERROR; we print outcomes
+
+    async def main_async() -> int:
+        return await run(args, Printer(args.json, Redactor(args.show_secrets), args.count))
+
+    return asyncio.run(main_async())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
