@@ -36,7 +36,7 @@ def joined_topics(events: list[Event]) -> set[str]:
                 m = frames.decode(e.data, binary=e.binary, from_client=True, lazy=True)
             except frames.DecodeError:
                 continue
-            if m.event == "phx_join":
+            if m.event == frames.PHX_JOIN:
                 out.add(m.topic)
     return out
 

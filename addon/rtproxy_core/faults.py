@@ -125,15 +125,15 @@ class FaultPlan:
         except frames.DecodeError:
             return Action()
         if from_client:
-            if msg.event == "phx_join":
+            if msg.event == frames.PHX_JOIN:
                 if spec.drop_join:
                     return Action(drop=True, note=f"dropped phx_join for {msg.topic} (drop-join)")
                 if msg.ref is not None:
                     self._joins[(msg.topic, msg.ref)] = msg.join_ref or msg.ref
             return Action()
-        if msg.event != "phx_reply":
+        if msg.event != frames.PHX_REPLY:
             return Action()
-        if spec.swallow_heartbeats and msg.topic == "phoenix":
+        if spec.swallow_heartbeats and msg.topic == frames.PHOENIX:
             return Action(drop=True, note="swallowed a heartbeat reply (swallow-heartbeats)")
         action = Action()
         join_ref = self._joins.pop((msg.topic, msg.ref), None) if msg.ref is not None else None
@@ -147,7 +147,7 @@ class FaultPlan:
                 None,
                 join_ref,
             )
-            close = frames.Message(msg.topic, "phx_close", {}, join_ref, join_ref)
+            close = frames.Message(msg.topic, frames.PHX_CLOSE, {}, join_ref, join_ref)
             action.inject_to_client = [
                 frames.encode_text(m, self.vsn, from_client=False) for m in (system, close)
             ]

@@ -35,6 +35,13 @@ from dataclasses import dataclass
 from typing import Any
 
 V1 = "1.0.0"
+
+# Phoenix's channel vocabulary (phoenix/channel.ex; realtime-js lib/constants.ts CHANNEL_EVENTS): the one
+# place these strings are spelled.
+PHOENIX = "phoenix"  # the socket's own topic: heartbeats and their replies
+HEARTBEAT = "heartbeat"
+PHX_JOIN, PHX_REPLY, PHX_LEAVE = "phx_join", "phx_reply", "phx_leave"
+PHX_CLOSE, PHX_ERROR = "phx_close", "phx_error"
 V2 = "2.0.0"
 
 # Frame shapes, as found on the wire.
@@ -222,7 +229,7 @@ def _json_type(v: Any) -> str:
 
 def _decode_text(text: str, from_client: bool) -> Message:
     m = _decode_text_shape(text, from_client)
-    if m.event == "phx_reply" and m.payload is None and not from_client:
+    if m.event == PHX_REPLY and m.payload is None and not from_client:
         raise DecodeError(
             "a phx_reply without a payload: realtime-js' Push reads its status and response and throws"
         )

@@ -12,9 +12,13 @@ from urllib.parse import urlsplit
 
 MODES = ("fixed", "relay", "as-written", "inspect")
 
+# What a JavaScript relay puts on the wire when it send()s a binary frame it received as a Blob (a Worker
+# whose WebSocket binaryType is "blob"): the Blob's string form.
+BLOB_TEXT = "[object Blob]"
+
 
 @dataclass(frozen=True, slots=True)
-class Upstream:
+class ProjectUrl:
     """A parsed Supabase project URL: where rerouted upgrades go."""
 
     scheme: str  # "http" | "https"
@@ -28,7 +32,7 @@ class Upstream:
         return f"{self.scheme}://{host}" + ("" if self.port == default else f":{self.port}")
 
 
-def parse_supabase_url(value: str) -> Upstream:
+def parse_supabase_url(value: str) -> ProjectUrl:
     """Parse `https://<ref>.supabase.co` or `http://127.0.0.1:PORT`. ws/wss are accepted and mapped to
     http/https (mitmproxy routes by http/https). Raises ValueError with a one-line reason."""
     try:
@@ -49,7 +53,7 @@ def parse_supabase_url(value: str) -> Upstream:
         )
     if parts.query or parts.fragment:
         raise ValueError("give the project URL without a query or fragment")
-    return Upstream(scheme, parts.hostname, port or (443 if scheme == "https" else 80))
+    return ProjectUrl(scheme, parts.hostname, port or (443 if scheme == "https" else 80))
 
 
 def relay_path(pathname: str) -> str:
@@ -57,7 +61,7 @@ def relay_path(pathname: str) -> str:
     return pathname if pathname.startswith("/realtime") else "/realtime/v1"
 
 
-def relay_target(upstream: Upstream, pathname: str) -> str:
+def relay_target(upstream: ProjectUrl, pathname: str) -> str:
     """The URL the seed Worker opens with `new WebSocket(...)`. The seed always writes wss://; rtproxy maps
     http -> ws so the relay can reach a plain local server too."""
     scheme = "wss" if upstream.scheme == "https" else "ws"

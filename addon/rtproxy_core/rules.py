@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, urlsplit
 
 from . import catalog, frames
+from .hop import BLOB_TEXT
 from .redact import jwt_claims
 from .session import CLIENT_JOIN_TIMEOUT_S, CLOSED, ERRORED, JOINED, JOINING, LEAVING, Channel, Session
 
@@ -769,7 +770,7 @@ def _binary_on_v1(s: Session, c: Check) -> Evidence:
 def _binary_as_text(s: Session, c: Check) -> Evidence:
     n = s.hop_counts.get("binary-as-text", 0)
     if n:
-        yield None, f"the hop relayed {n} binary frame(s) as the text '[object Blob]'"
+        yield None, f"the hop relayed {n} binary frame(s) as the text {BLOB_TEXT!r}"
 
 
 @rule(

@@ -24,7 +24,6 @@ from .redact import Redactor, jwt_claims, jwt_expired
 
 # Channel states, as every Realtime client names them.
 JOINING, JOINED, ERRORED, LEAVING, CLOSED = "joining", "joined", "errored", "leaving", "closed"
-HEARTBEAT_TOPIC = "phoenix"
 
 MAX_CHANNELS = 500  # per connection; a client that joins more is hostile or broken
 MAX_PENDING = 1000  # pushes awaiting a reply
@@ -416,7 +415,7 @@ class Session:
                 msg = frames.decode(ev.frame.data, binary=ev.frame.binary, from_client=True)
             except frames.DecodeError:
                 msg = None
-            if msg is not None and msg.event == "phx_join":
+            if msg is not None and msg.event == frames.PHX_JOIN:
                 jr = msg.join_ref or msg.ref
                 ch = self._by_ref.get((msg.topic, jr)) if jr is not None else None
                 if ch is None:  # dropped before the tracker saw it: the client did send it
@@ -530,12 +529,12 @@ class Session:
 
     def _client(self, msg: frames.Message, t: float, notes: list[Note]) -> None:
         ev, topic = msg.event, msg.topic
-        if topic == HEARTBEAT_TOPIC and ev == "heartbeat":
+        if topic == frames.PHOENIX and ev == frames.HEARTBEAT:
             self.heartbeats.sent_one(msg.ref, t)
             if msg.ref is None and self.client_kind is None:
                 self.client_kind = "realtime-py"  # its heartbeats carry "ref": null
             return
-        if ev == "phx_join":
+        if ev == frames.PHX_JOIN:
             self._join(msg, t, notes)
             return
         ch = self.instance(topic, msg.join_ref) if msg.join_ref is not None else self.current.get(topic)
@@ -548,7 +547,7 @@ class Session:
             ch.stale_pushes += 1  # Realtime's Phoenix fork still delivers it, to the current channel
             self.stale_pushes += 1
         ch.sent += 1
-        if ev == "phx_leave":
+        if ev == frames.PHX_LEAVE:
             if ch.state == JOINING and ch.join_sent_at is not None and t - ch.join_sent_at >= GAVE_UP_MIN_S:
                 ch.gave_up = True
             ch.state, ch.left_at = LEAVING, t
@@ -634,7 +633,7 @@ class Session:
             notes,
             at_join=True,
         )
-        self._pend(ch, msg.ref, "phx_join", t)
+        self._pend(ch, msg.ref, frames.PHX_JOIN, t)
 
     def _check_token(
         self, ch: Channel, token: Any, t: float, what: str, notes: list[Note], at_join: bool = False
@@ -658,17 +657,17 @@ class Session:
         ev, topic = msg.event, msg.topic
         if msg.kind is not None and self.vsn == frames.V1:
             self.binary_from_server_on_v1 += 1
-        if ev == "phx_reply":
+        if ev == frames.PHX_REPLY:
             self._reply(msg, t, notes)
             return
         # phx_close/phx_error carry the join's join_ref as both refs; a 1.0.0 server sends only the ref.
         ref = (
             msg.join_ref
             if msg.join_ref is not None
-            else (msg.ref if ev in ("phx_close", "phx_error") else None)
+            else (msg.ref if ev in (frames.PHX_CLOSE, frames.PHX_ERROR) else None)
         )
         ch = self.instance(topic, ref)
-        if ev == "phx_close" and ref is None and ch is not None:
+        if ev == frames.PHX_CLOSE and ref is None and ch is not None:
             # A 1.0.0 client that sends no join_ref gets phx_close without a ref. Right after a new join of
             # the topic it is the server closing the older join it still held (Phoenix's duplicate join).
             older = [
@@ -685,7 +684,7 @@ class Session:
             ch.state = JOINED  # pushes for a topic we never saw joined (capture started late)
         ch.received += 1
         payload = msg.payload if isinstance(msg.payload, dict) else {}
-        if ev == "phx_close":
+        if ev == frames.PHX_CLOSE:
             if ch is not self.current.get(topic):
                 if ch.state not in (CLOSED, ERRORED):
                     ch.closed_by = "client" if ch.state == LEAVING else "server"
@@ -701,7 +700,7 @@ class Session:
             level = "info" if ch.closed_by == "client" else "warning"
             why = f": {self.redactor.text(ch.reason)}" if ch.reason and ch.closed_by == "server" else ""
             notes.append(Note(level, f"{ch.label} closed (phx_close from server){why}", topic))
-        elif ev == "phx_error":
+        elif ev == frames.PHX_ERROR:
             ch.state, ch.reason = ERRORED, f"phx_error {_short(payload)}"
             notes.append(Note("warning", f"{ch.label} phx_error {_short(payload)}", topic))
         elif ev == "system":
@@ -739,7 +738,7 @@ class Session:
         status = payload.get("status")
         response = payload.get("response")
         topic = msg.topic
-        if topic == HEARTBEAT_TOPIC:
+        if topic == frames.PHOENIX:
             self.heartbeats.answered_one(msg.ref, t)
             return
         pending = self.pending.pop((topic, msg.ref), None) if msg.ref is not None else None
@@ -748,7 +747,7 @@ class Session:
         event, sent_at, ch = pending
         ch.received += 1
         reason = _reason(response)
-        if event == "phx_join":
+        if event == frames.PHX_JOIN:
             ms = (t - sent_at) * 1000
             if ch.gave_up or ch is not self.current.get(topic):
                 ch.join_latency_ms = ms  # the client had already moved on
@@ -789,7 +788,7 @@ class Session:
                         topic,
                     )
                 )
-        elif event == "phx_leave":
+        elif event == frames.PHX_LEAVE:
             notes.append(Note("info", f"{ch.label} leave acknowledged ({status})", topic))
         elif status != "ok":
             ch.push_errors.append((event, reason or str(status)))

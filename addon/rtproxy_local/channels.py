@@ -161,21 +161,21 @@ class Hub:
 
     async def handle(self, conn: Conn, msg: frames.Message, raw: str | bytes) -> None:
         """Phoenix.Socket.__in__/2 and handle_in/4, as Realtime's fork runs them."""
-        if msg.topic == "phoenix" and msg.event == "heartbeat":
+        if msg.topic == frames.PHOENIX and msg.event == frames.HEARTBEAT:
             if not self.cfg.swallow_heartbeats:
-                conn.reply("phoenix", None, msg.ref, "ok", {})
+                conn.reply(frames.PHOENIX, None, msg.ref, "ok", {})
             return
         m = conn.joins.get(msg.topic)
-        if msg.event == "phx_join":
+        if msg.event == frames.PHX_JOIN:
             await self._join(conn, msg)
             return
         if m is None:
-            if msg.event == "phx_leave":  # leaving a topic that is not joined: ok anyway
+            if msg.event == frames.PHX_LEAVE:  # leaving a topic that is not joined: ok anyway
                 conn.reply(msg.topic, msg.join_ref, msg.ref, "ok", {})
             else:  # encode_ignore/2: no join_ref
                 conn.reply(msg.topic, None, msg.ref, "error", {"reason": say("join.unmatched_topic")})
             return
-        if msg.event == "phx_leave":
+        if msg.event == frames.PHX_LEAVE:
             # The fork kept this check for leaves: a stale leave raced a server close and gets nothing.
             if m.join_ref not in (msg.join_ref, None):
                 log.debug("conn %d: ignored phx_leave for stale join_ref on %s", conn.id, msg.topic)
@@ -250,7 +250,7 @@ class Hub:
                     },
                 )
         if old is not None:  # Phoenix queued the old channel's close to itself before this join ran
-            conn.push(topic, "phx_close", {}, ref=old.join_ref, join_ref=old.join_ref)
+            conn.push(topic, frames.PHX_CLOSE, {}, ref=old.join_ref, join_ref=old.join_ref)
         if sub not in cfg.unanswered_joins:
             if disconnect:  # %Phoenix.Socket.Broadcast{event: "disconnect"}, sent before the backoff
                 conn.cause = "disconnect after " + reason.split(":")[0]
@@ -418,7 +418,7 @@ class Hub:
         if m.conn.joins.get(m.topic) is m:
             del m.conn.joins[m.topic]
         self._drop(m)
-        m.conn.push(m.topic, "phx_close", {}, ref=m.join_ref, join_ref=m.join_ref)
+        m.conn.push(m.topic, frames.PHX_CLOSE, {}, ref=m.join_ref, join_ref=m.join_ref)
 
     def _crash(self, m: Member, why: str) -> None:
         """The channel process raised: Phoenix's socket sees it go down and sends phx_error."""
@@ -426,7 +426,7 @@ class Hub:
         if m.conn.joins.get(m.topic) is m:
             del m.conn.joins[m.topic]
         self._drop(m)
-        m.conn.push(m.topic, "phx_error", {}, ref=m.join_ref, join_ref=m.join_ref)
+        m.conn.push(m.topic, frames.PHX_ERROR, {}, ref=m.join_ref, join_ref=m.join_ref)
 
     def _shutdown(self, m: Member, message: str) -> None:
         """shutdown_response/2: a system error, then the channel stops."""

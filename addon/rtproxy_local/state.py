@@ -105,7 +105,11 @@ class Conn:
     def reply(self, topic: str, join_ref: str | None, ref: str | None, status: str, response: Any) -> None:
         # %{status: ..., response: ...} as users' pastes show it on OTP 26+ (status first)
         self.push(
-            topic, "phx_reply", Ordered({"status": status, "response": response}), ref=ref, join_ref=join_ref
+            topic,
+            frames.PHX_REPLY,
+            Ordered({"status": status, "response": response}),
+            ref=ref,
+            join_ref=join_ref,
         )
 
     def push_with_fragment(self, topic: str, event: str, payload: Any, fragment: str) -> None:

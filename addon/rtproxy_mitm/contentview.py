@@ -31,10 +31,10 @@ from typing import Any
 from mitmproxy import contentviews, ctx, http
 from mitmproxy.contentviews import Contentview, Metadata
 from rtproxy_core import frames
+from rtproxy_core.hop import BLOB_TEXT
 from rtproxy_core.redact import Redactor
 
 from .flowevents import is_realtime
-from .relay import BLOB_TEXT
 
 logger = logging.getLogger("rtproxy")
 
@@ -44,7 +44,7 @@ MAX_RAW = 4096  # bytes of an undecodable frame shown
 
 _SHAPES = {frames.OBJECT: "1.0.0 object", frames.ARRAY: "2.0.0 array"}
 _BLOB_HINT = (
-    "the text '[object Blob]': a JavaScript relay received a binary frame as a Blob and "
+    f"the text {BLOB_TEXT!r}: a JavaScript relay received a binary frame as a Blob and "
     "sent it on with send(blob), which stringifies it; relay event.data as an ArrayBuffer "
     "(or set the socket's binaryType to 'arraybuffer') so binary frames stay binary"
 )

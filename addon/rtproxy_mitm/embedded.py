@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from rtproxy_core.hop import Upstream
+from rtproxy_core.hop import ProjectUrl
 from rtproxy_local.server import LocalRealtime, ServerConfig
 
 logger = logging.getLogger("rtproxy")
@@ -18,12 +18,12 @@ class EmbeddedUpstream:
         self._task: asyncio.Task | None = None
 
     @property
-    def upstream(self) -> Upstream:
+    def upstream(self) -> ProjectUrl:
         """Starts the server on first use (the Worker only asks when no rt_supabase_url is set)."""
         if self.server is None:
             self.start()
         assert self.server is not None
-        return Upstream("http", "127.0.0.1", self.server.port)
+        return ProjectUrl("http", "127.0.0.1", self.server.port)
 
     def start(self) -> None:
         if self.server is not None:

@@ -23,9 +23,8 @@ import socket
 import time
 from collections.abc import Callable
 
-from rtproxy_core.events import Event, Frame, Hop, UpstreamHandshake
-from rtproxy_core.events import Upstream as UpstreamEvent
-from rtproxy_core.hop import Upstream, relay_target
+from rtproxy_core.events import Event, Frame, Hop, Upstream, UpstreamHandshake
+from rtproxy_core.hop import BLOB_TEXT, ProjectUrl, relay_target
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -37,7 +36,6 @@ _ws_logger.setLevel(logging.WARNING)
 
 Report = Callable[[str, Event], None]  # (flow id, event)
 
-BLOB_TEXT = "[object Blob]"  # what send(blob) puts on the wire
 # Close codes a Worker's WebSocket.close() refuses (workerd: "Invalid WebSocket close code: N.").
 _THROWING_CODES = {1004, 1005, 1006, 1015}
 
@@ -56,13 +54,13 @@ class Relay:
 
     def __init__(self, report: Report) -> None:
         self.report = report
-        self.upstream: Upstream | None = None
+        self.upstream: ProjectUrl | None = None
         self.port = 0
         self._sock: socket.socket | None = None
         self._server: Server | None = None
         self._task: asyncio.Task | None = None
 
-    def start(self, upstream: Upstream) -> None:
+    def start(self, upstream: ProjectUrl) -> None:
         self.upstream = upstream
         if self._sock is not None:
             return
@@ -92,7 +90,7 @@ class Relay:
         pathname = "/" + rest.split("?", 1)[0]
         assert self.upstream is not None
         target = relay_target(self.upstream, pathname)
-        self.report(flow_id, UpstreamEvent(url=target, time=time.time()))
+        self.report(flow_id, Upstream(url=target, time=time.time()))
         upstream_leg: list = []  # the upstream connection once OPEN
 
         async def upstream_side() -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from mitmproxy import ctx, http
 from mitmproxy.proxy import mode_specs
 from rtproxy_core.events import Event
-from rtproxy_core.hop import MODES, Upstream, parse_supabase_url
+from rtproxy_core.hop import MODES, ProjectUrl, parse_supabase_url
 
 from .embedded import EmbeddedUpstream
 from .flowevents import ORIGINAL_HEADERS, ORIGINAL_URL, REALTIME, UPSTREAM_URL, client_url, is_upgrade
@@ -31,7 +31,7 @@ class Worker:
     def __init__(self, report: Callable[[str, Event], None]) -> None:
         self.mode = "fixed"
         self.worker_hosts: frozenset[str] = frozenset()
-        self.configured: Upstream | None = None  # from rt_supabase_url; None -> embedded server
+        self.configured: ProjectUrl | None = None  # from rt_supabase_url; None -> embedded server
         self.embedded = EmbeddedUpstream()
         self.relay = Relay(report)
 
@@ -132,7 +132,7 @@ class Worker:
         if self.mode == "relay":
             self.relay.start(self.current_upstream())
 
-    def current_upstream(self) -> Upstream:
+    def current_upstream(self) -> ProjectUrl:
         # A method, not a property: mitmproxy reads every attribute of an addon when it registers it,
         # and this one starts the embedded server.
         return self.configured or self.embedded.upstream

@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from rtproxy_core import frames
+from rtproxy_core.hop import BLOB_TEXT
 from rtproxy_core.redact import Redactor
 from rtproxy_core.session import realtime_error
 from websockets.asyncio.client import ClientConnection, connect
@@ -51,7 +52,6 @@ from websockets.exceptions import (
 PATH = "/realtime/v1/websocket"
 INVALID_KEY = "not-a-jwt"
 CLOSE_CODE, CLOSE_REASON = 4000, "probe"
-BLOB_TEXT = "[object Blob]"
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 
 FIXES = {
@@ -102,7 +102,9 @@ def v2(join_ref: str | None, ref: str | None, topic: str, event: str, payload: A
 
 
 def heartbeat(ref: str, vsn: str = frames.V2) -> str:
-    return frames.encode_text(frames.Message("phoenix", "heartbeat", {}, ref), vsn, from_client=True)
+    return frames.encode_text(
+        frames.Message(frames.PHOENIX, frames.HEARTBEAT, {}, ref), vsn, from_client=True
+    )
 
 
 def describe_close(ws: ClientConnection) -> str:
@@ -191,7 +193,10 @@ def is_reply(ref: str, topic: str | None = None) -> Callable[[Received], bool]:
     def match(r: Received) -> bool:
         m = r.msg
         return (
-            m is not None and m.event == "phx_reply" and m.ref == ref and (topic is None or m.topic == topic)
+            m is not None
+            and m.event == frames.PHX_REPLY
+            and m.ref == ref
+            and (topic is None or m.topic == topic)
         )
 
     return match
@@ -285,7 +290,7 @@ class Probe:
                 "private": False,
             }
         }
-        return v2(ref, ref, self.topic, "phx_join", payload)
+        return v2(ref, ref, self.topic, frames.PHX_JOIN, payload)
 
     async def session_checks(self) -> None:
         """a, b, d, e, f, g on one socket, in the order a client uses it."""
@@ -379,7 +384,7 @@ class Probe:
         await s.send(heartbeat(hb_ref))
         await s.send(self.join_frame(rejoin_ref))
         await s.send(heartbeat(v1_ref, frames.V1))
-        v2_hb = is_reply(hb_ref, "phoenix")
+        v2_hb = is_reply(hb_ref, frames.PHOENIX)
 
         def v1_hb(r: Received) -> bool:
             return r.msg is not None and r.msg.shape == frames.OBJECT and r.msg.ref == v1_ref
@@ -442,7 +447,7 @@ class Probe:
         ref = s.ref()
         mark = len(s.received)
         await s.send(heartbeat(ref))
-        hb = await s.expect(is_reply(ref, "phoenix"), mark)
+        hb = await s.expect(is_reply(ref, frames.PHOENIX), mark)
         if hb is not None:
             self.set("e-heartbeat", PASS, f"heartbeat answered ({reply_status(hb)})")
         elif s.closed:
