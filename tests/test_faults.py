@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from rtproxy_core import frames
+from rtproxy_core import closecodes, frames
 from rtproxy_core.faults import FaultPlan, FaultSpec, parse_faults
 
 
@@ -31,14 +31,33 @@ def test_parse_all_faults():
         ("delay-replies=-5", "must not be negative"),
         ("drop-join=1", "takes no argument"),
         ("close=4000", "CODE:SECONDS"),
-        ("close=1006:1", "not 1005/1006/1015"),
-        ("close=999:1", "1000-4999"),
+        (
+            "close=1006:1",
+            'code 1006 cannot be sent (mitmproxy closes with 1002 "remote CLOSE with local-only',
+        ),
+        ("close=999:1", '999 cannot be sent (mitmproxy closes with 1002 "CLOSE with invalid code" instead)'),
+        (
+            "close=2000:1",
+            '2000 cannot be sent (mitmproxy closes with 1002 "CLOSE with unknown reserved code" instead)',
+        ),
+        ("close=1014:1", "use 1000-1003, 1007-1013 or 3000-4999"),
         ("close=4000:1:" + "x" * 124, "at most 123 bytes"),
     ],
 )
 def test_parse_errors_say_what_is_accepted(text, why):
     with pytest.raises(ValueError, match=why.replace("(", r"\(").replace(")", r"\)")):
         parse_faults(text)
+
+
+def test_close_takes_exactly_the_sendable_codes():
+    for code in range(6000):
+        try:
+            spec = parse_faults(f"close={code}:1")
+        except ValueError as e:
+            assert not closecodes.sendable(code), (code, e)
+            assert str(e) == closecodes.unsendable(code)
+        else:
+            assert closecodes.sendable(code) and spec.close == (code, 1.0, ""), code
 
 
 def test_swallow_heartbeats_drops_only_heartbeat_replies():

@@ -2,27 +2,21 @@
 
 `parse_faults("swallow-heartbeats,delay-replies=500")` gives the spec; `FaultPlan(spec, vsn)` looks at
 each frame and says what the hop should do (an Action). The mitmproxy layer carries the actions out.
-Each fault names the symptom it produces and the finding that diagnoses it (README, "Faults").
+
+Each fault is registered with `@fault`, like a rule in rules.py: its name, argument form, what it does,
+what the client sees and the finding that diagnoses it (a code in rules.CODES), and a function that
+parses its argument into FaultSpec fields. The `--set rt_fault` help and the README's "Faults" table
+(`readme_table()`; tests/test_docs.py checks it row by row) are written from the registry.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from . import frames
-
-# name -> (argument form or None, what it does). The README's table is generated from the same words.
-FAULTS: dict[str, tuple[str | None, str]] = {
-    "swallow-heartbeats": (None, "drop the server's replies to heartbeats"),
-    "delay-replies": ("MS", "deliver every phx_reply MS milliseconds late"),
-    "drop-join": (None, "drop the client's phx_join frames"),
-    "shutdown": ("MESSAGE", "after a join succeeds, push a system error with MESSAGE, then phx_close"),
-    "close": ("CODE:SECONDS[:REASON]", "close both sides with CODE (and REASON) SECONDS after the upgrade"),
-    "idle-timeout": ("SECONDS", "drop the connection, with no close frame, after SECONDS without frames"),
-    "max-frame": ("BYTES", "close with 1009 when a frame is larger than BYTES"),
-    "strip-query": (None, "strip the query string (apikey, vsn) from the upgrade sent upstream"),
-}
+from . import closecodes, frames
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +35,49 @@ class FaultSpec:
         return self != FaultSpec()
 
 
+@dataclass(frozen=True, slots=True)
+class Fault:
+    name: str
+    form: str | None  # the argument's form (`MS`), or None: the fault takes no argument
+    does: str  # what it does: the --set help and the README
+    client_sees: str
+    finding: str  # the rule code that diagnoses it (rules.CODES)
+    finding_note: str  # the README's words after the code: when it applies, other findings (in backticks)
+    parse: Callable[[str], dict[str, Any]]  # argument -> FaultSpec fields; raises ValueError
+
+    @property
+    def usage(self) -> str:
+        return self.name + (f"={self.form}" if self.form else "")
+
+    @property
+    def readme_row(self) -> str:
+        note = f" {self.finding_note}" if self.finding_note else ""
+        return f"| `{self.usage}` | {self.does} | {self.client_sees} | `{self.finding}`{note} |"
+
+
+FAULTS: dict[str, Fault] = {}  # name -> Fault, in the README's order
+
+
+def fault(name: str, form: str | None, does: str, client_sees: str, finding: str, finding_note: str = ""):
+    def register(parse: Callable[[str], dict[str, Any]]) -> Callable[[str], dict[str, Any]]:
+        assert name not in FAULTS, name
+        FAULTS[name] = Fault(name, form, does, client_sees, finding, finding_note, parse)
+        return parse
+
+    return register
+
+
+def readme_table() -> str:
+    """The README's "Faults" table."""
+    rows = [f.readme_row for f in FAULTS.values()]
+    return "\n".join(["| fault | what it does | client sees | finding |", "|---|---|---|---|", *rows])
+
+
+def help_text() -> str:
+    """The faults, one `usage: what it does` each, for the --set rt_fault help."""
+    return "; ".join(f"{f.usage}: {f.does}" for f in FAULTS.values())
+
+
 def _number(name: str, raw: str, kind: type = float) -> float:
     try:
         value = kind(raw)
@@ -54,44 +91,118 @@ def _number(name: str, raw: str, kind: type = float) -> float:
     return value
 
 
+# ------------------------------------------------------------------------------------------- faults
+
+
+@fault(
+    "swallow-heartbeats",
+    None,
+    "drop the server's replies to heartbeats",
+    'realtime-js: close 1000 "heartbeat timeout", CHANNEL_ERROR',
+    "heartbeat-timeout",
+)
+def _swallow_heartbeats(arg: str) -> dict[str, Any]:
+    return {"swallow_heartbeats": True}
+
+
+@fault(
+    "delay-replies",
+    "MS",
+    "deliver every phx_reply MS milliseconds late",
+    "TIMED_OUT",
+    "join-timeout",
+    "(MS above the join timeout), `heartbeat-timeout`",
+)
+def _delay_replies(arg: str) -> dict[str, Any]:
+    return {"delay_replies_ms": int(_number("delay-replies", arg, int))}
+
+
+@fault("drop-join", None, "drop the client's phx_join frames", "TIMED_OUT", "join-dropped-by-proxy")
+def _drop_join(arg: str) -> dict[str, Any]:
+    return {"drop_join": True}
+
+
+@fault(
+    "shutdown",
+    "MESSAGE",
+    "after a join succeeds, push a system error with MESSAGE, then phx_close",
+    "CLOSED (Python: CHANNEL_ERROR, then CLOSED)",
+    "channel-shutdown",
+    "for words Realtime never sends; for Realtime's own MESSAGE, the finding it names (`rate-limited` "
+    "for `Too many messages per second`)",
+)
+def _shutdown(arg: str) -> dict[str, Any]:
+    return {"shutdown": arg}
+
+
+@fault(
+    "close",
+    "CODE:SECONDS[:REASON]",
+    f"close both sides with CODE ({closecodes.SENDABLE}) and REASON, SECONDS after the upgrade",
+    "CHANNEL_ERROR (socket closed: CODE)",
+    "server-close",
+    "(`message-too-large` for 1009)",
+)
+def _close(arg: str) -> dict[str, Any]:
+    parts = arg.split(":", 2)
+    if len(parts) < 2:
+        raise ValueError(f"close needs CODE:SECONDS[:REASON], got {arg!r}")
+    code = int(_number("close", parts[0], int))
+    if why := closecodes.unsendable(code):
+        raise ValueError(why)
+    reason = parts[2] if len(parts) > 2 else ""
+    if len(reason.encode()) > 123:
+        raise ValueError("close reason must be at most 123 bytes")
+    return {"close": (code, _number("close", parts[1]), reason)}
+
+
+@fault(
+    "idle-timeout",
+    "SECONDS",
+    "drop the connection, with no close frame, after SECONDS without frames",
+    "CHANNEL_ERROR (1006)",
+    "proxy-idle-timeout",
+)
+def _idle_timeout(arg: str) -> dict[str, Any]:
+    return {"idle_timeout_s": _number("idle-timeout", arg)}
+
+
+@fault(
+    "max-frame",
+    "BYTES",
+    "close with 1009 when a frame is larger than BYTES",
+    "CHANNEL_ERROR (1009)",
+    "message-too-large",
+)
+def _max_frame(arg: str) -> dict[str, Any]:
+    return {"max_frame": int(_number("max-frame", arg, int))}
+
+
+@fault(
+    "strip-query",
+    None,
+    "strip the query string (apikey, vsn) from the upgrade sent upstream",
+    "the upgrade fails: 401",
+    "apikey-missing",
+)
+def _strip_query(arg: str) -> dict[str, Any]:
+    return {"strip_query": True}
+
+
 def parse_faults(text: str) -> FaultSpec:
     """Comma-separated faults, e.g. 'swallow-heartbeats,close=4000:5:bye'. Raises ValueError."""
-    values: dict = {}
+    values: dict[str, Any] = {}
     for item in filter(None, (p.strip() for p in text.split(","))):
         name, eq, arg = item.partition("=")
         name = name.strip()
-        if name not in FAULTS:
+        f = FAULTS.get(name)
+        if f is None:
             raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
-        form = FAULTS[name][0]
-        if form is None and eq:
+        if f.form is None and eq:
             raise ValueError(f"{name} takes no argument")
-        if form is not None and not arg:
-            raise ValueError(f"{name} needs an argument: {name}={form}")
-        if name == "swallow-heartbeats":
-            values["swallow_heartbeats"] = True
-        elif name == "delay-replies":
-            values["delay_replies_ms"] = int(_number(name, arg, int))
-        elif name == "drop-join":
-            values["drop_join"] = True
-        elif name == "shutdown":
-            values["shutdown"] = arg
-        elif name == "close":
-            parts = arg.split(":", 2)
-            if len(parts) < 2:
-                raise ValueError(f"close needs CODE:SECONDS[:REASON], got {arg!r}")
-            code = int(_number(name, parts[0], int))
-            if code in (1005, 1006, 1015) or not 1000 <= code <= 4999:
-                raise ValueError(f"close code must be 1000-4999 and not 1005/1006/1015, got {code}")
-            reason = parts[2] if len(parts) > 2 else ""
-            if len(reason.encode()) > 123:
-                raise ValueError("close reason must be at most 123 bytes")
-            values["close"] = (code, _number(name, parts[1]), reason)
-        elif name == "idle-timeout":
-            values["idle_timeout_s"] = _number(name, arg)
-        elif name == "max-frame":
-            values["max_frame"] = int(_number(name, arg, int))
-        elif name == "strip-query":
-            values["strip_query"] = True
+        if f.form is not None and not arg:
+            raise ValueError(f"{name} needs an argument: {f.usage}")
+        values.update(f.parse(arg))
     return FaultSpec(**values)
 
 
@@ -117,7 +228,7 @@ class FaultPlan:
         if spec.max_frame is not None and len(data) > spec.max_frame:
             return Action(
                 drop=True,
-                close=(1009, "Message is too large"),
+                close=(closecodes.MESSAGE_TOO_BIG, "Message is too large"),
                 note=f"{len(data)}-byte frame over max-frame {spec.max_frame}: closed with 1009",
             )
         try:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, urlsplit
 
-from . import catalog, frames
+from . import catalog, closecodes, frames
 from .hop import BLOB_TEXT
 from .redact import jwt_claims
 from .session import CLIENT_JOIN_TIMEOUT_S, CLOSED, ERRORED, JOINED, JOINING, LEAVING, Channel, Session
@@ -1274,8 +1274,8 @@ def _proxy_idle_timeout(s: Session, c: Check) -> Evidence:
     "reserved-close-code",
     ERROR,
     "the client leg stays open, dead, until its heartbeat timeout",
-    "Never pass 1005/1006/1015 (or a reason over 123 bytes) to close(): map them to 1000/1011 or call "
-    "close() without arguments.",
+    f"Never pass {closecodes.WORKER_THROWS} (or a reason over 123 bytes) to a Worker's close(): map them to "
+    "1000/1011 or call close() without arguments.",
 )
 def _reserved_close_code(s: Session, c: Check) -> Evidence:
     for hop in s.hops:
@@ -1285,15 +1285,6 @@ def _reserved_close_code(s: Session, c: Check) -> Evidence:
 
 
 RECONNECT_SOON_S = 12.0  # realtime-js and realtime-py reconnect within 1-10 s of a socket close
-
-SERVER_CLOSE_MEANINGS = {  # the close codes Realtime itself sends (catalog.py, docs/sources.md)
-    1001: "Phoenix's disconnect: Realtime sends it right after a join answered ClientJoinRateLimitReached "
-    "or TenantNotFound",
-    1002: "a WebSocket protocol error in what the client sent",
-    1011: "the server's socket process crashed",
-    1012: 'service restart: a tenant drain ("Server requested disconnect": the project\'s Realtime settings '
-    "changed) or a Realtime node shutting down",
-}
 
 
 @rule(
@@ -1324,7 +1315,7 @@ def _server_close(s: Session, c: Check) -> Evidence:
         return
     if s.upstream_status not in (None, 101) or "upstream-failed" in s.hop_counts:
         return  # the hop closed it because its upstream failed: early-101 says so
-    meaning = SERVER_CLOSE_MEANINGS.get(cl.code, "a code Realtime itself does not send: a hop closed it")
+    meaning = closecodes.realtime_meaning(cl.code) or "a code Realtime itself does not send: a hop closed it"
     reason = f' "{cl.reason}"' if cl.reason else ""
     why = ""
     if cl.code == 1012 and any(

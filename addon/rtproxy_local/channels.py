@@ -25,7 +25,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from rtproxy_core import frames
+from rtproxy_core import closecodes, frames
 from rtproxy_core.catalog import say
 
 from . import jwt
@@ -254,7 +254,7 @@ class Hub:
         if sub not in cfg.unanswered_joins:
             if disconnect:  # %Phoenix.Socket.Broadcast{event: "disconnect"}, sent before the backoff
                 conn.cause = "disconnect after " + reason.split(":")[0]
-                conn.close(1001)
+                conn.close(closecodes.GOING_AWAY)
             else:
                 conn.replay(held)
         if m is not None:
@@ -466,7 +466,7 @@ class Hub:
                     {"extension": "system", "message": say("system.disconnect"), "status": "ok"},
                 )
             conn.cause = "tenant drain"
-            conn.close(1012)
+            conn.close(closecodes.SERVICE_RESTART)
             n += 1
         return n
 

@@ -29,7 +29,7 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from rtproxy_core import frames
+from rtproxy_core import closecodes, frames
 from rtproxy_core.catalog import say
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -51,7 +51,7 @@ _ws_log.setLevel(logging.WARNING)
 
 WS_PATHS = ("/realtime/v1/websocket", "/socket/websocket")  # gateway path, and Realtime's own mount
 EMIT_PATH = "/local/v1/emit"
-SHUTDOWN_CODE = 1012  # Phoenix :socket_drain
+SHUTDOWN_CODE = closecodes.SERVICE_RESTART  # Phoenix :socket_drain
 _UPGRADE_REFUSALS = {
     jwt.MALFORMED: "upgrade.token_malformed",
     jwt.SIGNATURE: "upgrade.signature_error",
@@ -107,10 +107,6 @@ def _tenant(host: str) -> str:
     else:
         host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
     return host.split(".", 1)[0]
-
-
-def _sendable(code: int) -> bool:
-    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
 class LocalRealtime:
@@ -402,9 +398,9 @@ class LocalRealtime:
             item = await conn.outq.get()
             try:
                 if isinstance(item, Close):
-                    if item.code == 1005:
+                    if item.code == closecodes.NO_CODE:
                         await ws.close(None, "")  # type: ignore[arg-type]  # close frame without a code
-                    elif _sendable(item.code):
+                    elif closecodes.websockets_can_send(item.code):
                         await ws.close(item.code, item.reason)
                     else:  # 1006 and other unsendable codes: drop the TCP connection, no close frame
                         ws.transport.abort()
@@ -426,7 +422,7 @@ class LocalRealtime:
             remaining = ws.last_rx + idle - loop.time()
             if remaining <= 0:
                 conn.cause = f"idle {idle:g}s"
-                conn.close(1000)
+                conn.close(closecodes.NORMAL)
                 return
             await asyncio.sleep(remaining)
 

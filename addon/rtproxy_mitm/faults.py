@@ -11,10 +11,10 @@ from collections.abc import Callable
 from mitmproxy import ctx, http
 from rtproxy_core import frames
 from rtproxy_core.events import Event, Frame, Hop
-from rtproxy_core.faults import FAULTS, FaultPlan, FaultSpec, parse_faults
+from rtproxy_core.faults import FaultPlan, FaultSpec, help_text, parse_faults
 
-from .closing import close_with_code, drop_without_close
 from .flowevents import UPSTREAM_URL, is_realtime
+from .internals import close_with_code, drop_without_close
 from .optionerror import reject
 
 logger = logging.getLogger("rtproxy")
@@ -29,12 +29,12 @@ class Faults:
         self.tasks: dict[str, list[asyncio.Task]] = {}
 
     def load(self, loader) -> None:
-        forms = "; ".join(f"{n}{'=' + a if a else ''}: {what}" for n, (a, what) in FAULTS.items())
         loader.add_option(
             name="rt_fault",
             typespec=str,
             default="",
-            help=f"Comma-separated faults to inject into Realtime connections, combinable with any mode. {forms}.",
+            help="Comma-separated faults to inject into Realtime connections, combinable with any mode. "
+            f"{help_text()}.",
         )
 
     def configure(self, updated: set[str]) -> None:

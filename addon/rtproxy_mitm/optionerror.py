@@ -37,15 +37,14 @@ def check_deferred() -> None:
     value gets one clear line (through `reject`) and is dropped, so the default stays."""
     from mitmproxy import ctx
 
+    from . import internals
+
     options = ctx.options
-    for name, value in list(options.deferred.items()):
-        if not name.startswith("rt_") or name not in options._options or not hasattr(value, "val"):
-            continue
-        option = options._options[name]
+    for name, option, raw in internals.deferred_values(options):
         try:
-            options._parse_setval(option, value.val)
+            internals.parse_value(options, option, raw)
         except exceptions.OptionsError as e:
-            del options.deferred[name]
-            got = f"got {value.val[0]!r}" if value.val else f"got no value (--set {name}=VALUE)"
+            internals.drop_deferred(options, name)
+            got = f"got {raw[0]!r}" if raw else f"got no value (--set {name}=VALUE)"
             expected = {int: "a whole number", bool: "true or false", str: "a value"}.get(option.typespec)
             reject(name, f"expected {expected}, {got}" if expected else str(e))

@@ -1,0 +1,115 @@
+"""WebSocket close codes, in one place: which codes a close frame can carry through rtproxy, which make a
+Cloudflare Worker's `close()` throw, and what the codes Realtime (and the local server) send mean.
+
+Every other module asks this one: the `close=CODE` fault, `rtproxy_mitm.internals.close_with_code`, the relay, the local
+server and the diagnosis rules.
+
+**Sendable** (`sendable`): a close frame with this code reaches the other side through mitmproxy.
+mitmproxy parses every close frame with wsproto before it forwards it: mitmproxy/proxy/layers/websocket.py
+`WebsocketLayer.relay_messages` feeds the bytes to `src_ws.receive_data(...)`, reads `src_ws.events()`,
+and sends the `CloseConnection` it gets to both sides. wsproto 1.3.2 frame_protocol.py
+`FrameProtocol._process_close` refuses a code with `ParseFailed` (whose code is 1002):
+
+    if code < MIN_CLOSE_REASON or code > MAX_CLOSE_REASON:          # 1000, 4999
+        msg = "CLOSE with invalid code"
+    if code in LOCAL_ONLY_CLOSE_REASONS:                            # 1005, 1006, 1015
+        msg = "remote CLOSE with local-only reason"
+    if not isinstance(code, CloseReason) and code <= MAX_PROTOCOL_CLOSE_REASON:   # 2999
+        msg = "CLOSE with unknown reserved code"
+
+and connection.py `Connection.events` turns it into `CloseConnection(code=exc.code, reason=str(exc))`:
+both sides get 1002 with that reason instead. `CloseReason` names 1000-1003, 1005-1013 and 1015 (no 1004,
+no 1014), so what passes is 1000-1003, 1007-1013 and 3000-4999.
+
+**websockets** (`websockets_can_send`): websockets 15 frames.py `Close.check` (run by `Close.serialize`
+when it sends, and on every close frame it receives):
+
+    if not (self.code in EXTERNAL_CLOSE_CODES or 3000 <= self.code < 5000):
+        raise ProtocolError("invalid status code")
+
+`EXTERNAL_CLOSE_CODES` is 1000-1003 and 1007-1014. The local server (websockets) sends these; 1014 is one
+more than mitmproxy lets through (a client behind rtproxy gets 1002 for it).
+
+**Worker** (`worker_close_error`): workerd src/workerd/api/web-socket.c++ `WebSocket::close`:
+
+    JSG_REQUIRE(c >= 1000 && c < 5000 && c != 1004 && c != 1005 && c != 1006 && c != 1015,
+        TypeError, "Invalid WebSocket close code: ", c, ".");
+
+Only these throw: 1001-1003, 1007-1014 and 1016-2999 do not (the Worker sends them; mitmproxy then answers
+1014 and 1016-2999 with 1002). `close()` without a code sends a close frame without one (1005).
+"""
+
+from __future__ import annotations
+
+NORMAL = 1000
+GOING_AWAY = 1001  # Phoenix's "disconnect"
+PROTOCOL_ERROR = 1002
+NO_CODE = 1005  # what a close frame without a code reports; never sent as a code
+NO_CLOSE_FRAME = 1006  # what a connection that ended without a close frame reports; never sent
+MESSAGE_TOO_BIG = 1009
+SERVER_ERROR = 1011
+SERVICE_RESTART = 1012  # Phoenix's :socket_drain
+LOCAL_ONLY = (NO_CODE, NO_CLOSE_FRAME, 1015)  # wsproto LOCAL_ONLY_CLOSE_REASONS: reported, never sent
+
+_SENDABLE = ((1000, 1003), (1007, 1013), (3000, 4999))  # wsproto _process_close, above
+_WEBSOCKETS = ((1000, 1003), (1007, 1014), (3000, 4999))  # websockets Close.check, above
+_WORKER_REFUSES = frozenset({1004, 1005, 1006, 1015})  # workerd WebSocket::close, above, and not 1000-4999
+
+
+def _spell(ranges: tuple[tuple[int, int], ...]) -> str:
+    parts = [f"{lo}-{hi}" if lo != hi else str(lo) for lo, hi in ranges]
+    return ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
+SENDABLE = _spell(_SENDABLE)  # "1000-1003, 1007-1013 or 3000-4999", for messages
+WORKER_THROWS = "1004, 1005, 1006, 1015 or a code outside 1000-4999"  # for messages
+
+
+def sendable(code: int) -> bool:
+    """Can a close frame carry `code` to the other side through mitmproxy?"""
+    return any(lo <= code <= hi for lo, hi in _SENDABLE)
+
+
+def unsendable(code: int) -> str | None:
+    """Why `code` cannot be sent in a close frame, as one line naming what can; None if it can. The words
+    in quotes are wsproto's: the reason of the 1002 mitmproxy would close both sides with instead."""
+    if sendable(code):
+        return None
+    if not 1000 <= code <= 4999:
+        why = "CLOSE with invalid code"
+    elif code in LOCAL_ONLY:
+        why = "remote CLOSE with local-only reason"
+    else:
+        why = "CLOSE with unknown reserved code"
+    return f'close code {code} cannot be sent (mitmproxy closes with 1002 "{why}" instead): use {SENDABLE}'
+
+
+def websockets_can_send(code: int) -> bool:
+    """Does the websockets library put `code` in a close frame (and accept it in one)?"""
+    return any(lo <= code <= hi for lo, hi in _WEBSOCKETS)
+
+
+def worker_close_error(code: int) -> str | None:
+    """The TypeError message a Worker's `ws.close(code)` throws, or None if it sends the close frame."""
+    if not 1000 <= code < 5000 or code in _WORKER_REFUSES:
+        return f"Invalid WebSocket close code: {code}."
+    return None
+
+
+# The codes Realtime itself closes a socket with (docs/sources.md, "Close codes"), and what each means;
+# the local server sends the same ones for the same reasons.
+REALTIME_SENDS: dict[int, str] = {
+    NORMAL: "cowboy's idle timeout: the server received nothing from the client for that long",
+    GOING_AWAY: "Phoenix's disconnect: Realtime sends it right after a join answered "
+    "ClientJoinRateLimitReached or TenantNotFound",
+    PROTOCOL_ERROR: "a WebSocket protocol error in what the client sent",
+    MESSAGE_TOO_BIG: "a frame over Realtime's max_frame_size (5,000,000 bytes)",
+    SERVER_ERROR: "the server's socket process crashed",
+    SERVICE_RESTART: 'service restart: a tenant drain ("Server requested disconnect": the project\'s '
+    "Realtime settings changed) or a Realtime node shutting down",
+}
+
+
+def realtime_meaning(code: int) -> str | None:
+    """What Realtime means by closing with `code`; None for a code Realtime never sends."""
+    return REALTIME_SENDS.get(code)

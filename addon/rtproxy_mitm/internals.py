@@ -1,0 +1,97 @@
+"""Every use of mitmproxy internals in rtproxy, in one module: what mitmproxy has no public API for.
+
+A mitmproxy upgrade that breaks one of these breaks this file; each function says what it relies on,
+and the tests that notice. Checked against mitmproxy 12.3.1.
+
+- `close_with_code`, `drop_without_close`: ending a live WebSocket the way a hop does, with a chosen
+  close code or without any close frame (mitmproxy#4773; `flow.kill()` does not stop a live WebSocket).
+  They use the proxyserver addon's `inject_event` and `connections`. tests/test_e2e_faults.py,
+  tests/test_closecodes.py.
+- `deferred_values`, `parse_value`: the `--set rt_x=value` values mitmproxy deferred until the script
+  declared rt_x (`OptManager.deferred`, `_options`, `_parse_setval`). tests/test_options.py.
+- `remove_view`: taking a content view out of the registry (`contentviews.registry._by_name`).
+  tests/test_contentview.py.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import connection, ctx, http, websocket
+from mitmproxy.proxy import events
+from mitmproxy.proxy.layers.websocket import WebSocketMessageInjected
+from rtproxy_core import closecodes
+from wsproto.frame_protocol import Opcode
+
+
+class _ServerCloseInjected(WebSocketMessageInjected, events.DataReceived):
+    """Routed like an injected WebSocket message; the WebSocket layer then parses `data` as raw bytes from
+    the server: a close frame. mitmproxy forwards that close to the client, answers the server, and ends
+    the flow with close_code=code, closed_by_client=False."""
+
+    def __init__(self, flow: http.HTTPFlow, code: int, reason: str) -> None:
+        payload = code.to_bytes(2, "big") + reason.encode()[:123]
+        self.flow = flow
+        self.message = websocket.WebSocketMessage(Opcode.BINARY, False, b"")
+        self.connection = connection.Server(address=None)  # neither the client nor the real server
+        self.data = bytes([0x88, len(payload)]) + payload  # FIN + CLOSE, unmasked, as a server sends it
+
+
+def close_with_code(flow: http.HTTPFlow, code: int, reason: str = "") -> bool:
+    """Close both sides with `code` as if the upstream had sent it. False if the flow is not live.
+    Raises ValueError for a code that is not `closecodes.sendable`: mitmproxy would parse the injected
+    frame, refuse it, and close both sides with 1002 instead."""
+    if why := closecodes.unsendable(code):
+        raise ValueError(why)
+    try:
+        ctx.master.addons.get("proxyserver").inject_event(_ServerCloseInjected(flow, code, reason))
+    except ValueError:
+        return False
+    return True
+
+
+def drop_without_close(flow: http.HTTPFlow) -> bool:
+    """End the client's TCP connection with no close frame (what an idle timeout in nginx or Cloudflare
+    does): the client sees 1006. mitmproxy then closes the upstream side itself. False if not live."""
+    server = ctx.master.addons.get("proxyserver")
+    handler = server.connections.get(flow.client_conn.id) if server else None
+    if handler is None:
+        return False
+    flow.metadata["rtproxy.dropped_by_hop"] = True  # flowevents.DROPPED_BY_HOP: not the client leaving
+    handler.close_connection(flow.client_conn)
+    return True
+
+
+def deferred_values(options) -> list[tuple[str, object, list[str]]]:
+    """(name, option, raw values) of each deferred `--set rt_*` whose option is declared now."""
+    out = []
+    for name, value in list(options.deferred.items()):
+        if name.startswith("rt_") and name in options._options and hasattr(value, "val"):
+            out.append((name, options._options[name], value.val))
+    return out
+
+
+def parse_value(options, option, raw: list[str]) -> None:
+    """Parse a deferred value as mitmproxy's script loader would; raises OptionsError."""
+    options._parse_setval(option, raw)
+
+
+def drop_deferred(options, name: str) -> None:
+    del options.deferred[name]
+
+
+def remove_view(view) -> bool:
+    """Remove this very `view` from mitmproxy's content-view registry; True if it was there.
+
+    mitmproxy 12 has no public way: `contentviews.remove` is a deprecated no-op and the registry is a
+    read-only Mapping over its private `_by_name` dict. Only this instance is removed (after a hot reload
+    the name may already belong to a newer one), and `on_change` is sent so mitmproxy console drops its
+    rendering cache, as it does when a view is added."""
+    from mitmproxy import contentviews
+
+    registry = contentviews.registry
+    by_name = getattr(registry, "_by_name", None)
+    key = view.name.lower()
+    if not isinstance(by_name, dict) or by_name.get(key) is not view:
+        return False
+    del by_name[key]
+    registry.on_change.send(view)
+    return True
