@@ -1,19 +1,26 @@
 """rtprobe against relays whose behaviour is known: rtproxy's own modes (and faults) in front of
 the local Realtime server, and a small relay with one chosen defect at a time, so each check is seen
-catching its own defect and only its own.
+catching its own defect and only its own, and naming its finding.
 
-The probe runs as the command a user runs (subprocess, --json); each expectation is named.
+The probe runs as the command a user runs (subprocess, --json); each expectation is named. The URL forms
+and the output's shape are also checked in-process, without sockets.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import socket
+import time
+from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 from conftest import TIMEOUT, command
+from rtproxy_core import closecodes, rules
+from rtproxy_local.jwt import mint
+from rtproxy_tools import probe
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
@@ -21,16 +28,18 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Response
 
 PROBE = command("rtprobe")
-CHECKS = [
-    "a-query",
-    "b-vsn",
-    "c-upstream-status",
-    "d-early-frames",
-    "e-heartbeat",
-    "f-binary",
-    "g-close",
-    "h-subprotocol",
-]
+# Each check and the finding its failure names (unless the evidence names another; see the tests).
+CODES = {
+    "a-query": "apikey-missing",
+    "b-vsn": "vsn-missing",
+    "c-upstream-status": "early-101",
+    "d-early-frames": "join-dropped-by-proxy",
+    "e-heartbeat": "heartbeat-timeout",
+    "f-binary": "binary-as-text",
+    "g-close": "reserved-close-code",
+    "h-subprotocol": "upgrade-rejected",
+}
+CHECKS = list(CODES)
 ALL_PASS = {c: "pass" for c in CHECKS}
 
 
@@ -46,15 +55,19 @@ async def rtprobe(*args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-async def probe_json(url: str, key: str) -> tuple[int, dict, dict[str, str]]:
-    code, out, err = await rtprobe(url, "--json", "--key", key)
-    assert key not in out + err
+async def probe_json(url: str, key: str | None, *more: str) -> tuple[int, dict, dict[str, str]]:
+    code, out, err = await rtprobe(url, "--json", *(["--key", key] if key else []), *more)
+    assert not key or key not in out + err
     report = json.loads(out)
     assert [c["name"] for c in report["checks"]] == CHECKS, report
     statuses = {c["name"]: c["status"] for c in report["checks"]}
     for c in report["checks"]:
         assert c["ok"] == {"pass": True, "fail": False, "skip": None}[c["status"]]
-        assert bool(c["fix"]) == (c["status"] == "fail"), c  # a fix line exactly for failures
+        assert c["code"] in rules.CODES, c
+        # the fix is the finding's own, exactly for failures
+        assert c["fix"] == (rules.CODES[c["code"]].fix if c["status"] == "fail" else ""), c
+        if c["status"] != "fail":
+            assert c["code"] == CODES[c["name"]], c
         assert c["detail"]
     assert report["ok"] == (statuses == ALL_PASS) and code == (0 if report["ok"] else 1)
     return code, report, statuses
@@ -62,6 +75,132 @@ async def probe_json(url: str, key: str) -> tuple[int, dict, dict[str, str]]:
 
 def details(report: dict) -> dict[str, str]:
     return {c["name"]: c["detail"] for c in report["checks"]}
+
+
+def failed_codes(report: dict) -> dict[str, str]:
+    return {c["name"]: c["code"] for c in report["checks"] if c["status"] == "fail"}
+
+
+# -------------------------------------------------------------------------------- the URL a client uses
+
+HOSTED_PATHS = [
+    "",
+    "/",
+    "/realtime/v1",
+    "/realtime/v1/",
+    "/realtime/v1/websocket",
+    "/realtime/v1/websocket/",
+]
+SELF_HOSTED_PATHS = ["/socket", "/socket/", "/socket/websocket", "/socket/websocket/"]
+
+
+@pytest.mark.parametrize(
+    "host", ["relay.example.com", "relay.example.com:8443", "127.0.0.1:8080", "[::1]:80"]
+)
+@pytest.mark.parametrize(("schemes", "ws"), [(("ws", "http"), "ws"), (("wss", "https"), "wss")])
+def test_every_url_form_probes_the_same_socket(host, schemes, ws):
+    for scheme in schemes:
+        for query in ("", "?vsn=1.0.0&log_level=info"):
+            for path in HOSTED_PATHS:
+                url = f"{scheme}://{host}{path}{query}"
+                assert probe.target(url) == probe.Target(f"{ws}://{host}/realtime/v1/websocket", None), url
+            for path in SELF_HOSTED_PATHS:
+                url = f"{scheme}://{host}{path}{query}"
+                assert probe.target(url) == probe.Target(f"{ws}://{host}/socket/websocket", None), url
+
+
+def test_url_forms_keep_a_prefix_and_carry_the_apikey():
+    # supabase-js resolves 'realtime/v1' against the project URL, so a relay under a prefix keeps it.
+    for path in ("/sb/realtime/v1", "/sb/realtime/v1/", "/sb/realtime/v1/websocket"):
+        assert probe.target(f"https://relay.example.com{path}").socket == (
+            "wss://relay.example.com/sb/realtime/v1/websocket"
+        )
+    t = probe.target("WSS://Relay.Example.com/realtime/v1/websocket?apikey=k%2By&vsn=2.0.0")
+    assert t == probe.Target("wss://Relay.Example.com/realtime/v1/websocket", "k+y")
+    assert probe.target("https://relay.example.com/?apikey=").apikey is None
+
+
+BAD_URLS = {
+    "ftp://relay.example.com": "expected a ws://, wss://, http:// or https:// URL",
+    "relay.example.com": "expected a ws://, wss://, http:// or https:// URL",
+    "file:///realtime/v1": "expected a ws://, wss://, http:// or https:// URL",
+    "https://": "no host",
+    "https:///realtime/v1": "no host",
+    "http://relay.example.com:99999": "not a URL",
+    "https://relay.example.com/api": "is no Realtime path",
+    "https://relay.example.com/websocket": "is no Realtime path",
+    "https://relay.example.com/realtime/v2/websocket": "is no Realtime path",
+    "https://relay.example.com/realtime/v1/websocket/extra": "is no Realtime path",
+    "https://relay.example.com/mysocket": "is no Realtime path",
+}
+
+
+@pytest.mark.parametrize("url", list(BAD_URLS))
+def test_bad_urls_get_one_line_and_exit_2(url, capsys):
+    with pytest.raises(ValueError, match=BAD_URLS[url]):
+        probe.target(url)
+    assert probe.main([url]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("rtprobe: ") and BAD_URLS[url] in err, err
+
+
+def test_a_bad_url_is_printed_redacted(capsys):
+    secret = mint({"role": "service_role", "exp": int(time.time()) + 3600})
+    for url in (f"https://relay.example.com/api?apikey={secret}", f"ftp://h/?x={secret}&apikey=plain-key"):
+        assert probe.main([url]) == 2
+        out, err = capsys.readouterr()
+        assert err.count("\n") == 1, err
+        for part in secret.split(".")[1:] + ["plain-key"]:
+            assert part not in out + err, err
+    assert probe.main([f"https://relay.example.com/api?apikey={secret}", "--show-secrets"]) == 2
+    assert secret in capsys.readouterr().err  # the opt-in shows it
+
+
+# -------------------------------------------------------------------------------- the findings
+
+PROBE_SOURCE = Path(probe.__file__).read_text()
+
+
+def test_every_check_names_a_finding_and_prints_its_fix():
+    """Every code the probe can report is a rule's, and the text shows `→ code` and that rule's fix."""
+    assert {c.name: c.code for c in probe.CHECKS} == CODES
+    # every code a failure can carry instead: the literals passed as `code=` to Probe.set
+    overrides = [
+        kw.value
+        for node in ast.walk(ast.parse(PROBE_SOURCE))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "set"
+        for kw in node.keywords
+        if kw.arg == "code"
+    ]
+    literals = {
+        v.value
+        for k in overrides
+        for v in ast.walk(k)
+        if isinstance(v, ast.Constant) and isinstance(v.value, str)
+    }
+    assert len(overrides) >= 8 and len(literals) >= 4, overrides
+    assert literals | set(CODES.values()) <= set(rules.CODES), literals - set(rules.CODES)
+    for code in ("token-invalid", "tenant-not-found", "upgrade-rejected"):  # refusal_code names these
+        assert code in rules.CODES
+    assert probe.refusal_code("API key is missing") == "apikey-missing"
+    assert probe.refusal_code("Tenant not found") == "tenant-not-found"
+    assert probe.refusal_code(None) == probe.refusal_code("Bad gateway") == "upgrade-rejected"
+
+    results = [probe.ProbeResult(c, probe.FAIL, f"detail of {c.name}") for c in probe.CHECKS]
+    results.append(probe.ProbeResult(probe.BY_NAME["a-query"], probe.FAIL, "refused", "token-invalid"))
+    text = probe.render_text(
+        "https://relay.example.com", "wss://relay.example.com/realtime/v1/websocket", results
+    )
+    lines = text.splitlines()
+    for r in results:
+        i = lines.index(f"FAIL {r.name} — {r.detail}")
+        assert lines[i + 1] == f"     → {r.code}"
+        assert lines[i + 2] == f"     fix: {rules.CODES[r.code].fix}"
+    as_json = probe.render_json("u", "s", results)["checks"]
+    assert [(c["code"], c["fix"]) for c in as_json] == [(r.code, rules.CODES[r.code].fix) for r in results]
+    # a check that did not fail prints no finding
+    passed = probe.render_text("u", "s", [probe.ProbeResult(probe.CHECKS[0], probe.PASS, "fine")])
+    assert passed.splitlines()[1:] == ["PASS a-query — fine", "1 checks: 1 passed, 0 failed, 0 not checked"]
 
 
 # -------------------------------------------------------------------------------- rtproxy's own modes
@@ -94,6 +233,7 @@ async def test_relay_mode_fails_what_the_design_predicts(local_server, mitmdump,
         "g-close": "skip",  # the relay closed the socket (1011) before the probe could
         "h-subprotocol": "pass",  # the relay's 101 selects no subprotocol
     }, report
+    assert failed_codes(report) == {"a-query": "apikey-missing", "c-upstream-status": "early-101"}
     d = details(report)
     assert d["a-query"].startswith(
         "101, then the socket was closed 1011 (Proxy server error) before the server answered anything"
@@ -109,6 +249,8 @@ async def test_as_written_mode_426(local_server, mitmdump, anon_key):
     assert statuses["c-upstream-status"] == "fail"  # 426 for every key: not Realtime's JSON refusal
     assert statuses["h-subprotocol"] == "skip"  # the same 426, already reported by (a)
     assert code == 1
+    # a 426 without Realtime's words says nothing about the query: the answer was not an upgrade
+    assert failed_codes(report) == {"a-query": "upgrade-rejected", "c-upstream-status": "early-101"}
 
 
 async def test_fault_swallow_heartbeats_fails_only_e(local_server, mitmdump, anon_key):
@@ -116,6 +258,7 @@ async def test_fault_swallow_heartbeats_fails_only_e(local_server, mitmdump, ano
     _, report, statuses = await probe_json(proxy.url, anon_key)
     assert statuses == {**ALL_PASS, "e-heartbeat": "fail"}, report
     assert "no reply to a heartbeat" in details(report)["e-heartbeat"]
+    assert failed_codes(report) == {"e-heartbeat": "heartbeat-timeout"}
 
 
 async def test_fault_strip_query_fails_a_with_the_servers_401(local_server, mitmdump, anon_key):
@@ -135,6 +278,7 @@ async def test_fault_strip_query_fails_a_with_the_servers_401(local_server, mitm
     assert details(report)["a-query"].startswith(
         "401 API key is missing: the apikey in the query string never reached the server"
     )
+    assert failed_codes(report) == {"a-query": "apikey-missing"}
 
 
 # -------------------------------------------------------------------------------- one defect at a time
@@ -214,7 +358,9 @@ class DefectRelay:
                     await dst.send(self.convert(m))
             except ConnectionClosed:
                 pass
-            code = src.close_code if src.close_code not in (None, 1005, 1006) else 1000
+            code = src.close_code
+            if code is None or not closecodes.websockets_can_send(code):  # 1005/1006: no code to pass on
+                code = closecodes.NORMAL
             await dst.close(code, src.close_reason or "")
 
         tasks = [asyncio.create_task(pump(client, up)), asyncio.create_task(pump(up, client))]
@@ -288,6 +434,7 @@ async def test_each_defect_fails_its_own_check(name, local_server, anon_key):
     async with DefectRelay(local_server.url, **defects) as url:
         _, report, statuses = await probe_json(url, anon_key)
     assert statuses == want, report
+    assert failed_codes(report) == {n: CODES[n] for n, s in want.items() if s == "fail"}
     d = details(report)
     if name == "drop-query":
         assert d["a-query"].startswith("401 API key is missing")
@@ -299,6 +446,13 @@ async def test_each_defect_fails_its_own_check(name, local_server, anon_key):
         assert "binary frames do not reach the server as binary" in d["f-binary"]
 
 
+def test_the_probes_close_code_passes_every_hop():
+    """g-close blames the relay for another answer only because every hop can carry the probe's code."""
+    code = probe.CLOSE_CODE
+    assert closecodes.sendable(code) and closecodes.websockets_can_send(code)
+    assert closecodes.worker_close_error(code) is None
+
+
 # -------------------------------------------------------------------------------- the command itself
 
 
@@ -307,12 +461,107 @@ async def test_checklist_text_exit_codes_and_key_redaction(local_server, mitmdum
     code, out, err = await rtprobe(proxy.url, "--key", anon_key)
     assert code == 1 and anon_key not in out + err
     lines = out.splitlines()
-    assert lines[0] == f"rtprobe {proxy.url} (/realtime/v1/websocket)"
+    socket_url = proxy.url.replace("http://", "ws://", 1) + "/realtime/v1/websocket"
+    assert lines[0] == f"rtprobe {proxy.url} ({socket_url})"
     assert any(line.startswith("FAIL a-query — 101, then the socket was closed 1011") for line in lines)
-    i = next(i for i, line in enumerate(lines) if line.startswith("FAIL c-upstream-status — "))
-    assert lines[i + 1].startswith("     fix: open the upstream WebSocket first")
+    failed = [i for i, line in enumerate(lines) if line.startswith("FAIL ")]
+    assert [lines[i].split()[1] for i in failed] == ["a-query", "c-upstream-status"]
+    for i, code in zip(failed, ["apikey-missing", "early-101"], strict=True):
+        assert lines[i + 1] == f"     → {code}"
+        assert lines[i + 2] == f"     fix: {rules.CODES[code].fix}"  # the rule's fix, verbatim
     assert any(line.startswith("PASS h-subprotocol — ") for line in lines)
     assert lines[-1] == "8 checks: 1 passed, 2 failed, 5 not checked"
+
+
+async def test_client_url_forms_connect(local_server, mitmdump, anon_key):
+    """The forms a client uses really reach the socket: the ws:// socket URL (the path a wss:// one
+    takes), an http:// base with /realtime/v1/ (an https:// one's), the key in the URL's own query, and a
+    self-hosted /socket. The tests have no TLS server, so ws and http stand for wss and https."""
+    proxy = await mitmdump(f"rt_supabase_url={local_server.url}")
+    host = urlsplit(proxy.url).netloc
+    for url in (f"ws://{host}/realtime/v1/websocket", f"http://{host}/realtime/v1/"):
+        code, report, statuses = await probe_json(url, anon_key)
+        assert statuses == ALL_PASS and code == 0, (url, report)
+        assert report["socket"] == f"ws://{host}/realtime/v1/websocket"
+    # the URL's apikey is the key (no --key): a valid one passes, an invalid one is what refuses a
+    code, report, statuses = await probe_json(
+        f"ws://{host}/realtime/v1/websocket?apikey={anon_key}&vsn=1.0.0", None
+    )
+    assert statuses == ALL_PASS, report
+    assert anon_key.split(".")[1] not in json.dumps(report) and "apikey=[redacted]" in report["url"]
+    _, report, statuses = await probe_json(f"http://{host}?apikey=not-the-key", None)
+    assert (
+        statuses["a-query"] == "fail"
+        and "The token provided is not a valid JWT" in details(report)["a-query"]
+    )
+    assert failed_codes(report)["a-query"] == "token-invalid"  # named by Realtime's own words
+    # self-hosted: Realtime's own mount, /socket/websocket, on the local server itself
+    code, report, statuses = await probe_json(f"{local_server.url}/socket/", anon_key)
+    assert statuses == ALL_PASS and code == 0, report
+    assert report["socket"].endswith("/socket/websocket")
+
+
+class Quoting:
+    """A Realtime stand-in whose answers quote a JWT (REASON_JWT): the 401 body for any apikey but
+    URL_JWT, and the reason it refuses every join with. Heartbeats are answered; closes echoed."""
+
+    def __init__(self, accept: str, quote: str) -> None:
+        self.accept, self.quote = accept, quote
+
+    def process_request(self, conn: ServerConnection, request):
+        query = dict(parse_qsl(urlsplit(request.path).query))
+        if query.get("apikey") == self.accept:
+            return None
+        body = json.dumps({"error": f"expected a token like {self.quote}"}).encode()
+        headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return Response(401, "Unauthorized", headers, body)
+
+    async def handler(self, ws: ServerConnection) -> None:
+        try:
+            async for raw in ws:
+                join_ref, ref, topic, event, _ = json.loads(raw)
+                if event == "phx_join":
+                    payload = {"status": "error", "response": {"reason": f"Unauthorized: {self.quote}"}}
+                elif event == "heartbeat":
+                    payload = {"status": "ok", "response": {}}
+                else:
+                    continue
+                await ws.send(json.dumps([join_ref, ref, topic, "phx_reply", payload]))
+        except ConnectionClosed:  # the probe's close 4000
+            pass
+
+    async def __aenter__(self) -> str:
+        self._server = await serve(self.handler, "127.0.0.1", 0, process_request=self.process_request)
+        return f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+
+async def test_jwts_in_the_url_and_in_the_servers_words_are_redacted():
+    url_jwt = mint({"role": "anon", "exp": int(time.time()) + 3600, "iss": "rtprobe-test"})
+    reason_jwt = mint({"role": "service_role", "exp": int(time.time()) + 3600})
+    leaks = [url_jwt, reason_jwt, *url_jwt.split(".")[1:], *reason_jwt.split(".")[1:]]
+    async with Quoting(url_jwt, reason_jwt) as host:
+        url = f"ws://{host}/realtime/v1/websocket?apikey={url_jwt}&vsn=2.0.0"
+        _, report, statuses = await probe_json(url, None)
+        assert statuses == {**ALL_PASS, "f-binary": "skip"}, report  # the key from the URL was accepted
+        d = details(report)
+        assert d["f-binary"].startswith(
+            "not checked: the server refused the join: Unauthorized: <jwt role=service_role"
+        )
+        assert "expected a token like <jwt role=service_role" in d["c-upstream-status"]
+        assert report["url"] == f"ws://{host}/realtime/v1/websocket?apikey=[redacted]&vsn=2.0.0"
+        code, out, err = await rtprobe(url)
+        assert code == 1 and out.startswith(
+            f"rtprobe ws://{host}/realtime/v1/websocket?apikey=[redacted]&vsn=2.0.0 "
+        )
+        for text in (json.dumps(report), out + err):
+            assert not [s for s in leaks if s in text], text
+        # the opt-in shows what the server said, and the URL as given
+        _, out, _ = await rtprobe(url, "--show-secrets")
+        assert f"Unauthorized: {reason_jwt}" in out and url in out
 
 
 async def test_key_from_environment_is_redacted_too(local_server, mitmdump, anon_key, monkeypatch):
@@ -327,10 +576,15 @@ async def test_unreachable_and_bad_arguments_exit_2():
     with socket.socket() as s:  # bound, not listening: connections are refused
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-        code, out, err = await rtprobe(f"http://127.0.0.1:{port}")
-        assert code == 2 and "unreachable" in err and out == ""
-        code, out, _ = await rtprobe(f"http://127.0.0.1:{port}", "--json")
-        assert code == 2 and json.loads(out)["ok"] is False
-    for bad in (["ftp://127.0.0.1"], ["http://127.0.0.1:1/realtime/v1"], []):
+        secret = mint({"role": "anon", "exp": int(time.time()) + 3600})
+        url = f"http://127.0.0.1:{port}/realtime/v1?apikey={secret}"
+        code, out, err = await rtprobe(url)
+        assert code == 2 and "unreachable" in err and out == "" and secret.split(".")[1] not in err
+        code, out, _ = await rtprobe(url, "--json")
+        report = json.loads(out)
+        assert code == 2 and report["ok"] is False and secret.split(".")[1] not in out
+        assert report["url"] == f"http://127.0.0.1:{port}/realtime/v1?apikey=[redacted]"
+        assert report["socket"] == f"ws://127.0.0.1:{port}/realtime/v1/websocket"
+    for bad in (["ftp://127.0.0.1"], ["http://127.0.0.1", "--timeout", "0"], []):
         code, _, err = await rtprobe(*bad)
         assert code == 2, (bad, err)

@@ -1,25 +1,22 @@
 """Check a relay in front of Supabase Realtime (a deployed Worker, nginx, rtproxy) against what Realtime
 needs, from the client side.
 
-    rtprobe https://myapp.example.com            # the relay's base; the probe adds /realtime/v1/websocket
+    rtprobe https://myapp.example.com                   # the base URL supabase-js is given
+    rtprobe wss://myapp.example.com/realtime/v1/websocket?apikey=...&vsn=2.0.0   # the socket's own URL
     rtprobe http://127.0.0.1:8080 --json --key "$SUPABASE_ANON_KEY"
 
-Checks (each PASS, FAIL, or SKIP when an earlier failure left nothing to check it on):
-  a-query          the query string reaches the server: apikey+vsn=2.0.0 gives 101 and the server answers
-  b-vsn            vsn reaches the server: a 2.0.0 array phx_join gets a 2.0.0 phx_reply
-  c-upstream-status the relay does not answer 101 before the server: an invalid apikey must bring the
-                   server's 401 JSON body to the client, not a 101
-  d-early-frames   a phx_join sent right after open is answered (no frames dropped while the relay connects)
-  e-heartbeat      heartbeats are answered
-  f-binary         binary frames stay binary: a kind-3 broadcast on a broadcast.self channel comes back as a
-                   binary kind-4 frame (not text, not "[object Blob]")
-  g-close          a client close completes: close 4000 "probe" is answered with 4000 (the server's side of
-                   the close is not visible from a client; this is what is)
-  h-subprotocol    offering Sec-WebSocket-Protocol: phoenix still upgrades, and the 101 selects none (Realtime
-                   selects none)
+The URL is the one a client uses: ws://, wss://, http:// or https://, the host alone or with the path
+/realtime/v1[/websocket] (a self-hosted Realtime: /socket[/websocket]), trailing slash or not. All of
+them probe the same socket, <host>/realtime/v1/websocket (or <host>/socket/websocket). An apikey in the
+URL's query is the key unless --key is given; the probe sends its own vsn=2.0.0.
+
+Each check is PASS, FAIL, or SKIP when an earlier failure left nothing to check it on. A failure names
+the finding it is evidence of (the codes rtdiagnose and the addon report, rtproxy_core.rules) and prints
+that finding's fix.
 
 Exit 0 when every check passes, 1 otherwise, 2 when the relay is unreachable or the arguments are bad.
-The key (default: $SUPABASE_ANON_KEY, else the local dev anon key) is redacted in all output.
+The key (default: the URL's apikey, $SUPABASE_ANON_KEY, else the local dev anon key) and every other
+secret (JWTs, apikey= in URLs and reasons) are redacted in all output unless --show-secrets.
 """
 
 from __future__ import annotations
@@ -34,11 +31,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
-from rtproxy_core import frames
+from rtproxy_core import catalog, closecodes, frames, rules
 from rtproxy_core.hop import BLOB_TEXT
-from rtproxy_core.redact import Redactor
+from rtproxy_core.redact import REDACTED, Redactor
 from rtproxy_core.session import realtime_error
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
@@ -49,37 +46,177 @@ from websockets.exceptions import (
     InvalidURI,
 )
 
-PATH = "/realtime/v1/websocket"
 INVALID_KEY = "not-a-jwt"
+# A private-use code every hop can pass on (closecodes: sendable through mitmproxy, accepted by a Worker's
+# close() and by websockets), so an answer with another code is the relay's doing.
 CLOSE_CODE, CLOSE_REASON = 4000, "probe"
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 
-FIXES = {
-    "a-query": "forward the client's query string unchanged to Realtime (in a Worker: copy new URL(request.url)"
-    ".search onto the upstream URL); apikey and vsn travel there",
-    "b-vsn": "keep vsn=2.0.0 in the upstream URL's query: Realtime picks its serializer from it, and without it "
-    "the socket speaks 1.0.0 and silently ignores 2.0.0 arrays",
-    "c-upstream-status": "open the upstream WebSocket first and answer the client with its response (in a Worker: "
-    "return the fetch() with Upgrade: websocket), so Realtime's 401/403/429 reach the client",
-    "d-early-frames": "buffer client frames until the upstream leg is open (or accept the client only after the "
-    "upstream answered 101) instead of dropping them",
-    "e-heartbeat": "forward every frame both ways, including topic 'phoenix' heartbeats and their phx_reply; do not "
-    "answer or filter them in the relay",
-    "f-binary": "relay binary frames as binary: set binaryType = 'arraybuffer' (or await blob.arrayBuffer()) and "
-    "send the ArrayBuffer, never a Blob or String(event.data)",
-    "g-close": "forward the client's close code and reason upstream (close(event.code, event.reason)) and complete "
-    "the closing handshake; 1005/1006/1015 cannot be sent, map them to 1000",
-    "h-subprotocol": "pass Sec-WebSocket-Protocol through unchanged and return the upstream's answer; never select "
-    "a subprotocol the server did not select",
-}
-ORDER = list(FIXES)
+# ---------------------------------------------------------------------------------------------- the URL
+
+# supabase-js builds the Realtime URL from the project URL (SupabaseClient.ts, constructor):
+#   this.realtimeUrl = new URL('realtime/v1', baseUrl); ….protocol.replace('http', 'ws')
+# and Phoenix's socket appends the transport (phoenix assets/js/phoenix/socket.js, Socket constructor):
+#   this.endPoint = `${endPoint}/${TRANSPORTS.websocket}`
+# A self-hosted Realtime mounts its socket at /socket (realtime lib/realtime_web/endpoint.ex:
+# `socket "/socket", RealtimeWeb.UserSocket`), so its clients connect to /socket/websocket.
+HOSTED, SELF_HOSTED, WEBSOCKET = "/realtime/v1", "/socket", "/websocket"
+WS_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 
 
-@dataclass
-class Check:
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The socket a client's URL leads to, and the apikey that URL carries."""
+
+    socket: str  # ws(s)://host[:port][/prefix]/realtime/v1/websocket (or …/socket/websocket), no query
+    apikey: str | None  # the URL's apikey query parameter, if it has one
+
+
+def target(url: str) -> Target:
+    """The socket URL for any URL a client uses: ws/wss/http/https, the host alone or with
+    [/prefix]/realtime/v1[/websocket] or [/prefix]/socket[/websocket], trailing slash or not, query or not.
+    ValueError saying what is wrong otherwise; its message quotes the URL, so redact it before printing."""
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number or out of range
+    except ValueError as e:
+        raise ValueError(f"not a URL ({e}): {url!r}") from None
+    scheme = WS_SCHEMES.get(parts.scheme)
+    if scheme is None:
+        raise ValueError(f"expected a ws://, wss://, http:// or https:// URL, got {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"no host in {url!r}")
+    path = parts.path.rstrip("/")
+    mount = path.removesuffix(WEBSOCKET) if path.endswith(WEBSOCKET) else path
+    if path == "":
+        mount = HOSTED
+    elif not mount.endswith((HOSTED, SELF_HOSTED)):
+        raise ValueError(
+            f"{parts.path!r} is no Realtime path: give the host alone, {HOSTED}[{WEBSOCKET}] or "
+            f"{SELF_HOSTED}[{WEBSOCKET}] (self-hosted), in {url!r}"
+        )
+    apikey = dict(parse_qsl(parts.query, keep_blank_values=True)).get("apikey") or None
+    return Target(urlunsplit((scheme, parts.netloc, mount + WEBSOCKET, "", "")), apikey)
+
+
+@dataclass(frozen=True, slots=True)
+class Scrubber:
+    """Everything rtprobe prints passes through here: the key wherever it appears (it need not look like
+    a secret), then the Redactor (JWTs, apikey=, sb_ keys). --show-secrets turns both off."""
+
+    redactor: Redactor
+    key: str = ""
+
+    def _key(self, s: str) -> str:
+        if not self.key or self.redactor.show_secrets:
+            return s
+        return s.replace(self.key, REDACTED).replace(quote(self.key, safe=""), REDACTED)
+
+    def text(self, s: str) -> str:
+        return self.redactor.text(self._key(s))
+
+    def url(self, s: str) -> str:
+        return self.redactor.url(self._key(s))
+
+    def output(self, value: Any) -> Any:
+        """The last pass over what is printed, whole (Redactor.output), the key replaced in every string
+        of it first: pieces are scrubbed where they are built, this catches what a piece missed."""
+
+        def keyed(v: Any) -> Any:
+            if isinstance(v, str):
+                return self._key(v)
+            if isinstance(v, dict):
+                return {k: keyed(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [keyed(x) for x in v]
+            return v
+
+        return self.redactor.output(keyed(value))
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeCheck:
+    """One check of the probe: its name, what it verifies, and the finding (a code of rules.CODES) its
+    failure is evidence of. The fix printed for a failure is that finding's fix, so rtprobe, rtdiagnose
+    and the addon share one list of causes and fixes. A failure whose evidence names another finding
+    carries that one instead (ProbeResult.code)."""
+
     name: str
+    code: str
+    verifies: str
+
+
+CHECKS = (
+    ProbeCheck(
+        "a-query",
+        "apikey-missing",
+        "the query string reaches the server: with the apikey the upgrade gets 101 and the socket's first "
+        "frame is answered",
+    ),
+    ProbeCheck(
+        "b-vsn",
+        "vsn-missing",
+        "vsn reaches the server: a 2.0.0 array `phx_join` gets a 2.0.0 `phx_reply`",
+    ),
+    ProbeCheck(
+        "c-upstream-status",
+        "early-101",
+        "the relay does not answer 101 before the server: an invalid apikey gets the server's 401 JSON "
+        "body, not a 101",
+    ),
+    ProbeCheck(
+        "d-early-frames",
+        "join-dropped-by-proxy",
+        "a `phx_join` sent right after open is answered (no frames dropped while the relay connects)",
+    ),
+    ProbeCheck("e-heartbeat", "heartbeat-timeout", "heartbeats are answered"),
+    ProbeCheck(
+        "f-binary",
+        "binary-as-text",
+        "binary frames stay binary: a kind-3 broadcast on a `broadcast.self` channel comes back as a "
+        'binary kind-4 frame (not text, not "[object Blob]")',
+    ),
+    # No rule says "the hop does not forward the client's close": reserved-close-code is the closest (the
+    # rule about how a hop calls close(), and its symptom, a client leg left open, is what a missing close
+    # answer shows). Proposed rule `close-not-forwarded`, whose fix would be: forward the client's close
+    # code and reason upstream (close(event.code, event.reason)) and complete the closing handshake; map a
+    # code a Worker's close() refuses (closecodes.worker_close_error, closecodes.WORKER_THROWS) to 1000.
+    ProbeCheck(
+        "g-close",
+        "reserved-close-code",
+        f"a client close completes with its code: close {CLOSE_CODE} {CLOSE_REASON!r} is answered with "
+        f"{CLOSE_CODE} (what the server received is not visible from a client)",
+    ),
+    # No rule covers a subprotocol the server did not select: upgrade-rejected is the closest (a browser
+    # fails the handshake of a 101 that selects a subprotocol it did not offer, and offering one must not
+    # turn the upgrade into a refusal). Proposed rule `subprotocol-mismatch`.
+    ProbeCheck(
+        "h-subprotocol",
+        "upgrade-rejected",
+        "offering `Sec-WebSocket-Protocol: phoenix` still upgrades, and the 101 selects none (as Realtime)",
+    ),
+)
+BY_NAME = {c.name: c for c in CHECKS}
+
+
+@dataclass(slots=True)
+class ProbeResult:
+    """What one check found."""
+
+    check: ProbeCheck
     status: str = SKIP
     detail: str = ""
+    code: str = ""  # the finding: check.code, or the one a failure's evidence names instead
+
+    def __post_init__(self) -> None:
+        self.code = self.code or self.check.code
+
+    @property
+    def name(self) -> str:
+        return self.check.name
 
     @property
     def ok(self) -> bool | None:
@@ -87,7 +224,24 @@ class Check:
 
     @property
     def fix(self) -> str:
-        return FIXES[self.name] if self.status == FAIL else ""
+        return rules.CODES[self.code].fix if self.status == FAIL else ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "code": self.code,
+            "ok": self.ok,
+            "status": self.status,
+            "detail": self.detail,
+            "fix": self.fix,
+        }
+
+
+def refusal_code(error: str | None) -> str:
+    """The finding for a refused upgrade: the one catalog.py names for Realtime's {"error": …}, else
+    upgrade-rejected (the answer was not an upgrade)."""
+    said = catalog.lookup(error, catalog.UPGRADE) if error else None
+    return said.finding if said is not None and said.finding else "upgrade-rejected"
 
 
 class Unreachable(Exception):
@@ -216,22 +370,15 @@ def reply_reason(r: Received) -> str:
 
 
 class Probe:
-    def __init__(self, base: str, key: str, timeout: float) -> None:
-        parts = urlsplit(base)
-        scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
-        if scheme is None or not parts.hostname:
-            raise ValueError(f"expected the relay's base URL, http(s)://host[:port], got {base!r}")
-        if parts.path not in ("", "/") or parts.query:
-            raise ValueError(
-                f"give the relay's base URL without a path or query (the probe adds {PATH}), got {base!r}"
-            )
-        self.base = base
-        self.ws_base = f"{scheme}://{parts.netloc}{PATH}"
+    """Runs the checks against one target."""
+
+    def __init__(self, target: Target, key: str, timeout: float, scrub: Scrubber) -> None:
+        self.ws_base = target.socket
         self.key = key
         self.timeout = timeout
-        self.checks = {name: Check(name) for name in ORDER}
+        self.scrub = scrub
+        self.results = {c.name: ProbeResult(c) for c in CHECKS}
         self.topic = f"realtime:rtprobe-{secrets.token_hex(3)}"
-        self.redactor = Redactor()
         self.join_ref = ""  # ref of the phx_join the server answered
 
     # ------------------------------------------------------------------------------------ helpers
@@ -239,18 +386,16 @@ class Probe:
     def url(self, key: str) -> str:
         return f"{self.ws_base}?apikey={quote(key, safe='')}&vsn=2.0.0"
 
-    def scrub(self, text: str) -> str:
-        if self.key:
-            text = text.replace(self.key, "[redacted]").replace(quote(self.key, safe=""), "[redacted]")
-        return self.redactor.text(text)
-
-    def set(self, name: str, status: str, detail: str) -> None:
-        self.checks[name].status = status
-        self.checks[name].detail = self.scrub(detail)
+    def set(self, name: str, status: str, detail: str, code: str | None = None) -> None:
+        """Record a check's outcome; `code`: the finding a failure's evidence names, when it is not the
+        check's own."""
+        r = self.results[name]
+        r.status, r.detail = status, self.scrub.text(detail)
+        r.code = rules.CODES[code or r.check.code].code  # KeyError: a code no rule has
 
     def skip(self, names: list[str], why: str) -> None:
         for n in names:
-            if self.checks[n].status == SKIP and not self.checks[n].detail:
+            if self.results[n].status == SKIP and not self.results[n].detail:
                 self.set(n, SKIP, f"not checked: {why}")
 
     async def open(self, key: str, subprotocols: list[str] | None = None) -> ClientConnection:
@@ -275,11 +420,11 @@ class Probe:
 
     # ------------------------------------------------------------------------------------ checks
 
-    async def run(self) -> list[Check]:
+    async def run(self) -> list[ProbeResult]:
         await self.session_checks()
         await self.check_upstream_status()
         await self.check_subprotocol()
-        return [self.checks[n] for n in ORDER]
+        return [self.results[c.name] for c in CHECKS]
 
     def join_frame(self, ref: str) -> str:
         payload = {
@@ -300,19 +445,25 @@ class Probe:
         except InvalidStatus as e:
             r = e.response
             err = realtime_error(r.body)
-            if r.status_code == 401 and err == "API key is missing":
+            code = refusal_code(err)
+            if code == "apikey-missing":
                 self.set(
                     "a-query",
                     FAIL,
                     f"{r.status_code} {err}: the apikey in the query string never reached "
                     "the server (the relay drops the query)",
                 )
-            else:
-                self.set("a-query", FAIL, f"upgrade refused: {r.status_code} {err or body_text(r.body)}")
+            else:  # what refused it names the finding: Realtime's words (catalog.py), else upgrade-rejected
+                self.set(
+                    "a-query",
+                    FAIL,
+                    f"upgrade refused: {r.status_code} {err or body_text(r.body)}",
+                    code=code,
+                )
             self.skip(later, "no socket (see a-query)")
             return
         except InvalidHandshake as e:
-            self.set("a-query", FAIL, f"broken handshake: {e}")
+            self.set("a-query", FAIL, f"broken handshake: {e}", code="upgrade-rejected")
             self.skip(later, "no socket (see a-query)")
             return
         s = ProbeSocket(ws, self.timeout)
@@ -353,7 +504,7 @@ class Probe:
             joined = False
         else:
             joined = True
-        if self.checks["e-heartbeat"].status == SKIP and not self.checks["e-heartbeat"].detail:
+        if self.results["e-heartbeat"].status == SKIP and not self.results["e-heartbeat"].detail:
             await self._heartbeat(s)
         if joined:
             await self._binary(s, self.join_ref)  # the join that was answered
@@ -365,6 +516,7 @@ class Probe:
             self.set("a-query", PASS, "101, and the server answered")
             self.skip(later, f"the socket was closed ({how}) before the join was answered")
             return
+        # apikey-missing, the likely cause: the early 101 that hides the upstream's answer is c's finding.
         self.set(
             "a-query",
             FAIL,
@@ -404,10 +556,11 @@ class Probe:
                     "open (clients see TIMED_OUT, then rejoin)",
                 )
                 return rejoin
-            self.set(
+            self.set(  # not only early frames: any join goes unanswered
                 "d-early-frames",
                 FAIL,
                 "phx_join is never answered although heartbeats are: the relay drops or mangles joins",
+                code="join-timeout",
             )
             self.skip(["f-binary"], "no channel could be joined (see d-early-frames)")
             await self._close(s)
@@ -455,6 +608,7 @@ class Probe:
                 "e-heartbeat",
                 FAIL,
                 f"the socket was closed ({describe_close(s.ws)}) instead of answering a heartbeat",
+                code="server-close",
             )
         else:
             self.set(
@@ -493,7 +647,14 @@ class Probe:
                 if s.closed
                 else f"nothing within {self.timeout:g} s"
             )
-            self.set("f-binary", FAIL, f"no echo of a kind-3 broadcast nor of a text one: {how}")
+            # Neither broadcast came back: no rule names a relay that drops broadcasts whatever their
+            # type, so a closed socket is server-close and silence unexplained-failure.
+            self.set(
+                "f-binary",
+                FAIL,
+                f"no echo of a kind-3 broadcast nor of a text one: {how}",
+                code="server-close" if s.closed else "unexplained-failure",
+            )
         elif r.msg is None:
             what = (
                 f"the text {BLOB_TEXT!r}"
@@ -545,8 +706,9 @@ class Probe:
             self.set(
                 "g-close",
                 FAIL,
-                f"close {CLOSE_CODE} answered with {describe_close(s.ws)}: the relay does not "
-                "forward the client's close code",
+                f"close {CLOSE_CODE} answered with {describe_close(s.ws)}"
+                + (" (a close frame without a code)" if rcvd.code == closecodes.NO_CODE else "")
+                + ": the relay does not forward the client's close code",
             )
 
     async def check_upstream_status(self) -> None:
@@ -562,7 +724,7 @@ class Probe:
                     PASS,
                     f"an invalid apikey got the server's {r.status_code} {json.dumps({'error': err})}",
                 )
-            else:
+            else:  # the relay answered in its own words: early-101's fix (answer with the upstream's answer)
                 self.set(
                     name,
                     FAIL,
@@ -571,10 +733,12 @@ class Probe:
                 )
             return
         except InvalidHandshake as e:
-            self.set(name, FAIL, f"broken handshake with an invalid apikey: {e}")
+            self.set(name, FAIL, f"broken handshake with an invalid apikey: {e}", code="upgrade-rejected")
             return
-        except Unreachable as e:
-            self.set(name, FAIL, f"the connection with an invalid apikey failed: {e}")
+        except Unreachable as e:  # the first socket reached it: no rule names a relay that then stops
+            self.set(
+                name, FAIL, f"the connection with an invalid apikey failed: {e}", code="unexplained-failure"
+            )
             return
         s = ProbeSocket(ws, self.timeout)
         s.start()
@@ -604,24 +768,30 @@ class Probe:
             ws = await self.open(self.key, subprotocols=["phoenix"])
         except InvalidStatus as e:
             r = e.response
-            a = self.checks["a-query"]
+            a = self.results["a-query"]
             if a.status == FAIL and str(r.status_code) in a.detail:
                 self.set(
                     name, SKIP, f"not checked: refused with {r.status_code} like every upgrade (see a-query)"
                 )
             else:
+                err = realtime_error(r.body)
                 self.set(
                     name,
                     FAIL,
-                    f"offering subprotocol 'phoenix' got {r.status_code} "
-                    f"{realtime_error(r.body) or body_text(r.body)}",
+                    f"offering subprotocol 'phoenix' got {r.status_code} {err or body_text(r.body)}",
+                    code=refusal_code(err),
                 )
             return
         except InvalidHandshake as e:
             self.set(name, FAIL, f"offering subprotocol 'phoenix' broke the handshake: {e}")
             return
-        except Unreachable as e:
-            self.set(name, FAIL, f"offering subprotocol 'phoenix', the connection failed: {e}")
+        except Unreachable as e:  # as in check_upstream_status
+            self.set(
+                name,
+                FAIL,
+                f"offering subprotocol 'phoenix', the connection failed: {e}",
+                code="unexplained-failure",
+            )
             return
         try:
             if ws.subprotocol is None:
@@ -639,27 +809,42 @@ class Probe:
 
 # ---------------------------------------------------------------------------------------------- output
 
+LABEL = {PASS: "PASS", FAIL: "FAIL", SKIP: "SKIP"}
 
-def report_text(url: str, checks: list[Check]) -> str:
-    label = {PASS: "PASS", FAIL: "FAIL", SKIP: "SKIP"}
-    lines = [f"rtprobe {url} ({PATH})"]
-    for c in checks:
-        lines.append(f"{label[c.status]} {c.name} — {c.detail}")
-        if c.fix:
-            lines.append(f"     fix: {c.fix}")
-    n = {k: sum(c.status == k for c in checks) for k in (PASS, FAIL, SKIP)}
-    lines.append(f"{len(checks)} checks: {n[PASS]} passed, {n[FAIL]} failed, {n[SKIP]} not checked")
+
+def render_text(url: str, socket: str, results: list[ProbeResult]) -> str:
+    """The checklist: `STATUS name — detail`, and for a failure `→ code` and the finding's fix."""
+    lines = [f"rtprobe {url} ({socket})"]
+    for r in results:
+        lines.append(f"{LABEL[r.status]} {r.name} — {r.detail}")
+        if r.status == FAIL:
+            lines.append(f"     → {r.code}")
+            lines.append(f"     fix: {r.fix}")
+    n = {k: sum(r.status == k for r in results) for k in (PASS, FAIL, SKIP)}
+    lines.append(f"{len(results)} checks: {n[PASS]} passed, {n[FAIL]} failed, {n[SKIP]} not checked")
     return "\n".join(lines)
 
 
-def report_json(url: str, checks: list[Check]) -> dict[str, Any]:
+def render_json(url: str, socket: str, results: list[ProbeResult]) -> dict[str, Any]:
     return {
         "url": url,
-        "checks": [
-            {"name": c.name, "ok": c.ok, "status": c.status, "detail": c.detail, "fix": c.fix} for c in checks
-        ],
-        "ok": all(c.status == PASS for c in checks),
+        "socket": socket,
+        "checks": [r.as_dict() for r in results],
+        "ok": all(r.status == PASS for r in results),
     }
+
+
+def readme_table() -> str:
+    """The README's rtprobe table (tests/test_docs.py checks it row by row)."""
+    rows = [f"| `{c.name}` | {c.verifies} | `{c.code}` |" for c in CHECKS]
+    return "\n".join(["| check | what it verifies | finding |", "|---|---|---|", *rows])
+
+
+def checks_help() -> str:
+    """The checks, for --help: name → finding, and what it verifies."""
+    return "checks (→ the finding a failure is evidence of):\n" + "\n".join(
+        f"  {c.name} → {c.code}\n      {c.verifies}" for c in CHECKS
+    )
 
 
 def default_key() -> str:
@@ -672,50 +857,60 @@ def default_key() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    intro, rest = __doc__.split("\n\n", 1)
     ap = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
+        description=intro,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
+        epilog=rest + "\n" + checks_help(),
     )
     ap.add_argument(
-        "url", help="the relay's base URL, http(s)://host[:port] (the probe adds /realtime/v1/websocket)"
+        "url",
+        help="the URL a client uses: ws(s):// or http(s)://host[:port], optionally with /realtime/v1"
+        "[/websocket] or /socket[/websocket]",
     )
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the checklist")
-    ap.add_argument("--key", help="apikey (default: $SUPABASE_ANON_KEY, else the local dev anon key)")
+    ap.add_argument(
+        "--key", help="apikey (default: the URL's apikey, $SUPABASE_ANON_KEY, else the local dev anon key)"
+    )
     ap.add_argument(
         "--timeout",
         type=float,
         default=5.0,
         help="seconds to wait for each answer the checks expect (default 5)",
     )
+    ap.add_argument("--show-secrets", action="store_true", help="do not redact the key, JWTs, apikey=")
     try:
         args = ap.parse_args(argv)
     except SystemExit as e:
         return 2 if e.code else 0
-    key = args.key or default_key()
+    redactor = Redactor(args.show_secrets)
     try:
-        probe = Probe(args.url, key, args.timeout)
+        tgt = target(args.url)
     except ValueError as e:
-        print(f"rtprobe: {e}", file=sys.stderr)
+        print(Scrubber(redactor, args.key or "").output(f"rtprobe: {e}"), file=sys.stderr)
         return 2
     if args.timeout <= 0:
         print("rtprobe: --timeout must be positive", file=sys.stderr)
         return 2
+    key = args.key or tgt.apikey or default_key()
+    scrub = Scrubber(redactor, key)
+    probe = Probe(tgt, key, args.timeout, scrub)
+    url, socket = scrub.url(args.url), scrub.url(tgt.socket)
     try:
-        checks = asyncio.run(probe.run())
+        results = asyncio.run(probe.run())
     except Unreachable as e:
-        msg = probe.scrub(str(e))
+        msg = scrub.text(str(e))
         if args.json:
-            print(json.dumps({"url": args.url, "error": f"unreachable: {msg}", "checks": [], "ok": False}))
+            out = {"url": url, "socket": socket, "error": f"unreachable: {msg}", "checks": [], "ok": False}
+            print(json.dumps(scrub.output(out), ensure_ascii=False))
         else:
-            print(f"rtprobe: unreachable: {msg}", file=sys.stderr)
+            print(scrub.output(f"rtprobe: unreachable: {msg}"), file=sys.stderr)
         return 2
-    url = probe.scrub(args.url)
     if args.json:
-        print(json.dumps(report_json(url, checks), ensure_ascii=False))
+        print(json.dumps(scrub.output(render_json(url, socket, results)), ensure_ascii=False))
     else:
-        print(report_text(url, checks))
-    return 0 if all(c.status == PASS for c in checks) else 1
+        print(scrub.output(render_text(url, socket, results)))
+    return 0 if all(r.status == PASS for r in results) else 1
 
 
 if __name__ == "__main__":
