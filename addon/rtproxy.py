@@ -7,13 +7,22 @@ every Realtime frame and tracks every channel in the log. `mitmdump -s addon/rtp
 lists the rt_* options. The code lives in rtproxy_core (sans-I/O) and rtproxy_mitm (hooks).
 """
 
-from rtproxy_mitm.contentview import RealtimeView
-from rtproxy_mitm.faults import Faults
+import logging
+import os
+import sys
+
+# Import rtproxy's packages from this checkout, so any mitmproxy runs the addon without installing them
+# (pipx, Homebrew, a venv of its own). mitmproxy's script loader puts this directory on sys.path only
+# while the script loads (addons/script.py, load_script); the relay and the embedded server import later.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+from mitmproxy.version import VERSION
+from rtproxy_mitm import mitmproxy_refused, mitmproxy_untested
 from rtproxy_mitm.optionerror import check_deferred, mark_running
-from rtproxy_mitm.quiet import Quiet
-from rtproxy_mitm.tracker import Tracker
-from rtproxy_mitm.trim import Trim
-from rtproxy_mitm.worker import Worker
+
+logger = logging.getLogger("rtproxy")
 
 
 class _Running:
@@ -28,14 +37,33 @@ class _Running:
         mark_running()
 
 
-tracker = Tracker()
-# Order matters: the Worker reroutes and faults act before the tracker records what happened.
-addons = [
-    Worker(report=tracker.report_event),
-    Faults(report=tracker.report_event),
-    tracker,
-    Trim(),  # after the tracker, which reads the newest message
-    Quiet(),
-    RealtimeView(),
-    _Running(),
-]
+def _addons() -> list:
+    # Imported only once the version is known to be right: contentview.py needs mitmproxy 12's API.
+    from rtproxy_mitm.contentview import RealtimeView
+    from rtproxy_mitm.faults import Faults
+    from rtproxy_mitm.quiet import Quiet
+    from rtproxy_mitm.tracker import Tracker
+    from rtproxy_mitm.trim import Trim
+    from rtproxy_mitm.worker import Worker
+
+    tracker = Tracker()
+    # Order matters: the Worker reroutes and faults act before the tracker records what happened.
+    return [
+        Worker(report=tracker.report_event),
+        Faults(report=tracker.report_event),
+        tracker,
+        Trim(),  # after the tracker, which reads the newest message
+        Quiet(),
+        RealtimeView(),
+        _Running(),
+    ]
+
+
+if refused := mitmproxy_refused(VERSION):
+    # One ERROR line: mitmdump exits 1 after startup ("Error logged during startup"), no traceback.
+    logger.error(refused)
+    addons: list = []
+else:
+    if untested := mitmproxy_untested(VERSION):
+        logger.warning(untested)
+    addons = _addons()

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from rtproxy_core.hop import ProjectUrl
-from rtproxy_local.server import LocalRealtime, ServerConfig
+
+if TYPE_CHECKING:
+    from rtproxy_local.server import LocalRealtime
 
 logger = logging.getLogger("rtproxy")
 
@@ -28,6 +31,10 @@ class EmbeddedUpstream:
     def start(self) -> None:
         if self.server is not None:
             return
+        # Imported here: the server is websockets code, and a mitmproxy without websockets runs rtproxy
+        # with a Supabase URL (the Worker says what to install when this would be needed).
+        from rtproxy_local.server import LocalRealtime, ServerConfig
+
         # rtproxy logs each connection itself; the server's own per-connection lines would repeat it.
         logging.getLogger("rtproxy.local").setLevel(logging.WARNING)
         self.server = LocalRealtime(ServerConfig())

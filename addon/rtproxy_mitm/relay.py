@@ -5,8 +5,9 @@ with its `request.webSocket`/`accept()` misuse repaired (a WebSocketPair):
 - the upstream URL is `SUPABASE_URL` + the seed's path rule; the query string is dropped;
 - client frames that arrive while the upstream leg is not OPEN are dropped ("Server not ready");
 - an upstream failure closes the client with 1011 "Proxy server error";
-- close codes are forwarded as-is; a Worker's `close(1005|1006|1015)` (and a reason over 123 bytes)
-  throws "Invalid WebSocket close code", which the seed catches and logs, so that leg stays open;
+- close codes are forwarded as-is; a Worker's `close()` with 1004, 1005, 1006, 1015 or a code outside
+  1000-4999 (or a reason over 123 bytes) throws "Invalid WebSocket close code" (rtproxy_core.closecodes),
+  which the seed catches and logs, so that leg stays open;
 - binary frames become the text "[object Blob]" in both directions: with a compatibility date from
   2026-03-17 on, a Worker receives binary messages as Blob and `send(blob)` stringifies it.
 These were checked against workerd 2026-11-17 (npm `workerd`), compatibility dates 2025-01-01/2026-04-10.
@@ -22,13 +23,16 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from rtproxy_core import closecodes
 from rtproxy_core.events import Event, Frame, Hop, Upstream, UpstreamHandshake
 from rtproxy_core.hop import BLOB_TEXT, ProjectUrl, relay_target
-from websockets.asyncio.client import connect
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.protocol import State
+
+if TYPE_CHECKING:
+    # websockets is imported where the relay runs (_serve, _handle): mitmproxy does not depend on it, and
+    # a mitmproxy without it runs every mode but this one (the Worker says what to install).
+    from websockets.asyncio.server import Server, ServerConnection
 
 # The websockets library logs each connection at INFO; rtproxy's own lines already say what matters.
 _ws_logger = logging.getLogger("rtproxy.relay.websockets")
@@ -36,14 +40,11 @@ _ws_logger.setLevel(logging.WARNING)
 
 Report = Callable[[str, Event], None]  # (flow id, event)
 
-# Close codes a Worker's WebSocket.close() refuses (workerd: "Invalid WebSocket close code: N.").
-_THROWING_CODES = {1004, 1005, 1006, 1015}
-
 
 def close_throws(code: int | None, reason: str) -> str | None:
     """The exception a Worker's close(code, reason) would throw, or None."""
-    if code is None or code in _THROWING_CODES:
-        return f"Invalid WebSocket close code: {code if code is not None else 1006}."
+    if error := closecodes.worker_close_error(code if code is not None else closecodes.NO_CLOSE_FRAME):
+        return error
     if len(reason.encode()) > 123:
         return "reason longer than 123 bytes"
     return None
@@ -69,6 +70,8 @@ class Relay:
         self._task = asyncio.get_running_loop().create_task(self._serve())
 
     async def _serve(self) -> None:
+        from websockets.asyncio.server import serve
+
         assert self._sock is not None
         # compression=None: workerd's outbound WebSocket offers no permessage-deflate by default.
         async with serve(
@@ -85,6 +88,10 @@ class Relay:
         self._sock = self._server = self._task = None
 
     async def _handle(self, client: ServerConnection) -> None:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed, InvalidStatus
+        from websockets.protocol import State
+
         path = client.request.path if client.request else "/"
         flow_id, _, rest = path.lstrip("/").partition("/")
         pathname = "/" + rest.split("?", 1)[0]

@@ -17,6 +17,7 @@ from mitmproxy.proxy import mode_specs
 from rtproxy_core.events import Event
 from rtproxy_core.hop import MODES, ProjectUrl, parse_supabase_url
 
+from . import websockets_missing
 from .embedded import EmbeddedUpstream
 from .flowevents import ORIGINAL_HEADERS, ORIGINAL_URL, REALTIME, UPSTREAM_URL, client_url, is_upgrade
 from .optionerror import reject
@@ -57,6 +58,7 @@ class Worker:
             name="rt_mode",
             typespec=str,
             default="fixed",
+            choices=MODES,  # mitmproxy's --options help and the console's picker list them; configure checks
             help="fixed: path and query kept verbatim, scheme/host/port/Host/SNI become the Supabase URL's, "
             "the upstream's handshake answer and every frame pass unchanged. relay: the design's JS "
             "relay as intended (path rule, query dropped, 101 before the upstream answers, early frames "
@@ -85,6 +87,8 @@ class Worker:
                 reject("rt_worker_host", f"expected host names without scheme, port or path, got {bad[0]!r}")
             else:
                 self.worker_hosts = frozenset(hosts)
+        if updated & {"rt_mode", "rt_supabase_url"} and (needs := self._needs_websockets(updated)):
+            reject(*needs)
         if (
             self.mode != "inspect"
             and "connection_strategy" in ctx.options
@@ -124,8 +128,24 @@ class Worker:
         self.embedded.stop()
         self.relay.stop()
 
+    def _needs_websockets(self, updated: set[str] | frozenset[str] = frozenset()) -> tuple[str, str] | None:
+        """(option, message) when this configuration would run websockets code (the relay, the embedded
+        server) that this mitmproxy's Python cannot import. configure rejects that option, so the
+        servers never start; of the two options, the one just `updated` is named."""
+        if self.mode == "relay" and (missing := websockets_missing()):
+            return "rt_mode", f"relay needs {missing}"
+        instead = "set rt_supabase_url=https://<ref>.supabase.co"
+        if (
+            self.mode not in ("inspect", "as-written")
+            and self.configured is None
+            and (missing := websockets_missing(instead))
+        ):
+            option = "rt_supabase_url" if "rt_supabase_url" in updated else "rt_mode"
+            return option, f"the embedded local Realtime server (rt_supabase_url not set) needs {missing}"
+        return None
+
     def _start_servers(self) -> None:
-        if self.mode in ("inspect", "as-written"):
+        if self.mode in ("inspect", "as-written") or self._needs_websockets():
             return
         if self.configured is None:
             self.embedded.start()
