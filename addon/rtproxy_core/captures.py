@@ -1,11 +1,25 @@
-"""HAR captures -> events, one list per WebSocket connection.
+"""HAR captures -> events, one list per Realtime WebSocket connection.
 
-Reads HAR as Chrome DevTools exports it (WebSocket entries with `_resourceType: "websocket"` and
-`_webSocketMessages: [{type: send|receive, time, opcode: 1|2, data}]`, binary data base64) and as
-mitmproxy's savehar writes it (the same shape). Upgrade requests that were refused (no 101) are kept:
-their status and body are the evidence. A HAR records no close frame: each connection ends with a
-Closed(recorded=False) at the entry's end (its start plus its `time`, or its last message).
-(mitmproxy flow files are read in rtproxy_mitm.flowfile, next to mitmproxy's own reader.)
+What each producer writes for a WebSocket entry, as its exporter's source shows:
+
+- Chrome/Edge DevTools (`front_end/models/har/Log.ts`, `Entry.build`): `_resourceType: "websocket"` and
+  `_webSocketMessages: [{type, time, opcode, data}]`, one per `NetworkRequest.frames()`. `type` is "send",
+  "receive" or "error": `NetworkRequest.addProtocolFrameError` records a channel failure as
+  `{type: Error, text: errorMessage, time: pseudoWallTime(time), opCode: -1}`. `time` is epoch seconds;
+  binary data (opcode 2) is base64. `log.creator` is `{name: "WebInspector", version: <WebKit version>}`.
+- mitmproxy (`mitmproxy/addons/savehar.py`, `SaveHar.flow_entry`): the same message shape, `opcode` being
+  `message.type.value` (1 or 2); a flow that failed before any response gets status 0 and
+  `response._error = flow.error.msg`. `export_har` zlib-compresses the file when its name ends in `.zhar`.
+- HTTP Toolkit (`src/model/http/har.ts`, `generateHarHttpEntry`): the same messages plus
+  `_webSocketClose: {code?, reason?, timestamp?} | 'aborted'`, see `_close`.
+- Firefox (`devtools/client/netmonitor/src/har/har-builder.js`), Safari, Charles and Playwright export the
+  upgrade (status 101, `Upgrade: websocket`) and no messages at all: see `har_capture`.
+
+Upgrade requests that were refused (no 101) are kept: their status and body are the evidence. Without a
+recorded close (all but HTTP Toolkit) each connection ends with a Closed(recorded=False) at the entry's end
+(its start plus its `time`, or its last message). Only WebSockets `is_realtime` names are read, the same
+predicate the live tracker and the flow-file reader use. (mitmproxy flow files are read in
+rtproxy_mitm.flowfile, next to mitmproxy's own reader.)
 """
 
 from __future__ import annotations
@@ -13,14 +27,52 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from collections.abc import Iterator
+import math
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
-from .events import Closed, Event, Frame, Handshake, Opened
+from .diagnosis import Connection
+from .events import Closed, Event, Frame, FrameError, Handshake, Hop, Opened
+from .session import is_realtime_path
+
+# Why the reader leaves a frame out (the keys of a connection's `frames.dropped` in rtdiagnose --json).
+NOT_AN_OBJECT = "not an object"
+UNKNOWN_TYPE = "type is not send, receive or error"
+DATA_NOT_TEXT = "data is not a string"
+NO_TIME = "time is not a number"
+NOT_BASE64 = "binary data is not base64"
+
+NO_MESSAGES = "capture holds no WebSocket messages"
+SKIPPED = "{} WebSocket(s) not at a Realtime path (…/realtime/v1/websocket) skipped"
 
 
 class CaptureError(ValueError):
     """The capture cannot be read; the text says why, in one line."""
+
+
+@dataclass
+class Capture:
+    """What a capture file holds: its Realtime connections, who wrote it, and what the user should know
+    about what it lacks. `undiagnosable` says why nothing in it can be diagnosed (rtdiagnose exits 2)."""
+
+    connections: list[Connection]
+    producer: str = ""
+    notes: list[str] = field(default_factory=list)
+    undiagnosable: str | None = None
+
+
+def is_realtime(path: str, websocket: bool, marked: bool = False) -> bool:
+    """Is this a Realtime WebSocket? A WebSocket upgrade to a Realtime path (/realtime/v1/websocket,
+    /socket/websocket), or one the Worker marked as Realtime when it rerouted it. The one predicate for the
+    live tracker (rtproxy_mitm.flowevents.is_realtime), flow files and HAR files, so all three pick the
+    same connections from the same traffic. `path` may be a whole URL."""
+    if "://" in path:
+        try:
+            path = urlsplit(path).path
+        except ValueError:
+            return False
+    return websocket and (marked or is_realtime_path(path))
 
 
 def _time(entry: dict[str, Any]) -> float:
@@ -28,9 +80,20 @@ def _time(entry: dict[str, Any]) -> float:
     if isinstance(started, str):
         try:
             return dt.datetime.fromisoformat(started).timestamp()
-        except ValueError:
+        except (ValueError, OverflowError, OSError):
             pass
     return 0.0
+
+
+def _number(value: Any) -> float | None:
+    """A finite JSON number as float; None for anything else (strings, booleans, NaN, ints past float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -39,9 +102,17 @@ def _dict(value: Any) -> dict[str, Any]:
 
 
 def _headers(items: Any) -> list[tuple[str, str]]:
+    """HAR headers: [{name, value}], or [name, value] pairs, which mitmproxy's HAR import also accepts
+    (`mitmproxy/io/har.py`, `fix_headers`: "Application that uses the [name, value] notation is Slack")."""
     if not isinstance(items, list):
         return []
-    return [(str(h.get("name", "")), str(h.get("value", ""))) for h in items if isinstance(h, dict)]
+    out = []
+    for h in items:
+        if isinstance(h, dict):
+            out.append((str(h.get("name", "")), str(h.get("value", ""))))
+        elif isinstance(h, list) and len(h) == 2:
+            out.append((str(h[0]), str(h[1])))
+    return out
 
 
 def _is_websocket(entry: dict[str, Any]) -> bool:
@@ -64,57 +135,161 @@ def _body(response: dict[str, Any]) -> bytes:
     return text.encode("utf-8", "replace")
 
 
-def _frames(messages: Any) -> Iterator[Frame]:
-    if not isinstance(messages, list):
-        return
+def _messages(messages: list[Any]) -> list[Event]:
+    """`_webSocketMessages` -> Frame events, FrameError for Chrome's error entries, and FrameError(by="reader")
+    for what cannot be read. A frame without a usable time is left out, not given a made-up one: a time of 0
+    or of the entry's start would invent heartbeat gaps and join latencies; the count says it was there."""
+    out: list[Event] = []
     for m in messages:
-        if not isinstance(m, dict) or m.get("type") not in ("send", "receive"):
+        if not isinstance(m, dict):
+            out.append(FrameError(NOT_AN_OBJECT, by="reader"))
             continue
-        data = m.get("data", "")
-        binary = m.get("opcode") == 2
-        if not isinstance(data, str):
-            continue
-        if binary:
+        kind, data, t = m.get("type"), m.get("data", ""), _number(m.get("time"))
+        if kind not in ("send", "receive", "error"):
+            out.append(FrameError(UNKNOWN_TYPE, t or 0.0, by="reader"))
+        elif not isinstance(data, str):
+            out.append(FrameError(DATA_NOT_TEXT, t or 0.0, by="reader"))
+        elif t is None:
+            out.append(FrameError(NO_TIME, by="reader"))
+        elif kind == "error":  # the browser's words, one printable line
+            out.append(FrameError("".join(c if c.isprintable() else " " for c in data[:500]), t))
+        elif m.get("opcode") == 2:
             try:
-                raw = base64.b64decode(data, validate=False)
+                out.append(Frame(kind == "send", True, base64.b64decode(data, validate=False), t))
             except (binascii.Error, ValueError):
-                raw = data.encode("utf-8", "replace")
+                out.append(FrameError(NOT_BASE64, t, by="reader"))
         else:
-            raw = data.encode("utf-8", "surrogatepass")
-        t = m.get("time")
-        try:
-            t = float(t) if isinstance(t, (int, float)) else 0.0
-        except OverflowError:  # an integer past float range
-            t = 0.0
-        yield Frame(m["type"] == "send", binary, raw, t)
+            out.append(Frame(kind == "send", False, data.encode("utf-8", "surrogatepass"), t))
+    return out
 
 
-def har_connections(har: Any) -> list[tuple[str, list[Event]]]:
-    """(url, events) for each WebSocket entry of a parsed HAR document."""
+# Close codes only a server sends: RFC 6455 7.4.1 names 1011 a server's ("a server is terminating the
+# connection because it encountered an unexpected condition"), IANA's close code registry 1012-1014 (Service
+# Restart, Try Again Later, Bad Gateway); a page cannot send any of them (WebSocket.close() takes 1000 or
+# 3000-4999).
+_SERVER_ONLY_CODES = (1011, 1012, 1013, 1014)
+
+
+def _close(value: Any, start: float, end: float) -> Closed | None:
+    """HTTP Toolkit's `_webSocketClose`, written by `generateHarHttpEntry` (httptoolkit-ui
+    src/model/http/har.ts):
+
+        _webSocketClose: exchange.closeState && exchange.closeState !== 'aborted'
+            ? { code: exchange.closeState.closeCode, reason: exchange.closeState.closeReason,
+                timestamp: timingEvents.wsClosedTimestamp ? timingEvents.wsClosedTimestamp / 1000 : undefined }
+            : exchange.closeState
+
+    closeState comes from mockttp (src/server/mockttp-server.ts, `trackWebSocketEvents`): on the client
+    socket's `close` event, code 1006 ("Not a clean close!") is an abort, so 'aborted'; otherwise the close
+    handshake's code, `undefined` for 1005 ("Clean close, but with a close frame with no status"). Neither
+    says which side sent the first close frame: by_client is None, except for the codes only a server sends
+    and realtime-js's own `close(1000, "heartbeat timeout")` (the reason the heartbeat-timeout rule reads).
+    `timestamp` is on mockttp's relative clock (`now()`, not epoch: the messages' times are converted with
+    `startTime + (t - startTimestamp)`, the close's is not), so the close time is the entry's end (its
+    `time` is `wsClosedTimestamp - startTimestamp`), unless `timestamp` does read as a time within it."""
+    if value == "aborted":
+        return Closed(None, "", None, end)
+    if not isinstance(value, dict):
+        return None  # still open when it was exported, or another producer: how it ended is not recorded
+    code = _number(value.get("code"))
+    code = int(code) if code is not None and code == int(code) and 1000 <= code <= 4999 else 1005
+    reason = value.get("reason") if isinstance(value.get("reason"), str) else ""
+    by_client = False if code in _SERVER_ONLY_CODES else True if reason == "heartbeat timeout" else None
+    t = _number(value.get("timestamp"))
+    return Closed(code, reason[:200], by_client, t if t is not None and start <= t <= end + 60 else end)
+
+
+def _error_events(response: dict[str, Any], mitmproxy: bool, t: float) -> list[Event]:
+    """An upgrade that got no response (status 0) and its `_error`. mitmproxy writes flow.error.msg there,
+    which its flow files carry as the flow's error: the same events as `flowevents.error_events`. Chrome's
+    `_error` is the browser's failure (`localizedFailDescription`), not a hop's."""
+    error = response.get("_error")
+    if not isinstance(error, str) or not error:
+        return []
+    error = error[:500]
+    return ([Hop("upstream-unreachable", error, t)] if mitmproxy else []) + [Closed(None, "", None, t, error)]
+
+
+def _producer(log: dict[str, Any]) -> str:
+    creator = _dict(log.get("creator"))
+    words = [creator.get("name"), creator.get("version")]
+    text = " ".join(str(w) for w in words if isinstance(w, (str, int, float)) and str(w).strip())
+    return "".join(c for c in text if c.isprintable())[:80]
+
+
+def har_capture(har: Any) -> Capture:
+    """The Realtime connections of a parsed HAR document, and what the file lacks.
+
+    A HAR whose upgraded Realtime sockets carry no messages at all (Firefox, Safari, Charles and Playwright
+    export none) can say nothing about them: they are left out and `notes` says so, naming the producer.
+    Its refused upgrades (status and body), upgrades that failed (`_error`) and recorded closes are still
+    evidence; when there is none of those either, `undiagnosable` says why."""
     if not isinstance(har, dict) or not isinstance(har.get("log"), dict):
         raise CaptureError("not a HAR file (no 'log' object)")
-    entries = har["log"].get("entries")
+    log = har["log"]
+    entries = log.get("entries")
     if not isinstance(entries, list):
         raise CaptureError("HAR has no 'entries' list")
-    out = []
+    producer = _producer(log)
+    mitmproxy = producer.split(" ")[0] == "mitmproxy"
+    out: list[Connection] = []
+    silent: list[int] = []  # upgraded connections with no message, which nothing else says anything about
+    listed = messages = skipped = 0
     for entry in entries:
         if not isinstance(entry, dict) or not _is_websocket(entry):
             continue
         req, resp = _dict(entry.get("request")), _dict(entry.get("response"))
         url = str(req.get("url", ""))
+        if not is_realtime(url, websocket=True):
+            skipped += 1
+            continue
         t = _time(entry)
         # Chrome writes wss:// URLs; the tracker reads the query the same either way.
         events: list[Event] = [Opened(url, _headers(req.get("headers")), t)]
         status = resp.get("status")
-        if isinstance(status, int) and status > 0:
+        status = status if isinstance(status, int) and not isinstance(status, bool) else 0
+        if status > 0:
             events.append(Handshake(status, _headers(resp.get("headers")), _body(resp), t))
-        msgs = list(_frames(entry.get("_webSocketMessages")))
+        else:
+            events.extend(_error_events(resp, mitmproxy, t))
+        raw = entry.get("_webSocketMessages")
+        listed += isinstance(raw, list)
+        msgs = _messages(raw) if isinstance(raw, list) else []
+        messages += len(msgs)
         events.extend(msgs)
-        duration = entry.get("time")
         end = max([t] + [m.time for m in msgs])
-        if isinstance(duration, (int, float)) and not isinstance(duration, bool) and 0 < duration < 1e10:
+        duration = _number(entry.get("time"))
+        if duration is not None and 0 < duration < 1e10:
             end = max(end, t + duration / 1000)
-        if isinstance(status, int) and status == 101:
-            events.append(Closed(None, "", None, end, recorded=False))
+        if status == 101:
+            closed = _close(entry.get("_webSocketClose"), t, end)
+            events.append(closed or Closed(None, "", None, end, recorded=False))
+            if not msgs and closed is None:
+                silent.append(len(out))
         out.append((url, events))
-    return out
+    capture = Capture(out, producer)
+    if skipped:
+        capture.notes.append(SKIPPED.format(skipped))
+    if silent and not messages:
+        who = f"written by {producer}" if producer else "written by a producer its log.creator does not name"
+        if not listed:
+            why = f"{NO_MESSAGES} ({who}, which does not export them)"
+            hint = "save the HAR from Chrome or Edge DevTools, or record a flow file with mitmdump -w"
+        else:
+            why = f"{NO_MESSAGES} ({who}; its WebSocket entries list none)"
+            hint = "keep DevTools open while the socket runs, or record a flow file with mitmdump -w"
+        left_out = set(silent)
+        out[:] = [c for i, c in enumerate(out) if i not in left_out]
+        if not out:
+            capture.undiagnosable = f"{why}: nothing in it can be diagnosed; {hint}"
+        else:
+            capture.notes.append(
+                f"{why}: {len(silent)} upgraded connection(s) left out, {len(out)} diagnosed from the "
+                f"upgrade alone; {hint}"
+            )
+    return capture
+
+
+def har_connections(har: Any) -> list[Connection]:
+    """(url, events) for each Realtime WebSocket entry of a parsed HAR document."""
+    return har_capture(har).connections

@@ -86,4 +86,18 @@ class Closed:
     recorded: bool = True
 
 
-Event = Opened | Upstream | Handshake | UpstreamHandshake | Frame | Hop | Closed
+@dataclass(slots=True)
+class FrameError:
+    """A capture's frame list holds something that is no WebSocket message the tracker can read.
+
+    by "browser": an error the browser recorded in place of a frame (Chrome DevTools writes
+    `{type: "error", opcode: -1, data: <its message>}`: the channel failed, e.g. "Invalid frame header"),
+    evidence of how the connection went; by "reader": a frame the capture reader left out, `text` saying
+    why ("time is not a number"). The tracker counts both per connection and the report shows them."""
+
+    text: str
+    time: float = 0.0
+    by: str = "browser"
+
+
+Event = Opened | Upstream | Handshake | UpstreamHandshake | Frame | Hop | Closed | FrameError

@@ -23,8 +23,40 @@ def connection_json(s: Session) -> dict[str, Any]:
         "close": summary["close"],
         "heartbeats": summary["heartbeats"],
         "channels": summary["channels"],
+        "frames": frame_counts(s),
+        "error_frames": [{"time": e.time, "text": s.redactor.text(e.text)} for e in s.error_frames],
         "findings": [f.as_dict() for f in ranked(s.findings)],
     }
+
+
+def frame_counts(s: Session) -> dict[str, Any]:
+    """Frames by direction ("out": the client's, "in": the server's) and kind, the undecodable ones, the
+    errors the browser recorded among them, and those the capture reader left out, by why."""
+    binary = s.binary_frames
+    return {
+        "out": {"text": s.frames_from_client - binary[True], "binary": binary[True]},
+        "in": {"text": s.frames_from_server - binary[False], "binary": binary[False]},
+        "undecodable": s.decode_errors,
+        "errors": s.error_frame_count,
+        "dropped": dict(s.dropped_frames),
+    }
+
+
+def _frame_lines(s: Session, c: dict[str, Any]) -> list[str]:
+    """What the frame counts say that needs saying: frames that could not be read, and browser errors."""
+    fr, lines = c["frames"], []
+    if fr["undecodable"]:
+        lines.append(f"{fr['undecodable']} undecodable frame(s)")
+    if fr["dropped"]:
+        why = ", ".join(f"{n} {reason}" for reason, n in fr["dropped"].items())
+        lines.append(f"{sum(fr['dropped'].values())} frame(s) left out by the reader ({why})")
+    start = s.opened_at or 0.0
+    for e in c["error_frames"]:
+        at = f" at {e['time'] - start:.1f} s" if start and e["time"] >= start else ""
+        lines.append(f"browser error frame{at}: {e['text']}")
+    if fr["errors"] > len(c["error_frames"]):
+        lines.append(f"({fr['errors']} browser error frames in all)")
+    return lines
 
 
 def report_json(sessions: list[Session]) -> dict[str, Any]:
@@ -43,6 +75,8 @@ def report_text(sessions: list[Session]) -> str:
         c = connection_json(s)
         close = c["close"]
         end = "" if close is None else f", closed {close['code']} {close['reason']}".rstrip()
+        if close is not None and close["code"] is None:  # no close frame, or (a HAR) none recorded
+            end = ", closed without a close frame" if s.closed and s.closed.recorded else ""
         lines.append(f"connection {i}: {c['url']}")
         lines.append(
             f"  handshake {c['status']}{(' ' + c['rejection']) if c['rejection'] else ''}, "
@@ -50,6 +84,7 @@ def report_text(sessions: list[Session]) -> str:
         )
         for ch in s.channels.values():
             lines.append("  " + ch.describe(s.redactor))
+        lines.extend("  " + line for line in _frame_lines(s, c))
         if not c["findings"]:
             lines.append("  no findings")
         for f in c["findings"]:
@@ -96,6 +131,7 @@ def report_markdown(sessions: list[Session]) -> str:
                     f"{ch['reason'] or ''} |"
                 )
             out.append("")
+        out += [f"- {line}" for line in _frame_lines(s, c)]
         for f in c["findings"]:
             where = f" on {f['topic']}" if f["topic"] else ""
             out += [

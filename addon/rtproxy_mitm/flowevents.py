@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from mitmproxy import http, websocket
 from mitmproxy.proxy import mode_specs
+from rtproxy_core.captures import is_realtime as is_realtime_socket
 from rtproxy_core.events import Closed, Event, Frame, Handshake, Hop, Opened, Upstream
-from rtproxy_core.session import is_realtime_path
 
 # flow.metadata keys, written by the Worker at reroute time (saved with the flow in flow files).
 ORIGINAL_URL = "rtproxy.original_url"
@@ -21,9 +21,8 @@ def is_upgrade(request: http.Request) -> bool:
 
 
 def is_realtime(flow: http.HTTPFlow) -> bool:
-    return is_upgrade(flow.request) and (
-        bool(flow.metadata.get(REALTIME)) or is_realtime_path(flow.request.path)
-    )
+    """The core's predicate (captures.is_realtime), so live hooks, flow files and HARs pick the same."""
+    return is_realtime_socket(flow.request.path, is_upgrade(flow.request), bool(flow.metadata.get(REALTIME)))
 
 
 def client_url(flow: http.HTTPFlow) -> str:

@@ -5,20 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from mitmproxy import exceptions, http, io
-from rtproxy_core.captures import CaptureError
-from rtproxy_core.events import Event
+from rtproxy_core.captures import SKIPPED, Capture, CaptureError
+from rtproxy_core.diagnosis import Connection
 
-from .flowevents import flow_events, is_realtime
+from .flowevents import flow_events, is_realtime, is_upgrade
 
 
-def flowfile_connections(path: Path) -> list[tuple[str, list[Event]]]:
-    out = []
+def flowfile_capture(path: Path) -> Capture:
+    """The Realtime connections of a flow file (the same `is_realtime` as live), with the WebSockets it
+    skipped. A flow file keeps every message, close frames and the hop's own actions: it lacks nothing."""
+    out: list[Connection] = []
+    skipped = 0
     try:
         with open(path, "rb") as f:
             for flow in io.FlowReader(f).stream():
-                if isinstance(flow, http.HTTPFlow) and is_realtime(flow):
+                if not isinstance(flow, http.HTTPFlow):
+                    continue
+                if is_realtime(flow):
                     events = flow_events(flow)
                     out.append((events[0].url, events))  # type: ignore[union-attr]
+                elif is_upgrade(flow.request):
+                    skipped += 1
     except exceptions.FlowReadException as e:
         raise CaptureError(f"not a mitmproxy flow file: {e}") from None
-    return out
+    return Capture(out, "mitmproxy flow file", [SKIPPED.format(skipped)] if skipped else [])
