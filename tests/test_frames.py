@@ -1,4 +1,4 @@
-"""Codec against the frames and binary vectors of realtime-protocol.md §2, and the rules of the real peers:
+"""Codec against Realtime's wire frames and binary vectors (the V2 serializer's layouts), and the rules of the real peers:
 client frames as Realtime's serializers read them (Phoenix.Socket.V1.JSONSerializer, Message.from_map!/1,
 RealtimeWeb.Socket.V2Serializer), server frames as realtime-js and realtime-py read them (the differential
 test against both is tests/test_codec_clients.py)."""
@@ -239,11 +239,16 @@ def test_vsn_family():
     assert frames.vsn_family("1.0.01") is None and frames.vsn_family("2.0.0+a..b") is None
 
 
-def test_lazy_leaves_user_payload_bytes_unparsed():
-    raw = frames.encode_user_broadcast("realtime:r", "cursor", {"x": 1})
-    m = decode(raw, binary=True, from_client=False, lazy=True)
+def test_lazy_leaves_a_clients_user_payload_unparsed_and_means_the_same():
+    raw = frames.encode_user_push("realtime:r", "cursor", {"x": 1}, join_ref="1", ref="2")
+    m = decode(raw, binary=True, from_client=True, lazy=True)
     assert m.payload == {"type": "broadcast", "event": "cursor", "payload": b'{"x":1}'}
-    assert decode(raw, binary=True, from_client=False).payload["payload"] == {"x": 1}
+    assert decode(raw, binary=True, from_client=True).payload["payload"] == {"x": 1}
+    # A server's kind 4 marked JSON that is not: realtime-js throws on it, lazy or not.
+    bad = frames.encode_user_broadcast("realtime:r", "cursor", {"x": 1})[:-1]
+    for lazy in (False, True):
+        with pytest.raises(frames.DecodeError, match="not JSON"):
+            decode(bad, binary=True, from_client=False, lazy=lazy)
 
 
 def test_kind4_encodings_other_than_1_are_raw_bytes():

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from rtproxy_core import frames
+from rtproxy_core import closecodes, frames
 from rtproxy_core.captures import CaptureError, har_connections
 from rtproxy_core.diagnosis import Diagnoser, diagnose_captures
 from rtproxy_core.events import Closed, Frame, Handshake, Hop, Opened, Upstream, UpstreamHandshake
@@ -686,13 +686,13 @@ def test_redactor_text_hides_recognisable_secrets(before, after, secret, glue, n
 
 
 @FUZZ
-@given(texty | free_text(max_size=200), headers, json_values, times, st.booleans())
-def test_redactor_total(text, hdrs, value, now, show):
+@given(texty | free_text(max_size=200), json_values, times, st.booleans())
+def test_redactor_total(text, value, now, show):
     r = Redactor(show_secrets=show)
     r.text(text, now)
     r.url(text)
     r.secret(text, now)
-    r.headers(hdrs)
+    assert r.output(r.output(text, now), now) == r.output(text, now)  # idempotent: safe as the last pass
     out = r.payload({"access_token": SECRET_TOKEN, "nested": [value, {"apikey": SECRET_PLAIN}]}, now)
     if not show:
         assert_no_secret(json.dumps(frames.jsonable(out), default=str), "Redactor.payload")
@@ -934,7 +934,7 @@ def test_parse_faults_only_value_error(text):
             spec,
         )
     if spec.close:
-        assert 1000 <= spec.close[0] <= 4999 and spec.close[0] not in (1005, 1006, 1015)
+        assert closecodes.sendable(spec.close[0])
 
 
 fault_specs = st.builds(

@@ -29,7 +29,15 @@ CASES: list[tuple[tuple[str, ...], str, str]] = [
     (("rt_worker_host=a.example.com,b.example.com/x",), "rt_worker_host", r"without scheme, port or path"),
     (("rt_fault=nope",), "rt_fault", r"known: swallow-heartbeats, .*strip-query"),
     (("rt_fault=close=abc",), "rt_fault", r"CODE:SECONDS"),
-    (("rt_fault=close=1006:1",), "rt_fault", r"1000-4999 and not 1005/1006/1015"),
+    (("rt_fault=close=1006:1",), "rt_fault", r"close code 1006 cannot be sent .*local-only"),
+    *(  # codes wsproto refuses in a close frame (rtproxy_core.closecodes.sendable)
+        (
+            (f"rt_fault=close={c}:1",),
+            "rt_fault",
+            rf"close code {c} cannot be sent .*: use 1000-1003, 1007-1013 or 3000-4999$",
+        )
+        for c in (2000, 1004, 1014, 1016, 2999)
+    ),
     (("rt_fault=close=4000:1:" + "r" * 130,), "rt_fault", r"at most 123 bytes"),
     (("rt_fault=idle-timeout=-1",), "rt_fault", r"must not be negative"),
     (("rt_fault=idle-timeout=nan",), "rt_fault", r"finite number"),
@@ -43,6 +51,8 @@ CASES: list[tuple[tuple[str, ...], str, str]] = [
     (("rt_timers=join=-3",), "rt_timers", r"must be positive"),
     (("rt_timers=join=abc",), "rt_timers", r"number of seconds"),
     (("rt_timers=bogus=1",), "rt_timers", r"join=S,heartbeat=S,idle=S"),
+    (("rt_report=/nonexistent/dir/r.md",), "rt_report", r"the folder /nonexistent/dir does not exist"),
+    (("rt_report=/",), "rt_report", r"is a folder: name a file in it"),
 ]
 PARALLEL = 2
 

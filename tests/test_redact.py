@@ -34,9 +34,27 @@ def test_payload_access_token_shows_claims_only():
     assert t not in json.dumps(out)
 
 
-def test_headers():
-    out = dict(Redactor().headers([("x-api-key", "k"), ("Authorization", "Bearer x"), ("host", "h")]))
-    assert out == {"x-api-key": REDACTED, "Authorization": REDACTED, "host": "h"}
+def test_url_keeps_everything_but_the_secret_as_written():
+    t = token()
+    for query, want in [
+        (f"apikey={t}&vsn=2.0.0&notify_self", "apikey=[redacted]&vsn=2.0.0&notify_self"),
+        (f"a=%2F%20x+y&APIKEY={t}&b=", "a=%2F%20x+y&APIKEY=[redacted]&b="),
+        (f"%61pikey={t}&apikey=", "%61pikey=[redacted]&apikey="),
+        ("vsn=1.0.0&&x", "vsn=1.0.0&&x"),
+    ]:
+        assert (
+            Redactor().url(f"wss://h/realtime/v1/websocket?{query}")
+            == f"wss://h/realtime/v1/websocket?{want}"
+        )
+
+
+def test_output_redacts_every_string_of_a_structure():
+    t = token()
+    out = Redactor().output(
+        {"topic": f"realtime:room-{t}", "ref": t, "payload": {"reason": f"bad {t}"}}, now=NOW
+    )
+    assert t not in json.dumps(out) and out["topic"] == "realtime:room-<jwt role=authenticated exp in 1h>"
+    assert Redactor().output(f"[rt 1] join realtime:{t}") == Redactor().text(f"[rt 1] join realtime:{t}")
 
 
 def test_show_secrets_opt_in():

@@ -28,6 +28,7 @@ NOW = int(time.time())
 APIKEY = mint({"iss": "supabase-demo", "role": "anon", "exp": NOW + 3600})
 JOIN_TOKEN = mint({"role": "authenticated", "sub": "user-join", "exp": NOW + 3600})
 PUSH_TOKEN = mint({"role": "authenticated", "sub": "user-push", "exp": NOW + 7200})
+TOPIC_TOKEN = mint({"role": "authenticated", "sub": "user-topic", "exp": NOW + 3600})  # apps do name rooms so
 BAD_APIKEY = mint({"role": "anon", "exp": NOW + 3600}, secret="not-the-project-secret-but-long-enough-1234")
 SB_SECRET = "sb_secret_" + "Zk8qP2vLw9" + "Tn4xR7yB1c"
 SECRETS = {
@@ -36,6 +37,7 @@ SECRETS = {
     "access_token push": PUSH_TOKEN,
     "rejected apikey": BAD_APIKEY,
     "sb_secret key": SB_SECRET,
+    "JWT in a topic": TOPIC_TOKEN,
 }
 for _name, _jwt in list(SECRETS.items()):
     if _jwt.count(".") == 2:
@@ -66,6 +68,9 @@ BROADCAST = {
     "join_ref": "1",
     "payload": {"type": "broadcast", "event": "note", "payload": {"key": SB_SECRET, "token": JOIN_TOKEN}},
 }
+SECRET_TOPIC = f"realtime:room-{TOPIC_TOKEN}"  # joined: its name is in notes, findings, reports
+DENIED_SUB = f"denied-{TOPIC_TOKEN}"  # refused with a reason that quotes the topic, as Realtime's do
+DENIED_REASON = f"Unauthorized: You do not have permissions to read from this Channel topic: {DENIED_SUB}"
 HEARTBEAT = {"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": "4"}
 
 
@@ -89,6 +94,9 @@ async def run_session(port: int) -> None:
         assert (await reply_to("1"))["payload"]["status"] == "ok"
         await ws.send(json.dumps(PUSH))
         await ws.send(json.dumps(BROADCAST))
+        for ref, topic in (("5", SECRET_TOPIC), ("6", f"realtime:{DENIED_SUB}")):
+            await ws.send(json.dumps({**JOIN, "topic": topic, "ref": ref, "join_ref": ref}))
+            await reply_to(ref)
         await ws.send(json.dumps(HEARTBEAT))
         await reply_to("4")
     with pytest.raises(InvalidStatus):  # a second connection, rejected: its apikey is signed wrong
@@ -110,6 +118,7 @@ async def tool(*args: str, stdin: str | None = None) -> tuple[int, str]:
 
 @pytest.mark.parametrize("verbosity", ["info", "debug"])
 async def test_no_output_contains_a_secret(verbosity, local_server, mitmdump, tmp_path):
+    local_server.config.join_errors = {DENIED_SUB: DENIED_REASON}
     report, flows, har = tmp_path / "r.md", tmp_path / "flows", tmp_path / "x.har"
     proxy = await mitmdump(
         f"rt_supabase_url={local_server.url}",
@@ -141,7 +150,7 @@ async def test_no_output_contains_a_secret(verbosity, local_server, mitmdump, tm
 async def test_rtdecode_output_has_no_secret():
     lines = [
         json.dumps({"vsn": "1.0.0", "direction": "client->server", "encoding": "text", "raw": json.dumps(m)})
-        for m in (JOIN, PUSH, BROADCAST)
+        for m in (JOIN, PUSH, BROADCAST, {**JOIN, "topic": SECRET_TOPIC, "ref": TOPIC_TOKEN})
     ]
     kind3 = frames.encode_user_push(
         TOPIC, "note", {"key": SB_SECRET, "access_token": PUSH_TOKEN}, join_ref="1", ref="5"

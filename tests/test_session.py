@@ -1,5 +1,6 @@
 """Tracker transitions, fed frame sequences (no sockets)."""
 
+from rtproxy_core import frames
 from rtproxy_core.events import Closed, Frame, Handshake, Hop, Opened, Upstream
 from rtproxy_core.session import CLOSED, ERRORED, JOINED, Session, is_realtime_path
 from wire import T0, kind3, kind4, v1, v2
@@ -204,3 +205,21 @@ def test_realtime_paths():
     assert is_realtime_path("/realtime/v1/websocket?apikey=x")
     assert is_realtime_path("/socket/websocket")
     assert not is_realtime_path("/api/ws")
+
+
+def test_what_a_frame_counts_for_does_not_depend_on_the_log_level():
+    """The tracker decodes lazily unless debug lines are on: that may change nothing but their text."""
+    good = kind4("realtime:r", "cursor", {"x": 1}, t=1)
+    bad_json = good.data[:-1]  # marked JSON (enc 1), cut short
+    outcomes = []
+    for debug in (False, True):
+        s = Session("t", debug=debug)
+        opened(s)
+        s.feed(v2("1", "1", "realtime:r", "phx_join", {}, client=True, t=0))
+        s.feed(v2("1", "1", "realtime:r", "phx_reply", {"status": "ok", "response": {}}, client=False, t=0.1))
+        s.feed(Frame(False, True, bad_json, T0 + 1))
+        push = frames.encode_user_push("realtime:r", "c", {"x": 1}, join_ref="1", ref="2")
+        s.feed(Frame(True, True, push[:-1], T0 + 2))  # marked JSON, cut short: Realtime relays it as is
+        ch = s.current["realtime:r"]
+        outcomes.append((s.decode_errors, ch.received, ch.sent, ch.broadcasts_sent))
+    assert outcomes[0] == outcomes[1] == (1, 1, 2, 1), outcomes

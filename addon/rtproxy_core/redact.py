@@ -12,15 +12,12 @@ import json
 import re
 import time
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 REDACTED = "[redacted]"
 
-# Query parameters, payload keys and headers whose values are secrets.
+# Query parameters and payload keys whose values are secrets. (rtproxy prints no request headers.)
 SECRET_KEYS = frozenset({"apikey", "api_key", "access_token", "user_token", "token", "refresh_token", "jwt"})
-SECRET_HEADERS = frozenset(
-    {"authorization", "apikey", "x-api-key", "cookie", "set-cookie", "proxy-authorization"}
-)
 
 # Further dot-separated segments are taken too: a JWT glued to another (or to a stray segment) must not
 # leave its payload or signature behind.
@@ -116,7 +113,9 @@ class Redactor:
         return _SB_KEY_RE.sub(REDACTED, s)
 
     def url(self, url: str) -> str:
-        url = printable(url)  # urlencode below refuses lone surrogates
+        """A URL with its secret query values redacted; every other byte of it kept as written (a bare
+        `&notify_self` stays bare, percent-escapes stay)."""
+        url = printable(url)
         if self.show_secrets:
             return url
         try:
@@ -125,16 +124,19 @@ class Redactor:
             return self.text(url)
         if not parts.query:
             return self.text(url)
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        safe = [(k, REDACTED if k.lower() in SECRET_KEYS and v else self.text(v)) for k, v in pairs]
-        # Keep the brackets readable: "apikey=[redacted]", not "%5Bredacted%5D".
-        query = urlencode(safe, safe="[]<>= ")
-        return self.text(urlunsplit(parts._replace(query=query)))
+        pieces = []
+        for piece in parts.query.split("&"):
+            key, eq, value = piece.partition("=")
+            if eq and value and unquote_plus(key).lower() in SECRET_KEYS:
+                piece = f"{key}={REDACTED}"
+            pieces.append(piece)
+        return self.text(urlunsplit(parts._replace(query="&".join(pieces))))
 
-    def headers(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        if self.show_secrets:
-            return headers
-        return [(k, REDACTED if k.lower() in SECRET_HEADERS else self.text(v)) for k, v in headers]
+    def output(self, value: Any, now: float | None = None) -> Any:
+        """The one pass everything rtproxy prints or writes goes through last (log lines, reports, the
+        content view, every command's output): text is redacted as text, a JSON-able structure as a
+        payload (secret keys and every string in it: topics, URLs, reasons). Idempotent."""
+        return self.text(value, now) if isinstance(value, str) else self.payload(value, now)
 
     def payload(self, value: Any, now: float | None = None, _depth: int = 0) -> Any:
         """A redacted copy of a decoded payload (the input is not modified)."""

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from . import frames
-from .events import Closed, Event, Frame, Handshake, Hop, Opened, Upstream, UpstreamHandshake
+from .events import Closed, Event, Frame, FrameError, Handshake, Hop, Opened, Upstream, UpstreamHandshake
 from .redact import Redactor, jwt_claims, jwt_expired
 
 # Channel states, as every Realtime client names them.
@@ -274,7 +274,11 @@ class Session:
         self.last_client_frame_at: float | None = None
         self.last_frame_at: float | None = None
         self.decode_errors = 0
-        self.last_decode_error: str | None = None
+        self.binary_frames = {True: 0, False: 0}  # binary frames, by from_client
+        self.error_frames: deque[FrameError] = deque(maxlen=MAX_HISTORY)  # errors the browser recorded
+        self.error_frame_count = 0
+        self.dropped_frames: dict[str, int] = {}  # frames the capture reader left out, by why
+        self.broken = False  # the live tracker hit an internal error on this connection and stopped
         self.shape_mismatches = 0  # client frames the server's serializer cannot read
         self.binary_on_v1 = 0  # client binary frames on a 1.0.0 connection
         self.binary_from_server_on_v1 = 0
@@ -307,6 +311,8 @@ class Session:
             self._hop(ev, notes)
         elif isinstance(ev, Closed):
             self._closed(ev, notes)
+        elif isinstance(ev, FrameError):
+            self._frame_error(ev, notes)
         for note in notes:  # one last pass over everything printed: a client may put a token anywhere
             note.text = self.redactor.text(note.text)
         return notes
@@ -461,10 +467,26 @@ class Session:
                     ch.reason = ch.reason or f"socket closed: {code}{reason}"
             notes.append(Note("info", "  " + ch.describe(self.redactor), ch.topic))
 
+    def _frame_error(self, ev: FrameError, notes: list[Note]) -> None:
+        """Count what a capture held in place of a frame; log the first few."""
+        if ev.by == "reader":
+            dropped = self.dropped_frames
+            why = ev.text if ev.text in dropped or len(dropped) < MAX_HISTORY else "other"
+            dropped[why] = dropped.get(why, 0) + 1
+            if sum(dropped.values()) == 1:
+                notes.append(Note("warning", f"capture: a frame was left out ({why})"))
+            return
+        self.error_frames.append(ev)
+        self.error_frame_count += 1
+        if self.error_frame_count <= 3:
+            notes.append(Note("warning", f"the browser recorded a WebSocket error: {ev.text}"))
+
     # ------------------------------------------------------------------------------------ frames
 
     def _frame(self, f: Frame, notes: list[Note]) -> None:
         self.last_frame_at = f.time
+        if f.binary:
+            self.binary_frames[f.from_client] += 1
         if f.from_client:
             self.frames_from_client += 1
             self.last_client_frame_at = f.time
@@ -475,7 +497,6 @@ class Session:
             msg = frames.decode(f.data, binary=f.binary, from_client=f.from_client, lazy=not self.debug)
         except frames.DecodeError as e:
             self.decode_errors += 1
-            self.last_decode_error = str(e)
             if self.decode_errors <= 3:
                 side = "client" if f.from_client else "server"
                 notes.append(Note("warning", f"undecodable {side} frame ({len(f.data)} bytes): {e}"))
@@ -833,7 +854,9 @@ class Session:
         c = self.closed
         if c is None or not c.recorded:
             return False
-        return not (c.by_client is True and c.code in (1000, 1001, 1005) and "timeout" not in c.reason)
+        # by_client None with a code: the capture has the close handshake but not who began it (HTTP
+        # Toolkit's HAR): a normal code then says nothing failed, as a HAR without a close says nothing.
+        return not (c.by_client is not False and c.code in (1000, 1001, 1005) and "timeout" not in c.reason)
 
     def summary(self) -> dict[str, Any]:
         r = self.redactor

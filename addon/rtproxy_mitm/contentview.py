@@ -34,6 +34,7 @@ from rtproxy_core import frames
 from rtproxy_core.hop import BLOB_TEXT
 from rtproxy_core.redact import Redactor
 
+from . import internals
 from .flowevents import is_realtime
 
 logger = logging.getLogger("rtproxy")
@@ -94,6 +95,11 @@ class RealtimeContentview(Contentview):
             binary, from_client = data[:1] not in (b"{", b"[", b" ", b"\n", b"\t"), True
         direction = "client → server" if from_client else "server → client"
         redactor = Redactor(show_secrets=show_secrets())
+        return redactor.output(self._pretty(data, binary, from_client, direction, redactor))
+
+    def _pretty(
+        self, data: bytes, binary: bool, from_client: bool, direction: str, redactor: Redactor
+    ) -> str:
         try:
             m = frames.decode(data, binary=binary, from_client=from_client)
         except frames.DecodeError as e:
@@ -107,8 +113,8 @@ class RealtimeContentview(Contentview):
         return "\n".join(
             [
                 f"# {shape}, {direction}",
-                f"topic: {_q(redactor.text(m.topic))}",
-                f"event: {_q(redactor.text(m.event))}",
+                f"topic: {_q(m.topic)}",
+                f"event: {_q(m.event)}",
                 f"join_ref: {_q(m.join_ref)}",
                 f"ref: {_q(m.ref)}",
                 f"payload: {body}",
@@ -130,23 +136,6 @@ class RealtimeContentview(Contentview):
         return "\n".join(lines)
 
 
-def unregister(view: Contentview) -> bool:
-    """Remove `view` from mitmproxy's content-view registry; True if it was there.
-
-    mitmproxy 12 has no public way: `contentviews.remove` is a deprecated no-op and the registry is a
-    read-only Mapping over its private `_by_name` dict. Only this very instance is removed (after a hot
-    reload the name may already belong to a newer one), and `on_change` is sent so mitmproxy console
-    drops its rendering cache, as it does when a view is added."""
-    registry = contentviews.registry
-    by_name = getattr(registry, "_by_name", None)
-    key = view.name.lower()
-    if not isinstance(by_name, dict) or by_name.get(key) is not view:
-        return False
-    del by_name[key]
-    registry.on_change.send(view)
-    return True
-
-
 class RealtimeView:
     """Addon: the Supabase Realtime content view, present while the addon is loaded."""
 
@@ -157,4 +146,4 @@ class RealtimeView:
         contentviews.add(self.view)
 
     def done(self) -> None:
-        unregister(self.view)
+        internals.remove_view(self.view)

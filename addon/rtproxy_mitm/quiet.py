@@ -21,8 +21,9 @@ REALTIME_FLOWS_HIDDEN = '!(~u "/websocket" | ~u "[?&]apikey=")'
 
 
 class RedactRecords(logging.Filter):
-    """mitmproxy's own log lines quote a raw request head now and then (a client that broke off in the
-    middle of its request, a request it cannot parse), apikey and all: redact them as rtproxy's own."""
+    """Every log line passes through `Redactor.output` last: rtproxy's own, and mitmproxy's, which quote
+    a raw request head now and then (a client that broke off in the middle of its request, a request it
+    cannot parse), apikey and all."""
 
     rtproxy_redact = True  # recognised (and replaced) across script reloads
 
@@ -31,11 +32,10 @@ class RedactRecords(logging.Filter):
         self.redactor = Redactor()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.name.startswith("rtproxy"):  # rtproxy's own lines are redacted already
-            message = record.getMessage()
-            redacted = self.redactor.text(message)
-            if redacted != message:
-                record.msg, record.args = redacted, None
+        message = record.getMessage()
+        redacted = self.redactor.output(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
         return True
 
 

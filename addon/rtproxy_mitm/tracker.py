@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections import Counter, deque
 from pathlib import Path
 
-from mitmproxy import command, ctx, http, types
+from mitmproxy import command, ctx, exceptions, http, types
 from rtproxy_core.diagnosis import Diagnoser
 from rtproxy_core.events import Event
 from rtproxy_core.redact import Redactor
@@ -29,6 +30,28 @@ KEEP_FINISHED = 100  # finished sessions kept for commands and reports
 TICK_S = 1.0  # how often time-based rules (join-timeout) look at live sessions
 
 
+def report_base(path: str) -> Path:
+    """PATH without a .md or .json suffix: the report is written to base.md and base.json."""
+    base = Path(path).expanduser()
+    return base.with_suffix("") if base.suffix in (".md", ".json") else base
+
+
+def unwritable(path: str) -> str | None:
+    """Why a report could not be written to PATH, checked before the run (None: it can be)."""
+    base = report_base(path)
+    if base.is_dir() or not base.name:
+        return f"{path} is a folder: name a file in it (the report goes to FILE.md and FILE.json)"
+    folder = base.parent
+    if not folder.is_dir():
+        return f"the folder {folder} does not exist (the report is written on exit to {base}.md and .json)"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder {folder} is not writable"
+    for target in (base.with_suffix(".md"), base.with_suffix(".json")):
+        if target.is_dir():
+            return f"{target} is a folder"
+    return None
+
+
 class Tracker:
     def __init__(self) -> None:
         self.live: dict[str, Session] = {}
@@ -38,7 +61,6 @@ class Tracker:
         self.debug = False
         self.counts: Counter[str] = Counter()  # findings by code, whole run
         self.connections = 0
-        self.broken: set[str] = set()  # connections whose tracking hit an internal error
         self._tick: asyncio.Task | None = None
 
     def load(self, loader) -> None:
@@ -71,6 +93,10 @@ class Tracker:
                 self.diagnoser.timers = Timers.parse(ctx.options.rt_timers)
             except ValueError as e:
                 reject("rt_timers", str(e))
+        if "rt_report" in updated and ctx.options.rt_report:
+            problem = unwritable(ctx.options.rt_report)
+            if problem:
+                reject("rt_report", problem)
         if "rt_show_secrets" in updated:
             self.redactor.show_secrets = ctx.options.rt_show_secrets
         if "termlog_verbosity" in updated:
@@ -95,7 +121,12 @@ class Tracker:
             found = ", ".join(f"{code} ×{n}" for code, n in self.counts.most_common()) or "none"
             logger.info(f"rtproxy: {self.connections} Realtime connection(s); findings: {found}")
         if ctx.options.rt_report:
-            self.report(ctx.options.rt_report)
+            try:
+                md, js = self.write_report(ctx.options.rt_report)
+            except OSError as e:  # the directory went away during the run: say so, lose nothing else
+                logger.error(f"rt_report: cannot write {ctx.options.rt_report}: {e.strerror or e}")
+            else:
+                logger.info(f"rtproxy: report written to {md} and {js}")
 
     async def _ticker(self) -> None:
         while True:
@@ -107,12 +138,12 @@ class Tracker:
     def _guarded(self, session: Session, work, *args) -> None:
         """Run work for a session; a bug in rtproxy must never disturb the traffic. The first internal
         error of a connection is logged and its tracking stops; the flow itself goes on untouched."""
-        if session.conn in self.broken:
+        if session.broken:
             return
         try:
             work(*args)
         except Exception as e:
-            self.broken.add(session.conn)
+            session.broken = True  # on the session: it ends with it, and no other connection inherits it
             logger.exception(
                 f"[rt {session.conn}] rtproxy internal error, no longer tracking this connection: "
                 f"{type(e).__name__}: {e}",  # noqa: TRY401 (the one line says what failed)
@@ -137,7 +168,7 @@ class Tracker:
             self._findings(session, findings)
 
     def _log(self, session: Session, note: Note) -> None:
-        logger.log(LEVELS[note.level], f"[rt {session.conn}] {note.text}")
+        logger.log(LEVELS[note.level], self.redactor.output(f"[rt {session.conn}] {note.text}"))
 
     def _findings(self, session: Session, findings: list[Finding]) -> None:
         for f in findings:
@@ -147,15 +178,16 @@ class Tracker:
             sure = "" if f.confidence == "certain" else f" [{f.confidence}]"
             logger.log(
                 level,
-                f"[rt {session.conn}] finding {f.code}{where} ({f.explains}){sure}: {f.evidence}. "
-                f"Fix: {f.fix}",
+                self.redactor.output(
+                    f"[rt {session.conn}] finding {f.code}{where} ({f.explains}){sure}: {f.evidence}. "
+                    f"Fix: {f.fix}"
+                ),
             )
 
     def _finish(self, flow: http.HTTPFlow) -> None:
         session = self.live.pop(flow.id, None)
         if session is not None:
             self._guarded(session, lambda: self._findings(session, self.diagnoser.end(session)))
-            self.broken.discard(session.conn)
             self.finished.append(session)
 
     # -------------------------------------------------------------------------------- hooks
@@ -214,13 +246,20 @@ class Tracker:
     def report(self, path: types.Path) -> None:
         """Write rtproxy's findings and channel table to PATH.md and PATH.json (a .md or .json suffix on
         PATH is replaced)."""
-        base = Path(path)
-        if base.suffix in (".md", ".json"):
-            base = base.with_suffix("")
+        try:
+            md, js = self.write_report(str(path))
+        except OSError as e:
+            raise exceptions.CommandError(f"rt.report: cannot write {path}: {e.strerror or e}") from None
+        logger.info(f"rtproxy: report written to {md} and {js}")
+
+    def write_report(self, path: str) -> tuple[Path, Path]:
+        base = report_base(path)
         sessions = self.sessions()
-        base.with_suffix(".md").write_text(report_markdown(sessions))
-        base.with_suffix(".json").write_text(json.dumps(report_json(sessions), indent=2, ensure_ascii=False))
-        logger.info(f"rtproxy: report written to {base.with_suffix('.md')} and {base.with_suffix('.json')}")
+        markdown = self.redactor.output(report_markdown(sessions))
+        data = json.dumps(self.redactor.output(report_json(sessions)), indent=2, ensure_ascii=False)
+        base.with_suffix(".md").write_text(markdown)
+        base.with_suffix(".json").write_text(data)
+        return base.with_suffix(".md"), base.with_suffix(".json")
 
     @command.command("rt.channels")
     def channels(self) -> str:
@@ -232,10 +271,7 @@ class Tracker:
             last = s.findings[-1].code if s.findings else "-"
             for ch in s.channels.values():
                 lat = f"{ch.join_latency_ms:.0f} ms" if ch.join_latency_ms is not None else "-"
-                topic = s.redactor.text(ch.topic)
+                topic = s.redactor.text(ch.topic)  # findings name topics redacted
                 mine = [f.code for f in s.findings if f.topic == topic]
-                lines.append(
-                    f"  {s.redactor.text(ch.label)} {ch.state} join {lat} last finding "
-                    f"{mine[-1] if mine else last}"
-                )
-        return "\n".join(lines) or "no Realtime connections yet"
+                lines.append(f"  {ch.label} {ch.state} join {lat} last finding {mine[-1] if mine else last}")
+        return self.redactor.output("\n".join(lines)) or "no Realtime connections yet"

@@ -491,20 +491,15 @@ def frame_costs(iterations: int) -> dict[str, Any]:
 def hook_costs(iterations: int) -> dict[str, float]:
     """rtproxy's mitmproxy hooks per WebSocket message, called directly on a test flow (no proxy): what
     rtproxy adds to each message on top of mitmproxy's own work. µs per message."""
-    try:
-        from mitmproxy import flowfilter, websocket
-        from mitmproxy.test import tflow
-        from rtproxy_mitm.faults import Faults
-        from rtproxy_mitm.flowevents import REALTIME
-        from rtproxy_mitm.quiet import REALTIME_FLOWS_HIDDEN
-        from rtproxy_mitm.tracker import Tracker
-        from wsproto.frame_protocol import Opcode
-    except ImportError as e:
-        return {"error": str(e)}
-    try:
-        from rtproxy_mitm.trim import Trim
-    except ImportError:
-        Trim = None
+    from mitmproxy import flowfilter, websocket
+    from mitmproxy.test import tflow
+    from rtproxy_mitm.faults import Faults
+    from rtproxy_mitm.flowevents import REALTIME
+    from rtproxy_mitm.quiet import REALTIME_FLOWS_HIDDEN
+    from rtproxy_mitm.tracker import Tracker
+    from rtproxy_mitm.trim import Trim
+    from wsproto.frame_protocol import Opcode
+
     flow = tflow.twebsocketflow(messages=False)
     flow.request.path = "/realtime/v1/websocket?apikey=x&vsn=2.0.0"
     flow.metadata[REALTIME] = True
@@ -512,7 +507,7 @@ def hook_costs(iterations: int) -> dict[str, float]:
     faults = Faults(report=tracker.report_event)
     s = _joined_session()
     tracker.live[flow.id] = s
-    trim = Trim() if Trim else None
+    trim = Trim()
     msgs = []
     for i in range(iterations):
         if i % 2 == 0:
@@ -529,10 +524,9 @@ def hook_costs(iterations: int) -> dict[str, float]:
     steps = [
         ("faults.websocket_message", faults.websocket_message),
         ("tracker.websocket_message", tracker.websocket_message),
+        ("trim.websocket_message (rt_keep_messages default)", trim.websocket_message),
+        ("dumper_filter match (flow_detail>=1)", lambda f: flowfilter.match(filt, f)),
     ]
-    if trim:
-        steps.append(("trim.websocket_message (rt_keep_messages default)", trim.websocket_message))
-    steps.append(("dumper_filter match (flow_detail>=1)", lambda f: flowfilter.match(filt, f)))
     for name, hook in steps:
         flow.websocket.messages.clear()
         gc.collect()
@@ -551,25 +545,13 @@ def hook_costs(iterations: int) -> dict[str, float]:
 
 
 async def memory(args, tmp: Path) -> dict[str, Any]:
-    exists = kit.has_option("rt_keep_messages")
     keeps = [int(k) for k in args.keep.split(",") if k.strip()]
-    out: dict[str, Any] = {
-        "rt_keep_messages_exists": exists,
-        "messages": args.messages,
-        "window": args.window,
-        "runs": [],
-    }
-    if not exists:
-        log(
-            "bench: rt_keep_messages does not exist (mitmdump -s addon/rtproxy.py --options): "
-            "one run without it (mitmproxy keeps every message)"
-        )
-        keeps = [-1]
+    out: dict[str, Any] = {"messages": args.messages, "window": args.window, "runs": []}
     server = kit.start_server(tmp)
     try:
         for keep in keeps:
-            name = "mem-keep-all" if keep < 0 else f"mem-keep-{keep}"
-            sets = () if keep < 0 else (f"rt_keep_messages={keep}",)
+            name = f"mem-keep-{keep}"
+            sets = (f"rt_keep_messages={keep}",)
             log(f"bench: memory, {name}: {args.messages} messages over one flow ...")
             proxy = kit.start_mitmdump(tmp, name, server.port, rtproxy=True, sets=sets, probe=True)
             try:
@@ -613,7 +595,7 @@ async def _memory_run(proxy: kit.Proc, args, keep: int) -> dict[str, Any]:
     warm = next((s for s in samples if s[1] >= max(n * 0.05, min(n, 10_000))), samples[-1])
     slope = ((end_rss - warm[2]) * 1024 / ((n - warm[1]) / 1000)) if n > warm[1] else float("nan")
     return {
-        "keep": "keep-all (option absent)" if keep < 0 else keep,
+        "keep": keep,
         "messages": n,
         "seconds": secs,
         "msgs_per_s": n / secs,
@@ -788,8 +770,7 @@ def print_table(res: dict[str, Any]) -> None:
         mem = res["memory"]
         print(
             f"\nmemory: one flow through mitmdump + rtproxy, {mem['messages']:,} messages pipelined "
-            f"(window {mem['window']}); rt_keep_messages "
-            + ("exists" if mem["rt_keep_messages_exists"] else "does NOT exist (mitmdump --options)")
+            f"(window {mem['window']})"
         )
         print(
             f"{'rt_keep_messages':<26}{'msg/s':>8}{'start':>8}{'warm':>14}{'end':>8}{'peak':>8}{'closed':>8}"

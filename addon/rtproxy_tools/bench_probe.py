@@ -35,7 +35,7 @@ class BenchProbe:
         addons = ctx.master.addons
         tracker, faults = addons.get("tracker"), addons.get("faults")
         proxyserver = addons.get("proxyserver")
-        live = getattr(tracker, "live", None) or {}
+        live = getattr(tracker, "live", None) or {}  # no tracker under bare_reroute.py
         diagnoser = getattr(tracker, "diagnoser", None)
         out = {
             "pid": os.getpid(),
@@ -43,14 +43,14 @@ class BenchProbe:
             "live": _len(tracker, "live"),
             "finished": _len(tracker, "finished"),
             "connections": getattr(tracker, "connections", None),
-            "broken": _len(tracker, "broken"),
+            "broken": sum(1 for s in live.values() if s.broken),  # tracking stopped by an internal error
             "diagnoser_recent": _len(diagnoser, "_recent"),
             "diagnoser_loops": _len(diagnoser, "_loops"),
             "faults_plans": _len(faults, "plans"),
             "faults_tasks": _len(faults, "tasks"),
             "faults_last_frame_at": _len(faults, "last_frame_at"),
-            "pending_total": sum(len(getattr(s, "pending", ())) for s in live.values()),
-            "channels_total": sum(len(getattr(s, "channels", ())) for s in live.values()),
+            "pending_total": sum(len(s.pending) for s in live.values()),
+            "channels_total": sum(len(s.channels) for s in live.values()),
             "proxy_connections": _len(proxyserver, "connections"),
             "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }

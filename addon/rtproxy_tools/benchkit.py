@@ -271,24 +271,6 @@ def start_mitmdump(
     return p
 
 
-def mitmdump_options() -> str:
-    """`mitmdump -s addon/rtproxy.py --options`: the options the addon declares, as text."""
-    out = subprocess.run(
-        [MITMDUMP, "-s", ADDON, "--options"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-    )
-    return out.stdout + out.stderr
-
-
-def has_option(name: str) -> bool:
-    return re.search(rf"^{re.escape(name)}:", mitmdump_options(), re.MULTILINE) is not None
-
-
 # ------------------------------------------------------------------------------------------ clients
 
 

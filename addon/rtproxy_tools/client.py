@@ -51,12 +51,13 @@ class Printer:
                 self.enough.set()
         if hasattr(detail, "model_dump"):  # the client hands some messages over as pydantic models
             detail = detail.model_dump(mode="json")
-        detail = self.redactor.payload(detail)
+        detail = self.redactor.output(detail)
         if self.as_json:
-            print(json.dumps({"kind": kind, "detail": detail}, default=str), flush=True)
+            line = json.dumps({"kind": kind, "detail": detail}, default=str)
         else:
             text = detail if isinstance(detail, str) else json.dumps(detail, default=str)
-            print(f"{kind} {text}" if detail is not None else kind, flush=True)
+            line = f"{kind} {text}" if detail is not None else kind
+        print(self.redactor.output(line), flush=True)  # default=str may have rendered objects as text
 
 
 async def run(args: argparse.Namespace, out: Printer) -> int:

@@ -22,13 +22,11 @@ DIRECTIONS = {"client->server": True, "server->client": False}
 
 
 def decode_line(line: str, redactor: Redactor) -> dict:
-    out = _decode_line(line, redactor)
-    if "error" in out:  # error texts may quote the input
-        out["error"] = redactor.text(out["error"])
-    return out
+    """One output object; everything in it (topic, refs, payload, an error quoting the input) redacted."""
+    return redactor.output(_decode_line(line))
 
 
-def _decode_line(line: str, redactor: Redactor) -> dict:
+def _decode_line(line: str) -> dict:
     try:
         item = json.loads(line)
     except (ValueError, RecursionError) as e:
@@ -59,9 +57,7 @@ def _decode_line(line: str, redactor: Redactor) -> dict:
         return {
             "error": f"a {msg.shape} frame on a vsn {vsn} connection: the server drops it (serializer mismatch)"
         }
-    out = msg.as_dict()
-    out["payload"] = redactor.payload(out["payload"])
-    return out
+    return msg.as_dict()
 
 
 def main(argv: list[str] | None = None) -> int:
