@@ -60,6 +60,23 @@ def anon_key() -> str:
     return dev_anon_key()
 
 
+async def run_to_exit(args: list[str]) -> tuple[int | None, str]:
+    """Run mitmdump (or any command) until it exits by itself: (exit status, output). Status None: it was
+    still running after TIMEOUT and was killed (for a startup check: the bad value was accepted)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("SUPABASE_URL", None)
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        out, _ = await proc.communicate()
+        return None, out.decode("utf-8", "replace")
+    return proc.returncode, out.decode("utf-8", "replace")
+
+
 class Mitmdump:
     """mitmdump -s addon/rtproxy.py in reverse mode as the Worker; `lines` is its output so far."""
 

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import fcntl
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import conftest
 import pytest
 from conftest import TIMEOUT, Mitmdump
 from mitmproxy import exceptions
@@ -129,19 +129,10 @@ def mitmproxy11(foreign_mitmproxies) -> Path:
 
 async def run_to_exit(program: Path, tmp_path: Path, *sets: str) -> tuple[int, str]:
     """mitmdump -s addon/rtproxy.py with these options, until it exits by itself."""
-    args = Mitmdump(tmp_path, *sets, program=str(program)).args
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("SUPABASE_URL", None)
-    proc = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        out, _ = await proc.communicate()
-        raise AssertionError("mitmdump kept running:\n" + out.decode("utf-8", "replace")) from None
-    return proc.returncode, out.decode("utf-8", "replace")
+    rc, out = await conftest.run_to_exit(Mitmdump(tmp_path, *sets, program=str(program)).args)
+    if rc is None:
+        raise AssertionError("mitmdump kept running:\n" + out)
+    return rc, out
 
 
 @pytest.mark.parametrize("mode", ["fixed", "inspect"])

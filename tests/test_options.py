@@ -10,7 +10,7 @@ import asyncio
 import os
 import re
 
-from conftest import ADDON, MITMDUMP, TIMEOUT
+from conftest import ADDON, MITMDUMP, TIMEOUT, run_to_exit
 
 # (--set values, option named in the line, what the line must say is accepted / wrong)
 CASES: list[tuple[tuple[str, ...], str, str]] = [
@@ -63,18 +63,10 @@ async def run_mitmdump(tmp_path, sets: tuple[str, ...]) -> tuple[int, str]:
     args = [MITMDUMP, "--listen-host", "127.0.0.1", "-p", "0", "-s", ADDON, "--set", f"confdir={conf}"]
     for s in sets:
         args += ["--set", s]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("SUPABASE_URL", None)
-    proc = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        out, _ = await proc.communicate()
-        return -1, out.decode("utf-8", "replace") + "\n(still running: the bad value was accepted)"
-    return proc.returncode, out.decode("utf-8", "replace")
+    rc, out = await run_to_exit(args)
+    if rc is None:
+        return -1, out + "\n(still running: the bad value was accepted)"
+    return rc, out
 
 
 def problems(sets: tuple[str, ...], option: str, accepted: str, rc: int, out: str) -> list[str]:
