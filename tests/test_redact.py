@@ -78,3 +78,20 @@ def test_deep_nesting_is_bounded():
         cur = cur["a"]
     out = Redactor().payload(deep)
     assert "[nested too deep]" in json.dumps(out)
+
+
+def test_a_jwt_cut_short_before_redaction_leaves_nothing_of_its_claims_or_signature():
+    """Texts are clipped (a reason to 80 characters, a browser's error text) before the last pass."""
+    t = token()
+    header = t.split(".")[0]
+    for cut in range(len(header) + 1, len(t)):
+        out = Redactor().text(f"reason: {t[:cut]}", now=NOW)
+        rest = t[len(header) + 1 : cut]
+        assert not any(rest[i : i + 6] in out for i in range(len(rest) - 5)), (cut, out)
+
+
+def test_payload_keys_and_bytes_are_redacted_too():
+    t = token()
+    out = Redactor().payload({t: {"metas": []}, "blob": t.encode(), "plain": b"\x00\x01"}, now=NOW)
+    assert t not in json.dumps({k: str(v) for k, v in out.items()})
+    assert out["plain"] == b"\x00\x01" and out["blob"].startswith(b"<jwt role=authenticated")

@@ -22,6 +22,10 @@ SECRET_KEYS = frozenset({"apikey", "api_key", "access_token", "user_token", "tok
 # Further dot-separated segments are taken too: a JWT glued to another (or to a stray segment) must not
 # leave its payload or signature behind.
 _JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
+# What is left of a JWT that something cut short before it was redacted (a reason clipped to 80 characters,
+# a browser's error text): a header, its dot, and whatever of the claims and signature follows.
+_JWT_CUT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)*")
+JWT_CUT = "<jwt, cut short>"
 _ROLE_RE = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
 _SB_KEY_RE = re.compile(r"sb_(?:publishable|secret)_[A-Za-z0-9_-]{6,}")
 # `apikey=...` in free text (URLs inside error messages, log lines from other tools).
@@ -110,6 +114,7 @@ class Redactor:
         # `apikey=<value>` first: the JWT pass would otherwise leave "apikey=<jwt …>" for this one to mangle.
         s = _PARAM_RE.sub(lambda m: f"{m.group(1)}={REDACTED}", s)
         s = _JWT_RE.sub(lambda m: describe_jwt(m.group(0), now), s)
+        s = _JWT_CUT_RE.sub(JWT_CUT, s)
         return _SB_KEY_RE.sub(REDACTED, s)
 
     def url(self, url: str) -> str:
@@ -147,13 +152,19 @@ class Redactor:
         if isinstance(value, dict):
             out = {}
             for k, v in value.items():
+                key = self.text(k, now) if isinstance(k, str) else k  # presence keys are the app's to pick
                 if isinstance(k, str) and k.lower() in SECRET_KEYS and isinstance(v, str) and v:
-                    out[k] = self.secret(v, now)
+                    out[key] = self.secret(v, now)
                 else:
-                    out[k] = self.payload(v, now, _depth + 1)
+                    out[key] = self.payload(v, now, _depth + 1)
             return out
         if isinstance(value, list):
             return [self.payload(v, now, _depth + 1) for v in value]
         if isinstance(value, str):
             return self.text(value, now)
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            # Shown as hex (and UTF-8) later: a token in a binary payload is a token all the same.
+            text = bytes(value).decode("utf-8", "surrogateescape")
+            redacted = self.text(text, now)
+            return value if redacted == printable(text) else redacted.encode("utf-8", "surrogateescape")
         return value

@@ -36,6 +36,14 @@ class RedactRecords(logging.Filter):
         redacted = self.redactor.output(message)
         if redacted != message:
             record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            # A traceback quotes what the exception says (a frame, a token). Formatters print exc_text
+            # when it is set (logging.Formatter.format), so the redacted text is what gets printed.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redactor.output(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redactor.output(record.stack_info)
         return True
 
 

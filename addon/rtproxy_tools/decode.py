@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 
 from rtproxy_core import frames
 from rtproxy_core.redact import Redactor
@@ -22,11 +23,16 @@ DIRECTIONS = {"client->server": True, "server->client": False}
 
 
 def decode_line(line: str, redactor: Redactor) -> dict:
-    """One output object; everything in it (topic, refs, payload, an error quoting the input) redacted."""
-    return redactor.output(_decode_line(line))
+    """One output object; everything in it (topic, refs, payload keys and values, bytes, an error quoting
+    the input) redacted, before bytes become hex."""
+    msg = _decode_line(line)
+    if isinstance(msg, dict):
+        return redactor.output(msg)
+    return redactor.output(replace(msg, payload=redactor.payload(msg.payload)).as_dict())
 
 
-def _decode_line(line: str) -> dict:
+def _decode_line(line: str) -> frames.Message | dict:
+    """The decoded message, or {"error": ...}."""
     try:
         item = json.loads(line)
     except (ValueError, RecursionError) as e:
@@ -57,7 +63,7 @@ def _decode_line(line: str) -> dict:
         return {
             "error": f"a {msg.shape} frame on a vsn {vsn} connection: the server drops it (serializer mismatch)"
         }
-    return msg.as_dict()
+    return msg
 
 
 def main(argv: list[str] | None = None) -> int:

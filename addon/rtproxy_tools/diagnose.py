@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         timers = Timers.parse(args.timers)
     except ValueError as e:
-        print(f"rtdiagnose: --timers: {e}", file=sys.stderr)
+        print(Redactor(args.show_secrets).output(f"rtdiagnose: --timers: {e}"), file=sys.stderr)
         return 2
     redactor = Redactor(args.show_secrets)  # everything printed passes redactor.output last
     captures: list[Capture] = []
