@@ -103,3 +103,10 @@ async def test_1014_from_upstream_reaches_the_client_as_1002(local_server, mitmd
         await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
     assert ws.close_code == closecodes.PROTOCOL_ERROR
     assert f'"{ws.close_reason}"' in closecodes.unsendable(1014)
+
+
+def test_a_long_reason_is_cut_without_splitting_a_character():
+    reason = "é" * 100  # 200 bytes
+    clipped = closecodes.clip_reason(reason)
+    assert len(clipped) <= closecodes.MAX_REASON_BYTES and clipped.decode("utf-8") == "é" * 61
+    assert closecodes.clip_reason("bye") == b"bye"

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import closecodes
 from .diagnosis import Connection
 from .events import Closed, Event, Frame, FrameError, Handshake, Hop, Opened
 from .session import is_realtime_path
@@ -163,13 +164,6 @@ def _messages(messages: list[Any]) -> list[Event]:
     return out
 
 
-# Close codes only a server sends: RFC 6455 7.4.1 names 1011 a server's ("a server is terminating the
-# connection because it encountered an unexpected condition"), IANA's close code registry 1012-1014 (Service
-# Restart, Try Again Later, Bad Gateway); a page cannot send any of them (WebSocket.close() takes 1000 or
-# 3000-4999).
-_SERVER_ONLY_CODES = (1011, 1012, 1013, 1014)
-
-
 def _close(value: Any, start: float, end: float) -> Closed | None:
     """HTTP Toolkit's `_webSocketClose`, written by `generateHarHttpEntry` (httptoolkit-ui
     src/model/http/har.ts):
@@ -192,9 +186,13 @@ def _close(value: Any, start: float, end: float) -> Closed | None:
     if not isinstance(value, dict):
         return None  # still open when it was exported, or another producer: how it ended is not recorded
     code = _number(value.get("code"))
-    code = int(code) if code is not None and code == int(code) and 1000 <= code <= 4999 else 1005
+    code = (
+        int(code)
+        if code is not None and code == int(code) and closecodes.in_range(int(code))
+        else closecodes.NO_CODE
+    )
     reason = value.get("reason") if isinstance(value.get("reason"), str) else ""
-    by_client = False if code in _SERVER_ONLY_CODES else True if reason == "heartbeat timeout" else None
+    by_client = False if code in closecodes.SERVER_ONLY else True if reason == "heartbeat timeout" else None
     t = _number(value.get("timestamp"))
     return Closed(code, reason[:200], by_client, t if t is not None and start <= t <= end + 60 else end)
 

@@ -50,6 +50,15 @@ MESSAGE_TOO_BIG = 1009
 SERVER_ERROR = 1011
 SERVICE_RESTART = 1012  # Phoenix's :socket_drain
 LOCAL_ONLY = (NO_CODE, NO_CLOSE_FRAME, 1015)  # wsproto LOCAL_ONLY_CLOSE_REASONS: reported, never sent
+# A close that says nothing failed: done (1000), the page going away (1001), a close frame without a code.
+CLEAN = frozenset({NORMAL, GOING_AWAY, NO_CODE})
+# Codes only a server sends: RFC 6455 7.4.1 names 1011 a server's ("a server is terminating the connection
+# because it encountered an unexpected condition"), IANA's close code registry 1012-1014 (Service Restart,
+# Try Again Later, Bad Gateway); a page cannot send any of them (WebSocket.close() takes 1000 or 3000-4999).
+SERVER_ONLY = frozenset({1011, 1012, 1013, 1014})
+# RFC 6455 5.5: a control frame's payload is at most 125 bytes, the code taking 2; a Worker's close() throws
+# on a longer reason ("reason longer than 123 bytes"), wsproto refuses to send one.
+MAX_REASON_BYTES = 123
 
 _SENDABLE = ((1000, 1003), (1007, 1013), (3000, 4999))  # wsproto _process_close, above
 _WEBSOCKETS = ((1000, 1003), (1007, 1014), (3000, 4999))  # websockets Close.check, above
@@ -63,6 +72,17 @@ def _spell(ranges: tuple[tuple[int, int], ...]) -> str:
 
 SENDABLE = _spell(_SENDABLE)  # "1000-1003, 1007-1013 or 3000-4999", for messages
 WORKER_THROWS = "1004, 1005, 1006, 1015 or a code outside 1000-4999"  # for messages
+
+
+def in_range(code: int) -> bool:
+    """A code a close frame can carry at all (1000-4999), sendable or not."""
+    return 1000 <= code <= 4999
+
+
+def clip_reason(reason: str) -> bytes:
+    """`reason` as UTF-8, cut to MAX_REASON_BYTES without splitting a character."""
+    raw = reason.encode()
+    return raw if len(raw) <= MAX_REASON_BYTES else raw[:MAX_REASON_BYTES].decode("utf-8", "ignore").encode()
 
 
 def sendable(code: int) -> bool:

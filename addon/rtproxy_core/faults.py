@@ -151,8 +151,8 @@ def _close(arg: str) -> dict[str, Any]:
     if why := closecodes.unsendable(code):
         raise ValueError(why)
     reason = parts[2] if len(parts) > 2 else ""
-    if len(reason.encode()) > 123:
-        raise ValueError("close reason must be at most 123 bytes")
+    if len(reason.encode()) > closecodes.MAX_REASON_BYTES:
+        raise ValueError(f"close reason must be at most {closecodes.MAX_REASON_BYTES} bytes")
     return {"close": (code, _number("close", parts[1]), reason)}
 
 
@@ -253,7 +253,7 @@ class FaultPlan:
             sub = msg.topic.split(":", 1)[-1]
             system = frames.Message(
                 msg.topic,
-                "system",
+                frames.EV_SYSTEM,
                 {"channel": sub, "extension": "system", "message": spec.shutdown, "status": "error"},
                 None,
                 join_ref,

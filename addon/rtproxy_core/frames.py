@@ -42,6 +42,12 @@ PHOENIX = "phoenix"  # the socket's own topic: heartbeats and their replies
 HEARTBEAT = "heartbeat"
 PHX_JOIN, PHX_REPLY, PHX_LEAVE = "phx_join", "phx_reply", "phx_leave"
 PHX_CLOSE, PHX_ERROR = "phx_close", "phx_error"
+# Realtime's own channel events (lib/realtime_web/channels/realtime_channel.ex handle_in/handle_info;
+# realtime-js lib/constants.ts). The JSON keys inside payloads are read where they are used, as the source
+# reads them.
+EV_BROADCAST, EV_PRESENCE, EV_ACCESS_TOKEN = "broadcast", "presence", "access_token"
+EV_SYSTEM, EV_POSTGRES_CHANGES = "system", "postgres_changes"
+EV_PRESENCE_STATE, EV_PRESENCE_DIFF = "presence_state", "presence_diff"
 V2 = "2.0.0"
 
 # Frame shapes, as found on the wire.
@@ -353,14 +359,16 @@ def _decode_binary(buf: bytes, from_client: bool, lazy: bool = False) -> Message
             t, ue = r.text(topic, "topic"), r.text(uev, "user event")
             meta = _meta(r, meta_len, lenient=False)
             value = _user_payload(enc != ENC_BINARY, r.rest(), lazy, True)  # "if == 0 :binary, else :json"
-            return Message(t, "broadcast", _broadcast_payload(ue, value, meta), ref_s, join_ref, BINARY, kind)
+            return Message(
+                t, EV_BROADCAST, _broadcast_payload(ue, value, meta), ref_s, join_ref, BINARY, kind
+            )
         raise DecodeError(f"unknown binary kind {kind} (clients send 0 and 3)")
     if kind == USER_BROADCAST:
         topic, uev, meta_len, enc = r.lengths(4)
         t, ue = r.text(topic, "topic"), r.text(uev, "user event")
         meta = _meta(r, meta_len, lenient=True)
         value = _user_payload(enc == ENC_JSON, r.rest(), lazy, False)  # realtime-js: only 1 is JSON
-        return Message(t, "broadcast", _broadcast_payload(ue, value, meta), None, None, BINARY, kind)
+        return Message(t, EV_BROADCAST, _broadcast_payload(ue, value, meta), None, None, BINARY, kind)
     if kind in (PUSH, REPLY, BROADCAST, USER_PUSH):
         raise DecodeError(
             f"{_describe_server_kind(buf)}: realtime-js decodes only kind 4 from a server and "

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from . import frames
+from . import closecodes, frames
 from .events import Closed, Event, Frame, FrameError, Handshake, Hop, Opened, Upstream, UpstreamHandshake
 from .redact import Redactor, jwt_claims, jwt_expired
 
@@ -573,11 +573,11 @@ class Session:
                 ch.gave_up = True
             ch.state, ch.left_at = LEAVING, t
             notes.append(Note("info", f"leave {ch.label}", topic))
-        elif ev == "broadcast":
+        elif ev == frames.EV_BROADCAST:
             ch.broadcasts_sent += 1
             if not ch.ack:
                 return  # answered only when the channel joined with broadcast.ack
-        elif ev == "access_token":
+        elif ev == frames.EV_ACCESS_TOKEN:
             token = msg.payload.get("access_token") if isinstance(msg.payload, dict) else None
             self._check_token(ch, token, t, "access_token", notes)
             return  # Realtime never answers an accepted access_token
@@ -724,7 +724,7 @@ class Session:
         elif ev == frames.PHX_ERROR:
             ch.state, ch.reason = ERRORED, f"phx_error {_short(payload)}"
             notes.append(Note("warning", f"{ch.label} phx_error {_short(payload)}", topic))
-        elif ev == "system":
+        elif ev == frames.EV_SYSTEM:
             sm = SystemMessage(
                 t,
                 str(payload.get("extension", "")),
@@ -740,18 +740,18 @@ class Session:
                     topic,
                 )
             )
-        elif ev == "presence_state":
+        elif ev == frames.EV_PRESENCE_STATE:
             ch.presence = set(list(payload)[:10000])
             notes.append(Note("info", f"presence {ch.label}: {len(ch.presence)} present", topic))
-        elif ev == "presence_diff":
+        elif ev == frames.EV_PRESENCE_DIFF:
             joins, leaves = payload.get("joins"), payload.get("leaves")
             if isinstance(leaves, dict):
                 ch.presence.difference_update(leaves)
             if isinstance(joins, dict) and len(ch.presence) < 10000:
                 ch.presence.update(joins)
-        elif ev == "postgres_changes" or ev in ("INSERT", "UPDATE", "DELETE"):
+        elif ev == frames.EV_POSTGRES_CHANGES or ev in ("INSERT", "UPDATE", "DELETE"):
             ch.postgres_changes += 1
-        elif ev == "broadcast":
+        elif ev == frames.EV_BROADCAST:
             ch.broadcasts_received += 1
 
     def _reply(self, msg: frames.Message, t: float, notes: list[Note]) -> None:
@@ -856,7 +856,7 @@ class Session:
             return False
         # by_client None with a code: the capture has the close handshake but not who began it (HTTP
         # Toolkit's HAR): a normal code then says nothing failed, as a HAR without a close says nothing.
-        return not (c.by_client is not False and c.code in (1000, 1001, 1005) and "timeout" not in c.reason)
+        return not (c.by_client is not False and c.code in closecodes.CLEAN and "timeout" not in c.reason)
 
     def summary(self) -> dict[str, Any]:
         r = self.redactor

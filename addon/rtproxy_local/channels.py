@@ -185,11 +185,11 @@ class Hub:
             return
         # Realtime's Phoenix fork (branch v1.8-no-drop-missing-join-refs) delivers a push whatever its
         # join_ref: stale or missing. Upstream Phoenix 1.8.3+ drops them (socket.ex handle_in/4).
-        if msg.event == "broadcast":
+        if msg.event == frames.EV_BROADCAST:
             self._broadcast(m, msg, raw)
-        elif msg.event == "presence":
+        elif msg.event == frames.EV_PRESENCE:
             self._presence(m, msg)
-        elif msg.event == "access_token":
+        elif msg.event == frames.EV_ACCESS_TOKEN:
             self._access_token(m, msg.payload)
         else:  # handle_in(type, payload, socket): counted, logged at info, no reply
             self.rate(conn.tenant, "events").add()
@@ -398,7 +398,7 @@ class Hub:
         if self.cfg.replication_ready:
             m.conn.push(
                 m.topic,
-                "system",
+                frames.EV_SYSTEM,
                 {
                     "channel": m.sub,
                     "extension": "system",
@@ -433,7 +433,7 @@ class Hub:
         log.debug("conn %d: channel %s shut down: %s", m.conn.id, m.topic, message)
         m.conn.push(
             m.topic,
-            "system",
+            frames.EV_SYSTEM,
             {"channel": m.sub, "extension": "system", "message": message, "status": "error"},
             join_ref=m.socket_join_ref,
         )
@@ -462,7 +462,7 @@ class Hub:
             for m in conn.joins.values():
                 conn.push(
                     m.topic,
-                    "system",
+                    frames.EV_SYSTEM,
                     {"extension": "system", "message": say("system.disconnect"), "status": "ok"},
                 )
             conn.cause = "tenant drain"
@@ -585,7 +585,7 @@ class Hub:
         m.pg_active = error is None
         m.conn.push(
             m.topic,
-            "system",
+            frames.EV_SYSTEM,
             {
                 "channel": m.sub,
                 "extension": "postgres_changes",
@@ -622,7 +622,7 @@ class Hub:
                 if ids:
                     data = data or change_data(schema, table, type_, record, old_record)
                     if m.is_new_api:
-                        conn.push(m.topic, "postgres_changes", {"data": data, "ids": ids})
+                        conn.push(m.topic, frames.EV_POSTGRES_CHANGES, {"data": data, "ids": ids})
                     else:  # a legacy join: the event is the change's type, the payload the change itself
                         conn.push(m.topic, type_, data)
                     delivered += 1
@@ -650,7 +650,7 @@ class Hub:
             send, term = self._binary_broadcast(m, data), (Atom("binary"), data)
         else:
             payload = msg.payload
-            send, term = (lambda r: r.conn.push(r.topic, "broadcast", payload)), payload
+            send, term = (lambda r: r.conn.push(r.topic, frames.EV_BROADCAST, payload)), payload
         # (a kind-3 or kind-0 payload is a tuple, a text one a map or, from a broken client, anything)
         recipients = self._recipients(m)
         if not isinstance(term, (tuple, dict)):
@@ -706,7 +706,7 @@ class Hub:
             elif is_json:  # V1 sockets cannot carry binary user payloads: skipped
                 r.conn.push_with_fragment(
                     r.topic,
-                    "broadcast",
+                    frames.EV_BROADCAST,
                     {
                         "event": user_event.decode("utf-8", "replace"),
                         "payload": FRAGMENT,
@@ -754,7 +754,7 @@ class Hub:
                 via = r.presence_via_channel
                 r.conn.push(
                     r.topic,
-                    "presence_diff",
+                    frames.EV_PRESENCE_DIFF,
                     {"joins": joins, "leaves": leaves},
                     join_ref=r.socket_join_ref if via else None,
                 )
@@ -769,7 +769,9 @@ class Hub:
         if not self._presence_event(m):
             self._shutdown(m, say("system.too_many_presence_messages"))
             return
-        m.conn.push(m.topic, "presence_state", self._presence_state(m.group), join_ref=m.socket_join_ref)
+        m.conn.push(
+            m.topic, frames.EV_PRESENCE_STATE, self._presence_state(m.group), join_ref=m.socket_join_ref
+        )
 
     def _presence_event(self, m: Member) -> bool:
         """limit_presence_event/1: the tenant's presence events per second, counted when allowed."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from mitmproxy import http, websocket
 from mitmproxy.proxy import mode_specs
+from rtproxy_core import closecodes
 from rtproxy_core.captures import is_realtime as is_realtime_socket
 from rtproxy_core.events import Closed, Event, Frame, Handshake, Hop, Opened, Upstream
 
@@ -67,7 +68,7 @@ def closed_event(flow: http.HTTPFlow) -> Closed:
     # mitmproxy records 1006 when the peer vanished without a close frame. Nobody closed it in WebSocket
     # terms; mitmproxy's side attribution is which TCP connection ended first, unless rtproxy itself
     # dropped it (a fault), which it notes in the flow's metadata.
-    if ws.close_code == 1006:
+    if ws.close_code == closecodes.NO_CLOSE_FRAME:
         first = "hop" if flow.metadata.get(DROPPED_BY_HOP) else "client" if ws.closed_by_client else "server"
         return Closed(None, "", None, ws.timestamp_end or 0.0, ended_first=first)
     return Closed(ws.close_code, ws.close_reason or "", ws.closed_by_client, ws.timestamp_end or 0.0)

@@ -28,7 +28,7 @@ class _ServerCloseInjected(WebSocketMessageInjected, events.DataReceived):
     the flow with close_code=code, closed_by_client=False."""
 
     def __init__(self, flow: http.HTTPFlow, code: int, reason: str) -> None:
-        payload = code.to_bytes(2, "big") + reason.encode()[:123]
+        payload = code.to_bytes(2, "big") + closecodes.clip_reason(reason)
         self.flow = flow
         self.message = websocket.WebSocketMessage(Opcode.BINARY, False, b"")
         self.connection = connection.Server(address=None)  # neither the client nor the real server

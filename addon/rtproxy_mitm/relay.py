@@ -45,8 +45,8 @@ def close_throws(code: int | None, reason: str) -> str | None:
     """The exception a Worker's close(code, reason) would throw, or None."""
     if error := closecodes.worker_close_error(code if code is not None else closecodes.NO_CLOSE_FRAME):
         return error
-    if len(reason.encode()) > 123:
-        return "reason longer than 123 bytes"
+    if len(reason.encode()) > closecodes.MAX_REASON_BYTES:
+        return f"reason longer than {closecodes.MAX_REASON_BYTES} bytes"
     return None
 
 
