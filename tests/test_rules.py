@@ -529,6 +529,16 @@ def test_no_reconnect_loop_for_healthy_or_parallel_connections():
     assert "reconnect-loop" in _loop_codes(1011, False, [0, 2, 4])
 
 
+def test_a_later_loop_to_the_same_place_is_a_new_loop():
+    """Reported once while it goes on; after a pause, or a healthy connection, looping again is news."""
+    looping = [0, 2, 4, 6, 8, 10]
+    assert _loop_codes(1011, False, looping).count("reconnect-loop") == 1
+    assert _loop_codes(1011, False, looping + [7200, 7202, 7204]).count("reconnect-loop") == 2
+    for t in range(0, 200, 2):  # one long loop, minutes past the window: still one
+        looping.append(12 + t)
+    assert _loop_codes(1011, False, looping).count("reconnect-loop") == 1
+
+
 def test_findings_reported_once():
     c = Conv().join(reply=None)
     d = Diagnoser()

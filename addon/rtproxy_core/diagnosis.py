@@ -15,6 +15,7 @@ from .session import Note, Session
 LOOP_WINDOW_S = 60.0  # reconnects counted within this window
 LOOP_SHORT_S = 10.0  # a connection that ends sooner than this counts as a failed one
 LOOP_MIN = 3  # this many short connections in the window make a loop
+MAX_LOOPS = 1000  # places whose reported loop is remembered
 CHECK_EVERY_S = 1.0  # rules also run when this much event time passed without a note (time-based rules)
 
 
@@ -59,7 +60,9 @@ class Diagnoser:
     def __init__(self, timers: Timers | None = None) -> None:
         self.timers = timers or Timers()
         self._recent: deque[tuple[str, float, float, bool]] = deque(maxlen=200)  # key, opened, ended, failed
-        self._loops: set[str] = set()
+        # place -> when the last connection counted in its reported loop ended: a loop is reported once,
+        # and a later one to the same place (after a healthy connection, or any gap) is a new loop.
+        self._loops: dict[str, float] = {}
 
     def feed(self, s: Session, event: Event) -> tuple[list[Note], list[Finding]]:
         """Feed one event; run the rules when it produced a note worth logging or a second of event time
@@ -101,8 +104,17 @@ class Diagnoser:
             if not failed or b - a >= LOOP_SHORT_S or end - a > LOOP_WINDOW_S or (short and b > short[-1][0]):
                 break
             short.append((a, b))
-        if len(short) >= LOOP_MIN and key not in self._loops:
-            self._loops.add(key)
+        if not short:
+            self._loops.pop(key, None)  # a healthy or long-lived connection: the loop, if any, is over
+        if len(short) < LOOP_MIN:
+            return new
+        last = self._loops.pop(
+            key, None
+        )  # re-inserted: the dict's order is then least recently looping first
+        self._loops[key] = end
+        while len(self._loops) > MAX_LOOPS:
+            self._loops.pop(next(iter(self._loops)))
+        if last is None or min(a for a, _ in short) > last:  # a new loop, not the one already reported
             span = end - min(a for a, _ in short)
             f = Finding(
                 RECONNECT_LOOP.code,
