@@ -101,6 +101,7 @@ async def test_close_with_code_server_close(through):
     statuses, _ = await subscribe(rt)
     await next_status(statuses, 2)
     assert statuses[:2] == ["SUBSCRIBED", "CHANNEL_ERROR"]
+    await proxy.wait_for(r"hop: fault: closed the connection with 4001 'bye' after 0\.5 s \(close\)")
     await proxy.wait_for(r"closed by server: 4001 \(bye\)")
     await proxy.wait_for(r"finding server-close .*4001 \"bye\": a code Realtime itself does not send")
     await rt.close()

@@ -79,10 +79,11 @@ async def test_rt_report_writes_redacted_files_and_a_bad_path_is_a_command_error
         for name in ("r.md", "r.json"):
             text = (tmp_path / name).read_text()
             assert "realtime:room-<jwt" in text and TOKEN not in text
-        with pytest.raises(
-            exceptions.CommandError, match="rt.report: cannot write .*No such file or directory"
-        ):
-            tracker.report(str(tmp_path / "missing" / "r.md"))
+        bad = [(tmp_path / "missing" / "r.md", "does not exist"), (tmp_path, "is a folder"), ("", "no path")]
+        for path, why in bad:
+            with pytest.raises(exceptions.CommandError, match=f"rt.report: .*{why}"):
+                tracker.report(str(path))
+        assert not tmp_path.with_suffix(".md").exists()  # nothing written next to the folder
 
 
 @pytest.mark.parametrize(

@@ -118,7 +118,7 @@ def report_markdown(sessions: list[Session]) -> str:
             f"## Connection {i}: {c['url']}",
             "",
             f"Handshake {c['status']}{(' ' + c['rejection']) if c['rejection'] else ''}, vsn {c['vsn']}"
-            + (f", closed {c['close']['code']} {c['close']['reason']}" if c["close"] else "")
+            + (f", closed {c['close']['code']} {c['close']['reason']}".rstrip() if c["close"] else "")
             + ".",
             "",
         ]

@@ -126,8 +126,12 @@ class Faults:
 
     async def _close_later(self, flow: http.HTTPFlow, code: int, after: float, reason: str) -> None:
         await asyncio.sleep(after)
-        if close_with_code(flow, code, reason):
-            self._hop(flow, f"closed the connection with {code} {reason!r} after {after:g} s (close)")
+        if flow.websocket is None or flow.websocket.timestamp_end is not None:
+            return
+        # Said first: mitmproxy runs tasks eagerly, so the close (websocket_end included) completes inside
+        # close_with_code, after which the tracker no longer has the session.
+        self._hop(flow, f"closed the connection with {code} {reason!r} after {after:g} s (close)")
+        close_with_code(flow, code, reason)
 
     async def _idle_watch(self, flow: http.HTTPFlow, idle: float) -> None:
         while True:

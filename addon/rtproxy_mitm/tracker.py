@@ -38,6 +38,8 @@ def report_base(path: str) -> Path:
 
 def unwritable(path: str) -> str | None:
     """Why a report could not be written to PATH, checked before the run (None: it can be)."""
+    if not path.strip():
+        return "no path given (the report goes to PATH.md and PATH.json)"
     base = report_base(path)
     if base.is_dir() or not base.name:
         return f"{path} is a folder: name a file in it (the report goes to FILE.md and FILE.json)"
@@ -246,6 +248,8 @@ class Tracker:
     def report(self, path: types.Path) -> None:
         """Write rtproxy's findings and channel table to PATH.md and PATH.json (a .md or .json suffix on
         PATH is replaced)."""
+        if problem := unwritable(str(path)):
+            raise exceptions.CommandError(f"rt.report: {problem}")
         try:
             md, js = self.write_report(str(path))
         except OSError as e:
