@@ -48,6 +48,15 @@ def test_url_keeps_everything_but_the_secret_as_written():
         )
 
 
+def test_url_redacts_a_userinfo_password():
+    r = Redactor()
+    assert r.url("wss://deploy:hunter2@h:8443/realtime/v1/websocket?vsn=2.0.0") == (
+        "wss://deploy:[redacted]@h:8443/realtime/v1/websocket?vsn=2.0.0"
+    )
+    assert r.url("https://a:p@ss@h/x") == "https://a:[redacted]@h/x"
+    assert r.url("wss://deploy@h/x") == "wss://deploy@h/x"  # no password, nothing to redact
+
+
 def test_output_redacts_every_string_of_a_structure():
     t = token()
     out = Redactor().output(

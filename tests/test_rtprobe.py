@@ -115,6 +115,11 @@ def test_url_forms_keep_a_prefix_and_carry_the_apikey():
         assert probe.target(f"https://relay.example.com{path}").socket == (
             "wss://relay.example.com/sb/realtime/v1/websocket"
         )
+    # The project URL with a prefix, as a Worker under a route is given to createClient.
+    for path in ("/api", "/api/", "/a/b"):
+        assert probe.target(f"https://relay.example.com{path}").socket == (
+            f"wss://relay.example.com{path.rstrip('/')}/realtime/v1/websocket"
+        )
     t = probe.target("WSS://Relay.Example.com/realtime/v1/websocket?apikey=k%2By&vsn=2.0.0")
     assert t == probe.Target("wss://Relay.Example.com/realtime/v1/websocket", "k+y")
     assert probe.target("https://relay.example.com/?apikey=").apikey is None
@@ -127,11 +132,10 @@ BAD_URLS = {
     "https://": "no host",
     "https:///realtime/v1": "no host",
     "http://relay.example.com:99999": "not a URL",
-    "https://relay.example.com/api": "is no Realtime path",
     "https://relay.example.com/websocket": "is no Realtime path",
     "https://relay.example.com/realtime/v2/websocket": "is no Realtime path",
     "https://relay.example.com/realtime/v1/websocket/extra": "is no Realtime path",
-    "https://relay.example.com/mysocket": "is no Realtime path",
+    "https://relay.example.com/api/realtime": "is no Realtime path",
 }
 
 
@@ -146,13 +150,16 @@ def test_bad_urls_get_one_line_and_exit_2(url, capsys):
 
 def test_a_bad_url_is_printed_redacted(capsys):
     secret = mint({"role": "service_role", "exp": int(time.time()) + 3600})
-    for url in (f"https://relay.example.com/api?apikey={secret}", f"ftp://h/?x={secret}&apikey=plain-key"):
+    for url in (
+        f"https://relay.example.com/api/websocket?apikey={secret}",
+        f"ftp://h/?x={secret}&apikey=plain-key",
+    ):
         assert probe.main([url]) == 2
         out, err = capsys.readouterr()
         assert err.count("\n") == 1, err
         for part in secret.split(".")[1:] + ["plain-key"]:
             assert part not in out + err, err
-    assert probe.main([f"https://relay.example.com/api?apikey={secret}", "--show-secrets"]) == 2
+    assert probe.main([f"https://relay.example.com/api/websocket?apikey={secret}", "--show-secrets"]) == 2
     assert secret in capsys.readouterr().err  # the opt-in shows it
 
 

@@ -118,8 +118,8 @@ class Redactor:
         return _SB_KEY_RE.sub(REDACTED, s)
 
     def url(self, url: str) -> str:
-        """A URL with its secret query values redacted; every other byte of it kept as written (a bare
-        `&notify_self` stays bare, percent-escapes stay)."""
+        """A URL with its secret query values and a userinfo password redacted; every other byte of it kept
+        as written (a bare `&notify_self` stays bare, percent-escapes stay)."""
         url = printable(url)
         if self.show_secrets:
             return url
@@ -127,8 +127,11 @@ class Redactor:
             parts = urlsplit(url)
         except ValueError:
             return self.text(url)
+        if parts.password:  # wss://user:password@host/…: the password goes, the user stays
+            userinfo, _, hostport = parts.netloc.rpartition("@")
+            parts = parts._replace(netloc=f"{userinfo.partition(':')[0]}:{REDACTED}@{hostport}")
         if not parts.query:
-            return self.text(url)
+            return self.text(urlunsplit(parts))
         pieces = []
         for piece in parts.query.split("&"):
             key, eq, value = piece.partition("=")

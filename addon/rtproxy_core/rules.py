@@ -1187,7 +1187,7 @@ def _heartbeat_gap(s: Session, c: Check) -> Evidence:
 )
 def _server_idle_close(s: Session, c: Check) -> Evidence:
     cl = s.closed
-    if cl and cl.by_client is False and cl.code == 1000:
+    if cl and cl.by_client is False and cl.code == closecodes.NORMAL:
         last = s.last_client_frame_at or s.upgraded_at
         if last is not None and cl.time - last >= 0.9 * c.timers.idle:
             yield None, f"the server closed with 1000 after {cl.time - last:.1f} s without a client frame"
@@ -1274,8 +1274,8 @@ def _proxy_idle_timeout(s: Session, c: Check) -> Evidence:
     "reserved-close-code",
     ERROR,
     "the client leg stays open, dead, until its heartbeat timeout",
-    f"Never pass {closecodes.WORKER_THROWS} (or a reason over 123 bytes) to a Worker's close(): map them to "
-    "1000/1011 or call close() without arguments.",
+    f"Never pass {closecodes.WORKER_THROWS} (or a reason over {closecodes.MAX_REASON_BYTES} bytes) to a "
+    "Worker's close(): map them to 1000/1011 or call close() without arguments.",
 )
 def _reserved_close_code(s: Session, c: Check) -> Evidence:
     for hop in s.hops:
@@ -1311,18 +1311,23 @@ def _server_close(s: Session, c: Check) -> Evidence:
                 LIKELY,
             )
         return
-    if cl is None or cl.by_client is not False or cl.code is None or cl.code in (1000, 1009):
+    if (
+        cl is None
+        or cl.by_client is not False
+        or cl.code is None
+        or cl.code in (closecodes.NORMAL, closecodes.MESSAGE_TOO_BIG)
+    ):
         return
     if s.upstream_status not in (None, 101) or "upstream-failed" in s.hop_counts:
         return  # the hop closed it because its upstream failed: early-101 says so
     meaning = closecodes.realtime_meaning(cl.code) or "a code Realtime itself does not send: a hop closed it"
     reason = f' "{cl.reason}"' if cl.reason else ""
     why = ""
-    if cl.code == 1012 and any(
+    if cl.code == closecodes.SERVICE_RESTART and any(
         m.message == catalog.say("system.disconnect") for ch in s.channels.values() for m in ch.system
     ):
         why = '; the server had pushed system "Server requested disconnect" first'
-    elif cl.code == 1001:
+    elif cl.code == closecodes.GOING_AWAY:
         last = [(ch.topic, ch.reason) for ch in s.channels.values() if ch.reason and ch.joined_at is None]
         if last:
             why = f'; after {last[-1][0]} was refused: "{last[-1][1]}"'
@@ -1340,7 +1345,7 @@ def _server_close(s: Session, c: Check) -> Evidence:
 )
 def _message_too_large(s: Session, c: Check) -> Evidence:
     yield from _reasons_of(s, "message-too-large")
-    if s.closed and s.closed.code == 1009:
+    if s.closed and s.closed.code == closecodes.MESSAGE_TOO_BIG:
         side = {True: "client", False: "server", None: "hop"}[s.closed.by_client]
         yield None, f"closed by the {side} with 1009 {s.closed.reason!r}: a frame over the size limit"
 

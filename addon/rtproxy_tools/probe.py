@@ -73,8 +73,10 @@ class Target:
 
 
 def target(url: str) -> Target:
-    """The socket URL for any URL a client uses: ws/wss/http/https, the host alone or with
-    [/prefix]/realtime/v1[/websocket] or [/prefix]/socket[/websocket], trailing slash or not, query or not.
+    """The socket URL for any URL a client uses: ws/wss/http/https, the project URL (the host with any
+    prefix, as createClient takes it) or [/prefix]/realtime/v1[/websocket] or [/prefix]/socket[/websocket],
+    trailing slash or not, query or not. A path that looks like a mistyped Realtime path (a `realtime`
+    segment, or ending in /websocket) is refused.
     ValueError saying what is wrong otherwise; its message quotes the URL, so redact it before printing."""
     try:
         parts = urlsplit(url.strip())
@@ -88,13 +90,15 @@ def target(url: str) -> Target:
         raise ValueError(f"no host in {url!r}")
     path = parts.path.rstrip("/")
     mount = path.removesuffix(WEBSOCKET) if path.endswith(WEBSOCKET) else path
-    if path == "":
-        mount = HOSTED
-    elif not mount.endswith((HOSTED, SELF_HOSTED)):
-        raise ValueError(
-            f"{parts.path!r} is no Realtime path: give the host alone, {HOSTED}[{WEBSOCKET}] or "
-            f"{SELF_HOSTED}[{WEBSOCKET}] (self-hosted), in {url!r}"
-        )
+    if not mount.endswith((HOSTED, SELF_HOSTED)):
+        if path.endswith(WEBSOCKET) or "/realtime/" in f"{path}/":
+            raise ValueError(
+                f"{parts.path!r} is no Realtime path: give the project URL (the host, with any prefix), "
+                f"[/prefix]{HOSTED}[{WEBSOCKET}] or [/prefix]{SELF_HOSTED}[{WEBSOCKET}] (self-hosted), in {url!r}"
+            )
+        # A project URL, as createClient takes it: supabase-js's validateSupabaseUrl adds a trailing slash
+        # and SupabaseClient resolves `new URL('realtime/v1', baseUrl)` against it, so a prefix stays.
+        mount = path + HOSTED
     apikey = dict(parse_qsl(parts.query, keep_blank_values=True)).get("apikey") or None
     return Target(urlunsplit((scheme, parts.netloc, mount + WEBSOCKET, "", "")), apikey)
 
