@@ -39,8 +39,10 @@ class _Running:
 
 def _addons() -> list:
     # Imported only once the version is known to be right: contentview.py needs mitmproxy 12's API.
+    from rtproxy_mitm.commands import LiveCommands
     from rtproxy_mitm.contentview import RealtimeView
     from rtproxy_mitm.faults import Faults
+    from rtproxy_mitm.marks import Marks
     from rtproxy_mitm.quiet import Quiet
     from rtproxy_mitm.tracker import Tracker
     from rtproxy_mitm.trim import Trim
@@ -55,6 +57,8 @@ def _addons() -> list:
         Trim(),  # after the tracker, which reads the newest message
         Quiet(),
         RealtimeView(),
+        LiveCommands(tracker),
+        Marks(),
         _Running(),
     ]
 

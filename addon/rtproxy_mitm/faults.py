@@ -15,7 +15,7 @@ from rtproxy_core.faults import FaultPlan, FaultSpec, help_text, parse_faults
 
 from .flowevents import UPSTREAM_URL, is_realtime
 from .internals import close_with_code, drop_without_close
-from .optionerror import reject
+from .optionerror import reject, running
 
 logger = logging.getLogger("rtproxy")
 
@@ -25,6 +25,7 @@ class Faults:
         self.report = report
         self.spec = FaultSpec()
         self.plans: dict[str, FaultPlan] = {}
+        self.flows: dict[str, http.HTTPFlow] = {}  # open Realtime WebSocket flows
         self.last_frame_at: dict[str, float] = {}
         self.tasks: dict[str, list[asyncio.Task]] = {}
 
@@ -40,12 +41,36 @@ class Faults:
     def configure(self, updated: set[str]) -> None:
         if "rt_fault" in updated:
             try:
-                self.spec = parse_faults(ctx.options.rt_fault)
+                spec = parse_faults(ctx.options.rt_fault)
             except ValueError as e:
                 reject("rt_fault", str(e))
                 return
-            if self.spec.any:
+            changed, self.spec = spec != self.spec, spec
+            if running():
+                if changed:
+                    self._apply_to_live()
+            elif spec.any:
                 logger.info(f"rtproxy: injecting faults: {ctx.options.rt_fault}")
+
+    def _apply_to_live(self) -> None:
+        """rt_fault changed at runtime: new connections get the new faults; open ones get them too where
+        a fault can act on a connection already open (per-frame faults from the next frame, the close
+        and idle timers counted from now; strip-query only acts on an upgrade)."""
+        now = ctx.options.rt_fault or "none"
+        for flow_id, flow in self.flows.items():
+            for task in self.tasks.pop(flow_id, []):
+                task.cancel()
+            if not self.spec.any:
+                self.plans.pop(flow_id, None)
+                continue
+            plan = self.plans.get(flow_id)
+            if plan is None:
+                self.plans[flow_id] = self._plan(flow)
+            else:
+                plan.spec = self.spec
+                self._start_timers(flow)
+        live = f"; {len(self.flows)} open connection(s) too" if self.flows else ""
+        logger.info(f"rtproxy: rt_fault is now {now}: new connections get it{live}")
 
     def _hop(self, flow: http.HTTPFlow, note: str, frame: Frame | None = None) -> None:
         self.report(flow.id, Hop("fault", note, time.time(), frame))
@@ -60,10 +85,19 @@ class Faults:
             logger.info(f"[rt {flow.id[:6]}] fault strip-query: the upgrade goes upstream without its query")
 
     def websocket_start(self, flow: http.HTTPFlow) -> None:
-        if not self.spec.any or not is_realtime(flow):
+        if not is_realtime(flow):
             return
+        self.flows[flow.id] = flow  # open Realtime connections: a runtime rt_fault change reaches them
+        if self.spec.any:
+            self.plans[flow.id] = self._plan(flow)
+
+    def _plan(self, flow: http.HTTPFlow) -> FaultPlan:
         vsn = frames.vsn_family(flow.request.query.get("vsn")) or frames.V1
-        self.plans[flow.id] = FaultPlan(self.spec, vsn)
+        plan = FaultPlan(self.spec, vsn)
+        self._start_timers(flow)
+        return plan
+
+    def _start_timers(self, flow: http.HTTPFlow) -> None:
         self.last_frame_at[flow.id] = time.monotonic()
         loop = asyncio.get_running_loop()
         tasks = self.tasks[flow.id] = []
@@ -110,6 +144,7 @@ class Faults:
             close_with_code(flow, *action.close)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
+        self.flows.pop(flow.id, None)
         self.plans.pop(flow.id, None)
         self.last_frame_at.pop(flow.id, None)
         for task in self.tasks.pop(flow.id, []):

@@ -11,9 +11,15 @@ and the tests that notice. Checked against mitmproxy 12.3.1.
   declared rt_x (`OptManager.deferred`, `_options`, `_parse_setval`). tests/test_options.py.
 - `remove_view`: taking a content view out of the registry (`contentviews.registry._by_name`).
   tests/test_contentview.py.
+- `wrap_har_entries`: adding fields to the entries `savehar` writes (`SaveHar.flow_entry`, which leaves
+  a flow's comment and marker out). tests/test_marks.py.
+- `store_message_copy`: the flow keeping another copy of a WebSocket message than the one mitmproxy
+  forwards (`WebsocketLayer.relay_messages` sends its local `message`). tests/test_sanitize.py.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from mitmproxy import connection, ctx, http, websocket
 from mitmproxy.proxy import events
@@ -94,4 +100,51 @@ def remove_view(view) -> bool:
         return False
     del by_name[key]
     registry.on_change.send(view)
+    return True
+
+
+def wrap_har_entries(extend: Callable[[http.HTTPFlow, dict], dict]) -> Callable[[], None]:
+    """Make mitmproxy's savehar pass each entry it builds through `extend(flow, entry)`; returns the undo.
+
+    savehar has no hook for this: its `SaveHar.flow_entry(self, flow, servers_seen)` (addons/savehar.py)
+    builds one entry per flow, for the `save.har` command and the `hardump` option alike."""
+    from mitmproxy.addons.savehar import SaveHar
+
+    original = SaveHar.flow_entry
+
+    def flow_entry(self, flow, servers_seen):
+        return extend(flow, original(self, flow, servers_seen))
+
+    SaveHar.flow_entry = flow_entry
+
+    def undo() -> None:
+        if SaveHar.flow_entry is flow_entry:
+            SaveHar.flow_entry = original
+
+    return undo
+
+
+def store_message_copy(flow: http.HTTPFlow, message: websocket.WebSocketMessage, content: bytes) -> bool:
+    """In `websocket_message`: the flow stores `content` in place of `message`'s, while mitmproxy forwards
+    `message` unchanged. False if `message` is no longer the flow's newest (nothing is replaced).
+
+    mitmproxy 12.0.0 to 12.3.1 (proxy/layers/websocket.py, `WebsocketLayer.relay_messages`; the same code in
+    both) creates the message, stores it and runs the hook, then forwards the local variable's content:
+
+        message = websocket.WebSocketMessage(typ, from_client, content, injected=injected)
+        self.flow.websocket.messages.append(message)
+        yield WebsocketMessageHook(self.flow)
+        if not message.dropped:
+            for msg in fragmentizer(message.content):
+                yield dst_ws.send2(msg)
+
+    So the copy is what mitmweb shows, `-w` (addons/save.py, `Save.websocket_end`) and `savehar` write, and
+    the addons after rtproxy's see; a change an addon after it makes to the newest message (its content,
+    drop()) is made to the copy and does not reach the wire."""
+    ws = flow.websocket
+    if ws is None or not ws.messages or ws.messages[-1] is not message:
+        return False
+    ws.messages[-1] = websocket.WebSocketMessage(
+        message.type, message.from_client, content, message.timestamp, message.dropped, message.injected
+    )
     return True

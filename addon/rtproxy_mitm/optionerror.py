@@ -21,6 +21,11 @@ def mark_running() -> None:
     _started = True
 
 
+def running() -> bool:
+    """Startup is over: an option that changes now was changed by the user at runtime."""
+    return _started
+
+
 def reject(option: str, message: str) -> None:
     """Report a bad value of `option`. Callers return right after: the old value stays in effect."""
     line = f"{option}: {message}"

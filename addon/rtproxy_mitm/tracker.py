@@ -22,6 +22,7 @@ from rtproxy_core.rules import Finding, Timers
 from rtproxy_core.session import Note, Session
 
 from .flowevents import closed_event, error_events, frame_event, handshake_event, is_realtime, request_events
+from .marks import show_findings
 from .optionerror import reject
 
 logger = logging.getLogger("rtproxy")
@@ -57,6 +58,7 @@ def unwritable(path: str) -> str | None:
 class Tracker:
     def __init__(self) -> None:
         self.live: dict[str, Session] = {}
+        self.flows: dict[str, http.HTTPFlow] = {}  # the live sessions' flows, by the same flow id
         self.finished: deque[Session] = deque(maxlen=KEEP_FINISHED)
         self.redactor = Redactor()
         self.diagnoser = Diagnoser()
@@ -116,8 +118,8 @@ class Tracker:
         # Connections still open when mitmproxy stops end with the run, as they end a capture offline:
         # their final check runs, so the summary and the report say what rtdiagnose would.
         for flow_id in list(self.live):
-            session = self.live.pop(flow_id)
-            self._guarded(session, lambda s=session: self._findings(s, self.diagnoser.end(s)))
+            session, flow = self.live.pop(flow_id), self.flows.pop(flow_id, None)
+            self._guarded(session, lambda s=session, f=flow: self._findings(s, self.diagnoser.end(s), f))
             self.finished.append(session)
         if self.connections:
             found = ", ".join(f"{code} ×{n}" for code, n in self.counts.most_common()) or "none"
@@ -134,8 +136,11 @@ class Tracker:
         while True:
             await asyncio.sleep(TICK_S)
             now = time.time()
-            for session in list(self.live.values()):
-                self._guarded(session, lambda s=session, t=now: self._findings(s, self.diagnoser.check(s, t)))
+            for flow_id, session in list(self.live.items()):
+                flow = self.flows.get(flow_id)
+                self._guarded(
+                    session, lambda s=session, t=now, f=flow: self._findings(s, self.diagnoser.check(s, t), f)
+                )
 
     def _guarded(self, session: Session, work, *args) -> None:
         """Run work for a session; a bug in rtproxy must never disturb the traffic. The first internal
@@ -157,22 +162,24 @@ class Tracker:
         """Events from the relay (and faults) about a flow."""
         session = self.live.get(flow_id)
         if session is not None:
-            self._feed(session, event)
+            self._feed(session, event, self.flows.get(flow_id))
 
-    def _feed(self, session: Session, event: Event) -> None:
-        self._guarded(session, self._feed_unguarded, session, event)
+    def _feed(self, session: Session, event: Event, flow: http.HTTPFlow | None) -> None:
+        self._guarded(session, self._feed_unguarded, session, event, flow)
 
-    def _feed_unguarded(self, session: Session, event: Event) -> None:
+    def _feed_unguarded(self, session: Session, event: Event, flow: http.HTTPFlow | None) -> None:
         notes, findings = self.diagnoser.feed(session, event)
         for note in notes:
             self._log(session, note)
         if findings:
-            self._findings(session, findings)
+            self._findings(session, findings, flow)
 
     def _log(self, session: Session, note: Note) -> None:
         logger.log(LEVELS[note.level], self.redactor.output(f"[rt {session.conn}] {note.text}"))
 
-    def _findings(self, session: Session, findings: list[Finding]) -> None:
+    def _findings(self, session: Session, findings: list[Finding], flow: http.HTTPFlow | None) -> None:
+        if findings and flow is not None:
+            show_findings(flow, session)
         for f in findings:
             self.counts[f.code] += 1
             where = f" {f.topic}" if f.topic else ""
@@ -188,8 +195,9 @@ class Tracker:
 
     def _finish(self, flow: http.HTTPFlow) -> None:
         session = self.live.pop(flow.id, None)
+        self.flows.pop(flow.id, None)
         if session is not None:
-            self._guarded(session, lambda: self._findings(session, self.diagnoser.end(session)))
+            self._guarded(session, lambda: self._findings(session, self.diagnoser.end(session), flow))
             self.finished.append(session)
 
     # -------------------------------------------------------------------------------- hooks
@@ -204,15 +212,16 @@ class Tracker:
             join_timeout_s=self.diagnoser.timers.join,
         )
         self.live[flow.id] = session
+        self.flows[flow.id] = flow
         self.connections += 1
         for event in request_events(flow):
-            self._feed(session, event)
+            self._feed(session, event, flow)
 
     def response(self, flow: http.HTTPFlow) -> None:
         session = self.live.get(flow.id)
         if session is None or flow.response is None:
             return
-        self._feed(session, handshake_event(flow.response))
+        self._feed(session, handshake_event(flow.response), flow)
         if flow.websocket is None:
             self._finish(flow)
 
@@ -221,7 +230,7 @@ class Tracker:
         if session is None:
             return
         for event in error_events(flow):
-            self._feed(session, event)
+            self._feed(session, event, flow)
         self._finish(flow)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
@@ -230,13 +239,13 @@ class Tracker:
             assert flow.websocket is not None
             m = flow.websocket.messages[-1]
             if not m.dropped:  # a frame a fault dropped never reached the other side (faults report it)
-                self._feed(session, frame_event(m))
+                self._feed(session, frame_event(m), flow)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         session = self.live.get(flow.id)
         if session is not None:
             assert flow.websocket is not None
-            self._feed(session, closed_event(flow))
+            self._feed(session, closed_event(flow), flow)
             self._finish(flow)
 
     # -------------------------------------------------------------------------------- commands

@@ -20,7 +20,7 @@ from rtproxy_core.hop import MODES, ProjectUrl, parse_supabase_url
 from . import websockets_missing
 from .embedded import EmbeddedUpstream
 from .flowevents import ORIGINAL_HEADERS, ORIGINAL_URL, REALTIME, UPSTREAM_URL, client_url, is_upgrade
-from .optionerror import reject
+from .optionerror import reject, running
 from .relay import Relay
 
 logger = logging.getLogger("rtproxy")
@@ -73,6 +73,11 @@ class Worker:
             if ctx.options.rt_mode not in MODES:
                 reject("rt_mode", f"unknown mode {ctx.options.rt_mode!r}; use one of {', '.join(MODES)}")
             else:
+                if running() and ctx.options.rt_mode != self.mode:
+                    logger.info(
+                        f"rtproxy: rt_mode {self.mode} -> {ctx.options.rt_mode}: new connections use it, "
+                        "open ones keep the mode they were opened with"
+                    )
                 self.mode = ctx.options.rt_mode
         if "rt_supabase_url" in updated:
             value = ctx.options.rt_supabase_url.strip()

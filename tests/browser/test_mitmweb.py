@@ -6,23 +6,22 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 
-from conftest import MITMWEB, TIMEOUT
+from conftest import TIMEOUT
 from rtproxy_core import frames
 
 # Importing test_browser applies its prerequisites: skip outside CI, fail inside (its autouse fixture).
-from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _prerequisites, async_playwright  # noqa: F401
+from test_browser import (  # noqa: F401 (site: the fixture)
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    _prerequisites,
+    async_playwright,
+    open_site,
+    site,
+)
+from webapi import PASSWORD, start_mitmweb
 from websockets.asyncio.client import connect
-
-PASSWORD = "rtproxy-test"
-
-
-def free_port() -> int:
-    """mitmweb names its UI port 0 when asked for 0, so pick one (loopback)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def realtime_traffic(port: int) -> None:
@@ -50,14 +49,8 @@ async def realtime_traffic(port: int) -> None:
 
 async def test_mitmweb_shows_decoded_frames(local_server, mitmdump):
     local_server.config.accept_any_apikey = True  # the screenshot shows the URL: use a placeholder key
-    web = await mitmdump(
-        f"rt_supabase_url={local_server.url}",
-        f"web_password={PASSWORD}",
-        "web_open_browser=false",
-        program=MITMWEB,
-        extra=("--web-host", "127.0.0.1", "--web-port", str(free_port())),
-    )
-    ui = (await web.wait_for(r"Web server listening at (http://127\.0\.0\.1:\d+)/")).group(1)
+    web, api = await start_mitmweb(mitmdump, f"rt_supabase_url={local_server.url}")
+    ui = api.base
     await realtime_traffic(web.port)
     await web.wait_for(r"closed by client")
     async with async_playwright() as p:
@@ -75,5 +68,46 @@ async def test_mitmweb_shows_decoded_frames(local_server, mitmdump):
             assert 'event: "phx_join"' in text and 'event: "phx_reply"' in text
             ARTIFACTS.parent.mkdir(parents=True, exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS.parent / "mitmweb.png"))
+        finally:
+            await browser.close()
+
+
+async def test_mitmweb_marks_a_refused_channel_and_takes_rt_fault_from_its_options(
+    site,  # noqa: F811 (the fixture imported above)
+    local_server,
+    mitmdump,
+    anon_key,
+):
+    """A page (supabase-js) whose channel is refused: mitmweb's flow list shows the flow marked, with
+    the finding in its Comment column; rt_fault set in mitmweb's Options editor reaches the proxy."""
+    local_server.config.private_only = True  # public joins: "PrivateOnly: ..."
+    web, api = await start_mitmweb(mitmdump, f"rt_supabase_url={local_server.url}", mode=f"reverse:{site}")
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            tab = await open_site(browser, web, anon_key, "direct")
+            await tab.page.wait_for_function(
+                "() => window.rt.statuses.some(s => s.status === 'CHANNEL_ERROR')", timeout=TIMEOUT * 1000
+            )
+            await web.wait_for(r"finding join-unauthorized realtime:room1")
+            page = await browser.new_page(viewport={"width": 1400, "height": 900})
+            await page.goto(f"{api.base}/?token={PASSWORD}")
+            row = page.locator("tr", has=page.get_by_text("/realtime/v1/websocket")).first
+            await row.locator(
+                "td.col-comment", has_text="rtproxy: join-unauthorized realtime:room1"
+            ).wait_for(timeout=TIMEOUT * 1000)
+            assert (await row.locator("span.marker").inner_text()).strip() == "🔴"
+            ARTIFACTS.parent.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS.parent / "mitmweb-marked.png"))
+            # Options -> Edit Options, as a user would: type the fault into rt_fault's field.
+            await page.get_by_text("Options", exact=True).first.click()
+            await page.get_by_text("Edit Options").click()
+            row = page.locator(
+                "div.form-row", has=page.locator("label.control-label", has_text=re.compile("^rt_fault$"))
+            )
+            field = row.locator("input")
+            await field.fill("swallow-heartbeats")
+            await field.press("Enter")
+            await web.wait_for(r"rt_fault is now swallow-heartbeats: new connections get it")
         finally:
             await browser.close()

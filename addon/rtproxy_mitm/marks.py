@@ -1,0 +1,78 @@
+"""Findings where mitmweb users look: the flow's marker and its comment.
+
+A Realtime flow whose connection has an error finding is marked (mitmproxy's flow marker, the red
+circle of mitmweb's "Mark" menu); its comment holds the connection's top finding in one line (code,
+topic, what the client saw). A warning sets the comment only. Both are flow attributes, so `-w` flow
+files keep them; `Marks` writes the comment (and the marker) into `savehar`'s entries too, which
+mitmproxy leaves out. A marker or comment the user set is never replaced.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import ctx, hooks, http
+from rtproxy_core.diagnosis import ranked
+from rtproxy_core.rules import ERROR, INFO
+from rtproxy_core.session import Session
+
+from .internals import wrap_har_entries
+
+MARKER = ":red_circle:"  # the first of the markers mitmweb's "Mark" menu offers (mitmproxy 12.3.1)
+PREFIX = "rtproxy: "  # a comment that starts with it is rtproxy's, and is kept up to date
+
+
+def comment_for(session: Session) -> str | None:
+    """The top finding of a connection in one line, or None if it has no error or warning."""
+    top = next((f for f in ranked(session.findings) if f.severity != INFO), None)
+    if top is None:
+        return None
+    where = f" {top.topic}" if top.topic else ""
+    text = f"{PREFIX}{top.code}{where}: {top.explains}"
+    return session.redactor.output(" ".join(text.split()))
+
+
+def show_findings(flow: http.HTTPFlow, session: Session) -> None:
+    """Bring the flow's comment and marker up to date with the session's findings."""
+    comment = comment_for(session)
+    if comment is None:
+        return
+    changed = False
+    if flow.comment != comment and (not flow.comment or flow.comment.startswith(PREFIX)):
+        flow.comment, changed = comment, True
+    if not flow.marked and any(f.severity == ERROR for f in session.findings):
+        flow.marked, changed = MARKER, True
+    if changed:
+        try:
+            ctx.master.addons.trigger(hooks.UpdateHook([flow]))  # mitmweb's list shows it now
+        except AttributeError:  # no master (a flow file read offline)
+            pass
+
+
+def har_entry(flow: http.HTTPFlow, entry: dict) -> dict:
+    """A savehar entry with the flow's comment (HAR 1.2 `entries[].comment`) and marker (`_marked`)."""
+    if flow.comment:
+        entry["comment"] = flow.comment
+    if flow.marked:
+        entry["_marked"] = flow.marked
+    return entry
+
+
+class Marks:
+    """Where the marks and comments show: `savehar` (the command and `hardump`) keeps the flows' comments
+    and markers, and mitmweb's flow list gets its Comment column (mitmweb's own `web_columns` option), so
+    the finding is on the list without a click."""
+
+    def __init__(self) -> None:
+        self._unwrap = None
+
+    def load(self, loader) -> None:
+        self._unwrap = wrap_har_entries(har_entry)
+
+    def running(self) -> None:
+        columns = list(getattr(ctx.options, "web_columns", None) or [])
+        if "web_columns" in ctx.options and columns and "comment" not in columns:
+            ctx.options.update(web_columns=[*columns, "comment"])
+
+    def done(self) -> None:
+        if self._unwrap is not None:
+            self._unwrap()
+            self._unwrap = None

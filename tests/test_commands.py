@@ -1,0 +1,166 @@
+"""Realtime-level commands on a live connection, and rt_mode/rt_fault changed at runtime, through
+mitmproxy's command and option APIs as mitmweb's UI calls them (tests/webapi.py), with the real
+`realtime` client through mitmweb + rtproxy to the local server. Flow marks and comments too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from conftest import TIMEOUT
+from mitmproxy import io
+from realtime import AsyncRealtimeClient
+from webapi import start_mitmweb
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+TIMERS = "rt_timers=join=1,heartbeat=1,idle=60"
+WS = "~websocket"  # the flow spec: each test has one WebSocket flow when it runs a command
+# Realtime's own words (realtime_web/channels/auth/channels_authorization.ex, authorize_conn/3):
+# msg = "Token has expired #{validation_timer - claim_val} seconds ago"
+EXPIRED = r"Token has expired \d+ seconds ago"
+
+
+def read_flows(path) -> list:
+    with open(path, "rb") as fh:
+        return list(io.FlowReader(fh).stream())
+
+
+async def until(predicate, what: str) -> None:
+    async def loop():
+        while not predicate():
+            await asyncio.sleep(0.01)  # polls the client's state; bounded by wait_for
+
+    try:
+        await asyncio.wait_for(loop(), TIMEOUT)
+    except TimeoutError:
+        raise AssertionError(f"never: {what}") from None
+
+
+@pytest.fixture
+async def web(local_server, mitmdump, tmp_path):
+    """mitmweb + rtproxy in front of the local server, its flows also written to flows.mitm."""
+    proc, api = await start_mitmweb(
+        mitmdump, f"rt_supabase_url={local_server.url}", TIMERS, extra=("-w", str(tmp_path / "flows.mitm"))
+    )
+    return proc, api
+
+
+async def joined(proc, anon_key, name="room1") -> tuple[AsyncRealtimeClient, object, list]:
+    rt = AsyncRealtimeClient(
+        f"ws://127.0.0.1:{proc.port}/realtime/v1", token=anon_key, auto_reconnect=False, timeout=3
+    )
+    await rt.connect()
+    got: list = []
+    ch = rt.channel(name, {"config": {"broadcast": {"self": True}}})
+    ch.on_broadcast("*", lambda m: got.append(m))
+    statuses: list[str] = []
+    await ch.subscribe(lambda status, err: statuses.append(status.value))
+    await until(lambda: statuses, "a join outcome")
+    assert statuses == ["SUBSCRIBED"]
+    return rt, ch, got
+
+
+async def test_expire_plays_the_servers_token_expiry_and_marks_the_flow(web, anon_key, tmp_path):
+    proc, api = web
+    rt, ch, _ = await joined(proc, anon_key)
+    assert (await api.command("rt.expire", WS, "realtime:room1")) == {"value": None}
+    await until(lambda: ch.is_closed, "the channel closed")  # realtime-py: system error, then phx_close
+    await proc.wait_for(r"hop: command: rt\.expire: expired the token of realtime:room1")
+    await proc.wait_for(rf"finding token-expired realtime:room1 .*{EXPIRED}")
+    flow = next(f for f in await api.flows() if f.get("websocket"))
+    assert flow["marked"] and flow["comment"].startswith("rtproxy: token-expired realtime:room1: ")
+    await rt.close()
+    # -w keeps both; savehar writes the comment into the entry, which mitmproxy itself leaves out.
+    har = tmp_path / "out.har"
+    assert (await api.command("save.har", "@all", str(har))) == {"value": None}
+    entry = next(e for e in json.loads(har.read_text())["log"]["entries"] if "_webSocketMessages" in e)
+    assert entry["comment"] == flow["comment"] and entry["_marked"] == ":red_circle:"
+    await proc.stop()
+    saved = [f for f in read_flows(tmp_path / "flows.mitm") if getattr(f, "websocket", None)]
+    assert saved[0].marked == ":red_circle:" and saved[0].comment == flow["comment"]
+
+
+async def test_inject_either_way_with_the_channels_refs(web, anon_key):
+    proc, api = web
+    rt, _, got = await joined(proc, anon_key)
+    # To the client: a broadcast as the server sends it (realtime-py takes it by topic and event).
+    payload = json.dumps({"type": "broadcast", "event": "note", "payload": {"from": "server"}})
+    assert (await api.command("rt.inject.server", WS, "realtime:room1", "broadcast", payload)) == {
+        "value": None
+    }
+    await until(lambda: got, "the injected broadcast reached the client")
+    assert got[0]["payload"] == {"from": "server"}
+    # To the server: a broadcast as the client sends it; broadcast.self echoes it to the client.
+    payload = json.dumps({"type": "broadcast", "event": "note", "payload": {"from": "client"}})
+    assert (await api.command("rt.inject.client", WS, "realtime:room1", "broadcast", payload)) == {
+        "value": None
+    }
+    await until(lambda: len(got) == 2, "the server accepted the injected push and echoed it")
+    assert got[1]["payload"] == {"from": "client"}
+    await proc.wait_for(
+        r"hop: command: rt\.inject\.client: sent the server broadcast on realtime:room1 "
+        r"\(join_ref \d+, ref rtproxy-\d+, text\)"
+    )
+    # Refused with a reason: a topic the connection has not joined, no push awaiting a reply, bad JSON.
+    for args, why in (
+        (("realtime:nope", "broadcast", "{}"), "no channel 'realtime:nope' on this connection"),
+        (("realtime:room1", "phx_reply", '{"status":"error","response":{}}'), "no push on"),
+        (("realtime:room1", "broadcast", "[1]"), "must be a JSON object"),
+        (("realtime:room1", "broadcast", "{"), "no JSON"),
+    ):
+        answer = await api.command("rt.inject.server", WS, *args)
+        assert why in answer.get("error", ""), answer
+    await rt.close()
+
+
+@pytest.mark.parametrize(("code", "seen"), [("4000", 4000), ("1006", 1006)])
+async def test_close_with_a_code_or_dropped(web, anon_key, code, seen):
+    proc, api = web
+    async with connect(f"ws://127.0.0.1:{proc.port}/realtime/v1/websocket?apikey={anon_key}&vsn=2.0.0") as ws:
+        await ws.send(json.dumps(["1", "1", "realtime:room1", "phx_join", {"config": {}}]))
+        await asyncio.wait_for(ws.recv(), TIMEOUT)
+        answer = await api.command("rt.close", WS, code, "bye")
+        assert answer == {"value": None}, answer
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+        assert (ws.close_code or 1006) == seen
+        if seen == 4000:
+            assert ws.close_reason == "bye"
+
+
+async def test_close_refuses_codes_that_cannot_be_sent(web, anon_key):
+    proc, api = web
+    async with connect(f"ws://127.0.0.1:{proc.port}/realtime/v1/websocket?apikey={anon_key}&vsn=2.0.0") as ws:
+        await ws.send(json.dumps(["1", "1", "realtime:room1", "phx_join", {"config": {}}]))
+        await asyncio.wait_for(ws.recv(), TIMEOUT)
+        for code in ("1004", "1005", "2000", "1015", "5000"):
+            assert "rt.close: " in (await api.command("rt.close", WS, code)).get("error", ""), code
+        await ws.send(json.dumps([None, "2", "phoenix", "heartbeat", {}]))
+        assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))[3] == "phx_reply"  # still open
+
+
+async def test_fault_switched_at_runtime_reaches_live_and_new_connections(web, anon_key):
+    proc, api = web
+    rt, _, _ = await joined(proc, anon_key)
+    assert (await api.set_options(rt_fault="swallow-heartbeats")) in (None, {})
+    await proc.wait_for(
+        r"rt_fault is now swallow-heartbeats: new connections get it; 1 open connection\(s\) too"
+    )
+    await proc.wait_for(r"hop: fault: swallowed a heartbeat reply")  # on the connection already open
+    await proc.wait_for(r"finding heartbeat-timeout")
+    answer = await api.set_options(rt_fault="nonsense")
+    assert "unknown fault 'nonsense'" in json.dumps(answer), answer  # refused, the old value stays
+    await rt.close()
+
+
+async def test_mode_switched_at_runtime_applies_to_new_connections(web, anon_key):
+    proc, api = web
+    assert (await api.set_options(rt_mode="as-written")) in (None, {})
+    await proc.wait_for(r"rt_mode fixed -> as-written: new connections use it")
+    with pytest.raises(InvalidStatus) as e:
+        async with connect(f"ws://127.0.0.1:{proc.port}/realtime/v1/websocket?apikey={anon_key}&vsn=2.0.0"):
+            pass
+    assert e.value.response.status_code == 426  # the design's Worker as written
