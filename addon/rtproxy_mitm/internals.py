@@ -12,7 +12,7 @@ and the tests that notice. Checked against mitmproxy 12.3.1.
 - `remove_view`: taking a content view out of the registry (`contentviews.registry._by_name`).
   tests/test_contentview.py.
 - `wrap_har_entries`: adding fields to the entries `savehar` writes (`SaveHar.flow_entry`, which leaves
-  a flow's comment and marker out). tests/test_marks.py.
+  a flow's comment and marker out). tests/test_commands.py.
 - `store_message_copy`: the flow keeping another copy of a WebSocket message than the one mitmproxy
   forwards (`WebsocketLayer.relay_messages` sends its local `message`). tests/test_sanitize.py.
 """
