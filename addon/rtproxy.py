@@ -44,6 +44,7 @@ def _addons() -> list:
     from rtproxy_mitm.faults import Faults
     from rtproxy_mitm.marks import Marks
     from rtproxy_mitm.quiet import Quiet
+    from rtproxy_mitm.sanitize import Sanitize
     from rtproxy_mitm.tracker import Tracker
     from rtproxy_mitm.trim import Trim
     from rtproxy_mitm.worker import Worker
@@ -55,6 +56,7 @@ def _addons() -> list:
         Faults(report=tracker.report_event),
         tracker,
         Trim(),  # after the tracker, which reads the newest message
+        Sanitize(),  # after the tracker and faults: stores a copy of what they saw and forwarded
         Quiet(),
         RealtimeView(),
         LiveCommands(tracker),

@@ -15,6 +15,9 @@ from typing import Any
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 REDACTED = "[redacted]"
+# What a stored credential is replaced with (rtproxy_core.sanitize says how): base64url-safe, so a JWT whose
+# signature it replaces is still header.claims.signature in shape, and still read by jwt_claims.
+SANITIZED = "rtproxy-sanitized"
 
 # Query parameters and payload keys whose values are secrets. (rtproxy prints no request headers.)
 SECRET_KEYS = frozenset({"apikey", "api_key", "access_token", "user_token", "token", "refresh_token", "jwt"})
@@ -78,6 +81,8 @@ def describe_jwt(token: str, now: float | None = None) -> str:
             bits.append("exp out of range")
     else:
         bits.append("no exp")
+    if token.rpartition(".")[2] == SANITIZED:  # its signature was replaced (rtsanitize, a stored flow)
+        bits.append("sanitized")
     return f"<jwt {' '.join(bits)}>"
 
 

@@ -72,8 +72,10 @@ class Tracker:
             name="rt_show_secrets",
             typespec=bool,
             default=False,
-            help="Print apikey, JWT and access_token values in rtproxy's output. Off by default: they are "
-            "redacted and JWTs are shown as their role and expiry only.",
+            help="Print apikey, JWT and access_token values in rtproxy's output, and keep them in the flows "
+            "mitmproxy stores. Off by default: they are redacted and JWTs are shown as their role and expiry "
+            "only; once a Realtime upgrade is forwarded, its stored URL, headers and messages hold "
+            "sanitized credentials (a JWT without its signature), the wire the real ones.",
         )
         loader.add_option(
             name="rt_timers",

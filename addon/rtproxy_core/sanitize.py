@@ -1,0 +1,380 @@
+"""How a stored credential is replaced, so a capture or a saved flow can be attached to a bug report.
+
+Sans-I/O: strings and bytes in, the sanitized value and what was replaced out. The one place that says
+what a credential becomes (the live addon, rtproxy_mitm.sanitize, and `rtsanitize` both call it):
+
+- a JWT `header.claims.signature` becomes `header.claims.rtproxy-sanitized` (redact.SANITIZED): header and
+  claims byte for byte, so role, exp and ref still read (redact.jwt_claims) and a diagnosis of the
+  sanitized capture is the original's; without its signature no server takes it;
+- an `sb_publishable_…` / `sb_secret_…` key keeps its prefix (which kind of key it was matters to the
+  diagnosis): `sb_secret_rtproxy-sanitized`;
+- any other credential (an opaque apikey, token, Basic credentials, a cookie's value, a URL's password)
+  becomes `rtproxy-sanitized`.
+
+Every function returns (new value, Replaced): a count per kind of what it replaced, never a value. All are
+idempotent: a marker is never replaced again, so sanitizing twice changes nothing more. Bytes that hold
+nothing to replace come back as they were (the same object), so the common case costs one regex search.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
+
+from . import frames
+from .redact import SANITIZED, SECRET_KEYS
+
+MARKER = SANITIZED
+
+# Kinds of what was replaced: the keys of a Replaced count.
+JWT = "JWT signature"
+SB_KEY = "{} key"  # .format(prefix): "sb_secret_ key"
+TOKEN = "opaque credential"
+COOKIE = "cookie value"
+PASSWORD = "URL password"
+
+Replaced = Counter  # kind -> how many
+
+# Where a capture holds what was replaced: the keys of the per-place counts rtsanitize prints.
+URLS, HEADERS, COOKIES, BODIES, MESSAGES, ELSEWHERE = (
+    "URLs",
+    "headers",
+    "cookies",
+    "bodies",
+    "WebSocket messages",
+    "elsewhere",
+)
+Places = dict[str, Replaced]
+
+# Header names whose whole value is a credential (Realtime reads `x-api-key`; Kong reads `apikey`), besides
+# Authorization's scheme-and-credentials and the cookies.
+KEY_HEADERS = frozenset({"apikey", "x-api-key"}) | SECRET_KEYS
+AUTH_HEADERS = frozenset({"authorization", "proxy-authorization"})
+
+_KEYS = "|".join(sorted(SECRET_KEYS, key=len, reverse=True))
+# As redact's _JWT_RE, the signature being its own group; a further `.segment` is left (not a credential).
+_JWT = re.compile(r"(eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.)([A-Za-z0-9_-]*)")
+_SB = re.compile(r"(sb_(?:publishable|secret)_)([A-Za-z0-9_-]+)")  # as redact: glued to a word too
+# `apikey=…` in free text (a URL inside an error message or a body), and `"access_token": "…"` in JSON text
+# (a Realtime payload, an auth response's refresh_token): the value is a credential whatever its shape.
+_PARAM = re.compile(rf"(?i)\b({_KEYS})=([^&\s\"'#;<>\\]+)")
+_JSON_KEY = re.compile(rf'(?i)"({_KEYS})"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
+# Cheap test first: text holding none of these has nothing to replace.
+_MAYBE = re.compile(r"eyJ|sb_|(?i:token|api_?key|jwt)")
+_MAYBE_B = re.compile(rb"eyJ|sb_|(?i:token|api_?key|jwt)")
+
+
+def _jwt_sub(m: re.Match, out: Replaced) -> str:
+    if m.group(2) == MARKER:
+        return m.group(0)
+    out[JWT] += 1
+    return m.group(1) + MARKER
+
+
+def _sb_sub(m: re.Match, out: Replaced) -> str:
+    if m.group(2) == MARKER:
+        return m.group(0)
+    out[SB_KEY.format(m.group(1))] += 1
+    return m.group(1) + MARKER
+
+
+def _shapes(s: str, out: Replaced) -> str:
+    """JWTs and sb_ keys wherever they stand."""
+    if "eyJ" in s:
+        s = _JWT.sub(lambda m: _jwt_sub(m, out), s)
+    if "sb_" in s:
+        s = _SB.sub(lambda m: _sb_sub(m, out), s)
+    return s
+
+
+def _is_marked(value: str) -> bool:
+    """Already a marker, or a JWT / sb_ key already sanitized."""
+    return value == MARKER or value.endswith(("." + MARKER, "_" + MARKER))
+
+
+def _credential(value: str, out: Replaced, kind: str = TOKEN) -> str:
+    """A value known to be a credential: a JWT or sb_ key inside it is sanitized as such, anything else
+    (not yet a marker) replaced whole."""
+    if not value or _is_marked(value):
+        return value
+    found: Replaced = Counter()
+    new = _shapes(value, found)
+    if found:
+        out.update(found)
+        return new
+    if _is_marked(new):
+        return new
+    out[kind] += 1
+    return MARKER
+
+
+def credential(value: str) -> tuple[str, Replaced]:
+    """A value that is a credential as a whole (an apikey query value or header, a bearer token)."""
+    out: Replaced = Counter()
+    return _credential(value, out), out
+
+
+def text(s: str) -> tuple[str, Replaced]:
+    """Free text: JWTs and sb_ keys wherever they stand, `secret=value` parameters and JSON
+    `"secret": "value"` pairs (the keys redact.SECRET_KEYS names) whatever their value's shape."""
+    out: Replaced = Counter()
+    if not s or not _MAYBE.search(s):
+        return s, out
+    s = _shapes(s, out)
+    s = _PARAM.sub(lambda m: f"{m.group(1)}={_credential(m.group(2), out)}", s)
+    s = _JSON_KEY.sub(lambda m: f'"{m.group(1)}"{m.group(2)}"{_credential(m.group(3), out)}"', s)
+    return s, out
+
+
+def data(raw: bytes) -> tuple[bytes, Replaced]:
+    """Bytes of any kind (a body, a frame that is not a Realtime message): `text` over them byte for byte
+    (latin-1 maps each byte to one character and back, and every pattern is ASCII), so bytes that are not
+    UTF-8 are kept as they are."""
+    if not raw or not _MAYBE_B.search(raw):
+        return raw, Counter()
+    new, out = text(raw.decode("latin-1"))
+    return (new.encode("latin-1"), out) if out else (raw, out)
+
+
+# ---------------------------------------------------------------------------------------------- URLs
+
+
+def query_value(name: str, value: str) -> tuple[str, Replaced]:
+    """One query parameter's value (HAR's queryString, a form's params): a credential when its name is one
+    of redact.SECRET_KEYS, free text otherwise."""
+    if unquote_plus(name).lower() in SECRET_KEYS:
+        return credential(value)
+    return text(value)
+
+
+def url(u: str) -> tuple[str, Replaced]:
+    """A URL (or a path with a query) with its secret query values, a userinfo password and any JWT or sb_
+    key replaced; every other byte kept as written (a bare `&notify_self` stays bare, escapes stay)."""
+    out: Replaced = Counter()
+    try:
+        parts = urlsplit(u)
+    except ValueError:
+        return text(u)
+    if parts.password and parts.password != MARKER:
+        userinfo, _, hostport = parts.netloc.rpartition("@")
+        parts = parts._replace(netloc=f"{userinfo.partition(':')[0]}:{MARKER}@{hostport}")
+        out[PASSWORD] += 1
+    if parts.query:
+        pieces = []
+        for piece in parts.query.split("&"):
+            key, eq, value = piece.partition("=")
+            if eq and value and unquote_plus(key).lower() in SECRET_KEYS:
+                piece = f"{key}={_credential(value, out)}"
+            pieces.append(piece)
+        parts = parts._replace(query="&".join(pieces))
+    # Rebuilt only when something changed: urlunsplit drops an empty `?` or `#`.
+    new, found = text(urlunsplit(parts) if out else u)  # then a fragment's #access_token=, a JWT in the path
+    out.update(found)
+    return new, out
+
+
+# ---------------------------------------------------------------------------------------------- headers
+
+
+def cookie_value(value: str) -> tuple[str, Replaced]:
+    """A cookie's value: every one is replaced (a session cookie is a credential whatever it looks like);
+    a JWT keeps its header and claims."""
+    out: Replaced = Counter()
+    return _credential(value, out, COOKIE), out
+
+
+def cookie_header(value: str) -> tuple[str, Replaced]:
+    """`Cookie: a=1; b=2`: names kept, values replaced."""
+    out: Replaced = Counter()
+    pieces = []
+    for piece in value.split(";"):
+        name, eq, v = piece.partition("=")
+        if eq:
+            if len(v) >= 2 and v[0] == v[-1] == '"':  # a quoted value (RFC 6265 allows it) stays quoted
+                piece = f'{name}="{_credential(v[1:-1], out, COOKIE)}"'
+            else:
+                piece = f"{name}={_credential(v, out, COOKIE)}"
+        pieces.append(piece)
+    return ";".join(pieces), out
+
+
+def set_cookie(value: str) -> tuple[str, Replaced]:
+    """`Set-Cookie: name=value; Path=/; HttpOnly`: the value replaced, the attributes kept. Chrome's HAR
+    joins several Set-Cookie lines into one value with newlines: each line is one cookie."""
+    out: Replaced = Counter()
+    lines = []
+    for line in value.split("\n"):
+        first, sep, attributes = line.partition(";")
+        name, eq, v = first.partition("=")
+        if eq:
+            first = f"{name}={_credential(v, out, COOKIE)}"
+        rest, found = text(attributes)  # an attribute holds no credential; a JWT anywhere is one all the same
+        out.update(found)
+        lines.append(first + sep + rest)
+    return "\n".join(lines), out
+
+
+def header(name: str, value: str) -> tuple[str, Replaced]:
+    """One header's value: Authorization keeps its scheme (`Bearer <jwt>` becomes `Bearer
+    header.claims.rtproxy-sanitized`), apikey/x-api-key are credentials whole, cookies lose their values,
+    any other header is free text (a JWT in Sec-WebSocket-Protocol is one all the same)."""
+    lower = name.lower()
+    if lower in AUTH_HEADERS:
+        scheme, space, cred = value.strip().partition(" ")
+        if not space:
+            return credential(value)
+        out: Replaced = Counter()
+        return f"{scheme} {_credential(cred.strip(), out)}", out
+    if lower in KEY_HEADERS:
+        return credential(value)
+    if lower == "cookie":
+        return cookie_header(value)
+    if lower == "set-cookie":
+        return set_cookie(value)
+    return text(value)
+
+
+def headers(pairs: Iterable[tuple[str, str]]) -> tuple[list[tuple[str, str]], Replaced]:
+    out: Replaced = Counter()
+    new = []
+    for name, value in pairs:
+        v, found = header(name, value)
+        out.update(found)
+        new.append((name, v))
+    return new, out
+
+
+# ---------------------------------------------------------------------------------------------- frames
+
+# Binary layouts (frames' docstring): after the kind byte, this many one-byte lengths and then flag bytes
+# (kinds 3 and 4: `enc`), the fields the lengths count, and the payload (the rest, no length).
+# Only the kinds `frames.decode` takes in that direction.
+_LAYOUTS = {
+    (True, frames.PUSH): (4, 0),  # join_ref ref topic event | payload
+    (True, frames.USER_PUSH): (5, 1),  # join_ref ref topic user_event meta, enc | payload
+    (False, frames.USER_BROADCAST): (3, 1),  # topic user_event meta, enc | payload
+}
+
+
+def _binary(raw: bytes, from_client: bool) -> tuple[bytes, Replaced] | None:
+    """A 2.0.0 binary frame, field by field, its lengths rewritten; None if its layout does not parse, a
+    field would outgrow its one-byte length (only a JWT with a signature shorter than the marker can), or
+    a credential runs across two fields (then the lengths do not say what the bytes are)."""
+    layout = _LAYOUTS.get((from_client, raw[0]))
+    if layout is None:
+        return None
+    n, flags = layout
+    start = 1 + n + flags
+    if len(raw) < start:
+        return None
+    pos, fields = start, []
+    for length in raw[1 : 1 + n]:
+        if pos + length > len(raw):
+            return None
+        fields.append(raw[pos : pos + length])
+        pos += length
+    out: Replaced = Counter()
+    new_fields = []
+    for f in [*fields, raw[pos:]]:
+        new, found = data(f)
+        out.update(found)
+        new_fields.append(new)
+    if not out:
+        return raw, out
+    *new_fields, payload = new_fields
+    if any(len(f) > 255 for f in new_fields):
+        return None
+    head = bytes([raw[0], *map(len, new_fields)]) + raw[1 + n : start]
+    new = head + b"".join(new_fields) + payload
+    if _across(new):  # a credential across two fields, which no field showed whole: searched as bytes
+        return None
+    return new, out
+
+
+def _across(raw: bytes) -> bool:
+    """Does a JWT or sb_ key show across two fields of this frame, which no field held whole (a header cut
+    in two by a length)? A sanitized one followed by the next field's bytes (a topic ending in a JWT, then
+    the event) does not count: each field is what the peer reads."""
+    t = raw.decode("latin-1")
+    return any(not m.group(2).startswith(MARKER) for rx in (_JWT, _SB) for m in rx.finditer(t))
+
+
+def message(content: bytes, *, binary: bool, from_client: bool) -> tuple[bytes, Replaced]:
+    """One WebSocket message as it is stored: in a Realtime message the access_token (phx_join's payload,
+    the `access_token` event), an apikey, any JWT or sb_ key.
+
+    Text frames (1.0.0 objects, 2.0.0 arrays, anything else) are sanitized as text in place: every other
+    byte is kept (key order, spacing), and JWTs and the marker need no JSON escaping. A binary frame that
+    `frames` decodes (a client's kinds 0 and 3, a server's kind 4) is sanitized field by field and its
+    lengths rewritten, so it decodes as before with the same event and refs. A binary frame that does not
+    decode (a server's kinds 0-3, which realtime-js refuses, or no Realtime frame at all) is searched as
+    bytes for JWT-shaped strings, sb_ keys and key=value pairs."""
+    if not content or not _MAYBE_B.search(content):
+        return content, Counter()
+    if binary and content[:1] != b"{":  # the 1.0.0 serializer reads a binary frame holding an object as JSON
+        try:
+            frames.decode(content, binary=True, from_client=from_client, lazy=True)
+        except frames.DecodeError:
+            return data(content)
+        sanitized = _binary(content, from_client)
+        if sanitized is not None:
+            return sanitized
+    return data(content)
+
+
+# ---------------------------------------------------------------------------------------------- anything
+
+
+def add(places: Places, where: str, found: Replaced) -> None:
+    if found:
+        places.setdefault(where, Counter()).update(found)
+
+
+def walk(v: Any, places: Places, where: str = ELSEWHERE, _depth: int = 0) -> Any:
+    """A copy of a JSON-like value (a flow's metadata, the fields of a HAR entry rtproxy knows nothing of)
+    with every string in it sanitized: as a URL when it looks like one, a (name, value) pair of strings as
+    a header, anything else as free text. Containers are rebuilt, so the input is not modified."""
+    if _depth > 64:  # hostile nesting: left as it is past this depth
+        return v
+    if isinstance(v, str):
+        new, found = url(v) if "://" in v[:12] else text(v)
+        add(places, where, found)
+        return new
+    if isinstance(v, (bytes, bytearray)):
+        new_b, found = data(bytes(v))
+        add(places, where, found)
+        return new_b
+    if isinstance(v, (list, tuple)):
+        if len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], str):
+            new_v, found = header(v[0], v[1])
+            add(places, where, found)
+            return type(v)((v[0], new_v))
+        return type(v)(walk(x, places, where, _depth + 1) for x in v)
+    if isinstance(v, dict):
+        return {k: walk(x, places, where, _depth + 1) for k, x in v.items()}
+    return v
+
+
+# ---------------------------------------------------------------------------------------------- totals
+
+
+def describe(counts: Replaced) -> str:
+    """`3 JWT signatures, 1 sb_secret_ key`: what was replaced, never a value."""
+    if not counts:
+        return "nothing"
+    return ", ".join(f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in sorted(counts.items()))
+
+
+def total(places: Places) -> Replaced:
+    out: Replaced = Counter()
+    for counts in places.values():
+        out.update(counts)
+    return out
+
+
+def summary(places: Places) -> list[str]:
+    """One line per place: `headers: 1 JWT signature, 2 cookie values`."""
+    return [f"{where}: {describe(counts)}" for where, counts in places.items() if counts]

@@ -1,0 +1,185 @@
+"""Credentials out of the flows mitmproxy stores (mitmweb's list and views, `-w` flow files, `savehar`),
+while the wire keeps them: rtproxy_core.sanitize says what a credential becomes, this module where a flow
+holds one.
+
+Live (`Sanitize`, unless rt_show_secrets): once a Realtime upgrade has been forwarded (its `response`, or
+its `error`), the stored request's URL query, Authorization/apikey/Cookie headers and the Worker's copies
+of them in the flow's metadata; then each WebSocket message as it is stored. Offline (`sanitize_flow`,
+rtsanitize on a flow file): everything a flow holds, bodies and cookies both ways included.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mitmproxy import ctx, http, tcp, udp, websocket
+from mitmproxy import flow as mflow
+from rtproxy_core import sanitize
+from rtproxy_core.sanitize import Places, Replaced
+
+from .flowevents import is_realtime
+from .internals import store_message_copy
+
+logger = logging.getLogger("rtproxy")
+
+
+def _headers(h: http.Headers) -> tuple[http.Headers | None, Replaced]:
+    """The headers sanitized, or None when nothing in them changed."""
+    pairs, found = sanitize.headers(h.items(multi=True))
+    if not found:
+        return None, found
+    new = http.Headers()
+    for name, value in pairs:
+        new.add(name, value)
+    return new, found
+
+
+def _body(m: http.Message, places: Places) -> None:
+    if not m.raw_content:
+        return
+    try:
+        content, decoded = m.get_content(strict=True), True
+    except ValueError:  # a Content-Encoding mitmproxy cannot undo: the bytes as they came
+        content, decoded = m.raw_content, False
+    new, found = sanitize.data(content or b"")
+    if found:
+        if decoded:
+            m.content = new  # encoded again as its Content-Encoding says
+        else:
+            m.raw_content = new
+        sanitize.add(places, sanitize.BODIES, found)
+
+
+def _message_headers(m: http.Message, places: Places) -> None:
+    new, found = _headers(m.headers)
+    if new is not None:
+        m.headers = new
+        sanitize.add(places, sanitize.HEADERS, found)
+    if m.trailers:
+        new, found = _headers(m.trailers)
+        if new is not None:
+            m.trailers = new
+            sanitize.add(places, sanitize.HEADERS, found)
+
+
+def request(req: http.Request, places: Places, body: bool = False) -> None:
+    """The stored request: URL (path and query; a userinfo password), headers, and the body if `body`."""
+    path, found = sanitize.url(req.path)
+    if found:
+        req.path = path
+        sanitize.add(places, sanitize.URLS, found)
+    _message_headers(req, places)
+    if body:
+        _body(req, places)
+
+
+def response(resp: http.Response, places: Places) -> None:
+    _message_headers(resp, places)
+    reason, found = sanitize.text(resp.reason)
+    if found:
+        resp.reason = reason
+        sanitize.add(places, sanitize.ELSEWHERE, found)
+    _body(resp, places)
+
+
+def metadata(f: mflow.Flow, places: Places) -> None:
+    """The flow's metadata (the Worker's ORIGINAL_URL, ORIGINAL_HEADERS, UPSTREAM_URL, and whatever else a
+    flow file carries); a value is replaced only when something in it changed."""
+    for key, v in list(f.metadata.items()):
+        found: Places = {}
+        new = sanitize.walk(v, found)
+        if found:
+            f.metadata[key] = new
+            for where, counts in found.items():
+                sanitize.add(places, where, counts)
+
+
+def ws_message(m: websocket.WebSocketMessage) -> tuple[bytes, Replaced]:
+    return sanitize.message(m.content, binary=not m.is_text, from_client=m.from_client)
+
+
+def sanitize_flow(f: mflow.Flow) -> Places:
+    """Everything a stored flow holds, in place (rtsanitize on a flow file): what was replaced, by place."""
+    places: Places = {}
+    if isinstance(f, http.HTTPFlow):
+        request(f.request, places, body=True)
+        if f.response is not None:
+            response(f.response, places)
+        if f.websocket is not None:
+            for m in f.websocket.messages:
+                new, found = ws_message(m)
+                if found:
+                    m.content = new
+                    sanitize.add(places, sanitize.MESSAGES, found)
+            reason, found = sanitize.text(f.websocket.close_reason or "")
+            if found:
+                f.websocket.close_reason = reason
+                sanitize.add(places, sanitize.MESSAGES, found)
+    elif isinstance(f, (tcp.TCPFlow, udp.UDPFlow)):
+        for m in f.messages:
+            new, found = sanitize.data(m.content)
+            if found:
+                m.content = new
+                sanitize.add(places, sanitize.MESSAGES, found)
+    metadata(f, places)
+    if f.comment:
+        f.comment = sanitize.walk(f.comment, places)
+    if f.error is not None:
+        f.error.msg = sanitize.walk(f.error.msg, places)
+    return places
+
+
+class Sanitize:
+    """Unless rt_show_secrets (the Tracker declares it): credentials out of what mitmproxy stores of each
+    Realtime flow, never out of what it forwards."""
+
+    def __init__(self) -> None:
+        self.show = False
+        self.flows: dict[str, Places] = {}  # live Realtime flows -> what was replaced so far
+
+    def configure(self, updated: set[str]) -> None:
+        if "rt_show_secrets" in updated:
+            self.show = ctx.options.rt_show_secrets
+
+    def _stored(self, flow: http.HTTPFlow) -> Places:
+        """The request side, once it has gone upstream: nothing reads it again to send it (mitmproxy 12.0-
+        12.3 `HttpStream.send_response` sends only the response after the response hook)."""
+        places = self.flows.setdefault(flow.id, {})
+        request(flow.request, places)
+        metadata(flow, places)
+        return places
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        if self.show or not is_realtime(flow):
+            return
+        self._stored(flow)
+        if flow.websocket is None:  # refused: the flow ends here
+            self._end(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        if self.show or not is_realtime(flow):
+            return
+        self._stored(flow)
+        self._end(flow)
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        places = self.flows.get(flow.id)
+        if places is None or self.show:
+            return
+        assert flow.websocket is not None
+        m = flow.websocket.messages[-1]
+        new, found = ws_message(m)
+        if found:
+            store_message_copy(flow, m, new)
+            sanitize.add(places, sanitize.MESSAGES, found)
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        if flow.id in self.flows and not self.show:
+            self._stored(flow)  # again: a metadata value added since (idempotent)
+        self._end(flow)
+
+    def _end(self, flow: http.HTTPFlow) -> None:
+        places = self.flows.pop(flow.id, None)
+        if places:
+            where = "; ".join(f"{sanitize.describe(c)} in {p}" for p, c in places.items())
+            logger.debug(f"[rt {flow.id[:6]}] stored flow sanitized: {where}")
