@@ -50,7 +50,10 @@ async def web(local_server, mitmdump, tmp_path):
 
 async def joined(proc, anon_key, name="room1") -> tuple[AsyncRealtimeClient, object, list]:
     rt = AsyncRealtimeClient(
-        f"ws://127.0.0.1:{proc.port}/realtime/v1", token=anon_key, auto_reconnect=False, timeout=3
+        f"ws://127.0.0.1:{proc.port}/realtime/v1",
+        token=anon_key,
+        auto_reconnect=False,
+        timeout=3,
     )
     await rt.connect()
     got: list = []
@@ -144,16 +147,25 @@ async def test_close_refuses_codes_that_cannot_be_sent(web, anon_key):
 
 async def test_fault_switched_at_runtime_reaches_live_and_new_connections(web, anon_key):
     proc, api = web
-    rt, _, _ = await joined(proc, anon_key)
-    assert (await api.set_options(rt_fault="swallow-heartbeats")) in (None, {})
-    await proc.wait_for(
-        r"rt_fault is now swallow-heartbeats: new connections get it; 1 open connection\(s\) too"
-    )
-    await proc.wait_for(r"hop: fault: swallowed a heartbeat reply")  # on the connection already open
-    await proc.wait_for(r"finding heartbeat-timeout")
-    answer = await api.set_options(rt_fault="nonsense")
-    assert "unknown fault 'nonsense'" in json.dumps(answer), answer  # refused, the old value stays
-    await rt.close()
+    # A raw client, so the heartbeat comes when the test sends it (realtime-py sends one every
+    # max(hb_interval, 15) s: realtime/_async/client.py, _heartbeat).
+    async with connect(f"ws://127.0.0.1:{proc.port}/realtime/v1/websocket?apikey={anon_key}&vsn=2.0.0") as ws:
+        await ws.send(json.dumps(["1", "1", "realtime:room1", "phx_join", {"config": {}}]))
+        await asyncio.wait_for(ws.recv(), TIMEOUT)
+        assert (await api.set_options(rt_fault="swallow-heartbeats")) in (None, {})
+        await proc.wait_for(
+            r"rt_fault is now swallow-heartbeats: new connections get it; 1 open connection\(s\) too"
+        )
+        await ws.send(json.dumps([None, "2", "phoenix", "heartbeat", {}]))
+        await proc.wait_for(r"hop: fault: swallowed a heartbeat reply")  # on the connection already open
+        await proc.wait_for(r"finding heartbeat-timeout")
+        answer = await api.set_options(rt_fault="nonsense")
+        assert "unknown fault 'nonsense'" in json.dumps(answer), answer  # refused, the old value stays
+        assert (await api.set_options(rt_fault="")) in (None, {})
+        await proc.wait_for(r"rt_fault is now none: new connections get it")
+        await ws.send(json.dumps([None, "3", "phoenix", "heartbeat", {}]))
+        reply = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        assert reply[1] == "3" and reply[3] == "phx_reply"  # answered again: the fault left the live one
 
 
 async def test_mode_switched_at_runtime_applies_to_new_connections(web, anon_key):

@@ -186,3 +186,21 @@ def test_commands_are_on_path_and_old_script_paths_still_work(name, old_path):
             argv, capture_output=True, text=True, check=False, timeout=60, stdin=subprocess.DEVNULL
         )
         assert r.returncode == 0 and r.stdout.startswith("usage: "), (argv, r.stderr)
+
+
+def test_every_project_script_answers_help():
+    """Every [project.scripts] entry is installed and answers --help (the newer ones have no old path)."""
+    import tomllib
+
+    names = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert {"rtreplay", "rtsanitize"} <= set(names)
+    for name in names:
+        r = subprocess.run(
+            [command(name), "--help"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+        assert r.returncode == 0 and r.stdout.startswith("usage: "), (name, r.stderr)

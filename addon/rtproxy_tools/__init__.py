@@ -3,6 +3,7 @@
     rtdiagnose  captures -> findings (diagnose.py)      rtdecode  one frame per line -> decoded (decode.py)
     rtprobe     checks a relay in front of Realtime      rtclient  the real Python client joins a channel
     rtlocal     the local Realtime-compatible server     rtbench / rtscale  the benchmark and the scale run
+    rtsanitize  a capture without its credentials        rtreplay  re-runs one connection of a capture
 
 Each is a thin entry point over rtproxy_core (and rtproxy_local, rtproxy_mitm where it needs them).
 """
