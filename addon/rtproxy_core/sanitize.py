@@ -63,8 +63,19 @@ _SB = re.compile(r"(sb_(?:publishable|secret)_)([A-Za-z0-9_-]+)")  # as redact: 
 _PARAM = re.compile(rf"(?i)\b({_KEYS})=([^&\s\"'#;<>\\]+)")
 _JSON_KEY = re.compile(rf'(?i)"({_KEYS})"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
 # Cheap test first: text holding none of these has nothing to replace.
-_MAYBE = re.compile(r"eyJ|sb_|(?i:token|api_?key|jwt)")
-_MAYBE_B = re.compile(rb"eyJ|sb_|(?i:token|api_?key|jwt)")
+# The cheap first look, per stored frame: nothing to do unless one of these is in it. One case-sensitive
+# alternation over the lower-cased text: a case-insensitive one, `(?i:…)`, costs Python's re ~25 ns a byte
+# (5.3 µs for a 194-byte broadcast, against 1.2 µs this way: rtbench's hook line).
+_HINTS = re.compile(r"eyj|sb_|token|api_?key|jwt")
+_HINTS_B = re.compile(rb"eyj|sb_|token|api_?key|jwt")
+
+
+def _maybe(s: str) -> bool:
+    return _HINTS.search(s.lower()) is not None
+
+
+def _maybe_b(raw: bytes) -> bool:
+    return _HINTS_B.search(raw.lower()) is not None
 
 
 def _jwt_sub(m: re.Match, out: Replaced) -> str:
@@ -121,7 +132,7 @@ def text(s: str) -> tuple[str, Replaced]:
     """Free text: JWTs and sb_ keys wherever they stand, `secret=value` parameters and JSON
     `"secret": "value"` pairs (the keys redact.SECRET_KEYS names) whatever their value's shape."""
     out: Replaced = Counter()
-    if not s or not _MAYBE.search(s):
+    if not s or not _maybe(s):
         return s, out
     s = _shapes(s, out)
     s = _PARAM.sub(lambda m: f"{m.group(1)}={_credential(m.group(2), out)}", s)
@@ -133,7 +144,7 @@ def data(raw: bytes) -> tuple[bytes, Replaced]:
     """Bytes of any kind (a body, a frame that is not a Realtime message): `text` over them byte for byte
     (latin-1 maps each byte to one character and back, and every pattern is ASCII), so bytes that are not
     UTF-8 are kept as they are."""
-    if not raw or not _MAYBE_B.search(raw):
+    if not raw or not _maybe_b(raw):
         return raw, Counter()
     new, out = text(raw.decode("latin-1"))
     return (new.encode("latin-1"), out) if out else (raw, out)
@@ -312,7 +323,7 @@ def message(content: bytes, *, binary: bool, from_client: bool) -> tuple[bytes, 
     lengths rewritten, so it decodes as before with the same event and refs. A binary frame that does not
     decode (a server's kinds 0-3, which realtime-js refuses, or no Realtime frame at all) is searched as
     bytes for JWT-shaped strings, sb_ keys and key=value pairs."""
-    if not content or not _MAYBE_B.search(content):
+    if not content or not _maybe_b(content):
         return content, Counter()
     if binary and content[:1] != b"{":  # the 1.0.0 serializer reads a binary frame holding an object as JSON
         try:

@@ -496,6 +496,7 @@ def hook_costs(iterations: int) -> dict[str, float]:
     from rtproxy_mitm.faults import Faults
     from rtproxy_mitm.flowevents import REALTIME
     from rtproxy_mitm.quiet import REALTIME_FLOWS_HIDDEN
+    from rtproxy_mitm.sanitize import Sanitize
     from rtproxy_mitm.tracker import Tracker
     from rtproxy_mitm.trim import Trim
     from wsproto.frame_protocol import Opcode
@@ -508,6 +509,8 @@ def hook_costs(iterations: int) -> dict[str, float]:
     s = _joined_session()
     tracker.live[flow.id] = s
     trim = Trim()
+    sanitizer = Sanitize()
+    sanitizer.flows[flow.id] = {}  # as after the upgrade's response hook
     msgs = []
     for i in range(iterations):
         if i % 2 == 0:
@@ -525,6 +528,7 @@ def hook_costs(iterations: int) -> dict[str, float]:
         ("faults.websocket_message", faults.websocket_message),
         ("tracker.websocket_message", tracker.websocket_message),
         ("trim.websocket_message (rt_keep_messages default)", trim.websocket_message),
+        ("sanitize.websocket_message", sanitizer.websocket_message),
         ("dumper_filter match (flow_detail>=1)", lambda f: flowfilter.match(filt, f)),
     ]
     for name, hook in steps:
