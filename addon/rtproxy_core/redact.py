@@ -11,8 +11,9 @@ import base64
 import json
 import re
 import time
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote_plus, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote_plus, urlsplit, urlunsplit
 
 REDACTED = "[redacted]"
 # What a stored credential is replaced with (rtproxy_core.sanitize says how): base64url-safe, so a JWT whose
@@ -98,6 +99,25 @@ def jwt_expired(token: str, now: float) -> float | None:
     return None
 
 
+def replace_url_secrets(parts: SplitResult, secret: Callable[[str], str], password: str) -> SplitResult:
+    """The URL with each query value named in SECRET_KEYS replaced by secret(value) and a userinfo
+    password (wss://user:password@host) by `password`; every other byte as written (a bare `&notify_self`
+    stays bare, percent-escapes stay). One walk for what rtproxy prints (Redactor.url) and what it stores
+    (sanitize.url)."""
+    if parts.password:
+        userinfo, _, hostport = parts.netloc.rpartition("@")
+        parts = parts._replace(netloc=f"{userinfo.partition(':')[0]}:{password}@{hostport}")
+    if parts.query:
+        pieces = []
+        for piece in parts.query.split("&"):
+            key, eq, value = piece.partition("=")
+            if eq and value and unquote_plus(key).lower() in SECRET_KEYS:
+                piece = f"{key}={secret(value)}"
+            pieces.append(piece)
+        parts = parts._replace(query="&".join(pieces))
+    return parts
+
+
 class Redactor:
     """Redacts secrets in URLs, headers, text and decoded payloads. `now` is injectable for tests
     and offline analysis (a capture's own time)."""
@@ -132,18 +152,9 @@ class Redactor:
             parts = urlsplit(url)
         except ValueError:
             return self.text(url)
-        if parts.password:  # wss://user:password@host/…: the password goes, the user stays
-            userinfo, _, hostport = parts.netloc.rpartition("@")
-            parts = parts._replace(netloc=f"{userinfo.partition(':')[0]}:{REDACTED}@{hostport}")
-        if not parts.query:
-            return self.text(urlunsplit(parts))
-        pieces = []
-        for piece in parts.query.split("&"):
-            key, eq, value = piece.partition("=")
-            if eq and value and unquote_plus(key).lower() in SECRET_KEYS:
-                piece = f"{key}={REDACTED}"
-            pieces.append(piece)
-        return self.text(urlunsplit(parts._replace(query="&".join(pieces))))
+        redacted = replace_url_secrets(parts, lambda value: REDACTED, REDACTED)
+        # Rebuilt only when something changed: urlunsplit drops an empty `?` or `#`.
+        return self.text(url if redacted == parts else urlunsplit(redacted))
 
     def output(self, value: Any, now: float | None = None) -> Any:
         """The one pass everything rtproxy prints or writes goes through last (log lines, reports, the

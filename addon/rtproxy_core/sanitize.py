@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from . import frames
-from .redact import SANITIZED, SECRET_KEYS
+from .redact import SANITIZED, SECRET_KEYS, replace_url_secrets
 
 MARKER = SANITIZED
 
@@ -170,17 +170,8 @@ def url(u: str) -> tuple[str, Replaced]:
     except ValueError:
         return text(u)
     if parts.password and parts.password != MARKER:
-        userinfo, _, hostport = parts.netloc.rpartition("@")
-        parts = parts._replace(netloc=f"{userinfo.partition(':')[0]}:{MARKER}@{hostport}")
         out[PASSWORD] += 1
-    if parts.query:
-        pieces = []
-        for piece in parts.query.split("&"):
-            key, eq, value = piece.partition("=")
-            if eq and value and unquote_plus(key).lower() in SECRET_KEYS:
-                piece = f"{key}={_credential(value, out)}"
-            pieces.append(piece)
-        parts = parts._replace(query="&".join(pieces))
+    parts = replace_url_secrets(parts, lambda value: _credential(value, out), parts.password and MARKER)
     # Rebuilt only when something changed: urlunsplit drops an empty `?` or `#`.
     new, found = text(urlunsplit(parts) if out else u)  # then a fragment's #access_token=, a JWT in the path
     out.update(found)
