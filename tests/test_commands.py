@@ -9,7 +9,7 @@ import asyncio
 import json
 
 import pytest
-from conftest import TIMEOUT
+from conftest import TIMEOUT, command, run_to_exit
 from mitmproxy import io
 from realtime import AsyncRealtimeClient
 from webapi import start_mitmweb
@@ -73,8 +73,12 @@ async def test_expire_plays_the_servers_token_expiry_and_marks_the_flow(web, ano
     await until(lambda: ch.is_closed, "the channel closed")  # realtime-py: system error, then phx_close
     await proc.wait_for(r"hop: command: rt\.expire: expired the token of realtime:room1")
     await proc.wait_for(rf"finding token-expired realtime:room1 .*{EXPIRED}")
+    await proc.wait_for(r"finding rtproxy-command .*rt\.expire: expired the token of realtime:room1")
     flow = next(f for f in await api.flows() if f.get("websocket"))
     assert flow["marked"] and flow["comment"].startswith("rtproxy: token-expired realtime:room1: ")
+    # The channel has ended: the real server sends nothing more for it.
+    answer = await api.command("rt.inject.server", WS, "realtime:room1", "phx_close", "{}")
+    assert "realtime:room1 has ended (closed)" in answer.get("error", ""), answer
     await rt.close()
     # -w keeps both; savehar writes the comment into the entry, which mitmproxy itself leaves out.
     har = tmp_path / "out.har"
@@ -84,6 +88,11 @@ async def test_expire_plays_the_servers_token_expiry_and_marks_the_flow(web, ano
     await proc.stop()
     saved = [f for f in read_flows(tmp_path / "flows.mitm") if getattr(f, "websocket", None)]
     assert saved[0].marked == ":red_circle:" and saved[0].comment == flow["comment"]
+    # Offline, the flow file says what rtproxy did, as the live log did.
+    _, out = await run_to_exit([command("rtdiagnose"), "--json", str(tmp_path / "flows.mitm")])
+    found = {f["code"]: f for c in json.loads(out)["connections"] for f in c["findings"]}
+    assert "rt.expire" in found["rtproxy-command"]["evidence"]
+    assert found["token-expired"]["evidence"].endswith("(after rtproxy's rt.expire on this connection)")
 
 
 async def test_inject_either_way_with_the_channels_refs(web, anon_key):
@@ -121,6 +130,7 @@ async def test_inject_either_way_with_the_channels_refs(web, anon_key):
 
 @pytest.mark.parametrize(("code", "seen"), [("4000", 4000), ("1006", 1006)])
 async def test_close_with_a_code_or_dropped(web, anon_key, code, seen):
+    """Both are what a hop can do; the findings are the real failure's, and say rtproxy did it."""
     proc, api = web
     async with connect(f"ws://127.0.0.1:{proc.port}/realtime/v1/websocket?apikey={anon_key}&vsn=2.0.0") as ws:
         await ws.send(json.dumps(["1", "1", "realtime:room1", "phx_join", {"config": {}}]))
@@ -132,6 +142,14 @@ async def test_close_with_a_code_or_dropped(web, anon_key, code, seen):
         assert (ws.close_code or 1006) == seen
         if seen == 4000:
             assert ws.close_reason == "bye"
+    after = r"\(after rtproxy's rt\.close on this connection\)"
+    if seen == 4000:  # a warning: the comment, no marker
+        await proc.wait_for(rf"finding server-close .*4000.*{after}")
+        flow = next(f for f in await api.flows() if f.get("websocket"))
+        assert flow["comment"].startswith("rtproxy: server-close: CHANNEL_ERROR (socket closed: 4000)")
+        assert not flow["marked"]
+    await proc.wait_for(r"finding rtproxy-command .*rt\.close")
+    assert "has ended" in (await api.command("rt.close", WS, "4000")).get("error", "")
 
 
 async def test_close_refuses_codes_that_cannot_be_sent(web, anon_key):
@@ -176,3 +194,15 @@ async def test_mode_switched_at_runtime_applies_to_new_connections(web, anon_key
         async with connect(f"ws://127.0.0.1:{proc.port}/realtime/v1/websocket?apikey={anon_key}&vsn=2.0.0"):
             pass
     assert e.value.response.status_code == 426  # the design's Worker as written
+
+
+async def test_the_users_own_marker_and_comment_are_left_alone(web, anon_key):
+    proc, api = web
+    rt, _, _ = await joined(proc, anon_key)
+    flow = next(f for f in await api.flows() if f.get("websocket"))
+    await api.update_flow(flow["id"], marked=":star:", comment="mine: look at this one")
+    assert (await api.command("rt.expire", WS)) == {"value": None}  # an error finding
+    await proc.wait_for(r"finding token-expired")
+    flow = next(f for f in await api.flows() if f.get("websocket"))
+    assert (flow["marked"], flow["comment"]) == ("⭐", "mine: look at this one")  # mitmweb shows the emoji
+    await rt.close()

@@ -27,8 +27,12 @@ def joined(url=V2_URL, topic="realtime:room1") -> Session:
 
 
 def test_server_push_carries_the_join_ref_and_no_ref_in_the_connections_vsn():
-    c = inject.compose(joined(), True, "realtime:room1", "presence_diff", {"joins": {}, "leaves": {}})
-    assert json.loads(c.data) == ["3", None, "realtime:room1", "presence_diff", {"joins": {}, "leaves": {}}]
+    c = inject.compose(joined(), True, "realtime:room1", "presence_state", {})
+    assert json.loads(c.data) == ["3", None, "realtime:room1", "presence_state", {}]
+    # Fastlaned past the channel process (message_dispatcher.ex): no join_ref either.
+    for event in ("broadcast", "presence_diff", "postgres_changes"):
+        c = inject.compose(joined(), True, "realtime:room1", event, {})
+        assert json.loads(c.data)[:2] == [None, None], event
     c = inject.compose(joined(V1_URL), True, "realtime:room1", "system", {"status": "error"})
     # A 1.0.0 server object: no join_ref key, the server's key order (frames.encode_text).
     assert c.data == '{"ref":null,"event":"system","payload":{"status":"error"},"topic":"realtime:room1"}'
@@ -103,3 +107,21 @@ def test_expire_is_the_servers_sequence():
     assert json.loads(close.data) == ["3", "3", "realtime:room1", "phx_close", {}]
     with pytest.raises(ValueError, match="no joined channel"):
         inject.expire(Session(), None, T0)
+
+
+def test_a_heartbeat_reply_answers_the_pending_heartbeat():
+    s = joined()
+    with pytest.raises(ValueError, match="no push on 'phoenix' is awaiting a reply"):
+        inject.compose(s, True, "phoenix", "phx_reply", {"status": "ok", "response": {}})
+    s.feed(v2(None, "9", "phoenix", "heartbeat", {}, client=True, t=1))
+    c = inject.compose(s, True, "phoenix", "phx_reply", {"status": "ok", "response": {}})
+    assert json.loads(c.data)[:3] == [None, "9", "phoenix"]
+
+
+def test_nothing_from_the_server_for_a_channel_that_has_ended():
+    s = joined()
+    s.feed(v2("3", "3", "realtime:room1", "phx_close", {}, client=False, t=1))
+    with pytest.raises(ValueError, match=r"realtime:room1 has ended \(closed\)"):
+        inject.compose(s, True, "realtime:room1", "broadcast", {})
+    c = inject.compose(s, False, "realtime:room1", "broadcast", {}, n=1)  # a client may still push there
+    assert json.loads(c.data)[2] == "realtime:room1"

@@ -237,6 +237,10 @@ CASES = {
     "server-idle-close": lambda: Conv().join().close(1000, "", False, t=61),
     "proxy-idle-timeout": lambda: Conv().join().close(None, "", None, t=30),
     "reserved-close-code": lambda: Conv().feed(Hop("close-throws", "clientWebSocket.close(1006) throws")),
+    # The hop detail as rtproxy_mitm/commands.py reports it.
+    "rtproxy-command": lambda: (
+        Conv().join().feed(Hop("command", "rt.close: closed the connection with 4000 'bye'"))
+    ),
     "message-too-large": lambda: Conv().close(1009, "Message is too large", False, t=5),
     "server-close": lambda: Conv().join().close(1012, "", False, t=5),
     "client-silent": lambda: Conv().close(None, "", None, t=20),

@@ -65,5 +65,9 @@ class WebApi:
     async def set_options(self, **values: object) -> object:
         return await asyncio.to_thread(self._request, "PUT", "/options", values)
 
+    async def update_flow(self, flow_id: str, **fields: object) -> object:
+        """What the UI sends when the user marks a flow or edits its comment."""
+        return await asyncio.to_thread(self._request, "PUT", f"/flows/{flow_id}", fields)
+
     async def flows(self) -> list[dict]:
         return await asyncio.to_thread(self._request, "GET", "/flows")

@@ -5,9 +5,13 @@ A message is encoded as the connection speaks (the vsn the server negotiated: a 
 array; a broadcast as a binary kind 3/4 on a 2.0.0 connection whose side has sent binary frames), with
 `join_ref`/`ref` filled as the peer expects them for that channel:
 
-- from the server: pushes carry the channel's join_ref and no ref; a `phx_reply` answers the newest push
-  of that channel still awaiting its reply (its ref), so the client takes it as that push's answer;
-  `phx_close` carries the join_ref as both refs (Phoenix.Channel.Server, as the local server does);
+- from the server: a channel's pushes (`system`, `presence_state`, …) carry its join_ref and no ref;
+  broadcasts, `presence_diff` and `postgres_changes` carry neither, as Realtime fastlanes them past the
+  channel process (realtime_channel/message_dispatcher.ex, do_dispatch -> serializer.fastlane!); a
+  `phx_reply` answers the newest push of that channel still awaiting its reply (a heartbeat's, on topic
+  `phoenix`), so the client takes it as that push's answer; `phx_close` carries the join_ref as both refs
+  (Phoenix.Channel.Server, as the local server does). Nothing is sent for a channel that has ended
+  (phx_close or phx_error): its process is gone, the real server would send nothing;
 - from the client: the channel's join_ref and a ref of rtproxy's own (`rtproxy-N`), which no client uses,
   so the server's answer to it is never taken for the answer to one of the client's pushes.
 
@@ -22,9 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import catalog, frames
-from .session import JOINED, Channel, Session
+from .session import CLOSED, ERRORED, JOINED, Channel, Session
 
 INJECTED_REF = "rtproxy-"  # prefix of the refs rtproxy gives the client pushes it injects
+FASTLANED = frozenset({frames.EV_BROADCAST, frames.EV_PRESENCE_DIFF, frames.EV_POSTGRES_CHANGES})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +75,11 @@ def channel(session: Session, topic: str) -> Channel:
 
 
 def _awaiting(session: Session, topic: str) -> str:
-    """The ref of the newest push on `topic` still awaiting its reply."""
-    refs = [ref for (t, ref) in session.pending if t == topic]
+    """The ref of the newest push on `topic` still awaiting its reply (on `phoenix`: a heartbeat)."""
+    if topic == frames.PHOENIX:
+        refs = [ref for ref in session.heartbeats.pending if ref is not None]
+    else:
+        refs = [ref for (t, ref) in session.pending if t == topic]
     if not refs:
         raise ValueError(
             f"no push on {topic!r} is awaiting a reply: a phx_reply now would answer nothing the client "
@@ -86,17 +94,27 @@ def compose(session: Session, to_client: bool, topic: str, event: str, payload: 
         raise ValueError("topic and event must not be empty")
     if topic == frames.PHOENIX:
         join_ref = None
-        ref = None if to_client else f"{INJECTED_REF}{n}"
+        if not to_client:
+            ref = f"{INJECTED_REF}{n}"
+        else:
+            ref = _awaiting(session, topic) if event == frames.PHX_REPLY else None
     else:
         ch = channel(session, topic)
         join_ref = ch.join_ref
         if to_client:
+            if ch.state in (CLOSED, ERRORED):
+                raise ValueError(
+                    f"{topic} has ended ({ch.state}): the server sends nothing more for it; the client "
+                    "joins it again first"
+                )
             if event == frames.PHX_REPLY:
                 ref = _awaiting(session, topic)
             elif event == frames.PHX_CLOSE:
                 ref = join_ref
             else:
                 ref = None
+            if event in FASTLANED:
+                join_ref = None
         else:
             ref = f"{INJECTED_REF}{n}"
     msg = frames.Message(topic, event, payload, ref, join_ref)

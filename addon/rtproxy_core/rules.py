@@ -1350,6 +1350,32 @@ def _message_too_large(s: Session, c: Check) -> Evidence:
         yield None, f"closed by the {side} with 1009 {s.closed.reason!r}: a frame over the size limit"
 
 
+COMMAND = "command"  # the Hop a live command reports (rtproxy_mitm/commands.py), kept in flow files
+
+
+@rule(
+    "rtproxy-command",
+    INFO,
+    "what rtproxy did to the connection on request (rt.inject.server, rt.inject.client, rt.close, rt.expire)",
+    "Nothing to fix: rtproxy did this because a command asked it to; the findings beside it are what the "
+    "client made of it, as it would of the real failure.",
+)
+def _rtproxy_command(s: Session, c: Check) -> Evidence:
+    done = [h for h in s.hops if h.what == COMMAND]
+    if done:
+        first = ", ".join(dict.fromkeys(h.detail for h in done[:3]))
+        more = f" and {len(done) - 3} more" if len(done) > 3 else ""
+        yield None, f"{first}{more}"
+
+
+def _after_commands(s: Session, now: float) -> str:
+    """The note a finding gets when rtproxy's own commands acted on the connection before it."""
+    names = list(
+        dict.fromkeys(h.detail.split(":", 1)[0] for h in s.hops if h.what == COMMAND and h.time <= now)
+    )
+    return f" (after rtproxy's {', '.join(names)} on this connection)" if names else ""
+
+
 # ------------------------------------------------------------------------------------- running rules
 
 
@@ -1363,7 +1389,10 @@ def evaluate(s: Session, check: Check) -> list[Finding]:
 
 def _evaluate(s: Session, check: Check) -> list[Finding]:
     out = []
+    after = _after_commands(s, check.now) if s.hop_counts.get(COMMAND) else ""
+    code = s.closed.code if s.closed is not None and s.closed.code is not None else None
     for r in RULES:
+        explains = r.explains.replace("<code>", str(code)) if code is not None else r.explains
         try:
             for item in r.evidence(s, check):
                 ev = item if isinstance(item, Ev) else Ev(item[0], item[1])
@@ -1372,9 +1401,9 @@ def _evaluate(s: Session, check: Check) -> list[Finding]:
                     Finding(
                         r.code,
                         r.severity,
-                        r.explains,
+                        explains,
                         s.redactor.text(ev.topic) if ev.topic else None,
-                        s.redactor.text(ev.text),
+                        s.redactor.text(ev.text + ("" if r.code == "rtproxy-command" else after)),
                         r.fix,
                         s.conn,
                         check.now,

@@ -10,7 +10,6 @@ before it goes out, so the log and the diagnosis show it:
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 
@@ -18,8 +17,10 @@ from mitmproxy import command, ctx, exceptions, http
 from mitmproxy import flow as mflow
 from rtproxy_core import closecodes, inject
 from rtproxy_core.events import Hop
+from rtproxy_core.rules import COMMAND
 from rtproxy_core.session import Session
 
+from .flowevents import COMMANDS
 from .internals import close_with_code, drop_without_close
 from .tracker import Tracker
 
@@ -29,7 +30,7 @@ logger = logging.getLogger("rtproxy")
 class LiveCommands:
     def __init__(self, tracker: Tracker) -> None:
         self.tracker = tracker
-        self._refs = itertools.count(1)  # rtproxy-N refs of injected client pushes, unique in the run
+        self._refs = 1  # the next rtproxy-N ref of an injected client push, unique in the run
 
     def _live(self, name: str, flow: mflow.Flow) -> tuple[http.HTTPFlow, Session]:
         if not isinstance(flow, http.HTTPFlow) or flow.websocket is None:
@@ -44,7 +45,9 @@ class LiveCommands:
         return flow, session
 
     def _hop(self, flow: http.HTTPFlow, what: str) -> None:
-        self.tracker.report_event(flow.id, Hop("command", what, time.time()))
+        t = time.time()
+        flow.metadata.setdefault(COMMANDS, []).append([t, what])  # so a flow file shows it too
+        self.tracker.report_event(flow.id, Hop(COMMAND, what, t))
 
     def _send(self, flow: http.HTTPFlow, composed: inject.Composed) -> None:
         data = composed.data.encode() if isinstance(composed.data, str) else composed.data
@@ -54,10 +57,11 @@ class LiveCommands:
         f, session = self._live(name, flow)
         try:
             composed = inject.compose(
-                session, to_client, topic, event, inject.parse_payload(payload), next(self._refs)
+                session, to_client, topic, event, inject.parse_payload(payload), self._refs
             )
         except ValueError as e:
             raise exceptions.CommandError(f"{name}: {e}") from None
+        self._refs += not to_client  # taken only by a push that goes out
         side = "client" if to_client else "server"
         self._hop(f, f"{name}: sent the {side} {composed.describe()}")
         self._send(f, composed)

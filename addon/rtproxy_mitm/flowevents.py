@@ -8,6 +8,7 @@ from mitmproxy.proxy import mode_specs
 from rtproxy_core import closecodes
 from rtproxy_core.captures import is_realtime as is_realtime_socket
 from rtproxy_core.events import Closed, Event, Frame, Handshake, Hop, Opened, Upstream
+from rtproxy_core.rules import COMMAND
 
 # flow.metadata keys, written by the Worker at reroute time (saved with the flow in flow files).
 ORIGINAL_URL = "rtproxy.original_url"
@@ -15,6 +16,7 @@ ORIGINAL_HEADERS = "rtproxy.original_headers"
 UPSTREAM_URL = "rtproxy.upstream_url"
 REALTIME = "rtproxy.realtime"
 DROPPED_BY_HOP = "rtproxy.dropped_by_hop"  # rtproxy itself ended the connection without a close frame
+COMMANDS = "rtproxy.commands"  # [[time, what it did], ...]: rtproxy's live commands on this flow
 
 
 def is_upgrade(request: http.Request) -> bool:
@@ -86,13 +88,19 @@ def flow_events(flow: http.HTTPFlow) -> list[Event]:
     if flow.response is not None:
         events.append(handshake_event(flow.response))
     if flow.websocket is not None:
+        # rtproxy's commands, where they happened: live, each was reported before the frames it sent.
+        commands = sorted((float(t), str(what)) for t, what in flow.metadata.get(COMMANDS, []))[::-1]
         for m in flow.websocket.messages:
+            while commands and commands[-1][0] <= m.timestamp:
+                t, what = commands.pop()
+                events.append(Hop(COMMAND, what, t))
             # A dropped message never reached the other side; live, the fault reported it the same way.
             events.append(
                 Hop("frame-dropped", "dropped by the hop", m.timestamp, frame_event(m))
                 if m.dropped
                 else frame_event(m)
             )
+        events.extend(Hop(COMMAND, what, t) for t, what in reversed(commands))
         if flow.websocket.timestamp_end is not None:
             events.append(closed_event(flow))
     elif flow.error is not None and flow.response is None:

@@ -4,7 +4,7 @@ A Realtime flow whose connection has an error finding is marked (mitmproxy's flo
 circle of mitmweb's "Mark" menu); its comment holds the connection's top finding in one line (code,
 topic, what the client saw). A warning sets the comment only. Both are flow attributes, so `-w` flow
 files keep them; `Marks` writes the comment (and the marker) into `savehar`'s entries too, which
-mitmproxy leaves out. A marker or comment the user set is never replaced.
+mitmproxy leaves out. A marker or comment the user set is never replaced, nor one the user removed put back.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from .internals import wrap_har_entries
 
 MARKER = ":red_circle:"  # the first of the markers mitmweb's "Mark" menu offers (mitmproxy 12.3.1)
 PREFIX = "rtproxy: "  # a comment that starts with it is rtproxy's, and is kept up to date
+MARKED, COMMENTED = "rtproxy.marked", "rtproxy.comment"  # flow.metadata: what rtproxy set on the flow
 
 
 def comment_for(session: Session) -> str | None:
@@ -31,15 +32,26 @@ def comment_for(session: Session) -> str | None:
 
 
 def show_findings(flow: http.HTTPFlow, session: Session) -> None:
-    """Bring the flow's comment and marker up to date with the session's findings."""
+    """Bring the flow's comment and marker up to date with the session's findings. rtproxy marks a flow
+    once (a marker the user took off stays off) and keeps only its own comment up to date (one the user
+    wrote or cleared stays as it is); what it wrote is in the flow's metadata, which flow files keep."""
     comment = comment_for(session)
     if comment is None:
         return
     changed = False
-    if flow.comment != comment and (not flow.comment or flow.comment.startswith(PREFIX)):
-        flow.comment, changed = comment, True
-    if not flow.marked and any(f.severity == ERROR for f in session.findings):
-        flow.marked, changed = MARKER, True
+    ours = flow.metadata.get(COMMENTED)
+    if ours is not None:
+        may_comment = flow.comment == ours
+    else:
+        may_comment = not flow.comment or flow.comment.startswith(PREFIX)
+    if may_comment and flow.comment != comment:
+        flow.comment, flow.metadata[COMMENTED], changed = comment, comment, True
+    if (
+        not flow.marked
+        and not flow.metadata.get(MARKED)
+        and any(f.severity == ERROR for f in session.findings)
+    ):
+        flow.marked, flow.metadata[MARKED], changed = MARKER, True, True
     if changed:
         try:
             ctx.master.addons.trigger(hooks.UpdateHook([flow]))  # mitmweb's list shows it now
@@ -68,9 +80,11 @@ class Marks:
         self._unwrap = wrap_har_entries(har_entry)
 
     def running(self) -> None:
-        columns = list(getattr(ctx.options, "web_columns", None) or [])
-        if "web_columns" in ctx.options and columns and "comment" not in columns:
-            ctx.options.update(web_columns=[*columns, "comment"])
+        # Only while the columns are mitmweb's default: a choice the user made stays.
+        if "web_columns" in ctx.options and not ctx.options.has_changed("web_columns"):
+            columns = list(ctx.options.web_columns)
+            if "comment" not in columns:
+                ctx.options.update(web_columns=[*columns, "comment"])
 
     def done(self) -> None:
         if self._unwrap is not None:
