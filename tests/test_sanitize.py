@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import codecs
+import dataclasses
 import json
+import logging
 import re
 import socket
 import subprocess
@@ -26,6 +28,8 @@ import time
 import urllib.request
 import zlib
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import corpus
 import pytest
@@ -33,9 +37,20 @@ import webapi
 from conftest import TIMEOUT, command
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mitmproxy import http
+from mitmproxy import http, websocket
 from mitmproxy import io as mio
-from producers import NO_MESSAGES, Conn, chrome, flows, httptoolkit, joined, mitmproxy_har, without_messages
+from mitmproxy.test import tflow
+from producers import (
+    NO_MESSAGES,
+    T0,
+    Conn,
+    chrome,
+    flows,
+    httptoolkit,
+    joined,
+    mitmproxy_har,
+    without_messages,
+)
 from rtproxy_core import frames, sanitize
 from rtproxy_core.redact import SECRET_KEYS, Redactor, describe_jwt, jwt_claims
 from rtproxy_local.jwt import mint
@@ -46,6 +61,7 @@ from webapi import start_mitmweb
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import InvalidStatus
+from wsproto.frame_protocol import Opcode
 
 MARKER = sanitize.MARKER
 NOW = int(time.time())
@@ -358,6 +374,7 @@ async def wire_vs_stored(mitmdump, upstream, tmp_path, program: str | None = Non
     await proxy.wait_for(r"closed by client: 1000")
     await proxy.stop()  # hardump is written on exit, -w at the flow's end
     assert proxy.returncode == 0, proxy.output
+    assert "stores WebSocket messages unsanitized" not in proxy.output  # a version whose layer was read
     return got, back, saved, har
 
 
@@ -807,3 +824,598 @@ def test_the_installed_command(tmp_path):
     assert not leaks(r.stdout) and not [c for c in CREDENTIALS if c in r.stdout]
     assert re.search(r"replaced \d+: .*JWT signatures", r.stdout), r.stdout
     assert not [c for c in CREDENTIALS if c.encode() in dst.read_bytes()]
+
+
+# ---------------------------------------------------------------------------------------------- names
+
+
+def test_every_credential_name_is_replaced_in_a_message_and_printed_redacted():
+    """Each name of the one list (redact.SECRET_KEYS, which sanitize.CREDENTIAL_KEYS extends by `code`) is
+    replaced in a Realtime message (its first look, the hint, lets every one through) and printed
+    [redacted]; `code` stays in a message, where it is the app's."""
+    assert SECRET_KEYS < sanitize.CREDENTIAL_KEYS and sanitize.CREDENTIAL_KEYS - SECRET_KEYS == {"code"}
+    for key in sorted(SECRET_KEYS):
+        payload = {"type": "broadcast", "event": "e", "payload": {key: "opaque-value-1", "code": "ROOM-42"}}
+        frame = json.dumps(["1", "3", "realtime:room", "broadcast", payload]).encode()
+        new, found = sanitize.message(frame, binary=False, from_client=True)
+        assert found == {sanitize.TOKEN: 1}, key
+        assert json.loads(new)[4]["payload"] == {key: MARKER, "code": "ROOM-42"}, key
+        binary = frames.encode_user_push(
+            "realtime:room", "e", {key.upper(): "opaque-value-1"}, join_ref="1", ref="4"
+        )
+        assert b"opaque-value-1" not in sanitize.message(binary, binary=True, from_client=True)[0], key
+        printed = Redactor().output({"payload": {key: "opaque-value-1", "code": "ROOM-42"}})
+        assert printed == {"payload": {key: "[redacted]", "code": "ROOM-42"}}, key
+        assert Redactor().text(f"{key}=opaque-value-1 code=ROOM-42") == f"{key}=[redacted] code=ROOM-42"
+
+
+def test_code_is_an_authorization_code_where_oauth_puts_one():
+    """AUTH_CODE_KEYS: a URL's query (any path: an app's callback is where redirect_to says), a Location or
+    Referer, a fragment; a request body to GoTrue, an OAuth token request, a form with `state`. Not a
+    response body (GoTrue's error code), not a PostgREST row, not a Realtime message."""
+    for u in (
+        f"http://localhost:3000/cb?code={UUID}",
+        f"https://x.supabase.co/auth/v1/callback?code={UUID}&state=s",
+    ):
+        new, found = sanitize.url(u)
+        assert UUID not in new and f"code={MARKER}" in new and found == {sanitize.TOKEN: 1}, u
+        assert Redactor().url(u) == u.replace(UUID, "[redacted]")  # printed the same way
+    assert sanitize.url(f"http://app/#code={UUID}&state=s")[0] == f"http://app/#code={MARKER}&state=s"
+    assert sanitize.url("http://app/?error_code=otp_expired&error=access_denied")[1] == {}
+    for name in ("Location", "Referer", "content-location"):
+        assert sanitize.header(name, f"http://localhost:3000/cb?code={UUID}")[0].endswith(f"code={MARKER}")
+    assert sanitize.query_value("code", UUID) == (MARKER, {sanitize.TOKEN: 1})
+    mfa = json.dumps({"challenge_id": "c1", "code": "914207"})
+    cases = [  # (request url, body, mime, is `code` an authorization code here?)
+        (f"{SB}/auth/v1/factors/f1/verify", mfa, "application/json;charset=UTF-8", True),
+        (
+            "https://idp.example/token",
+            f"grant_type=authorization_code&code={UUID}&code_verifier=v",
+            FORM,
+            True,
+        ),
+        (
+            "https://idp.example/token",
+            json.dumps({"grant_type": "authorization_code", "code": UUID}),
+            "",
+            True,
+        ),
+        ("https://app.example/apple/callback", f"state=s1&code={UUID}&id_token=x", FORM, True),
+        (f"{SB}/rest/v1/rooms", json.dumps({"state": "open", "code": "ROOM-42"}), "application/json", False),
+        ("https://app.example/join", "code=ROOM-42&name=a", FORM, False),
+    ]
+    for u, body, mime, codes in cases:
+        assert sanitize.request_codes(u, body, mime) is codes, (u, body)
+        new, _ = sanitize.body(body, mime=mime, codes=codes)
+        assert (UUID not in new and "914207" not in new) if codes else new == body, (u, new)
+    error = json.dumps({"code": "invalid_credentials", "message": "Invalid login credentials"})
+    assert sanitize.body(error, mime="application/json")[0] == error  # a response: never `codes`
+    form_pw = "email=a%40example.com&password=p%3Ba'b%22c&remember=1"  # a form field, whatever its bytes
+    assert sanitize.body(form_pw, mime=FORM) == (
+        f"email=a%40example.com&password={MARKER}&remember=1",
+        {sanitize.TOKEN: 1},
+    )
+    assert sanitize.form_value("Password", "p;a'b") == (MARKER, {sanitize.TOKEN: 1})
+    assert (
+        sanitize.form_value("code", UUID) == (UUID, {})
+        and sanitize.form_value("code", UUID, codes=True)[0] == MARKER
+    )
+
+
+# ---------------------------------------------------------------------------------------------- Supabase Auth
+
+# A supabase-js session in a browser's capture: password login (one wrong password first), an OAuth sign-in
+# with PKCE and its callback, the code exchange, a token refresh, the implicit flow's redirect, MFA, a magic
+# link's token_hash, GoTrue's OAuth server's form token request, an app's own HTML login form, and a Realtime
+# connection whose broadcast carries some of them. Requests as auth-js sends them (GoTrueClient.ts:
+# signInWithPassword, _getUrlForProvider, _exchangeCodeForSession, _refreshAccessToken, mfa verify,
+# verifyOtp; lib/fetch.ts `_request`: Content-Type application/json;charset=UTF-8, X-Supabase-Api-Version,
+# the body JSON.stringify'd, so `captcha_token: undefined` leaves `gotrue_meta_security: {}`); answers as
+# GoTrue gives them (supabase/auth internal/api/token.go AccessTokenResponse; external.go and verify.go
+# prepPKCERedirectURL for the redirects; errors.go HTTPErrorResponse20240101 for the refused login).
+
+SB = "https://abcdefghijklmnopqrst.supabase.co"
+APP = "http://localhost:3000"
+FORM = "application/x-www-form-urlencoded"  # HTML forms (sanitize.FORM)
+UUID = "4d0c7f9e-6a2b-4c1e-9f3a-2b7d8e1c5a60"  # GoTrue's PKCE auth code (flow_state.auth_code) is a UUID
+LOGIN_PASSWORD = "hunter2-login-Passw0rd"
+WRONG_PASSWORD = "hunter1-wrong-Passw0rd"
+FORM_PASSWORD = "form-posted-pa55word"
+BROADCAST_PASSWORD = "hunter3-broadcast-pw"
+REFRESH = [f"gotrue-refresh-{c * 4}{i}" for i, c in enumerate("abcdef")]
+PROVIDER_TOKEN = "gho_16C7e42F292c6912E7710c838347Ae178B4a"
+PROVIDER_REFRESH = "ghr_1B4a2e77838347a7E420ce178F2E7c6912E169246"
+IMPLICIT_PROVIDER_TOKEN = "gho_ImplicitFlowProviderToken0000000000"
+GITHUB_CODES = ["gh-oauth-code-0f3a9c1b7d", "gh-oauth-code-9e8d7c6b5a"]
+VERIFIER = "pkce-verifier-Qm9vZnlWZXJpZmllclN0cmluZzEyMzQ1Njc4OTBhYmNk"
+TOKEN_HASH = "pkce_4c9a1b2e0d7f6a5b3c8e9d0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6"
+OAUTH_CODE = "oauth-server-code-5a6b7c8d"
+CLIENT_SECRET = "client-secret-Zx9Yw8Vu7Ts6"
+MFA_CODE = "914207"  # six digits: checked where it stood, not as bytes (a JWT's base64 may hold them)
+ROOM_CODE = "ROOM-42"  # the app's own `code`: kept
+JWTS = {
+    name: mint({"role": "authenticated", "sub": "user-1", "session_id": name, "exp": NOW + 3600})
+    for name in ("login", "pkce", "refreshed", "implicit", "mfa", "otp", "oauth")
+}
+STATE = mint({"provider": "github", "flow_state_id": "f-1", "exp": NOW + 300})  # GoTrue signs its state
+AUTH_CREDENTIALS = [
+    LOGIN_PASSWORD,
+    WRONG_PASSWORD,
+    FORM_PASSWORD,
+    *REFRESH,
+    PROVIDER_TOKEN,
+    PROVIDER_REFRESH,
+    IMPLICIT_PROVIDER_TOKEN,
+    *GITHUB_CODES,
+    UUID,
+    VERIFIER,
+    TOKEN_HASH,
+    OAUTH_CODE,
+    CLIENT_SECRET,
+    sig(APIKEY),
+    sig(STATE),
+    *(sig(t) for t in JWTS.values()),
+]
+MESSAGE_CREDENTIALS = [BROADCAST_PASSWORD, sig(JWTS["pkce"])]
+KEPT = [
+    "invalid_credentials",
+    ROOM_CODE,
+    "grant_type=password",
+    "a@example.com",
+    "code_challenge_method=s256",
+]
+
+
+@dataclasses.dataclass
+class Exchange:
+    method: str
+    url: str
+    headers: list[tuple[str, str]]
+    body: str = ""
+    status: int = 200
+    response_headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    response_body: str = ""
+    kind: str = "fetch"  # Chrome's _resourceType
+
+    @property
+    def mime(self) -> str:
+        return {k.lower(): v for k, v in self.headers}.get("content-type", "")
+
+    @property
+    def response_mime(self) -> str:
+        return {k.lower(): v for k, v in self.response_headers}.get("content-type", "")
+
+
+JSON_MIME = "application/json;charset=UTF-8"
+
+
+def auth_js(method: str, path: str, body: dict | None = None, jwt: str | None = None, **kw) -> Exchange:
+    """A request as auth-js's _request sends it, and GoTrue's JSON answer."""
+    headers = [
+        ("apikey", APIKEY),
+        ("Authorization", f"Bearer {jwt or APIKEY}"),
+        ("X-Client-Info", "supabase-js-web/2.50.0"),
+    ]
+    headers.append(("X-Supabase-Api-Version", "2024-01-01"))
+    if body is not None:
+        headers.append(("Content-Type", JSON_MIME))
+    answer = kw.pop("answer", None)
+    response = [("Content-Type", "application/json"), ("X-Supabase-Api-Version", "2024-01-01")]
+    return Exchange(
+        method,
+        f"{SB}/auth/v1{path}",
+        headers,
+        json.dumps(body, separators=(",", ":")) if body is not None else "",
+        response_headers=response,
+        response_body=json.dumps(answer) if answer is not None else "",
+        **kw,
+    )
+
+
+def session(jwt: str, refresh: str, **provider) -> dict:
+    """GoTrue's AccessTokenResponse (token.go)."""
+    user = {"id": "user-1", "aud": "authenticated", "role": "authenticated", "email": "a@example.com"}
+    return {
+        "access_token": jwt,
+        "token_type": "bearer",
+        "expires_in": 3600,
+        "expires_at": NOW + 3600,
+        "refresh_token": refresh,
+        "user": user,
+        **provider,
+    }
+
+
+def redirect(url: str, to: str, **kw) -> Exchange:
+    return Exchange(
+        "GET",
+        url,
+        [("Accept", "text/html")],
+        status=302,
+        response_headers=[("Location", to)],
+        kind="document",
+        **kw,
+    )
+
+
+def supabase_js_session() -> list[Exchange]:
+    login = {"email": "a@example.com", "gotrue_meta_security": {}}
+    implicit = urlencode(  # token.go AsRedirectURL: url.Values.Encode(), keys sorted
+        sorted(
+            {
+                "access_token": JWTS["implicit"],
+                "expires_in": "3600",
+                "provider_refresh_token": "ghr_" + REFRESH[4],
+                "provider_token": IMPLICIT_PROVIDER_TOKEN,
+                "refresh_token": REFRESH[5],
+                "token_type": "bearer",
+            }.items()
+        )
+    )
+    challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"  # S256 of the verifier: not a credential
+    oauth_form = urlencode(
+        {
+            "grant_type": "authorization_code",
+            "code": OAUTH_CODE,
+            "redirect_uri": f"{APP}/oauth",
+            "client_id": "c0ffee00-0000-4000-8000-000000000001",
+            "client_secret": CLIENT_SECRET,
+            "code_verifier": VERIFIER[::-1],
+        }
+    )
+    return [
+        auth_js(
+            "POST",
+            "/token?grant_type=password",
+            {**login, "password": WRONG_PASSWORD},
+            status=400,
+            answer={"code": "invalid_credentials", "message": "Invalid login credentials"},
+        ),
+        auth_js(
+            "POST",
+            "/token?grant_type=password",
+            {**login, "password": LOGIN_PASSWORD},
+            answer=session(JWTS["login"], REFRESH[0]),
+        ),
+        redirect(
+            f"{SB}/auth/v1/authorize?provider=github&redirect_to={quote(APP + '/cb', safe='')}"
+            f"&code_challenge={challenge}&code_challenge_method=s256",
+            f"https://github.com/login/oauth/authorize?client_id=Iv1.0a1b2c&redirect_uri="
+            f"{quote(SB + '/auth/v1/callback', safe='')}&response_type=code&scope=user%3Aemail&state={STATE}",
+        ),
+        redirect(f"{SB}/auth/v1/callback?code={GITHUB_CODES[0]}&state={STATE}", f"{APP}/cb?code={UUID}"),
+        Exchange(
+            "GET",
+            f"{APP}/cb?code={UUID}",
+            [("Accept", "text/html")],
+            response_headers=[("Content-Type", "text/html")],
+            response_body="<!doctype html><script src=/assets/index.js></script>",
+            kind="document",
+        ),
+        Exchange(
+            "GET",
+            f"{APP}/assets/index.js",
+            [("Referer", f"{APP}/cb?code={UUID}")],
+            kind="script",
+            response_headers=[("Content-Type", "text/javascript")],
+            response_body="export {}",
+        ),
+        auth_js(
+            "POST",
+            "/token?grant_type=pkce",
+            {"auth_code": UUID, "code_verifier": VERIFIER},
+            answer=session(
+                JWTS["pkce"],
+                REFRESH[1],
+                provider_token=PROVIDER_TOKEN,
+                provider_refresh_token=PROVIDER_REFRESH,
+            ),
+        ),
+        auth_js(
+            "POST",
+            "/token?grant_type=refresh_token",
+            {"refresh_token": REFRESH[1]},
+            answer=session(JWTS["refreshed"], REFRESH[2]),
+        ),
+        redirect(f"{SB}/auth/v1/callback?code={GITHUB_CODES[1]}&state={STATE}", f"{APP}/#{implicit}"),
+        auth_js(
+            "POST",
+            "/factors/f-1/verify",
+            {"challenge_id": "ch-1", "code": MFA_CODE},
+            jwt=JWTS["refreshed"],
+            answer=session(JWTS["mfa"], REFRESH[3]),
+        ),
+        auth_js(
+            "POST",
+            "/verify",
+            {"type": "email", "token_hash": TOKEN_HASH, "gotrue_meta_security": {}},
+            answer=session(JWTS["otp"], "gotrue-refresh-otp-1"),
+        ),
+        Exchange(
+            "POST",
+            f"{SB}/auth/v1/oauth/token",
+            [("Content-Type", FORM)],
+            oauth_form,
+            response_headers=[("Content-Type", "application/json")],
+            response_body=json.dumps({"access_token": JWTS["oauth"], "refresh_token": "oauth-refresh-1"}),
+        ),
+        Exchange(
+            "POST",
+            f"{APP}/login",
+            [("Content-Type", FORM)],
+            urlencode({"email": "a@example.com", "password": FORM_PASSWORD}),
+            status=302,
+            response_headers=[("Location", "/")],
+            kind="document",
+        ),
+        Exchange(
+            "POST",
+            f"{SB}/rest/v1/rooms",
+            [("apikey", APIKEY), ("Content-Type", "application/json")],
+            json.dumps({"state": "open", "code": ROOM_CODE}),
+            status=201,
+        ),
+    ]
+
+
+def realtime_after_login() -> Conn:
+    """The app's Realtime connection: joined with the PKCE session's token, then a broadcast carrying a
+    password, a provider token and the app's own `code`."""
+    join = {"topic": "realtime:room", "event": "phx_join", "ref": "1", "join_ref": "1"}
+    join["payload"] = {"config": {}, "access_token": JWTS["pkce"]}
+    payload = {"code": ROOM_CODE, "password": BROADCAST_PASSWORD, "provider_token": PROVIDER_TOKEN}
+    broadcast = {"topic": "realtime:room", "event": "broadcast", "ref": "3", "join_ref": "1"}
+    broadcast["payload"] = {"type": "broadcast", "event": "signed-in", "payload": payload}
+    return Conn(
+        url=f"wss://abcdefghijklmnopqrst.supabase.co/realtime/v1/websocket?apikey={APIKEY}&vsn=1.0.0",
+        frames=[(0.1, "send", json.dumps(join)), *joined()[1:], (26.0, "send", json.dumps(broadcast))],
+        start=T0 + 60,
+    )
+
+
+def har_entry(x: Exchange, producer: str, i: int) -> dict:
+    """One exchange as a HAR 1.2 entry (request/response, queryString, postData with a form's params,
+    content, redirectURL), with Chrome's own fields (Log.ts, Entry.build) for Chrome."""
+    pairs = [{"name": k, "value": v} for k, v in parse_qsl(urlsplit(x.url).query, keep_blank_values=True)]
+    request = {
+        "method": x.method,
+        "url": x.url,
+        "httpVersion": "HTTP/1.1",
+        "headers": [{"name": k, "value": v} for k, v in x.headers],
+        "queryString": pairs,
+        "cookies": [],
+        "headersSize": -1,
+        "bodySize": len(x.body),
+    }
+    if x.body:
+        request["postData"] = {"mimeType": x.mime, "text": x.body}
+        if FORM in x.mime:
+            request["postData"]["params"] = [{"name": k, "value": v} for k, v in parse_qsl(x.body)]
+    location = {k.lower(): v for k, v in x.response_headers}.get("location", "")
+    entry = {
+        "startedDateTime": f"2027-01-15T08:00:{i:02d}.000Z",
+        "time": 12,
+        "request": request,
+        "response": {
+            "status": x.status,
+            "statusText": "",
+            "httpVersion": "HTTP/1.1",
+            "headers": [{"name": k, "value": v} for k, v in x.response_headers],
+            "cookies": [],
+            "content": {
+                "size": len(x.response_body),
+                "mimeType": x.response_mime or "x-unknown",
+                **({"text": x.response_body} if x.response_body else {}),
+            },
+            "redirectURL": location,
+            "headersSize": -1,
+            "bodySize": len(x.response_body),
+        },
+        "cache": {},
+        "timings": {"send": 0, "wait": 12, "receive": 0},
+    }
+    if producer == "chrome":
+        entry |= {
+            "_initiator": {"type": "script" if x.kind == "fetch" else "other"},
+            "_priority": "High",
+            "_resourceType": x.kind,
+            "pageref": "page_1",
+        }
+    return entry
+
+
+def auth_flows() -> list[http.HTTPFlow]:
+    """The same session as mitmproxy holds it (what -w writes, and savehar reads)."""
+    out = []
+    for i, x in enumerate(supabase_js_session()):
+        f = tflow.tflow(resp=True)
+        f.request = http.Request.make(
+            x.method, x.url, x.body.encode(), http.Headers([(k.encode(), v.encode()) for k, v in x.headers])
+        )
+        f.request.timestamp_start = f.request.timestamp_end = T0 + i
+        f.response = http.Response.make(
+            x.status,
+            x.response_body.encode(),
+            http.Headers([(k.encode(), v.encode()) for k, v in x.response_headers]),
+        )
+        f.response.timestamp_start = f.response.timestamp_end = T0 + i + 0.01
+        out.append(f)
+    return [*out, *flows([realtime_after_login()])]
+
+
+def auth_har(producer: str) -> dict:
+    """The session in `producer`'s HAR: its Realtime entry as tests/producers.py builds it, then the HTTP
+    exchanges (mitmproxy: its own savehar over the flows)."""
+    if producer == "mitmproxy":
+        return mitmproxy_har(auth_flows())
+    conns = [realtime_after_login()]
+    builders = {"chrome": chrome, "httptoolkit": httptoolkit}
+    doc = (
+        builders[producer](conns)
+        if producer in builders
+        else without_messages(PRODUCER_NAMES[producer], conns)
+    )
+    doc["log"]["entries"] += [har_entry(x, producer, i) for i, x in enumerate(supabase_js_session())]
+    if producer == "chrome":  # the page's title is its URL: the OAuth callback's, code and all
+        doc["log"]["pages"] = [
+            {
+                "startedDateTime": "2027-01-15T08:00:00.000Z",
+                "id": "page_1",
+                "title": f"{APP}/cb?code={UUID}",
+                "pageTimings": {},
+            }
+        ]
+    return doc
+
+
+PRODUCER_NAMES = {p.lower(): p for p in NO_MESSAGES}
+AUTH_PRODUCERS = ["chrome", "httptoolkit", *PRODUCER_NAMES, "mitmproxy"]
+
+
+def assert_auth_sanitized(original: bytes, out: bytes, messages: bool) -> None:
+    wanted = AUTH_CREDENTIALS + (MESSAGE_CREDENTIALS if messages else [])
+    assert [c for c in wanted if c.encode() not in original] == []  # the builder put each one in
+    assert [c for c in wanted if c.encode() in out] == []
+    assert not [s for s in originals(original) if s in out]
+    assert [k for k in KEPT if k.encode() not in out] == []  # what is no credential stays
+    if messages:
+        assert (
+            out.count(ROOM_CODE.encode()) == original.count(ROOM_CODE.encode()) == 2
+        )  # PostgREST, broadcast
+
+
+def rtdiagnose_says(path: Path, capsys) -> tuple[int, str, str]:
+    """rtdiagnose's exit status and output, whatever they are (a HAR without messages: one line, 2)."""
+    rc = rtdiagnose.main([str(path), "--json"])
+    out, err = capsys.readouterr()
+    return rc, out.replace(str(path), "CAPTURE"), err.replace(str(path), "CAPTURE")
+
+
+def bodies_by_url(doc: dict) -> dict[str, tuple[Any, Any]]:
+    def parsed(content):
+        text = (content or {}).get("text") or ""
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+    return {
+        e["request"]["url"]: (parsed(e["request"].get("postData")), parsed(e["response"].get("content")))
+        for e in doc["log"]["entries"]
+    }
+
+
+@pytest.mark.parametrize("producer", AUTH_PRODUCERS)
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_a_supabase_js_login_oauth_and_refresh_har(producer, form, tmp_path, capsys):
+    src, dst = tmp_path / "in.har", tmp_path / "out.har"
+    src.write_bytes(FORMS[form](auth_har(producer)))
+    out = sanitize_file(src, dst, capsys)
+    raw, data = src.read_bytes(), dst.read_bytes()
+    original, text = raw.decode(json.detect_encoding(raw)), data.decode(json.detect_encoding(data))
+    assert_auth_sanitized(original.encode(), text.encode(), messages=producer not in PRODUCER_NAMES)
+    assert "bodies: " in out and "URLs: " in out and "headers: " in out
+    got = bodies_by_url(json.loads(text))
+    login = got[f"{SB}/auth/v1/token?grant_type=password"]
+    assert login[0] == {"email": "a@example.com", "password": MARKER, "gotrue_meta_security": {}}
+    assert got[f"{SB}/auth/v1/factors/f-1/verify"][0] == {"challenge_id": "ch-1", "code": MARKER}
+    pkce = got[f"{SB}/auth/v1/token?grant_type=pkce"]
+    assert pkce[0] == {"auth_code": MARKER, "code_verifier": MARKER}
+    assert (pkce[1]["provider_token"], pkce[1]["provider_refresh_token"]) == (MARKER, MARKER)
+    assert pkce[1]["access_token"] == kept(JWTS["pkce"])  # role and exp still read
+    assert got[f"{SB}/rest/v1/rooms"][0] == {"state": "open", "code": ROOM_CODE}
+    assert got[f"{APP}/cb?code={MARKER}"] is not None
+    assert rtdiagnose_says(dst, capsys) == rtdiagnose_says(src, capsys)
+    if producer not in PRODUCER_NAMES:
+        assert diagnosis_in_process(dst, capsys) == diagnosis_in_process(src, capsys)
+    assert "replaced nothing" in sanitize_file(dst, tmp_path / "again.har", capsys)
+
+
+def test_a_supabase_js_session_in_a_flow_file_and_a_zhar(tmp_path, capsys):
+    flow_file, zhar = tmp_path / "in.flows", tmp_path / "in.zhar"
+    with open(flow_file, "wb") as f:
+        w = mio.FlowWriter(f)
+        for x in auth_flows():
+            w.add(x)
+    zhar.write_bytes(zlib.compress(json.dumps(mitmproxy_har(auth_flows()), indent=4).encode(), 9))
+    for src in (flow_file, zhar):
+        dst = tmp_path / f"out{src.suffix}"
+        sanitize_file(src, dst, capsys)
+        unpack = zlib.decompress if src.suffix == ".zhar" else (lambda b: b)
+        assert_auth_sanitized(unpack(src.read_bytes()), unpack(dst.read_bytes()), messages=True)
+        assert diagnosis_in_process(dst, capsys) == diagnosis_in_process(src, capsys), src.name
+    with open(tmp_path / "out.flows", "rb") as f:
+        stored = {x.request.url: x for x in mio.FlowReader(f).stream()}
+    mfa = stored[f"{SB}/auth/v1/factors/f-1/verify"]
+    assert json.loads(mfa.request.content) == {"challenge_id": "ch-1", "code": MARKER}
+    with open(tmp_path / "out.flows", "rb") as f:  # both GitHub callbacks now read the same
+        callbacks = [x for x in mio.FlowReader(f).stream() if x.request.path.startswith("/auth/v1/callback")]
+    assert {x.request.path for x in callbacks} == {f"/auth/v1/callback?code={MARKER}&state={kept(STATE)}"}
+    pkce, implicit = (x.response.headers["location"] for x in callbacks)
+    assert pkce == f"{APP}/cb?code={MARKER}"
+    assert dict(parse_qsl(urlsplit(implicit).fragment)) == {
+        "access_token": kept(JWTS["implicit"]),
+        "expires_in": "3600",
+        "provider_refresh_token": MARKER,
+        "provider_token": MARKER,
+        "refresh_token": MARKER,
+        "token_type": "bearer",
+    }
+    login = stored[f"{APP}/login"]
+    assert (
+        login.request.urlencoded_form["password"] == MARKER
+        and login.request.urlencoded_form["email"] == "a@example.com"
+    )
+
+
+# ---------------------------------------------------------------------------------------------- versions
+
+
+@pytest.mark.parametrize(
+    "version, checked",
+    [
+        ("12.0.0", True),
+        ("12.3.1", True),
+        ("12.3.9", True),
+        ("12.4.0", False),
+        ("12.10.0", False),
+        ("13.0.0.dev", False),
+        ("11.1.3", False),
+        ("unknown", False),
+    ],
+)
+def test_stored_messages_are_sanitized_only_on_the_mitmproxy_versions_checked(
+    version, checked, monkeypatch, caplog
+):
+    """On a mitmproxy whose WebSocket layer was not read (internals.STORE_MESSAGE_COPY_CHECKED), the message
+    mitmproxy holds is left as it is (it may be what goes on the wire), with one warning; the upgrade's URL
+    is sanitized on every version."""
+    from mitmproxy.test import taddons
+    from rtproxy_mitm import internals
+    from rtproxy_mitm import sanitize as live
+    from rtproxy_mitm.tracker import Tracker
+
+    assert internals.store_message_copy_checked(version) is checked
+    monkeypatch.setattr(live, "VERSION", version)
+    addon = live.Sanitize()
+    with caplog.at_level(logging.WARNING, logger="rtproxy"), taddons.context(Tracker(), addon) as tctx:
+        tctx.configure(addon, rt_show_secrets=False)
+        (flow,) = flows(
+            [Conn(url=f"wss://h/realtime/v1/websocket?apikey={APIKEY}&vsn=1.0.0", frames=[])], closed=False
+        )
+        addon.response(flow)
+        sent = websocket.WebSocketMessage(Opcode.TEXT, True, json.dumps(JOIN_V1).encode())
+        flow.websocket.messages.append(sent)
+        addon.websocket_message(flow)
+    assert f"apikey={kept(APIKEY)}" in flow.request.path  # the request side: every version
+    assert sent.content == json.dumps(JOIN_V1).encode()  # what mitmproxy forwards: never touched
+    stored = flow.websocket.messages[-1]
+    warnings = [
+        r.getMessage() for r in caplog.records if r.name == "rtproxy" and r.levelno == logging.WARNING
+    ]
+    if checked:
+        assert stored is not sent and kept(USER).encode() in stored.content and warnings == []
+    else:
+        assert stored is sent
+        assert len(warnings) == 1 and f"mitmproxy {version}" in warnings[0] and "unsanitized" in warnings[0]
+        assert "12.0 to 12.3" in warnings[0] and "rtsanitize" in warnings[0]

@@ -20,8 +20,33 @@ REDACTED = "[redacted]"
 # signature it replaces is still header.claims.signature in shape, and still read by jwt_claims.
 SANITIZED = "rtproxy-sanitized"
 
-# Query parameters and payload keys whose values are secrets. (rtproxy prints no request headers.)
-SECRET_KEYS = frozenset({"apikey", "api_key", "access_token", "user_token", "token", "refresh_token", "jwt"})
+# The payload keys a client's frames carry its user's JWT in: phx_join's and the access_token event's
+# `access_token`, or `user_token`, which Realtime reads in their place (realtime_channel.ex,
+# assign_access_token/2: Map.get(params, "access_token") || Map.get(params, "user_token")).
+TOKEN_KEYS = frozenset({"access_token", "user_token"})
+# The one list of names whose value is a credential wherever the name stands (a query parameter, a JSON or
+# payload key, `name=value` in text, a form field): what rtproxy prints as [redacted] (Redactor) and what it
+# stores as rtsanitize's marker (sanitize.CREDENTIAL_KEYS is this and AUTH_CODE_KEYS). Realtime's and
+# supabase-js's, then GoTrue's (supabase/auth): internal/api/token.go, `PasswordGrantParams.Password`,
+# `IdTokenGrantParams.IdToken`, `PKCEGrantParams` (`auth_code`, `code_verifier`) and `AccessTokenResponse`
+# (`provider_token`, `provider_refresh_token`, also in the implicit flow's redirect fragment: external.go,
+# internalExternalProviderCallback); auth-js GoTrueClient.ts `verifyOtp` (`token_hash`); external.go
+# `ExternalProviderRedirect` (`invite_token`); internal/api/oauthserver/handlers.go `OAuthTokenParams`
+# (`client_secret`). (rtproxy prints no request headers.)
+SECRET_KEYS = TOKEN_KEYS | frozenset(
+    {"apikey", "api_key", "token", "refresh_token", "jwt"}
+    | {"password", "id_token", "auth_code", "code_verifier", "provider_token", "provider_refresh_token"}
+    | {"token_hash", "invite_token", "client_secret"}
+)
+# `code` is an OAuth authorization code where OAuth puts one, and an ordinary word elsewhere (a Realtime
+# payload's `code`, GoTrue's error `{"code": "invalid_credentials"}`: internal/api/errors.go,
+# HTTPErrorResponse20240101). A credential in a URL's query, always: GoTrue's PKCE redirect to the app's
+# `redirect_to` carries `?code=` alone (verify.go, prepPKCERedirectURL, which external.go's
+# internalExternalProviderCallback and the verify endpoint call; auth-js GoTrueClient.ts
+# `_getSessionFromURL` reads `params.code`), at whatever path the app chose, and no Realtime URL has one;
+# in a request body only where sanitize.request_codes says (GoTrue's endpoints, OAuth token requests).
+AUTH_CODE_KEYS = frozenset({"code"})
+_URL_KEYS = SECRET_KEYS | AUTH_CODE_KEYS
 
 # Further dot-separated segments are taken too: a JWT glued to another (or to a stray segment) must not
 # leave its payload or signature behind.
@@ -100,9 +125,9 @@ def jwt_expired(token: str, now: float) -> float | None:
 
 
 def replace_url_secrets(parts: SplitResult, secret: Callable[[str], str], password: str) -> SplitResult:
-    """The URL with each query value named in SECRET_KEYS replaced by secret(value) and a userinfo
-    password (wss://user:password@host) by `password`; every other byte as written (a bare `&notify_self`
-    stays bare, percent-escapes stay). One walk for what rtproxy prints (Redactor.url) and what it stores
+    """The URL with each query value named in SECRET_KEYS or AUTH_CODE_KEYS replaced by secret(value) and
+    a userinfo password (wss://user:password@host) by `password`; every other byte as written (a bare
+    `&notify_self` stays bare, percent-escapes stay). One walk for what rtproxy prints (Redactor.url) and what it stores
     (sanitize.url)."""
     if parts.password:
         userinfo, _, hostport = parts.netloc.rpartition("@")
@@ -111,7 +136,7 @@ def replace_url_secrets(parts: SplitResult, secret: Callable[[str], str], passwo
         pieces = []
         for piece in parts.query.split("&"):
             key, eq, value = piece.partition("=")
-            if eq and value and unquote_plus(key).lower() in SECRET_KEYS:
+            if eq and value and unquote_plus(key).lower() in _URL_KEYS:
                 piece = f"{key}={secret(value)}"
             pieces.append(piece)
         parts = parts._replace(query="&".join(pieces))

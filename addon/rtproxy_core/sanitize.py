@@ -8,8 +8,11 @@ what a credential becomes (the live addon, rtproxy_mitm.sanitize, and `rtsanitiz
   sanitized capture is the original's; without its signature no server takes it;
 - an `sb_publishable_…` / `sb_secret_…` key keeps its prefix (which kind of key it was matters to the
   diagnosis): `sb_secret_rtproxy-sanitized`;
-- any other credential (an opaque apikey, token, Basic credentials, a cookie's value, a URL's password)
-  becomes `rtproxy-sanitized`.
+- any other credential (an opaque apikey, token, password, Basic credentials, a cookie's value, a URL's
+  password) becomes `rtproxy-sanitized`.
+
+What is a credential by its name is CREDENTIAL_KEYS (redact's lists: the Redactor prints the same names as
+[redacted]); `code` only where it is an authorization code (a URL's query, a body `request_codes` picks).
 
 Every function returns (new value, Replaced): a count per kind of what it replaced, never a value. All are
 idempotent: a marker is never replaced again, so sanitizing twice changes nothing more. Bytes that hold
@@ -20,12 +23,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from . import frames
-from .redact import SANITIZED, SECRET_KEYS, replace_url_secrets
+from .redact import AUTH_CODE_KEYS, SANITIZED, SECRET_KEYS, replace_url_secrets
 
 MARKER = SANITIZED
 
@@ -49,12 +52,30 @@ URLS, HEADERS, COOKIES, BODIES, MESSAGES, ELSEWHERE = (
 )
 Places = dict[str, Replaced]
 
+# What sanitizing replaces by name: redact.SECRET_KEYS (the names whose value is a credential wherever they
+# stand: apikey, access_token, password, provider_token, code_verifier, ...) and AUTH_CODE_KEYS (`code`: a
+# credential in a URL's query, and in a request body `request_codes` picks; kept in WebSocket messages,
+# response bodies and other text, where it is an app's field or an error's name). Both lists are redact's:
+# the Redactor prints the same names as [redacted], `code` in URLs only.
+CREDENTIAL_KEYS = SECRET_KEYS | AUTH_CODE_KEYS
+# GoTrue's endpoints, as supabase-js calls them through the API gateway (auth-js GoTrueClient.ts: every
+# request goes to `${this.url}/...`, this.url being `${supabaseUrl}/auth/v1`).
+AUTH_PATH = "/auth/v1/"
+
 # Header names whose whole value is a credential (Realtime reads `x-api-key`; Kong reads `apikey`), besides
 # Authorization's scheme-and-credentials and the cookies.
 KEY_HEADERS = frozenset({"apikey", "x-api-key"}) | SECRET_KEYS
 AUTH_HEADERS = frozenset({"authorization", "proxy-authorization"})
+# Headers whose value is a URL: a redirect's Location (GoTrue's 302 to the app's callback with `?code=`, or
+# with the implicit flow's `#access_token=…&provider_token=…`), the Referer the callback page's requests carry.
+URL_HEADERS = frozenset({"location", "referer", "content-location"})
 
-_KEYS = "|".join(sorted(SECRET_KEYS, key=len, reverse=True))
+
+def _alternation(keys: frozenset[str]) -> str:
+    return "|".join(sorted(keys, key=len, reverse=True))
+
+
+_KEYS, _CODE_KEYS = _alternation(SECRET_KEYS), _alternation(CREDENTIAL_KEYS)
 # As redact's _JWT_RE, the signature being its own group; a further `.segment` is left (not a credential).
 _JWT = re.compile(r"(eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.)([A-Za-z0-9_-]*)")
 _SB = re.compile(r"(sb_(?:publishable|secret)_)([A-Za-z0-9_-]+)")  # as redact: glued to a word too
@@ -62,12 +83,16 @@ _SB = re.compile(r"(sb_(?:publishable|secret)_)([A-Za-z0-9_-]+)")  # as redact: 
 # (a Realtime payload, an auth response's refresh_token): the value is a credential whatever its shape.
 _PARAM = re.compile(rf"(?i)\b({_KEYS})=([^&\s\"'#;<>\\]+)")
 _JSON_KEY = re.compile(rf'(?i)"({_KEYS})"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
+# The same with `code` (AUTH_CODE_KEYS), where it is an authorization code: a URL, a request_codes body.
+_CODE_PARAM = re.compile(rf"(?i)\b({_CODE_KEYS})=([^&\s\"'#;<>\\]+)")
+_CODE_JSON_KEY = re.compile(rf'(?i)"({_CODE_KEYS})"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
 # Cheap test first: text holding none of these has nothing to replace.
 # The cheap first look, per stored frame: nothing to do unless one of these is in it. One case-sensitive
 # alternation over the lower-cased text: a case-insensitive one, `(?i:…)`, costs Python's re ~25 ns a byte
 # (5.3 µs for a 194-byte broadcast, against 1.2 µs this way: rtbench's hook line).
-_HINTS = re.compile(r"eyj|sb_|token|api_?key|jwt")
-_HINTS_B = re.compile(rb"eyj|sb_|token|api_?key|jwt")
+# Every name in SECRET_KEYS holds one of these (tests/test_sanitize.py checks).
+_HINTS = re.compile(r"eyj|sb_|token|api_?key|jwt|passw|secret|verifier|auth_code")
+_HINTS_B = re.compile(_HINTS.pattern.encode())
 
 
 def _maybe(s: str) -> bool:
@@ -128,52 +153,128 @@ def credential(value: str) -> tuple[str, Replaced]:
     return _credential(value, out), out
 
 
-def text(s: str) -> tuple[str, Replaced]:
+def text(s: str, *, codes: bool = False) -> tuple[str, Replaced]:
     """Free text: JWTs and sb_ keys wherever they stand, `secret=value` parameters and JSON
-    `"secret": "value"` pairs (the keys redact.SECRET_KEYS names) whatever their value's shape."""
+    `"secret": "value"` pairs (the keys redact.SECRET_KEYS names; with `codes`, `code` too: a URL, a body
+    `request_codes` picks) whatever their value's shape."""
     out: Replaced = Counter()
-    if not s or not _maybe(s):
+    if not s or not (_maybe(s) or codes and "code" in s.lower()):
         return s, out
     s = _shapes(s, out)
-    s = _PARAM.sub(lambda m: f"{m.group(1)}={_credential(m.group(2), out)}", s)
-    s = _JSON_KEY.sub(lambda m: f'"{m.group(1)}"{m.group(2)}"{_credential(m.group(3), out)}"', s)
+    param, json_key = (_CODE_PARAM, _CODE_JSON_KEY) if codes else (_PARAM, _JSON_KEY)
+    s = param.sub(lambda m: f"{m.group(1)}={_credential(m.group(2), out)}", s)
+    s = json_key.sub(lambda m: f'"{m.group(1)}"{m.group(2)}"{_credential(m.group(3), out)}"', s)
     return s, out
 
 
-def data(raw: bytes) -> tuple[bytes, Replaced]:
-    """Bytes of any kind (a body, a frame that is not a Realtime message): `text` over them byte for byte
-    (latin-1 maps each byte to one character and back, and every pattern is ASCII), so bytes that are not
-    UTF-8 are kept as they are."""
-    if not raw or not _maybe_b(raw):
-        return raw, Counter()
-    new, out = text(raw.decode("latin-1"))
+def _latin1(raw: bytes, fix: Callable[[str], tuple[str, Replaced]]) -> tuple[bytes, Replaced]:
+    """`fix` over bytes byte for byte (latin-1 maps each byte to one character and back, and every pattern
+    is ASCII), so bytes that are not UTF-8 are kept as they are; the same object when nothing changed."""
+    new, out = fix(raw.decode("latin-1"))
     return (new.encode("latin-1"), out) if out else (raw, out)
+
+
+def data(raw: bytes, *, codes: bool = False) -> tuple[bytes, Replaced]:
+    """Bytes of any kind (a body, a frame that is not a Realtime message): `text` over them."""
+    if not raw or not (_maybe_b(raw) or codes and b"code" in raw.lower()):
+        return raw, Counter()
+    return _latin1(raw, lambda s: text(s, codes=codes))
+
+
+# ---------------------------------------------------------------------------------------------- bodies
+
+FORM = "application/x-www-form-urlencoded"
+# An OAuth token request names its grant (RFC 6749 §4.1.3; GoTrue's own, internal/api/token.go `Token`
+# reads `grant_type`, and its OAuth server's, internal/api/oauthserver/handlers.go `OAuthTokenParams`, JSON
+# or a form: grant_type, code, code_verifier, client_secret); an authorization response posted back
+# (OAuth 2.0 Form Post Response Mode, as Sign in with Apple sends it) is a form with `state` and `code`.
+_GRANT = re.compile(r'(?i)(?:^|&)grant_type=|"grant_type"\s*:')
+_STATE = re.compile(r"(?i)(?:^|&)state=")
+
+
+def is_form(mime: str) -> bool:
+    return FORM in (mime or "").lower()
+
+
+def request_codes(url: str, body: str, mime: str = "") -> bool:
+    """Is a `code` in this request's body an authorization code (AUTH_CODE_KEYS)? On GoTrue's endpoints
+    (AUTH_PATH: `POST /auth/v1/factors/{id}/verify`'s MFA `code`, its OAuth server's token exchange), in any
+    OAuth token request (it names grant_type), and in a form that also names `state`. Never in a response
+    body (GoTrue's error `{"code": "invalid_credentials"}` names the error: it stays for the reader) nor in
+    a WebSocket message (a Realtime payload's `code` is the app's)."""
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        path = url
+    if AUTH_PATH in path or _GRANT.search(body):
+        return True
+    return is_form(mime) and _STATE.search(body) is not None
+
+
+def form(s: str, *, codes: bool = False) -> tuple[str, Replaced]:
+    """`a=1&password=…` (application/x-www-form-urlencoded): a field named in redact.SECRET_KEYS (with
+    `codes`, AUTH_CODE_KEYS too) replaced whole as written, whatever bytes its value holds; every other field
+    as text. Names, order and separators kept."""
+    keys = CREDENTIAL_KEYS if codes else SECRET_KEYS
+    out: Replaced = Counter()
+    pieces = []
+    for piece in s.split("&"):
+        name, eq, value = piece.partition("=")
+        if eq and value and unquote_plus(name).strip().lower() in keys:
+            piece = f"{name}={_credential(value, out)}"
+        else:
+            piece, found = text(piece, codes=codes)
+            out.update(found)
+        pieces.append(piece)
+    return "&".join(pieces), out
+
+
+def body(s: str, *, mime: str = "", codes: bool = False) -> tuple[str, Replaced]:
+    """A request's or response's body text (HAR's postData and content): a form field by field (its
+    Content-Type says so), anything else (JSON, HTML, text) as text. `codes`: `request_codes` said so."""
+    return form(s, codes=codes) if is_form(mime) else text(s, codes=codes)
+
+
+def body_bytes(raw: bytes, *, mime: str = "", codes: bool = False) -> tuple[bytes, Replaced]:
+    """`body` over bytes (a flow's, a base64 HAR body's), byte for byte."""
+    if not raw:
+        return raw, Counter()
+    return _latin1(raw, lambda s: body(s, mime=mime, codes=codes))
 
 
 # ---------------------------------------------------------------------------------------------- URLs
 
 
 def query_value(name: str, value: str) -> tuple[str, Replaced]:
-    """One query parameter's value (HAR's queryString, a form's params): a credential when its name is one
-    of redact.SECRET_KEYS, free text otherwise."""
-    if unquote_plus(name).lower() in SECRET_KEYS:
+    """One query parameter's value (HAR's queryString): a credential when its name is one of
+    CREDENTIAL_KEYS (`code` included, as in `url`), free text otherwise."""
+    if unquote_plus(name).strip().lower() in CREDENTIAL_KEYS:
         return credential(value)
-    return text(value)
+    return text(value, codes=True)
+
+
+def form_value(name: str, value: str, *, codes: bool = False) -> tuple[str, Replaced]:
+    """One field of a form body (HAR's postData.params): as `form` takes it."""
+    if unquote_plus(name).strip().lower() in (CREDENTIAL_KEYS if codes else SECRET_KEYS):
+        return credential(value)
+    return text(value, codes=codes)
 
 
 def url(u: str) -> tuple[str, Replaced]:
-    """A URL (or a path with a query) with its secret query values, a userinfo password and any JWT or sb_
-    key replaced; every other byte kept as written (a bare `&notify_self` stays bare, escapes stay)."""
+    """A URL (or a path with a query) with its secret query values (CREDENTIAL_KEYS: an OAuth callback's
+    `?code=` too), a userinfo password and any JWT or sb_ key replaced; every other byte kept as written (a
+    bare `&notify_self` stays bare, escapes stay)."""
     out: Replaced = Counter()
     try:
         parts = urlsplit(u)
     except ValueError:
-        return text(u)
+        return text(u, codes=True)
     if parts.password and parts.password != MARKER:
         out[PASSWORD] += 1
     parts = replace_url_secrets(parts, lambda value: _credential(value, out), parts.password and MARKER)
     # Rebuilt only when something changed: urlunsplit drops an empty `?` or `#`.
-    new, found = text(urlunsplit(parts) if out else u)  # then a fragment's #access_token=, a JWT in the path
+    # Then a fragment's #access_token=…&provider_token=… (the implicit flow's redirect), a JWT in the path.
+    new, found = text(urlunsplit(parts) if out else u, codes=True)
     out.update(found)
     return new, out
 
@@ -221,8 +322,9 @@ def set_cookie(value: str) -> tuple[str, Replaced]:
 
 def header(name: str, value: str) -> tuple[str, Replaced]:
     """One header's value: Authorization keeps its scheme (`Bearer <jwt>` becomes `Bearer
-    header.claims.rtproxy-sanitized`), apikey/x-api-key are credentials whole, cookies lose their values,
-    any other header is free text (a JWT in Sec-WebSocket-Protocol is one all the same)."""
+    header.claims.rtproxy-sanitized`), apikey/x-api-key are credentials whole, Location/Referer are URLs,
+    cookies lose their values, any other header is free text (a JWT in Sec-WebSocket-Protocol is one all
+    the same)."""
     lower = name.lower()
     if lower in AUTH_HEADERS:
         scheme, space, cred = value.strip().partition(" ")
@@ -232,6 +334,8 @@ def header(name: str, value: str) -> tuple[str, Replaced]:
         return f"{scheme} {_credential(cred.strip(), out)}", out
     if lower in KEY_HEADERS:
         return credential(value)
+    if lower in URL_HEADERS:
+        return url(value)
     if lower == "cookie":
         return cookie_header(value)
     if lower == "set-cookie":

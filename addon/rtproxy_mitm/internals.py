@@ -14,7 +14,8 @@ and the tests that notice. Checked against mitmproxy 12.3.1.
 - `wrap_har_entries`: adding fields to the entries `savehar` writes (`SaveHar.flow_entry`, which leaves
   a flow's comment and marker out). tests/test_commands.py.
 - `store_message_copy`: the flow keeping another copy of a WebSocket message than the one mitmproxy
-  forwards (`WebsocketLayer.relay_messages` sends its local `message`). tests/test_sanitize.py.
+  forwards (`WebsocketLayer.relay_messages` sends its local `message`), on the versions this was read in
+  (`STORE_MESSAGE_COPY_CHECKED`, `store_message_copy_checked`). tests/test_sanitize.py.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from mitmproxy.proxy import events
 from mitmproxy.proxy.layers.websocket import WebSocketMessageInjected
 from rtproxy_core import closecodes
 from wsproto.frame_protocol import Opcode
+
+from . import _major_minor
 
 
 class _ServerCloseInjected(WebSocketMessageInjected, events.DataReceived):
@@ -122,6 +125,21 @@ def wrap_har_entries(extend: Callable[[http.HTTPFlow, dict], dict]) -> Callable[
             SaveHar.flow_entry = original
 
     return undo
+
+
+# The mitmproxy versions (major, minor; both ends included) whose WebsocketLayer.relay_messages was read and
+# forwards its local `message` (below): 12.0.0 to 12.3.1. On any other one the Sanitize addon does not call
+# store_message_copy: if that version forwarded `flow.websocket.messages[-1]` instead, the sanitized copy
+# would go on the wire (a join's access_token without its signature: every join refused).
+STORE_MESSAGE_COPY_CHECKED = ((12, 0), (12, 3))
+
+
+def store_message_copy_checked(version: str) -> bool:
+    """Is `version` (mitmproxy.version.VERSION) one of STORE_MESSAGE_COPY_CHECKED? A version that does not
+    read as major.minor is not."""
+    found = _major_minor(version)
+    first, last = STORE_MESSAGE_COPY_CHECKED
+    return found is not None and first <= found <= last
 
 
 def store_message_copy(flow: http.HTTPFlow, message: websocket.WebSocketMessage, content: bytes) -> bool:

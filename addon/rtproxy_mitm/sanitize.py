@@ -4,8 +4,10 @@ holds one.
 
 Live (`Sanitize`, unless rt_show_secrets): once a Realtime upgrade has been forwarded (its `response`, or
 its `error`), the stored request's URL query, Authorization/apikey/Cookie headers and the Worker's copies
-of them in the flow's metadata; then each WebSocket message as it is stored. Offline (`sanitize_flow`,
-rtsanitize on a flow file): everything a flow holds, bodies and cookies both ways included.
+of them in the flow's metadata; then each WebSocket message as it is stored (on the mitmproxy versions
+whose WebSocket layer was read to forward the object it made, not the one stored:
+internals.STORE_MESSAGE_COPY_CHECKED). Offline (`sanitize_flow`, rtsanitize on a flow file): everything a
+flow holds, bodies and cookies both ways included.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import logging
 
 from mitmproxy import ctx, http, tcp, udp, websocket
 from mitmproxy import flow as mflow
+from mitmproxy.version import VERSION
 from rtproxy_core import sanitize
 from rtproxy_core.sanitize import Places, Replaced
 
 from .flowevents import is_realtime
-from .internals import store_message_copy
+from .internals import STORE_MESSAGE_COPY_CHECKED, store_message_copy, store_message_copy_checked
 
 logger = logging.getLogger("rtproxy")
 
@@ -34,14 +37,18 @@ def _headers(h: http.Headers) -> tuple[http.Headers | None, Replaced]:
     return new, found
 
 
-def _body(m: http.Message, places: Places) -> None:
+def _body(m: http.Message, places: Places, url: str = "") -> None:
+    """The body, its Content-Encoding undone and done again; `url` for a request's (its `code` may be an
+    authorization code: sanitize.request_codes)."""
     if not m.raw_content:
         return
     try:
         content, decoded = m.get_content(strict=True), True
     except ValueError:  # a Content-Encoding mitmproxy cannot undo: the bytes as they came
         content, decoded = m.raw_content, False
-    new, found = sanitize.data(content or b"")
+    content, mime = content or b"", m.headers.get("content-type", "")
+    codes = isinstance(m, http.Request) and sanitize.request_codes(url, content.decode("latin-1"), mime)
+    new, found = sanitize.body_bytes(content, mime=mime, codes=codes)
     if found:
         if decoded:
             m.content = new  # encoded again as its Content-Encoding says
@@ -70,7 +77,7 @@ def request(req: http.Request, places: Places, body: bool = False) -> None:
         sanitize.add(places, sanitize.URLS, found)
     _message_headers(req, places)
     if body:
-        _body(req, places)
+        _body(req, places, req.path)
 
 
 def response(resp: http.Response, places: Places) -> None:
@@ -129,13 +136,35 @@ def sanitize_flow(f: mflow.Flow) -> Places:
     return places
 
 
+def messages_not_sanitized(version: str) -> str | None:
+    """The warning for a mitmproxy whose WebSocket layer rtproxy has not read (internals.
+    STORE_MESSAGE_COPY_CHECKED); None when stored messages can be sanitized on it."""
+    if store_message_copy_checked(version):
+        return None
+    (a, b), (c, d) = STORE_MESSAGE_COPY_CHECKED
+    return (
+        f"mitmproxy {version}: rtproxy stores WebSocket messages unsanitized on it (their access_token, JWTs "
+        f"and keys as they went), as it has checked only on mitmproxy {a}.{b} to {c}.{d}.x that a sanitized "
+        "copy stays off the wire; a Realtime upgrade's URL, headers and metadata are still sanitized. "
+        "Run rtsanitize on a saved file before you share it"
+    )
+
+
 class Sanitize:
     """Unless rt_show_secrets (the Tracker declares it): credentials out of what mitmproxy stores of each
-    Realtime flow, never out of what it forwards."""
+    Realtime flow, never out of what it forwards. WebSocket messages only on the mitmproxy versions
+    internals.STORE_MESSAGE_COPY_CHECKED names (`load` says so, once, on any other)."""
 
     def __init__(self) -> None:
         self.show = False
         self.flows: dict[str, Places] = {}  # live Realtime flows -> what was replaced so far
+        self.messages = False  # store_message_copy is safe on this mitmproxy (`load`)
+
+    def load(self, loader) -> None:
+        why = messages_not_sanitized(VERSION)
+        self.messages = why is None
+        if why:
+            logger.warning(why)
 
     def configure(self, updated: set[str]) -> None:
         if "rt_show_secrets" in updated:
@@ -164,7 +193,7 @@ class Sanitize:
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         places = self.flows.get(flow.id)
-        if places is None or self.show:
+        if places is None or self.show or not self.messages:
             return
         assert flow.websocket is not None
         m = flow.websocket.messages[-1]

@@ -5,10 +5,12 @@
 IN is a HAR file (any producer's: Chrome/Edge DevTools, HTTP Toolkit, mitmproxy's savehar, Firefox, …; a
 byte order mark and UTF-16 are kept), mitmproxy's compressed .zhar, or a mitmproxy flow file (mitmdump -w).
 OUT is written in the same form. A JWT keeps its header and claims (role, exp: what a diagnosis reads) and
-loses its signature; an sb_publishable_/sb_secret_ key keeps its prefix only; any other key, token, cookie
-value or URL password becomes `rtproxy-sanitized`. Replaced: URL queries, headers (Authorization, apikey,
-x-api-key, Cookie, Set-Cookie), HAR cookies, WebSocket messages (access_token in a Realtime message, any
-JWT or sb_ key), request and response bodies, and any JWT or sb_ key anywhere else. rtdiagnose gives the
+loses its signature; an sb_publishable_/sb_secret_ key keeps its prefix only; any other key, token,
+password, cookie value or URL password becomes `rtproxy-sanitized`. Replaced: URL queries (an OAuth
+callback's `code` too), headers (Authorization, apikey, x-api-key, Cookie, Set-Cookie, Location, Referer),
+HAR cookies, WebSocket messages (access_token in a Realtime message, a payload's password, any JWT or sb_
+key), request and response bodies (a login's password, GoTrue's provider_token, the PKCE code_verifier,
+form bodies field by field), and any JWT or sb_ key anywhere else. rtdiagnose gives the
 same answers on OUT as on IN. Prints what it replaced (counts by kind, never a value). Exit status: 0
 written, 2 IN could not be read or OUT not written (one line on stderr says why).
 """
@@ -55,26 +57,44 @@ def _cookie(name: str, value: str) -> tuple[str, Any]:
     return sanitize.cookie_value(value)
 
 
-def _content(content: Any, places: Places) -> None:
-    """A response's `content` ({text, encoding?}) or a request's `postData` ({text, params?})."""
+def _content(content: Any, places: Places, url: str, request: bool) -> None:
+    """A response's `content` ({mimeType, text, encoding?}) or a request's `postData` ({mimeType, text,
+    params?}); `url` the request's (a request body's `code` may be an authorization code:
+    sanitize.request_codes)."""
     if not isinstance(content, dict):
         return
-    body = content.get("text")
-    if isinstance(body, str) and body:
-        if content.get("encoding") == "base64":
-            try:
-                raw = base64.b64decode(body, validate=True)
-            except (binascii.Error, ValueError):
-                raw = None
-            if raw is not None:
-                new, found = sanitize.data(raw)
-                if found:
-                    content["text"] = base64.b64encode(new).decode("ascii")
-                    sanitize.add(places, sanitize.BODIES, found)
-        else:
-            content["text"], found = sanitize.text(body)
+    body, mime = content.get("text"), content.get("mimeType")
+    mime = mime if isinstance(mime, str) else ""
+    raw: bytes | None = None
+    if isinstance(body, str) and body and content.get("encoding") == "base64":
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raw = None
+    params = content.get("params")
+    codes = False
+    if request:
+        # What the body says, and the fields `params` names (HAR's form fields: a form however it is typed).
+        said = raw.decode("latin-1") if raw is not None else body if isinstance(body, str) else ""
+        fields = params if isinstance(params, list) else []
+        names = [p["name"] for p in fields if isinstance(p, dict) and isinstance(p.get("name"), str)]
+        codes = sanitize.request_codes(url, said, mime) or sanitize.request_codes(
+            url, "&".join(f"{n}=" for n in names), sanitize.FORM
+        )
+    if raw is not None:
+        new, found = sanitize.body_bytes(raw, mime=mime, codes=codes)
+        if found:
+            content["text"] = base64.b64encode(new).decode("ascii")
             sanitize.add(places, sanitize.BODIES, found)
-    _pairs(content.get("params"), places, sanitize.BODIES, sanitize.query_value)
+    elif isinstance(body, str) and body:
+        content["text"], found = sanitize.body(body, mime=mime, codes=codes)
+        sanitize.add(places, sanitize.BODIES, found)
+    _pairs(
+        params,
+        places,
+        sanitize.BODIES,
+        lambda name, value: sanitize.form_value(name, value, codes=codes),
+    )
 
 
 def _messages(messages: Any, places: Places) -> None:
@@ -104,7 +124,7 @@ def _messages(messages: Any, places: Places) -> None:
         sanitize.add(places, sanitize.MESSAGES, found)
 
 
-def _side(msg: Any, places: Places, content_key: str) -> None:
+def _side(msg: Any, places: Places, content_key: str, url: str) -> None:
     if not isinstance(msg, dict):
         return
     for key in ("url", "redirectURL"):
@@ -114,7 +134,7 @@ def _side(msg: Any, places: Places, content_key: str) -> None:
     _pairs(msg.get("queryString"), places, sanitize.URLS, sanitize.query_value)
     _pairs(msg.get("headers"), places, sanitize.HEADERS, sanitize.header)
     _pairs(msg.get("cookies"), places, sanitize.COOKIES, _cookie)
-    _content(msg.get(content_key), places)
+    _content(msg.get(content_key), places, url, request=content_key == "postData")
 
 
 def sanitize_har(doc: Any) -> Places:
@@ -127,8 +147,11 @@ def sanitize_har(doc: Any) -> Places:
     entries = doc["log"].get("entries")
     for entry in entries if isinstance(entries, list) else []:
         if isinstance(entry, dict):
-            _side(entry.get("request"), places, "postData")
-            _side(entry.get("response"), places, "content")
+            request = entry.get("request")
+            url = request.get("url") if isinstance(request, dict) else None
+            url = url if isinstance(url, str) else ""
+            _side(request, places, "postData", url)
+            _side(entry.get("response"), places, "content", url)
             _messages(entry.get("_webSocketMessages"), places)
     # What is left (and what was just done, which a second pass leaves as it is: sanitizing is idempotent).
     doc["log"] = sanitize.walk(doc["log"], places)
