@@ -14,8 +14,10 @@ Timers are short on every side: the client's join timeout, rt_timers, and --spee
 from __future__ import annotations
 
 import asyncio
+import copy
 import gzip
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ from rtproxy_core import frames, replay
 from rtproxy_core.events import Closed, Frame, Handshake, Hop, Opened
 from rtproxy_core.replay import Script, ServerPlayer
 from rtproxy_tools import replay as rtreplay
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 CASE = {c["id"]: c for c in CASES}
@@ -66,6 +69,16 @@ def corpus_capture(case_id: str, tmp: Path) -> Path:
     else:
         path = tmp / f"{case_id}.flows"
         write_flows(case, path)
+    return path
+
+
+def first_refusal_capture(tmp: Path) -> Path:
+    """rls-read-denied-topicless as a HAR saved right after the first refusal: one join and its error (the
+    client goes on rejoining after its backoff; the capture holds fewer joins than it sends)."""
+    case = copy.deepcopy(CASE["rls-read-denied-topicless"])
+    case["connections"][0]["frames"] = case["connections"][0]["frames"][:2]
+    path = tmp / "first-refusal.har"
+    path.write_text(json.dumps(har(case)))
     return path
 
 
@@ -116,11 +129,18 @@ async def capture_top(capture: Path, connection: int = 1, timers: str | None = N
     return found[0]["code"] if found else "no finding"
 
 
-async def report_top(proxy: Mitmdump, report: Path) -> str:
-    """rtproxy's top finding on the first connection of the run, from its rt_report file (written on exit)."""
+async def report_findings(proxy: Mitmdump, report: Path) -> list[str]:
+    """rtproxy's findings on the first connection of the run, ranked, from its rt_report file (written on
+    exit)."""
     await proxy.stop()
     found = json.loads(report.with_suffix(".json").read_text())["connections"][0]["findings"]
-    return found[0]["code"] if found else "no finding"
+    return [f["code"] for f in found]
+
+
+async def report_top(proxy: Mitmdump, report: Path) -> str:
+    """rtproxy's top finding on the first connection of the run."""
+    found = await report_findings(proxy, report)
+    return found[0] if found else "no finding"
 
 
 async def through_rtproxy(mitmdump, port: int, report: Path, *sets: str) -> Mitmdump:
@@ -182,6 +202,32 @@ async def test_refused_join_replayed(case_id, status, speed, tmp_path, rtreplay_
     assert await report_top(proxy, report) == expected
     assert anon_key not in server.output + proxy.output
     assert "eyJ" not in server.output  # the capture's apikey and access tokens are redacted too
+
+
+async def test_a_rejoin_beyond_the_capture_is_refused_as_the_capture_refused(
+    tmp_path, rtreplay_serve, mitmdump, anon_key
+):
+    """The capture was saved after the first refusal: one join and its error. realtime-py rejoins 1 s
+    after a refused join (channel.py, REJOIN_DELAYS_SECONDS); the rejoin, beyond the capture's joins, is
+    refused with the capture's reason again, so the client reports CHANNEL_ERROR twice, not TIMED_OUT, and
+    rtproxy finds no join timeout."""
+    capture = first_refusal_capture(tmp_path)
+    expected = await capture_top(capture)
+    assert expected == "join-unauthorized"
+    server = await rtreplay_serve(capture)
+    report = tmp_path / "replay-report"
+    proxy = await through_rtproxy(mitmdump, server.port, report)
+    client, statuses = await subscribe(proxy.port, anon_key, joined_topic("rls-read-denied-topicless"), 2)
+    assert statuses == ["CHANNEL_ERROR", "CHANNEL_ERROR"]
+    await server.wait_for(
+        r"\[1\] .* <- realtime:\S+ phx_join ref=2: beyond the capture's 1 join\(s\) on realtime:\S+; "
+        r"answered as the capture answered its last \(client frame 1\): error after 0\.094 s"
+    )
+    await server.wait_for(r"\[1\] .* -> realtime:\S+ phx_reply ref=2 \(server frame 2 of the capture again")
+    await client.close()
+    await proxy.wait_for(r"closed by client")
+    found = await report_findings(proxy, report)
+    assert found[0] == expected and "join-timeout" not in found, found
 
 
 async def test_heartbeat_unanswered_replayed(tmp_path, local_server, rtreplay_serve, mitmdump, anon_key):
@@ -386,6 +432,44 @@ def test_a_reply_answers_the_live_push_in_the_live_vsn():
     assert json.loads(actions[0].data)["ref"] == "1"
 
 
+def test_a_join_beyond_the_captures_is_answered_as_its_last_join():
+    """The capture holds one refused join; the live client's rejoin gets the same error, to its own refs,
+    at the captured delay, and a push after it carries the rejoin's join_ref."""
+    script = connection(
+        "2.0.0",
+        [
+            (0.0, True, v2("realtime:room", "phx_join", {}, "48", "48")),
+            (0.5, False, v2("realtime:room", "phx_reply", ERROR, "48", "48")),
+        ],
+    )
+    player = ServerPlayer(script, frames.V2, now=0.0)
+    player.client_frame(v2("realtime:room", "phx_join", {}, "1", "1"), False, 0.0)
+    assert [(m.ref, m.payload) for m in sent(player.due(0.5))] == [("1", ERROR)]
+    notes = player.client_frame(v2("realtime:room", "phx_join", {}, "3", "3"), False, 1.5)
+    assert notes == [
+        replay.Note(
+            "<- realtime:room phx_join ref=3: beyond the capture's 1 join(s) on realtime:room; answered as "
+            "the capture answered its last (client frame 1): error after 0.500 s"
+        )
+    ]
+    assert player.next_due() == pytest.approx(2.0)
+    assert player.due(1.9) == []
+    assert [(m.join_ref, m.ref, m.event, m.payload) for m in sent(player.due(2.0))] == [
+        ("3", "3", "phx_reply", ERROR)
+    ]
+    assert "1 live frame(s) not in the capture (1 answered)" in player.summary()
+
+
+def test_a_join_beyond_an_unanswered_one_gets_no_answer():
+    """The capture's join got no answer (a join timeout): a rejoin gets none either, and the log says why."""
+    script = connection("1.0.0", [(0.0, True, v1("realtime:room", "phx_join", {}, "1", "1"))])
+    player = ServerPlayer(script, frames.V1, now=0.0)
+    player.client_frame(v1("realtime:room", "phx_join", {}, "1", "1"), False, 0.0)
+    notes = player.client_frame(v1("realtime:room", "phx_join", {}, "2", "2"), False, 10.0)
+    assert "the last one (client frame 1) got no answer: none" in notes[-1].text
+    assert player.next_due() is None and player.due(20.0) == []
+
+
 def test_pushes_carry_the_live_join_ref():
     """A 1.0.0 capture's system message and phx_close (no join_ref in 1.0.0 objects) go to a 2.0.0 client
     with its own join_ref, so realtime-js does not drop them as another join's."""
@@ -588,11 +672,14 @@ def test_tokens_the_capture_holds_are_not_replayed():
                     }
                 ),
             ),
+            (0.3, False, f"not a Realtime frame: {SECRET}"),  # undecodable: sent as captured, sanitized
         ],
     )
     player = ServerPlayer(script, frames.V1, 0.0)
     player.client_frame(v1("realtime:room", "phx_join", {}, "1", "1"), False, 0.0)
-    out = "".join(a.data for a in player.due(1.0) if isinstance(a, replay.Send))
+    actions = [a for a in player.due(1.0) if isinstance(a, replay.Send)]
+    assert len(actions) == 3 and "as captured" in actions[-1].text
+    out = "".join(a.data for a in actions)
     signature = SECRET.rsplit(".", 1)[1]
     assert signature not in out
     assert SECRET.rsplit(".", 1)[0] + "." in out  # header and claims kept: role and exp still read
@@ -672,6 +759,31 @@ def test_listing_and_choosing(tmp_path, capsys):
         assert rtreplay.main(argv) == 2
         err = capsys.readouterr().err
         assert why in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_a_port_out_of_range_is_one_line(port, tmp_path, capsys):
+    capture = corpus_capture("rls-read-denied-topicless", tmp_path)
+    assert rtreplay.main([str(capture), "--serve", "--port", port]) == 2
+    err = capsys.readouterr().err
+    assert err == f"rtreplay: --port must be 0-65535 (0: a free one), got {port}\n"
+
+
+async def test_stopping_closes_live_clients_and_says_so(tmp_path, rtreplay_serve):
+    """Ctrl-C: rtreplay closes each live connection with 1001 (going away), and its log says so rather than
+    blaming the client."""
+    capture = corpus_capture("rls-read-denied-topicless", tmp_path)
+    server = await rtreplay_serve(capture)
+    async with connect(f"ws://127.0.0.1:{server.port}/realtime/v1/websocket?vsn=1.0.0") as ws:
+        await server.wait_for(r"\[1\] .* upgraded \(101\)")
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGINT)
+        await ws.wait_closed()
+        assert ws.close_code == 1001
+    assert await server.wait_exit() == 0
+    await server.wait_for(r"\[1\] .* -> close 1001 \(rtreplay is stopping\); the client answered")
+    assert "without a close frame" not in server.output
+    assert "rtreplay: stopped after 1 connection(s)" in server.output
 
 
 async def test_a_bug_reports_har_sanitized_replayed_and_watched_in_mitmweb(

@@ -10,7 +10,10 @@ players that run it against a live peer.
   match); the server frames that answered the matched frame follow it at the captured delay; the others (a
   `system` message, phx_close, a broadcast, the close) are sent at their captured offset from the last
   matched client frame. Refs are the live client's: a reply carries the ref of the live push it answers,
-  and a push for a channel the live join_ref. Frames are encoded in the live connection's vsn.
+  and a push for a channel the live join_ref. Frames are encoded in the live connection's vsn. What the
+  live client sends beyond the capture is answered where Realtime's answer is known: a heartbeat `ok`, a
+  leave as Phoenix answers one, a join (a client's rejoin after a refusal) as the capture's last join on
+  that topic was answered.
 - `ClientPlayer` plays the capture's client side against a live upstream (`rtreplay --client`), each
   frame at its captured offset from the last thing that happened before it (a frame it sent, or the
   upstream's answer it was waiting for), tokens replaced by the user's key.
@@ -18,14 +21,18 @@ players that run it against a live peer.
 Both take the live clock as `now` (any monotonic seconds) and return `Action`s for the I/O layer
 (rtproxy_tools/replay.py) to carry out: `Send` a frame, `End` the connection, `Note` a line to print.
 Times divide by `speed`. Nothing here prints or sends. A token from the capture never leaves it verbatim:
-`scrub` gives every JWT and secret the server side sends rtsanitize's marker (rtproxy_core.sanitize).
+`Script.from_connection` keeps each frame as rtsanitize stores it (sanitize.message: every JWT keeps header
+and claims and loses its signature, every secret key's value becomes the marker) before decoding it, so
+neither player holds one to send; `--client` puts the user's key where the capture had its token.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import gzip
 import heapq
+import itertools
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,45 +41,7 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from . import closecodes, frames, sanitize
 from .events import Closed, Event, Frame, Handshake, Hop, Opened, Upstream
-from .redact import SECRET_KEYS
-
-# ------------------------------------------------------------------------------------------ tokens
-
-
-def scrub_text(s: str) -> str:
-    """`s` with every JWT's signature, every sb_ key's secret and `apikey=…`-style values replaced by
-    rtsanitize's marker (rtproxy_core.sanitize: a JWT keeps header and claims, so role and exp still read)."""
-    return sanitize.text(s)[0]
-
-
-def scrub_credential(value: str) -> str:
-    """A value that is a credential as a whole (an access_token, an apikey), as rtsanitize replaces one."""
-    return sanitize.credential(value)[0]
-
-
-def scrub(value: Any, _depth: int = 0) -> Any:
-    """A copy of a decoded payload with no usable credential in it: the values of secret keys (apikey,
-    access_token, ...) and every JWT or sb_ key anywhere become markers."""
-    if _depth > 64:
-        return "[nested too deep]"  # as Redactor.payload: nothing past this depth is sent
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if isinstance(k, str) and k.lower() in SECRET_KEYS and isinstance(v, str) and v:
-                out[k] = scrub_credential(v)
-            else:
-                out[k] = scrub(v, _depth + 1)
-        return out
-    if isinstance(value, list):
-        return [scrub(v, _depth + 1) for v in value]
-    if isinstance(value, str):
-        return scrub_text(value)
-    if isinstance(value, (bytes, bytearray)):
-        text = bytes(value).decode("latin-1")  # every pattern is ASCII: bytes that are not UTF-8 stay
-        clean = scrub_text(text)
-        return value if clean == text else clean.encode("latin-1")
-    return value
-
+from .redact import SECRET_KEYS, TOKEN_KEYS
 
 # ------------------------------------------------------------------------------------------ script
 
@@ -185,6 +154,11 @@ class Script:
                 continue
             if not isinstance(frame, Frame):
                 continue
+            # The frame as rtsanitize stores it (the same function): from here on no credential of the
+            # capture's is in the script, so no player can send one and no line print one.
+            clean, _ = sanitize.message(frame.data, binary=frame.binary, from_client=frame.from_client)
+            if clean is not frame.data:
+                frame = dataclasses.replace(frame, data=clean)
             step = Step(
                 len(script.steps), frame.from_client, max(0.0, frame.time - t0), frame, None, "", dropped
             )
@@ -338,6 +312,11 @@ class ServerPlayer:
             if s.from_client and s.msg is not None:
                 self._streams.setdefault(s.msg.topic, []).append(s.index)
         self._cursor: dict[str, int] = {}
+        self._last_join: dict[str, int] = {}  # topic -> its last join: how a join beyond those is answered
+        for topic, stream in self._streams.items():
+            for i in stream:
+                if self._event(i) == frames.PHX_JOIN:
+                    self._last_join[topic] = i
         self._answers: dict[int, list[int]] = {}  # client step -> the server steps that answer it
         self._lost: dict[int, int] = {}  # client step -> answers the hop dropped in the capture
         self._unsolicited: list[int] = []  # the other server steps, in capture order
@@ -354,6 +333,9 @@ class ServerPlayer:
                 self._unsolicited.append(s.index)
         self._head = 0  # self._unsolicited[:_head] are sent or dropped
         self._queue: list[tuple[float, int]] = []  # (due, server step): answers released by a match
+        # (due, server step, seq, frame, what): a captured answer sent again, to a join beyond the capture's
+        self._again: list[tuple[float, int, int, frames.Message, str]] = []
+        self._seq = itertools.count(1)
         self._live_join: dict[str, str | None] = {}  # topic -> live join_ref of its latest matched join
         self._ref_map: dict[str, str | None] = {}  # captured ref/join_ref -> the live one
         self.ended = False
@@ -381,7 +363,7 @@ class ServerPlayer:
         i = self._cursor.get(msg.topic, 0)
         j = next((k for k in range(i, len(stream)) if self._event(stream[k]) == msg.event), None)
         if j is None:
-            return self._unmatched(msg, live)
+            return self._unmatched(msg, live, now)
         out: list[Action] = []
         for k in stream[i:j]:
             out.extend(self._skip(self._step(k)))
@@ -391,11 +373,7 @@ class ServerPlayer:
         self.live_msgs[step.index] = msg
         captured = step.msg
         assert captured is not None
-        for old, new in ((captured.ref, msg.ref), (captured.join_ref, msg.join_ref)):
-            if old is not None:
-                self._ref_map[old] = new
-        if msg.event == frames.PHX_JOIN:
-            self._live_join[msg.topic] = msg.join_ref or msg.ref
+        self._adopt(captured, msg)
         answers = self._answers.get(step.index, [])
         for a in answers:
             heapq.heappush(self._queue, (self.clock.after(now, self._step(a).time - step.time), a))
@@ -406,6 +384,14 @@ class ServerPlayer:
             what += f" (the hop dropped {self._lost[step.index]} answer(s) to it in the capture)"
         head = f"<- {live}: client frame {step.index + 1} of the capture (at {step.time:.3f} s); {what}"
         return [Note(head), *out]
+
+    def _adopt(self, captured: frames.Message, msg: frames.Message) -> None:
+        """Live frame `msg` stands for the capture's `captured`: its refs are the live ones from now on."""
+        for old, new in ((captured.ref, msg.ref), (captured.join_ref, msg.join_ref)):
+            if old is not None:
+                self._ref_map[old] = new
+        if msg.event == frames.PHX_JOIN:
+            self._live_join[msg.topic] = msg.join_ref or msg.ref
 
     def _event(self, index: int) -> str:
         msg = self._step(index).msg
@@ -421,7 +407,7 @@ class ServerPlayer:
             self.dropped.update(u for u in self._unsolicited if self._step(u).join == step.index)
         return [Note(f"   the live client went past client frame {step.index + 1} ({step.describe()})")]
 
-    def _unmatched(self, msg: frames.Message, live: str) -> list[Action]:
+    def _unmatched(self, msg: frames.Message, live: str, now: float) -> list[Action]:
         self.unmatched += 1
         if msg.topic == frames.PHOENIX and msg.event == frames.HEARTBEAT:
             self.plausible += 1
@@ -444,16 +430,52 @@ class ServerPlayer:
                 self._send(ok, "plausible"),
                 self._send(close, "plausible"),
             ]
+        if msg.event == frames.PHX_JOIN and msg.topic in self._last_join:
+            return self._rejoin(msg, live, now)
         return [
             Note(f"<- {live}: not in the capture (no {msg.event} on {msg.topic} left to match); no answer")
         ]
 
+    def _rejoin(self, msg: frames.Message, live: str, now: float) -> list[Action]:
+        """A join beyond the capture's joins on its topic. Every client retries a refused join after its
+        backoff (phoenix.js channel.js, which realtime-js's RealtimeChannel wraps: joinPush.receive("error")
+        schedules rejoinTimer; realtime-py channel.py, on_join_push_error: rejoin_timer.schedule_timeout),
+        and a capture saved after the first refusal holds fewer joins than the live client sends. Answered
+        as the capture's last join on the topic was: its reply again (status and response as captured),
+        with the live join's refs, at the captured delay; what the server pushed on the channel after that
+        join is not sent again."""
+        join = self._step(self._last_join[msg.topic])
+        captured = join.msg
+        assert captured is not None
+        self._adopt(captured, msg)
+        joins = sum(1 for i in self._streams[msg.topic] if self._event(i) == frames.PHX_JOIN)
+        head = f"<- {live}: beyond the capture's {joins} join(s) on {msg.topic}"
+        replies = self._answers.get(join.index, [])
+        if not replies:
+            why = " (the hop dropped it)" if self._lost.get(join.index) else ""
+            return [Note(f"{head}; the last one (client frame {join.index + 1}) got no answer{why}: none")]
+        self.plausible += 1
+        out: list[Action] = []
+        for a in replies:
+            step = self._step(a)
+            m = step.msg
+            assert m is not None
+            reply = frames.Message(msg.topic, m.event, m.payload, msg.ref, msg.join_ref, m.shape, m.kind)
+            delay = step.time - join.time
+            status = m.payload.get("status") if isinstance(m.payload, dict) else None
+            out.append(
+                Note(
+                    f"{head}; answered as the capture answered its last (client frame {join.index + 1}):"
+                    f" {status or m.event} after {delay:.3f} s"
+                )
+            )
+            what = f"server frame {a + 1} of the capture again, to a join beyond the capture's"
+            heapq.heappush(self._again, (self.clock.after(now, delay), a, next(self._seq), reply, what))
+        return out
+
     # -------------------------------------------------------------------------- output
 
     def _send(self, msg: frames.Message, what: str) -> Action:
-        msg = frames.Message(
-            msg.topic, msg.event, scrub(msg.payload), msg.ref, msg.join_ref, msg.shape, msg.kind
-        )
         data = encode_server(msg, self.vsn)
         if data is None:
             return Note(f"   {describe(msg)} has no vsn {self.vsn} form (a binary user payload): not sent")
@@ -519,7 +541,7 @@ class ServerPlayer:
 
     def next_due(self) -> float | None:
         """When the next thing is due (None: nothing until the client sends something)."""
-        times = [self._queue[0][0]] if self._queue else []
+        times = [q[0][0] for q in (self._queue, self._again) if q]
         nxt = self._next_unsolicited()
         if nxt is not None:
             times.append(nxt[0])
@@ -535,17 +557,24 @@ class ServerPlayer:
             return []
         close = self._close_due()
         closing = close is not None and close <= now
-        ready: list[tuple[float, int]] = []
+        # (due, server step, 0 or _again's seq, the frame to send again or None, what)
+        ready: list[tuple[float, int, int, frames.Message | None, str]] = []
         while self._queue and (self._queue[0][0] <= now or closing):
-            ready.append(heapq.heappop(self._queue))
+            t, index = heapq.heappop(self._queue)
+            ready.append((t, index, 0, None, ""))
+        while self._again and (self._again[0][0] <= now or closing):
+            ready.append(heapq.heappop(self._again))
         for u in self._pending():
             t = self._due_unsolicited(u)
             if t is not None and (t <= now or closing):
-                ready.append((t, u))
+                ready.append((t, u, 0, None, ""))
             elif t is not None:
                 break
         out: list[Action] = []
-        for _, index in sorted(ready):
+        for _, index, _, again, what in sorted(ready, key=lambda r: r[:3]):
+            if again is not None:
+                out.append(self._send(again, what))
+                continue
             if index in self.sent or index in self.dropped:
                 continue
             self.sent.add(index)
@@ -618,24 +647,25 @@ def captured_credentials(script: Script) -> list[str]:
         where.append("the URL's apikey")
     for s in script.client_steps:
         payload = s.msg.payload if s.msg is not None else None
-        if isinstance(payload, dict) and any(payload.get(k) for k in ("access_token", "user_token")):
+        if isinstance(payload, dict) and any(payload.get(k) for k in TOKEN_KEYS):
             where.append("access tokens in its frames")
             break
     return where
 
 
 def with_key(payload: Any, key: str | None) -> Any:
-    """A client payload with the capture's tokens replaced: access_token/user_token by `key` (dropped when
-    there is none), any other JWT or secret by a marker no server accepts."""
+    """A client payload with the user's token (redact.TOKEN_KEYS: phx_join's access_token, ...) replaced
+    by `key`, dropped when there is none. Any other JWT or secret is rtsanitize's marker already (the
+    script's frames are sanitized), which no server accepts."""
     if not isinstance(payload, dict):
-        return scrub(payload)
+        return payload
     out = {}
     for k, v in payload.items():
-        if k in ("access_token", "user_token") and isinstance(v, str):
+        if k in TOKEN_KEYS and isinstance(v, str):
             if key:
                 out[k] = key
             continue
-        out[k] = scrub(v)
+        out[k] = v
     return out
 
 
@@ -782,10 +812,7 @@ class ClientPlayer:
     def _send(self, step: Step) -> Send:
         m = step.msg
         assert m is not None
-        if m.kind == frames.USER_PUSH and isinstance(m.payload, dict):
-            payload: Any = dict(m.payload, payload=scrub(m.payload.get("payload")))
-        else:
-            payload = with_key(m.payload, self.key)
+        payload = m.payload if m.kind == frames.USER_PUSH else with_key(m.payload, self.key)
         live = frames.Message(m.topic, m.event, payload, m.ref, m.join_ref, m.shape, m.kind)
         return Send(
             encode_client(live, step.frame.binary),
@@ -817,7 +844,7 @@ _NOT_REPLAYED = frozenset(
 def refusal(script: Script) -> tuple[int, list[tuple[str, str]], bytes]:
     """The captured refusal as a replay answers it: status, the headers that say something (content-type,
     the gateway's own: Via, X-Kong-*, CF-Ray, ...), and the body, decoded if it was stored compressed, with
-    any token in it replaced by its marker."""
+    any credential in it replaced as rtsanitize replaces one."""
     assert script.status is not None
     body = script.body
     encoding = next((v.lower().strip() for k, v in script.headers if k.lower() == "content-encoding"), "")
@@ -826,7 +853,6 @@ def refusal(script: Script) -> tuple[int, list[tuple[str, str]], bytes]:
             body = gzip.decompress(body) if encoding == "gzip" else zlib.decompress(body)
         except (OSError, zlib.error, EOFError):
             pass  # the capture stored it decoded already (a HAR's content.text)
-    if b"eyJ" in body or b"sb_" in body:
-        body = scrub_text(body.decode("latin-1")).encode("latin-1")
-    headers = [(k, scrub_text(v)) for k, v in script.headers if k.lower() not in _NOT_REPLAYED]
+    body = sanitize.data(body)[0]
+    headers = [(k, sanitize.header(k, v)[0]) for k, v in script.headers if k.lower() not in _NOT_REPLAYED]
     return script.status, headers, body

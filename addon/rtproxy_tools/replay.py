@@ -7,11 +7,13 @@
 --serve plays the capture's server side on 127.0.0.1 and prints its URL: the handshake answer as captured
 (a 101, or the refusal with its status, headers and body), then for each client frame that matches the
 capture's (by topic and event, in order; heartbeats whenever they come) the server frames that followed it,
-with the live client's refs, in its vsn, at the captured timing divided by --speed; the capture's close
-ends it. A client that reconnects gets the same connection again. --client plays the capture's client side
-against URL (rtlocal, or a project through rtproxy) and prints each frame that comes back, then what
-rtproxy's rules read from the run. Tokens sent upstream come from --key or SUPABASE_KEY, never from the
-capture; tokens the capture's server sent are replaced by a marker. Output is redacted unless
+with the live client's refs, in its vsn, at the captured timing divided by --speed; a heartbeat, leave or
+join (a rejoin after a refusal) beyond the capture's is answered as Realtime, Phoenix or the capture's last
+join answered it; the capture's close ends it. A client that reconnects gets the same connection again;
+Ctrl-C closes the open ones with 1001 (going away). --client plays the capture's client side against URL
+(rtlocal, or a project through rtproxy) and prints each frame that comes back, then what rtproxy's rules
+read from the run. Tokens sent upstream come from --key or SUPABASE_KEY, never from the capture; any other
+credential in the capture's frames is replayed as rtsanitize's marker. Output is redacted unless
 --show-secrets. Exit status: 0 done (--client: no error finding), 1 --client met an error finding or the
 upstream refused it, 2 an unreadable capture or a bad choice (one line says why).
 """
@@ -155,6 +157,7 @@ class Replayer:
         self.out = out
         self.count = 0
         self.numbers: dict[ServerConnection, int] = {}  # connection -> its number, for the log lines
+        self.stopping = False  # Ctrl-C / SIGTERM: the server closes every connection (websockets: 1001)
 
     async def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         self.count += 1
@@ -217,10 +220,16 @@ class Replayer:
                         await self._end(ws, a, say)
                         return
         except ConnectionClosed:
-            rcvd = ws.protocol.close_rcvd
+            rcvd, sent = ws.protocol.close_rcvd, ws.protocol.close_sent
             if rcvd is not None and ws.protocol.close_rcvd_then_sent:
                 reason = f" {rcvd.reason!r}" if rcvd.reason else ""
                 say(f"the client closed: {rcvd.code}{reason}")
+            elif sent is not None:
+                # Only stopping closes a connection the capture has not ended (_end returns): websockets'
+                # Server.close() sends each 1001 (going away).
+                why = "rtreplay is stopping" if self.stopping else "rtreplay closed it"
+                answer = "the client answered" if rcvd is not None else "no close frame back from the client"
+                say(f"-> close {sent.code}{f' {sent.reason!r}' if sent.reason else ''} ({why}); {answer}")
             else:
                 say("the connection ended without a close frame from the client")
         finally:
@@ -274,6 +283,7 @@ async def serve(script: Script, args: argparse.Namespace, out: Out, header: list
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    replayer.stopping = True
     server.close()
     await server.wait_closed()
     out(f"rtreplay: stopped after {replayer.count} connection(s)")
@@ -420,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.speed > 0 or args.speed != args.speed or args.speed == float("inf"):
         out(f"rtreplay: --speed must be a positive number, got {args.speed}", err=True)
+        return 2
+    if not 0 <= args.port <= 65535:
+        out(f"rtreplay: --port must be 0-65535 (0: a free one), got {args.port}", err=True)
         return 2
     try:
         capture = read_capture(args.capture)

@@ -18,7 +18,15 @@ import test_browser
 import test_replay
 from conftest import Mitmdump
 from test_browser import _prerequisites, open_site, status_js  # noqa: F401
-from test_replay import CASE, Rtreplay, capture_top, corpus_capture, joined_topic, report_top
+from test_replay import (
+    CASE,
+    Rtreplay,
+    capture_top,
+    corpus_capture,
+    first_refusal_capture,
+    joined_topic,
+    report_top,
+)
 
 # Fixtures: the site behind rtproxy and Chromium (test_browser), `rtreplay --serve` (test_replay).
 site, browser, rtreplay_serve = test_browser.site, test_browser.browser, test_replay.rtreplay_serve
@@ -106,6 +114,31 @@ async def test_refused_join_replayed(
     )
     assert got == ["CHANNEL_ERROR"]  # what the thread's client saw
     assert top == expected == CASE[case_id]["expect"]
+
+
+async def test_a_rejoin_beyond_the_capture_is_refused_as_the_capture_refused(
+    tmp_path, site, browser, mitmdump, rtreplay_serve, anon_key
+):
+    """A capture saved after the first refusal (one join, its error): realtime-js rejoins 1 s later
+    (phoenix.js: channel.js schedules rejoinTimer, socket.js's rejoinAfterMs), beyond the capture's joins;
+    the rejoin is refused again with the capture's reason, so the page reports CHANNEL_ERROR twice, not
+    TIMED_OUT."""
+    capture = first_refusal_capture(tmp_path)
+    expected = await capture_top(capture)
+    got, top, server = await replay_in_browser(
+        tmp_path,
+        site,
+        browser,
+        mitmdump,
+        rtreplay_serve,
+        anon_key,
+        capture,
+        joined_topic("rls-read-denied-topicless"),
+        2,
+    )
+    assert got == ["CHANNEL_ERROR", "CHANNEL_ERROR"]
+    assert top == expected == "join-unauthorized"
+    await server.wait_for(r"\[1\] .* phx_join ref=\S+: beyond the capture's 1 join\(s\)")
 
 
 async def test_upgrade_refused_replayed(tmp_path, site, browser, mitmdump, rtreplay_serve, anon_key):
