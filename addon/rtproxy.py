@@ -42,6 +42,7 @@ def _addons() -> list:
     from rtproxy_mitm.commands import LiveCommands
     from rtproxy_mitm.contentview import RealtimeView
     from rtproxy_mitm.faults import Faults
+    from rtproxy_mitm.legs import Legs
     from rtproxy_mitm.marks import Marks
     from rtproxy_mitm.quiet import Quiet
     from rtproxy_mitm.sanitize import Sanitize
@@ -54,6 +55,7 @@ def _addons() -> list:
     return [
         Worker(report=tracker.report_event),
         Faults(report=tracker.report_event),
+        Legs(tracker),  # rt_legs: after faults, before the tracker (its sessions, its done)
         tracker,
         Trim(),  # after the tracker, which reads the newest message
         Sanitize(),  # after the tracker and faults: stores a copy of what they saw and forwarded

@@ -30,7 +30,7 @@ from typing import Any
 
 from mitmproxy import contentviews, ctx, http
 from mitmproxy.contentviews import Contentview, Metadata
-from rtproxy_core import frames
+from rtproxy_core import frames, legs
 from rtproxy_core.hop import BLOB_TEXT
 from rtproxy_core.redact import Redactor
 
@@ -95,7 +95,12 @@ class RealtimeContentview(Contentview):
             binary, from_client = data[:1] not in (b"{", b"[", b" ", b"\n", b"\t"), True
         direction = "client → server" if from_client else "server → client"
         redactor = Redactor(show_secrets=show_secrets())
-        return redactor.output(self._pretty(data, binary, from_client, direction, redactor))
+        text = self._pretty(data, binary, from_client, direction, redactor)
+        leg = metadata.flow.metadata.get(legs.METADATA) if isinstance(metadata.flow, http.HTTPFlow) else None
+        if isinstance(leg, dict):  # a leg of a hop rtproxy watches from both sides (rt_legs)
+            at = msg.timestamp if msg is not None else None
+            text = "\n".join([*legs.view_lines(leg, at, from_client), text])
+        return redactor.output(text)
 
     def _pretty(
         self, data: bytes, binary: bool, from_client: bool, direction: str, redactor: Redactor

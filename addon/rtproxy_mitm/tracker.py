@@ -66,6 +66,9 @@ class Tracker:
         self.counts: Counter[str] = Counter()  # findings by code, whole run
         self.connections = 0
         self._tick: asyncio.Task | None = None
+        # Addons that add to rt.channels and the report (rtproxy_mitm/legs.py): each has
+        # channel_lines(session) -> list[str], report_json() -> dict, report_markdown() -> str.
+        self.extensions: list = []
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -183,17 +186,20 @@ class Tracker:
         if findings and flow is not None:
             show_findings(flow, session)
         for f in findings:
-            self.counts[f.code] += 1
-            where = f" {f.topic}" if f.topic else ""
-            level = logging.INFO if f.severity == "info" else logging.WARNING
-            sure = "" if f.confidence == "certain" else f" [{f.confidence}]"
-            logger.log(
-                level,
-                self.redactor.output(
-                    f"[rt {session.conn}] finding {f.code}{where} ({f.explains}){sure}: {f.evidence}. "
-                    f"Fix: {f.fix}"
-                ),
-            )
+            self.log_finding(session.conn, f)
+
+    def log_finding(self, conn: str, f: Finding) -> None:
+        """One finding's log line (and the run's count of its code)."""
+        self.counts[f.code] += 1
+        where = f" {f.topic}" if f.topic else ""
+        level = logging.INFO if f.severity == "info" else logging.WARNING
+        sure = "" if f.confidence == "certain" else f" [{f.confidence}]"
+        logger.log(
+            level,
+            self.redactor.output(
+                f"[rt {conn}] finding {f.code}{where} ({f.explains}){sure}: {f.evidence}. Fix: {f.fix}"
+            ),
+        )
 
     def _finish(self, flow: http.HTTPFlow) -> None:
         session = self.live.pop(flow.id, None)
@@ -270,8 +276,12 @@ class Tracker:
     def write_report(self, path: str) -> tuple[Path, Path]:
         base = report_base(path)
         sessions = self.sessions()
-        markdown = self.redactor.output(report_markdown(sessions))
-        data = json.dumps(self.redactor.output(report_json(sessions)), indent=2, ensure_ascii=False)
+        js, md = report_json(sessions), report_markdown(sessions)
+        for ext in self.extensions:
+            js.update(ext.report_json())
+            md += ext.report_markdown()
+        markdown = self.redactor.output(md)
+        data = json.dumps(self.redactor.output(js), indent=2, ensure_ascii=False)
         base.with_suffix(".md").write_text(markdown)
         base.with_suffix(".json").write_text(data)
         return base.with_suffix(".md"), base.with_suffix(".json")
@@ -283,6 +293,8 @@ class Tracker:
         for s in self.sessions():
             state = "open" if s.closed is None else f"closed {s.closed.code}"
             lines.append(f"{s.conn} {state} vsn {s.vsn}")
+            for ext in self.extensions:
+                lines.extend("  " + line for line in ext.channel_lines(s))
             last = s.findings[-1].code if s.findings else "-"
             for ch in s.channels.values():
                 lat = f"{ch.join_latency_ms:.0f} ms" if ch.join_latency_ms is not None else "-"
