@@ -33,4 +33,7 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
         exit 1
     fi
     touch "$STAMP"
+    if [ -z "$EXTRAS" ] && [ ! -d "$ROOT/worker/node_modules/workerd" ]; then
+        echo "rtworker (a Worker run locally in workerd) also needs, once: (cd worker && npm ci --no-audit --no-fund)" >&2
+    fi
 fi

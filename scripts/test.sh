@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every test. Sets up what the tests need, once: .venv with the Python deps, Debian's Chromium (for
-# tests/browser), and the npm packages of tests/browser/site (supabase-js) and tests/node (realtime-js).
+# tests/browser), and the npm packages of tests/browser/site (supabase-js), tests/node (realtime-js) and
+# worker (workerd, for tests/test_workerd.py and rtworker).
 # Extra arguments go to pytest.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,7 +18,7 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 # npm packages are installed from the committed lock files, quietly, and only when the lock changed.
-for dir in "$ROOT/tests/browser/site" "$ROOT/tests/node"; do
+for dir in "$ROOT/tests/browser/site" "$ROOT/tests/node" "$ROOT/worker"; do
     if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
         if command -v npm >/dev/null 2>&1; then
             (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \

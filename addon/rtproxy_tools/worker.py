@@ -1,0 +1,543 @@
+"""Run a Cloudflare Worker locally in workerd (Cloudflare's runtime, npm package `workerd`) on 127.0.0.1.
+
+    rtworker --worker fixed --port 8787 --supabase-url http://127.0.0.1:54321
+    rtworker --worker relay --port 0 --supabase-url https://<ref>.supabase.co --compat-date 2025-01-01
+    rtworker --worker ./my-worker.js --port 8787 --supabase-url ... --site-url http://127.0.0.1:3000
+
+--worker: `fixed` (worker/src/index.js, the corrected Worker: upgrades passed through to SUPABASE_URL),
+`relay` (worker/fixtures/relay.js, the design's relay as intended) or `as-written`
+(worker/fixtures/as-written.js, the design's Worker as written); or the path of a module Worker (one
+self-contained ES module file). Its env has SUPABASE_URL (and SITE_URL with --site-url).
+
+rtworker writes a workerd config (one service, the module, those bindings, fetch() allowed to public
+addresses and to loopback, and to private addresses SUPABASE_URL/SITE_URL resolve to), starts the
+project's workerd (worker/node_modules, installed by `npm ci` in worker/), prints the URL once workerd
+listens, forwards workerd's output (prefixed `workerd: `, secrets redacted unless --show-secrets), and on
+SIGINT/SIGTERM stops workerd (open connections get 2 s, a second ^C ends them at once), removes the
+config and exits 0. --port 0 picks a free port.
+
+Exit 2 for bad arguments, 1 when workerd is missing, the port is taken, or workerd fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Self
+from urllib.parse import urlsplit
+
+from rtproxy_core.redact import Redactor
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+WORKER_DIR = ROOT / "worker"
+WORKERS = {
+    "fixed": WORKER_DIR / "src" / "index.js",
+    "relay": WORKER_DIR / "fixtures" / "relay.js",
+    "as-written": WORKER_DIR / "fixtures" / "as-written.js",
+}
+NPM_INSTALL = "cd worker && npm ci --no-audit --no-fund"
+PREFIX = "workerd: "
+# workerd drains on SIGTERM (workerd.c++ serve(): "Gracefully drain when SIGTERM is received"): it stops
+# listening and waits for open requests, an open WebSocket among them, however long they last. rtworker gives
+# it this many seconds, then kills it; a second ^C kills it at once.
+STOP_GRACE = 2.0
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+class WorkerError(Exception):
+    """A one-line reason rtworker cannot run: `status` is its exit status."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# ------------------------------------------------------------------------------------------ workerd
+
+
+def _platform_package() -> str:
+    """The name of workerd's platform package for this machine: npm's `workerd` package.json lists them
+    as optionalDependencies, @cloudflare/workerd-<os>-<arch>, and its install script copies the binary of
+    the one that matches into workerd/bin."""
+    machine = platform.machine().lower()
+    arch = {"x86_64": "64", "amd64": "64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
+    system = {"linux": "linux", "darwin": "darwin", "win32": "windows"}.get(sys.platform, sys.platform)
+    return f"@cloudflare/workerd-{system}-{arch}"
+
+
+def find_workerd(worker_dir: Path | None = None) -> Path:
+    """workerd's binary from worker/node_modules: the platform package's own (the real executable), else
+    the `workerd` package's bin (its install script puts the same binary there). Raises WorkerError."""
+    worker_dir = worker_dir or WORKER_DIR
+    exe = "workerd.exe" if sys.platform == "win32" else "workerd"
+    modules = worker_dir / "node_modules"
+    for candidate in (modules / _platform_package() / "bin" / exe, modules / "workerd" / "bin" / exe):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise WorkerError(f"workerd is not installed: run `{NPM_INSTALL}` (the repo root's worker/ folder)")
+
+
+def default_compat_date(worker_dir: Path | None = None) -> str:
+    """worker/wrangler.toml's compatibility_date: local runs use the date a deploy would."""
+    with open((worker_dir or WORKER_DIR) / "wrangler.toml", "rb") as f:
+        return tomllib.load(f)["compatibility_date"]
+
+
+# ------------------------------------------------------------------------------------------ arguments
+
+
+def resolve_worker(value: str) -> Path:
+    """`fixed`, `relay`, `as-written`, or a path to a module Worker file. Raises WorkerError (status 2)."""
+    if value in WORKERS:
+        return WORKERS[value]
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise WorkerError(
+            f"--worker {value!r}: use fixed, relay, as-written or the path of a module Worker (.js/.mjs)",
+            status=2,
+        )
+    if path.suffix not in (".js", ".mjs"):
+        raise WorkerError(f"--worker {value!r}: a module Worker is one .js or .mjs file", status=2)
+    return path.resolve()
+
+
+def check_url(option: str, value: str) -> str:
+    """An http(s) origin: scheme, host, optional port, no path, query or credentials. Returns it as
+    given (stripped): the Worker sees the value a secret would hold. Raises WorkerError (status 2)."""
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as e:
+        raise WorkerError(f"{option} {value!r}: not a URL ({e})", status=2) from None
+    if parts.scheme not in ("http", "https"):
+        raise WorkerError(
+            f"{option} {value!r}: expected an http(s) URL, https://<ref>.supabase.co or http://127.0.0.1:PORT",
+            status=2,
+        )
+    if not parts.hostname:
+        raise WorkerError(f"{option} {value!r}: no host", status=2)
+    if parts.username or parts.password:
+        raise WorkerError(f"{option}: credentials in the URL are not accepted", status=2)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise WorkerError(f"{option} {value!r}: give the origin alone, without a path or query", status=2)
+    return value
+
+
+def _private_cidrs(urls: list[str]) -> list[str]:
+    """Private (non-loopback) addresses the URLs' hosts resolve to, as /32 or /128 CIDRs, for workerd's
+    network allow list. Loopback is allowed as a whole ("local"); public addresses are ("public")."""
+    out: list[str] = []
+    for url in urls:
+        host = urlsplit(url).hostname or ""
+        try:
+            infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except OSError:
+            continue  # workerd will say it cannot resolve it, on the first request
+        for info in infos:
+            ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+            if ip.is_private and not ip.is_loopback:
+                cidr = f"{ip}/{ip.max_prefixlen}"
+                if cidr not in out:
+                    out.append(cidr)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ config
+
+
+def _capnp_text(value: str) -> str:
+    """A Cap'n Proto text-format string literal (C-style escapes)."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise WorkerError(f"control characters are not accepted in {value!r}", status=2)
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def config_text(
+    module: str,
+    bindings: dict[str, str],
+    compat_date: str,
+    compat_flags: list[str],
+    allow: list[str],
+) -> str:
+    """The workerd config (capnp text format; workerd src/workerd/server/workerd.capnp). The socket has
+    no address: rtworker passes its own listening socket (--socket-fd http=FD). The service "internet"
+    is the one a Worker's global fetch() and `new WebSocket()` use; its default allows public addresses
+    only (workerd.capnp, Config.services: `allow = ["public"]`, `tlsOptions = (trustBrowserCas = true)`),
+    so a local upstream needs "local" (loopback) or its private address."""
+    lines = [
+        "# Written by rtproxy's rtworker; removed when it stops.",
+        'using Workerd = import "/workerd/workerd.capnp";',
+        "",
+        "const config :Workerd.Config = (",
+        "  services = [",
+        '    (name = "worker", worker = .worker),',
+        '    (name = "internet", network = (',
+        f"      allow = [{', '.join(_capnp_text(a) for a in allow)}],",
+        "      tlsOptions = (trustBrowserCas = true),",
+        "    )),",
+        "  ],",
+        '  sockets = [(name = "http", http = (), service = "worker")],',
+        ");",
+        "",
+        "const worker :Workerd.Worker = (",
+        f"  modules = [(name = {_capnp_text(module)}, esModule = embed {_capnp_text(module)})],",
+        f"  compatibilityDate = {_capnp_text(compat_date)},",
+        f"  compatibilityFlags = [{', '.join(_capnp_text(f) for f in compat_flags)}],",
+        "  bindings = [",
+        *(f"    (name = {_capnp_text(k)}, text = {_capnp_text(v)})," for k, v in bindings.items()),
+        "  ],",
+        ");",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _die_with_parent() -> None:
+    """In workerd's child process (Linux): SIGTERM it if rtworker dies without stopping it."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Workerd:
+    """One Worker served by workerd on 127.0.0.1. `await start()` returns once it listens; `lines` is
+    workerd's output so far; `on_line` (if given) gets each line as it comes. Used by rtworker and by the
+    tests, which can give it a SUPABASE_URL rtworker's checks would refuse."""
+
+    def __init__(
+        self,
+        script: Path,
+        supabase_url: str,
+        *,
+        port: int = 0,
+        compat_date: str | None = None,
+        compat_flags: list[str] | tuple[str, ...] = (),
+        site_url: str | None = None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> None:
+        self.script = Path(script)
+        self.bindings = {"SUPABASE_URL": supabase_url}
+        if site_url:
+            self.bindings["SITE_URL"] = site_url
+        self.requested_port = port
+        self.compat_date = compat_date or ""  # empty: worker/wrangler.toml's, read by start()
+        self.compat_flags = list(compat_flags)
+        self.on_line = on_line
+        self.lines: list[str] = []
+        self.port = 0
+        self.proc: asyncio.subprocess.Process | None = None
+        self.returncode: int | None = None
+        self._tmp: Path | None = None
+        self._readers: list[asyncio.Task] = []
+        self._changed = asyncio.Condition()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def _bind(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind(("127.0.0.1", self.requested_port))
+            sock.listen(128)
+        except OSError as e:
+            sock.close()
+            if e.errno == errno.EADDRINUSE:
+                raise WorkerError(f"port {self.requested_port} on 127.0.0.1 is in use: pick another --port")
+            raise WorkerError(
+                f"cannot listen on 127.0.0.1:{self.requested_port}: {e.strerror or e}"
+            ) from None
+        return sock
+
+    async def start(self) -> str:
+        binary = find_workerd()
+        self.compat_date = self.compat_date or default_compat_date()
+        if not _DATE_RE.fullmatch(self.compat_date):
+            raise WorkerError(f"--compat-date {self.compat_date!r}: expected YYYY-MM-DD", status=2)
+        if not self.script.is_file():
+            raise WorkerError(f"no Worker at {self.script}", status=2)
+        sock = self._bind()
+        self.port = sock.getsockname()[1]
+        self._tmp = Path(tempfile.mkdtemp(prefix="rtworker-"))
+        module = self.script.name  # workerd's stack traces name it: file:///bundle/<name>
+        shutil.copyfile(self.script, self._tmp / module)
+        allow = ["public", "local", *_private_cidrs(list(self.bindings.values()))]
+        config = self._tmp / "config.capnp"
+        config.write_text(config_text(module, self.bindings, self.compat_date, self.compat_flags, allow))
+        control_r, control_w = os.pipe()
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                str(binary),
+                "serve",
+                str(config),
+                f"--socket-fd=http={sock.fileno()}",
+                f"--control-fd={control_w}",
+                pass_fds=(sock.fileno(), control_w),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # rtworker alone decides when it stops (a terminal's ^C included)
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        except BaseException:
+            os.close(control_r)
+            self._cleanup()
+            raise
+        finally:
+            os.close(control_w)
+            sock.close()  # workerd has its own copy
+        assert self.proc.stdout and self.proc.stderr
+        self._readers = [
+            asyncio.create_task(self._read(self.proc.stdout)),
+            asyncio.create_task(self._read(self.proc.stderr)),
+        ]
+        try:
+            await self._until_listening(control_r)
+        except BaseException:
+            await self.stop()
+            raise
+        return self.url
+
+    async def _read(self, stream: asyncio.StreamReader) -> None:
+        async for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            async with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+            if self.on_line:
+                self.on_line(line)
+
+    async def _until_listening(self, control_r: int) -> None:
+        """workerd writes {"event":"listen","socket":"http","port":N} on its control fd once it serves
+        the socket (workerd src/workerd/server/server.c++, Server::listenOnSockets); a TCP connection to
+        it then confirms. If workerd exits first, its output is the reason."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(control_r, "rb", buffering=0)
+        )
+        try:
+            assert self.proc
+            exited = asyncio.create_task(self.proc.wait())
+            while True:
+                line = asyncio.create_task(reader.readline())
+                await asyncio.wait({line, exited}, return_when=asyncio.FIRST_COMPLETED)
+                if not line.done():
+                    line.cancel()
+                    await asyncio.gather(*self._readers, return_exceptions=True)
+                    raise WorkerError(self._exit_reason(exited.result()))
+                raw = line.result()
+                if not raw:  # control fd closed without the event: workerd is exiting
+                    self.returncode = await exited
+                    await asyncio.gather(*self._readers, return_exceptions=True)
+                    raise WorkerError(self._exit_reason(self.returncode))
+                with contextlib.suppress(ValueError):
+                    event = json.loads(raw)
+                    if event.get("event") == "listen" and event.get("socket") == "http":
+                        break
+            exited.cancel()
+            _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            writer.close()
+            await writer.wait_closed()
+        finally:
+            transport.close()
+
+    def _exit_reason(self, code: int) -> str:
+        self.returncode = code
+        said = [line.strip() for line in self.lines if line.strip()]
+        detail = said[0] if said else "no output"
+        more = " (more above)" if len(said) > 1 else ""
+        return f"workerd exited ({code}) before listening: {detail}{more}"
+
+    async def wait(self) -> int:
+        """Until workerd exits by itself."""
+        assert self.proc
+        self.returncode = await self.proc.wait()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        return self.returncode
+
+    async def wait_for(self, pattern: str, timeout: float) -> re.Match:
+        """The first output line matching `pattern` (for tests: what the Worker logged)."""
+        rx = re.compile(pattern)
+
+        async def scan() -> re.Match:
+            async with self._changed:
+                i = 0
+                while True:
+                    for line in self.lines[i:]:
+                        if m := rx.search(line):
+                            return m
+                    i = len(self.lines)
+                    await self._changed.wait()
+
+        return await asyncio.wait_for(scan(), timeout)
+
+    async def stop(self) -> None:
+        """SIGTERM workerd (it drains), SIGKILL after STOP_GRACE s or on kill(); then remove the config."""
+        try:
+            if self.proc and self.proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.terminate()
+                try:
+                    await asyncio.wait_for(self.proc.wait(), STOP_GRACE)
+                except TimeoutError:
+                    self.kill()
+                    await self.proc.wait()
+            if self.proc:
+                self.returncode = self.proc.returncode
+            await asyncio.gather(*self._readers, return_exceptions=True)
+        finally:
+            self._cleanup()
+
+    def kill(self) -> None:
+        """SIGKILL workerd now (stop() still waits for it and removes the config)."""
+        if self.proc and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
+    def _cleanup(self) -> None:
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+
+# ------------------------------------------------------------------------------------------ the command
+
+
+def _parser() -> argparse.ArgumentParser:
+    intro, rest = __doc__.split("\n\n", 1)
+    p = argparse.ArgumentParser(
+        prog="rtworker", description=intro, epilog=rest, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--worker", required=True, help="fixed, relay, as-written, or the path of a module Worker")
+    p.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1 (0: pick a free one)")
+    p.add_argument(
+        "--supabase-url",
+        required=True,
+        help="the Worker's SUPABASE_URL: https://<ref>.supabase.co, or http://127.0.0.1:PORT (rtlocal, rtproxy)",
+    )
+    p.add_argument(
+        "--compat-date",
+        help="the Worker's compatibility date, YYYY-MM-DD (default: worker/wrangler.toml's compatibility_date)",
+    )
+    p.add_argument(
+        "--compat-flag",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="a compatibility flag, e.g. no_websocket_standard_binary_type; repeatable",
+    )
+    p.add_argument("--site-url", help="the Worker's SITE_URL: where non-upgrade requests go (http(s) origin)")
+    p.add_argument(
+        "--show-secrets", action="store_true", help="do not redact apikeys and JWTs in workerd's output"
+    )
+    return p
+
+
+async def _serve(w: Workerd, redactor: Redactor, worker_name: str) -> int:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    def on_signal() -> None:
+        if stopping.is_set():  # the second ^C: no more draining
+            w.kill()
+        stopping.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        start = asyncio.create_task(w.start())
+        stop = asyncio.create_task(stopping.wait())
+        await asyncio.wait({start, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if not start.done():  # a signal before workerd listened
+            start.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WorkerError):
+                await start
+            await w.stop()
+            return 0
+        start.result()  # WorkerError propagates
+        print(
+            f"rtworker: {worker_name} ({w.script}) in workerd, compatibility date {w.compat_date}, "
+            f"SUPABASE_URL={redactor.url(w.bindings['SUPABASE_URL'])}: listening at {w.url}",
+            flush=True,
+        )
+        print(
+            f"rtworker: Realtime clients connect to {w.url} (supabase-js: createClient('{w.url}', key); "
+            f".venv/bin/rtclient {w.url} --channel room1); ^C stops",
+            flush=True,
+        )
+        exited = asyncio.create_task(w.wait())
+        await asyncio.wait({exited, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if exited.done():
+            print(f"rtworker: workerd exited ({exited.result()})", file=sys.stderr, flush=True)
+            await w.stop()
+            return 1
+        exited.cancel()
+        await w.stop()
+        return 0
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code else 0
+    redactor = Redactor(args.show_secrets)
+
+    def forward(line: str) -> None:
+        print(PREFIX + redactor.text(line), file=sys.stderr, flush=True)
+
+    try:
+        script = resolve_worker(args.worker)
+        supabase_url = check_url("--supabase-url", args.supabase_url)
+        site_url = check_url("--site-url", args.site_url) if args.site_url else None
+        if not 0 <= args.port <= 65535:
+            raise WorkerError(f"--port {args.port}: expected 0-65535", status=2)
+        w = Workerd(
+            script,
+            supabase_url,
+            port=args.port,
+            compat_date=args.compat_date,
+            compat_flags=args.compat_flag,
+            site_url=site_url,
+            on_line=forward,
+        )
+        return asyncio.run(_serve(w, redactor, args.worker if args.worker in WORKERS else "worker"))
+    except WorkerError as e:
+        print(f"rtworker: {redactor.text(str(e))}", file=sys.stderr, flush=True)
+        return e.status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
