@@ -362,6 +362,36 @@ def test_every_rule_has_a_distinct_code_and_the_readme_row_shape():
     assert len(table) == 2 + len(legs.LEG_RULES) and table[2].startswith("| `hop-no-upstream-leg` | error |")
 
 
+def test_a_client_legs_timeouts_follow_what_the_hop_changed():
+    """rules.link: on a client leg's connection a join or heartbeat timeout follows the hop's change that
+    lost the frame (dropped first, then an early 101, a delay, the query), the cause listed first."""
+    from rtproxy_core import rules
+
+    def f(code: str) -> rules.Finding:
+        severity = legs.CODES[code].severity if code in legs.CODES else rules.CODES[code].severity
+        return rules.Finding(code, severity, "", TOPIC, "", "", "cccccc")
+
+    linked = rules.link(
+        [f("join-timeout"), f("hop-host-rewritten"), f("hop-early-101"), f("hop-frames-dropped")]
+    )
+    follows = {x.code: x.follows for x in linked}
+    assert follows == {
+        "join-timeout": "hop-frames-dropped",
+        "hop-host-rewritten": None,
+        "hop-early-101": None,
+        "hop-frames-dropped": None,
+    }
+    codes_in_order = [x.code for x in linked]
+    assert codes_in_order.index("join-timeout") == codes_in_order.index("hop-frames-dropped") + 1
+    assert rules.link([f("heartbeat-timeout"), f("hop-early-101")])[1].follows == "hop-early-101"
+    assert rules.link([f("join-timeout"), f("hop-query-rewritten")])[1].follows == "hop-query-rewritten"
+    assert rules.link([f("duplicate-join"), f("hop-frames-dropped")])[1].follows == "hop-frames-dropped"
+    assert rules.link([f("join-timeout"), f("hop-host-rewritten")])[0].follows is None  # Host loses nothing
+    # every hop code named there is a leg rule's
+    named = {c for causes in rules.SYMPTOM_OF.values() for c in causes if c.startswith("hop-")}
+    assert named and named <= set(legs.CODES)
+
+
 def test_the_readme_lists_the_leg_rules_word_for_word():
     from conftest import ROOT
 

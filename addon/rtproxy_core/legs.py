@@ -60,8 +60,15 @@ MAX_FATES = 200  # frames per leg whose fate (dropped, delayed, ...) is kept for
 MAX_LISTED = 3  # frames quoted in a finding's evidence
 KEEP_FINISHED = 100  # ended pairs (and upstream legs without a client leg) kept for commands and reports
 
-# Request headers each leg has of its own: the hop's HTTP connection and its WebSocket handshake (every
-# leg has its own key and extensions offer), and Host, which the host rule compares.
+# Request headers each leg has of its own: the hop's HTTP connection and its WebSocket handshake, and
+# Host, which the host rule compares. A hop that relays WebSockets (workerd for any Worker, a pass-through
+# fetch() included) terminates the client's handshake and makes its own upstream: RFC 6455 4.1, the key
+# "MUST be a nonce consisting of a randomly selected 16-byte value" per connection, and RFC 7692 5, an
+# extension is negotiated by "the client and the server" of one connection (permessage-deflate's context
+# is per connection). Seen in workerd (tests/test_legs_workerd.py): its own Sec-WebSocket-Key upstream, and
+# the client's offer `permessage-deflate; client_max_window_bits` sent as `...; client_max_window_bits=15`.
+# Neither is something the hop changed for the client: they are per leg. (Sec-WebSocket-Protocol is not:
+# the upstream picks from the client's list, so a hop that drops it changes what the client gets.)
 PER_LEG_HEADERS = frozenset(
     {
         "host",

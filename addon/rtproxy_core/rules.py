@@ -1493,6 +1493,12 @@ def _unexplained_finding(s: Session, check: Check, topic: str | None, text: str)
 
 # Symptom -> the findings it can follow from. The cause is listed first in a report; the symptom says
 # which one it follows. (A cause that is itself a symptom of another is linked to that one.)
+# The hop-* codes are rt_legs' (rtproxy_core/legs.py), put on a client leg's connection: what a hop in
+# front of Realtime changed, which its client sees as an unanswered join or heartbeat: the frame never
+# reached Realtime (dropped; early 101: the hop's upstream was not open yet, or refused), reached it after
+# the client's timeout (delayed), or on a socket without the client's vsn (the query rewritten). A join
+# sent again after a dropped one is not a duplicate on Realtime's side.
+HOP_LOST_FRAMES = ("hop-frames-dropped", "hop-early-101", "hop-frames-delayed", "hop-query-rewritten")
 SYMPTOM_OF: dict[str, tuple[str, ...]] = {
     "join-timeout": (
         "join-dropped-by-proxy",
@@ -1503,6 +1509,7 @@ SYMPTOM_OF: dict[str, tuple[str, ...]] = {
         "proxy-idle-timeout",
         "binary-as-text",
         "binding-mismatch",
+        *HOP_LOST_FRAMES,
     ),
     "heartbeat-timeout": (
         "early-101",
@@ -1513,8 +1520,15 @@ SYMPTOM_OF: dict[str, tuple[str, ...]] = {
         "server-close",
         "reserved-close-code",
         "join-dropped-by-proxy",
+        *HOP_LOST_FRAMES,
     ),
-    "server-idle-close": ("no-heartbeat", "heartbeat-gap", "client-silent", "join-dropped-by-proxy"),
+    "server-idle-close": (
+        "no-heartbeat",
+        "heartbeat-gap",
+        "client-silent",
+        "join-dropped-by-proxy",
+        "hop-frames-dropped",
+    ),
     "proxy-idle-timeout": ("no-heartbeat", "heartbeat-gap", "client-silent"),
     "server-close": ("rate-limited", "tenant-not-found"),
     "join-error": ("token-expired",),
@@ -1522,7 +1536,7 @@ SYMPTOM_OF: dict[str, tuple[str, ...]] = {
     "upgrade-rejected": ("token-expired", "apikey-missing"),
     "channel-shutdown": ("token-expired", "database-unavailable", "rate-limited"),
     "left-after-join": ("binding-mismatch", "duplicate-join"),
-    "duplicate-join": ("binding-mismatch",),
+    "duplicate-join": ("binding-mismatch", "hop-frames-dropped"),
     "message-too-large": (),
 }
 

@@ -5,7 +5,8 @@
         --mode reverse:https://<ref>.supabase.co@8081 \\
         --set rt_legs=8080,8081
 
-Clients connect to 8080, whose target is the hop (`wrangler dev` on 8787); the hop's upstream
+Clients connect to 8080, whose target is the hop (`rtworker --worker fixed --port 8787 --supabase-url
+http://127.0.0.1:8081`, or `wrangler dev` on 8787); the hop's upstream
 (SUPABASE_URL) is http://127.0.0.1:8081, whose target is Realtime. Each WebSocket upgrade arriving on the
 first listener is a client leg, each on the second an upstream leg; rtproxy_core.legs pairs them and
 says what the hop changed. Both legs are tracked as Realtime connections, each with its own findings as
@@ -67,7 +68,7 @@ class Legs:
             name="rt_legs",
             typespec=str,
             default="",
-            help="Watch a hop (a Worker in `wrangler dev`, any relay) from both sides: CLIENT_PORT,"
+            help="Watch a hop (a Worker in rtworker or `wrangler dev`, any relay) from both sides: CLIENT_PORT,"
             "UPSTREAM_PORT, the listen ports of two of mitmproxy's listeners. Run one with the hop as its "
             "target and one with Supabase as its target, and point the hop's upstream at the second: "
             "--mode reverse:http://127.0.0.1:8787@8080 --mode reverse:https://<ref>.supabase.co@8081 "
