@@ -546,8 +546,8 @@ async def test_relay_defects_behind_its_dropped_query(local_server, rtworker, an
     the join sent right after open dropped while the upstream connects (d, made certain by holding that
     upgrade until workerd logged the drop), and binary frames: from 2026-03-17
     (websocket_standard_binary_type) the relay gets a Blob and send() turns it into the text
-    "[object Blob]" (f fails); before it, binary stays binary (f passes). rt_mode=relay fails (f) at every
-    date (relay.py _as_worker_sends)."""
+    "[object Blob]" (f fails); before it, binary stays binary (f passes). rt_mode=relay follows
+    rt_compat_date the same way (tests/test_parity.py)."""
     stub = KeyAdder(local_server.url, anon_key, "2.0.0", hold_first=True)
     async with stub as upstream:
         w = await rtworker("relay", upstream, "--compat-date", date)
@@ -627,7 +627,7 @@ async def relay_legs(rtworker, up: Upstream, upstream: str, date: str):
 async def test_relay_binary_frames(rtworker, date):
     """From 2026-03-17 (websocket_standard_binary_type) the relay's message handlers get a Blob, and
     send(blob) puts the text "[object Blob]" on the wire, both ways; before that date binary stays binary.
-    rt_mode=relay sends "[object Blob]" at every date (relay.py _as_worker_sends)."""
+    rt_mode=relay does the same by rt_compat_date (relay.py; tests/test_parity.py holds the two together)."""
     up = Upstream()
     async with up as upstream:
         _, client, server_leg = await relay_legs(rtworker, up, upstream, date)

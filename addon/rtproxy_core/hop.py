@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from urllib.parse import urlsplit
 
 MODES = ("fixed", "relay", "as-written", "inspect")
@@ -15,6 +16,26 @@ MODES = ("fixed", "relay", "as-written", "inspect")
 # What a JavaScript relay puts on the wire when it send()s a binary frame it received as a Blob (a Worker
 # whose WebSocket binaryType is "blob"): the Blob's string form.
 BLOB_TEXT = "[object Blob]"
+
+# The Workers compatibility dates where what the relay's runtime does changes (workerd's
+# src/workerd/io/compatibility-date.capnp): from BLOB_DATE (websocket_standard_binary_type) a binary message
+# reaches a handler as a Blob, which send() stringifies; from AUTO_CLOSE_DATE (web_socket_auto_reply_to_close)
+# the runtime answers a received close frame itself (not emulated yet: see README, Modes).
+BLOB_DATE = "2026-03-17"
+AUTO_CLOSE_DATE = "2026-04-07"
+DEFAULT_COMPAT_DATE = "2026-11-17"  # worker/wrangler.toml's compatibility_date (tests/test_parity.py checks)
+
+
+def parse_compat_date(value: str) -> str:
+    """A compatibility date, YYYY-MM-DD (a real calendar date). Raises ValueError with a one-line reason."""
+    value = value.strip()
+    try:
+        if len(value) != 10:
+            raise ValueError
+        date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r}: expected a date YYYY-MM-DD, e.g. {DEFAULT_COMPAT_DATE}") from None
+    return value
 
 
 @dataclass(frozen=True, slots=True)

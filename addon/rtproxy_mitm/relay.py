@@ -9,7 +9,8 @@ with its `request.webSocket`/`accept()` misuse repaired (a WebSocketPair):
   1000-4999 (or a reason over 123 bytes) throws "Invalid WebSocket close code" (rtproxy_core.closecodes),
   which the seed catches and logs, so that leg stays open;
 - binary frames become the text "[object Blob]" in both directions: with a compatibility date from
-  2026-03-17 on, a Worker receives binary messages as Blob and `send(blob)` stringifies it.
+  2026-03-17 on (rt_compat_date), a Worker receives binary messages as Blob and `send(blob)` stringifies
+  it; before that date they pass as binary.
 These were checked against workerd 2026-11-17 (npm `workerd`), compatibility dates 2025-01-01/2026-04-10.
 
 mitmproxy reroutes the client's upgrade here (path prefixed with the flow id), so the flow shows what
@@ -27,7 +28,13 @@ from typing import TYPE_CHECKING
 
 from rtproxy_core import closecodes
 from rtproxy_core.events import Event, Frame, Hop, Upstream, UpstreamHandshake
-from rtproxy_core.hop import BLOB_TEXT, ProjectUrl, relay_target
+from rtproxy_core.hop import (
+    BLOB_DATE,
+    BLOB_TEXT,
+    DEFAULT_COMPAT_DATE,
+    ProjectUrl,
+    relay_target,
+)
 
 if TYPE_CHECKING:
     # websockets is imported where the relay runs (_serve, _handle): mitmproxy does not depend on it, and
@@ -57,6 +64,7 @@ class Relay:
         self.report = report
         self.upstream: ProjectUrl | None = None
         self.port = 0
+        self.compat_date = DEFAULT_COMPAT_DATE  # rt_compat_date
         self._sock: socket.socket | None = None
         self._server: Server | None = None
         self._task: asyncio.Task | None = None
@@ -169,8 +177,10 @@ class Relay:
             return
         await client.close(code, reason)
 
-    def _as_worker_sends(self, flow_id: str, message: str | bytes, origin: str) -> str:
-        if isinstance(message, str):
+    def _as_worker_sends(self, flow_id: str, message: str | bytes, origin: str) -> str | bytes:
+        # Before websocket_standard_binary_type (rt_compat_date < BLOB_DATE) event.data is an ArrayBuffer
+        # and send() passes it on as binary (workerd, checked by tests/test_parity.py).
+        if isinstance(message, str) or self.compat_date < BLOB_DATE:
             return message
         self._hop(
             flow_id,

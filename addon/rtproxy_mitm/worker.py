@@ -15,7 +15,7 @@ from collections.abc import Callable
 from mitmproxy import ctx, http
 from mitmproxy.proxy import mode_specs
 from rtproxy_core.events import Event
-from rtproxy_core.hop import MODES, ProjectUrl, parse_supabase_url
+from rtproxy_core.hop import DEFAULT_COMPAT_DATE, MODES, ProjectUrl, parse_compat_date, parse_supabase_url
 
 from . import websockets_missing
 from .embedded import EmbeddedUpstream
@@ -66,6 +66,16 @@ class Worker:
             "(answers 426 'Expected WebSocket': Request has no webSocket property). inspect: no "
             "rerouting, decode and track what passes.",
         )
+        loader.add_option(
+            name="rt_compat_date",
+            typespec=str,
+            default=DEFAULT_COMPAT_DATE,
+            help="relay: the Workers compatibility date emulated (YYYY-MM-DD; default worker/wrangler.toml's). "
+            "From 2026-03-17 (websocket_standard_binary_type) binary frames become the text "
+            "'[object Blob]'; before it they pass as binary (checked against workerd by "
+            "tests/test_parity.py). The close handling of 2026-04-07 (web_socket_auto_reply_to_close) is "
+            "not emulated.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         # Each bad value is reported (not only the first); a rejected value leaves the old one in effect.
@@ -79,6 +89,11 @@ class Worker:
                         "open ones keep the mode they were opened with"
                     )
                 self.mode = ctx.options.rt_mode
+        if "rt_compat_date" in updated:
+            try:
+                self.relay.compat_date = parse_compat_date(ctx.options.rt_compat_date)
+            except ValueError as e:
+                reject("rt_compat_date", str(e))
         if "rt_supabase_url" in updated:
             value = ctx.options.rt_supabase_url.strip()
             try:
