@@ -58,6 +58,9 @@ class Frame:
     time: float = 0.0
 
 
+COMMAND = "command"  # Hop.what of a live command (rtproxy_mitm/commands.py); flow files keep it too
+
+
 @dataclass(slots=True)
 class Hop:
     """Something the hop itself did that the wire alone does not show: a relay dropped a frame, its

@@ -44,7 +44,7 @@ from . import closecodes, frames
 from .events import Closed, Event, Frame, Handshake, Opened
 from .hop import BLOB_TEXT, relay_path
 from .redact import Redactor
-from .rules import ERROR, INFO, WARNING, Finding
+from .rules import ERROR, INFO, WARNING, Finding, rule_failed
 from .session import _rejection_text
 
 CLIENT, UPSTREAM = "client", "upstream"
@@ -909,18 +909,7 @@ def evaluate(p: Pair, check: LegCheck) -> list[Finding]:
             text = next(iter(r.evidence(p, check)), None)
         except Exception as e:  # noqa: BLE001 - one broken rule must not hide the others
             p.fired.add(r.code)
-            new.append(
-                Finding(
-                    "rule-failed",
-                    INFO,
-                    "nothing",
-                    None,
-                    f"{r.code}: {type(e).__name__}: {e}",
-                    "Report this as an rtproxy bug.",
-                    p.client.conn,
-                    check.now,
-                )
-            )
+            new.append(rule_failed(r.code, e, p.client.conn, check.now))
             continue
         if text is None:
             continue

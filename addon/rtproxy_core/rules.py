@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, urlsplit
 
 from . import catalog, closecodes, frames
+from .events import COMMAND
 from .hop import BLOB_TEXT
 from .redact import jwt_claims
 from .session import CLIENT_JOIN_TIMEOUT_S, CLOSED, ERRORED, JOINED, JOINING, LEAVING, Channel, Session
@@ -1350,9 +1351,6 @@ def _message_too_large(s: Session, c: Check) -> Evidence:
         yield None, f"closed by the {side} with 1009 {s.closed.reason!r}: a frame over the size limit"
 
 
-COMMAND = "command"  # the Hop a live command reports (rtproxy_mitm/commands.py), kept in flow files
-
-
 @rule(
     "rtproxy-command",
     INFO,
@@ -1412,19 +1410,22 @@ def _evaluate(s: Session, check: Check) -> list[Finding]:
                     )
                 )
         except Exception as e:  # noqa: BLE001 - one broken rule must not hide the others
-            out.append(
-                Finding(
-                    "rule-failed",
-                    INFO,
-                    "nothing",
-                    None,
-                    f"{r.code}: {type(e).__name__}: {e}",
-                    "Report this as an rtproxy bug.",
-                    s.conn,
-                    check.now,
-                )
-            )
+            out.append(rule_failed(r.code, e, s.conn, check.now))
     return out
+
+
+def rule_failed(code: str, error: Exception, conn: str, now: float) -> Finding:
+    """The finding that stands in for a rule that raised: the others still run."""
+    return Finding(
+        "rule-failed",
+        INFO,
+        "nothing",
+        None,
+        f"{code}: {type(error).__name__}: {error}",
+        "Report this as an rtproxy bug.",
+        conn,
+        now,
+    )
 
 
 def clean_end(s: Session, ch: Channel, final: bool) -> bool | None:

@@ -16,8 +16,7 @@ import time
 from mitmproxy import command, ctx, exceptions, http
 from mitmproxy import flow as mflow
 from rtproxy_core import closecodes, inject
-from rtproxy_core.events import Hop
-from rtproxy_core.rules import COMMAND
+from rtproxy_core.events import COMMAND, Hop
 from rtproxy_core.session import Session
 
 from .flowevents import COMMANDS

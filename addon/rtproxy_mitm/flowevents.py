@@ -7,8 +7,7 @@ from mitmproxy import http, websocket
 from mitmproxy.proxy import mode_specs
 from rtproxy_core import closecodes
 from rtproxy_core.captures import is_realtime as is_realtime_socket
-from rtproxy_core.events import Closed, Event, Frame, Handshake, Hop, Opened, Upstream
-from rtproxy_core.rules import COMMAND
+from rtproxy_core.events import COMMAND, Closed, Event, Frame, Handshake, Hop, Opened, Upstream
 
 # flow.metadata keys, written by the Worker at reroute time (saved with the flow in flow files).
 ORIGINAL_URL = "rtproxy.original_url"
