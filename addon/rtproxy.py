@@ -43,6 +43,7 @@ def _addons() -> list:
     from rtproxy_mitm.contentview import RealtimeView
     from rtproxy_mitm.faults import Faults
     from rtproxy_mitm.legs import Legs
+    from rtproxy_mitm.lost import LostConnections
     from rtproxy_mitm.marks import Marks
     from rtproxy_mitm.quiet import Quiet
     from rtproxy_mitm.sanitize import Sanitize
@@ -63,6 +64,7 @@ def _addons() -> list:
         RealtimeView(),
         LiveCommands(tracker),
         Marks(),
+        LostConnections(),
         _Running(),
     ]
 

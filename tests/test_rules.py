@@ -246,6 +246,8 @@ CASES = {
     "client-silent": lambda: Conv().close(None, "", None, t=20),
     "no-heartbeat": lambda: Conv().join().close(1000, "", False, t=61),
     "client-gone": lambda: Conv().join().feed(Closed(None, "", None, T0 + 5, ended_first="client")),
+    # the upstream cut off half a second after the join reply, no close frame (a crash, a deploy)
+    "server-gone": lambda: Conv().join().feed(Closed(None, "", None, T0 + 0.5, ended_first="server")),
     "idle-socket-dropped": lambda: (
         Conv()
         .join()

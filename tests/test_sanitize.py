@@ -1387,7 +1387,7 @@ def test_a_supabase_js_session_in_a_flow_file_and_a_zhar(tmp_path, capsys):
 def test_stored_messages_are_sanitized_only_on_the_mitmproxy_versions_checked(
     version, checked, monkeypatch, caplog
 ):
-    """On a mitmproxy whose WebSocket layer was not read (internals.STORE_MESSAGE_COPY_CHECKED), the message
+    """On a mitmproxy whose WebSocket layer was not read (internals.RELAY_MESSAGES_CHECKED), the message
     mitmproxy holds is left as it is (it may be what goes on the wire), with one warning; the upgrade's URL
     is sanitized on every version."""
     from mitmproxy.test import taddons
@@ -1395,7 +1395,7 @@ def test_stored_messages_are_sanitized_only_on_the_mitmproxy_versions_checked(
     from rtproxy_mitm import sanitize as live
     from rtproxy_mitm.tracker import Tracker
 
-    assert internals.store_message_copy_checked(version) is checked
+    assert internals.relay_messages_checked(version) is checked
     monkeypatch.setattr(live, "VERSION", version)
     addon = live.Sanitize()
     with caplog.at_level(logging.WARNING, logger="rtproxy"), taddons.context(Tracker(), addon) as tctx:

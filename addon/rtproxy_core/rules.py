@@ -1264,11 +1264,44 @@ def _proxy_idle_timeout(s: Session, c: Check) -> Evidence:
         and all(_ended_before_socket(ch) for ch in s.channels.values())
     ):
         return  # idle-socket-dropped
+    silence = _silence_before_drop(s, c)
+    if silence is not None:
+        yield None, f"no frames for {silence:.1f} s, then the connection ended without a close frame"
+
+
+def _silence_before_drop(s: Session, c: Check) -> float | None:
+    """The silence before a connection ended without a close frame, if an idle timer explains it: at least
+    a second, and with heartbeats flowing at least a missed one."""
+    cl = s.closed
+    assert cl is not None
     silence = cl.time - (s.last_frame_at or s.upgraded_at or cl.time)
     interval = s.heartbeat_interval(c.timers.heartbeat)[0] if s.heartbeats.sent else 0.0
-    # An idle timer fires after silence; with heartbeats flowing that is at least a missed one.
-    if silence >= 1.0 and silence >= 0.9 * interval:
-        yield None, f"no frames for {silence:.1f} s, then the connection ended without a close frame"
+    return silence if silence >= 1.0 and silence >= 0.9 * interval else None
+
+
+@rule(
+    "server-gone",
+    WARNING,
+    "CHANNEL_ERROR (socket closed: 1006), then reconnect",
+    "Realtime ends a socket with a close frame (1000, 1001, 1011, 1012): one lost without it while frames "
+    "were flowing was cut between here and Realtime. The server or a hop in between crashed, restarted or "
+    "lost its network (a deploy, a load balancer draining connections): look at their logs at that time.",
+    LIKELY,
+)
+def _server_gone(s: Session, c: Check) -> Evidence:
+    cl = s.closed
+    if cl is None or not cl.recorded or cl.code is not None or cl.ended_first != "server" or s.status != 101:
+        return
+    if s.channels and all(_ended_before_socket(ch) for ch in s.channels.values()):
+        return  # idle-socket-dropped
+    if (s.last_frame_at is not None or s.upgraded_at is not None) and _silence_before_drop(s, c) is not None:
+        return  # proxy-idle-timeout
+    live = [ch.label for ch in s.channels.values() if ch.state in (JOINED, JOINING)]
+    yield (
+        None,
+        "the server's side of the connection ended first, without a close frame and with frames flowing"
+        + (f", with {', '.join(live[:3])} still joined" if live else ""),
+    )
 
 
 @rule(

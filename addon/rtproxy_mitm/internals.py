@@ -13,18 +13,26 @@ and the tests that notice. Checked against mitmproxy 12.3.1.
   tests/test_contentview.py.
 - `wrap_har_entries`: adding fields to the entries `savehar` writes (`SaveHar.flow_entry`, which leaves
   a flow's comment and marker out). tests/test_commands.py.
+- `pass_lost_connections`: a WebSocket whose TCP connection is lost on one side loses it on the other
+  too, as a Worker or nginx passes it on (mitmproxy closes the other side with a close frame 1000:
+  `WebsocketLayer.relay_messages` turns `events.ConnectionClosed` into wsproto's CloseConnection(1006)
+  and sends it, and wsproto's `FrameProtocol.close` replaces the local-only 1006 by 1000); installed
+  only on `RELAY_MESSAGES_CHECKED` versions. tests/test_parity.py (test_parity_closes).
 - `store_message_copy`: the flow keeping another copy of a WebSocket message than the one mitmproxy
   forwards (`WebsocketLayer.relay_messages` sends its local `message`), on the versions this was read in
-  (`STORE_MESSAGE_COPY_CHECKED`, `store_message_copy_checked`). tests/test_sanitize.py.
+  (`RELAY_MESSAGES_CHECKED`, `relay_messages_checked`: both this and `pass_lost_connections` follow
+  relay_messages). tests/test_sanitize.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
+import wsproto.events
 from mitmproxy import connection, ctx, http, websocket
-from mitmproxy.proxy import events
-from mitmproxy.proxy.layers.websocket import WebSocketMessageInjected
+from mitmproxy.proxy import commands, events
+from mitmproxy.proxy.layers.websocket import WebsocketEndHook, WebsocketLayer, WebSocketMessageInjected
 from rtproxy_core import closecodes
 from wsproto.frame_protocol import Opcode
 
@@ -67,6 +75,43 @@ def drop_without_close(flow: http.HTTPFlow) -> bool:
     flow.metadata["rtproxy.dropped_by_hop"] = True  # flowevents.DROPPED_BY_HOP: not the client leaving
     handler.close_connection(flow.client_conn)
     return True
+
+
+def pass_lost_connections(applies: Callable[[http.HTTPFlow], bool]) -> Callable[[], None]:
+    """From now on, when one side of a live WebSocket flow for which `applies(flow)` holds loses its TCP
+    connection (no close frame), close the other side's TCP connection without a close frame too, instead
+    of mitmproxy's close frame 1000 (which tells a client the server closed cleanly: the real path's client
+    sees 1006). The flow ends as mitmproxy ends it (close_code 1006, closed_by_client, websocket_end).
+    Returns the undo.
+
+    Follows mitmproxy 12.0.0-12.3.1 proxy/layers/websocket.py, `WebsocketLayer.relay_messages` (its
+    `events.ConnectionClosed` branch, then its `CloseConnection` branch without the `send2`)."""
+    original = WebsocketLayer.relay_messages
+
+    def relay_messages(self: WebsocketLayer, event: events.Event) -> Iterator[commands.Command]:
+        if not (isinstance(event, events.ConnectionClosed) and self.flow.websocket and applies(self.flow)):
+            return (yield from original(self, event))
+        from_client = event.connection == self.context.client
+        src_ws = self.client_ws if from_client else self.server_ws
+        src_ws.receive_data(None)
+        for ws_event in src_ws.events():  # wsproto: CloseConnection(1006), the one event of a lost connection
+            if isinstance(ws_event, wsproto.events.CloseConnection):
+                self.flow.websocket.timestamp_end = time.time()
+                self.flow.websocket.closed_by_client = from_client
+                self.flow.websocket.close_code = ws_event.code
+                self.flow.websocket.close_reason = ws_event.reason
+        for ws in (self.server_ws, self.client_ws):
+            yield commands.CloseConnection(ws.conn)
+        yield WebsocketEndHook(self.flow)
+        self.flow.live = False
+        self._handle_event = self.done
+
+    WebsocketLayer.relay_messages = relay_messages  # type: ignore[method-assign]
+
+    def undo() -> None:
+        WebsocketLayer.relay_messages = original  # type: ignore[method-assign]
+
+    return undo
 
 
 def deferred_values(options) -> list[tuple[str, object, list[str]]]:
@@ -131,14 +176,14 @@ def wrap_har_entries(extend: Callable[[http.HTTPFlow, dict], dict]) -> Callable[
 # forwards its local `message` (below): 12.0.0 to 12.3.1. On any other one the Sanitize addon does not call
 # store_message_copy: if that version forwarded `flow.websocket.messages[-1]` instead, the sanitized copy
 # would go on the wire (a join's access_token without its signature: every join refused).
-STORE_MESSAGE_COPY_CHECKED = ((12, 0), (12, 3))
+RELAY_MESSAGES_CHECKED = ((12, 0), (12, 3))
 
 
-def store_message_copy_checked(version: str) -> bool:
-    """Is `version` (mitmproxy.version.VERSION) one of STORE_MESSAGE_COPY_CHECKED? A version that does not
+def relay_messages_checked(version: str) -> bool:
+    """Is `version` (mitmproxy.version.VERSION) one of RELAY_MESSAGES_CHECKED? A version that does not
     read as major.minor is not."""
     found = _major_minor(version)
-    first, last = STORE_MESSAGE_COPY_CHECKED
+    first, last = RELAY_MESSAGES_CHECKED
     return found is not None and first <= found <= last
 
 

@@ -6,7 +6,7 @@ Live (`Sanitize`, unless rt_show_secrets): once a Realtime upgrade has been forw
 its `error`), the stored request's URL query, Authorization/apikey/Cookie headers and the Worker's copies
 of them in the flow's metadata; then each WebSocket message as it is stored (on the mitmproxy versions
 whose WebSocket layer was read to forward the object it made, not the one stored:
-internals.STORE_MESSAGE_COPY_CHECKED). Offline (`sanitize_flow`, rtsanitize on a flow file): everything a
+internals.RELAY_MESSAGES_CHECKED). Offline (`sanitize_flow`, rtsanitize on a flow file): everything a
 flow holds, bodies and cookies both ways included.
 """
 
@@ -21,7 +21,7 @@ from rtproxy_core import sanitize
 from rtproxy_core.sanitize import Places, Replaced
 
 from .flowevents import is_realtime
-from .internals import STORE_MESSAGE_COPY_CHECKED, store_message_copy, store_message_copy_checked
+from .internals import RELAY_MESSAGES_CHECKED, relay_messages_checked, store_message_copy
 
 logger = logging.getLogger("rtproxy")
 
@@ -138,10 +138,10 @@ def sanitize_flow(f: mflow.Flow) -> Places:
 
 def messages_not_sanitized(version: str) -> str | None:
     """The warning for a mitmproxy whose WebSocket layer rtproxy has not read (internals.
-    STORE_MESSAGE_COPY_CHECKED); None when stored messages can be sanitized on it."""
-    if store_message_copy_checked(version):
+    RELAY_MESSAGES_CHECKED); None when stored messages can be sanitized on it."""
+    if relay_messages_checked(version):
         return None
-    (a, b), (c, d) = STORE_MESSAGE_COPY_CHECKED
+    (a, b), (c, d) = RELAY_MESSAGES_CHECKED
     return (
         f"mitmproxy {version}: rtproxy stores WebSocket messages unsanitized on it (their access_token, JWTs "
         f"and keys as they went), as it has checked only on mitmproxy {a}.{b} to {c}.{d}.x that a sanitized "
@@ -153,7 +153,7 @@ def messages_not_sanitized(version: str) -> str | None:
 class Sanitize:
     """Unless rt_show_secrets (the Tracker declares it): credentials out of what mitmproxy stores of each
     Realtime flow, never out of what it forwards. WebSocket messages only on the mitmproxy versions
-    internals.STORE_MESSAGE_COPY_CHECKED names (`load` says so, once, on any other)."""
+    internals.RELAY_MESSAGES_CHECKED names (`load` says so, once, on any other)."""
 
     def __init__(self) -> None:
         self.show = False

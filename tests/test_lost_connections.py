@@ -1,0 +1,62 @@
+"""A Realtime WebSocket lost on one side (TCP closed, no close frame) is lost on the other side too, in every
+mode: rtproxy passes the loss on as a Worker or nginx does, where mitmproxy alone would send the other side
+a close frame 1000 (rtproxy_mitm/lost.py, internals.pass_lost_connections). Real sockets both ways."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from conftest import TIMEOUT
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+
+
+class Stub:
+    """An upstream that accepts any upgrade; `conns` gets each connection."""
+
+    def __init__(self) -> None:
+        self.conns: asyncio.Queue[ServerConnection] = asyncio.Queue()
+
+    async def handler(self, ws: ServerConnection) -> None:
+        await self.conns.put(ws)
+        await ws.wait_closed()
+
+    async def __aenter__(self) -> str:
+        self._server = await serve(self.handler, "127.0.0.1", 0, compression=None)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+
+MODES = {
+    "fixed": lambda up: {"sets": (f"rt_supabase_url={up}",)},
+    "inspect": lambda up: {"sets": ("rt_mode=inspect",), "mode": f"reverse:{up}"},
+}
+
+
+@pytest.mark.parametrize("lost", ["server", "client"])
+@pytest.mark.parametrize("mode", list(MODES))
+async def test_a_lost_connection_is_lost_on_the_other_side(mitmdump, mode, lost):
+    stub = Stub()
+    async with stub as up:
+        cfg = MODES[mode](up)
+        proxy = await mitmdump(
+            *cfg["sets"], "connection_strategy=lazy", **({"mode": cfg["mode"]} if "mode" in cfg else {})
+        )
+        url = f"ws://127.0.0.1:{proxy.port}/realtime/v1/websocket?apikey=k&vsn=2.0.0"
+        client = await connect(url, proxy=None, compression=None)
+        leg = await asyncio.wait_for(stub.conns.get(), TIMEOUT)
+        await leg.send("hello")
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "hello"
+        gone, other = (leg, client) if lost == "server" else (client, leg)
+        gone.transport.abort()
+        await asyncio.wait_for(other.wait_closed(), TIMEOUT)
+        assert other.protocol.close_rcvd is None, other.protocol.close_rcvd  # not mitmproxy's 1000
+        await proxy.wait_for(rf"closed by network: no close frame \(the {lost}'s side ended first\)")
+        if lost == "server":
+            await proxy.wait_for(r"finding server-gone ")
+        else:
+            await proxy.wait_for(r"finding client-gone ")
