@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 from conftest import ADDON, MITMDUMP, TIMEOUT, Mitmdump, run_to_exit
 from realtime import AsyncRealtimeClient
-from rtproxy_core.hop import DEFAULT_COMPAT_DATE
+from rtproxy_core.hop import AUTO_CLOSE_DATE, DEFAULT_COMPAT_DATE
 from rtproxy_tools.worker import WORKERS, Workerd, WorkerError, default_compat_date, find_workerd
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -46,7 +46,7 @@ IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 if MISSING and not IN_CI:
     pytest.skip(f"the parity tests need workerd ({MISSING})", allow_module_level=True)
 
-from test_workerd import DROPPED, KeyAdder
+from test_workerd import DROPPED, KeyAdder, Upstream
 
 
 @pytest.fixture(autouse=True)
@@ -72,10 +72,14 @@ class Side:
 
     async def dropped(self, n: int) -> None:
         """The hop has dropped `n` client frames in all (workerd's log line, or rtproxy's hop event)."""
+        await self.logged(re.escape(DROPPED), r"hop: frame-dropped", n)
+
+    async def logged(self, in_workerd: str, in_rtproxy: str, n: int = 1) -> None:
+        """The hop has logged `n` lines matching: the Worker's in workerd, or rtproxy's emulating it."""
         source, rx = (
-            (self.workerd, re.compile(re.escape(DROPPED)))
+            (self.workerd, re.compile(in_workerd))
             if self.workerd is not None
-            else (self.proxy, re.compile(r"hop: frame-dropped"))
+            else (self.proxy, re.compile(in_rtproxy))
         )
 
         async def scan() -> None:
@@ -136,11 +140,12 @@ async def receive(ws, n: int = 1) -> list:
 
 
 async def open_or_refused(url: str):
-    """(ws, None), or (None, (status, body)) when the upgrade is refused."""
+    """(ws, None), or (None, ("refused", status, body, content type)) when the upgrade is refused."""
     try:
         return await connect(url, proxy=None, compression=None, max_size=None, close_timeout=TIMEOUT), None
     except InvalidStatus as e:
-        return None, ("refused", e.response.status_code, e.response.body)
+        r = e.response
+        return None, ("refused", r.status_code, r.body, r.headers.get("content-type"))
 
 
 def join(ref: str, topic: str = "realtime:room1") -> str:
@@ -299,6 +304,7 @@ async def run(kind: str, worker: str, date: str, scenario: str, local_url: str, 
 # dropped or turned into text.
 IN_FRONT_ONLY = {"early-101", "vsn-missing", "join-dropped-by-proxy", "duplicate-join", "binary-as-text"}
 IN_FRONT_ONLY |= {"upgrade-rejected"}  # as-written: the Worker's 426, never reaching rtproxy behind it
+IN_FRONT_ONLY |= {"reserved-close-code"}  # the relay's close() threw: an action of the hop, seen in front
 # ... and behind it only: the relay's upstream URL has no vsn, so 2.0.0 frames on it look mismatched.
 BEHIND_ONLY = {"serializer-mismatch", "binary-on-v1"}
 
@@ -340,6 +346,105 @@ async def test_parity_upstream_down(anon_key, tmp_path, worker, date):
     print(worker, date, out)
     assert out["runtime"][0] == out["emulation"][0]
     same_findings(out["runtime"][1], out["emulation"][1])
+
+
+# ------------------------------------------------------------------------------------------ closes
+
+# What each Worker in workerd does when one side's connection ends without a close frame (a drop) or with
+# a close frame without a code (1005), as tests/test_workerd.py shows it: what the other side gets (a
+# close frame (code, reason), "no close frame", or "open": the leg stays open, and still answers a ping).
+# The relay's close(1005|1006) throws; what follows depends on web_socket_auto_reply_to_close.
+CLOSES = ["upstream-drops", "client-drops", "upstream-closes-without-code", "client-closes-without-code"]
+
+
+def expected_close(worker: str, date: str, case: str):
+    if worker == "fixed":  # the runtime passes each on as it is
+        return {
+            "upstream-drops": "no close frame",
+            "client-drops": "no close frame",
+            "upstream-closes-without-code": (1005, ""),
+            "client-closes-without-code": (1005, ""),
+        }[case]
+    auto_reply = date >= AUTO_CLOSE_DATE
+    return {
+        "upstream-drops": "open",
+        "client-drops": "open",
+        "upstream-closes-without-code": (1011, "Proxy server error") if auto_reply else "open",
+        "client-closes-without-code": "open" if auto_reply else (1011, "Client connection error"),
+    }[case]
+
+
+# The relay's close(1005|1006) has thrown: its log line in workerd, or rtproxy's hop event.
+THREW_CLIENT_CLOSE = (r"Error closing client: DOMException", r"hop: close-throws: clientWebSocket\.close")
+THREW_SERVER_CLOSE = (r"Client closed: 100[56]", r"hop: close-throws: serverWebSocket\.close")
+
+
+async def close_case(s: Side, up: Upstream, case: str, expected, unanswered: bool) -> tuple:
+    """One close case on one side: (what the other side got, whether the client's own close was answered).
+    `unanswered`: nothing will answer the client's close (workerd's relay before 2026-04-07), so that is
+    read once the upstream has its close, not awaited."""
+    ws = await connect(wsurl(s, "any-key"), proxy=None, compression=None, close_timeout=TIMEOUT)
+    leg = await asyncio.wait_for(up.conns.get(), TIMEOUT)
+    await leg.send("hello")  # once it is through, both legs are open, in the relay too
+    assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "hello"
+    from_upstream = case.startswith("upstream")
+    closing = None
+    if case == "upstream-drops":
+        leg.transport.abort()
+    elif case == "client-drops":
+        ws.transport.abort()
+    elif from_upstream:
+        closing = asyncio.ensure_future(leg.close(None))  # None: a close frame without a code
+    else:
+        closing = asyncio.ensure_future(ws.close(None))
+    watched = ws if from_upstream else leg
+    if expected == "open":
+        await s.logged(*(THREW_CLIENT_CLOSE if from_upstream else THREW_SERVER_CLOSE))
+        await asyncio.wait_for(await watched.ping(), TIMEOUT)
+        got = "open"
+    else:
+        await asyncio.wait_for(watched.wait_closed(), TIMEOUT)
+        rcvd = watched.protocol.close_rcvd
+        got = (rcvd.code, rcvd.reason) if rcvd else "no close frame"
+    answered = None
+    if closing is not None and not from_upstream:
+        if not unanswered:
+            await asyncio.wait_for(asyncio.shield(closing), TIMEOUT)
+        answered = ws.protocol.close_rcvd is not None
+    for c in (ws, leg):  # what is left open ends here
+        c.transport.abort()
+    if closing is not None:
+        await asyncio.gather(closing, return_exceptions=True)
+    return got, answered
+
+
+@pytest.mark.parametrize("case", CLOSES)
+@pytest.mark.parametrize(("worker", "date"), [(w, d) for w, d in WORKER_DATES if w != "as-written"])
+async def test_parity_closes(tmp_path, worker, date, case):
+    expected = expected_close(worker, date, case)
+    # Before 2026-04-07 nothing in workerd answers a client's close the relay could not forward (the client
+    # ends with 1006 after its close timeout); through rtproxy, mitmproxy answers every close itself
+    # (proxy/layers/websocket.py, WebsocketLayer.relay_messages): the one difference rtproxy cannot take away.
+    unanswered = worker == "relay" and date < AUTO_CLOSE_DATE and case == "client-closes-without-code"
+    out = {}
+    for kind in ("runtime", "emulation"):
+        (tmp_path / kind).mkdir()
+        up = Upstream()
+        async with up as upstream, side(kind, worker, date, upstream, tmp_path / kind) as s:
+            got = await close_case(s, up, case, expected, unanswered and kind == "runtime")
+            out[kind] = (got, await s.findings())
+    print(worker, date, case, out)
+    (got, answered), runtime = out["runtime"]
+    (emulated_got, emulated_answered), emulation = out["emulation"]
+    assert got == expected and emulated_got == got, out
+    if answered is not None:
+        assert answered is not unanswered and emulated_answered is True, out
+    if worker == "fixed":
+        same_findings(runtime, emulation)
+    else:
+        # The relay decouples its legs: rtproxy behind it and in front of it see different connections
+        # end. In front, the emulation names why one leg outlived the other.
+        assert "reserved-close-code" in {c for conn in emulation for c in conn}, out
 
 
 # ------------------------------------------------------------------------------- realtime-js in Node

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from rtproxy_core import closecodes
 from rtproxy_core.events import Event, Frame, Hop, Upstream, UpstreamHandshake
 from rtproxy_core.hop import (
+    AUTO_CLOSE_DATE,
     BLOB_DATE,
     BLOB_TEXT,
     DEFAULT_COMPAT_DATE,
@@ -82,15 +83,19 @@ class Relay:
 
         assert self._sock is not None
         # compression=None: workerd's outbound WebSocket offers no permessage-deflate by default.
-        async with serve(
+        # Not `async with serve(...)`: its exit awaits a graceful close of every connection, which can
+        # wait forever when mitmproxy shuts down around it (stop() ends them at once instead).
+        self._server = await serve(
             self._handle, sock=self._sock, compression=None, max_size=None, logger=_ws_logger
-        ) as server:
-            self._server = server
-            await server.serve_forever()
+        )
 
     def stop(self) -> None:
+        """Stop at once: no new connections, and every open leg ends (mitmproxy is stopping; a relay leg
+        left open by a close() that threw would otherwise keep it waiting)."""
         if self._server is not None:
-            self._server.close()
+            self._server.close(close_connections=False)
+            for conn in list(self._server.connections):
+                conn.transport.abort()
         if self._task is not None:
             self._task.cancel()
         self._sock = self._server = self._task = None
@@ -132,7 +137,17 @@ class Relay:
             except ConnectionClosed:
                 pass
             # close_code is 1005 for a close frame without a code, 1006 for no close frame at all.
-            await self._close_client(flow_id, client, up.close_code or 1006, up.close_reason or "")
+            code, reason = up.close_code or closecodes.NO_CLOSE_FRAME, up.close_reason or ""
+            error = close_throws(code, reason)
+            if error and code == closecodes.NO_CODE and self.compat_date >= AUTO_CLOSE_DATE:
+                # web_socket_auto_reply_to_close: workerd answers the upstream's close frame itself, then
+                # fires "error" on the upstream socket, whose listener (the seed's) closes the client 1011
+                # (tests/test_workerd.py, test_relay_upstream_closes_without_a_code).
+                self._hop(flow_id, "close-throws", f"clientWebSocket.close({code}) throws '{error}' (caught)")
+                self._hop(flow_id, "upstream-error", "Network connection lost.")
+                await self._close_client(flow_id, client, 1011, "Proxy server error")
+            else:
+                await self._close_client(flow_id, client, code, reason)
 
         task = asyncio.get_running_loop().create_task(upstream_side())
         try:
@@ -154,7 +169,18 @@ class Relay:
         if up is not None and up.state is State.OPEN:
             code, reason = client.close_code, client.close_reason or ""
             error = close_throws(code, reason)
-            if error:
+            if error and code == closecodes.NO_CODE and self.compat_date < AUTO_CLOSE_DATE:
+                # Before web_socket_auto_reply_to_close the throw in the seed's "close" listener, which
+                # does not catch it, becomes an "error" event on the client socket, whose listener closes
+                # the upstream 1011 (tests/test_workerd.py, test_relay_client_closes_without_a_code). The
+                # client's close frame goes unanswered there (the client ends with 1006); through
+                # mitmproxy it is answered (proxy/layers/websocket.py answers a close itself).
+                self._hop(
+                    flow_id, "close-throws", f"serverWebSocket.close({code}) throws '{error}', uncaught"
+                )
+                self._hop(flow_id, "client-error", error)
+                await up.close(1011, "Client connection error")
+            elif error:
                 self._hop(
                     flow_id,
                     "close-throws",

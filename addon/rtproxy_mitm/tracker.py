@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mitmproxy import command, ctx, exceptions, http, types
 from rtproxy_core.diagnosis import Diagnoser
-from rtproxy_core.events import Event
+from rtproxy_core.events import Event, Hop
 from rtproxy_core.redact import Redactor
 from rtproxy_core.report import report_json, report_markdown
 from rtproxy_core.rules import Finding, Timers
@@ -60,6 +60,7 @@ class Tracker:
         self.live: dict[str, Session] = {}
         self.flows: dict[str, http.HTTPFlow] = {}  # the live sessions' flows, by the same flow id
         self.finished: deque[Session] = deque(maxlen=KEEP_FINISHED)
+        self.ended: dict[str, tuple[Session, http.HTTPFlow]] = {}  # the last finished, for late hop events
         self.redactor = Redactor()
         self.diagnoser = Diagnoser()
         self.debug = False
@@ -168,6 +169,15 @@ class Tracker:
         session = self.live.get(flow_id)
         if session is not None:
             self._feed(session, event, self.flows.get(flow_id))
+        elif isinstance(event, Hop) and (ended := self.ended.get(flow_id)) is not None:
+            # What the relay did after the client's leg ended (its close() threw, leaving the upstream leg
+            # open): logged and diagnosed on the ended connection, not lost.
+            self._guarded(ended[0], self._feed_late, *ended, event)
+
+    def _feed_late(self, session: Session, flow: http.HTTPFlow, event: Hop) -> None:
+        for note in session.feed(event):
+            self._log(session, note)
+        self._findings(session, self.diagnoser.check(session, event.time, final=True), flow)
 
     def _feed(self, session: Session, event: Event, flow: http.HTTPFlow | None) -> None:
         self._guarded(session, self._feed_unguarded, session, event, flow)
@@ -207,6 +217,9 @@ class Tracker:
         if session is not None:
             self._guarded(session, lambda: self._findings(session, self.diagnoser.end(session), flow))
             self.finished.append(session)
+            self.ended[flow.id] = (session, flow)
+            while len(self.ended) > KEEP_FINISHED:
+                self.ended.pop(next(iter(self.ended)))
 
     # -------------------------------------------------------------------------------- hooks
 

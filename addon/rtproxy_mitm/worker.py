@@ -73,8 +73,9 @@ class Worker:
             help="relay: the Workers compatibility date emulated (YYYY-MM-DD; default worker/wrangler.toml's). "
             "From 2026-03-17 (websocket_standard_binary_type) binary frames become the text "
             "'[object Blob]'; before it they pass as binary (checked against workerd by "
-            "tests/test_parity.py). The close handling of 2026-04-07 (web_socket_auto_reply_to_close) is "
-            "not emulated.",
+            "tests/test_parity.py). From 2026-04-07 (web_socket_auto_reply_to_close) an upstream close "
+            "without a code ends the client with 1011 'Proxy server error'; before it a client close "
+            "without a code ends the upstream with 1011 'Client connection error'.",
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -196,7 +197,9 @@ class Worker:
         if self.mode == "as-written":
             # `const clientWebSocket = request.webSocket; if (!clientWebSocket) return new Response(
             # 'Expected WebSocket', { status: 426 })` - Request has no webSocket property in Workers.
-            flow.response = http.Response.make(426, b"Expected WebSocket", {"content-type": "text/plain"})
+            flow.response = http.Response.make(
+                426, b"Expected WebSocket", {"content-type": "text/plain;charset=UTF-8"}
+            )
             return
         if self.mode == "relay":
             self._start_servers()  # mode may have changed at runtime
