@@ -723,6 +723,7 @@ async def recv_json(ws, ref: str):
 async def test_a_faithful_hop_shows_only_the_host_change(hop, local_server, mitmdump, tmp_path):
     proxy, a = await legs_proxy(mitmdump, hop, local_server.url, tmp_path)
     assert "rt_mode set to inspect" in proxy.output
+    assert "connection_strategy set to lazy" not in proxy.output  # that is for rerouting modes only
     async with connect(f"ws://127.0.0.1:{a}/realtime/v1/websocket?apikey={KEY}&vsn=2.0.0") as ws:
         await ws.send(json.dumps(["1", "1", TOPIC, "phx_join", {"config": {}}]))
         assert (await recv_json(ws, "1"))[4]["status"] == "ok"

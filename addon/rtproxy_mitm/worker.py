@@ -112,6 +112,7 @@ class Worker:
             reject(*needs)
         if (
             self.mode != "inspect"
+            and not ("rt_legs" in ctx.options and ctx.options.rt_legs.strip())  # Legs sets inspect next
             and "connection_strategy" in ctx.options
             and ctx.options.connection_strategy != "lazy"
         ):
