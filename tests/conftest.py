@@ -17,6 +17,7 @@ from rtproxy_local.server import LocalRealtime, ServerConfig
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # .venv/bin: mitmdump and rtproxy's commands ([project.scripts])
 MITMDUMP = str(BIN / "mitmdump")
+RTPROXY = str(BIN / "rtproxy")  # the launcher: rtproxy's addons built in, no -s addon/rtproxy.py
 MITMWEB = str(BIN / "mitmweb")
 ADDON = str(ROOT / "addon" / "rtproxy.py")
 
@@ -96,8 +97,7 @@ class Mitmdump:
             "0",
             "--mode",
             mode,
-            "-s",
-            ADDON,
+            *(() if program == RTPROXY else ("-s", ADDON)),
             "--set",
             f"confdir={tmp}",
             *extra,
@@ -156,7 +156,7 @@ class Mitmdump:
 
     async def wait_exit(self, timeout: float = TIMEOUT) -> int:
         assert self.proc
-        await asyncio.wait_for(self._reader, timeout)
+        await asyncio.wait_for(asyncio.shield(self._reader), timeout)  # a timeout leaves the reader running
         assert self.returncode is not None
         return self.returncode
 

@@ -18,6 +18,10 @@ and the tests that notice. Checked against mitmproxy 12.3.1.
   `WebsocketLayer.relay_messages` turns `events.ConnectionClosed` into wsproto's CloseConnection(1006)
   and sends it, and wsproto's `FrameProtocol.close` replaces the local-only 1006 by 1000); installed
   only on `RELAY_MESSAGES_CHECKED` versions. tests/test_parity.py (test_parity_closes).
+- `FastAddonManager`: mitmproxy's AddonManager with each hook's handlers looked up once, not on every
+  event (`AddonManager.trigger_event` walks every addon, its children, a `getattr` and a `safecall`
+  context manager per addon per event: about half the CPU of a WebSocket message). Used by the `rtproxy`
+  command (rtproxy_tools/launcher.py), not by mitmdump. tests/test_launcher.py.
 - `store_message_copy`: the flow keeping another copy of a WebSocket message than the one mitmproxy
   forwards (`WebsocketLayer.relay_messages` sends its local `message`), on the versions this was read in
   (`RELAY_MESSAGES_CHECKED`, `relay_messages_checked`: both this and `pass_lost_connections` follow
@@ -26,11 +30,14 @@ and the tests that notice. Checked against mitmproxy 12.3.1.
 
 from __future__ import annotations
 
+import inspect
+import logging
+import sys
 import time
 from collections.abc import Callable, Iterator
 
 import wsproto.events
-from mitmproxy import connection, ctx, http, websocket
+from mitmproxy import addonmanager, connection, ctx, exceptions, hooks, http, websocket
 from mitmproxy.proxy import commands, events
 from mitmproxy.proxy.layers.websocket import WebsocketEndHook, WebsocketLayer, WebSocketMessageInjected
 from rtproxy_core import closecodes
@@ -211,3 +218,71 @@ def store_message_copy(flow: http.HTTPFlow, message: websocket.WebSocketMessage,
         message.type, message.from_client, content, message.timestamp, message.dropped, message.injected
     )
     return True
+
+
+_addon_logger = logging.getLogger(addonmanager.__name__)
+
+
+class FastAddonManager(addonmanager.AddonManager):
+    """trigger_event as mitmproxy 12.0.0-12.3.1's (addonmanager.py `AddonManager.trigger_event`,
+    `invoke_addon`, `_iter_hooks`, `safecall`): for each top-level addon in chain order, its and its
+    children's handler for the hook, awaited when it returns an awaitable; an exception ends that top-level
+    addon's handlers, is logged as "Addon error: ..." and the next one runs; AddonHalt ends the event;
+    OptionsError propagates. What changes: the handlers of a hook are found once and kept until the addons
+    change (`register`, `remove`, `clear`, or an `invoke_addon_sync`, which a script (re)load calls), and
+    the hook's arguments are built once per event, not once per handler."""
+
+    def __init__(self, master) -> None:
+        super().__init__(master)
+        self._handlers: dict[str, tuple[tuple[Callable, ...], ...]] = {}
+
+    def _changed(self) -> None:
+        self._handlers.clear()
+
+    def register(self, addon):
+        self._changed()
+        try:
+            return super().register(addon)
+        finally:
+            self._changed()
+
+    def remove(self, addon) -> None:
+        self._changed()
+        try:
+            super().remove(addon)
+        finally:
+            self._changed()
+
+    def clear(self) -> None:
+        self._changed()
+        super().clear()
+
+    def invoke_addon_sync(self, addon, event: hooks.Hook) -> None:
+        self._changed()
+        super().invoke_addon_sync(addon, event)
+
+    def _lookup(self, event: hooks.Hook) -> tuple[tuple[Callable, ...], ...]:
+        found = self._handlers.get(event.name)
+        if found is None:
+            groups = (tuple(f for _, f in self._iter_hooks(top, event)) for top in self.chain)
+            found = self._handlers[event.name] = tuple(g for g in groups if g)
+        return found
+
+    async def trigger_event(self, event: hooks.Hook) -> None:
+        groups = self._lookup(event)
+        if not groups:
+            return
+        args = event.args()
+        for funcs in groups:
+            try:
+                for func in funcs:
+                    res = func(*args)
+                    if res is not None and inspect.isawaitable(res):
+                        await res
+            except exceptions.AddonHalt:
+                return
+            except exceptions.OptionsError:
+                raise
+            except Exception:
+                etype, value, tb = sys.exc_info()
+                _addon_logger.error(f"Addon error: {value}", exc_info=(etype, value, tb))  # as safecall

@@ -58,6 +58,7 @@ CONFIGS = {
     "direct": "(1) direct client <-> local server",
     "bare": "(2) mitmdump + reroute only",
     "rtproxy": "(3) mitmdump + rtproxy",
+    "launcher": "(4) rtproxy command",
     "bare_fd1": "(2b) mitmdump + reroute, flow_detail=1",
     "rtproxy_fd1": "(3b) mitmdump + rtproxy, flow_detail=1",
 }
@@ -121,7 +122,14 @@ async def measure(name: str, server: kit.Proc, tmp: Path, n: int, window: int, w
     proxy = None
     if name != "direct":
         fd = 1 if name.endswith("_fd1") else 0
-        proxy = kit.start_mitmdump(tmp, name, server.port, rtproxy=name.startswith("rtproxy"), flow_detail=fd)
+        proxy = kit.start_mitmdump(
+            tmp,
+            name,
+            server.port,
+            rtproxy=name.startswith("rtproxy"),
+            flow_detail=fd,
+            launcher=name == "launcher",
+        )
     port = proxy.port if proxy else server.port
     try:
         ws = await kit.open_joined(port)
@@ -173,7 +181,7 @@ def _per(d: dict[str, float], n: int) -> dict[str, float]:
 
 
 async def live(args, tmp: Path) -> list[dict[str, Any]]:
-    names = ["direct", "bare", "rtproxy"] + (
+    names = ["direct", "bare", "rtproxy", "launcher"] + (
         [] if args.quick or args.no_reference else ["bare_fd1", "rtproxy_fd1"]
     )
     server = kit.start_server(tmp)
@@ -709,23 +717,28 @@ def print_table(res: dict[str, Any]) -> None:
                 f"{fmt(r['pipelined']['proxy_cpu_us_per_msg'] if r['proxy_cpu_s'] is not None else None):>9}"
                 f"{fmt(r['proxy_rss_mib'], '.1f'):>11}"
             )
-        b, t = by.get(CONFIGS["bare"]), by.get(CONFIGS["rtproxy"])
-        if b and t:
 
-            def ratio(x, y):
-                return x / y if x and y else None
+        def ratio(x, y):
+            return x / y if x and y else None
 
-            print(
-                f"{'ratio (3)/(2)':<42}"
-                f"{fmt(ratio(t['pingpong']['p50_ms'], b['pingpong']['p50_ms']), '.2f'):>9}"
-                f"{fmt(ratio(t['pingpong']['p99_ms'], b['pingpong']['p99_ms']), '.2f'):>9}"
-                f"{fmt(ratio(t['pingpong']['msgs_per_s'], b['pingpong']['msgs_per_s']), '.2f'):>11}"
-                f"{fmt(ratio(t['pipelined']['msgs_per_s'], b['pipelined']['msgs_per_s']), '.2f'):>11}"
-                f"{fmt(ratio(t['proxy_cpu_s'], b['proxy_cpu_s']), '.2f'):>11}"
-                f"{fmt(ratio(t['pingpong']['proxy_cpu_us_per_msg'], b['pingpong']['proxy_cpu_us_per_msg']), '.2f'):>9}"
-                f"{fmt(ratio(t['pipelined']['proxy_cpu_us_per_msg'], b['pipelined']['proxy_cpu_us_per_msg']), '.2f'):>9}"
-                f"{fmt(ratio(t['proxy_rss_mib'], b['proxy_rss_mib']), '.2f'):>11}"
-            )
+        for label, num, den in (
+            ("(3)/(2)", "rtproxy", "bare"),
+            ("(4)/(3)", "launcher", "rtproxy"),
+            ("(4)/(2)", "launcher", "bare"),
+        ):
+            t, b = by.get(CONFIGS[num]), by.get(CONFIGS[den])
+            if b and t:
+                print(
+                    f"{'ratio ' + label:<42}"
+                    f"{fmt(ratio(t['pingpong']['p50_ms'], b['pingpong']['p50_ms']), '.2f'):>9}"
+                    f"{fmt(ratio(t['pingpong']['p99_ms'], b['pingpong']['p99_ms']), '.2f'):>9}"
+                    f"{fmt(ratio(t['pingpong']['msgs_per_s'], b['pingpong']['msgs_per_s']), '.2f'):>11}"
+                    f"{fmt(ratio(t['pipelined']['msgs_per_s'], b['pipelined']['msgs_per_s']), '.2f'):>11}"
+                    f"{fmt(ratio(t['proxy_cpu_s'], b['proxy_cpu_s']), '.2f'):>11}"
+                    f"{fmt(ratio(t['pingpong']['proxy_cpu_us_per_msg'], b['pingpong']['proxy_cpu_us_per_msg']), '.2f'):>9}"
+                    f"{fmt(ratio(t['pipelined']['proxy_cpu_us_per_msg'], b['pipelined']['proxy_cpu_us_per_msg']), '.2f'):>9}"
+                    f"{fmt(ratio(t['proxy_rss_mib'], b['proxy_rss_mib']), '.2f'):>11}"
+                )
         sv = [
             f"{r['config'].split(' ')[0]} {r['pipelined']['server_cpu_us_per_msg']:.0f}/"
             f"{r['pipelined']['client_cpu_us_per_msg']:.0f}"

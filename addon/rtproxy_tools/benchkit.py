@@ -27,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent  # the checkout (addon/rtproxy_tools/..)
 PYTHON = sys.executable
 MITMDUMP = str(Path(sys.executable).parent / "mitmdump")
+RTPROXY = str(Path(sys.executable).parent / "rtproxy")  # the launcher ([project.scripts])
 ADDON = str(ROOT / "addon" / "rtproxy.py")
 REROUTE = str(HERE / "bare_reroute.py")
 PROBE = str(HERE / "bench_probe.py")
@@ -229,13 +230,17 @@ def start_mitmdump(
     sets: tuple[str, ...] = (),
     probe: bool = False,
     wrap: list[str] | None = None,
+    launcher: bool = False,
 ) -> Proc:
     """mitmdump in reverse mode as the Worker on a free 127.0.0.1 port. rtproxy=False: only
-    bare_reroute.py, which sends upgrades to the server. flow_detail None: mitmdump's default (1)."""
+    bare_reroute.py, which sends upgrades to the server. flow_detail None: mitmdump's default (1).
+    launcher: the rtproxy command instead of mitmdump (it has no dumper, so no flow_detail)."""
     confdir = tmp / f"conf-{name}"
     confdir.mkdir(exist_ok=True)
+    if launcher:
+        rtproxy, flow_detail = True, None
     args = [
-        *(wrap or [MITMDUMP]),
+        *(wrap or [RTPROXY if launcher else MITMDUMP]),
         "--listen-host",
         "127.0.0.1",
         "-p",
@@ -247,7 +252,9 @@ def start_mitmdump(
     ]
     if flow_detail is not None:
         args += ["--set", f"flow_detail={flow_detail}"]
-    if rtproxy:
+    if launcher:
+        args += ["--set", f"rt_supabase_url=http://127.0.0.1:{upstream_port}"]
+    elif rtproxy:
         args += ["-s", ADDON, "--set", f"rt_supabase_url=http://127.0.0.1:{upstream_port}"]
     else:
         args += [

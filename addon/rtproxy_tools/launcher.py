@@ -1,0 +1,187 @@
+"""rtproxy: mitmproxy with only what a Realtime debugging session needs, and rtproxy's addons.
+
+    rtproxy --mode reverse:http://worker.localhost@8080 [--set rt_supabase_url=...] [-w flows.mitm]
+
+The same proxy as `mitmdump -s addon/rtproxy.py`, with fewer addons and a cheaper hook dispatch
+(internals.FastAddonManager), so more messages per second on the same CPU (README, Performance). It keeps
+the proxy core and its modes (reverse, regular, upstream, TLS and upstream certificates), options and
+`--set`, the terminal log, `-w` saving, `-s` for extra scripts (run before rtproxy's addons), mitmproxy's
+core commands and rtproxy's. It takes the mitmdump flags rtproxy's users use and refuses every other with
+one line; `mitmdump -s addon/rtproxy.py` and mitmweb stay for everything else mitmdump does.
+
+At start it raises the soft open-file limit to the hard one (each proxied connection holds two sockets)
+and says how many connections the limit allows when that is fewer than SCALE_CONNECTIONS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import sys
+from collections.abc import Sequence
+
+SUPPORTED = ("--mode", "-p/--listen-port", "--listen-host", "--set", "-w", "-q", "-s", "--options")
+SCALE_CONNECTIONS = 10_000  # what rtscale holds through rtproxy (README, Performance)
+FDS_PER_CONNECTION = 2  # the client's socket and the upstream's
+FDS_SPARE = 256  # listeners, the log, the relay and embedded servers, files
+
+logger = logging.getLogger("rtproxy")
+
+
+def make_parser(opts) -> argparse.ArgumentParser:
+    """mitmproxy.tools.main.run's parser: only the supported flags, each mapped to its option as
+    mitmdump's (tools/cmdline.py, common_options) maps it."""
+    p = argparse.ArgumentParser(
+        prog="rtproxy",
+        usage="rtproxy [--mode MODE] [-p PORT] [--listen-host HOST] [--set option=value] [-w PATH] [-q] "
+        "[-s SCRIPT] [--options]",
+        description="mitmproxy with only what a Supabase Realtime debugging session needs, and rtproxy. "
+        "For anything else mitmdump does, run mitmdump -s addon/rtproxy.py.",
+    )
+    p.add_argument("--version", action="store_true", help="show version number and exit")
+    p.add_argument("--options", action="store_true", help="show all options and their default values")
+    p.add_argument("--commands", action="store_true", help="show all commands and their signatures")
+    p.add_argument(
+        "--set",
+        type=str,
+        dest="setoptions",
+        default=[],
+        action="append",
+        metavar="option[=value]",
+        help="set an option (rt_* options included); repeat for each",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", dest="quiet", help="log errors only")
+    p.set_defaults(verbose=None, filter_args=None)
+    opts.make_parser(p, "mode", short="m")
+    opts.make_parser(p, "listen_host", metavar="HOST")
+    opts.make_parser(p, "listen_port", metavar="PORT", short="p")
+    opts.make_parser(p, "save_stream_file", metavar="PATH", short="w")
+    opts.make_parser(p, "scripts", metavar="SCRIPT", short="s")
+    return p
+
+
+def unsupported(argv: Sequence[str]) -> str | None:
+    """The one line for the first flag rtproxy does not take, or None. Checked before mitmproxy loads: the
+    flags as make_parser declares them once the addons' options exist."""
+    p = argparse.ArgumentParser(add_help=False)
+    for flags in (("-h", "--help"), ("--version",), ("--options",), ("--commands",), ("-q", "--quiet")):
+        p.add_argument(*flags, action="store_true")
+    for flags in (("-m", "--mode"), ("-p", "--listen-port"), ("--listen-host",), ("--set",)):
+        p.add_argument(*flags, action="append")
+    for flags in (("-w", "--save-stream-file"), ("-s", "--scripts")):
+        p.add_argument(*flags, action="append")
+    _, unknown = p.parse_known_args(list(argv))
+    for arg in unknown:
+        flag = arg.split("=", 1)[0]
+        if flag.startswith("-"):
+            return (
+                f"rtproxy: {flag} is not supported by the rtproxy command (it takes {', '.join(SUPPORTED)}); "
+                "run mitmdump -s addon/rtproxy.py for it"
+            )
+        return f"rtproxy: unexpected argument {arg!r} (it takes {', '.join(SUPPORTED)})"
+    return None
+
+
+def raise_open_files(connections: int = SCALE_CONNECTIONS) -> str | None:
+    """Raise RLIMIT_NOFILE so `connections` proxied connections fit: the soft limit up to what they need,
+    and the hard one too where the process may (root, CAP_SYS_RESOURCE); else as far as the hard limit
+    allows. A line saying how many fit when that is fewer, and why; None when they all fit."""
+    needed = connections * FDS_PER_CONNECTION + FDS_SPARE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    unlimited = hard == resource.RLIM_INFINITY
+    why = ""
+    if soft < needed:
+        try:
+            resource.setrlimit(
+                resource.RLIMIT_NOFILE, (needed, hard if unlimited or hard >= needed else needed)
+            )
+        except (ValueError, OSError) as e:
+            why = f" (raising the hard limit to {needed} was refused: {e})"
+            if not unlimited and soft < hard:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    holds = max(0, (soft - FDS_SPARE) // FDS_PER_CONNECTION)
+    if holds < connections:
+        return (
+            f"rtproxy: the open-file limit is {soft}: about {holds:,} concurrent connections, not "
+            f"{connections:,}{why}; raise the hard limit (ulimit -Hn as root, or LimitNOFILE= in a systemd "
+            "unit) for more"
+        )
+    return None
+
+
+def master_class():
+    from mitmproxy import master
+    from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, save, script, termlog, tlsconfig
+    from rtproxy_mitm import internals
+    from rtproxy_mitm.addons import rtproxy_addons
+
+    class RtproxyMaster(master.Master):
+        """The addons a Realtime session uses, in mitmdump's relative order (addons/__init__.py
+        default_addons, tools/dump.py): rtproxy's where mitmdump's script loader puts `-s` scripts, after
+        the user's own `-s` scripts."""
+
+        def __init__(self, opts) -> None:
+            super().__init__(opts, with_termlog=False)
+            self.addons = internals.FastAddonManager(self)
+            self._termlog_addon = termlog.TermLog()
+            self.addons.add(self._termlog_addon)
+            self.addons.add(
+                core.Core(),
+                proxyserver.Proxyserver(),
+                script.ScriptLoader(),
+                *rtproxy_addons(),
+                next_layer.NextLayer(),
+                save.Save(),
+                tlsconfig.TlsConfig(),
+                errorcheck.ErrorCheck(),
+            )
+
+    return RtproxyMaster
+
+
+def help_parser() -> argparse.ArgumentParser:
+    """make_parser over an Options that holds only what the flags need (mitmproxy's own, -w's and -s's),
+    so --help prints before any addon loads and logs."""
+    from types import SimpleNamespace
+
+    from mitmproxy import addonmanager, options
+    from mitmproxy.addons import save, script
+
+    opts = options.Options()
+    loader = addonmanager.Loader(SimpleNamespace(options=opts))
+    save.Save().load(loader)
+    script.ScriptLoader().load(loader)
+    return make_parser(opts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if why := unsupported(args):
+        print(why, file=sys.stderr)
+        return 2
+    if "-h" in args or "--help" in args:
+        help_parser().print_help()
+        return 0
+    from mitmproxy.tools import main as mitmproxy_main
+    from mitmproxy.version import VERSION
+    from rtproxy_mitm import mitmproxy_refused
+
+    if refused := mitmproxy_refused(VERSION):
+        print(refused, file=sys.stderr)
+        return 1
+    limit = raise_open_files()
+
+    class Master(master_class()):  # type: ignore[misc]
+        async def running(self) -> None:
+            if limit:
+                logger.warning(limit)
+            await super().running()
+
+    mitmproxy_main.run(Master, make_parser, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

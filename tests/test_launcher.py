@@ -1,0 +1,182 @@
+"""The rtproxy command (rtproxy_tools/launcher.py): mitmproxy with only what a Realtime session needs and
+rtproxy's addons, a cheaper hook dispatch (internals.FastAddonManager), the mitmdump flags rtproxy's
+users use, one line for every other. Real processes and sockets; realtime-py as the client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+
+import pytest
+from conftest import ADDON, MITMDUMP, RTPROXY, TIMEOUT, Mitmdump, run_to_exit
+from realtime import AsyncRealtimeClient
+from rtproxy_tools import launcher
+from websockets.asyncio.client import connect
+
+
+async def subscribe(url: str, key: str) -> list[str]:
+    client = AsyncRealtimeClient(f"{url}/realtime/v1", token=key, auto_reconnect=False, max_retries=1)
+    await client.connect()
+    seen: list[str] = []
+    done = asyncio.Event()
+    ch = client.channel("room1")
+
+    def on_status(status, err):
+        seen.append(status.value)
+        done.set()
+
+    await ch.subscribe(on_status)
+    await asyncio.wait_for(done.wait(), TIMEOUT)
+    await client.close()
+    return seen
+
+
+async def test_rtproxy_command_is_the_worker(tmp_path, local_server, anon_key):
+    proxy = await Mitmdump(tmp_path, f"rt_supabase_url={local_server.url}", program=RTPROXY).start()
+    try:
+        assert await subscribe(proxy.url, anon_key) == ["SUBSCRIBED"]
+        await proxy.wait_for(r"\] realtime:room1 joined in \d+ ms")
+        await proxy.wait_for(r"\] closed by client: 1000")
+        assert anon_key not in proxy.output
+    finally:
+        await proxy.stop()
+    assert proxy.returncode == 0
+
+
+@pytest.mark.parametrize(
+    "flag", ["-k", "--ssl-insecure", "-v", "--web-port=8081", "-n", "--anticache", "-r", "--flow-detail"]
+)
+async def test_unsupported_flags_get_one_line(flag):
+    code, out = await run_to_exit([RTPROXY, flag])
+    name = flag.split("=", 1)[0]
+    assert code == 2 and out.strip().count("\n") == 0, out
+    assert out.startswith(f"rtproxy: {name} is not supported by the rtproxy command"), out
+    assert "mitmdump -s addon/rtproxy.py" in out
+
+
+async def test_options_lists_rtproxys_and_mitmproxys():
+    code, out = await run_to_exit([RTPROXY, "--options"])
+    assert code == 0, out
+    for option in ("rt_mode:", "rt_supabase_url:", "rt_fault:", "mode:", "listen_port:", "save_stream_file:"):
+        assert f"\n{option}" in f"\n{out}", option
+    assert "\nflow_detail:" not in out  # no dumper: nothing prints a line per flow
+
+
+async def test_bad_rt_option_is_one_line_and_exit_1(tmp_path):
+    code, out = await run_to_exit(
+        [
+            RTPROXY,
+            "-p",
+            "0",
+            "--listen-host",
+            "127.0.0.1",
+            "--set",
+            f"confdir={tmp_path}",
+            "--set",
+            "rt_mode=nope",
+        ]
+    )
+    assert code == 1 and "unknown mode 'nope'" in out, out
+
+
+async def test_extra_scripts_run_before_rtproxy_and_addon_errors_are_contained(
+    tmp_path, local_server, anon_key
+):
+    """A user's -s script runs before rtproxy's addons (as `mitmdump -s it -s addon/rtproxy.py`), and one
+    that raises in a hook is logged as mitmdump logs it. rtproxy's addons still run: in the rtproxy command
+    they are top-level addons, while in mitmdump both scripts are children of its script loader, and
+    mitmproxy's safecall ends a top-level addon's handlers at the first exception, rtproxy's with them."""
+    script = tmp_path / "extra.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import logging
+
+            class Extra:
+                def websocket_message(self, flow):
+                    msg = flow.websocket.messages[-1]
+                    logging.info(f"extra saw {'client' if msg.from_client else 'server'} message")
+                    raise RuntimeError("boom in extra")
+
+            addons = [Extra()]
+            """
+        )
+    )
+    outputs = {}
+    for program, extra in ((RTPROXY, ("-s", str(script))), (MITMDUMP, ("-s", str(script), "-s", ADDON))):
+        m = Mitmdump(
+            tmp_path, f"rt_supabase_url={local_server.url}", "connection_strategy=lazy", program=program
+        )
+        if program == MITMDUMP:  # the script before rtproxy: drop Mitmdump's own -s ADDON, put both in order
+            i = m.args.index(ADDON)
+            del m.args[i - 1 : i + 1]
+        m.args += list(extra)
+        await m.start()
+        try:
+            url = f"ws://127.0.0.1:{m.port}/realtime/v1/websocket?vsn=2.0.0&apikey={anon_key}"
+            async with connect(url, proxy=None) as ws:
+                await ws.send(json.dumps([None, "1", "phoenix", "heartbeat", {}]))
+                await asyncio.wait_for(ws.recv(), TIMEOUT)
+            await m.wait_for(r"extra saw client message")
+            await m.wait_for(r"Addon error: boom in extra")
+            if program == RTPROXY:
+                await m.wait_for(r"heartbeats: 1 sent, 1 answered")  # rtproxy's tracker ran after it
+            else:
+                await m.wait_for(r"\] closed by client")
+            outputs[program] = m.output
+        finally:
+            await m.stop()
+    for out in outputs.values():
+        assert out.index("extra saw client message") < out.index("Addon error: boom in extra")
+
+
+async def test_w_saves_flows_rtdiagnose_reads(tmp_path, local_server, anon_key):
+    flows = tmp_path / "flows.mitm"
+    proxy = await Mitmdump(
+        tmp_path, f"rt_supabase_url={local_server.url}", program=RTPROXY, extra=("-w", str(flows))
+    ).start()
+    try:
+        assert await subscribe(proxy.url, anon_key) == ["SUBSCRIBED"]
+        await proxy.wait_for(r"\] closed by client: 1000")
+    finally:
+        await proxy.stop()
+    code, out = await run_to_exit([str(launcher_bin("rtdiagnose")), str(flows)])
+    assert code == 0 and "realtime:room1" in out, out
+    assert anon_key not in flows.read_bytes().decode("latin-1")  # stored sanitized, as with mitmdump
+
+
+def launcher_bin(name: str):
+    from conftest import BIN
+
+    return BIN / name
+
+
+def test_open_file_limit_line(monkeypatch):
+    """Raised as far as allowed; when fewer connections fit than asked, the line says how many and why."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert launcher.raise_open_files(connections=10) is None  # a handful always fit
+    huge = 10**9
+    line = launcher.raise_open_files(connections=huge)
+    assert (
+        line is not None and line.startswith("rtproxy: the open-file limit is ") and f"not {huge:,}" in line
+    )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_unsupported_is_none_for_what_it_takes():
+    argv = [
+        "--mode",
+        "reverse:http://x@8080",
+        "-p",
+        "1",
+        "--listen-host",
+        "127.0.0.1",
+        "--set",
+        "a=b",
+        "-w",
+        "f",
+    ]
+    assert launcher.unsupported([*argv, "-q", "-s", "x.py", "--options"]) is None
