@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
 from conftest import ROOT, command
 
 BENCH = command("rtbench")
@@ -33,6 +34,9 @@ def test_bench_quick_prints_the_table():
         "(2) mitmdump + reroute only",
         "(3) mitmdump + rtproxy",
         "ratio (3)/(2)",
+        "(4) rtproxy command",
+        "ratio (4)/(3)",
+        "ratio (4)/(2)",
         "json.loads of each frame's JSON",
         "analyzer: decode + track + diagnose",
         "ratio analyzer/json.loads",
@@ -53,10 +57,27 @@ def test_bench_json_has_the_numbers():
     assert res["frame_costs"]["text broadcast (client array)"]["feed_us"] > 0
 
 
-def test_scale_small_run_drops_nothing_and_leaves_no_session():
-    r = run(SCALE, "--connections", "50", "--seconds", "3", "--rounds", "2", "--heartbeat", "1", "--json")
+@pytest.mark.parametrize(
+    ("proxy", "name"), [("launcher", "the rtproxy command"), ("rtproxy", "mitmdump + rtproxy")]
+)
+def test_scale_small_run_drops_nothing_and_leaves_no_session(proxy, name):
+    r = run(
+        SCALE,
+        "--connections",
+        "50",
+        "--seconds",
+        "3",
+        "--rounds",
+        "2",
+        "--heartbeat",
+        "1",
+        "--proxy",
+        proxy,
+        "--json",
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     res = json.loads(r.stdout)
+    assert res["proxy"].startswith(name)
     hold = res["hold"]
     assert hold["opened"] == 50 and hold["failed"] == 0 and hold["dropped"] == 0, hold
     assert hold["hb_sent"] > 0 and hold["hb_answered"] > 0

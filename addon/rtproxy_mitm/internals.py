@@ -96,8 +96,12 @@ def pass_lost_connections(applies: Callable[[http.HTTPFlow], bool]) -> Callable[
     original = WebsocketLayer.relay_messages
 
     def relay_messages(self: WebsocketLayer, event: events.Event) -> Iterator[commands.Command]:
-        if not (isinstance(event, events.ConnectionClosed) and self.flow.websocket and applies(self.flow)):
-            return (yield from original(self, event))
+        # Not a generator itself: every other event gets mitmproxy's own generator, with no layer between.
+        if isinstance(event, events.ConnectionClosed) and self.flow.websocket and applies(self.flow):
+            return lost(self, event)
+        return original(self, event)
+
+    def lost(self: WebsocketLayer, event: events.ConnectionClosed) -> Iterator[commands.Command]:
         from_client = event.connection == self.context.client
         src_ws = self.client_ws if from_client else self.server_ws
         src_ws.receive_data(None)

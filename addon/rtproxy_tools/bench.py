@@ -2,7 +2,7 @@
 
     rtbench [--json] [--messages N] [--quick]
     rtbench --memory [--messages 1000000] [--keep 100,0]
-    rtbench --profile OUT.prof [--messages N]
+    rtbench --profile OUT.prof [--messages N] [--profile-of mitmdump|launcher]
 
 Live: the same messages (vsn 2.0.0; text broadcast arrays and binary kind-3 user broadcasts alternating,
 each with a ~110-byte JSON payload, on a channel joined with broadcast self, so the server echoes every
@@ -631,12 +631,21 @@ async def profile(args, tmp: Path) -> dict[str, Any]:
     out_path = Path(args.profile).resolve()
     server = kit.start_server(tmp)
     try:
+        launcher = args.profile_of == "launcher"
         proxy = kit.start_mitmdump(
             tmp,
             "profile",
             server.port,
             rtproxy=True,
-            wrap=[kit.PYTHON, "-m", "cProfile", "-o", str(out_path), kit.MITMDUMP],
+            wrap=[
+                kit.PYTHON,
+                "-m",
+                "cProfile",
+                "-o",
+                str(out_path),
+                kit.RTPROXY if launcher else kit.MITMDUMP,
+            ],
+            launcher=launcher,
         )
         try:
             ws = await kit.open_joined(proxy.port)
@@ -664,6 +673,7 @@ async def profile(args, tmp: Path) -> dict[str, Any]:
     mine = sorted((r for r in rows if "/addon/" in r["file"]), key=lambda r: -r["cumtime_s"])[:25]
     return {
         "profile": str(out_path),
+        "of": "the rtproxy command" if args.profile_of == "launcher" else "mitmdump + rtproxy",
         "messages": args.messages,
         "pipelined_s": secs,
         "total_s": total,
@@ -804,7 +814,7 @@ def print_table(res: dict[str, Any]) -> None:
     if "profile" in res:
         p = res["profile"]
         print(
-            f"\nprofile of mitmdump + rtproxy ({p['messages']:,} pipelined messages, {p['pipelined_s']:.1f} s "
+            f"\nprofile of {p['of']} ({p['messages']:,} pipelined messages, {p['pipelined_s']:.1f} s "
             f"under cProfile; {p['profile']})"
         )
         print("top by own time:")
@@ -852,6 +862,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--sample-s", type=float, default=1.0, help="--memory: RSS sampling interval, seconds")
     ap.add_argument("--profile", metavar="OUT.prof", help="profile mode (see above)")
+    ap.add_argument(
+        "--profile-of",
+        choices=("mitmdump", "launcher"),
+        default="mitmdump",
+        help="--profile: mitmdump -s addon/rtproxy.py (default) or the rtproxy command",
+    )
     ap.add_argument(
         "--table", metavar="RESULT.json", help="print the table of a saved --json result and exit"
     )

@@ -1,4 +1,5 @@
-"""rtproxy at scale (issue #5): many concurrent Realtime connections through mitmdump + rtproxy.
+"""rtproxy at scale (issues #5, #14): many concurrent Realtime connections through the rtproxy command
+(--proxy launcher, the default), mitmdump + rtproxy (--proxy rtproxy) or bare mitmdump (--proxy bare).
 
     rtscale [--connections 1000] [--minutes 3] [--rounds 10] [--heartbeat 5] [--json]
 
@@ -168,11 +169,22 @@ async def run(args, tmp: Path) -> dict[str, Any]:
     }
     res["nofile"] = raise_nofile(2 * args.connections + 512)
     server = kit.start_server(tmp)
-    rt = args.proxy == "rtproxy"
-    res["proxy"] = "mitmdump + rtproxy (defaults)" if rt else "mitmdump + bare_reroute.py"
+    rt = args.proxy in ("rtproxy", "launcher")
+    res["proxy"] = {
+        "rtproxy": "mitmdump + rtproxy (defaults)",
+        "launcher": "the rtproxy command (defaults)",
+        "bare": "mitmdump + bare_reroute.py",
+    }[args.proxy]
     sets = (f"rt_timers=heartbeat={max(args.heartbeat * 2, 1):g}",) if rt else ()
     proxy = kit.start_mitmdump(
-        tmp, "scale", server.port, rtproxy=rt, flow_detail=None, probe=True, sets=sets + tuple(args.set)
+        tmp,
+        "scale",
+        server.port,
+        rtproxy=rt,
+        flow_detail=None,
+        probe=True,
+        sets=sets + tuple(args.set),
+        launcher=args.proxy == "launcher",
     )
     try:
         res["proxy_start"] = snapshot(proxy)
@@ -364,9 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=100, help="connection handshakes in flight at once")
     ap.add_argument(
         "--proxy",
-        choices=("rtproxy", "bare"),
-        default="rtproxy",
-        help="bare: mitmdump with bare_reroute.py only, for comparison (no session counts)",
+        choices=("launcher", "rtproxy", "bare"),
+        default="launcher",
+        help="launcher: the rtproxy command; rtproxy: mitmdump -s addon/rtproxy.py; bare: mitmdump with "
+        "bare_reroute.py only, for comparison (no session counts)",
     )
     ap.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="extra mitmdump --set")
     ap.add_argument("--json", action="store_true", help="print the numbers as JSON")
