@@ -221,10 +221,12 @@ async def run(args, tmp: Path) -> dict[str, Any]:
         hold_wall = time.monotonic() - h0
         held = snapshot(proxy)
         await _close_all(socks)
+        slow_closes = 0  # closes whose close frame came back after websockets' close timeout, or never
         if readers:
-            _, pending = await asyncio.wait(readers, timeout=15)
+            done, pending = await asyncio.wait(readers, timeout=15)
             for t in pending:
                 t.cancel()
+            slow_closes = sum(1 for t in done if not t.cancelled() and t.exception() is not None)
         after_hold = await _settle(proxy)
         res["hold"] = {
             "opened": st.opened,
@@ -247,6 +249,7 @@ async def run(args, tmp: Path) -> dict[str, Any]:
             "proxy_cpu_pct": round(100 * hold_cpu / hold_wall, 1),
             "samples": samples,
             "probe_after_close": after_hold,
+            "slow_closes": slow_closes,
             "proxy_after_close": snapshot(proxy),
         }
         log(
@@ -334,7 +337,8 @@ def print_report(res: dict[str, Any]) -> None:
     )
     print(
         f"  after closing all: rtproxy live sessions {h['probe_after_close'].get('live')}, "
-        f"RSS {h['proxy_after_close']['rss_mib']} MiB"
+        f"RSS {h['proxy_after_close']['rss_mib']} MiB; {h.get('slow_closes', 0)} of the closes (all at once) "
+        "got their close frame back after websockets' close timeout (10 s), or never"
     )
     print(f"\nchurn: {res['rounds']} rounds x {res['connections']} connect + join + close")
     print(
