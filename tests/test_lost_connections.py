@@ -8,28 +8,8 @@ import asyncio
 
 import pytest
 from conftest import TIMEOUT
+from stubs import Upstream
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import ServerConnection, serve
-
-
-class Stub:
-    """An upstream that accepts any upgrade; `conns` gets each connection."""
-
-    def __init__(self) -> None:
-        self.conns: asyncio.Queue[ServerConnection] = asyncio.Queue()
-
-    async def handler(self, ws: ServerConnection) -> None:
-        await self.conns.put(ws)
-        await ws.wait_closed()
-
-    async def __aenter__(self) -> str:
-        self._server = await serve(self.handler, "127.0.0.1", 0, compression=None)
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    async def __aexit__(self, *exc) -> None:
-        self._server.close()
-        await self._server.wait_closed()
-
 
 MODES = {
     "fixed": lambda up: {"sets": (f"rt_supabase_url={up}",)},
@@ -40,7 +20,7 @@ MODES = {
 @pytest.mark.parametrize("lost", ["server", "client"])
 @pytest.mark.parametrize("mode", list(MODES))
 async def test_a_lost_connection_is_lost_on_the_other_side(mitmdump, mode, lost):
-    stub = Stub()
+    stub = Upstream()
     async with stub as up:
         cfg = MODES[mode](up)
         proxy = await mitmdump(

@@ -40,6 +40,7 @@ from realtime import AsyncRealtimeClient
 from rtproxy_core import closecodes
 from rtproxy_tools import worker as rtworker_module
 from rtproxy_tools.worker import WORKERS, Workerd, WorkerError, default_compat_date, find_workerd
+from stubs import Upstream
 from test_rtprobe import ALL_PASS, CODES, details, failed_codes, probe_json
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
@@ -253,35 +254,6 @@ class KeyAdder:
 
     async def __aexit__(self, *exc) -> None:
         self.release.set()
-        self._server.close()
-        await self._server.wait_closed()
-
-
-class Upstream:
-    """A WebSocket server a Worker connects to: `conns` gets each connection as it opens, `received` each
-    message, `closed[conn]` the close frame it got ((code, reason), or None)."""
-
-    def __init__(self) -> None:
-        self.conns: asyncio.Queue[ServerConnection] = asyncio.Queue()
-        self.received: asyncio.Queue[str | bytes] = asyncio.Queue()
-        self.closed: dict[ServerConnection, asyncio.Future] = {}
-
-    async def handler(self, ws: ServerConnection) -> None:
-        done = self.closed[ws] = asyncio.get_running_loop().create_future()
-        await self.conns.put(ws)
-        try:
-            async for message in ws:
-                await self.received.put(message)
-        except ConnectionClosed:
-            pass
-        rcvd = ws.protocol.close_rcvd
-        done.set_result((rcvd.code, rcvd.reason) if rcvd else None)
-
-    async def __aenter__(self) -> str:
-        self._server = await serve(self.handler, "127.0.0.1", 0, compression=None)
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    async def __aexit__(self, *exc) -> None:
         self._server.close()
         await self._server.wait_closed()
 

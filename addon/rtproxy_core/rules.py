@@ -1202,19 +1202,28 @@ def _server_idle_close(s: Session, c: Check) -> Evidence:
     "client did not mean to go, look at what killed it (a crash, a network change, a suspended device).",
 )
 def _client_gone(s: Session, c: Check) -> Evidence:
-    cl = s.closed
-    if cl is not None and cl.recorded and cl.code is None and cl.ended_first == "client" and s.status == 101:
-        live = [ch.label for ch in s.channels.values() if ch.state in (JOINED, JOINING)]
-        yield (
-            None,
-            "the client's connection ended first, without a close frame"
-            + (f", with {', '.join(live[:3])} still joined" if live else ""),
-        )
+    if _lost_by(s, "client"):
+        yield None, "the client's connection ended first, without a close frame" + _still_joined(s)
 
 
 def _ended_before_socket(ch: Channel) -> bool:
     """The channel ended on its own (phx_close), before its socket did."""
     return ch.state == CLOSED and ch.closed_by is not None
+
+
+def _lost_by(s: Session, side: str) -> bool:
+    """The upgraded connection ended without a close frame, `side`'s TCP connection first."""
+    cl = s.closed
+    return cl is not None and cl.recorded and cl.code is None and cl.ended_first == side and s.status == 101
+
+
+def _channels_all_ended(s: Session) -> bool:
+    return bool(s.channels) and all(_ended_before_socket(ch) for ch in s.channels.values())
+
+
+def _still_joined(s: Session) -> str:
+    live = [ch.label for ch in s.channels.values() if ch.state in (JOINED, JOINING)]
+    return f", with {', '.join(live[:3])} still joined" if live else ""
 
 
 @rule(
@@ -1227,9 +1236,9 @@ def _ended_before_socket(ch: Channel) -> bool:
 )
 def _idle_socket_dropped(s: Session, c: Check) -> Evidence:
     cl = s.closed
-    if cl is None or not cl.recorded or cl.code is not None or cl.ended_first != "server" or s.status != 101:
+    if cl is None or not _lost_by(s, "server"):
         return
-    if s.channels and all(_ended_before_socket(ch) for ch in s.channels.values()):
+    if _channels_all_ended(s):
         last_end = max(
             (ch.closed_at or ch.left_at or ch.join_sent_at or cl.time) for ch in s.channels.values()
         )
@@ -1258,11 +1267,7 @@ def _proxy_idle_timeout(s: Session, c: Check) -> Evidence:
         return  # the client went away: client-gone
     if s.last_frame_at is None and s.upgraded_at is None:
         return
-    if (
-        cl.ended_first == "server"
-        and s.channels
-        and all(_ended_before_socket(ch) for ch in s.channels.values())
-    ):
+    if cl.ended_first == "server" and _channels_all_ended(s):
         return  # idle-socket-dropped
     silence = _silence_before_drop(s, c)
     if silence is not None:
@@ -1289,18 +1294,14 @@ def _silence_before_drop(s: Session, c: Check) -> float | None:
     LIKELY,
 )
 def _server_gone(s: Session, c: Check) -> Evidence:
-    cl = s.closed
-    if cl is None or not cl.recorded or cl.code is not None or cl.ended_first != "server" or s.status != 101:
+    if not _lost_by(s, "server") or _channels_all_ended(s):  # the latter: idle-socket-dropped
         return
-    if s.channels and all(_ended_before_socket(ch) for ch in s.channels.values()):
-        return  # idle-socket-dropped
     if (s.last_frame_at is not None or s.upgraded_at is not None) and _silence_before_drop(s, c) is not None:
         return  # proxy-idle-timeout
-    live = [ch.label for ch in s.channels.values() if ch.state in (JOINED, JOINING)]
     yield (
         None,
         "the server's side of the connection ended first, without a close frame and with frames flowing"
-        + (f", with {', '.join(live[:3])} still joined" if live else ""),
+        + _still_joined(s),
     )
 
 
