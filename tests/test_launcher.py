@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import textwrap
 
 import pytest
@@ -42,6 +43,34 @@ async def test_rtproxy_command_is_the_worker(tmp_path, local_server, anon_key):
     finally:
         await proxy.stop()
     assert proxy.returncode == 0
+
+
+async def test_rtproxys_addons_are_configured_from_the_start(tmp_path, local_server, anon_key):
+    """Built-in addons only hear of options changed after they load; rtproxy's get a configure with every
+    option, as a script's do: $SUPABASE_URL (the default of rt_supabase_url) is the upstream. (The log
+    filter that keeps secrets out of mitmproxy's own lines: tests/test_secrets.py, both programs.)"""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", SUPABASE_URL=local_server.url)
+    args = [RTPROXY, "--listen-host", "127.0.0.1", "-p", "0", "--mode", "reverse:http://worker.invalid"]
+    proc = await asyncio.create_subprocess_exec(
+        *args,
+        "--set",
+        f"confdir={tmp_path}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )
+    lines: list[str] = []
+    try:
+        while not any("upgrades go to" in line for line in lines):
+            raw = await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)
+            assert raw, "\n".join(lines)
+            lines.append(raw.decode())
+        out = "".join(lines)
+        assert f"upgrades go to {local_server.url}" in out, out
+        assert "embedded local Realtime server" not in out, out
+    finally:
+        proc.terminate()
+        await proc.wait()
 
 
 @pytest.mark.parametrize(

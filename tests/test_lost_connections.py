@@ -40,3 +40,25 @@ async def test_a_lost_connection_is_lost_on_the_other_side(mitmdump, mode, lost)
             await proxy.wait_for(r"finding server-gone ")
         else:
             await proxy.wait_for(r"finding client-gone ")
+
+
+async def test_relay_stop_ends_both_legs_and_reports_no_close_of_its_own():
+    """Relay.stop (mitmproxy stopping, or the script reloading) ends the client legs and the relay's own
+    upstream connections at once, and does not emulate a Worker's close() for them (no close-throws hop)."""
+    from rtproxy_core.hop import parse_supabase_url
+    from rtproxy_mitm.relay import Relay
+
+    events: list = []
+    stub = Upstream()
+    async with stub as up:
+        relay = Relay(lambda flow_id, event: events.append(event))
+        relay.start(parse_supabase_url(up))
+        client = await connect(f"ws://127.0.0.1:{relay.port}/flowid/realtime/v1/websocket", proxy=None)
+        leg = await asyncio.wait_for(stub.conns.get(), TIMEOUT)
+        await leg.send("hello")
+        assert await asyncio.wait_for(client.recv(), TIMEOUT) == "hello"
+        relay.stop()
+        await asyncio.wait_for(leg.wait_closed(), TIMEOUT)
+        await asyncio.wait_for(client.wait_closed(), TIMEOUT)
+        assert leg.protocol.close_rcvd is None and client.protocol.close_rcvd is None  # aborted, both
+        assert not [e for e in events if getattr(e, "what", "") == "close-throws"], events

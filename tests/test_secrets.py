@@ -18,7 +18,7 @@ import json
 import time
 
 import pytest
-from conftest import ROOT, TIMEOUT, command
+from conftest import MITMDUMP, ROOT, RTPROXY, TIMEOUT, command
 from rtproxy_core import frames
 from rtproxy_local.jwt import mint
 from websockets.asyncio.client import connect
@@ -199,11 +199,12 @@ async def test_rtclient_output_has_no_secret(as_json, local_server, mitmdump):
     assert_clean("the live log (rtclient)", proxy.output)
 
 
-async def test_mitmproxy_own_lines_have_no_secret(local_server, mitmdump, monkeypatch):
+@pytest.mark.parametrize("program", [MITMDUMP, RTPROXY], ids=["mitmdump", "rtproxy"])
+async def test_mitmproxy_own_lines_have_no_secret(local_server, mitmdump, monkeypatch, program):
     """mitmproxy itself prints the raw request head when a client breaks off, and a line per flow; a
-    Realtime URL carries the apikey in both."""
+    Realtime URL carries the apikey in both. The same in the rtproxy command (no flow lines there)."""
     monkeypatch.setenv("COLUMNS", "400")  # mitmdump cuts flow lines at the terminal's width
-    proxy = await mitmdump(f"rt_supabase_url={local_server.url}")
+    proxy = await mitmdump(f"rt_supabase_url={local_server.url}", program=program)
     head = (
         f"GET /realtime/v1/websocket?apikey={APIKEY}&vsn=1.0.0&key={SB_SECRET} HTTP/1.1\r\nHost: x\r\n"
         "Upgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -262,15 +262,35 @@ class FastAddonManager(addonmanager.AddonManager):
         super().clear()
 
     def invoke_addon_sync(self, addon, event: hooks.Hook) -> None:
-        self._changed()
+        # A script's load, configure and running come this way (addons/script.py); so does every log
+        # record (log.LegacyLogEvents, add_log), which changes no addon.
+        if event.name != "add_log":
+            self._changed()
         super().invoke_addon_sync(addon, event)
 
     def _lookup(self, event: hooks.Hook) -> tuple[tuple[Callable, ...], ...]:
         found = self._handlers.get(event.name)
         if found is None:
-            groups = (tuple(f for _, f in self._iter_hooks(top, event)) for top in self.chain)
+            groups = (self._group(top, event) for top in self.chain)
             found = self._handlers[event.name] = tuple(g for g in groups if g)
         return found
+
+    def _group(self, top, event: hooks.Hook) -> tuple[Callable, ...]:
+        """A top-level addon's handlers. A hook attribute that is not callable makes _iter_hooks raise
+        AddonManagerError where it stands: the handlers before it run, then the error is raised (and
+        logged) on every event, as mitmproxy raises it inside its safecall."""
+        funcs: list[Callable] = []
+        try:
+            for _, func in self._iter_hooks(top, event):
+                funcs.append(func)
+        except exceptions.AddonManagerError as e:
+            error = e
+
+            def raise_it(*args, _e=error):
+                raise _e
+
+            funcs.append(raise_it)
+        return tuple(funcs)
 
     async def trigger_event(self, event: hooks.Hook) -> None:
         groups = self._lookup(event)

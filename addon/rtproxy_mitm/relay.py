@@ -69,11 +69,14 @@ class Relay:
         self._sock: socket.socket | None = None
         self._server: Server | None = None
         self._task: asyncio.Task | None = None
+        self._upstream_legs: set = set()  # the relay's own connections upstream, while open
+        self._stopping = False
 
     def start(self, upstream: ProjectUrl) -> None:
         self.upstream = upstream
         if self._sock is not None:
             return
+        self._stopping = False
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self._task = asyncio.get_running_loop().create_task(self._serve())
@@ -90,12 +93,17 @@ class Relay:
         )
 
     def stop(self) -> None:
-        """Stop at once: no new connections, and every open leg ends (mitmproxy is stopping; a relay leg
-        left open by a close() that threw would otherwise keep it waiting)."""
+        """Stop at once: no new connections, and every leg ends, client and upstream (mitmproxy is stopping
+        or the script reloads; a leg left open by a close() that threw would otherwise keep it waiting, or
+        stay open). What the relay does when a leg closes is not emulated for these (`_stopping`)."""
+        self._stopping = True
         if self._server is not None:
             self._server.close(close_connections=False)
-            for conn in list(self._server.connections):
+            for conn in list(self._server.handlers):  # every connection, open, opening or closing
                 conn.transport.abort()
+        for up in list(self._upstream_legs):
+            up.transport.abort()
+        self._upstream_legs.clear()
         if self._task is not None:
             self._task.cancel()
         self._sock = self._server = self._task = None
@@ -131,11 +139,16 @@ class Relay:
                 await self._close_client(flow_id, client, 1011, "Proxy server error")
                 return
             upstream_leg.append(up)
+            self._upstream_legs.add(up)
             try:
                 async for message in up:
                     await client.send(self._as_worker_sends(flow_id, message, "server"))
             except ConnectionClosed:
                 pass
+            finally:
+                self._upstream_legs.discard(up)
+            if self._stopping:
+                return
             # close_code is 1005 for a close frame without a code, 1006 for no close frame at all.
             code, reason = up.close_code or closecodes.NO_CLOSE_FRAME, up.close_reason or ""
             error = close_throws(code, reason)
@@ -166,7 +179,7 @@ class Relay:
         except ConnectionClosed:
             pass
         up = upstream_leg[0] if upstream_leg else None
-        if up is not None and up.state is State.OPEN:
+        if up is not None and up.state is State.OPEN and not self._stopping:
             code, reason = client.close_code, client.close_reason or ""
             error = close_throws(code, reason)
             if error and code == closecodes.NO_CODE and self.compat_date < AUTO_CLOSE_DATE:

@@ -23,7 +23,9 @@ from collections.abc import Sequence
 
 SUPPORTED = ("--mode", "-p/--listen-port", "--listen-host", "--set", "-w", "-q", "-s", "--options")
 SCALE_CONNECTIONS = 10_000  # what rtscale holds through rtproxy (README, Performance)
-FDS_PER_CONNECTION = 2  # the client's socket and the upstream's
+# The client's socket and the upstream's, with a remote upstream (rt_supabase_url); the embedded server
+# (no rt_supabase_url) holds a third in the same process, the relay (rt_mode=relay) two more.
+FDS_PER_CONNECTION = 2
 FDS_SPARE = 256  # listeners, the log, the relay and embedded servers, files
 
 logger = logging.getLogger("rtproxy")
@@ -112,7 +114,7 @@ def raise_open_files(connections: int = SCALE_CONNECTIONS) -> str | None:
 
 
 def master_class():
-    from mitmproxy import master
+    from mitmproxy import hooks, master
     from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, save, script, termlog, tlsconfig
     from rtproxy_mitm import internals
     from rtproxy_mitm.addons import rtproxy_addons
@@ -127,16 +129,22 @@ def master_class():
             self.addons = internals.FastAddonManager(self)
             self._termlog_addon = termlog.TermLog()
             self.addons.add(self._termlog_addon)
+            own = rtproxy_addons()
             self.addons.add(
                 core.Core(),
                 proxyserver.Proxyserver(),
                 script.ScriptLoader(),
-                *rtproxy_addons(),
+                *own,
                 next_layer.NextLayer(),
                 save.Save(),
                 tlsconfig.TlsConfig(),
                 errorcheck.ErrorCheck(),
             )
+            # A script's addons get a configure with every option once loaded (addons/script.py,
+            # Script.loadscript); rtproxy's expect it (defaults such as $SUPABASE_URL, the log filter that
+            # redacts secrets). Built in, they would only hear of options changed later.
+            for addon in own:
+                self.addons.invoke_addon_sync(addon, hooks.ConfigureHook(set(self.options.keys())))
 
     return RtproxyMaster
 
