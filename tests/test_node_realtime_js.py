@@ -14,7 +14,7 @@ import os
 import shutil
 
 import pytest
-from conftest import ROOT, TIMEOUT
+from conftest import IN_CI, ROOT, TIMEOUT
 
 NODE_DIR = ROOT / "tests" / "node"
 CLIENT = NODE_DIR / "client.mjs"
@@ -36,7 +36,7 @@ MISSING = [
 def _node_available():
     if MISSING:
         why = "missing " + ", ".join(MISSING)
-        if os.environ.get("CI"):
+        if IN_CI:
             pytest.fail(f"{why}; CI must install them")
         pytest.skip(why)
 

@@ -23,40 +23,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ADDON, MITMDUMP, TIMEOUT, Mitmdump, run_to_exit
+from conftest import ADDON, IN_CI, MITMDUMP, TIMEOUT, Mitmdump, run_to_exit
 from realtime import AsyncRealtimeClient
 from rtproxy_core.hop import AUTO_CLOSE_DATE, DEFAULT_COMPAT_DATE
-from rtproxy_tools.worker import WORKERS, Workerd, WorkerError, default_compat_date, find_workerd
+from rtproxy_tools.worker import WORKERS, Workerd
+
+# Without workerd this module is skipped, except under CI, where its tests fail (test_workerd's
+# prerequisites, imported with it).
+from test_workerd import DROPPED, NEW, OLD, KeyAdder, Upstream, _prerequisites  # noqa: F401 (the fixture)
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-try:
-    find_workerd()
-    MISSING = ""
-except WorkerError as e:
-    MISSING = str(e)
-IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-if MISSING and not IN_CI:
-    pytest.skip(f"the parity tests need workerd ({MISSING})", allow_module_level=True)
-
-from test_workerd import DROPPED, KeyAdder, Upstream
-
-
-@pytest.fixture(autouse=True)
-def _prerequisites():
-    if MISSING:  # only reached under CI
-        pytest.fail(f"CI is set but workerd cannot run: {MISSING}", pytrace=False)
-
-
-NEW = default_compat_date()
-OLD = "2025-01-01"
 WORKER_DATES = [("fixed", NEW), ("fixed", OLD), ("as-written", NEW), ("relay", NEW), ("relay", OLD)]
 
 

@@ -223,12 +223,9 @@ async def test_fixed_mode_passes_every_check(local_server, mitmdump, anon_key):
     assert '401 {"error": "The token provided is not a valid JWT"}' in d["c-upstream-status"]
 
 
-async def test_relay_mode_fails_what_the_design_predicts(local_server, mitmdump, anon_key):
-    """The design's relay drops the query, so its upstream leg never opens against a server that needs the
-    apikey: everything that needs the server answering on that socket cannot be checked behind it. The
-    defects that stay hidden behind (a) are each shown on their own with DefectRelay below."""
-    proxy = await mitmdump(f"rt_supabase_url={local_server.url}", "rt_mode=relay")
-    code, report, statuses = await probe_json(proxy.url, anon_key)
+def assert_relay_probe(code: int, report: dict, statuses: dict) -> None:
+    """What rtprobe reports of the design's relay, emulated (rt_mode=relay, below) or in workerd
+    (tests/test_workerd.py): the same statuses, failure codes and details."""
     assert code == 1
     assert statuses == {
         "a-query": "fail",  # query dropped: 101 from the relay, then 1011 when Realtime answers 401
@@ -246,6 +243,15 @@ async def test_relay_mode_fails_what_the_design_predicts(local_server, mitmdump,
         "101, then the socket was closed 1011 (Proxy server error) before the server answered anything"
     )
     assert "got 101, then closed 1011 (Proxy server error)" in d["c-upstream-status"]
+
+
+async def test_relay_mode_fails_what_the_design_predicts(local_server, mitmdump, anon_key):
+    """The design's relay drops the query, so its upstream leg never opens against a server that needs the
+    apikey: everything that needs the server answering on that socket cannot be checked behind it. The
+    defects that stay hidden behind (a) are each shown on their own with DefectRelay below."""
+    proxy = await mitmdump(f"rt_supabase_url={local_server.url}", "rt_mode=relay")
+    code, report, statuses = await probe_json(proxy.url, anon_key)
+    assert_relay_probe(code, report, statuses)
     await proxy.wait_for(r"hop: frame-dropped|upstream rejected the hop.s upgrade: 401 API key is missing")
 
 

@@ -35,13 +35,13 @@ from typing import Self
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import TIMEOUT, command, run_to_exit
+from conftest import IN_CI, TIMEOUT, OutputProcess, command, run_to_exit
 from realtime import AsyncRealtimeClient
 from rtproxy_core import closecodes
 from rtproxy_tools import worker as rtworker_module
 from rtproxy_tools.worker import WORKERS, Workerd, WorkerError, default_compat_date, find_workerd
 from stubs import Upstream
-from test_rtprobe import ALL_PASS, CODES, details, failed_codes, probe_json
+from test_rtprobe import ALL_PASS, CODES, assert_relay_probe, details, failed_codes, probe_json
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
@@ -51,7 +51,6 @@ try:
     MISSING = ""
 except WorkerError as e:
     MISSING = str(e)
-IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 if MISSING and not IN_CI:
     pytest.skip(f"the workerd tests need workerd ({MISSING})", allow_module_level=True)
 
@@ -69,36 +68,17 @@ DROPPED = "[WS Proxy] ⚠️ Server not ready, dropping message"
 UPSTREAM_OPEN = "[WS Proxy] ✅ Upstream open"
 
 
-class RtWorker:
+class RtWorker(OutputProcess):
     """`rtworker ... --port 0` as a subprocess; `lines` is its output (stdout and stderr) so far."""
 
     def __init__(self, *args: str) -> None:
-        self.args = [RTWORKER, *args]
-        self.lines: list[str] = []
-        self.port = 0
-        self.proc: asyncio.subprocess.Process | None = None
-        self._changed = asyncio.Condition()
-        self.returncode: int | None = None
+        super().__init__([RTWORKER, *args])
 
     async def start(self) -> RtWorker:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
-        )
-        self._reader = asyncio.create_task(self._read())
+        await self._spawn(dict(os.environ, PYTHONUNBUFFERED="1"))
         m = await self.wait_for(r"listening at http://127\.0\.0\.1:(\d+)$")
         self.port = int(m.group(1))
         return self
-
-    async def _read(self) -> None:
-        assert self.proc and self.proc.stdout
-        async for raw in self.proc.stdout:
-            async with self._changed:
-                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                self._changed.notify_all()
-        self.returncode = await self.proc.wait()
-        async with self._changed:
-            self._changed.notify_all()
 
     async def wait_for(self, pattern: str, count: int = 1):
         """The `count`-th output line containing `pattern` (a regex if it starts with no '[')."""
@@ -118,14 +98,6 @@ class RtWorker:
             return await asyncio.wait_for(scan(), TIMEOUT)
         except TimeoutError:
             raise AssertionError(f"no line matching {pattern!r} in:\n{self.output}") from None
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def ws(self) -> str:
@@ -484,23 +456,7 @@ async def test_relay_rtprobe_fails_what_rt_mode_relay_predicts(local_server, rtw
     test_relay_mode_fails_what_the_design_predicts)."""
     w = await rtworker("relay", local_server.url)
     code, report, statuses = await probe_json(w.url, anon_key)
-    assert code == 1
-    assert statuses == {
-        "a-query": "fail",
-        "b-vsn": "skip",
-        "c-upstream-status": "fail",
-        "d-early-frames": "skip",
-        "e-heartbeat": "skip",
-        "f-binary": "skip",
-        "g-close": "skip",
-        "h-subprotocol": "pass",
-    }, report
-    assert failed_codes(report) == {"a-query": "apikey-missing", "c-upstream-status": "early-101"}
-    d = details(report)
-    assert d["a-query"].startswith(
-        "101, then the socket was closed 1011 (Proxy server error) before the server answered anything"
-    )
-    assert "got 101, then closed 1011 (Proxy server error)" in d["c-upstream-status"]
+    assert_relay_probe(code, report, statuses)
     # the query is gone from the upstream URL, and workerd's own words for the upstream's 401
     await w.wait_for(
         r"Proxying WebSocket: /realtime/v1/websocket → ws://127\.0\.0\.1:\d+/realtime/v1/websocket$"

@@ -45,7 +45,7 @@ from .events import Closed, Event, Frame, Handshake, Opened
 from .hop import BLOB_TEXT, relay_path
 from .redact import Redactor
 from .rules import ERROR, INFO, WARNING, Finding, rule_failed
-from .session import _rejection_text
+from .session import rejection_text
 
 CLIENT, UPSTREAM = "client", "upstream"
 METADATA = "rtproxy.leg"  # flow.metadata key of a leg's flow: leg_metadata(), read by the content view
@@ -194,7 +194,7 @@ class Leg:
         elif isinstance(event, Handshake):
             self.status, self.answered_at = event.status, event.time
             if event.status != 101:
-                self.rejection = _rejection_text(event.body)
+                self.rejection = rejection_text(event.body)
         elif isinstance(event, Closed):
             self.close = event
             self.ended_at = event.time

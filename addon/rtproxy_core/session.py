@@ -303,7 +303,7 @@ class Session:
             self._handshake(ev, notes)
         elif isinstance(ev, UpstreamHandshake):
             self.upstream_status = ev.status
-            self.upstream_rejection = _rejection_text(ev.body)
+            self.upstream_rejection = rejection_text(ev.body)
             why = self.redactor.text(self.upstream_rejection or "(empty body)")
             client = f" (the client got {self.status} already)" if self.status else ""
             notes.append(Note("warning", f"upstream rejected the hop's upgrade: {ev.status} {why}{client}"))
@@ -408,7 +408,7 @@ class Session:
                     )
                 )
             return
-        self.rejection = _rejection_text(ev.body)
+        self.rejection = rejection_text(ev.body)
         self.rejection_headers = list(ev.headers)
         why = self.redactor.text(self.rejection) if self.rejection else "(empty body)"
         notes.append(Note("warning", f"upgrade rejected: {ev.status} {why}"))
@@ -913,7 +913,7 @@ def realtime_error(body: bytes | None) -> str | None:
     return obj["error"] if isinstance(obj, dict) and isinstance(obj.get("error"), str) else None
 
 
-def _rejection_text(body: bytes) -> str | None:
+def rejection_text(body: bytes) -> str | None:
     """The `error` of Realtime's JSON rejection body, else the start of the body as text."""
     if not body:
         return None

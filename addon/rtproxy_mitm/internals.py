@@ -244,14 +244,12 @@ class FastAddonManager(addonmanager.AddonManager):
         self._handlers.clear()
 
     def register(self, addon):
-        self._changed()
         try:
             return super().register(addon)
         finally:
             self._changed()
 
     def remove(self, addon) -> None:
-        self._changed()
         try:
             super().remove(addon)
         finally:

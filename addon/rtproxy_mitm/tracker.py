@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import time
-from collections import Counter, deque
+from collections import Counter
 from pathlib import Path
 
 from mitmproxy import command, ctx, exceptions, http, types
@@ -59,8 +59,9 @@ class Tracker:
     def __init__(self) -> None:
         self.live: dict[str, Session] = {}
         self.flows: dict[str, http.HTTPFlow] = {}  # the live sessions' flows, by the same flow id
-        self.finished: deque[Session] = deque(maxlen=KEEP_FINISHED)
-        self.ended: dict[str, tuple[Session, http.HTTPFlow]] = {}  # the last finished, for late hop events
+        # The last KEEP_FINISHED finished sessions by flow id, oldest first (with their flows, for hop
+        # events the relay reports after a flow ended).
+        self.ended: dict[str, tuple[Session, http.HTTPFlow | None]] = {}
         self.redactor = Redactor()
         self.diagnoser = Diagnoser()
         self.debug = False
@@ -126,7 +127,7 @@ class Tracker:
         for flow_id in list(self.live):
             session, flow = self.live.pop(flow_id), self.flows.pop(flow_id, None)
             self._guarded(session, lambda s=session, f=flow: self._findings(s, self.diagnoser.end(s), f))
-            self.finished.append(session)
+            self._keep(flow_id, session, flow)
         if self.connections:
             found = ", ".join(f"{code} ×{n}" for code, n in self.counts.most_common()) or "none"
             logger.info(f"rtproxy: {self.connections} Realtime connection(s); findings: {found}")
@@ -174,7 +175,7 @@ class Tracker:
             # open): logged and diagnosed on the ended connection, not lost.
             self._guarded(ended[0], self._feed_late, *ended, event)
 
-    def _feed_late(self, session: Session, flow: http.HTTPFlow, event: Hop) -> None:
+    def _feed_late(self, session: Session, flow: http.HTTPFlow | None, event: Hop) -> None:
         for note in session.feed(event):
             self._log(session, note)
         self._findings(session, self.diagnoser.check(session, event.time, final=True), flow)
@@ -216,10 +217,17 @@ class Tracker:
         self.flows.pop(flow.id, None)
         if session is not None:
             self._guarded(session, lambda: self._findings(session, self.diagnoser.end(session), flow))
-            self.finished.append(session)
-            self.ended[flow.id] = (session, flow)
-            while len(self.ended) > KEEP_FINISHED:
-                self.ended.pop(next(iter(self.ended)))
+            self._keep(flow.id, session, flow)
+
+    def _keep(self, flow_id: str, session: Session, flow: http.HTTPFlow | None) -> None:
+        self.ended[flow_id] = (session, flow)
+        while len(self.ended) > KEEP_FINISHED:
+            self.ended.pop(next(iter(self.ended)))
+
+    @property
+    def finished(self) -> list[Session]:
+        """The finished sessions kept, oldest first."""
+        return [session for session, _ in self.ended.values()]
 
     # -------------------------------------------------------------------------------- hooks
 
@@ -272,7 +280,7 @@ class Tracker:
     # -------------------------------------------------------------------------------- commands
 
     def sessions(self) -> list[Session]:
-        return list(self.finished) + list(self.live.values())
+        return self.finished + list(self.live.values())
 
     @command.command("rt.report")
     def report(self, path: types.Path) -> None:

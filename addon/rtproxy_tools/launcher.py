@@ -64,16 +64,8 @@ def make_parser(opts) -> argparse.ArgumentParser:
 
 
 def unsupported(argv: Sequence[str]) -> str | None:
-    """The one line for the first flag rtproxy does not take, or None. Checked before mitmproxy loads: the
-    flags as make_parser declares them once the addons' options exist."""
-    p = argparse.ArgumentParser(add_help=False)
-    for flags in (("-h", "--help"), ("--version",), ("--options",), ("--commands",), ("-q", "--quiet")):
-        p.add_argument(*flags, action="store_true")
-    for flags in (("-m", "--mode"), ("-p", "--listen-port"), ("--listen-host",), ("--set",)):
-        p.add_argument(*flags, action="append")
-    for flags in (("-w", "--save-stream-file"), ("-s", "--scripts")):
-        p.add_argument(*flags, action="append")
-    _, unknown = p.parse_known_args(list(argv))
+    """The one line for the first flag rtproxy does not take, or None (-h/--help is main's, before this)."""
+    _, unknown = help_parser().parse_known_args(list(argv))
     for arg in unknown:
         flag = arg.split("=", 1)[0]
         if flag.startswith("-"):
@@ -113,7 +105,8 @@ def raise_open_files(connections: int = SCALE_CONNECTIONS) -> str | None:
     return None
 
 
-def master_class():
+def master_class(startup_warning: str | None = None):
+    """The master for mitmproxy.tools.main.run; `startup_warning` is logged when the proxy runs."""
     from mitmproxy import hooks, master
     from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, save, script, termlog, tlsconfig
     from rtproxy_mitm import internals
@@ -146,6 +139,11 @@ def master_class():
             for addon in own:
                 self.addons.invoke_addon_sync(addon, hooks.ConfigureHook(set(self.options.keys())))
 
+        async def running(self) -> None:
+            if startup_warning:
+                logger.warning(startup_warning)
+            await super().running()
+
     return RtproxyMaster
 
 
@@ -166,12 +164,12 @@ def help_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if why := unsupported(args):
-        print(why, file=sys.stderr)
-        return 2
     if "-h" in args or "--help" in args:
         help_parser().print_help()
         return 0
+    if why := unsupported(args):
+        print(why, file=sys.stderr)
+        return 2
     from mitmproxy.tools import main as mitmproxy_main
     from mitmproxy.version import VERSION
     from rtproxy_mitm import mitmproxy_refused
@@ -179,15 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if refused := mitmproxy_refused(VERSION):
         print(refused, file=sys.stderr)
         return 1
-    limit = raise_open_files()
-
-    class Master(master_class()):  # type: ignore[misc]
-        async def running(self) -> None:
-            if limit:
-                logger.warning(limit)
-            await super().running()
-
-    mitmproxy_main.run(Master, make_parser, args)
+    mitmproxy_main.run(master_class(startup_warning=raise_open_files()), make_parser, args)
     return 0
 
 

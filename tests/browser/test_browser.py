@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import TIMEOUT
+from conftest import IN_CI, TIMEOUT
 
 try:
     from playwright.async_api import Error as PlaywrightError
@@ -65,7 +65,6 @@ MISSING = [
     )
     if not ok
 ]
-IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 if MISSING and not IN_CI:
     pytest.skip("real-browser tests need " + "; ".join(MISSING), allow_module_level=True)
 

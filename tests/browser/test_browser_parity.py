@@ -15,9 +15,10 @@ import contextlib
 import types
 
 import pytest
+from conftest import IN_CI
 from rtproxy_core.hop import BLOB_DATE
 from test_browser import USER_BROADCAST, browser, open_site, site, status_js  # noqa: F401 - fixtures
-from test_parity import IN_CI, WORKER_DATES, same_findings, side
+from test_parity import WORKER_DATES, same_findings, side
 from test_workerd import KeyAdder
 
 # "keyed": the relay's upstream is test_workerd.KeyAdder, which puts back the query the relay drops and holds
@@ -58,7 +59,7 @@ async def outcome(tab, s, release) -> list:
 
 @pytest.mark.parametrize(("worker", "date", "approach"), CASES)
 async def test_browser_parity(site, browser, local_server, anon_key, tmp_path, worker, date, approach):  # noqa: F811
-    from test_parity import MISSING as WORKERD_MISSING
+    from test_workerd import MISSING as WORKERD_MISSING
 
     if WORKERD_MISSING:
         (pytest.fail if IN_CI else pytest.skip)(f"the parity tests need workerd ({WORKERD_MISSING})")
