@@ -141,7 +141,7 @@ def master_class(startup_warning: str | None = None):
 
         async def running(self) -> None:
             if startup_warning:
-                logger.warning(startup_warning)
+                logger.info(startup_warning)  # a fact about this machine, not a fault
             await super().running()
 
     return RtproxyMaster
