@@ -257,3 +257,34 @@ def test_kind4_encodings_other_than_1_are_raw_bytes():
         decode(bytes([4, 1, 1, 0, 7]) + b"te" + b"\x01", binary=True, from_client=False).payload["payload"]
         == b"\x01"
     )
+
+
+def _outcome(parse, text):
+    try:
+        return "value", parse(text)
+    except (ValueError, RecursionError) as e:  # the same type and words, either path
+        return type(e).__name__, str(e)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '["1","2","realtime:room","broadcast",{"x":1.5}]',
+        ' ["1",null,"t","e",{}]',  # whitespace before: JSONDecoder.decode skips it
+        '{"topic":"t"}\n',  # and after
+        "[1] [2]",  # extra data
+        "[1,]",  # invalid inside
+        "",
+        "   ",
+        "NaN",
+        "[Infinity]",
+        "[1e999]",  # Jason refuses the overflow
+        '"\\ud800"',
+        "nul",
+        '{"a":1}x',
+    ],
+)
+def test_json_fast_path_means_what_jsondecoder_decode_means(text):
+    # frames._parse_json skips JSONDecoder.decode's whitespace matches for a bare value; anything it
+    # accepts or refuses must come out as the decoder's own decode would give it.
+    assert _outcome(frames._parse_json, text) == _outcome(frames._decode_json, text)

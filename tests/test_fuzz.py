@@ -578,6 +578,27 @@ def test_decode_arbitrary_bytes_and_str(data, binary, client):
 @FUZZ
 @given(
     st.one_of(
+        json_values.map(lambda v: json.dumps(v, ensure_ascii=False)),
+        free_text(max_size=200),
+    ),
+    st.sampled_from(["", " ", "\n", "\t "]),
+    st.sampled_from(["", " ", "\r\n", "x", "]", ",1"]),
+)
+def test_json_fast_path_is_jsondecoder_decode(text, before, after):
+    text = before + text + after
+
+    def outcome(parse):
+        try:
+            return "value", parse(text)
+        except (ValueError, RecursionError) as e:
+            return type(e).__name__, str(e)
+
+    assert outcome(frames._parse_json) == outcome(frames._decode_json)
+
+
+@FUZZ
+@given(
+    st.one_of(
         st.none(),
         free_text(max_size=30),
         st.sampled_from(["1.0.0", "2.0.0", "2.0.0+x", "02.0.0", "2.0.0-rc.1", "١.0.0"]),

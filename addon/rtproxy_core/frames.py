@@ -82,11 +82,25 @@ def _float(text: str) -> float:
     return value
 
 
-_decode_json = json.JSONDecoder(parse_constant=_no_constant, parse_float=_float).decode  # built once
+_decoder = json.JSONDecoder(parse_constant=_no_constant, parse_float=_float)  # built once
+_decode_json = _decoder.decode
+_scan_json = _decoder.scan_once  # json.scanner's C scanner where CPython has it
+
+
+def _parse_json(text: str) -> Any:
+    """_decode_json(text): the same value or the same error. A frame is one JSON value with nothing
+    around it, so it is scanned directly, without JSONDecoder.decode's two whitespace matches
+    (json/decoder.py `decode`, `raw_decode`); text with whitespace around it, or after it, takes the
+    whole way."""
+    try:
+        value, end = _scan_json(text, 0)
+    except StopIteration:
+        return _decode_json(text)
+    return value if end == len(text) else _decode_json(text)
 
 
 def _loads(text: str, lenient: bool = False) -> Any:
-    value = _decode_json(text)
+    value = _parse_json(text)
     # json.loads turns an unpaired \uD800-\uDFFF escape into a lone surrogate: not Unicode text, and no
     # UTF-8 log line, report or terminal can hold it. Jason refuses such a frame; realtime-js' JSON.parse
     # takes it (lenient: the surrogate is shown as U+FFFD).

@@ -103,6 +103,12 @@ def _maybe_b(raw: bytes) -> bool:
     return _HINTS_B.search(raw.lower()) is not None
 
 
+def may_hold_secret(content: bytes | None) -> bool:
+    """False when `message` would return `content` as it is: the first look, for callers that skip the
+    call (rtproxy_mitm/sanitize.py, on every frame)."""
+    return bool(content) and _maybe_b(content)
+
+
 def _jwt_sub(m: re.Match, out: Replaced) -> str:
     if m.group(2) == MARKER:
         return m.group(0)
@@ -418,7 +424,7 @@ def message(content: bytes, *, binary: bool, from_client: bool) -> tuple[bytes, 
     lengths rewritten, so it decodes as before with the same event and refs. A binary frame that does not
     decode (a server's kinds 0-3, which realtime-js refuses, or no Realtime frame at all) is searched as
     bytes for JWT-shaped strings, sb_ keys and key=value pairs."""
-    if not content or not _maybe_b(content):
+    if not may_hold_secret(content):
         return content, Counter()
     if binary and content[:1] != b"{":  # the 1.0.0 serializer reads a binary frame holding an object as JSON
         try:

@@ -4,6 +4,13 @@ right: contentview.py needs mitmproxy 12's API."""
 
 from __future__ import annotations
 
+import inspect
+import logging
+from collections.abc import Callable
+
+from mitmproxy import addonmanager, exceptions, hooks, log  # noqa: F401 (log, addonmanager: their hooks)
+from mitmproxy.proxy import layers, server_hooks  # noqa: F401 (their hooks: every name in hooks.all_hooks)
+
 from .commands import LiveCommands
 from .contentview import RealtimeView
 from .faults import Faults
@@ -30,7 +37,80 @@ class Running:
         mark_running()
 
 
+_addon_logger = logging.getLogger(addonmanager.__name__)  # where mitmproxy logs "Addon error: ..."
+
+
+def _dispatcher(funcs: tuple[Callable, ...]) -> Callable:
+    """One handler that calls `funcs` in order, each isolated as mitmproxy isolates a top-level addon
+    (addonmanager.py `safecall`): an exception is logged as "Addon error: ..." and the next one runs;
+    AddonHalt (end the event) and OptionsError (roll the option back) go up to mitmproxy."""
+
+    def call_all(*args) -> None:
+        for func in funcs:
+            try:
+                func(*args)
+            except (exceptions.AddonHalt, exceptions.OptionsError):
+                raise
+            except Exception as e:
+                _addon_logger.exception(f"Addon error: {e}")  # noqa: TRY401 (mitmproxy's words, safecall)
+
+    async def await_all(*args) -> None:
+        for func in funcs:
+            try:
+                res = func(*args)
+                if res is not None and inspect.isawaitable(res):
+                    await res
+            except (exceptions.AddonHalt, exceptions.OptionsError):
+                raise
+            except Exception as e:
+                _addon_logger.exception(f"Addon error: {e}")  # noqa: TRY401 (mitmproxy's words, safecall)
+
+    return await_all if any(inspect.iscoroutinefunction(f) for f in funcs) else call_all
+
+
+class Rtproxy:
+    """rtproxy's addons as the one addon mitmproxy sees. mitmproxy's AddonManager walks every addon and
+    its children with a getattr for each hook of each event (addonmanager.py `traverse`, `_iter_hooks`)
+    and builds the hook's arguments once per handler (`invoke_addon`, `Hook.args`): rtproxy's parts,
+    as children, cost mitmdump about 26 µs per message (docs/performance.md). As one addon with one
+    handler per hook that some part has, found once here, they cost it one getattr and one call.
+
+    The parts are not `addons` (mitmproxy would walk them): `load` gives each its load and hands their
+    commands to mitmproxy's CommandManager, as AddonManager.register does for children. Each part's
+    handler is isolated from the others' exceptions, as top-level addons are."""
+
+    name = "rtproxy"
+
+    def __init__(self, parts: list) -> None:
+        self.parts = tuple(parts)
+        if nested := [p for p in self.parts if hasattr(p, "addons")]:
+            raise TypeError(f"a part with addons of its own would lose them here: {nested}")
+        for hook in hooks.all_hooks:
+            if hook == "load":
+                continue
+            funcs = tuple(f for p in self.parts if callable(f := getattr(p, hook, None)))
+            if funcs:
+                setattr(self, hook, _dispatcher(funcs))
+
+    def load(self, loader: addonmanager.Loader) -> None:
+        # Not isolated: a part that cannot load fails the script's load, as a child's would.
+        for part in self.parts:
+            if callable(load := getattr(part, "load", None)):
+                load(loader)
+        for part in self.parts:
+            loader.master.commands.collect_commands(part)
+
+    def get(self, name: str):
+        """The part called `name` (mitmproxy's naming: its .name, else its lower-case class name)."""
+        return next((p for p in self.parts if getattr(p, "name", type(p).__name__.lower()) == name), None)
+
+
 def rtproxy_addons() -> list:
+    """rtproxy for mitmproxy: the one addon of `addon/rtproxy.py` and of the rtproxy command."""
+    return [Rtproxy(rtproxy_parts())]
+
+
+def rtproxy_parts() -> list:
     tracker = Tracker()
     # Order matters: the Worker reroutes and faults act before the tracker records what happened.
     return [

@@ -156,12 +156,15 @@ class Tracker:
             return
         try:
             work(*args)
-        except Exception as e:
-            session.broken = True  # on the session: it ends with it, and no other connection inherits it
-            logger.exception(
-                f"[rt {session.conn}] rtproxy internal error, no longer tracking this connection: "
-                f"{type(e).__name__}: {e}",  # noqa: TRY401 (the one line says what failed)
-            )
+        except Exception as e:  # noqa: BLE001 (logged by _broke, with its traceback)
+            self._broke(session, e)
+
+    def _broke(self, session: Session, e: Exception) -> None:
+        session.broken = True  # on the session: it ends with it, and no other connection inherits it
+        logger.exception(
+            f"[rt {session.conn}] rtproxy internal error, no longer tracking this connection: "
+            f"{type(e).__name__}: {e}",
+        )
 
     # -------------------------------------------------------------------------------- events in
 
@@ -263,12 +266,22 @@ class Tracker:
         self._finish(flow)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
+        # Every frame comes here: _feed's work written out, one call deep to the diagnoser.
         session = self.live.get(flow.id)
-        if session is not None:
-            assert flow.websocket is not None
-            m = flow.websocket.messages[-1]
-            if not m.dropped:  # a frame a fault dropped never reached the other side (faults report it)
-                self._feed(session, frame_event(m), flow)
+        if session is None or session.broken:
+            return
+        assert flow.websocket is not None
+        m = flow.websocket.messages[-1]
+        if m.dropped:  # a frame a fault dropped never reached the other side (faults report it)
+            return
+        try:
+            notes, findings = self.diagnoser.feed(session, frame_event(m))
+            for note in notes:
+                self._log(session, note)
+            if findings:
+                self._findings(session, findings, flow)
+        except Exception as e:  # noqa: BLE001 (logged by _broke, with its traceback)
+            self._broke(session, e)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         session = self.live.get(flow.id)

@@ -1,7 +1,7 @@
 """Bench/scale probe, loaded next to the addon (`-s addon/rtproxy.py -s bench_probe.py`) by
 rtbench (bench.py) and rtscale (scale.py) only: answers `GET /__rtbench_probe` on the proxy's listener with
 JSON counts of the per-connection state the proxy holds, so scale.py can check that nothing is left
-behind. It reads rtproxy's addons (looked up by name: tracker, faults, worker) and changes nothing. Only
+behind. It reads rtproxy's parts (tracker, faults; addons.py `Rtproxy.get`) and changes nothing. Only
 requests to that exact path are answered; everything else passes.
 
 `GET /__rtbench_probe?objects=1` also counts live WebSocketMessage / HTTPFlow objects (a gc walk: slow on
@@ -33,7 +33,9 @@ class BenchProbe:
         if flow.request.path.split("?", 1)[0] != PATH:
             return
         addons = ctx.master.addons
-        tracker, faults = addons.get("tracker"), addons.get("faults")
+        rtproxy = addons.get("rtproxy")  # None under bare_reroute.py
+        tracker = rtproxy.get("tracker") if rtproxy else None
+        faults = rtproxy.get("faults") if rtproxy else None
         proxyserver = addons.get("proxyserver")
         live = getattr(tracker, "live", None) or {}  # no tracker under bare_reroute.py
         diagnoser = getattr(tracker, "diagnoser", None)
