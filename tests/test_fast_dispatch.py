@@ -144,6 +144,51 @@ async def test_rtproxy_parts_run_as_top_level_addons_would(kind, caplog):
     assert await run_parts(True, kind, caplog) == await run_parts(False, kind, caplog)
 
 
+class Configured:
+    def __init__(self, name: str, calls: list, raises=None) -> None:
+        self.name, self.calls, self.raises = name, calls, raises
+
+    def configure(self, updated) -> None:
+        self.calls.append(self.name)
+        if self.raises:
+            raise self.raises
+
+
+async def test_rtproxy_parts_are_isolated_on_the_sync_path_too(caplog):
+    # Options changing come through AddonManager.trigger (sync), not trigger_event.
+    from rtproxy_mitm.addons import Rtproxy
+
+    def run(as_one: bool) -> tuple[list, list[str]]:
+        calls: list = []
+        parts = [Configured("a", calls, raises=RuntimeError("boom")), Configured("b", calls)]
+        with taddons.context(loadcore=False) as tctx:
+            for addon in [Rtproxy(parts)] if as_one else parts:
+                tctx.master.addons.add(addon)
+            caplog.clear()
+            tctx.master.addons.trigger(hooks.ConfigureHook({"x"}))
+            return calls, [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+    ours, theirs = run(True), run(False)
+    assert ours == theirs
+    assert ours == (["a", "b"], ["Addon error: boom"])
+
+
+async def test_rtproxy_says_so_when_a_sync_hook_returns_an_awaitable(caplog):
+    from rtproxy_mitm.addons import Rtproxy
+
+    calls: list = []
+
+    class Sneaky:
+        def request(self, flow):
+            return asyncio.sleep(0)  # mitmproxy would await this; one dispatcher for sync hooks cannot
+
+    with taddons.context(loadcore=False) as tctx:
+        tctx.master.addons.add(Rtproxy([Sneaky(), Recorder("b", calls)]))
+        await tctx.master.addons.trigger_event(HttpRequestHook(tflow.tflow()))
+    assert calls == ["b"]
+    assert any("returned an awaitable" in r.getMessage() for r in caplog.records)
+
+
 def test_rtproxy_loads_its_parts_options_and_commands_and_lets_option_errors_through():
     from mitmproxy import command
     from rtproxy_mitm.addons import Rtproxy
@@ -176,16 +221,47 @@ def test_rtproxy_loads_its_parts_options_and_commands_and_lets_option_errors_thr
         assert tctx.options.part_level == 3  # rolled back, as for any addon's OptionsError
 
 
-def test_rtproxy_refuses_a_part_with_addons_of_its_own():
+def test_rtproxy_refuses_a_part_with_addons_of_its_own_or_a_hook_it_cannot_call():
     from rtproxy_mitm.addons import Rtproxy
 
     with pytest.raises(TypeError, match="addons of its own"):
         Rtproxy([Recorder("a", [], children=[Recorder("a1", [])])])
+    with pytest.raises(TypeError, match="NotCallable.request is a hook name but not callable"):
+        Rtproxy([NotCallable()])
+
+    class ImportsLog:
+        from mitmproxy import log  # a module named like a hook is no handler (addonmanager._iter_hooks)
+
+    assert not hasattr(Rtproxy([ImportsLog()]), "log")
 
 
-def test_rtproxy_has_one_handler_per_hook_its_parts_have():
-    from rtproxy_mitm.addons import Rtproxy, rtproxy_parts
+def test_rtproxy_has_a_handler_for_every_hook_of_every_part():
+    """In a fresh interpreter, importing only what addon/rtproxy.py imports: the hook names the bundle
+    knows are every hook mitmproxy has (mitmdump and mitmweb import them all), and every hook method of
+    every part has its handler."""
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    one = Rtproxy(rtproxy_parts())
-    assert callable(one.websocket_message) and callable(one.request)
-    assert not hasattr(one, "tcp_message")  # no part has it: mitmproxy finds nothing to call
+    code = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from mitmproxy import hooks
+from rtproxy_mitm.addons import Rtproxy, rtproxy_parts
+known = set(hooks.all_hooks)
+parts = rtproxy_parts()
+one = Rtproxy(parts)
+import mitmproxy.addons, mitmproxy.tools.dump, mitmproxy.tools.web.master  # everything mitmproxy has
+missing = [f"{type(p).__name__}.{h}" for p in parts for h in hooks.all_hooks
+           if callable(getattr(p, h, None)) and not callable(getattr(one, h, None))]
+print(json.dumps({"unknown": sorted(set(hooks.all_hooks) - known), "missing": missing,
+                  "handlers": sorted(h for h in hooks.all_hooks if callable(getattr(one, h, None)))}))
+"""
+    addon = str(Path(__file__).resolve().parents[1] / "addon")
+    out = subprocess.run([sys.executable, "-c", code, addon], capture_output=True, text=True, check=True)
+    import json
+
+    got = json.loads(out.stdout)
+    assert got["unknown"] == [] and got["missing"] == []
+    assert {"load", "configure", "running", "done", "request", "websocket_message"} <= set(got["handlers"])
+    assert "tcp_message" not in got["handlers"]  # no part has it: mitmproxy finds nothing to call

@@ -591,7 +591,7 @@ def test_json_fast_path_is_jsondecoder_decode(text, before, after):
         try:
             return "value", parse(text)
         except (ValueError, RecursionError) as e:
-            return type(e).__name__, str(e)
+            return type(e).__name__, str(e), type(e.__context__).__name__
 
     assert outcome(frames._parse_json) == outcome(frames._decode_json)
 

@@ -88,14 +88,14 @@ _scan_json = _decoder.scan_once  # json.scanner's C scanner where CPython has it
 
 
 def _parse_json(text: str) -> Any:
-    """_decode_json(text): the same value or the same error. A frame is one JSON value with nothing
-    around it, so it is scanned directly, without JSONDecoder.decode's two whitespace matches
+    """_decode_json(text) for a str: the same value or the same error. A frame is one JSON value with
+    nothing around it, so it is scanned directly, without JSONDecoder.decode's two whitespace matches
     (json/decoder.py `decode`, `raw_decode`); text with whitespace around it, or after it, takes the
-    whole way."""
+    whole way (outside the `except`, so its error chains to nothing, as decode's does)."""
     try:
         value, end = _scan_json(text, 0)
     except StopIteration:
-        return _decode_json(text)
+        end = -1
     return value if end == len(text) else _decode_json(text)
 
 

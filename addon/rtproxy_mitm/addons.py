@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import types
 from collections.abc import Callable
 
 from mitmproxy import addonmanager, exceptions, hooks, log  # noqa: F401 (log, addonmanager: their hooks)
@@ -48,7 +49,11 @@ def _dispatcher(funcs: tuple[Callable, ...]) -> Callable:
     def call_all(*args) -> None:
         for func in funcs:
             try:
-                func(*args)
+                res = func(*args)
+                if res is not None and inspect.isawaitable(res):  # mitmproxy would await it; say so
+                    if inspect.iscoroutine(res):
+                        res.close()  # this line says it, not "never awaited" at exit
+                    raise TypeError(f"{func.__qualname__} returned an awaitable: make it `async def`")
             except (exceptions.AddonHalt, exceptions.OptionsError):
                 raise
             except Exception as e:
@@ -66,6 +71,17 @@ def _dispatcher(funcs: tuple[Callable, ...]) -> Callable:
                 _addon_logger.exception(f"Addon error: {e}")  # noqa: TRY401 (mitmproxy's words, safecall)
 
     return await_all if any(inspect.iscoroutinefunction(f) for f in funcs) else call_all
+
+
+def _hook(part, name: str) -> Callable | None:
+    """The part's handler for hook `name`, as addonmanager.py `_iter_hooks` finds one: a module of that
+    name is no handler; any other value that is not callable is an error (here, once)."""
+    func = getattr(part, name, None)
+    if not func or isinstance(func, types.ModuleType):
+        return None
+    if not callable(func):
+        raise TypeError(f"{type(part).__name__}.{name} is a hook name but not callable")
+    return func
 
 
 class Rtproxy:
@@ -88,7 +104,7 @@ class Rtproxy:
         for hook in hooks.all_hooks:
             if hook == "load":
                 continue
-            funcs = tuple(f for p in self.parts if callable(f := getattr(p, hook, None)))
+            funcs = tuple(f for p in self.parts if (f := _hook(p, hook)) is not None)
             if funcs:
                 setattr(self, hook, _dispatcher(funcs))
 

@@ -184,14 +184,17 @@ class Tracker:
         self._findings(session, self.diagnoser.check(session, event.time, final=True), flow)
 
     def _feed(self, session: Session, event: Event, flow: http.HTTPFlow | None) -> None:
-        self._guarded(session, self._feed_unguarded, session, event, flow)
-
-    def _feed_unguarded(self, session: Session, event: Event, flow: http.HTTPFlow | None) -> None:
-        notes, findings = self.diagnoser.feed(session, event)
-        for note in notes:
-            self._log(session, note)
-        if findings:
-            self._findings(session, findings, flow)
+        # _guarded's work written out: every frame comes here, one call from the hook to the diagnoser.
+        if session.broken:
+            return
+        try:
+            notes, findings = self.diagnoser.feed(session, event)
+            for note in notes:
+                self._log(session, note)
+            if findings:
+                self._findings(session, findings, flow)
+        except Exception as e:  # noqa: BLE001 (logged by _broke, with its traceback)
+            self._broke(session, e)
 
     def _log(self, session: Session, note: Note) -> None:
         logger.log(LEVELS[note.level], self.redactor.output(f"[rt {session.conn}] {note.text}"))
@@ -266,22 +269,12 @@ class Tracker:
         self._finish(flow)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
-        # Every frame comes here: _feed's work written out, one call deep to the diagnoser.
         session = self.live.get(flow.id)
-        if session is None or session.broken:
-            return
-        assert flow.websocket is not None
-        m = flow.websocket.messages[-1]
-        if m.dropped:  # a frame a fault dropped never reached the other side (faults report it)
-            return
-        try:
-            notes, findings = self.diagnoser.feed(session, frame_event(m))
-            for note in notes:
-                self._log(session, note)
-            if findings:
-                self._findings(session, findings, flow)
-        except Exception as e:  # noqa: BLE001 (logged by _broke, with its traceback)
-            self._broke(session, e)
+        if session is not None:
+            assert flow.websocket is not None
+            m = flow.websocket.messages[-1]
+            if not m.dropped:  # a frame a fault dropped never reached the other side (faults report it)
+                self._feed(session, frame_event(m), flow)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         session = self.live.get(flow.id)

@@ -501,10 +501,11 @@ def hook_costs(iterations: int) -> dict[str, float]:
     rtproxy adds to each message on top of mitmproxy's own work. µs per message."""
     from mitmproxy import flowfilter, websocket
     from mitmproxy.test import tflow
+    from mitmproxy.version import VERSION
     from rtproxy_mitm.faults import Faults
     from rtproxy_mitm.flowevents import REALTIME
     from rtproxy_mitm.quiet import REALTIME_FLOWS_HIDDEN
-    from rtproxy_mitm.sanitize import Sanitize
+    from rtproxy_mitm.sanitize import Sanitize, messages_not_sanitized
     from rtproxy_mitm.tracker import Tracker
     from rtproxy_mitm.trim import Trim
     from wsproto.frame_protocol import Opcode
@@ -518,6 +519,7 @@ def hook_costs(iterations: int) -> dict[str, float]:
     tracker.live[flow.id] = s
     trim = Trim()
     sanitizer = Sanitize()
+    sanitizer.messages = messages_not_sanitized(VERSION) is None  # as its load sets it
     sanitizer.flows[flow.id] = {}  # as after the upgrade's response hook
     msgs = []
     for i in range(iterations):
