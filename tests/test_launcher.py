@@ -195,6 +195,19 @@ def test_open_file_limit_line(monkeypatch):
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def test_an_unlimited_open_file_limit_is_left_alone(monkeypatch):
+    # RLIM_INFINITY is -1 on Linux: "below what is needed" by value, and not to be lowered.
+    import resource
+
+    inf = resource.RLIM_INFINITY
+    set_to = []
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (inf, inf))
+    monkeypatch.setattr(resource, "setrlimit", lambda which, limits: set_to.append(limits))
+    assert launcher.raise_open_files() is None
+    assert launcher.raise_nofile(20_256) == (inf, inf, "")
+    assert set_to == []
+
+
 def test_unsupported_is_none_for_what_it_takes():
     argv = [
         "--mode",

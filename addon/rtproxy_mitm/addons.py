@@ -1,17 +1,17 @@
-"""rtproxy's addons, in the order they must run: one list for `mitmdump -s addon/rtproxy.py`, mitmweb and the
-`rtproxy` command (rtproxy_tools/launcher.py). Imported only once the mitmproxy version is known to be
+"""rtproxy's parts, in the order they must run, as the one addon `mitmdump -s addon/rtproxy.py`, mitmweb and
+the `rtproxy` command (rtproxy_tools/launcher.py) load. Imported only once the mitmproxy version is known to be
 right: contentview.py needs mitmproxy 12's API."""
 
 from __future__ import annotations
 
 import inspect
-import logging
 import types
 from collections.abc import Callable
 
-from mitmproxy import addonmanager, exceptions, hooks, log  # noqa: F401 (log, addonmanager: their hooks)
+from mitmproxy import addonmanager, exceptions, hooks, log  # noqa: F401 (log: its hook)
 from mitmproxy.proxy import layers, server_hooks  # noqa: F401 (their hooks: every name in hooks.all_hooks)
 
+from . import internals
 from .commands import LiveCommands
 from .contentview import RealtimeView
 from .faults import Faults
@@ -38,9 +38,6 @@ class Running:
         mark_running()
 
 
-_addon_logger = logging.getLogger(addonmanager.__name__)  # where mitmproxy logs "Addon error: ..."
-
-
 def _dispatcher(funcs: tuple[Callable, ...]) -> Callable:
     """One handler that calls `funcs` in order, each isolated as mitmproxy isolates a top-level addon
     (addonmanager.py `safecall`): an exception is logged as "Addon error: ..." and the next one runs;
@@ -53,24 +50,13 @@ def _dispatcher(funcs: tuple[Callable, ...]) -> Callable:
                 if res is not None and inspect.isawaitable(res):  # mitmproxy would await it; say so
                     if inspect.iscoroutine(res):
                         res.close()  # this line says it, not "never awaited" at exit
-                    raise TypeError(f"{func.__qualname__} returned an awaitable: make it `async def`")
+                    raise TypeError(f"{func.__qualname__} returned an awaitable: parts hook in synchronously")
             except (exceptions.AddonHalt, exceptions.OptionsError):
                 raise
-            except Exception as e:
-                _addon_logger.exception(f"Addon error: {e}")  # noqa: TRY401 (mitmproxy's words, safecall)
+            except Exception:  # noqa: BLE001 (logged, as safecall logs it)
+                internals.log_addon_error()
 
-    async def await_all(*args) -> None:
-        for func in funcs:
-            try:
-                res = func(*args)
-                if res is not None and inspect.isawaitable(res):
-                    await res
-            except (exceptions.AddonHalt, exceptions.OptionsError):
-                raise
-            except Exception as e:
-                _addon_logger.exception(f"Addon error: {e}")  # noqa: TRY401 (mitmproxy's words, safecall)
-
-    return await_all if any(inspect.iscoroutinefunction(f) for f in funcs) else call_all
+    return call_all
 
 
 def _hook(part, name: str) -> Callable | None:
@@ -81,14 +67,16 @@ def _hook(part, name: str) -> Callable | None:
         return None
     if not callable(func):
         raise TypeError(f"{type(part).__name__}.{name} is a hook name but not callable")
+    if inspect.iscoroutinefunction(func):  # every part's hooks are plain functions; the dispatch is too
+        raise TypeError(f"{type(part).__name__}.{name} is async: rtproxy's parts hook in synchronously")
     return func
 
 
 class Rtproxy:
     """rtproxy's addons as the one addon mitmproxy sees. mitmproxy's AddonManager walks every addon and
     its children with a getattr for each hook of each event (addonmanager.py `traverse`, `_iter_hooks`)
-    and builds the hook's arguments once per handler (`invoke_addon`, `Hook.args`): rtproxy's parts,
-    as children, cost mitmdump about 26 µs per message (docs/performance.md). As one addon with one
+    and builds the hook's arguments once per handler (`invoke_addon`, `Hook.args`): rtproxy's 12 parts,
+    as children, cost mitmdump 18 µs per message more than this (docs/performance.md). As one addon with one
     handler per hook that some part has, found once here, they cost it one getattr and one call.
 
     The parts are not `addons` (mitmproxy would walk them): `load` gives each its load and hands their

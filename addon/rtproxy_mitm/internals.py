@@ -227,6 +227,13 @@ def store_message_copy(flow: http.HTTPFlow, message: websocket.WebSocketMessage,
 _addon_logger = logging.getLogger(addonmanager.__name__)
 
 
+def log_addon_error() -> None:
+    """The exception being handled, logged as mitmproxy's `safecall` logs an addon's (addonmanager.py):
+    "Addon error: ...", with its traceback, on mitmproxy's addonmanager logger."""
+    etype, value, tb = sys.exc_info()
+    _addon_logger.error(f"Addon error: {value}", exc_info=(etype, value, tb))
+
+
 class FastAddonManager(addonmanager.AddonManager):
     """trigger_event as mitmproxy 12.0.0-12.3.1's (addonmanager.py `AddonManager.trigger_event`,
     `invoke_addon`, `_iter_hooks`, `safecall`): for each top-level addon in chain order, its and its
@@ -305,6 +312,5 @@ class FastAddonManager(addonmanager.AddonManager):
                 return
             except exceptions.OptionsError:
                 raise
-            except Exception:
-                etype, value, tb = sys.exc_info()
-                _addon_logger.error(f"Addon error: {value}", exc_info=(etype, value, tb))  # as safecall
+            except Exception:  # noqa: BLE001 (logged, as safecall logs it)
+                log_addon_error()

@@ -77,30 +77,38 @@ def unsupported(argv: Sequence[str]) -> str | None:
     return None
 
 
-def raise_open_files(connections: int = SCALE_CONNECTIONS) -> str | None:
-    """Raise RLIMIT_NOFILE so `connections` proxied connections fit: the soft limit up to what they need,
-    and the hard one too where the process may (root, CAP_SYS_RESOURCE); else as far as the hard limit
-    allows. A line saying how many fit when that is fewer, and why; None when they all fit."""
-    needed = connections * FDS_PER_CONNECTION + FDS_SPARE
+def raise_nofile(needed: int) -> tuple[int, int, str]:
+    """Raise RLIMIT_NOFILE so `needed` files fit: the soft limit up to `needed`, and the hard one too where
+    the process may (root with CAP_SYS_RESOURCE); else the soft one as far as the hard one. Returns the
+    soft and hard limits then, and why the hard one stayed ("" when it did not need to move)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     unlimited = hard == resource.RLIM_INFINITY
     why = ""
-    if soft < needed:
+    if soft != resource.RLIM_INFINITY and soft < needed:
         try:
             resource.setrlimit(
                 resource.RLIMIT_NOFILE, (needed, hard if unlimited or hard >= needed else needed)
             )
         except (ValueError, OSError) as e:
-            why = f" (raising the hard limit to {needed} was refused: {e})"
+            why = f"raising the hard limit to {needed} was refused: {e}"
             if not unlimited and soft < hard:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft, hard, why
+
+
+def raise_open_files(connections: int = SCALE_CONNECTIONS) -> str | None:
+    """raise_nofile for `connections` proxied connections. A line saying how many fit when that is fewer,
+    and why; None when they all fit."""
+    soft, _, why = raise_nofile(connections * FDS_PER_CONNECTION + FDS_SPARE)
+    if soft == resource.RLIM_INFINITY:
+        return None
     holds = max(0, (soft - FDS_SPARE) // FDS_PER_CONNECTION)
     if holds < connections:
         return (
             f"rtproxy: the open-file limit is {soft}: about {holds:,} concurrent connections, not "
-            f"{connections:,}{why}; raise the hard limit (ulimit -Hn as root, or LimitNOFILE= in a systemd "
-            "unit) for more"
+            f"{connections:,}{f' ({why})' if why else ''}; raise the hard limit (ulimit -Hn as root, or "
+            "LimitNOFILE= in a systemd unit) for more"
         )
     return None
 

@@ -37,6 +37,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 
 from . import benchkit as kit
+from .launcher import raise_nofile
 
 CONNECT_RE = re.compile(r"\[rt [0-9a-f]+\] connect ")
 END_RE = re.compile(r"\[rt [0-9a-f]+\] (closed by |upgrade rejected|hop: upstream-unreachable)")
@@ -46,13 +47,10 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def raise_nofile(needed: int) -> dict[str, int]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    before = soft
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
+def client_nofile(needed: int) -> dict[str, int]:
+    """The client's own open-file limit, raised as the rtproxy command raises its own."""
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    soft, hard, _ = raise_nofile(needed)
     return {"soft_before": before, "soft": soft, "hard": hard, "needed": needed}
 
 
@@ -167,7 +165,7 @@ async def run(args, tmp: Path) -> dict[str, Any]:
         "rounds": args.rounds,
         "heartbeat_s": args.heartbeat,
     }
-    res["nofile"] = raise_nofile(2 * args.connections + 512)
+    res["nofile"] = client_nofile(2 * args.connections + 512)
     server = kit.start_server(tmp)
     rt = args.proxy in ("rtproxy", "launcher")
     res["proxy"] = {
