@@ -30,7 +30,8 @@ for dir in "$ROOT/tests/browser/site" "$ROOT/tests/node" "$ROOT/worker"; do
 done
 
 cd "$ROOT"
-# Lint and format first: the tree is kept clean (pyproject.toml [tool.ruff]).
+# Lint, format and types first: the tree is kept clean (pyproject.toml [tool.ruff], [tool.mypy]).
 "$ROOT/.venv/bin/ruff" check --quiet . && "$ROOT/.venv/bin/ruff" format --check --quiet . \
     || { echo "ruff found problems (above): fix them, or run .venv/bin/ruff format ." >&2; exit 1; }
+types="$("$ROOT/.venv/bin/mypy" 2>&1)" || { echo "$types"; echo "mypy found problems (above)" >&2; exit 1; }
 exec "$ROOT/.venv/bin/python" -m pytest "$@"

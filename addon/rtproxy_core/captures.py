@@ -191,7 +191,8 @@ def _close(value: Any, start: float, end: float) -> Closed | None:
         if code is not None and code == int(code) and closecodes.in_range(int(code))
         else closecodes.NO_CODE
     )
-    reason = value.get("reason") if isinstance(value.get("reason"), str) else ""
+    raw_reason = value.get("reason")
+    reason = raw_reason if isinstance(raw_reason, str) else ""
     by_client = False if code in closecodes.SERVER_ONLY else True if reason == "heartbeat timeout" else None
     t = _number(value.get("timestamp"))
     return Closed(code, reason[:200], by_client, t if t is not None and start <= t <= end + 60 else end)
@@ -205,7 +206,8 @@ def _error_events(response: dict[str, Any], mitmproxy: bool, t: float) -> list[E
     if not isinstance(error, str) or not error:
         return []
     error = error[:500]
-    return ([Hop("upstream-unreachable", error, t)] if mitmproxy else []) + [Closed(None, "", None, t, error)]
+    events: list[Event] = [Hop("upstream-unreachable", error, t)] if mitmproxy else []
+    return [*events, Closed(None, "", None, t, error)]
 
 
 def _producer(log: dict[str, Any]) -> str:

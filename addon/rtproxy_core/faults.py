@@ -58,7 +58,12 @@ class Fault:
 FAULTS: dict[str, Fault] = {}  # name -> Fault, in the README's order
 
 
-def fault(name: str, form: str | None, does: str, client_sees: str, finding: str, finding_note: str = ""):
+Parse = Callable[[str], dict[str, Any]]  # a fault's argument -> FaultSpec fields; raises ValueError
+
+
+def fault(
+    name: str, form: str | None, does: str, client_sees: str, finding: str, finding_note: str = ""
+) -> Callable[[Parse], Parse]:
     def register(parse: Callable[[str], dict[str, Any]]) -> Callable[[str], dict[str, Any]]:
         assert name not in FAULTS, name
         FAULTS[name] = Fault(name, form, does, client_sees, finding, finding_note, parse)
@@ -78,9 +83,9 @@ def help_text() -> str:
     return "; ".join(f"{f.usage}: {f.does}" for f in FAULTS.values())
 
 
-def _number(name: str, raw: str, kind: type = float) -> float:
+def _number(name: str, raw: str, kind: type[float | int] = float) -> float:
     try:
-        value = kind(raw)
+        value: float = kind(raw)
     except ValueError:
         whole = " (a whole number)" if kind is int else ""
         raise ValueError(f"{name} needs a number{whole}, got {raw!r}") from None

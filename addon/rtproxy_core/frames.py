@@ -84,7 +84,7 @@ def _float(text: str) -> float:
 
 _decoder = json.JSONDecoder(parse_constant=_no_constant, parse_float=_float)  # built once
 _decode_json = _decoder.decode
-_scan_json = _decoder.scan_once  # json.scanner's C scanner where CPython has it
+_scan_json = _decoder.scan_once  # type: ignore[attr-defined]  # json.scanner's C scanner where CPython has it
 
 
 def _parse_json(text: str) -> Any:
@@ -174,6 +174,12 @@ _IDENT = r"[0-9A-Za-z-]+"
 _VERSION = re.compile(
     rf"{_NUM}\.{_NUM}\.{_NUM}(?:-({_IDENT}(?:\.{_IDENT})*))?(?:\+({_IDENT}(?:\.{_IDENT})*))?"
 )
+
+
+def as_object(value: Any) -> dict[str, Any]:
+    """A payload field that should be a JSON object: itself, else an empty one (a client may send null, a
+    list or a string where Realtime expects an object)."""
+    return value if isinstance(value, dict) else {}
 
 
 def vsn_family(vsn: str | None) -> str | None:

@@ -92,6 +92,8 @@ def compose(session: Session, to_client: bool, topic: str, event: str, payload: 
     """A message for `topic` from the server (to_client) or the client. `n` numbers rtproxy's own refs."""
     if not topic or not event:
         raise ValueError("topic and event must not be empty")
+    ref: str | None
+    join_ref: str | None
     if topic == frames.PHOENIX:
         join_ref = None
         if not to_client:

@@ -39,7 +39,7 @@ TOKEN = "opaque credential"
 COOKIE = "cookie value"
 PASSWORD = "URL password"
 
-Replaced = Counter  # kind -> how many
+Replaced = Counter[str]  # kind -> how many
 
 # Where a capture holds what was replaced: the keys of the per-place counts rtsanitize prints.
 URLS, HEADERS, COOKIES, BODIES, MESSAGES, ELSEWHERE = (
@@ -106,17 +106,17 @@ def _maybe_b(raw: bytes) -> bool:
 def may_hold_secret(content: bytes | None) -> bool:
     """False when `message` would return `content` as it is: the first look, for callers that skip the
     call (rtproxy_mitm/sanitize.py, on every frame)."""
-    return bool(content) and _maybe_b(content)
+    return content is not None and content != b"" and _maybe_b(content)
 
 
-def _jwt_sub(m: re.Match, out: Replaced) -> str:
+def _jwt_sub(m: re.Match[str], out: Replaced) -> str:
     if m.group(2) == MARKER:
         return m.group(0)
     out[JWT] += 1
     return m.group(1) + MARKER
 
 
-def _sb_sub(m: re.Match, out: Replaced) -> str:
+def _sb_sub(m: re.Match[str], out: Replaced) -> str:
     if m.group(2) == MARKER:
         return m.group(0)
     out[SB_KEY.format(m.group(1))] += 1
@@ -277,7 +277,7 @@ def url(u: str) -> tuple[str, Replaced]:
         return text(u, codes=True)
     if parts.password and parts.password != MARKER:
         out[PASSWORD] += 1
-    parts = replace_url_secrets(parts, lambda value: _credential(value, out), parts.password and MARKER)
+    parts = replace_url_secrets(parts, lambda value: _credential(value, out), MARKER)
     # Rebuilt only when something changed: urlunsplit drops an empty `?` or `#`.
     # Then a fragment's #access_token=…&provider_token=… (the implicit flow's redirect), a JWT in the path.
     new, found = text(urlunsplit(parts) if out else u, codes=True)
@@ -460,11 +460,12 @@ def walk(v: Any, places: Places, where: str = ELSEWHERE, _depth: int = 0) -> Any
         add(places, where, found)
         return new_b
     if isinstance(v, (list, tuple)):
+        rebuild: Callable[[Iterable[Any]], Any] = type(v)  # the same container type, list or tuple
         if len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], str):
             new_v, found = header(v[0], v[1])
             add(places, where, found)
-            return type(v)((v[0], new_v))
-        return type(v)(walk(x, places, where, _depth + 1) for x in v)
+            return rebuild((v[0], new_v))
+        return rebuild(walk(x, places, where, _depth + 1) for x in v)
     if isinstance(v, dict):
         return {k: walk(x, places, where, _depth + 1) for k, x in v.items()}
     return v

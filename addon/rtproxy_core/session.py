@@ -15,12 +15,15 @@ from __future__ import annotations
 import json
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from . import closecodes, frames
 from .events import Closed, Event, Frame, FrameError, Handshake, Hop, Opened, Upstream, UpstreamHandshake
 from .redact import Redactor, jwt_claims, jwt_expired
+
+if TYPE_CHECKING:
+    from .rules import Finding
 
 # Channel states, as every Realtime client names them.
 JOINING, JOINED, ERRORED, LEAVING, CLOSED = "joining", "joined", "errored", "leaving", "closed"
@@ -285,7 +288,7 @@ class Session:
         self.client_kind: str | None = None  # "realtime-js" | "realtime-py", from what the client sends
         self.apikey_expired_s: float | None = None  # the upgrade's apikey JWT had expired this long before
         self.reopened_at: float | None = None  # offline: when the next connection to the same place opened
-        self.findings: list = []  # rules.Finding, filled by diagnosis.Diagnoser
+        self.findings: list[Finding] = []  # rules.Finding, filled by diagnosis.Diagnoser
         self.fired: set[tuple[str, str | None]] = set()  # (code, topic) reported (diagnosis.Diagnoser)
         self.checked_at: float | None = None  # event time the rules last ran
 
@@ -605,8 +608,8 @@ class Session:
         if prev is not None and prev.join_ref == join_ref and join_ref is not None:
             ch = prev  # the same join sent again (a capture with a repeat): one instance
         else:
-            ch = self._new_instance(topic, join_ref)
-            if ch is None:
+            new = self._new_instance(topic, join_ref)
+            if new is None:
                 if self.dropped_channels == 1:
                     notes.append(
                         Note(
@@ -615,6 +618,7 @@ class Session:
                         )
                     )
                 return
+            ch = new
         ch.sent_join_ref = msg.join_ref is not None
         # A leave and a join again is harmless when the client sends join_refs (it ignores the old
         # channel's phx_close by its join_ref); a second join while the first is live never is.
@@ -624,9 +628,9 @@ class Session:
         ch.state, ch.join_sent_at, ch.reason = JOINING, t, None
         ch.joins += 1
         payload = msg.payload if isinstance(msg.payload, dict) else {}
-        config = payload.get("config") if isinstance(payload.get("config"), dict) else {}
+        config = frames.as_object(payload.get("config"))
         ch.private = bool(config.get("private"))
-        broadcast = config.get("broadcast") if isinstance(config.get("broadcast"), dict) else {}
+        broadcast = frames.as_object(config.get("broadcast"))
         if "broadcast" in config and config["broadcast"] is None and self.client_kind is None:
             self.client_kind = "realtime-py"  # its join config carries "broadcast": null
         ch.ack = broadcast.get("ack") in (True, "true")

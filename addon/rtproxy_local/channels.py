@@ -137,6 +137,9 @@ class Hub:
         """UsersCounter.tenant_users/1: sockets of the tenant on which a join succeeded."""
         return sum(1 for c in self.conns if c.tenant == tenant and c.counted)
 
+    def _forget_rate(self, tenant: str, kind: str) -> None:
+        self._rates.pop((tenant, kind), None)
+
     def rate(self, tenant: str, kind: str) -> RateCounter:
         """The tenant's joins/events/presence RateCounter (Tenants.*_per_second_rate/1)."""
         r = self._rates.get((tenant, kind))
@@ -147,7 +150,7 @@ class Hub:
                 "presence": lambda: self.cfg.max_presence_events_per_second,
             }[kind]
             r = self._rates[(tenant, kind)] = RateCounter(
-                limit, lambda: self.cfg.rate_tick_s, on_idle=lambda: self._rates.pop((tenant, kind), None)
+                limit, lambda: self.cfg.rate_tick_s, on_idle=lambda: self._forget_rate(tenant, kind)
             )
         return r.start()
 
@@ -267,10 +270,9 @@ class Hub:
             return say("join.topic_required"), False
         if sub in cfg.join_errors:
             return cfg.join_errors[sub], False
-        params = msg.payload if isinstance(msg.payload, dict) else {}
-        config = params.get("config") if isinstance(params.get("config"), dict) else {}
-        bc = config.get("broadcast") if isinstance(config.get("broadcast"), dict) else {}
-        pr = config.get("presence") if isinstance(config.get("presence"), dict) else {}
+        params = frames.as_object(msg.payload)
+        config = frames.as_object(params.get("config"))
+        bc, pr = frames.as_object(config.get("broadcast")), frames.as_object(config.get("presence"))
         private = flex_bool(config.get("private"))
         if cfg.restarting:  # SignalHandler.shutdown_in_progress?/0
             return say("join.shutdown_in_progress"), False
@@ -646,7 +648,8 @@ class Hub:
         if msg.kind == frames.USER_PUSH:
             send, term = self._user_broadcast(m, raw)
         elif msg.kind == frames.PUSH:  # {:binary, data}: fastlaned as kind 2 to V2 sockets
-            data = bytes(raw[5 + sum(raw[1:5]) :])
+            assert isinstance(raw, bytes)  # a kind is a binary frame's
+            data = raw[5 + sum(raw[1:5]) :]
             send, term = self._binary_broadcast(m, data), (Atom("binary"), data)
         else:
             payload = msg.payload

@@ -110,7 +110,7 @@ def verify(
     header, claims = peek(token)
     cleaned = clean(token)
     if check_signature:
-        digest = _HS.get(header.get("alg"))  # no JWKS here: asymmetric algs have no signer
+        digest = _HS.get(str(header.get("alg")))  # no JWKS here: asymmetric algs have no signer
         if digest is None:
             raise JWTError(SIGNER)
         signing_input, _, sig = cleaned.rpartition(".")

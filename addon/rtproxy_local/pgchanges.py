@@ -148,7 +148,8 @@ def _unquote(value: str) -> str:
     """unquote_value/1: "a\\"b" -> a"b; a value that does not close its quote stays as it is."""
     if not value.startswith('"'):
         return value
-    acc, i = [], 1
+    acc: list[str] = []
+    i = 1
     while i < len(value):
         c = value[i]
         if c == '"':

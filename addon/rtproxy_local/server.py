@@ -172,10 +172,11 @@ class LocalRealtime:
         try:
             if self._closing:
                 return
+            # create_connection=_Connection: every connection the handlers get is one.
             self._server = await serve(
-                self._handler,
+                self._handler,  # type: ignore[arg-type]
                 sock=self._sock,
-                process_request=self._process_request,
+                process_request=self._process_request,  # type: ignore[arg-type]
                 create_connection=_Connection,
                 compression=None,  # no deflate: byte-predictable frames
                 ping_interval=None,  # Realtime never pings; only clients keep the socket alive
@@ -266,7 +267,7 @@ class LocalRealtime:
             return _response(404, b"Not Found", "text/plain; charset=utf-8")
         vsn = frames.vsn_family(query.get("vsn"))
         if vsn is None:  # Phoenix negotiates the serializer before UserSocket.connect: no backoff
-            log.info("rejected %s: 403 unsupported vsn %r", path, query.get("vsn")[:20])
+            log.info("rejected %s: 403 unsupported vsn %r", path, (query.get("vsn") or "")[:20])
             return _response(403)
         tenant = _tenant(request.headers.get("Host", ""))
         api_keys = request.headers.get_all("x-api-key")  # access_token/2: :proplists.lookup, the first one

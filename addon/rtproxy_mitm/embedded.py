@@ -25,7 +25,7 @@ class EmbeddedUpstream:
         """Starts the server on first use (the Worker only asks when no rt_supabase_url is set)."""
         if self.server is None:
             self.start()
-        assert self.server is not None
+        assert self.server is not None and self.server.port is not None
         return ProjectUrl("http", "127.0.0.1", self.server.port)
 
     def start(self) -> None:

@@ -37,7 +37,8 @@ import time
 from collections.abc import Callable, Iterator
 
 import wsproto.events
-from mitmproxy import addonmanager, connection, ctx, exceptions, hooks, http, websocket
+from mitmproxy import addonmanager, connection, ctx, exceptions, hooks, http, optmanager, websocket
+from mitmproxy.contentviews import Contentview
 from mitmproxy.proxy import commands, events
 from mitmproxy.proxy.layers.websocket import WebsocketEndHook, WebsocketLayer, WebSocketMessageInjected
 from rtproxy_core import closecodes
@@ -105,12 +106,14 @@ def pass_lost_connections(applies: Callable[[http.HTTPFlow], bool]) -> Callable[
         from_client = event.connection == self.context.client
         src_ws = self.client_ws if from_client else self.server_ws
         src_ws.receive_data(None)
+        data = self.flow.websocket
+        assert data is not None  # relay_messages passes on only flows with one
         for ws_event in src_ws.events():  # wsproto: CloseConnection(1006), the one event of a lost connection
             if isinstance(ws_event, wsproto.events.CloseConnection):
-                self.flow.websocket.timestamp_end = time.time()
-                self.flow.websocket.closed_by_client = from_client
-                self.flow.websocket.close_code = ws_event.code
-                self.flow.websocket.close_reason = ws_event.reason
+                data.timestamp_end = time.time()
+                data.closed_by_client = from_client
+                data.close_code = ws_event.code
+                data.close_reason = ws_event.reason
         for ws in (self.server_ws, self.client_ws):
             yield commands.CloseConnection(ws.conn)
         yield WebsocketEndHook(self.flow)
@@ -125,7 +128,7 @@ def pass_lost_connections(applies: Callable[[http.HTTPFlow], bool]) -> Callable[
     return undo
 
 
-def deferred_values(options) -> list[tuple[str, object, list[str]]]:
+def deferred_values(options: optmanager.OptManager) -> list[tuple[str, optmanager._Option, list[str]]]:
     """(name, option, raw values) of each deferred `--set rt_*` whose option is declared now."""
     out = []
     for name, value in list(options.deferred.items()):
@@ -143,7 +146,7 @@ def drop_deferred(options, name: str) -> None:
     del options.deferred[name]
 
 
-def remove_view(view) -> bool:
+def remove_view(view: Contentview) -> bool:
     """Remove this very `view` from mitmproxy's content-view registry; True if it was there.
 
     mitmproxy 12 has no public way: `contentviews.remove` is a deprecated no-op and the registry is a
@@ -157,8 +160,8 @@ def remove_view(view) -> bool:
     key = view.name.lower()
     if not isinstance(by_name, dict) or by_name.get(key) is not view:
         return False
-    del by_name[key]
-    registry.on_change.send(view)
+    removed: Contentview = by_name.pop(key)
+    registry.on_change.send(removed)
     return True
 
 
@@ -174,11 +177,11 @@ def wrap_har_entries(extend: Callable[[http.HTTPFlow, dict], dict]) -> Callable[
     def flow_entry(self, flow, servers_seen):
         return extend(flow, original(self, flow, servers_seen))
 
-    SaveHar.flow_entry = flow_entry
+    SaveHar.flow_entry = flow_entry  # type: ignore[method-assign]
 
     def undo() -> None:
         if SaveHar.flow_entry is flow_entry:
-            SaveHar.flow_entry = original
+            SaveHar.flow_entry = original  # type: ignore[method-assign]
 
     return undo
 
@@ -230,8 +233,8 @@ _addon_logger = logging.getLogger(addonmanager.__name__)
 def log_addon_error() -> None:
     """The exception being handled, logged as mitmproxy's `safecall` logs an addon's (addonmanager.py):
     "Addon error: ...", with its traceback, on mitmproxy's addonmanager logger."""
-    etype, value, tb = sys.exc_info()
-    _addon_logger.error(f"Addon error: {value}", exc_info=(etype, value, tb))
+    value = sys.exc_info()[1]
+    _addon_logger.error(f"Addon error: {value}", exc_info=value)
 
 
 class FastAddonManager(addonmanager.AddonManager):

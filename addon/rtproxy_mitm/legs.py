@@ -274,8 +274,8 @@ class Legs:
                     session.findings.extend(u.findings)  # rt.report, the flow's comment and marker
                     if flow is not None:
                         show_findings(flow, session)
-                for f in u.findings:
-                    self.tracker.log_finding(cl.conn, f)
+                for finding in u.findings:
+                    self.tracker.log_finding(cl.conn, finding)
             for leg in p.legs():
                 if (f := self.flows.get(leg.id)) is not None:
                     f.metadata[LEG] = r.output(core.leg_metadata(p, leg, r))

@@ -9,6 +9,8 @@ mitmproxy leaves out. A marker or comment the user set is never replaced, nor on
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from mitmproxy import ctx, hooks, http
 from rtproxy_core.diagnosis import ranked
 from rtproxy_core.rules import ERROR, INFO
@@ -74,7 +76,7 @@ class Marks:
     the finding is on the list without a click."""
 
     def __init__(self) -> None:
-        self._unwrap = None
+        self._unwrap: Callable[[], None] | None = None
 
     def load(self, loader) -> None:
         self._unwrap = wrap_har_entries(har_entry)

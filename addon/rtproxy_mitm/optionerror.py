@@ -16,6 +16,10 @@ logger = logging.getLogger("rtproxy")
 _started = False
 
 
+# What a deferred --set value of each option type must look like, in the one ERROR line.
+_EXPECTED: dict[object, str] = {int: "a whole number", bool: "true or false", str: "a value"}
+
+
 def mark_running() -> None:
     global _started
     _started = True
@@ -51,5 +55,5 @@ def check_deferred() -> None:
         except exceptions.OptionsError as e:
             internals.drop_deferred(options, name)
             got = f"got {raw[0]!r}" if raw else f"got no value (--set {name}=VALUE)"
-            expected = {int: "a whole number", bool: "true or false", str: "a value"}.get(option.typespec)
+            expected = _EXPECTED.get(option.typespec)
             reject(name, f"expected {expected}, {got}" if expected else str(e))

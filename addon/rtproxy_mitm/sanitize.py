@@ -123,10 +123,10 @@ def sanitize_flow(f: mflow.Flow) -> Places:
                 f.websocket.close_reason = reason
                 sanitize.add(places, sanitize.MESSAGES, found)
     elif isinstance(f, (tcp.TCPFlow, udp.UDPFlow)):
-        for m in f.messages:
-            new, found = sanitize.data(m.content)
+        for raw in f.messages:
+            new_data, found = sanitize.data(raw.content)
             if found:
-                m.content = new
+                raw.content = new_data
                 sanitize.add(places, sanitize.MESSAGES, found)
     metadata(f, places)
     if f.comment:

@@ -256,7 +256,7 @@ async def run(args, tmp: Path) -> dict[str, Any]:
         )
 
         # ---------------------------------------------------------------- churn
-        rounds = []
+        rounds: list[dict[str, Any]] = []
         for r in range(args.rounds):
             rs = Stats()
             t0 = time.monotonic()
