@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from rtproxy_core import closecodes, frames
 from rtproxy_core.captures import CaptureError, har_connections
 from rtproxy_core.diagnosis import Diagnoser, diagnose_captures
-from rtproxy_core.events import Closed, Frame, Handshake, Hop, Opened, Upstream, UpstreamHandshake
+from rtproxy_core.events import Closed, Frame, Handshake, Hop, HopKind, Opened, Upstream, UpstreamHandshake
 from rtproxy_core.faults import FAULTS, FaultPlan, FaultSpec, parse_faults
 from rtproxy_core.hop import parse_supabase_url
 from rtproxy_core.redact import Redactor, describe_jwt, jwt_claims, jwt_expired
@@ -477,15 +477,7 @@ def frames_ev(draw) -> Frame:
     return Frame(client, binary, data, draw(times))
 
 
-HOP_WHATS = [
-    "fault",
-    "frame-dropped",
-    "close-throws",
-    "binary-as-text",
-    "upstream-failed",
-    "upstream-unreachable",
-    "",
-]
+HOP_WHATS = [*HopKind, ""]  # every kind a hop reports, and one no producer writes
 events = st.one_of(
     st.builds(Opened, urls, headers, times),
     st.builds(Upstream, urls, headers, times),

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from . import closecodes
 from .diagnosis import Connection
-from .events import Closed, Event, Frame, FrameError, Handshake, Hop, Opened
+from .events import Closed, Event, Frame, FrameError, Handshake, Hop, HopKind, Opened
 from .session import is_realtime_path
 
 # Why the reader leaves a frame out (the keys of a connection's `frames.dropped` in rtdiagnose --json).
@@ -206,7 +206,7 @@ def _error_events(response: dict[str, Any], mitmproxy: bool, t: float) -> list[E
     if not isinstance(error, str) or not error:
         return []
     error = error[:500]
-    events: list[Event] = [Hop("upstream-unreachable", error, t)] if mitmproxy else []
+    events: list[Event] = [Hop(HopKind.UPSTREAM_UNREACHABLE, error, t)] if mitmproxy else []
     return [*events, Closed(None, "", None, t, error)]
 
 

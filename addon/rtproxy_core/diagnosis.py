@@ -10,7 +10,7 @@ from . import frames
 from .events import Event, Frame
 from .redact import Redactor
 from .rules import RECONNECT_LOOP, Check, Finding, Timers, evaluate, link
-from .session import Note, Session
+from .session import Note, NoteLevel, Session
 
 LOOP_WINDOW_S = 60.0  # reconnects counted within this window
 LOOP_SHORT_S = 10.0  # a connection that ends sooner than this counts as a failed one
@@ -47,7 +47,7 @@ def _key(s: Session) -> str:
 
 
 def _worth_logging(notes: list[Note]) -> bool:
-    return any(n.level != "debug" for n in notes)
+    return any(n.level != NoteLevel.DEBUG for n in notes)
 
 
 def ranked(findings: list[Finding]) -> list[Finding]:

@@ -7,6 +7,7 @@ Times are seconds since the epoch (float), taken from the source (hook time, or 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 
 @dataclass(slots=True)
@@ -58,15 +59,33 @@ class Frame:
     time: float = 0.0
 
 
-COMMAND = "command"  # Hop.what of a live command (rtproxy_mitm/commands.py); flow files keep it too
+class HopKind(StrEnum):
+    """What a hop did (`Hop.what`); the value is the word the log and flow files show."""
+
+    UPSTREAM_UNREACHABLE = "upstream-unreachable"  # no upstream answered the upgrade (mitmproxy's flow.error)
+    UPSTREAM_FAILED = "upstream-failed"  # the relay's upstream leg failed after the client got its 101
+    UPSTREAM_ERROR = (
+        "upstream-error"  # an error event on the relay's upstream leg ("Network connection lost.")
+    )
+    CLIENT_ERROR = "client-error"  # an error event on the relay's client leg
+    CLOSE_THROWS = "close-throws"  # the relay's close() threw (workerd refuses the code)
+    FRAME_DROPPED = (
+        "frame-dropped"  # a frame the hop did not pass on (a fault; the relay before its upstream)
+    )
+    BINARY_AS_TEXT = "binary-as-text"  # a binary frame the relay passed on as text (event.data is a Blob)
+    FAULT = "fault"  # an rt_fault fired (rtproxy_mitm/faults.py)
+    COMMAND = "command"  # a live command acted on the flow (rtproxy_mitm/commands.py); flow files keep it
+
+
+COMMAND = HopKind.COMMAND
 
 
 @dataclass(slots=True)
 class Hop:
     """Something the hop itself did that the wire alone does not show: a relay dropped a frame, its
-    upstream leg failed, its close() threw, a fault fired. `what` is a stable kebab-case word."""
+    upstream leg failed, its close() threw, a fault fired."""
 
-    what: str
+    what: HopKind
     detail: str = ""
     time: float = 0.0
     frame: Frame | None = None

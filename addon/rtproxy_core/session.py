@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -25,8 +26,33 @@ from .redact import Redactor, jwt_claims, jwt_expired
 if TYPE_CHECKING:
     from .rules import Finding
 
-# Channel states, as every Realtime client names them.
-JOINING, JOINED, ERRORED, LEAVING, CLOSED = "joining", "joined", "errored", "leaving", "closed"
+
+class ChannelState(StrEnum):
+    """A channel instance's state, as every Realtime client names it (realtime-js CHANNEL_STATES,
+    realtime-py ChannelStates)."""
+
+    JOINING = "joining"
+    JOINED = "joined"
+    ERRORED = "errored"
+    LEAVING = "leaving"
+    CLOSED = "closed"
+
+
+# The members by their short names, as websockets' protocol.py exports its State's.
+JOINING = ChannelState.JOINING
+JOINED = ChannelState.JOINED
+ERRORED = ChannelState.ERRORED
+LEAVING = ChannelState.LEAVING
+CLOSED = ChannelState.CLOSED
+
+
+class NoteLevel(StrEnum):
+    """How loud a Note is: the log level a live run writes it at (rtproxy_mitm/tracker.py)."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+
 
 MAX_CHANNELS = 500  # per connection; a client that joins more is hostile or broken
 MAX_PENDING = 1000  # pushes awaiting a reply
@@ -41,7 +67,7 @@ GAVE_UP_MIN_S = 1.0  # no client times a join out sooner; a leave or rejoin soon
 
 @dataclass(slots=True)
 class Note:
-    level: str  # "debug" | "info" | "warning"
+    level: NoteLevel
     text: str
     topic: str | None = None
 
@@ -59,7 +85,7 @@ class Channel:
     """One channel instance: a phx_join and what followed it, until the channel ended."""
 
     topic: str
-    state: str = JOINING
+    state: ChannelState = JOINING
     join_ref: str | None = None
     seq: int = 1  # the how-manieth join of this topic on the connection
     join_sent_at: float | None = None
@@ -309,7 +335,9 @@ class Session:
             self.upstream_rejection = rejection_text(ev.body)
             why = self.redactor.text(self.upstream_rejection or "(empty body)")
             client = f" (the client got {self.status} already)" if self.status else ""
-            notes.append(Note("warning", f"upstream rejected the hop's upgrade: {ev.status} {why}{client}"))
+            notes.append(
+                Note(NoteLevel.WARNING, f"upstream rejected the hop's upgrade: {ev.status} {why}{client}")
+            )
         elif isinstance(ev, Hop):
             self._hop(ev, notes)
         elif isinstance(ev, Closed):
@@ -380,7 +408,7 @@ class Session:
         key = self.redactor.secret(self.apikey, ev.time) if self.apikey else "none"
         notes.append(
             Note(
-                "info",
+                NoteLevel.INFO,
                 f"connect {self.redactor.url(ev.url)} "
                 f"(vsn {self.client_vsn or 'absent → 1.0.0'}, apikey {key})",
             )
@@ -393,7 +421,7 @@ class Session:
         self.upstream_vsn = q.get("vsn")
         # What the server negotiates is decided by the URL it receives, not the client's.
         self.vsn = frames.vsn_family(q.get("vsn")) or frames.V1
-        notes.append(Note("info", f"upstream {self.redactor.url(ev.url)}"))
+        notes.append(Note(NoteLevel.INFO, f"upstream {self.redactor.url(ev.url)}"))
 
     def _handshake(self, ev: Handshake, notes: list[Note]) -> None:
         self.status = ev.status
@@ -401,11 +429,11 @@ class Session:
             self.upgraded_at = ev.time
             asked = frames.vsn_family(self.client_vsn) or self.client_vsn
             if asked == self.vsn:
-                notes.append(Note("info", f"upgraded (101), vsn {self.vsn}"))
+                notes.append(Note(NoteLevel.INFO, f"upgraded (101), vsn {self.vsn}"))
             else:
                 notes.append(
                     Note(
-                        "warning",
+                        NoteLevel.WARNING,
                         f"upgraded (101); the client speaks vsn {asked} but the upstream URL "
                         f"asks for {self.upstream_vsn or 'none (so 1.0.0)'}",
                     )
@@ -414,7 +442,7 @@ class Session:
         self.rejection = rejection_text(ev.body)
         self.rejection_headers = list(ev.headers)
         why = self.redactor.text(self.rejection) if self.rejection else "(empty body)"
-        notes.append(Note("warning", f"upgrade rejected: {ev.status} {why}"))
+        notes.append(Note(NoteLevel.WARNING, f"upgrade rejected: {ev.status} {why}"))
 
     def _hop(self, ev: Hop, notes: list[Note]) -> None:
         self.hops.append(ev)
@@ -433,7 +461,7 @@ class Session:
                 if ch is not None:
                     ch.join_dropped += 1
         if count <= 3:  # the first few of a kind are logged; the counts go on
-            notes.append(Note("warning", f"hop: {ev.what}: {self.redactor.text(ev.detail)}"))
+            notes.append(Note(NoteLevel.WARNING, f"hop: {ev.what}: {self.redactor.text(ev.detail)}"))
 
     def _closed(self, ev: Closed, notes: list[Note]) -> None:
         self.closed = ev
@@ -445,19 +473,19 @@ class Session:
         error = f", {self.redactor.text(ev.error)}" if ev.error else ""
         dur = f" after {ev.time - self.upgraded_at:.1f} s" if self.upgraded_at else ""
         if not ev.recorded:
-            notes.append(Note("info", f"connection ended{dur} (the capture records no close frame)"))
+            notes.append(Note(NoteLevel.INFO, f"connection ended{dur} (the capture records no close frame)"))
         elif ev.code is None and ev.ended_first in ("client", "server"):
             notes.append(
                 Note(
-                    "info",
+                    NoteLevel.INFO,
                     f"closed by network: no close frame (the {ev.ended_first}'s side ended "
                     f"first){dur}{error}",
                 )
             )
         else:
-            notes.append(Note("info", f"closed by {who}: {code}{reason}{dur}{error}"))
+            notes.append(Note(NoteLevel.INFO, f"closed by {who}: {code}{reason}{dur}{error}"))
         if self.heartbeats.sent:
-            notes.append(Note("info", self.heartbeats.summary()))
+            notes.append(Note(NoteLevel.INFO, self.heartbeats.summary()))
         # A client that closes its own socket normally is done with its channels; anything else is the
         # "socket closed: <code>" CHANNEL_ERROR clients report.
         clean = not self.failed
@@ -468,7 +496,7 @@ class Session:
                 ch.state = CLOSED if clean or ch.state == LEAVING else ERRORED
                 if not clean:
                     ch.reason = ch.reason or f"socket closed: {code}{reason}"
-            notes.append(Note("info", "  " + ch.describe(self.redactor), ch.topic))
+            notes.append(Note(NoteLevel.INFO, "  " + ch.describe(self.redactor), ch.topic))
 
     def _frame_error(self, ev: FrameError, notes: list[Note]) -> None:
         """Count what a capture held in place of a frame; log the first few."""
@@ -477,12 +505,12 @@ class Session:
             why = ev.text if ev.text in dropped or len(dropped) < MAX_HISTORY else "other"
             dropped[why] = dropped.get(why, 0) + 1
             if sum(dropped.values()) == 1:
-                notes.append(Note("warning", f"capture: a frame was left out ({why})"))
+                notes.append(Note(NoteLevel.WARNING, f"capture: a frame was left out ({why})"))
             return
         self.error_frames.append(ev)
         self.error_frame_count += 1
         if self.error_frame_count <= 3:
-            notes.append(Note("warning", f"the browser recorded a WebSocket error: {ev.text}"))
+            notes.append(Note(NoteLevel.WARNING, f"the browser recorded a WebSocket error: {ev.text}"))
 
     # ------------------------------------------------------------------------------------ frames
 
@@ -502,7 +530,7 @@ class Session:
             self.decode_errors += 1
             if self.decode_errors <= 3:
                 side = "client" if f.from_client else "server"
-                notes.append(Note("warning", f"undecodable {side} frame ({len(f.data)} bytes): {e}"))
+                notes.append(Note(NoteLevel.WARNING, f"undecodable {side} frame ({len(f.data)} bytes): {e}"))
             return
         if self.debug:
             arrow = "→" if f.from_client else "←"
@@ -510,7 +538,7 @@ class Session:
             kind = f" kind {msg.kind}" if msg.kind is not None else ""
             notes.append(
                 Note(
-                    "debug",
+                    NoteLevel.DEBUG,
                     f"{arrow} {msg.topic} {msg.event} ref={msg.ref} join_ref={msg.join_ref}{kind} {payload}",
                     msg.topic,
                 )
@@ -537,7 +565,7 @@ class Session:
             whose = "the upstream URL asks for" if self.upstream_url else "the connection negotiated"
             notes.append(
                 Note(
-                    "warning",
+                    NoteLevel.WARNING,
                     f"client sends {sent} but {whose} vsn {self.vsn}: a Realtime server "
                     "drops such frames without a reply",
                     msg.topic,
@@ -575,7 +603,7 @@ class Session:
             if ch.state == JOINING and ch.join_sent_at is not None and t - ch.join_sent_at >= GAVE_UP_MIN_S:
                 ch.gave_up = True
             ch.state, ch.left_at = LEAVING, t
-            notes.append(Note("info", f"leave {ch.label}", topic))
+            notes.append(Note(NoteLevel.INFO, f"leave {ch.label}", topic))
         elif ev == frames.EV_BROADCAST:
             ch.broadcasts_sent += 1
             if not ch.ack:
@@ -613,7 +641,7 @@ class Session:
                 if self.dropped_channels == 1:
                     notes.append(
                         Note(
-                            "warning",
+                            NoteLevel.WARNING,
                             f"{MAX_CHANNELS} live channels on this connection: further joins are not tracked",
                         )
                     )
@@ -644,7 +672,7 @@ class Session:
         again = f" (join #{ch.seq})" if ch.seq > 1 else ""
         notes.append(
             Note(
-                "info",
+                NoteLevel.INFO,
                 f"join {ch.topic} ref={msg.ref}{again}" + (f" [{', '.join(extras)}]" if extras else ""),
                 ch.topic,
             )
@@ -676,7 +704,7 @@ class Session:
                 ch.token_expired_s = ago
             elif ch.pushed_expired_s is None:
                 ch.pushed_expired_s = ago
-            notes.append(Note("warning", f"{ch.label}: {what} expired {ago:.0f} s ago", ch.topic))
+            notes.append(Note(NoteLevel.WARNING, f"{ch.label}: {what} expired {ago:.0f} s ago", ch.topic))
 
     def _server(self, msg: frames.Message, t: float, notes: list[Note]) -> None:
         ev, topic = msg.event, msg.topic
@@ -714,7 +742,9 @@ class Session:
                 if ch.state not in (CLOSED, ERRORED):
                     ch.closed_by = "client" if ch.state == LEAVING else "server"
                     ch.state, ch.closed_at = CLOSED, t
-                notes.append(Note("info", f"{topic}: server closed {ch.label}, an earlier join", topic))
+                notes.append(
+                    Note(NoteLevel.INFO, f"{topic}: server closed {ch.label}, an earlier join", topic)
+                )
                 return
             ch.closed_by = "server" if ch.state != LEAVING else "client"
             ch.closed_at = t
@@ -722,12 +752,12 @@ class Session:
             if last and last.status == "error" and ch.state != LEAVING:
                 ch.reason = last.message
             ch.state = CLOSED
-            level = "info" if ch.closed_by == "client" else "warning"
+            level = NoteLevel.INFO if ch.closed_by == "client" else NoteLevel.WARNING
             why = f": {self.redactor.text(ch.reason)}" if ch.reason and ch.closed_by == "server" else ""
             notes.append(Note(level, f"{ch.label} closed (phx_close from server){why}", topic))
         elif ev == frames.PHX_ERROR:
             ch.state, ch.reason = ERRORED, f"phx_error {_short(payload)}"
-            notes.append(Note("warning", f"{ch.label} phx_error {_short(payload)}", topic))
+            notes.append(Note(NoteLevel.WARNING, f"{ch.label} phx_error {_short(payload)}", topic))
         elif ev == frames.EV_SYSTEM:
             sm = SystemMessage(
                 t,
@@ -736,7 +766,7 @@ class Session:
                 str(payload.get("message", "")),
             )
             ch.system.append(sm)
-            level = "warning" if sm.status == "error" else "info"
+            level = NoteLevel.WARNING if sm.status == "error" else NoteLevel.INFO
             notes.append(
                 Note(
                     level,
@@ -746,7 +776,7 @@ class Session:
             )
         elif ev == frames.EV_PRESENCE_STATE:
             ch.presence = set(list(payload)[:10000])
-            notes.append(Note("info", f"presence {ch.label}: {len(ch.presence)} present", topic))
+            notes.append(Note(NoteLevel.INFO, f"presence {ch.label}: {len(ch.presence)} present", topic))
         elif ev == frames.EV_PRESENCE_DIFF:
             joins, leaves = payload.get("joins"), payload.get("leaves")
             if isinstance(leaves, dict):
@@ -781,7 +811,7 @@ class Session:
                     self._bindings(ch, response)
                 notes.append(
                     Note(
-                        "info",
+                        NoteLevel.INFO,
                         f"{ch.label}: join reply ({status}) after {ms:.0f} ms, the client had "
                         "joined again already",
                         topic,
@@ -791,7 +821,7 @@ class Session:
                 ch.state, ch.join_latency_ms = ERRORED, ms  # the client reported TIMED_OUT already
                 notes.append(
                     Note(
-                        "warning",
+                        NoteLevel.WARNING,
                         f"{ch.label} join reply ({status}) came after {ms:.0f} ms, past the "
                         f"client's {self.join_timeout_s:g} s join timeout",
                         topic,
@@ -803,23 +833,23 @@ class Session:
                 ids = (
                     f" (postgres_changes ids {', '.join(map(str, ch.binding_ids))})" if ch.binding_ids else ""
                 )
-                notes.append(Note("info", f"{ch.label} joined in {ms:.0f} ms{ids}", topic))
+                notes.append(Note(NoteLevel.INFO, f"{ch.label} joined in {ms:.0f} ms{ids}", topic))
             else:
                 ch.state, ch.reason = ERRORED, reason or f"join reply status {status!r}"
                 notes.append(
                     Note(
-                        "warning",
+                        NoteLevel.WARNING,
                         f"{ch.label} join error after {ms:.0f} ms: {self.redactor.text(ch.reason)}",
                         topic,
                     )
                 )
         elif event == frames.PHX_LEAVE:
-            notes.append(Note("info", f"{ch.label} leave acknowledged ({status})", topic))
+            notes.append(Note(NoteLevel.INFO, f"{ch.label} leave acknowledged ({status})", topic))
         elif status != "ok":
             ch.push_errors.append((event, reason or str(status)))
             notes.append(
                 Note(
-                    "warning",
+                    NoteLevel.WARNING,
                     f"{ch.label} {event} rejected: {self.redactor.text(reason or str(status))}",
                     topic,
                 )

@@ -16,7 +16,7 @@ import time
 from mitmproxy import command, ctx, exceptions, http
 from mitmproxy import flow as mflow
 from rtproxy_core import closecodes, inject
-from rtproxy_core.events import COMMAND, Hop
+from rtproxy_core.events import Hop, HopKind
 from rtproxy_core.session import Session
 
 from .flowevents import COMMANDS
@@ -46,7 +46,7 @@ class LiveCommands:
     def _hop(self, flow: http.HTTPFlow, what: str) -> None:
         t = time.time()
         flow.metadata.setdefault(COMMANDS, []).append([t, what])  # so a flow file shows it too
-        self.tracker.report_event(flow.id, Hop(COMMAND, what, t))
+        self.tracker.report_event(flow.id, Hop(HopKind.COMMAND, what, t))
 
     def _send(self, flow: http.HTTPFlow, composed: inject.Composed) -> None:
         data = composed.data.encode() if isinstance(composed.data, str) else composed.data

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from mitmproxy import ctx, http
 from rtproxy_core import frames
-from rtproxy_core.events import Event, Frame, Hop
+from rtproxy_core.events import Event, Frame, Hop, HopKind
 from rtproxy_core.faults import FaultPlan, FaultSpec, help_text, parse_faults
 
 from .flowevents import UPSTREAM_URL, is_realtime
@@ -73,7 +73,7 @@ class Faults:
         logger.info(f"rtproxy: rt_fault is now {now}: new connections get it{live}")
 
     def _hop(self, flow: http.HTTPFlow, note: str, frame: Frame | None = None) -> None:
-        self.report(flow.id, Hop("fault", note, time.time(), frame))
+        self.report(flow.id, Hop(HopKind.FAULT, note, time.time(), frame))
 
     # -------------------------------------------------------------------------------- hooks
 

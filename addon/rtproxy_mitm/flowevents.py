@@ -7,7 +7,7 @@ from mitmproxy import http, websocket
 from mitmproxy.proxy import mode_specs
 from rtproxy_core import closecodes
 from rtproxy_core.captures import is_realtime as is_realtime_socket
-from rtproxy_core.events import COMMAND, Closed, Event, Frame, Handshake, Hop, Opened, Upstream
+from rtproxy_core.events import Closed, Event, Frame, Handshake, Hop, HopKind, Opened, Upstream
 
 # flow.metadata keys, written by the Worker at reroute time (saved with the flow in flow files).
 ORIGINAL_URL = "rtproxy.original_url"
@@ -78,7 +78,7 @@ def closed_event(flow: http.HTTPFlow) -> Closed:
 def error_events(flow: http.HTTPFlow) -> list[Event]:
     msg = flow.error.msg if flow.error else "unknown error"
     t = flow.error.timestamp if flow.error else 0.0
-    return [Hop("upstream-unreachable", msg, t), Closed(None, "", None, t, msg)]
+    return [Hop(HopKind.UPSTREAM_UNREACHABLE, msg, t), Closed(None, "", None, t, msg)]
 
 
 def flow_events(flow: http.HTTPFlow) -> list[Event]:
@@ -92,14 +92,14 @@ def flow_events(flow: http.HTTPFlow) -> list[Event]:
         for m in flow.websocket.messages:
             while commands and commands[-1][0] <= m.timestamp:
                 t, what = commands.pop()
-                events.append(Hop(COMMAND, what, t))
+                events.append(Hop(HopKind.COMMAND, what, t))
             # A dropped message never reached the other side; live, the fault reported it the same way.
             events.append(
-                Hop("frame-dropped", "dropped by the hop", m.timestamp, frame_event(m))
+                Hop(HopKind.FRAME_DROPPED, "dropped by the hop", m.timestamp, frame_event(m))
                 if m.dropped
                 else frame_event(m)
             )
-        events.extend(Hop(COMMAND, what, t) for t, what in reversed(commands))
+        events.extend(Hop(HopKind.COMMAND, what, t) for t, what in reversed(commands))
         if flow.websocket.timestamp_end is not None:
             events.append(closed_event(flow))
     elif flow.error is not None and flow.response is None:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rtproxy_core import closecodes
-from rtproxy_core.events import Event, Frame, Hop, Upstream, UpstreamHandshake
+from rtproxy_core.events import Event, Frame, Hop, HopKind, Upstream, UpstreamHandshake
 from rtproxy_core.hop import (
     AUTO_CLOSE_DATE,
     BLOB_DATE,
@@ -135,7 +135,7 @@ class Relay:
                 await self._close_client(flow_id, client, 1011, "Proxy server error")
                 return
             except Exception as e:  # noqa: BLE001 - any failure is the Worker's "error" event
-                self._hop(flow_id, "upstream-failed", f"{type(e).__name__}: {e}"[:300])
+                self._hop(flow_id, HopKind.UPSTREAM_FAILED, f"{type(e).__name__}: {e}"[:300])
                 await self._close_client(flow_id, client, 1011, "Proxy server error")
                 return
             upstream_leg.append(up)
@@ -156,8 +156,10 @@ class Relay:
                 # web_socket_auto_reply_to_close: workerd answers the upstream's close frame itself, then
                 # fires "error" on the upstream socket, whose listener (the seed's) closes the client 1011
                 # (tests/test_workerd.py, test_relay_upstream_closes_without_a_code).
-                self._hop(flow_id, "close-throws", f"clientWebSocket.close({code}) throws '{error}' (caught)")
-                self._hop(flow_id, "upstream-error", "Network connection lost.")
+                self._hop(
+                    flow_id, HopKind.CLOSE_THROWS, f"clientWebSocket.close({code}) throws '{error}' (caught)"
+                )
+                self._hop(flow_id, HopKind.UPSTREAM_ERROR, "Network connection lost.")
                 await self._close_client(flow_id, client, 1011, "Proxy server error")
             else:
                 await self._close_client(flow_id, client, code, reason)
@@ -172,7 +174,7 @@ class Relay:
                     data = message.encode() if isinstance(message, str) else message
                     self._hop(
                         flow_id,
-                        "frame-dropped",
+                        HopKind.FRAME_DROPPED,
                         "Server not ready, dropping message",
                         Frame(True, isinstance(message, bytes), data, time.time()),
                     )
@@ -189,14 +191,14 @@ class Relay:
                 # client's close frame goes unanswered there (the client ends with 1006); through
                 # mitmproxy it is answered (proxy/layers/websocket.py answers a close itself).
                 self._hop(
-                    flow_id, "close-throws", f"serverWebSocket.close({code}) throws '{error}', uncaught"
+                    flow_id, HopKind.CLOSE_THROWS, f"serverWebSocket.close({code}) throws '{error}', uncaught"
                 )
-                self._hop(flow_id, "client-error", error)
+                self._hop(flow_id, HopKind.CLIENT_ERROR, error)
                 await up.close(1011, "Client connection error")
             elif error:
                 self._hop(
                     flow_id,
-                    "close-throws",
+                    HopKind.CLOSE_THROWS,
                     f"serverWebSocket.close({code}) throws '{error}': the upstream leg stays open",
                 )
             else:
@@ -210,7 +212,7 @@ class Relay:
             # until its own heartbeat timeout gives up on it.
             self._hop(
                 flow_id,
-                "close-throws",
+                HopKind.CLOSE_THROWS,
                 f"clientWebSocket.close({code}) throws '{error}': the client leg stays open",
             )
             return
@@ -223,11 +225,11 @@ class Relay:
             return message
         self._hop(
             flow_id,
-            "binary-as-text",
+            HopKind.BINARY_AS_TEXT,
             f"a {len(message)}-byte binary frame from the {origin} was "
             f"relayed as the text {BLOB_TEXT!r} (event.data is a Blob)",
         )
         return BLOB_TEXT
 
-    def _hop(self, flow_id: str, what: str, detail: str, frame: Frame | None = None) -> None:
+    def _hop(self, flow_id: str, what: HopKind, detail: str, frame: Frame | None = None) -> None:
         self.report(flow_id, Hop(what, detail, time.time(), frame))
