@@ -59,6 +59,12 @@ class Frame:
     time: float = 0.0
 
 
+def conn_id(source_id: str) -> str:
+    """A connection's id in everything rtproxy shows (`[rt 1a2b3c]`): the first six characters of the id
+    its source gave it (mitmproxy's flow id)."""
+    return source_id[:6]
+
+
 class HopKind(StrEnum):
     """What a hop did (`Hop.what`); the value is the word the log and flow files show."""
 

@@ -13,6 +13,7 @@ from rtproxy_core import frames
 from rtproxy_core.events import Event, Frame, Hop, HopKind
 from rtproxy_core.faults import FaultPlan, FaultSpec, help_text, parse_faults
 
+from .connlog import flow_log
 from .flowevents import UPSTREAM_URL, is_realtime
 from .internals import close_with_code, drop_without_close
 from .optionerror import reject, running
@@ -82,7 +83,7 @@ class Faults:
             flow.request.path = flow.request.path.split("?", 1)[0]
             if UPSTREAM_URL in flow.metadata:
                 flow.metadata[UPSTREAM_URL] = flow.request.url
-            logger.info(f"[rt {flow.id[:6]}] fault strip-query: the upgrade goes upstream without its query")
+            flow_log(flow.id).info("fault strip-query: the upgrade goes upstream without its query")
 
     def websocket_start(self, flow: http.HTTPFlow) -> None:
         if not is_realtime(flow):
@@ -112,12 +113,12 @@ class Faults:
             return
         try:
             self._message(flow, plan)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 (logged below, with its traceback)
             # Logged once per connection: no more faults on it, its frames go on untouched.
             self.plans.pop(flow.id, None)
-            logger.exception(
-                f"[rt {flow.id[:6]}] rtproxy internal error in rt_fault, no more faults on this "
-                f"connection: {type(e).__name__}: {e}",  # noqa: TRY401 (the one line says what failed)
+            flow_log(flow.id).exception(
+                "rtproxy internal error in rt_fault, no more faults on this "
+                f"connection: {type(e).__name__}: {e}",
             )
 
     def _message(self, flow: http.HTTPFlow, plan: FaultPlan) -> None:

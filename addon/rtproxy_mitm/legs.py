@@ -29,6 +29,7 @@ from rtproxy_core import legs as core
 from rtproxy_core.legs import CLIENT, UPSTREAM, LegBook, Update
 from rtproxy_core.session import Session
 
+from .connlog import connection_log
 from .flowevents import (
     REALTIME,
     closed_event,
@@ -251,8 +252,8 @@ class Legs:
         if leg is not None and leg.side == UPSTREAM and self.book.pair_of(flow.id) is None:
             flow.metadata[LEG] = self.tracker.redactor.output(core.stray_metadata(leg))
             self.flows.pop(flow.id, None)
-            logger.info(
-                f"[rt {leg.conn}] legs: upstream leg ended, paired with no client leg (no client connection "
+            connection_log(leg.conn).info(
+                "legs: upstream leg ended, paired with no client leg (no client connection "
                 "on the client-side listener was open when it opened)"
             )
 
@@ -266,8 +267,8 @@ class Legs:
                 self._remember(flow)
             session = self.sessions.get(cl.id)
             if u.paired and p.upstream is not None:
-                logger.info(
-                    r.output(f"[rt {cl.conn}] legs: paired with upstream leg {p.upstream.conn} by {p.how}")
+                connection_log(cl.conn).info(
+                    r.output(f"legs: paired with upstream leg {p.upstream.conn} by {p.how}")
                 )
             if u.findings:
                 if session is not None:
@@ -281,8 +282,8 @@ class Legs:
                     f.metadata[LEG] = r.output(core.leg_metadata(p, leg, r))
             if u.final:
                 other = f"upstream leg {p.upstream.conn}" if p.upstream is not None else "no upstream leg"
-                logger.info(
-                    f"[rt {cl.conn}] legs: client leg {cl.conn} and {other} ended; the hop changed: "
+                connection_log(cl.conn).info(
+                    f"legs: client leg {cl.conn} and {other} ended; the hop changed: "
                     f"{', '.join(p.changes) or 'nothing'}"
                 )
                 for leg in p.legs():

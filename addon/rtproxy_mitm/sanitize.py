@@ -20,6 +20,7 @@ from mitmproxy.version import VERSION
 from rtproxy_core import sanitize
 from rtproxy_core.sanitize import Places, Replaced
 
+from .connlog import flow_log
 from .flowevents import is_realtime
 from .internals import RELAY_MESSAGES_CHECKED, relay_messages_checked, store_message_copy
 
@@ -213,4 +214,4 @@ class Sanitize:
         places = self.flows.pop(flow.id, None)
         if places:
             where = "; ".join(f"{sanitize.describe(c)} in {p}" for p, c in places.items())
-            logger.debug(f"[rt {flow.id[:6]}] stored flow sanitized: {where}")
+            flow_log(flow.id).debug(f"stored flow sanitized: {where}")

@@ -15,12 +15,13 @@ from pathlib import Path
 
 from mitmproxy import command, ctx, exceptions, http, types
 from rtproxy_core.diagnosis import Diagnoser
-from rtproxy_core.events import Event, Hop
+from rtproxy_core.events import Event, Hop, conn_id
 from rtproxy_core.redact import Redactor
 from rtproxy_core.report import report_json, report_markdown
 from rtproxy_core.rules import Finding, Timers
 from rtproxy_core.session import Note, NoteLevel, Session
 
+from .connlog import connection_log
 from .flowevents import closed_event, error_events, frame_event, handshake_event, is_realtime, request_events
 from .marks import show_findings
 from .optionerror import reject
@@ -161,9 +162,8 @@ class Tracker:
 
     def _broke(self, session: Session, e: Exception) -> None:
         session.broken = True  # on the session: it ends with it, and no other connection inherits it
-        logger.exception(
-            f"[rt {session.conn}] rtproxy internal error, no longer tracking this connection: "
-            f"{type(e).__name__}: {e}",
+        connection_log(session.conn).exception(
+            f"rtproxy internal error, no longer tracking this connection: {type(e).__name__}: {e}",
         )
 
     # -------------------------------------------------------------------------------- events in
@@ -197,7 +197,7 @@ class Tracker:
             self._broke(session, e)
 
     def _log(self, session: Session, note: Note) -> None:
-        logger.log(LEVELS[note.level], self.redactor.output(f"[rt {session.conn}] {note.text}"))
+        connection_log(session.conn).log(LEVELS[note.level], self.redactor.output(note.text))
 
     def _findings(self, session: Session, findings: list[Finding], flow: http.HTTPFlow | None) -> None:
         if findings and flow is not None:
@@ -211,11 +211,9 @@ class Tracker:
         where = f" {f.topic}" if f.topic else ""
         level = logging.INFO if f.severity == "info" else logging.WARNING
         sure = "" if f.confidence == "certain" else f" [{f.confidence}]"
-        logger.log(
+        connection_log(conn).log(
             level,
-            self.redactor.output(
-                f"[rt {conn}] finding {f.code}{where} ({f.explains}){sure}: {f.evidence}. Fix: {f.fix}"
-            ),
+            self.redactor.output(f"finding {f.code}{where} ({f.explains}){sure}: {f.evidence}. Fix: {f.fix}"),
         )
 
     def _finish(self, flow: http.HTTPFlow) -> None:
@@ -241,7 +239,7 @@ class Tracker:
         if flow.id in self.live or not is_realtime(flow):
             return
         session = Session(
-            conn=flow.id[:6],
+            conn=conn_id(flow.id),
             redactor=self.redactor,
             debug=self.debug,
             join_timeout_s=self.diagnoser.timers.join,
