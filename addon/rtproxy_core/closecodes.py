@@ -1,42 +1,11 @@
-"""WebSocket close codes, in one place: which codes a close frame can carry through rtproxy, which make a
-Cloudflare Worker's `close()` throw, and what the codes Realtime (and the local server) send mean.
+"""WebSocket close codes, in one place: which codes a close frame can carry through rtproxy (`sendable`),
+which the local server's websockets can send (`websockets_can_send`), which make a Cloudflare Worker's
+`close()` throw (`worker_close_error`), and what the codes Realtime (and the local server) send mean
+(`REALTIME_SENDS`).
 
-Every other module asks this one: the `close=CODE` fault, `rtproxy_mitm.internals.close_with_code`, the relay, the local
-server and the diagnosis rules.
-
-**Sendable** (`sendable`): a close frame with this code reaches the other side through mitmproxy.
-mitmproxy parses every close frame with wsproto before it forwards it: mitmproxy/proxy/layers/websocket.py
-`WebsocketLayer.relay_messages` feeds the bytes to `src_ws.receive_data(...)`, reads `src_ws.events()`,
-and sends the `CloseConnection` it gets to both sides. wsproto 1.3.2 frame_protocol.py
-`FrameProtocol._process_close` refuses a code with `ParseFailed` (whose code is 1002):
-
-    if code < MIN_CLOSE_REASON or code > MAX_CLOSE_REASON:          # 1000, 4999
-        msg = "CLOSE with invalid code"
-    if code in LOCAL_ONLY_CLOSE_REASONS:                            # 1005, 1006, 1015
-        msg = "remote CLOSE with local-only reason"
-    if not isinstance(code, CloseReason) and code <= MAX_PROTOCOL_CLOSE_REASON:   # 2999
-        msg = "CLOSE with unknown reserved code"
-
-and connection.py `Connection.events` turns it into `CloseConnection(code=exc.code, reason=str(exc))`:
-both sides get 1002 with that reason instead. `CloseReason` names 1000-1003, 1005-1013 and 1015 (no 1004,
-no 1014), so what passes is 1000-1003, 1007-1013 and 3000-4999.
-
-**websockets** (`websockets_can_send`): websockets 15 frames.py `Close.check` (run by `Close.serialize`
-when it sends, and on every close frame it receives):
-
-    if not (self.code in EXTERNAL_CLOSE_CODES or 3000 <= self.code < 5000):
-        raise ProtocolError("invalid status code")
-
-`EXTERNAL_CLOSE_CODES` is 1000-1003 and 1007-1014. The local server (websockets) sends these; 1014 is one
-more than mitmproxy lets through (a client behind rtproxy gets 1002 for it).
-
-**Worker** (`worker_close_error`): workerd src/workerd/api/web-socket.c++ `WebSocket::close`:
-
-    JSG_REQUIRE(c >= 1000 && c < 5000 && c != 1004 && c != 1005 && c != 1006 && c != 1015,
-        TypeError, "Invalid WebSocket close code: ", c, ".");
-
-Only these throw: 1001-1003, 1007-1014 and 1016-2999 do not (the Worker sends them; mitmproxy then answers
-1014 and 1016-2999 with 1002). `close()` without a code sends a close frame without one (1005).
+Every other module asks this one: the `close=CODE` fault, `rtproxy_mitm.internals.close_with_code`, the
+relay, the local server and the diagnosis rules. Where each rule comes from (mitmproxy and wsproto,
+websockets, workerd), quoted: docs/sources.md, "Close codes".
 """
 
 from __future__ import annotations
