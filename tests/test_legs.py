@@ -353,11 +353,11 @@ def test_close_lost_without_a_close_frame_or_left_open():
 
 
 def test_every_rule_has_a_distinct_code_and_the_readme_row_shape():
-    assert len(legs.CODES) == len(legs.LEG_RULES)
-    assert all(c.startswith("hop-") for c in legs.CODES)
+    assert len(legs.LEG_RULES_BY_CODE) == len(legs.LEG_RULES)
+    assert all(c.startswith("hop-") for c in legs.LEG_RULES_BY_CODE)
     from rtproxy_core.rules import CODES as SESSION_CODES
 
-    assert not set(legs.CODES) & set(SESSION_CODES)  # a leg finding never shadows a connection's
+    assert not set(legs.LEG_RULES_BY_CODE) & set(SESSION_CODES)  # a leg finding never shadows a connection's
     table = legs.readme_table().splitlines()
     assert len(table) == 2 + len(legs.LEG_RULES) and table[2].startswith("| `hop-no-upstream-leg` | error |")
 
@@ -368,7 +368,11 @@ def test_a_client_legs_timeouts_follow_what_the_hop_changed():
     from rtproxy_core import rules
 
     def f(code: str) -> rules.Finding:
-        severity = legs.CODES[code].severity if code in legs.CODES else rules.CODES[code].severity
+        severity = (
+            legs.LEG_RULES_BY_CODE[code].severity
+            if code in legs.LEG_RULES_BY_CODE
+            else rules.CODES[code].severity
+        )
         return rules.Finding(code, severity, "", TOPIC, "", "", "cccccc")
 
     linked = rules.link(
@@ -389,7 +393,7 @@ def test_a_client_legs_timeouts_follow_what_the_hop_changed():
     assert rules.link([f("join-timeout"), f("hop-host-rewritten")])[0].follows is None  # Host loses nothing
     # every hop code named there is a leg rule's
     named = {c for causes in rules.SYMPTOM_OF.values() for c in causes if c.startswith("hop-")}
-    assert named and named <= set(legs.CODES)
+    assert named and named <= set(legs.LEG_RULES_BY_CODE)
 
 
 def test_the_readme_lists_the_leg_rules_word_for_word():

@@ -31,14 +31,22 @@ from .render import (
     stray_metadata,
     view_lines,
 )
-from .rules import CODES, LEG_RULES, PER_LEG_HEADERS, LegCheck, LegRule, leg_rule, readme_table
+from .rules import (
+    LEG_RULES,
+    LEG_RULES_BY_CODE,
+    PER_LEG_HEADERS,
+    LegCheck,
+    LegRule,
+    leg_rule,
+    readme_table,
+)
 
 __all__ = [
     "CLIENT",
-    "CODES",
     "DELAY_S",
     "KEEP_FINISHED",
     "LEG_RULES",
+    "LEG_RULES_BY_CODE",
     "MAX_FRAMES",
     "METADATA",
     "PER_LEG_HEADERS",

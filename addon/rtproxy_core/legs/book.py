@@ -28,7 +28,7 @@ from ..redact import Redactor
 from ..rules import Finding, rule_failed
 from .align import DELAY_S, Direction, align
 from .model import CLIENT, UPSTREAM, Leg, query_params
-from .rules import CODES, LEG_RULES, LegCheck
+from .rules import LEG_RULES, LEG_RULES_BY_CODE, LegCheck
 
 FIRST_FRAMES = 3  # client frames of a client leg looked at for pairing (its first may be dropped)
 KEEP_FINISHED = 100  # ended pairs (and upstream legs without a client leg) kept for commands and reports
@@ -55,7 +55,7 @@ class Pair:
     @property
     def changes(self) -> list[str]:
         """The codes of what the hop changed, in the order found (a rule that failed is no change)."""
-        return [f.code for f in self.findings if f.code in CODES]
+        return [f.code for f in self.findings if f.code in LEG_RULES_BY_CODE]
 
     @property
     def ended(self) -> bool:

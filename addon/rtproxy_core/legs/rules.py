@@ -526,7 +526,7 @@ def _close_lost(p: Pair, c: LegCheck) -> Iterator[str]:
         yield f"the {who} closed {a.side} leg {a.conn} with {_code(a.close, c.redactor)}; {b.side} leg {b.conn} {then}"
 
 
-CODES = {r.code: r for r in LEG_RULES}
+LEG_RULES_BY_CODE = {r.code: r for r in LEG_RULES}  # hop-* code -> its LegRule
 
 
 def readme_table() -> str:
