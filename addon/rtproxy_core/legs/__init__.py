@@ -18,7 +18,7 @@ types only).
 """
 
 from .align import DELAY_S, Direction, align
-from .book import KEEP_FINISHED, LegBook, Pair, Update, evaluate, parse_ports
+from .book import LegBook, Pair, Update, evaluate, parse_ports
 from .model import CLIENT, MAX_FRAMES, UPSTREAM, Leg, LegFrame
 from .render import (
     METADATA,
@@ -44,7 +44,6 @@ from .rules import (
 __all__ = [
     "CLIENT",
     "DELAY_S",
-    "KEEP_FINISHED",
     "LEG_RULES",
     "LEG_RULES_BY_CODE",
     "MAX_FRAMES",

@@ -26,12 +26,12 @@ from ..events import Closed, Event, Frame, Handshake, Opened
 from ..hop import relay_path
 from ..redact import Redactor
 from ..rules import Finding, rule_failed
+from ..session import KEEP_FINISHED
 from .align import DELAY_S, Direction, align
 from .model import CLIENT, UPSTREAM, Leg, query_params
 from .rules import LEG_RULES, LEG_RULES_BY_CODE, LegCheck
 
 FIRST_FRAMES = 3  # client frames of a client leg looked at for pairing (its first may be dropped)
-KEEP_FINISHED = 100  # ended pairs (and upstream legs without a client leg) kept for commands and reports
 
 
 @dataclass
