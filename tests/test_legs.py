@@ -20,9 +20,10 @@ from conftest import ADDON, MITMDUMP, TIMEOUT, run_to_exit
 from mitmproxy import contentviews
 from mitmproxy.test import taddons, tflow
 from mitmproxy.websocket import WebSocketMessage
-from rtproxy_core import closecodes, frames, legs
+from rtproxy_core import closecodes, frames, legs, sanitize
 from rtproxy_core.events import Closed, Frame, Handshake, Opened
 from rtproxy_core.hop import BLOB_TEXT, relay_path
+from rtproxy_core.redact import AUTH_HEADERS, COOKIE_HEADERS, SECRET_HEADERS
 from rtproxy_local.jwt import dev_anon_key
 from rtproxy_mitm.contentview import RealtimeContentview
 from rtproxy_mitm.legs import LEG, Legs
@@ -197,6 +198,22 @@ def test_headers_removed_and_changed_quote_both_legs_without_secrets():
     )
     assert KEY not in text and "other" not in text and "role=anon" in text
     assert "x-forwarded-for" not in text and "sec-websocket-key" not in text  # a hop's own, per leg
+
+
+def test_every_secret_header_is_hidden_where_quoted_and_replaced_where_stored():
+    """redact.SECRET_HEADERS is the one list of credential headers: a header change the two-leg view quotes
+    shows none of their values, and a stored flow (sanitize.header) has each replaced."""
+    secret, other = "opaque-credential-4f2a", "opaque-credential-9b1c"
+    for name in sorted(SECRET_HEADERS):
+        value = f"sid={secret}" if name in COOKIE_HEADERS else secret
+        value = f"Bearer {secret}" if name in AUTH_HEADERS else value
+        stored, replaced = sanitize.header(name, value)
+        assert secret not in stored and replaced, name
+        client, up = [*CLIENT_HEADERS, (name, value)], [*UP_HEADERS, (name, value.replace(secret, other))]
+        _, pair, _ = through_hop(client_headers=client, up_headers=up)
+        quoted = " ".join(f.evidence for f in pair.findings)
+        assert secret not in quoted and other not in quoted, name
+        assert name in legs.PER_LEG_HEADERS or f"changed {name} [redacted] → [redacted]" in quoted, name
 
 
 def test_early_101_before_the_upstream_answered_and_while_it_refused():

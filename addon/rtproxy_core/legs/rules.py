@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .. import closecodes
 from ..events import Closed
 from ..hop import relay_path
-from ..redact import Redactor
+from ..redact import SECRET_HEADERS, Redactor
 from ..rules import ERROR, INFO, WARNING
 from .align import DELAY_S, Direction
 from .model import CLIENT, Leg, LegFrame, query_params, quote_frame
@@ -58,7 +58,6 @@ FORWARDING_HEADERS = frozenset(
     {"forwarded", "via", "x-real-ip", "true-client-ip", "cdn-loop", "x-request-id", "traceparent"}
 )
 FORWARDING_PREFIXES = ("x-forwarded-", "cf-")
-SECRET_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "apikey"})
 
 
 @dataclass(frozen=True, slots=True)
