@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..redact import Redactor
+from ..report import finding_markdown
 from .align import DELAY_S
 from .book import LegBook, Pair
 from .model import CLIENT, MAX_FRAMES, UPSTREAM, Leg, quote_frame
@@ -72,11 +73,7 @@ def report_markdown(book: LegBook) -> str:
     out.append("")
     for p in pairs:
         for f in p.findings:
-            out += [
-                f"- **{f.code}** ({f.severity}) on client leg {p.client.conn} — {f.explains}",
-                f"  - evidence: {f.evidence}",
-                f"  - fix: {f.fix}",
-            ]
+            out += finding_markdown(f.as_dict(), f"client leg {p.client.conn}")
     out.append("")
     return "\n".join(out)
 
