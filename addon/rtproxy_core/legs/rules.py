@@ -3,9 +3,10 @@
 Each rule is registered with `@leg_rule(code, severity, explains, fix)` on a function that looks at a
 `Pair` and a `LegCheck` and yields one evidence text when the pair shows the change. The codes are hop-*
 (they are put on the client leg's connection, beside its own rules' findings, and never share a code with
-them). This module holds the rules only: `book.evaluate` runs them over a pair, each code once per pair;
-request and handshake rules can fire as soon as both legs are known, frame and close rules look only at a
-final pair (both legs ended), through `Pair.directions()` (align.py).
+them). This module holds the rules and what they need; `book.evaluate` runs them over a pair, each code
+once per pair, when the pair forms, at each handshake and when it ends: the request and handshake rules
+look at the legs as they are, the frame and close rules wait for a final pair (both legs ended) and read
+its two directions (`Pair.directions()`, align.py).
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ LEG_RULES: list[LegRule] = []
 
 
 def leg_rule(code: str, severity: str, explains: str, fix: str) -> Callable[[LegEvidence], LegEvidence]:
-    """Registers the decorated function as the evidence of rule `code`, in LEG_RULES' order (the order
-    findings are reported in and the README table lists them)."""
+    """Registers the decorated function as the evidence of rule `code`, appended to LEG_RULES: the order
+    evaluate runs the rules in and readme_table lists them in."""
 
     def register(fn: LegEvidence) -> LegEvidence:
         LEG_RULES.append(LegRule(code, severity, explains, fix, fn))
