@@ -20,9 +20,10 @@ from conftest import ADDON, MITMDUMP, TIMEOUT, run_to_exit
 from mitmproxy import contentviews
 from mitmproxy.test import taddons, tflow
 from mitmproxy.websocket import WebSocketMessage
-from rtproxy_core import closecodes, frames, legs
+from rtproxy_core import closecodes, frames, legs, sanitize
 from rtproxy_core.events import Closed, Frame, Handshake, Opened
 from rtproxy_core.hop import BLOB_TEXT, relay_path
+from rtproxy_core.redact import AUTH_HEADERS, COOKIE_HEADERS, SECRET_HEADERS
 from rtproxy_local.jwt import dev_anon_key
 from rtproxy_mitm.contentview import RealtimeContentview
 from rtproxy_mitm.legs import LEG, Legs
@@ -199,6 +200,22 @@ def test_headers_removed_and_changed_quote_both_legs_without_secrets():
     assert "x-forwarded-for" not in text and "sec-websocket-key" not in text  # a hop's own, per leg
 
 
+def test_every_secret_header_is_hidden_where_quoted_and_replaced_where_stored():
+    """redact.SECRET_HEADERS is the one list of credential headers: a header change the two-leg view quotes
+    shows none of their values, and a stored flow (sanitize.header) has each replaced."""
+    secret, other = "opaque-credential-4f2a", "opaque-credential-9b1c"
+    for name in sorted(SECRET_HEADERS):
+        value = f"sid={secret}" if name in COOKIE_HEADERS else secret
+        value = f"Bearer {secret}" if name in AUTH_HEADERS else value
+        stored, replaced = sanitize.header(name, value)
+        assert secret not in stored and replaced, name
+        client, up = [*CLIENT_HEADERS, (name, value)], [*UP_HEADERS, (name, value.replace(secret, other))]
+        _, pair, _ = through_hop(client_headers=client, up_headers=up)
+        quoted = " ".join(f.evidence for f in pair.findings)
+        assert secret not in quoted and other not in quoted, name
+        assert name in legs.PER_LEG_HEADERS or f"changed {name} [redacted] → [redacted]" in quoted, name
+
+
 def test_early_101_before_the_upstream_answered_and_while_it_refused():
     _, pair, _ = through_hop(early=True)
     text = evidence(pair, "hop-early-101")
@@ -353,11 +370,11 @@ def test_close_lost_without_a_close_frame_or_left_open():
 
 
 def test_every_rule_has_a_distinct_code_and_the_readme_row_shape():
-    assert len(legs.CODES) == len(legs.LEG_RULES)
-    assert all(c.startswith("hop-") for c in legs.CODES)
+    assert len(legs.LEG_RULES_BY_CODE) == len(legs.LEG_RULES)
+    assert all(c.startswith("hop-") for c in legs.LEG_RULES_BY_CODE)
     from rtproxy_core.rules import CODES as SESSION_CODES
 
-    assert not set(legs.CODES) & set(SESSION_CODES)  # a leg finding never shadows a connection's
+    assert not set(legs.LEG_RULES_BY_CODE) & set(SESSION_CODES)  # a leg finding never shadows a connection's
     table = legs.readme_table().splitlines()
     assert len(table) == 2 + len(legs.LEG_RULES) and table[2].startswith("| `hop-no-upstream-leg` | error |")
 
@@ -368,7 +385,11 @@ def test_a_client_legs_timeouts_follow_what_the_hop_changed():
     from rtproxy_core import rules
 
     def f(code: str) -> rules.Finding:
-        severity = legs.CODES[code].severity if code in legs.CODES else rules.CODES[code].severity
+        severity = (
+            legs.LEG_RULES_BY_CODE[code].severity
+            if code in legs.LEG_RULES_BY_CODE
+            else rules.CODES[code].severity
+        )
         return rules.Finding(code, severity, "", TOPIC, "", "", "cccccc")
 
     linked = rules.link(
@@ -389,7 +410,7 @@ def test_a_client_legs_timeouts_follow_what_the_hop_changed():
     assert rules.link([f("join-timeout"), f("hop-host-rewritten")])[0].follows is None  # Host loses nothing
     # every hop code named there is a leg rule's
     named = {c for causes in rules.SYMPTOM_OF.values() for c in causes if c.startswith("hop-")}
-    assert named and named <= set(legs.CODES)
+    assert named and named <= set(legs.LEG_RULES_BY_CODE)
 
 
 def test_the_readme_lists_the_leg_rules_word_for_word():

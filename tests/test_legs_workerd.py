@@ -6,7 +6,7 @@ code. What rtproxy says the hop changed:
 
 - fixed (worker/src/index.js): the Host, and nothing else. workerd terminates both WebSocket handshakes
   itself and sends the upstream its own Sec-WebSocket-Key and its own extension offer: per-leg headers
-  (rtproxy_core/legs.py PER_LEG_HEADERS), not a change. A refused upgrade comes back as it was.
+  (rtproxy_core/legs/rules.py PER_LEG_HEADERS), not a change. A refused upgrade comes back as it was.
 - relay (worker/fixtures/relay.js): exactly its defects: the query dropped, 101 answered before the
   upstream's, the join sent right after open dropped (made certain by holding the relay's upstream upgrade
   until workerd logged the drop), binary frames turned into the text "[object Blob]" from 2026-03-17

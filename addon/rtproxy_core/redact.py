@@ -32,7 +32,7 @@ TOKEN_KEYS = frozenset({"access_token", "user_token"})
 # (`provider_token`, `provider_refresh_token`, also in the implicit flow's redirect fragment: external.go,
 # internalExternalProviderCallback); auth-js GoTrueClient.ts `verifyOtp` (`token_hash`); external.go
 # `ExternalProviderRedirect` (`invite_token`); internal/api/oauthserver/handlers.go `OAuthTokenParams`
-# (`client_secret`). (rtproxy prints no request headers.)
+# (`client_secret`).
 SECRET_KEYS = TOKEN_KEYS | frozenset(
     {"apikey", "api_key", "token", "refresh_token", "jwt"}
     | {"password", "id_token", "auth_code", "code_verifier", "provider_token", "provider_refresh_token"}
@@ -47,6 +47,16 @@ SECRET_KEYS = TOKEN_KEYS | frozenset(
 # in a request body only where sanitize.request_codes says (GoTrue's endpoints, OAuth token requests).
 AUTH_CODE_KEYS = frozenset({"code"})
 _URL_KEYS = SECRET_KEYS | AUTH_CODE_KEYS
+
+# The one list of header names whose value is a credential (SECRET_HEADERS): what rtproxy hides when it
+# quotes a header (the two-leg view's hop-headers-rewritten prints Redactor.secret of the value) and what
+# sanitize.header replaces in a stored flow, which keeps what is not the credential: Authorization's scheme
+# (`Bearer <jwt>`), a cookie's name and attributes; any other's value is a credential whole (Realtime reads
+# `x-api-key`, the API gateway `apikey`; a header named as one of SECRET_KEYS).
+AUTH_HEADERS = frozenset({"authorization", "proxy-authorization"})
+COOKIE_HEADERS = frozenset({"cookie", "set-cookie"})
+KEY_HEADERS = frozenset({"apikey", "x-api-key"}) | SECRET_KEYS
+SECRET_HEADERS = AUTH_HEADERS | COOKIE_HEADERS | KEY_HEADERS
 
 # Further dot-separated segments are taken too: a JWT glued to another (or to a stray segment) must not
 # leave its payload or signature behind.

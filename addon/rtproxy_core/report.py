@@ -133,11 +133,18 @@ def report_markdown(sessions: list[Session]) -> str:
             out.append("")
         out += [f"- {line}" for line in _frame_lines(s, c)]
         for f in c["findings"]:
-            where = f" on {f['topic']}" if f["topic"] else ""
-            out += [
-                f"- **{f['code']}** ({f['severity']}){where} — {f['explains']}",
-                f"  - evidence: {_how_sure(f)}{f['evidence']}",
-                f"  - fix: {f['fix']}",
-            ]
+            out += finding_markdown(f, f["topic"])
         out.append("")
     return "\n".join(out)
+
+
+def finding_markdown(f: dict[str, Any], where: str | None) -> list[str]:
+    """A finding's lines in a Markdown report (`f`: Finding.as_dict()), found `where` (a channel's topic, a
+    client leg; None: the connection): code and severity, what the client sees, the evidence and how sure
+    it is, the fix."""
+    on = f" on {where}" if where else ""
+    return [
+        f"- **{f['code']}** ({f['severity']}){on} — {f['explains']}",
+        f"  - evidence: {_how_sure(f)}{f['evidence']}",
+        f"  - fix: {f['fix']}",
+    ]

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from . import frames
-from .redact import AUTH_CODE_KEYS, SANITIZED, SECRET_KEYS, replace_url_secrets
+from .redact import AUTH_CODE_KEYS, AUTH_HEADERS, KEY_HEADERS, SANITIZED, SECRET_KEYS, replace_url_secrets
 
 MARKER = SANITIZED
 
@@ -62,10 +62,6 @@ CREDENTIAL_KEYS = SECRET_KEYS | AUTH_CODE_KEYS
 # request goes to `${this.url}/...`, this.url being `${supabaseUrl}/auth/v1`).
 AUTH_PATH = "/auth/v1/"
 
-# Header names whose whole value is a credential (Realtime reads `x-api-key`; Kong reads `apikey`), besides
-# Authorization's scheme-and-credentials and the cookies.
-KEY_HEADERS = frozenset({"apikey", "x-api-key"}) | SECRET_KEYS
-AUTH_HEADERS = frozenset({"authorization", "proxy-authorization"})
 # Headers whose value is a URL: a redirect's Location (GoTrue's 302 to the app's callback with `?code=`, or
 # with the implicit flow's `#access_token=…&provider_token=…`), the Referer the callback page's requests carry.
 URL_HEADERS = frozenset({"location", "referer", "content-location"})
@@ -327,10 +323,10 @@ def set_cookie(value: str) -> tuple[str, Replaced]:
 
 
 def header(name: str, value: str) -> tuple[str, Replaced]:
-    """One header's value: Authorization keeps its scheme (`Bearer <jwt>` becomes `Bearer
-    header.claims.rtproxy-sanitized`), apikey/x-api-key are credentials whole, Location/Referer are URLs,
-    cookies lose their values, any other header is free text (a JWT in Sec-WebSocket-Protocol is one all
-    the same)."""
+    """One header's value. The credential headers are redact.SECRET_HEADERS: Authorization keeps its
+    scheme (`Bearer <jwt>` becomes `Bearer header.claims.rtproxy-sanitized`), apikey/x-api-key (KEY_HEADERS)
+    are credentials whole, cookies lose their values. Location/Referer are URLs; any other header is free
+    text (a JWT in Sec-WebSocket-Protocol is one all the same)."""
     lower = name.lower()
     if lower in AUTH_HEADERS:
         scheme, space, cred = value.strip().partition(" ")

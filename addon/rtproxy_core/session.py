@@ -57,6 +57,9 @@ class NoteLevel(StrEnum):
 MAX_CHANNELS = 500  # per connection; a client that joins more is hostile or broken
 MAX_PENDING = 1000  # pushes awaiting a reply
 MAX_HISTORY = 20  # system messages and hop events kept per channel / connection
+# Ended connections kept for commands and reports: the tracker's finished sessions, and the two-leg view's
+# ended pairs and upstream legs no client leg claimed (rtproxy_core.legs), KEEP_FINISHED of each.
+KEEP_FINISHED = 100
 DUPLICATE_WINDOW_S = 1.0  # clients back off ≥ 1 s before a rejoin; a second join sooner is a duplicate
 CLIENT_HEARTBEAT_S = (
     25.0  # realtime-js (HEARTBEAT_INTERVAL 25000) and realtime-py (DEFAULT_HEARTBEAT_INTERVAL 25)

@@ -19,7 +19,7 @@ from rtproxy_core.events import Event, Hop, conn_id
 from rtproxy_core.redact import Redactor
 from rtproxy_core.report import report_json, report_markdown
 from rtproxy_core.rules import Finding, Timers
-from rtproxy_core.session import Note, NoteLevel, Session
+from rtproxy_core.session import KEEP_FINISHED, Note, NoteLevel, Session
 
 from .connlog import connection_log
 from .flowevents import closed_event, error_events, frame_event, handshake_event, is_realtime, request_events
@@ -28,7 +28,6 @@ from .optionerror import reject
 
 logger = logging.getLogger("rtproxy")
 LEVELS = {NoteLevel.DEBUG: logging.DEBUG, NoteLevel.INFO: logging.INFO, NoteLevel.WARNING: logging.WARNING}
-KEEP_FINISHED = 100  # finished sessions kept for commands and reports
 TICK_S = 1.0  # how often time-based rules (join-timeout) look at live sessions
 
 
