@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 from . import catalog, closecodes, frames
@@ -133,13 +134,20 @@ def rule(code: str, severity: str, explains: str, fix: str, confidence: str = CE
 # ------------------------------------------------------------------------------------- helpers
 
 
-def rejection(s: Session) -> tuple[int, str, str] | None:
-    """(status, error text, who answered) of a failed upgrade: the client's answer, else the upstream's
-    answer to the hop (relay)."""
+class Rejection(NamedTuple):
+    """A failed upgrade: the client's answer, else the upstream's answer to the hop (relay)."""
+
+    status: int
+    text: str  # the body's {"error": ...}, else its start as text; "" for an empty body
+    request: str  # which upgrade was answered so: "the upgrade" or "the hop's upstream upgrade"
+
+
+def rejection(s: Session) -> Rejection | None:
+    """The failed upgrade of this connection, if its upgrade (or the hop's upstream one) failed."""
     if s.status is not None and s.status != 101:
-        return s.status, s.rejection or "", "the upgrade"
+        return Rejection(s.status, s.rejection or "", "the upgrade")
     if s.upstream_status is not None and s.upstream_status != 101:
-        return s.upstream_status, s.upstream_rejection or "", "the hop's upstream upgrade"
+        return Rejection(s.upstream_status, s.upstream_rejection or "", "the hop's upstream upgrade")
     return None
 
 
@@ -172,8 +180,13 @@ def classify_reason(reason: str, where: str | None = None) -> str:
 def said(s: Session) -> Iterator[tuple[str | None, str, str, str]]:
     """Every error the server put into words on this connection, as (topic, where, text, evidence)."""
     rej = rejection(s)
-    if rej and rej[1] and named(rej[1], catalog.UPGRADE):
-        yield None, catalog.UPGRADE, rej[1], f'{rej[2]} was answered {rej[0]} {{"error": "{rej[1]}"}}'
+    if rej and rej.text and named(rej.text, catalog.UPGRADE):
+        yield (
+            None,
+            catalog.UPGRADE,
+            rej.text,
+            f'{rej.request} was answered {rej.status} {{"error": "{rej.text}"}}',
+        )
     for ch, reason in join_reasons(s):
         yield ch.topic, catalog.JOIN, reason, f'phx_join answered status error: "{reason}"'
     for ch in s.channels.values():
@@ -255,15 +268,15 @@ def _apikey_missing(s: Session, c: Check) -> Evidence:
     rej = rejection(s)
     if (
         rej
-        and rej[0] == 401
-        and ("api key is missing" in rej[1].lower() or _gateway_named(rej[1]) == "apikey-missing")
+        and rej.status == 401
+        and ("api key is missing" in rej.text.lower() or _gateway_named(rej.text) == "apikey-missing")
     ):
         where = (
             "the client sent one but the upstream URL has none"
             if s.apikey and s.upstream_apikey is False
             else "no apikey query parameter and no x-api-key header"
         )
-        yield None, f'{rej[2]} was answered 401 {{"error": "{rej[1]}"}}: {where}'
+        yield None, f'{rej.request} was answered 401 {{"error": "{rej.text}"}}: {where}'
 
 
 @rule(
@@ -308,9 +321,9 @@ def _tenant_not_found(s: Session, c: Check) -> Evidence:
 )
 def _path_wrong(s: Session, c: Check) -> Evidence:
     rej = rejection(s)
-    if rej and rej[0] == 404 and "tenant not found" not in rej[1].lower():
+    if rej and rej.status == 404 and "tenant not found" not in rej.text.lower():
         path = (s.upstream_url or s.url or "").split("?")[0]
-        yield None, f"{rej[2]} was answered 404 {rej[1] or '(no JSON error)'} for {path}"
+        yield None, f"{rej.request} was answered 404 {rej.text or '(no JSON error)'} for {path}"
 
 
 @rule(
@@ -327,13 +340,13 @@ def _token_expired(s: Session, c: Check) -> Evidence:
     if (
         rej
         and s.apikey_expired_s is not None
-        and not (rej[1] and catalog.classify(rej[1])[1] == "token-expired")
+        and not (rej.text and catalog.classify(rej.text)[1] == "token-expired")
     ):
         yield (
             None,
             (
                 f"the upgrade's apikey JWT had expired {_ago(s.apikey_expired_s)} before it was sent "
-                f"(the server answered {rej[0]} {rej[1] or '(empty body)'})"
+                f"(the server answered {rej.status} {rej.text or '(empty body)'})"
             ),
         )
     for ch in s.channels.values():
@@ -389,11 +402,11 @@ def _token_expired(s: Session, c: Check) -> Evidence:
 def _token_invalid(s: Session, c: Check) -> Evidence:
     yield from _reasons_of(s, "token-invalid")
     rej = rejection(s)
-    if rej and _gateway_named(rej[1]) == "token-invalid":
+    if rej and _gateway_named(rej.text) == "token-invalid":
         yield (
             None,
             (
-                f"{rej[2]} was answered {rej[0]} {rej[1][:100]!r} by the gateway in front of Realtime "
+                f"{rej.request} was answered {rej.status} {rej.text[:100]!r} by the gateway in front of Realtime "
                 "(Kong's key-auth): the apikey is not one of the project's keys"
             ),
         )
@@ -454,13 +467,13 @@ def _database_unavailable(s: Session, c: Check) -> Evidence:
 )
 def _worker_exception(s: Session, c: Check) -> Evidence:
     rej = rejection(s)
-    text = rej[1].lower() if rej else ""
+    text = rej.text.lower() if rej else ""
     if (
         rej
-        and rej[0] == 500
+        and rej.status == 500
         and ("1101" in text or "worker threw exception" in text or "handler failed" in text)
     ):
-        yield None, f"{rej[2]} was answered 500 ({rej[1][:120]}) instead of 101"
+        yield None, f"{rej.request} was answered 500 ({rej.text[:120]}) instead of 101"
 
 
 @rule(
@@ -474,9 +487,9 @@ def _worker_exception(s: Session, c: Check) -> Evidence:
 )
 def _upgrade_rejected(s: Session, c: Check) -> Evidence:
     rej = rejection(s)
-    if rej is None or rej[0] in _GATEWAY_STATUSES and _gateway(s):
+    if rej is None or rej.status in _GATEWAY_STATUSES and _gateway(s):
         return
-    status, text, who = rej
+    status, text, who = rej.status, rej.text, rej.request
     if text and named(text, catalog.UPGRADE) or _gateway_named(text):
         return  # the server (or a gateway) named it: that finding says so
     if status == 404 and text != "":
@@ -655,11 +668,11 @@ def _gateway(s: Session) -> str | None:
 )
 def _upstream_unreachable(s: Session, c: Check) -> Evidence:
     rej = rejection(s)
-    if rej and rej[0] in _GATEWAY_STATUSES and (gw := _gateway(s)):
+    if rej and rej.status in _GATEWAY_STATUSES and (gw := _gateway(s)):
         yield (
             None,
             (
-                f"{rej[2]} was answered {rej[0]} by {gw} ({rej[1][:100] or 'empty body'}): the gateway in "
+                f"{rej.request} was answered {rej.status} by {gw} ({rej.text[:100] or 'empty body'}): the gateway in "
                 "front of Realtime could not reach it"
             ),
         )
@@ -678,8 +691,7 @@ def _upstream_unreachable(s: Session, c: Check) -> Evidence:
     "fetch(new Request(upstreamUrl, request))): then a 401/404/429 reaches the client with its JSON body.",
 )
 def _early_101(s: Session, c: Check) -> Evidence:
-    failed = s.upstream_status not in (None, 101) or any(h.what == "upstream-failed" for h in s.hops)
-    if s.status == 101 and failed:
+    if s.status == 101 and s.upstream_failed:
         up = (
             f"{s.upstream_status} {s.upstream_rejection or ''}".strip()
             if s.upstream_status
@@ -1353,7 +1365,7 @@ def _server_close(s: Session, c: Check) -> Evidence:
         or cl.code in (closecodes.NORMAL, closecodes.MESSAGE_TOO_BIG)
     ):
         return
-    if s.upstream_status not in (None, 101) or "upstream-failed" in s.hop_counts:
+    if s.upstream_failed:
         return  # the hop closed it because its upstream failed: early-101 says so
     meaning = closecodes.realtime_meaning(cl.code) or "a code Realtime itself does not send: a hop closed it"
     reason = f' "{cl.reason}"' if cl.reason else ""

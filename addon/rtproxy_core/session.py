@@ -845,11 +845,16 @@ class Session:
         return self.closed.time if self.closed is not None else None
 
     @property
+    def upstream_failed(self) -> bool:
+        """Did the hop's upstream leg fail: refused (its answer to the hop was not 101) or not reached?"""
+        return self.upstream_status not in (None, 101) or "upstream-failed" in self.hop_counts
+
+    @property
     def failed(self) -> bool:
         """Did the connection itself fail (as opposed to ending because the client was done)?"""
         if self.status is not None and self.status != 101:
             return True
-        if self.upstream_status not in (None, 101) or "upstream-failed" in self.hop_counts:
+        if self.upstream_failed:
             return True
         c = self.closed
         if c is None or not c.recorded:
