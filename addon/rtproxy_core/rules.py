@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
@@ -25,10 +26,25 @@ from .hop import BLOB_TEXT
 from .redact import jwt_claims
 from .session import CLIENT_JOIN_TIMEOUT_S, CLOSED, ERRORED, JOINED, JOINING, LEAVING, Channel, Session
 
-ERROR, WARNING, INFO = "error", "warning", "info"
-SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
 
-CERTAIN, LIKELY, CANDIDATES = "certain", "likely", "candidates"
+class Severity(StrEnum):
+    """How much a finding matters; its value is what reports print and JSON carries."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO  # legs.py's rules use these names
+SEVERITY_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
+
+
+class Confidence(StrEnum):
+    """How sure a finding is."""
+
+    CERTAIN = "certain"  # the wire shows it
+    LIKELY = "likely"  # inferred, usually from timing
+    CANDIDATES = "candidates"  # the wire cannot tell; the candidates are ranked by what it does show
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +53,7 @@ class Ev:
 
     topic: str | None
     text: str
-    confidence: str = ""  # "": the rule's default
+    confidence: Confidence | None = None  # None: the rule's default
     candidates: tuple[str, ...] = ()
 
 
@@ -85,36 +101,36 @@ class Check:
 @dataclass(frozen=True, slots=True)
 class Rule:
     code: str
-    severity: str
+    severity: Severity
     explains: str
     fix: str
     evidence: Callable[[Session, Check], Evidence]
-    confidence: str = CERTAIN
+    confidence: Confidence = Confidence.CERTAIN
 
 
 @dataclass(frozen=True, slots=True)
 class Finding:
     code: str
-    severity: str
+    severity: Severity
     explains: str
     topic: str | None
     evidence: str
     fix: str
     conn: str = ""
     time: float = 0.0
-    confidence: str = CERTAIN
+    confidence: Confidence = Confidence.CERTAIN
     candidates: tuple[str, ...] = ()
     follows: str | None = None  # the code of the finding this one is a symptom of
 
     def as_dict(self) -> dict:
         return {
             "code": self.code,
-            "severity": self.severity,
+            "severity": str(self.severity),
             "topic": self.topic,
             "explains": self.explains,
             "evidence": self.evidence,
             "fix": self.fix,
-            "confidence": self.confidence,
+            "confidence": str(self.confidence),
             "candidates": list(self.candidates),
             "follows": self.follows,
         }
@@ -123,7 +139,7 @@ class Finding:
 RULES: list[Rule] = []
 
 
-def rule(code: str, severity: str, explains: str, fix: str, confidence: str = CERTAIN):
+def rule(code: str, severity: Severity, explains: str, fix: str, confidence: Confidence = Confidence.CERTAIN):
     def register(fn: Callable[[Session, Check], Evidence]) -> Callable[[Session, Check], Evidence]:
         RULES.append(Rule(code, severity, explains, fix, fn, confidence))
         return fn
@@ -259,7 +275,7 @@ def _detail(s: Session, where: str, text: str) -> str:
 
 @rule(
     "apikey-missing",
-    ERROR,
+    Severity.ERROR,
     "CHANNEL_ERROR in a reconnect loop",
     "Forward the query string verbatim (in a Worker: url.search). Browsers can only send the apikey in "
     "the query; Realtime answers 401 without it.",
@@ -281,7 +297,7 @@ def _apikey_missing(s: Session, c: Check) -> Evidence:
 
 @rule(
     "vsn-missing",
-    ERROR,
+    Severity.ERROR,
     "TIMED_OUT on every join, then heartbeat timeout and reconnect",
     "Keep the vsn query parameter when rewriting the URL (forward url.search), or pin the client to "
     "vsn 1.0.0. Without vsn the server speaks 1.0.0 and drops the client's 2.0.0 frames.",
@@ -304,7 +320,7 @@ def _vsn_missing(s: Session, c: Check) -> Evidence:
 
 @rule(
     "tenant-not-found",
-    ERROR,
+    Severity.ERROR,
     "CHANNEL_ERROR (socket closed: 1006)",
     "Realtime takes the tenant from the first label of the Host header: forward a Host of "
     "<ref>.supabase.co (or your tenant's name when self-hosting), not the Worker's or a service name.",
@@ -315,7 +331,7 @@ def _tenant_not_found(s: Session, c: Check) -> Evidence:
 
 @rule(
     "path-wrong",
-    ERROR,
+    Severity.ERROR,
     "CHANNEL_ERROR (socket closed: 1006) in a reconnect loop",
     "Map the path 1:1: hosted Realtime is /realtime/v1/websocket, a self-hosted server /socket/websocket.",
 )
@@ -328,7 +344,7 @@ def _path_wrong(s: Session, c: Check) -> Evidence:
 
 @rule(
     "token-expired",
-    ERROR,
+    Severity.ERROR,
     "CHANNEL_ERROR, or CLOSED when a running channel's token expires",
     "Refresh the session before (re)connecting and call setAuth with the fresh JWT; a stale token after "
     "sleep or offline is the usual cause.",
@@ -379,7 +395,7 @@ def _token_expired(s: Session, c: Check) -> Evidence:
                     f"the token {ch.label} runs with expired {_ago(end - ch.token_exp)} before the "
                     "channel ended; Realtime re-checks it at exp (at most every 5 min) and stops the "
                     "channel then",
-                    LIKELY,
+                    Confidence.LIKELY,
                 )
         if ch.pushed_expired_s is not None:
             yield (
@@ -393,7 +409,7 @@ def _token_expired(s: Session, c: Check) -> Evidence:
 
 @rule(
     "token-invalid",
-    ERROR,
+    Severity.ERROR,
     "CHANNEL_ERROR",
     "Send a JWT signed with the project's JWT secret/JWKS that carries `role` and `exp` (whole numbers for "
     "`exp` and `iat`); third-party auth needs its JWKS reachable by Realtime. After setAuth with a bad "
@@ -414,7 +430,7 @@ def _token_invalid(s: Session, c: Check) -> Evidence:
 
 @rule(
     "rate-limited",
-    ERROR,
+    Severity.ERROR,
     "CHANNEL_ERROR or CLOSED, reconnect storms",
     "Stay under the project's Realtime quotas (connections, joins/s, channels per connection, messages/s); "
     "look for subscribe loops (useEffect without cleanup) and remove unused channels.",
@@ -425,7 +441,7 @@ def _rate_limited(s: Session, c: Check) -> Evidence:
 
 @rule(
     "realtime-disabled",
-    ERROR,
+    Severity.ERROR,
     "CHANNEL_ERROR (socket closed: 1006)",
     "Realtime is disabled or the project is suspended: enable Realtime / resolve the suspension in the "
     "Supabase dashboard.",
@@ -436,7 +452,7 @@ def _realtime_disabled(s: Session, c: Check) -> Evidence:
 
 @rule(
     "server-restarting",
-    WARNING,
+    Severity.WARNING,
     "CHANNEL_ERROR, then the client rejoins",
     "Transient: Realtime is restarting or still connecting to the project; nothing to fix in the client. "
     "Let it retry with backoff (realtime-js and realtime-py rejoin on their own) and do not recreate "
@@ -448,7 +464,7 @@ def _server_restarting(s: Session, c: Check) -> Evidence:
 
 @rule(
     "database-unavailable",
-    ERROR,
+    Severity.ERROR,
     "CHANNEL_ERROR at join, or CLOSED on a running channel",
     "The project's database side failed Realtime: check the database's health and connection count in the "
     "dashboard, raise the Realtime connection pool (database settings) or free connections, and for a "
@@ -460,7 +476,7 @@ def _database_unavailable(s: Session, c: Check) -> Evidence:
 
 @rule(
     "worker-exception",
-    ERROR,
+    Severity.ERROR,
     "CHANNEL_ERROR (socket closed: 1006) in a reconnect loop",
     "The hop's code threw while handling the upgrade: fix the exception (check `wrangler tail`); a Worker "
     "proxy should pass the upgrade through with fetch(new Request(upstreamUrl, request)).",
@@ -478,7 +494,7 @@ def _worker_exception(s: Session, c: Check) -> Evidence:
 
 @rule(
     "upgrade-rejected",
-    ERROR,
+    Severity.ERROR,
     "CHANNEL_ERROR (socket closed: 1006) in a reconnect loop",
     "The answer was not an upgrade: make the hop forward `Upgrade: websocket` and `Connection: upgrade` "
     "over HTTP/1.1 (nginx: proxy_http_version 1.1 and both headers), keep request headers small (cookies), "
@@ -661,7 +677,7 @@ def _gateway(s: Session) -> str | None:
 
 @rule(
     "upstream-unreachable",
-    ERROR,
+    Severity.ERROR,
     "CHANNEL_ERROR (socket closed: 1006)",
     "The hop could not connect to the Supabase URL: check its host name, port, TLS and that it is "
     "reachable from where the hop runs.",
@@ -685,7 +701,7 @@ def _upstream_unreachable(s: Session, c: Check) -> Evidence:
 
 @rule(
     "early-101",
-    ERROR,
+    Severity.ERROR,
     "open then close: CHANNEL_ERROR with the real reason hidden from the browser",
     "Open the upstream first and answer the client only with the upstream's answer (pass-through "
     "fetch(new Request(upstreamUrl, request))): then a 401/404/429 reaches the client with its JSON body.",
@@ -711,7 +727,7 @@ def _early_101(s: Session, c: Check) -> Evidence:
 
 @rule(
     "join-dropped-by-proxy",
-    ERROR,
+    Severity.ERROR,
     "TIMED_OUT on the first subscribe, then a rejoin",
     "Queue client frames until the upstream leg is open (or open the upstream before answering 101): "
     "clients send phx_join the moment the socket opens.",
@@ -730,7 +746,7 @@ def _join_dropped(s: Session, c: Check) -> Evidence:
 
 @rule(
     "serializer-mismatch",
-    ERROR,
+    Severity.ERROR,
     "TIMED_OUT (joins never answered)",
     "Client and server disagree on vsn: make the URL's vsn match what the client speaks (realtime-js "
     "≥2.91 speaks 2.0.0 arrays and binary), or pin the client's vsn.",
@@ -750,7 +766,7 @@ def _serializer_mismatch(s: Session, c: Check) -> Evidence:
 
 @rule(
     "binary-on-v1",
-    WARNING,
+    Severity.WARNING,
     "silent loss of broadcasts",
     "Binary frames exist only in vsn 2.0.0: connect with vsn=2.0.0, or send JSON broadcasts.",
 )
@@ -775,7 +791,7 @@ def _binary_on_v1(s: Session, c: Check) -> Evidence:
 
 @rule(
     "binary-as-text",
-    ERROR,
+    Severity.ERROR,
     "silent loss of broadcasts (vsn 2.0.0)",
     "Relay binary as binary: set binaryType = 'arraybuffer' on both legs of a Worker relay before "
     "accept() (or add the no_websocket_standard_binary_type flag); a Blob passed to send() is stringified.",
@@ -788,7 +804,7 @@ def _binary_as_text(s: Session, c: Check) -> Evidence:
 
 @rule(
     "join-unauthorized",
-    ERROR,
+    Severity.ERROR,
     "CHANNEL_ERROR",
     "Private channel or RLS denied the join: add a SELECT policy on realtime.messages for the role, call "
     "setAuth with the user's JWT before subscribe, and set config.private to match the project.",
@@ -799,7 +815,7 @@ def _join_unauthorized(s: Session, c: Check) -> Evidence:
 
 @rule(
     "join-error",
-    ERROR,
+    Severity.ERROR,
     "CHANNEL_ERROR",
     "The server refused the join with the quoted reason; fix what it names (the topic, replay "
     'parameters, a push to a channel that is not joined: "unmatched topic").',
@@ -819,7 +835,7 @@ _BINDING_KEYS = {
 
 @rule(
     "binding-mismatch",
-    ERROR,
+    Severity.ERROR,
     "CHANNEL_ERROR (mismatch between server and client bindings)",
     "Realtime echoes the join's postgres_changes list in its reply, so the lists differ when the client's "
     "bindings changed between join and reply (an .on('postgres_changes') registered after subscribe()) "
@@ -876,7 +892,7 @@ def _pick(d: dict, keys: tuple[str, ...]) -> str:
 
 @rule(
     "postgres-changes-error",
-    ERROR,
+    Severity.ERROR,
     "SUBSCRIBED, but database changes do not arrive",
     "A parameter error is final: fix the schema/table/filter names, add the table to the supabase_realtime "
     "publication, and resubscribe. A database error is retried by the server every 5-10 s: check the "
@@ -902,7 +918,7 @@ def _postgres_changes_error(s: Session, c: Check) -> Evidence:
 
 @rule(
     "channel-shutdown",
-    ERROR,
+    Severity.ERROR,
     "CLOSED (the channel is not rejoined)",
     "The server stopped the channel for the reason in its system message; fix that cause, then "
     "resubscribe (realtime-js does not rejoin after phx_close).",
@@ -918,11 +934,11 @@ def _channel_shutdown(s: Session, c: Check) -> Evidence:
 
 @rule(
     "join-timeout",
-    ERROR,
+    Severity.ERROR,
     "TIMED_OUT",
     "No reply to phx_join in time: check that the hop forwards early frames, that vsn matches, and slow "
     "RLS policies; the client leaves and rejoins after a backoff.",
-    LIKELY,
+    Confidence.LIKELY,
 )
 def _join_timeout(s: Session, c: Check) -> Evidence:
     for ch in s.channels.values():
@@ -938,9 +954,9 @@ def _join_timeout(s: Session, c: Check) -> Evidence:
             timeout = c.timers.join if c.timers.join != CLIENT_JOIN_TIMEOUT_S else CLIENT_JOIN_TIMEOUT_S
             late = f"; the reply came after {ch.join_latency_ms:.0f} ms" if ch.join_latency_ms else ""
             if waited >= 0.9 * timeout:
-                sure = CERTAIN
+                sure = Confidence.CERTAIN
             elif retried:
-                sure = LIKELY
+                sure = Confidence.LIKELY
             else:
                 continue
             yield Ev(
@@ -979,7 +995,7 @@ def _next_join(s: Session, ch: Channel) -> float | None:
 
 @rule(
     "duplicate-join",
-    WARNING,
+    Severity.WARNING,
     "CLOSED right after subscribing, or double events",
     "Subscribe once per topic: reuse the channel object, and remove it in the effect cleanup "
     "(React StrictMode runs effects twice).",
@@ -1009,7 +1025,7 @@ LEFT_AFTER_JOIN_S = 2.0  # a leave this soon after the join reply is the client'
 
 @rule(
     "left-after-join",
-    WARNING,
+    Severity.WARNING,
     'SUBSCRIBED, then CLOSED at once (or CHANNEL_ERROR "mismatch between server and client bindings")',
     "The client left the channel right after joining it: register every .on() listener before subscribe() "
     '(realtime-js leaves, reporting "mismatch between server and client bindings", when a postgres_changes '
@@ -1047,7 +1063,7 @@ def _interval(s: Session, c: Check) -> tuple[float, str]:
 
 @rule(
     "client-silent",
-    ERROR,
+    Severity.ERROR,
     "the client never SUBSCRIBES: its socket opened, nothing was sent",
     "The socket opened but the client never sent a frame, not even a heartbeat: its transport never saw "
     "`open` (a WebSocket wrapper that does not forward the open event or readyState, or one created "
@@ -1073,7 +1089,7 @@ CLIENT_SILENT_S = 10.0  # clients join, or heartbeat, well within this once the 
 
 @rule(
     "no-heartbeat",
-    ERROR,
+    Severity.ERROR,
     "CHANNEL_ERROR after the server's idle close, then reconnect",
     "The client sent no heartbeat for two of its intervals: Realtime closes a socket that sends nothing for "
     "60 s. Check that the client's heartbeat timer runs (a frozen wrapper, a throttled worker, a custom "
@@ -1096,11 +1112,11 @@ def _no_heartbeat(s: Session, c: Check) -> Evidence:
 
 @rule(
     "heartbeat-timeout",
-    ERROR,
+    Severity.ERROR,
     "CHANNEL_ERROR (heartbeat timeout), then reconnect",
     "Heartbeats must be answered within the interval: make the hop forward server frames promptly and not "
     "swallow phx_reply on topic phoenix.",
-    LIKELY,
+    Confidence.LIKELY,
 )
 def _heartbeat_timeout(s: Session, c: Check) -> Evidence:
     hb = s.heartbeats
@@ -1122,7 +1138,7 @@ def _heartbeat_timeout(s: Session, c: Check) -> Evidence:
             None,
             f'the client closed with {s.closed.code} "{s.closed.reason}"; '
             f"{hb.sent - hb.answered} of {hb.sent} heartbeats unanswered{stale}",
-            CERTAIN,
+            Confidence.CERTAIN,
         )
     elif s.client_kind == "realtime-py":
         # realtime-py never times a heartbeat out: AsyncRealtimeClient._heartbeat (realtime/_async/client.py)
@@ -1133,7 +1149,7 @@ def _heartbeat_timeout(s: Session, c: Check) -> Evidence:
             None,
             f"{hb.unanswered_at_next} heartbeat(s) still unanswered when the next was due "
             f"({hb.answered} of {hb.sent} answered)",
-            CERTAIN,
+            Confidence.CERTAIN,
         )
     elif sent is not None and s.closed is not None and _client_side_end(s):
         # Still unanswered when the connection ended (or the client opened a new one): realtime-js closes at
@@ -1164,7 +1180,7 @@ def _client_side_end(s: Session) -> bool:
 
 @rule(
     "heartbeat-gap",
-    WARNING,
+    Severity.WARNING,
     "CHANNEL_ERROR after the tab returns; server idle close",
     "The client's timers were throttled (background tab, sleeping device): use realtime-js's "
     "`worker: true` option and resubscribe on visibilitychange.",
@@ -1192,11 +1208,11 @@ def _heartbeat_gap(s: Session, c: Check) -> Evidence:
 
 @rule(
     "server-idle-close",
-    ERROR,
+    Severity.ERROR,
     "CHANNEL_ERROR (socket closed: 1000), then reconnect",
     "The server closes sockets that send nothing for 60 s: the client's heartbeats are not reaching it "
     "(frozen wrapper readyState, throttled tab, a hop dropping client frames).",
-    LIKELY,
+    Confidence.LIKELY,
 )
 def _server_idle_close(s: Session, c: Check) -> Evidence:
     cl = s.closed
@@ -1208,7 +1224,7 @@ def _server_idle_close(s: Session, c: Check) -> Evidence:
 
 @rule(
     "client-gone",
-    INFO,
+    Severity.INFO,
     "nothing: the client itself went away (tab closed, process exited, network lost)",
     "Nothing to fix in the hop: the client's side of the connection ended without a close frame. If the "
     "client did not mean to go, look at what killed it (a crash, a network change, a suspended device).",
@@ -1240,11 +1256,11 @@ def _still_joined(s: Session) -> str:
 
 @rule(
     "idle-socket-dropped",
-    WARNING,
+    Severity.WARNING,
     "CHANNEL_ERROR (socket closed: 1006) on a socket whose channels had all ended",
     "Realtime kills sockets left without channels (its channel tracker, every few minutes; no close "
     "frame). The client reconnects; if it should have kept a channel, find why the channel ended first.",
-    LIKELY,
+    Confidence.LIKELY,
 )
 def _idle_socket_dropped(s: Session, c: Check) -> Evidence:
     cl = s.closed
@@ -1265,11 +1281,11 @@ def _idle_socket_dropped(s: Session, c: Check) -> Evidence:
 
 @rule(
     "proxy-idle-timeout",
-    ERROR,
+    Severity.ERROR,
     "CHANNEL_ERROR (socket closed: 1006), then reconnect",
     "An intermediary's idle timer is shorter than the gap between frames (nginx proxy_read_timeout 60 s, "
     "Cloudflare ~100 s): raise it, and keep heartbeats flowing.",
-    LIKELY,
+    Confidence.LIKELY,
 )
 def _proxy_idle_timeout(s: Session, c: Check) -> Evidence:
     cl = s.closed
@@ -1298,12 +1314,12 @@ def _silence_before_drop(s: Session, c: Check) -> float | None:
 
 @rule(
     "server-gone",
-    WARNING,
+    Severity.WARNING,
     "CHANNEL_ERROR (socket closed: 1006), then reconnect",
     "Realtime ends a socket with a close frame (1000, 1001, 1011, 1012): one lost without it while frames "
     "were flowing was cut between here and Realtime. The server or a hop in between crashed, restarted or "
     "lost its network (a deploy, a load balancer draining connections): look at their logs at that time.",
-    LIKELY,
+    Confidence.LIKELY,
 )
 def _server_gone(s: Session, c: Check) -> Evidence:
     if not _lost_by(s, "server") or _channels_all_ended(s):  # the latter: idle-socket-dropped
@@ -1319,7 +1335,7 @@ def _server_gone(s: Session, c: Check) -> Evidence:
 
 @rule(
     "reserved-close-code",
-    ERROR,
+    Severity.ERROR,
     "the client leg stays open, dead, until its heartbeat timeout",
     f"Never pass {closecodes.WORKER_THROWS} (or a reason over {closecodes.MAX_REASON_BYTES} bytes) to a "
     "Worker's close(): map them to 1000/1011 or call close() without arguments.",
@@ -1336,7 +1352,7 @@ RECONNECT_SOON_S = 12.0  # realtime-js and realtime-py reconnect within 1-10 s o
 
 @rule(
     "server-close",
-    WARNING,
+    Severity.WARNING,
     "CHANNEL_ERROR (socket closed: <code>), then reconnect",
     "The server or a hop ended the socket: a 1012 is a restart or a settings change (reconnect; nothing to "
     "fix), a 1001 follows the join error it names (fix that), a 1011 is a server crash; codes Realtime "
@@ -1355,7 +1371,7 @@ def _server_close(s: Session, c: Check) -> Evidence:
                 f"the capture keeps no close frame; the client connected again "
                 f"{s.reopened_at - cl.time:.1f} s after this socket ended, with every heartbeat "
                 f"answered: the server or a hop ended it",
-                LIKELY,
+                Confidence.LIKELY,
             )
         return
     if (
@@ -1383,7 +1399,7 @@ def _server_close(s: Session, c: Check) -> Evidence:
 
 @rule(
     "message-too-large",
-    ERROR,
+    Severity.ERROR,
     "CHANNEL_ERROR (socket closed: 1009), a broadcast lost, or CLOSED",
     "Send smaller messages: Realtime closes the socket (1009) on a frame over 5,000,000 bytes (a Worker "
     "allows 32 MiB); a broadcast over the project's payload quota (3,000 KB by default) is answered "
@@ -1399,7 +1415,7 @@ def _message_too_large(s: Session, c: Check) -> Evidence:
 
 @rule(
     "rtproxy-command",
-    INFO,
+    Severity.INFO,
     "what rtproxy did to the connection on request (rt.inject.server, rt.inject.client, rt.close, rt.expire)",
     "Nothing to fix: rtproxy did this because a command asked it to; the findings beside it are what the "
     "client made of it, as it would of the real failure.",
@@ -1440,7 +1456,7 @@ def _evaluate(s: Session, check: Check) -> list[Finding]:
         try:
             for item in r.evidence(s, check):
                 ev = item if isinstance(item, Ev) else Ev(item[0], item[1])
-                confidence = CANDIDATES if ev.candidates else (ev.confidence or r.confidence)
+                confidence = Confidence.CANDIDATES if ev.candidates else (ev.confidence or r.confidence)
                 out.append(
                     Finding(
                         r.code,
@@ -1464,7 +1480,7 @@ def rule_failed(code: str, error: Exception, conn: str, now: float) -> Finding:
     """The finding that stands in for a rule that raised: the others still run."""
     return Finding(
         "rule-failed",
-        INFO,
+        Severity.INFO,
         "nothing",
         None,
         f"{code}: {type(error).__name__}: {error}",
@@ -1534,7 +1550,15 @@ def _unexplained(s: Session, check: Check, found: list[Finding]) -> list[Finding
 def _unexplained_finding(s: Session, check: Check, topic: str | None, text: str) -> Finding:
     r = UNEXPLAINED
     return Finding(
-        r.code, r.severity, r.explains, topic, s.redactor.text(text), r.fix, s.conn, check.now, LIKELY
+        r.code,
+        r.severity,
+        r.explains,
+        topic,
+        s.redactor.text(text),
+        r.fix,
+        s.conn,
+        check.now,
+        Confidence.LIKELY,
     )
 
 
@@ -1603,7 +1627,9 @@ def link(findings: list[Finding]) -> list[Finding]:
         (
             f
             for f in linked
-            if f.follows is None and f.code != "reconnect-loop" and f.severity in (ERROR, WARNING)
+            if f.follows is None
+            and f.code != "reconnect-loop"
+            and f.severity in (Severity.ERROR, Severity.WARNING)
         ),
         key=rank,
     )
@@ -1634,7 +1660,7 @@ CODES = {r.code: r for r in RULES}
 # Registered for its code, severity and fix; its evidence spans connections, so Diagnoser computes it.
 RECONNECT_LOOP = Rule(
     "reconnect-loop",
-    ERROR,
+    Severity.ERROR,
     "the client reconnects over and over; channels flap between errors",
     "Fix the finding of the individual connections (usually a rejected upgrade or a hop that accepts and "
     "then closes); the client's backoff restarts after every successful open.",
@@ -1646,12 +1672,12 @@ CODES["reconnect-loop"] = RECONNECT_LOOP
 # Registered for its code, severity and fix; evaluate() adds it where no other finding explains a failure.
 UNEXPLAINED = Rule(
     "unexplained-failure",
-    WARNING,
+    Severity.WARNING,
     "a channel or connection failed in a way no other finding explains",
     "The evidence is quoted as the wire shows it. Capture the run with a flow file (mitmdump -w) for close "
     "frames and the hop's own actions, and report it as an rtproxy gap if the cause is still unnamed.",
     lambda s, c: iter(()),
-    LIKELY,
+    Confidence.LIKELY,
 )
 RULES.append(UNEXPLAINED)
 CODES["unexplained-failure"] = UNEXPLAINED

@@ -18,7 +18,7 @@ from rtproxy_core.diagnosis import Diagnoser
 from rtproxy_core.events import Event, Hop
 from rtproxy_core.redact import Redactor
 from rtproxy_core.report import report_json, report_markdown
-from rtproxy_core.rules import Finding, Timers
+from rtproxy_core.rules import Confidence, Finding, Severity, Timers
 from rtproxy_core.session import Note, Session
 
 from .flowevents import closed_event, error_events, frame_event, handshake_event, is_realtime, request_events
@@ -209,8 +209,8 @@ class Tracker:
         """One finding's log line (and the run's count of its code)."""
         self.counts[f.code] += 1
         where = f" {f.topic}" if f.topic else ""
-        level = logging.INFO if f.severity == "info" else logging.WARNING
-        sure = "" if f.confidence == "certain" else f" [{f.confidence}]"
+        level = logging.INFO if f.severity == Severity.INFO else logging.WARNING
+        sure = "" if f.confidence == Confidence.CERTAIN else f" [{f.confidence}]"
         logger.log(
             level,
             self.redactor.output(
