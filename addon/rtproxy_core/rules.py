@@ -24,7 +24,18 @@ from . import catalog, closecodes, frames
 from .events import COMMAND
 from .hop import BLOB_TEXT
 from .redact import jwt_claims
-from .session import CLIENT_JOIN_TIMEOUT_S, CLOSED, ERRORED, JOINED, JOINING, LEAVING, Channel, Session
+from .session import (
+    CLIENT_HEARTBEAT_S,
+    CLIENT_JOIN_TIMEOUT_S,
+    CLOSED,
+    ERRORED,
+    JOINED,
+    JOINING,
+    LEAVING,
+    SERVER_IDLE_S,
+    Channel,
+    Session,
+)
 
 
 class Severity(StrEnum):
@@ -60,21 +71,53 @@ class Ev:
 Evidence = Iterator["tuple[str | None, str] | Ev"]  # (topic or None for the connection, evidence text)
 
 
-@dataclass(frozen=True, slots=True)
-class Timers:
-    """Realtime's timers as the rules expect them (seconds). Shorten them where a test setup does."""
+class TimerValues(NamedTuple):
+    """Realtime's three timers, in seconds; None: not configured."""
 
-    join: float = 10.0  # client join/push timeout
-    heartbeat: float = 25.0  # client heartbeat interval
-    idle: float = 60.0  # server closes after this long without client frames
+    join: float | None = None  # the client's join (and push) timeout
+    heartbeat: float | None = None  # the client's heartbeat interval
+    idle: float | None = None  # the server closes a socket after this long without client frames
+
+
+DEFAULT_TIMERS = TimerValues(CLIENT_JOIN_TIMEOUT_S, CLIENT_HEARTBEAT_S, SERVER_IDLE_S)
+
+
+class Timers:
+    """Realtime's timers as the rules expect them, in seconds. `configured` holds what the user set
+    (rt_timers, --timers; a test setup shortens them), None where they set nothing; `join`, `heartbeat` and
+    `idle` are the timers in force: the configured one, else DEFAULT_TIMERS. What the wire shows of a timer
+    (the client's heartbeat cadence, the known default of the client its frames reveal) goes before a
+    default, never before what the user configured."""
+
+    __slots__ = ("configured",)
+    configured: TimerValues
+
+    def __init__(self, join: float | None = None, heartbeat: float | None = None, idle: float | None = None):
+        object.__setattr__(self, "configured", TimerValues(join, heartbeat, idle))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Timers is immutable (setting {name})")
+
+    @property
+    def join(self) -> float:
+        return _in_force(self.configured.join, DEFAULT_TIMERS.join)
+
+    @property
+    def heartbeat(self) -> float:
+        return _in_force(self.configured.heartbeat, DEFAULT_TIMERS.heartbeat)
+
+    @property
+    def idle(self) -> float:
+        return _in_force(self.configured.idle, DEFAULT_TIMERS.idle)
 
     @classmethod
     def parse(cls, text: str) -> Timers:
-        """'join=10,heartbeat=25,idle=60' (seconds; any subset). Raises ValueError with the reason."""
+        """'join=10,heartbeat=25,idle=60' (seconds; any subset, "" for none). Raises ValueError with the
+        reason."""
         values: dict[str, float] = {}
         for part in filter(None, (p.strip() for p in text.split(","))):
             name, eq, raw = part.partition("=")
-            if not eq or name.strip() not in cls.__dataclass_fields__:
+            if not eq or name.strip() not in TimerValues._fields:
                 raise ValueError(f"expected join=S,heartbeat=S,idle=S, got {part!r}")
             try:
                 value = float(raw)
@@ -86,7 +129,25 @@ class Timers:
         return cls(**values)
 
     def __str__(self) -> str:
+        """The configured timers, as parse() reads them ("" when none is)."""
+        return ",".join(f"{k}={v:g}" for k, v in self.configured._asdict().items() if v is not None)
+
+    def in_force(self) -> str:
+        """Every timer in force, configured or default: 'join=10,heartbeat=25,idle=60'."""
         return f"join={self.join:g},heartbeat={self.heartbeat:g},idle={self.idle:g}"
+
+    def __repr__(self) -> str:
+        return f"Timers({', '.join(f'{k}={v!r}' for k, v in self.configured._asdict().items() if v is not None)})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Timers) and self.configured == other.configured
+
+    def __hash__(self) -> int:
+        return hash(self.configured)
+
+
+def _in_force(configured: float | None, default: float) -> float:
+    return default if configured is None else configured
 
 
 @dataclass(frozen=True, slots=True)
@@ -951,9 +1012,8 @@ def _join_timeout(s: Session, c: Check) -> Evidence:
             did = "left" if ch.left_at is not None else "joined again"
             retried = _next_join(s, ch) is not None
             waited = (ch.left_at or _next_join(s, ch) or c.now) - ch.join_sent_at
-            timeout = c.timers.join if c.timers.join != CLIENT_JOIN_TIMEOUT_S else CLIENT_JOIN_TIMEOUT_S
             late = f"; the reply came after {ch.join_latency_ms:.0f} ms" if ch.join_latency_ms else ""
-            if waited >= 0.9 * timeout:
+            if waited >= 0.9 * c.timers.join:
                 sure = Confidence.CERTAIN
             elif retried:
                 sure = Confidence.LIKELY
@@ -1058,7 +1118,7 @@ def _left_after_join(s: Session, c: Check) -> Evidence:
 
 
 def _interval(s: Session, c: Check) -> tuple[float, str]:
-    return s.heartbeat_interval(c.timers.heartbeat)
+    return s.heartbeat_interval(c.timers.configured.heartbeat)
 
 
 @rule(
@@ -1308,7 +1368,7 @@ def _silence_before_drop(s: Session, c: Check) -> float | None:
     cl = s.closed
     assert cl is not None
     silence = cl.time - (s.last_frame_at or s.upgraded_at or cl.time)
-    interval = s.heartbeat_interval(c.timers.heartbeat)[0] if s.heartbeats.sent else 0.0
+    interval = s.heartbeat_interval(c.timers.configured.heartbeat)[0] if s.heartbeats.sent else 0.0
     return silence if silence >= 1.0 and silence >= 0.9 * interval else None
 
 

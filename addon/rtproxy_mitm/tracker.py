@@ -85,10 +85,11 @@ class Tracker:
         loader.add_option(
             name="rt_timers",
             typespec=str,
-            default=str(Timers()),
+            default="",
             help="Realtime's timers as the diagnosis rules expect them, in seconds: join (client join "
-            "timeout), heartbeat (client heartbeat interval), idle (server idle close). Shorten them "
-            "when your clients or server use shorter ones.",
+            "timeout), heartbeat (client heartbeat interval), idle (server idle close); any subset. "
+            f"Unset: the defaults, {Timers().in_force()} (a client's heartbeats show its own cadence). "
+            "Shorten them when your clients or server use shorter ones.",
         )
         loader.add_option(
             name="rt_report",
