@@ -388,7 +388,7 @@ def test_a_client_legs_timeouts_follow_what_the_hop_changed():
     assert rules.link([f("duplicate-join"), f("hop-frames-dropped")])[1].follows == "hop-frames-dropped"
     assert rules.link([f("join-timeout"), f("hop-host-rewritten")])[0].follows is None  # Host loses nothing
     # every hop code named there is a leg rule's
-    named = {c for causes in rules.SYMPTOM_OF.values() for c in causes if c.startswith("hop-")}
+    named = {c for r in rules.RULES for c in r.follows if c.startswith("hop-")}
     assert named and named <= set(legs.CODES)
 
 
