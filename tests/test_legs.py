@@ -355,7 +355,7 @@ def test_close_lost_without_a_close_frame_or_left_open():
 def test_every_rule_has_a_distinct_code_and_the_readme_row_shape():
     assert len(legs.CODES) == len(legs.LEG_RULES)
     assert all(c.startswith("hop-") for c in legs.CODES)
-    from rtproxy_core.rules import CODES as SESSION_CODES
+    from rtproxy_core.rules import RULES_BY_CODE as SESSION_CODES
 
     assert not set(legs.CODES) & set(SESSION_CODES)  # a leg finding never shadows a connection's
     table = legs.readme_table().splitlines()
@@ -368,7 +368,7 @@ def test_a_client_legs_timeouts_follow_what_the_hop_changed():
     from rtproxy_core import rules
 
     def f(code: str) -> rules.Finding:
-        severity = legs.CODES[code].severity if code in legs.CODES else rules.CODES[code].severity
+        severity = legs.CODES[code].severity if code in legs.CODES else rules.RULES_BY_CODE[code].severity
         return rules.Finding(code, severity, "", TOPIC, "", "", "cccccc")
 
     linked = rules.link(

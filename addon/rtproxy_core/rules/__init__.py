@@ -52,10 +52,7 @@ from .model import (
 )
 from .said import Rejection, classify_reason, named, rejection, said
 
-CODES = RULES_BY_CODE
-
 __all__ = [
-    "CODES",
     "ERROR",
     "INFO",
     "ORDER",

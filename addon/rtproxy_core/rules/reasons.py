@@ -103,8 +103,8 @@ def _token_invalid(s: Session, c: Check) -> Evidence:
         yield (
             None,
             (
-                f"{rej.request} was answered {rej.status} {rej.text[:100]!r} by the gateway in front of Realtime "
-                "(Kong's key-auth): the apikey is not one of the project's keys"
+                f"{rej.request} was answered {rej.status} {rej.text[:100]!r} by the gateway in front of "
+                "Realtime (Kong's key-auth): the apikey is not one of the project's keys"
             ),
         )
 

@@ -263,8 +263,8 @@ def _upstream_unreachable(s: Session, c: Check) -> Evidence:
         yield (
             None,
             (
-                f"{rej.request} was answered {rej.status} by {gw} ({rej.text[:100] or 'empty body'}): the gateway in "
-                "front of Realtime could not reach it"
+                f"{rej.request} was answered {rej.status} by {gw} ({rej.text[:100] or 'empty body'}): the "
+                "gateway in front of Realtime could not reach it"
             ),
         )
         return
