@@ -46,10 +46,7 @@ def system_errors(ch: Channel, extension: str) -> list[str]:
 
 def named(text: str, where: str | None = None) -> bool:
     """Does the catalog (or the string's "<Code>: " prefix) say what this string is?"""
-    if catalog.lookup(text, where) is not None:
-        return True
-    prefix = catalog._CODE.match(text.strip())
-    return prefix is not None and prefix[1] in catalog.CODES
+    return catalog.lookup(text, where) is not None or catalog.by_error_code(text) is not None
 
 
 def classify_reason(reason: str, where: str | None = None) -> str:
