@@ -35,12 +35,15 @@ def rejection(s: Session) -> Rejection | None:
 
 
 def join_reasons(s: Session) -> Iterator[tuple[Channel, str]]:
+    """The channels whose join the server refused in words, with its reason (not those that failed with
+    their socket)."""
     for ch in s.channels.values():
         if ch.reason and ch.joined_at is None and ch.state == ERRORED and not ch.reason.startswith("socket"):
             yield ch, ch.reason
 
 
 def system_errors(ch: Channel, extension: str) -> list[str]:
+    """The error messages the server pushed on this channel for `extension` ("system", "postgres_changes")."""
     return [m.message for m in ch.system if m.status == "error" and m.extension == extension]
 
 
@@ -126,5 +129,6 @@ _GATEWAY_BODIES = {
 
 
 def gateway_named(text: str) -> str | None:
+    """The finding a gateway's own words in a refusal's body name, if they name one."""
     t = text.lower()
     return next((code for k, code in _GATEWAY_BODIES.items() if k in t), None)

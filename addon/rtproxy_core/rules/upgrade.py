@@ -61,13 +61,13 @@ def _path_wrong(s: Session, c: Check) -> Evidence:
 )
 def _worker_exception(s: Session, c: Check) -> Evidence:
     rej = rejection(s)
-    text = rej.text.lower() if rej else ""
-    if (
-        rej
-        and rej.status == 500
-        and ("1101" in text or "worker threw exception" in text or "handler failed" in text)
-    ):
+    if rej and rej.status == 500 and _worker_threw(rej.text):
         yield None, f"{rej.request} was answered 500 ({rej.text[:120]}) instead of 101"
+
+
+def _worker_threw(text: str) -> bool:
+    """Does a 500's body say the hop's own code threw (Cloudflare's error 1101, a relay's handler)?"""
+    return any(k in text.lower() for k in ("1101", "worker threw exception", "handler failed"))
 
 
 @rule(
@@ -89,8 +89,8 @@ def _upgrade_rejected(s: Session, c: Check) -> Evidence:
         return  # the server (or a gateway) named it: that finding says so
     if status == 404 and text != "":
         return  # path-wrong
-    if status == 500 and any(k in text.lower() for k in ("1101", "worker threw exception", "handler failed")):
-        return
+    if status == 500 and _worker_threw(text):
+        return  # worker-exception
     if status == 426 and text == "Expected WebSocket":
         yield (
             None,
