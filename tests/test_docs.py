@@ -5,7 +5,7 @@ import re
 
 from conftest import ROOT
 from rtproxy_core.faults import FAULTS, readme_table
-from rtproxy_core.rules import CODES, RULES
+from rtproxy_core.rules import RULES, RULES_BY_CODE
 
 README = (ROOT / "README.md").read_text()
 ADDON_SOURCES = "\n".join(p.read_text() for p in (ROOT / "addon" / "rtproxy_mitm").glob("*.py"))
@@ -30,9 +30,9 @@ def test_faults_table_is_the_registry():
 
 def test_every_fault_names_real_findings():
     for f in FAULTS.values():
-        assert f.finding in CODES, f.name
+        assert f.finding in RULES_BY_CODE, f.name
         for code in re.findall(r"`([a-z]+(?:-[a-z]+)+)`", f.finding_note):  # other findings it names
-            assert code in CODES, (f.name, code)
+            assert code in RULES_BY_CODE, (f.name, code)
 
 
 def test_options_match():
@@ -50,5 +50,5 @@ def test_rtprobe_table_is_the_checks():
     rows = [line for line in section.splitlines() if line.startswith("|")]
     assert rows == rtprobe_table().splitlines()
     for c in CHECKS:
-        assert c.code in CODES, c.name
+        assert c.code in RULES_BY_CODE, c.name
         assert f"| `{c.name}` | {c.verifies} | `{c.code}` |" in rows, c.name

@@ -372,7 +372,7 @@ def test_close_lost_without_a_close_frame_or_left_open():
 def test_every_rule_has_a_distinct_code_and_the_readme_row_shape():
     assert len(legs.LEG_RULES_BY_CODE) == len(legs.LEG_RULES)
     assert all(c.startswith("hop-") for c in legs.LEG_RULES_BY_CODE)
-    from rtproxy_core.rules import CODES as SESSION_CODES
+    from rtproxy_core.rules import RULES_BY_CODE as SESSION_CODES
 
     assert not set(legs.LEG_RULES_BY_CODE) & set(SESSION_CODES)  # a leg finding never shadows a connection's
     table = legs.readme_table().splitlines()
@@ -388,7 +388,7 @@ def test_a_client_legs_timeouts_follow_what_the_hop_changed():
         severity = (
             legs.LEG_RULES_BY_CODE[code].severity
             if code in legs.LEG_RULES_BY_CODE
-            else rules.CODES[code].severity
+            else rules.RULES_BY_CODE[code].severity
         )
         return rules.Finding(code, severity, "", TOPIC, "", "", "cccccc")
 
@@ -409,7 +409,7 @@ def test_a_client_legs_timeouts_follow_what_the_hop_changed():
     assert rules.link([f("duplicate-join"), f("hop-frames-dropped")])[1].follows == "hop-frames-dropped"
     assert rules.link([f("join-timeout"), f("hop-host-rewritten")])[0].follows is None  # Host loses nothing
     # every hop code named there is a leg rule's
-    named = {c for causes in rules.SYMPTOM_OF.values() for c in causes if c.startswith("hop-")}
+    named = {c for r in rules.RULES for c in r.follows if c.startswith("hop-")}
     assert named and named <= set(legs.LEG_RULES_BY_CODE)
 
 

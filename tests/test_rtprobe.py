@@ -63,9 +63,9 @@ async def probe_json(url: str, key: str | None, *more: str) -> tuple[int, dict, 
     statuses = {c["name"]: c["status"] for c in report["checks"]}
     for c in report["checks"]:
         assert c["ok"] == {"pass": True, "fail": False, "skip": None}[c["status"]]
-        assert c["code"] in rules.CODES, c
+        assert c["code"] in rules.RULES_BY_CODE, c
         # the fix is the finding's own, exactly for failures
-        assert c["fix"] == (rules.CODES[c["code"]].fix if c["status"] == "fail" else ""), c
+        assert c["fix"] == (rules.RULES_BY_CODE[c["code"]].fix if c["status"] == "fail" else ""), c
         if c["status"] != "fail":
             assert c["code"] == CODES[c["name"]], c
         assert c["detail"]
@@ -186,9 +186,9 @@ def test_every_check_names_a_finding_and_prints_its_fix():
         if isinstance(v, ast.Constant) and isinstance(v.value, str)
     }
     assert len(overrides) >= 8 and len(literals) >= 4, overrides
-    assert literals | set(CODES.values()) <= set(rules.CODES), literals - set(rules.CODES)
+    assert literals | set(CODES.values()) <= set(rules.RULES_BY_CODE), literals - set(rules.RULES_BY_CODE)
     for code in ("token-invalid", "tenant-not-found", "upgrade-rejected"):  # refusal_code names these
-        assert code in rules.CODES
+        assert code in rules.RULES_BY_CODE
     assert probe.refusal_code("API key is missing") == "apikey-missing"
     assert probe.refusal_code("Tenant not found") == "tenant-not-found"
     assert probe.refusal_code(None) == probe.refusal_code("Bad gateway") == "upgrade-rejected"
@@ -202,9 +202,11 @@ def test_every_check_names_a_finding_and_prints_its_fix():
     for r in results:
         i = lines.index(f"FAIL {r.name} — {r.detail}")
         assert lines[i + 1] == f"     → {r.code}"
-        assert lines[i + 2] == f"     fix: {rules.CODES[r.code].fix}"
+        assert lines[i + 2] == f"     fix: {rules.RULES_BY_CODE[r.code].fix}"
     as_json = probe.render_json("u", "s", results)["checks"]
-    assert [(c["code"], c["fix"]) for c in as_json] == [(r.code, rules.CODES[r.code].fix) for r in results]
+    assert [(c["code"], c["fix"]) for c in as_json] == [
+        (r.code, rules.RULES_BY_CODE[r.code].fix) for r in results
+    ]
     # a check that did not fail prints no finding
     passed = probe.render_text("u", "s", [probe.ProbeResult(probe.CHECKS[0], probe.PASS, "fine")])
     assert passed.splitlines()[1:] == ["PASS a-query — fine", "1 checks: 1 passed, 0 failed, 0 not checked"]
@@ -481,7 +483,7 @@ async def test_checklist_text_exit_codes_and_key_redaction(local_server, mitmdum
     assert [lines[i].split()[1] for i in failed] == ["a-query", "c-upstream-status"]
     for i, code in zip(failed, ["apikey-missing", "early-101"], strict=True):
         assert lines[i + 1] == f"     → {code}"
-        assert lines[i + 2] == f"     fix: {rules.CODES[code].fix}"  # the rule's fix, verbatim
+        assert lines[i + 2] == f"     fix: {rules.RULES_BY_CODE[code].fix}"  # the rule's fix, verbatim
     assert any(line.startswith("PASS h-subprotocol — ") for line in lines)
     assert lines[-1] == "8 checks: 1 passed, 2 failed, 5 not checked"
 

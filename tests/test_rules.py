@@ -7,7 +7,7 @@ import json
 import pytest
 from rtproxy_core.diagnosis import Diagnoser
 from rtproxy_core.events import Closed, Frame, Handshake, Hop, Opened, Upstream, UpstreamHandshake
-from rtproxy_core.rules import CODES, ERROR, RULES, WARNING, Timers
+from rtproxy_core.rules import ERROR, RULES, RULES_BY_CODE, WARNING, Timers
 from rtproxy_core.session import Session
 from wire import T0, kind3, kind4, v2
 
@@ -273,13 +273,13 @@ def test_rule_fires_on_its_evidence(code):
     assert code in CASES[code]().codes()
 
 
-@pytest.mark.parametrize("code", sorted(c for c in CODES if c != "reconnect-loop"))
+@pytest.mark.parametrize("code", sorted(c for c in RULES_BY_CODE if c != "reconnect-loop"))
 def test_rule_silent_on_healthy_session(code):
     assert code not in healthy().codes()
 
 
 def test_every_code_has_a_case():
-    assert set(CODES) - set(CASES) == {"reconnect-loop"}
+    assert set(RULES_BY_CODE) - set(CASES) == {"reconnect-loop"}
 
 
 def test_unacknowledged_broadcasts_do_not_crowd_out_heartbeats():

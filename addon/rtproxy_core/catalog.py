@@ -1258,9 +1258,9 @@ for _e in ENTRIES:
         _EXACT.setdefault(_e.text, []).append(_e)
 _PATTERNS = [e for e in ENTRIES if e.variable]
 
-# The <Code> of a "Code: message" reason, for variants of a message the table does not hold (a later
-# release rewording it): the code names the cause as reliably as the words.
-CODES: dict[str, tuple[str, str]] = {
+# Realtime's error code -> (class, finding), for the "<Code>: message" reasons whose message the table does
+# not hold (a later release rewording it): the code names the cause as reliably as the words.
+BY_ERROR_CODE: dict[str, tuple[str, str]] = {
     "InvalidJWTToken": (TOKEN, "token-invalid"),
     "MalformedJWT": (TOKEN, "token-invalid"),
     "JwtSignatureError": (TOKEN, "token-invalid"),
@@ -1287,7 +1287,7 @@ CODES: dict[str, tuple[str, str]] = {
     "TopicNameRequired": (REQUEST, "join-error"),
     "UnknownErrorOnChannel": (INTERNAL, "join-error"),
 }
-_CODE = re.compile(r"([A-Z][A-Za-z]+): ")
+_ERROR_CODE = re.compile(r"([A-Z][A-Za-z]+): ")
 
 
 @functools.lru_cache(maxsize=4096)  # the rules ask about the same few strings every second
@@ -1310,11 +1310,16 @@ def classify(text: str, where: str | None = None) -> tuple[str, str, Said | None
     said = lookup(text, where)
     if said is not None:
         return said.cls, said.finding, said
-    m = _CODE.match(text.strip())
-    if m and m[1] in CODES:
-        cls, code = CODES[m[1]]
-        return cls, code, None
+    by_code = by_error_code(text)
+    if by_code is not None:
+        return *by_code, None
     return INTERNAL, "join-error", None
+
+
+def by_error_code(text: str) -> tuple[str, str] | None:
+    """(class, finding code) of a string by its "<Code>: " prefix, when it has a known one."""
+    m = _ERROR_CODE.match(text.strip())
+    return BY_ERROR_CODE.get(m[1]) if m else None
 
 
 def say(key: str, **values: object) -> str:

@@ -83,9 +83,6 @@ class HopKind(StrEnum):
     COMMAND = "command"  # a live command acted on the flow (rtproxy_mitm/commands.py); flow files keep it
 
 
-COMMAND = HopKind.COMMAND
-
-
 @dataclass(slots=True)
 class Hop:
     """Something the hop itself did that the wire alone does not show: a relay dropped a frame, its

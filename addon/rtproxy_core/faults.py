@@ -3,10 +3,10 @@
 `parse_faults("swallow-heartbeats,delay-replies=500")` gives the spec; `FaultPlan(spec, vsn)` looks at
 each frame and says what the hop should do (an Action). The mitmproxy layer carries the actions out.
 
-Each fault is registered with `@fault`, like a rule in rules.py: its name, argument form, what it does,
-what the client sees and the finding that diagnoses it (a code in rules.CODES), and a function that
-parses its argument into FaultSpec fields. The `--set rt_fault` help and the README's "Faults" table
-(`readme_table()`; tests/test_docs.py checks it row by row) are written from the registry.
+Each fault is registered with `@fault`, like a rule with `@rule` (rules/): its name, argument form, what
+it does, what the client sees and the finding that diagnoses it (a code in rules.RULES_BY_CODE), and a
+function that parses its argument into FaultSpec fields. The `--set rt_fault` help and the README's
+"Faults" table (`readme_table()`; tests/test_docs.py checks it row by row) are written from the registry.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Fault:
     form: str | None  # the argument's form (`MS`), or None: the fault takes no argument
     does: str  # what it does: the --set help and the README
     client_sees: str
-    finding: str  # the rule code that diagnoses it (rules.CODES)
+    finding: str  # the rule code that diagnoses it (rules.RULES_BY_CODE)
     finding_note: str  # the README's words after the code: when it applies, other findings (in backticks)
     parse: Callable[[str], dict[str, Any]]  # argument -> FaultSpec fields; raises ValueError
 

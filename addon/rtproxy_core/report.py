@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 from .diagnosis import ranked
+from .rules import Severity
 from .session import Session
 
 
@@ -64,7 +65,7 @@ def report_json(sessions: list[Session]) -> dict[str, Any]:
 
 
 def has_error(sessions: list[Session]) -> bool:
-    return any(f.severity == "error" for s in sessions for f in s.findings)
+    return any(f.severity == Severity.ERROR for s in sessions for f in s.findings)
 
 
 def report_text(sessions: list[Session]) -> str:

@@ -20,7 +20,18 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from . import closecodes, frames
-from .events import Closed, Event, Frame, FrameError, Handshake, Hop, Opened, Upstream, UpstreamHandshake
+from .events import (
+    Closed,
+    Event,
+    Frame,
+    FrameError,
+    Handshake,
+    Hop,
+    HopKind,
+    Opened,
+    Upstream,
+    UpstreamHandshake,
+)
 from .redact import Redactor, jwt_claims, jwt_expired
 
 if TYPE_CHECKING:
@@ -61,10 +72,12 @@ MAX_HISTORY = 20  # system messages and hop events kept per channel / connection
 # ended pairs and upstream legs no client leg claimed (rtproxy_core.legs), KEEP_FINISHED of each.
 KEEP_FINISHED = 100
 DUPLICATE_WINDOW_S = 1.0  # clients back off ≥ 1 s before a rejoin; a second join sooner is a duplicate
+# Realtime's timers by default (rules.Timers: what the user configured goes first).
 CLIENT_HEARTBEAT_S = (
     25.0  # realtime-js (HEARTBEAT_INTERVAL 25000) and realtime-py (DEFAULT_HEARTBEAT_INTERVAL 25)
 )
 CLIENT_JOIN_TIMEOUT_S = 10.0  # both clients' DEFAULT_TIMEOUT
+SERVER_IDLE_S = 60.0  # Realtime closes a socket after this long without a client frame
 GAVE_UP_MIN_S = 1.0  # no client times a join out sooner; a leave or rejoin sooner is the app's own doing
 
 
@@ -267,7 +280,7 @@ class Session:
         conn: str = "",
         redactor: Redactor | None = None,
         debug: bool = False,
-        join_timeout_s: float = 10.0,
+        join_timeout_s: float = CLIENT_JOIN_TIMEOUT_S,
     ) -> None:
         self.conn = conn
         self.join_timeout_s = join_timeout_s  # the client's: a later reply finds it already TIMED_OUT
@@ -866,15 +879,17 @@ class Session:
 
     # ------------------------------------------------------------------------------------ views
 
-    def heartbeat_interval(self, configured: float) -> tuple[float, str]:
+    def heartbeat_interval(self, configured: float | None) -> tuple[float, str]:
         """The client's heartbeat interval and where it comes from: its own heartbeats (from one gap on);
-        else rt_timers when set to something else than the clients' default; else the known default of
-        the client its frames reveal; else rt_timers."""
+        else the one the user configured (rt_timers; None: none); else the known default of the client its
+        frames reveal; else rt_timers' default."""
         learned = self.heartbeats.interval()
         if learned is not None and learned > 0:
             return learned, "its own heartbeats"
-        if configured != CLIENT_HEARTBEAT_S or self.client_kind is None:
+        if configured is not None:
             return configured, "rt_timers"
+        if self.client_kind is None:
+            return CLIENT_HEARTBEAT_S, "rt_timers"
         return CLIENT_HEARTBEAT_S, f"{self.client_kind}'s default"
 
     @property
@@ -882,11 +897,16 @@ class Session:
         return self.closed.time if self.closed is not None else None
 
     @property
+    def upstream_failed(self) -> bool:
+        """Did the hop's upstream leg fail: refused (its answer to the hop was not 101) or not reached?"""
+        return self.upstream_status not in (None, 101) or HopKind.UPSTREAM_FAILED in self.hop_counts
+
+    @property
     def failed(self) -> bool:
         """Did the connection itself fail (as opposed to ending because the client was done)?"""
         if self.status is not None and self.status != 101:
             return True
-        if self.upstream_status not in (None, 101) or "upstream-failed" in self.hop_counts:
+        if self.upstream_failed:
             return True
         c = self.closed
         if c is None or not c.recorded:

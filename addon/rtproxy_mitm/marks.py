@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from mitmproxy import ctx, hooks, http
 from rtproxy_core.diagnosis import ranked
-from rtproxy_core.rules import ERROR, INFO
+from rtproxy_core.rules import Severity
 from rtproxy_core.session import Session
 
 from .internals import wrap_har_entries
@@ -25,7 +25,7 @@ MARKED, COMMENTED = "rtproxy.marked", "rtproxy.comment"  # flow.metadata: what r
 
 def comment_for(session: Session) -> str | None:
     """The top finding of a connection in one line, or None if it has no error or warning."""
-    top = next((f for f in ranked(session.findings) if f.severity != INFO), None)
+    top = next((f for f in ranked(session.findings) if f.severity != Severity.INFO), None)
     if top is None:
         return None
     where = f" {top.topic}" if top.topic else ""
@@ -51,7 +51,7 @@ def show_findings(flow: http.HTTPFlow, session: Session) -> None:
     if (
         not flow.marked
         and not flow.metadata.get(MARKED)
-        and any(f.severity == ERROR for f in session.findings)
+        and any(f.severity == Severity.ERROR for f in session.findings)
     ):
         flow.marked, flow.metadata[MARKED], changed = MARKER, True, True
     if changed:

@@ -18,7 +18,7 @@ from rtproxy_core.diagnosis import Diagnoser
 from rtproxy_core.events import Event, Hop, conn_id
 from rtproxy_core.redact import Redactor
 from rtproxy_core.report import report_json, report_markdown
-from rtproxy_core.rules import Finding, Timers
+from rtproxy_core.rules import Confidence, Finding, Severity, Timers
 from rtproxy_core.session import KEEP_FINISHED, Note, NoteLevel, Session
 
 from .connlog import connection_log
@@ -85,10 +85,11 @@ class Tracker:
         loader.add_option(
             name="rt_timers",
             typespec=str,
-            default=str(Timers()),
+            default="",
             help="Realtime's timers as the diagnosis rules expect them, in seconds: join (client join "
-            "timeout), heartbeat (client heartbeat interval), idle (server idle close). Shorten them "
-            "when your clients or server use shorter ones.",
+            "timeout), heartbeat (client heartbeat interval), idle (server idle close); any subset. "
+            f"Unset: the defaults, {Timers().in_force()} (a client's heartbeats show its own cadence). "
+            "Shorten them when your clients or server use shorter ones.",
         )
         loader.add_option(
             name="rt_report",
@@ -208,8 +209,8 @@ class Tracker:
         """One finding's log line (and the run's count of its code)."""
         self.counts[f.code] += 1
         where = f" {f.topic}" if f.topic else ""
-        level = logging.INFO if f.severity == "info" else logging.WARNING
-        sure = "" if f.confidence == "certain" else f" [{f.confidence}]"
+        level = logging.INFO if f.severity == Severity.INFO else logging.WARNING
+        sure = "" if f.confidence == Confidence.CERTAIN else f" [{f.confidence}]"
         connection_log(conn).log(
             level,
             self.redactor.output(f"finding {f.code}{where} ({f.explains}){sure}: {f.evidence}. Fix: {f.fix}"),

@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--timers",
-        default=str(Timers()),
-        help="Realtime timers the rules expect, seconds (default %(default)s)",
+        default="",
+        help="Realtime timers the rules expect, seconds (any subset; unset: the clients' and the server's "
+        f"defaults, {Timers().in_force()}, and the cadence the client's own heartbeats show)",
     )
     ap.add_argument("--show-secrets", action="store_true", help="do not redact apikeys, JWTs, access tokens")
     args = ap.parse_args(argv)

@@ -143,8 +143,8 @@ class Scrubber:
 
 @dataclass(frozen=True, slots=True)
 class ProbeCheck:
-    """One check of the probe: its name, what it verifies, and the finding (a code of rules.CODES) its
-    failure is evidence of. The fix printed for a failure is that finding's fix, so rtprobe, rtdiagnose
+    """One check of the probe: its name, what it verifies, and the finding (a code of rules.RULES_BY_CODE)
+    its failure is evidence of. The fix printed for a failure is that finding's fix, so rtprobe, rtdiagnose
     and the addon share one list of causes and fixes. A failure whose evidence names another finding
     carries that one instead (ProbeResult.code)."""
 
@@ -228,7 +228,7 @@ class ProbeResult:
 
     @property
     def fix(self) -> str:
-        return rules.CODES[self.code].fix if self.status == FAIL else ""
+        return rules.RULES_BY_CODE[self.code].fix if self.status == FAIL else ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -395,7 +395,7 @@ class Probe:
         check's own."""
         r = self.results[name]
         r.status, r.detail = status, self.scrub.text(detail)
-        r.code = rules.CODES[code or r.check.code].code  # KeyError: a code no rule has
+        r.code = rules.RULES_BY_CODE[code or r.check.code].code  # KeyError: a code no rule has
 
     def skip(self, names: list[str], why: str) -> None:
         for n in names:

@@ -1,0 +1,218 @@
+"""The vocabulary of the rules: a finding's severity and confidence, the evidence a rule yields, the
+timers it may read, the Rule and the Finding it produces, and `@rule`, which registers one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+from ..session import CLIENT_HEARTBEAT_S, CLIENT_JOIN_TIMEOUT_S, SERVER_IDLE_S, Session
+
+
+class Severity(StrEnum):
+    """How much a finding matters; its value is what reports print and JSON carries."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO  # legs.py's rules use these names
+
+
+class Confidence(StrEnum):
+    """How sure a finding is."""
+
+    CERTAIN = "certain"  # the wire shows it
+    LIKELY = "likely"  # inferred, usually from timing
+    CANDIDATES = "candidates"  # the wire cannot tell; the candidates are ranked by what it does show
+
+
+@dataclass(frozen=True, slots=True)
+class Ev:
+    """Evidence with more to say than (topic, text): its own confidence, or ranked candidate codes."""
+
+    topic: str | None
+    text: str
+    confidence: Confidence | None = None  # None: the rule's default
+    candidates: tuple[str, ...] = ()
+
+
+Evidence = Iterator["tuple[str | None, str] | Ev"]  # (topic or None for the connection, evidence text)
+
+
+class TimerSettings(NamedTuple):
+    """What the user set of Realtime's three timers, in seconds; None: not configured."""
+
+    join: float | None = None  # the client's join (and push) timeout
+    heartbeat: float | None = None  # the client's heartbeat interval
+    idle: float | None = None  # the server closes a socket after this long without client frames
+
+
+class Timers:
+    """Realtime's timers as the rules expect them, in seconds. `configured` holds what the user set
+    (rt_timers, --timers; a test setup shortens them), None where they set nothing; `join`, `heartbeat` and
+    `idle` are the timers in force: the configured one, else the default (session.py's
+    CLIENT_JOIN_TIMEOUT_S, CLIENT_HEARTBEAT_S, SERVER_IDLE_S). What the wire shows of a timer
+    (the client's heartbeat cadence, the known default of the client its frames reveal) goes before a
+    default, never before what the user configured."""
+
+    __slots__ = ("configured",)
+    configured: TimerSettings
+
+    def __init__(
+        self, join: float | None = None, heartbeat: float | None = None, idle: float | None = None
+    ) -> None:
+        object.__setattr__(self, "configured", TimerSettings(join, heartbeat, idle))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Timers is immutable (setting {name})")
+
+    @property
+    def join(self) -> float:
+        return _in_force(self.configured.join, CLIENT_JOIN_TIMEOUT_S)
+
+    @property
+    def heartbeat(self) -> float:
+        return _in_force(self.configured.heartbeat, CLIENT_HEARTBEAT_S)
+
+    @property
+    def idle(self) -> float:
+        return _in_force(self.configured.idle, SERVER_IDLE_S)
+
+    @classmethod
+    def parse(cls, text: str) -> Timers:
+        """'join=10,heartbeat=25,idle=60' (seconds; any subset, "" for none). Raises ValueError with the
+        reason."""
+        values: dict[str, float] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, eq, raw = part.partition("=")
+            if not eq or name.strip() not in TimerSettings._fields:
+                raise ValueError(f"expected join=S,heartbeat=S,idle=S, got {part!r}")
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(f"{name.strip()} must be a number of seconds, got {raw!r}") from None
+            if not value > 0:
+                raise ValueError(f"{name.strip()} must be positive, got {raw!r}")
+            values[name.strip()] = value
+        return cls(**values)
+
+    def __str__(self) -> str:
+        """The configured timers, as parse() reads them ("" when none is)."""
+        return ",".join(f"{k}={v:g}" for k, v in self.configured._asdict().items() if v is not None)
+
+    def in_force(self) -> str:
+        """Every timer in force, configured or default: 'join=10,heartbeat=25,idle=60'."""
+        return f"join={self.join:g},heartbeat={self.heartbeat:g},idle={self.idle:g}"
+
+    def __repr__(self) -> str:
+        return f"Timers({self!s})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Timers) and self.configured == other.configured
+
+    def __hash__(self) -> int:
+        return hash(self.configured)
+
+
+def _in_force(configured: float | None, default: float) -> float:
+    return default if configured is None else configured
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """What a rule may look at besides the session."""
+
+    now: float
+    final: bool  # the connection has ended (or the capture has)
+    timers: Timers
+
+
+EvidenceFn = Callable[[Session, Check], Evidence]  # what a rule runs: the session, now -> its evidence
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One finding code and what it says: severity, the client-visible outcome it explains, the fix, how
+    sure its evidence makes it by default, the function that yields its evidence, and the findings it can
+    follow from as a symptom (the first of them present is its cause: link())."""
+
+    code: str
+    severity: Severity
+    explains: str
+    fix: str
+    evidence: EvidenceFn
+    confidence: Confidence = Confidence.CERTAIN
+    follows: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    code: str
+    severity: Severity
+    explains: str
+    topic: str | None
+    evidence: str
+    fix: str
+    conn: str = ""
+    time: float = 0.0
+    confidence: Confidence = Confidence.CERTAIN
+    candidates: tuple[str, ...] = ()
+    follows: str | None = None  # the code of the finding this one is a symptom of
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": str(self.severity),
+            "topic": self.topic,
+            "explains": self.explains,
+            "evidence": self.evidence,
+            "fix": self.fix,
+            "confidence": str(self.confidence),
+            "candidates": list(self.candidates),
+            "follows": self.follows,
+        }
+
+
+REGISTERED: dict[str, Rule] = {}  # code -> Rule, as the rule modules register them; engine.ORDER orders them
+
+
+def rule(
+    code: str,
+    severity: Severity,
+    explains: str,
+    fix: str,
+    confidence: Confidence = Confidence.CERTAIN,
+    follows: tuple[str, ...] = (),
+) -> Callable[[EvidenceFn], EvidenceFn]:
+    """Register the decorated function as the evidence of finding `code` (see Rule)."""
+
+    def register(fn: EvidenceFn) -> EvidenceFn:
+        if code in REGISTERED:
+            raise ValueError(f"rule {code!r} is registered twice")
+        REGISTERED[code] = Rule(code, severity, explains, fix, fn, confidence, follows)
+        return fn
+
+    return register
+
+
+# The leg rules' codes (legs.py: what a hop in front of Realtime changed, put on a client leg's connection)
+# for a frame of the client's that was lost, which its client sees as an unanswered join or heartbeat: the
+# frame never reached Realtime (dropped; early 101: the hop's upstream was not open yet, or refused),
+# reached it after the client's timeout (delayed), or on a socket without the client's vsn (the query
+# rewritten).
+HOP_LOST_FRAMES = ("hop-frames-dropped", "hop-early-101", "hop-frames-delayed", "hop-query-rewritten")
+
+
+def ago(seconds: float) -> str:
+    """A duration in evidence: "40 s", "5 min", "2.0 h"."""
+    seconds = abs(seconds)
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"

@@ -1,0 +1,275 @@
+"""Rules for a refused upgrade: nothing else can work until the upgrade does.
+
+A refusal that names its cause is that cause's finding (reasons.py, over the catalog); these are the ones
+the status, the URL and the headers tell: no apikey, a wrong path, the hop's own exception, a gateway that
+could not reach Realtime, and a refusal that says nothing, whose candidate causes are ranked by what the
+request shows.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+from .. import catalog, frames
+from ..events import HopKind
+from ..redact import jwt_claims
+from ..session import Session
+from .model import Check, Ev, Evidence, Severity, ago, rule
+from .said import gateway_named, named, rejection
+
+
+@rule(
+    "apikey-missing",
+    Severity.ERROR,
+    "CHANNEL_ERROR in a reconnect loop",
+    "Forward the query string verbatim (in a Worker: url.search). Browsers can only send the apikey in "
+    "the query; Realtime answers 401 without it.",
+)
+def _apikey_missing(s: Session, c: Check) -> Evidence:
+    rej = rejection(s)
+    if (
+        rej
+        and rej.status == 401
+        and ("api key is missing" in rej.text.lower() or gateway_named(rej.text) == "apikey-missing")
+    ):
+        where = (
+            "the client sent one but the upstream URL has none"
+            if s.apikey and s.upstream_apikey is False
+            else "no apikey query parameter and no x-api-key header"
+        )
+        yield None, f'{rej.request} was answered 401 {{"error": "{rej.text}"}}: {where}'
+
+
+@rule(
+    "path-wrong",
+    Severity.ERROR,
+    "CHANNEL_ERROR (socket closed: 1006) in a reconnect loop",
+    "Map the path 1:1: hosted Realtime is /realtime/v1/websocket, a self-hosted server /socket/websocket.",
+)
+def _path_wrong(s: Session, c: Check) -> Evidence:
+    rej = rejection(s)
+    if rej and rej.status == 404 and "tenant not found" not in rej.text.lower():
+        path = (s.upstream_url or s.url or "").split("?")[0]
+        yield None, f"{rej.request} was answered 404 {rej.text or '(no JSON error)'} for {path}"
+
+
+@rule(
+    "worker-exception",
+    Severity.ERROR,
+    "CHANNEL_ERROR (socket closed: 1006) in a reconnect loop",
+    "The hop's code threw while handling the upgrade: fix the exception (check `wrangler tail`); a Worker "
+    "proxy should pass the upgrade through with fetch(new Request(upstreamUrl, request)).",
+)
+def _worker_exception(s: Session, c: Check) -> Evidence:
+    rej = rejection(s)
+    if rej and rej.status == 500 and _worker_threw(rej.text):
+        yield None, f"{rej.request} was answered 500 ({rej.text[:120]}) instead of 101"
+
+
+def _worker_threw(text: str) -> bool:
+    """Does a 500's body say the hop's own code threw (Cloudflare's error 1101, a relay's handler)?"""
+    return any(k in text.lower() for k in ("1101", "worker threw exception", "handler failed"))
+
+
+@rule(
+    "upgrade-rejected",
+    Severity.ERROR,
+    "CHANNEL_ERROR (socket closed: 1006) in a reconnect loop",
+    "The answer was not an upgrade: make the hop forward `Upgrade: websocket` and `Connection: upgrade` "
+    "over HTTP/1.1 (nginx: proxy_http_version 1.1 and both headers), keep request headers small (cookies), "
+    "and send a supported vsn. When the cause is not certain, the candidates are listed most likely first "
+    "and Realtime's log holds the answer.",
+    follows=("token-expired", "apikey-missing"),
+)
+def _upgrade_rejected(s: Session, c: Check) -> Evidence:
+    rej = rejection(s)
+    if rej is None or rej.status in _GATEWAY_STATUSES and _gateway(s):
+        return
+    status, text, who = rej.status, rej.text, rej.request
+    if text and named(text, catalog.UPGRADE) or gateway_named(text):
+        return  # the server (or a gateway) named it: that finding says so
+    if status == 404 and text != "":
+        return  # path-wrong
+    if status == 500 and _worker_threw(text):
+        return  # worker-exception
+    if status == 426 and text == "Expected WebSocket":
+        yield (
+            None,
+            (
+                f"{who} was answered 426 instead of 101: the design's Worker reads request.webSocket, which "
+                "Workers' Request does not have, and returns 426 from its own guard"
+            ),
+        )
+        return
+    if status == 431:
+        yield (
+            None,
+            (
+                f"{who} was answered 431 instead of 101: request headers too large (usually chunked "
+                "sb-…-auth-token cookies; Kong's client header buffer, Realtime's MAX_HEADER_LENGTH)"
+            ),
+        )
+        return
+    ranked_candidates = _refusal_candidates(s, status)
+    body = f"{text[:120]}" if text else "an empty body"
+    if len(ranked_candidates) == 1 and ranked_candidates[0][2]:
+        _code, why, _ = ranked_candidates[0]
+        yield Ev(None, f"{who} was answered {status} with {body}: {why}")
+        return
+    listed = "; ".join(f"{code}: {why}" for code, why, _ in ranked_candidates)
+    era = (
+        " (a Realtime older than 2026-07-17 answered every refusal with a bare 403)"
+        if status == 403 and not text
+        else ""
+    )
+    yield Ev(
+        None,
+        f"{who} was answered {status} with {body}, which does not say why{era}. Candidates, most "
+        f"likely first: {listed}. The wire cannot tell; Realtime's log holds the answer",
+        candidates=tuple(code for code, _, _ in ranked_candidates),
+    )
+
+
+_NOT_A_TENANT = {"localhost", "realtime", "supabase-realtime", "realtime-dev", "kong", "host", "api"}
+
+
+def _refusal_candidates(s: Session, status: int) -> list[tuple[str, str, bool]]:
+    """(code, why, certain) for a refused upgrade whose body says nothing, ranked by what the URL and headers
+    show. Before 2026-07-17 Realtime answered every refusal with a bare 403."""
+    url = s.upstream_url or s.url or ""
+    asked = _query_vsn(url)
+    if url and frames.vsn_family(asked) is None:
+        return [
+            (
+                "upgrade-rejected",
+                f"Phoenix refuses the vsn {asked!r} (Realtime accepts ~> 1.0.0 and ~> 2.0.0)",
+                True,
+            )
+        ]
+    scored: list[tuple[int, str, str]] = []
+    host = _hostname(url)
+    label = host.split(".", 1)[0]
+    key = s.apikey or ""
+    claims = jwt_claims(key) if key else None
+    if status == 429:
+        scored.append((95, "rate-limited", "429 is a quota answer (users, joins per second)"))
+    elif status >= 500:
+        scored.append((95, "upstream-unreachable", f"{status} is a server or gateway failure, not a refusal"))
+    elif status == 401:
+        scored.append((5, "rate-limited", "401 is not a quota answer"))
+    if not key or s.upstream_apikey is False:
+        scored.append(
+            (
+                90,
+                "apikey-missing",
+                "no apikey reached the server"
+                if not key
+                else "the client sent an apikey but the upstream URL has none",
+            )
+        )
+    elif s.apikey_expired_s is not None:
+        scored.append((85, "token-expired", f"the apikey JWT had expired {ago(s.apikey_expired_s)} before"))
+    elif claims is None:
+        what = (
+            "an sb_… key, which Realtime only takes as a JWT before 2025"
+            if key.startswith("sb_")
+            else "not a JWT"
+        )
+        scored.append((70, "token-invalid", f"the apikey is {what}"))
+    elif isinstance(claims.get("ref"), str) and label and claims["ref"] != label and _is_ref(label):
+        scored.append(
+            (75, "token-invalid", f"the apikey is project {claims['ref']!r}'s, the host is {label!r}'s")
+        )
+    else:
+        scored.append((30, "token-invalid", "the apikey is a JWT; its signature may not be the project's"))
+    if not label or label in _NOT_A_TENANT or _is_ip(host) or label.isdigit():
+        scored.append(
+            (
+                65,
+                "tenant-not-found",
+                (
+                    f"the host {host or '(none)'} names no tenant: Realtime takes the "
+                    "tenant from the Host's first label"
+                ),
+            )
+        )
+    else:
+        scored.append((20, "tenant-not-found", f"the tenant {label!r} may not exist on this server"))
+    if asked is not None:
+        why = f"the vsn {asked} is supported, so Phoenix did not refuse it"
+    else:
+        why = "no vsn: 1.0.0, supported"
+    if status not in (429, 401):
+        scored.append((25, "rate-limited", "a project quota (users, joins per second)"))
+    if status < 500:
+        scored.append((15, "realtime-disabled", "the project may be suspended or Realtime disabled"))
+    scored.sort(key=lambda x: -x[0])
+    out = [(code, text, False) for _, code, text in scored]
+    out[-1] = (out[-1][0], out[-1][1] + f" ({why})", False)
+    return out
+
+
+def _query_vsn(url: str) -> str | None:
+    try:
+        return dict(parse_qsl(urlsplit(url).query)).get("vsn")
+    except ValueError:
+        return None
+
+
+def _hostname(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:  # an unparsable host ("[::1" without its bracket)
+        return ""
+
+
+def _is_ip(host: str) -> bool:
+    return bool(host) and (host.replace(".", "").isdigit() or ":" in host)
+
+
+def _is_ref(label: str) -> bool:
+    return len(label) == 20 and label.isalpha() and label.islower()
+
+
+_GATEWAY_STATUSES = (502, 503, 504, 520, 521, 522, 523, 524, 525, 526, 530)  # 52x/530: Cloudflare's
+
+
+def _gateway(s: Session) -> str | None:
+    """The gateway that answered in front of Realtime, as its headers and body name it."""
+    headers = {k.lower(): v for k, v in s.rejection_headers}
+    blob = " ".join([headers.get("server", ""), headers.get("via", ""), s.rejection or ""]).lower()
+    for name, marks in (
+        ("Kong", ("kong",)),
+        ("Cloudflare", ("cloudflare", "cf-ray")),
+        ("nginx", ("nginx",)),
+        ("Envoy", ("envoy",)),
+        ("Caddy", ("caddy",)),
+        ("Traefik", ("traefik",)),
+    ):
+        if any(m in blob for m in marks) or any(m in headers for m in marks if m == "cf-ray"):
+            return name
+    return "a gateway" if headers.get("via") else None
+
+
+@rule(
+    "upstream-unreachable",
+    Severity.ERROR,
+    "CHANNEL_ERROR (socket closed: 1006)",
+    "The hop could not connect to the Supabase URL: check its host name, port, TLS and that it is "
+    "reachable from where the hop runs.",
+)
+def _upstream_unreachable(s: Session, c: Check) -> Evidence:
+    rej = rejection(s)
+    if rej and rej.status in _GATEWAY_STATUSES and (gw := _gateway(s)):
+        yield (
+            None,
+            (
+                f"{rej.request} was answered {rej.status} by {gw} ({rej.text[:100] or 'empty body'}): the "
+                "gateway in front of Realtime could not reach it"
+            ),
+        )
+        return
+    for hop in s.hops:
+        if hop.what in (HopKind.UPSTREAM_UNREACHABLE, HopKind.UPSTREAM_FAILED):
+            yield None, f"connecting upstream failed: {hop.detail}"
+            return
