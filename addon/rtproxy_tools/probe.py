@@ -5,10 +5,12 @@ needs, from the client side.
     rtprobe wss://myapp.example.com/realtime/v1/websocket?apikey=...&vsn=2.0.0   # the socket's own URL
     rtprobe http://127.0.0.1:8080 --json --key "$SUPABASE_ANON_KEY"
 
-The URL is the one a client uses: ws://, wss://, http:// or https://, the host alone or with the path
-/realtime/v1[/websocket] (a self-hosted Realtime: /socket[/websocket]), trailing slash or not. All of
-them probe the same socket, <host>/realtime/v1/websocket (or <host>/socket/websocket). An apikey in the
-URL's query is the key unless --key is given; the probe sends its own vsn=2.0.0.
+The URL is the one a client uses: ws://, wss://, http:// or https://, the project URL (the host, with
+any path prefix: /realtime/v1 goes under it, as supabase-js puts it) or the host with the path
+[/prefix]/realtime/v1[/websocket] (a self-hosted Realtime: /socket[/websocket]), trailing slash or not.
+All of them probe the same socket, <host>[/prefix]/realtime/v1/websocket (or …/socket/websocket), the one
+rtclient and rtreplay --client connect to for that URL (rtproxy_core.urls). An apikey in the URL's query
+is the key unless --key is given; the probe sends its own vsn=2.0.0.
 
 Each check is PASS, FAIL, or SKIP when an earlier failure left nothing to check it on. A failure names
 the finding it is evidence of (the codes rtdiagnose and the addon report, rtproxy_core.rules) and prints
@@ -31,9 +33,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
-from rtproxy_core import catalog, closecodes, frames, rules
+from rtproxy_core import catalog, closecodes, frames, rules, urls
 from rtproxy_core.hop import BLOB_TEXT
 from rtproxy_core.redact import REDACTED, Redactor
 from rtproxy_core.session import realtime_error
@@ -51,56 +53,6 @@ INVALID_KEY = "not-a-jwt"
 # close() and by websockets), so an answer with another code is the relay's doing.
 CLOSE_CODE, CLOSE_REASON = 4000, "probe"
 PASS, FAIL, SKIP = "pass", "fail", "skip"
-
-# ---------------------------------------------------------------------------------------------- the URL
-
-# supabase-js builds the Realtime URL from the project URL (SupabaseClient.ts, constructor):
-#   this.realtimeUrl = new URL('realtime/v1', baseUrl); ….protocol.replace('http', 'ws')
-# and Phoenix's socket appends the transport (phoenix assets/js/phoenix/socket.js, Socket constructor):
-#   this.endPoint = `${endPoint}/${TRANSPORTS.websocket}`
-# A self-hosted Realtime mounts its socket at /socket (realtime lib/realtime_web/endpoint.ex:
-# `socket "/socket", RealtimeWeb.UserSocket`), so its clients connect to /socket/websocket.
-HOSTED, SELF_HOSTED, WEBSOCKET = "/realtime/v1", "/socket", "/websocket"
-WS_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """The socket a client's URL leads to, and the apikey that URL carries."""
-
-    socket: str  # ws(s)://host[:port][/prefix]/realtime/v1/websocket (or …/socket/websocket), no query
-    apikey: str | None  # the URL's apikey query parameter, if it has one
-
-
-def target(url: str) -> Target:
-    """The socket URL for any URL a client uses: ws/wss/http/https, the project URL (the host with any
-    prefix, as createClient takes it) or [/prefix]/realtime/v1[/websocket] or [/prefix]/socket[/websocket],
-    trailing slash or not, query or not. A path that looks like a mistyped Realtime path (a `realtime`
-    segment, or ending in /websocket) is refused.
-    ValueError saying what is wrong otherwise; its message quotes the URL, so redact it before printing."""
-    try:
-        parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - raises ValueError for a port that is no number or out of range
-    except ValueError as e:
-        raise ValueError(f"not a URL ({e}): {url!r}") from None
-    scheme = WS_SCHEMES.get(parts.scheme)
-    if scheme is None:
-        raise ValueError(f"expected a ws://, wss://, http:// or https:// URL, got {url!r}")
-    if not parts.hostname:
-        raise ValueError(f"no host in {url!r}")
-    path = parts.path.rstrip("/")
-    mount = path.removesuffix(WEBSOCKET) if path.endswith(WEBSOCKET) else path
-    if not mount.endswith((HOSTED, SELF_HOSTED)):
-        if path.endswith(WEBSOCKET) or "/realtime/" in f"{path}/":
-            raise ValueError(
-                f"{parts.path!r} is no Realtime path: give the project URL (the host, with any prefix), "
-                f"[/prefix]{HOSTED}[{WEBSOCKET}] or [/prefix]{SELF_HOSTED}[{WEBSOCKET}] (self-hosted), in {url!r}"
-            )
-        # A project URL, as createClient takes it: supabase-js's validateSupabaseUrl adds a trailing slash
-        # and SupabaseClient resolves `new URL('realtime/v1', baseUrl)` against it, so a prefix stays.
-        mount = path + HOSTED
-    apikey = dict(parse_qsl(parts.query, keep_blank_values=True)).get("apikey") or None
-    return Target(urlunsplit((scheme, parts.netloc, mount + WEBSOCKET, "", "")), apikey)
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,7 +328,7 @@ def reply_reason(r: Received) -> str:
 class Probe:
     """Runs the checks against one target."""
 
-    def __init__(self, target: Target, key: str, timeout: float, scrub: Scrubber) -> None:
+    def __init__(self, target: urls.RealtimeUrl, key: str, timeout: float, scrub: Scrubber) -> None:
         self.ws_base = target.socket
         self.key = key
         self.timeout = timeout
@@ -889,7 +841,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if e.code else 0
     redactor = Redactor(args.show_secrets)
     try:
-        tgt = target(args.url)
+        tgt = urls.resolve(args.url)
     except ValueError as e:
         print(Scrubber(redactor, args.key or "").output(f"rtprobe: {e}"), file=sys.stderr)
         return 2

@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
-from .. import closecodes, frames
+from .. import closecodes, frames, urls
 from ..redact import SECRET_KEYS, TOKEN_KEYS
 from .actions import Action, Clock, End, Matched, Send
 from .script import CLIENT, SERVER, Script, Step, describe, url_query
 
 
 def client_url(base: str, script: Script, key: str | None) -> str:
-    """The upgrade URL for `rtreplay --client`: the upstream's scheme, host and port (and its path, when it
-    names one); the capture's path and query, with the apikey the user's `key` (none when no key), never
-    the capture's."""
-    parts = urlsplit(base)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    if scheme not in ("ws", "wss") or not parts.netloc:
-        raise ValueError(f"expected an http(s):// or ws(s):// URL, got {base!r}")
-    captured = urlsplit(script.url)
-    path = parts.path.rstrip("/")
-    if not path:
-        path = captured.path or "/realtime/v1/websocket"
-    elif not path.endswith("/websocket"):
-        path += "/websocket"
+    """The upgrade URL for `rtreplay --client`: the socket `base` leads to (urls.resolve, as for rtclient
+    and rtprobe) with the capture's query, its apikey the user's `key` (none when no key), never the
+    capture's. ValueError from urls.resolve for a URL it refuses."""
+    socket = urls.resolve(base).socket
+    captured = urlsplit(script.url).query
     pieces, placed = [], False
-    for piece in captured.query.split("&") if captured.query else []:
+    for piece in captured.split("&") if captured else []:
         name = piece.partition("=")[0]
         if name.lower() in SECRET_KEYS:
             if name.lower() == "apikey" and key and not placed:
@@ -36,7 +28,7 @@ def client_url(base: str, script: Script, key: str | None) -> str:
         pieces.append(piece)
     if key and not placed:
         pieces.append(f"apikey={quote(key, safe='')}")
-    return urlunsplit((scheme, parts.netloc, path, "&".join(pieces), ""))
+    return f"{socket}?{'&'.join(pieces)}" if pieces else socket
 
 
 def captured_credentials(script: Script) -> list[str]:
