@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Old path of `rtprobe` (rtproxy_tools/probe.py), kept so existing commands keep working: use `rtprobe`."""
+"""Old path of `rtprobe` (rtproxy_tools/probe), kept so existing commands keep working: use `rtprobe`."""
 
 import sys
 

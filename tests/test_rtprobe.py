@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 from conftest import TIMEOUT, command
-from rtproxy_core import closecodes, rules
+from rtproxy_core import closecodes, rules, urls
 from rtproxy_local.jwt import mint
 from rtproxy_tools import probe
 from websockets.asyncio.client import connect
@@ -83,47 +83,8 @@ def failed_codes(report: dict) -> dict[str, str]:
 
 # -------------------------------------------------------------------------------- the URL a client uses
 
-HOSTED_PATHS = [
-    "",
-    "/",
-    "/realtime/v1",
-    "/realtime/v1/",
-    "/realtime/v1/websocket",
-    "/realtime/v1/websocket/",
-]
-SELF_HOSTED_PATHS = ["/socket", "/socket/", "/socket/websocket", "/socket/websocket/"]
-
-
-@pytest.mark.parametrize(
-    "host", ["relay.example.com", "relay.example.com:8443", "127.0.0.1:8080", "[::1]:80"]
-)
-@pytest.mark.parametrize(("schemes", "ws"), [(("ws", "http"), "ws"), (("wss", "https"), "wss")])
-def test_every_url_form_probes_the_same_socket(host, schemes, ws):
-    for scheme in schemes:
-        for query in ("", "?vsn=1.0.0&log_level=info"):
-            for path in HOSTED_PATHS:
-                url = f"{scheme}://{host}{path}{query}"
-                assert probe.target(url) == probe.Target(f"{ws}://{host}/realtime/v1/websocket", None), url
-            for path in SELF_HOSTED_PATHS:
-                url = f"{scheme}://{host}{path}{query}"
-                assert probe.target(url) == probe.Target(f"{ws}://{host}/socket/websocket", None), url
-
-
-def test_url_forms_keep_a_prefix_and_carry_the_apikey():
-    # supabase-js resolves 'realtime/v1' against the project URL, so a relay under a prefix keeps it.
-    for path in ("/sb/realtime/v1", "/sb/realtime/v1/", "/sb/realtime/v1/websocket"):
-        assert probe.target(f"https://relay.example.com{path}").socket == (
-            "wss://relay.example.com/sb/realtime/v1/websocket"
-        )
-    # The project URL with a prefix, as a Worker under a route is given to createClient.
-    for path in ("/api", "/api/", "/a/b"):
-        assert probe.target(f"https://relay.example.com{path}").socket == (
-            f"wss://relay.example.com{path.rstrip('/')}/realtime/v1/websocket"
-        )
-    t = probe.target("WSS://Relay.Example.com/realtime/v1/websocket?apikey=k%2By&vsn=2.0.0")
-    assert t == probe.Target("wss://Relay.Example.com/realtime/v1/websocket", "k+y")
-    assert probe.target("https://relay.example.com/?apikey=").apikey is None
-
+# Every form of the URL, and the socket each leads to, is tests/test_urls.py's table (rtproxy_core.urls,
+# which rtclient and rtreplay --client follow too). Here: what rtprobe does with one it refuses.
 
 BAD_URLS = {
     "ftp://relay.example.com": "expected a ws://, wss://, http:// or https:// URL",
@@ -142,7 +103,7 @@ BAD_URLS = {
 @pytest.mark.parametrize("url", list(BAD_URLS))
 def test_bad_urls_get_one_line_and_exit_2(url, capsys):
     with pytest.raises(ValueError, match=BAD_URLS[url]):
-        probe.target(url)
+        urls.resolve(url)
     assert probe.main([url]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and err.startswith("rtprobe: ") and BAD_URLS[url] in err, err
@@ -165,13 +126,13 @@ def test_a_bad_url_is_printed_redacted(capsys):
 
 # -------------------------------------------------------------------------------- the findings
 
-PROBE_SOURCE = Path(probe.__file__).read_text()
+PROBE_SOURCE = "\n".join(p.read_text() for p in sorted(Path(probe.__file__).parent.glob("*.py")))
 
 
 def test_every_check_names_a_finding_and_prints_its_fix():
     """Every code the probe can report is a rule's, and the text shows `→ code` and that rule's fix."""
     assert {c.name: c.code for c in probe.CHECKS} == CODES
-    # every code a failure can carry instead: the literals passed as `code=` to Probe.set
+    # every code a failure can carry instead: the literals passed as `code=` to Probe.set, in every module
     overrides = [
         kw.value
         for node in ast.walk(ast.parse(PROBE_SOURCE))

@@ -2,8 +2,11 @@
 
     rtclient http://127.0.0.1:8080 --channel room1 --broadcast cursor '{"x": 1}'
 
-URL is a project-style base (http://host:port, https://<ref>.supabase.co: /realtime/v1 is added) or a
-Realtime socket URL (.../realtime/v1, .../socket, with or without /websocket). Prints one line per
+URL is a project URL, as supabase-js's createClient takes it (http://host:port, https://<ref>.supabase.co,
+with any path prefix: /realtime/v1 goes under it), or a Realtime URL ([/prefix]/realtime/v1 or a
+self-hosted [/prefix]/socket, with or without /websocket); rtprobe and rtreplay --client resolve it to the
+same socket (rtproxy_core.urls). So https://app.example.com/prefix connects to
+wss://app.example.com/prefix/realtime/v1/websocket, not …/prefix/websocket. Prints one line per
 thing that happens: `status SUBSCRIBED` (or CHANNEL_ERROR / TIMED_OUT / CLOSED, with the error), then
 what arrives (broadcast, presence, postgres_changes, system). Exit 0 if the channel reached SUBSCRIBED.
 Secrets in what arrives are redacted unless --show-secrets.
@@ -17,23 +20,19 @@ import json
 import logging
 import os
 import sys
-from urllib.parse import urlsplit, urlunsplit
+from typing import cast
 
 from realtime import AsyncRealtimeClient
+from realtime.types import RealtimeChannelOptions, RealtimePostgresChangesListenEvent
+from rtproxy_core import urls
 from rtproxy_core.redact import Redactor
 from rtproxy_local.jwt import dev_anon_key
 
 
-def socket_base(url: str) -> str:
-    """The base the realtime client wants (it appends /websocket itself)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.netloc:
-        raise ValueError(f"expected an http(s):// or ws(s):// URL, got {url!r}")
-    path = parts.path.rstrip("/")
-    path = path.removesuffix("/websocket")
-    if not path:
-        path = "/realtime/v1"
-    return urlunsplit(parts._replace(path=path, query="", fragment=""))
+def endpoint(url: str) -> str:
+    """What AsyncRealtimeClient is given for `url` (it appends /websocket itself): the socket rtprobe and
+    rtreplay --client resolve `url` to (rtproxy_core.urls). ValueError quoting the URL for one it refuses."""
+    return urls.resolve(url).endpoint
 
 
 class Printer:
@@ -62,7 +61,7 @@ class Printer:
 
 async def run(args: argparse.Namespace, out: Printer) -> int:
     client = AsyncRealtimeClient(
-        socket_base(args.url),
+        endpoint(args.url),
         token=args.key,
         auto_reconnect=False,
         max_retries=1,
@@ -77,7 +76,7 @@ async def run(args: argparse.Namespace, out: Printer) -> int:
     config: dict = {"broadcast": {"self": True, "ack": False}, "private": args.private}
     if args.presence:
         config["presence"] = {"key": args.presence, "enabled": True}
-    channel = client.channel(args.channel, {"config": config})
+    channel = client.channel(args.channel, cast(RealtimeChannelOptions, {"config": config}))
     channel.on_broadcast("*", lambda m: out("broadcast", m.get("payload", m)))
     channel.on_system(lambda m: out("system", m))
     if args.presence:
@@ -85,7 +84,10 @@ async def run(args: argparse.Namespace, out: Printer) -> int:
     for spec in args.postgres:
         schema, _, table = spec.rpartition(".")
         channel.on_postgres_changes(
-            "*", lambda m: out("postgres_changes", m), schema=schema or "public", table=table
+            RealtimePostgresChangesListenEvent.All,
+            lambda m: out("postgres_changes", m),
+            schema=schema or "public",
+            table=table,
         )
     statuses: list[str] = []
 
@@ -111,7 +113,11 @@ async def run(args: argparse.Namespace, out: Printer) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("url")
+    ap.add_argument(
+        "url",
+        help="a project URL (http(s)://host[:port][/prefix]) or [/prefix]/realtime/v1[/websocket] "
+        "(self-hosted: /socket[/websocket]), as rtprobe takes it",
+    )
     ap.add_argument("--channel", required=True, help="channel name (topic realtime:<name>)")
     ap.add_argument(
         "--broadcast", nargs=2, metavar=("EVENT", "JSON"), help="send one broadcast after joining"
@@ -145,9 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             ap.error(f"--broadcast JSON is not valid JSON: {e}")
     try:
-        socket_base(args.url)
+        endpoint(args.url)
     except ValueError as e:
-        ap.error(str(e))
+        ap.error(Redactor(args.show_secrets).output(str(e)))  # the message quotes the URL and its apikey
     args.key = args.key or dev_anon_key()
     logging.basicConfig(level=logging.CRITICAL)  # the client logs tracebacks at ERROR; we print outcomes
 

@@ -6,16 +6,19 @@
 
 --serve plays the capture's server side on 127.0.0.1 and prints its URL: the handshake answer as captured
 (a 101, or the refusal with its status, headers and body), then for each client frame that matches the
-capture's (by topic and event, in order; heartbeats whenever they come) the server frames that followed it,
-with the live client's refs, in its vsn, at the captured timing divided by --speed; a heartbeat, leave or
-join (a rejoin after a refusal) beyond the capture's is answered as Realtime, Phoenix or the capture's last
-join answered it; the capture's close ends it. A client that reconnects gets the same connection again;
-Ctrl-C closes the open ones with 1001 (going away). --client plays the capture's client side against URL
-(rtlocal, or a project through rtproxy) and prints each frame that comes back, then what rtproxy's rules
-read from the run. Tokens sent upstream come from --key or SUPABASE_KEY, never from the capture; any other
-credential in the capture's frames is replayed as rtsanitize's marker. Output is redacted unless
---show-secrets. Exit status: 0 done (--client: no error finding), 1 --client met an error finding or the
-upstream refused it, 2 an unreadable capture or a bad choice (one line says why).
+capture's (by topic and event, in order; heartbeats whenever they come) the server frames that followed
+it, with the live client's refs, in its vsn, at the captured timing divided by --speed; a heartbeat, leave
+or join (a rejoin after a refusal) beyond the capture's is answered as Realtime, Phoenix or the capture's
+last join answered it; the capture's close ends it. A client that reconnects gets the same connection
+again; Ctrl-C closes the open ones with 1001 (going away). --client plays the capture's client side
+against URL (rtlocal, or a project through rtproxy), with the capture's query, and prints each frame that
+comes back, then what rtproxy's rules read from the run. URL is a project URL (http(s)://host[:port], any
+path prefix: /realtime/v1 goes under it, as supabase-js puts it) or [/prefix]/realtime/v1[/websocket]
+(self-hosted: [/prefix]/socket[/websocket]): the socket rtclient and rtprobe connect to for it. Tokens
+sent upstream come from --key or SUPABASE_KEY, never from the capture; any other credential in the
+capture's frames is replayed as rtsanitize's marker. Output is redacted unless --show-secrets. Exit
+status: 0 done (--client: no error finding), 1 --client met an error finding or the upstream refused it, 2
+an unreadable capture or a bad choice (one line says why).
 """
 
 from __future__ import annotations
@@ -192,7 +195,7 @@ class Replayer:
     async def handler(self, ws: ServerConnection) -> None:
         n = self.numbers.pop(ws, 0)
         loop = asyncio.get_running_loop()
-        vsn = live_vsn(ws.request.path)
+        vsn = live_vsn(ws.request.path if ws.request is not None else "")  # a handler runs after the request
         player = ServerPlayer(self.script, vsn, loop.time(), self.speed)
         start = loop.time()
         say = lambda text: self.out(f"[{n}] {loop.time() - start:7.3f} s {text}")
@@ -269,7 +272,7 @@ async def serve(script: Script, args: argparse.Namespace, out: Out, header: list
     except OSError as e:
         out(f"rtreplay: cannot listen on {HOST}:{args.port}: {e.strerror or e}", err=True)
         return 2
-    port = server.sockets[0].getsockname()[1]
+    port = next(iter(server.sockets)).getsockname()[1]
     for line in header:
         out(line)
     out(f"rtreplay: listening at ws://{HOST}:{port}{script.path}")
@@ -335,7 +338,7 @@ async def play_client(
                 data = None
             if data is not None:
                 binary = isinstance(data, bytes)
-                raw = data if binary else data.encode("utf-8", "surrogatepass")
+                raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
                 feed(Frame(False, binary, raw, time.time()))
                 msg, which = player.server_frame(data, binary, loop.time())
                 if msg is None:
@@ -404,7 +407,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--serve", action="store_true", help="play the capture's server side on 127.0.0.1")
-    mode.add_argument("--client", metavar="URL", help="play the capture's client side against URL")
+    mode.add_argument(
+        "--client",
+        metavar="URL",
+        help="play the capture's client side against URL (a project URL or its /realtime/v1[/websocket])",
+    )
     ap.add_argument("--port", type=int, default=0, help="--serve: the port (default: a free one)")
     ap.add_argument(
         "--speed", type=float, default=1.0, metavar="X", help="divide the capture's timing by X (default 1)"
@@ -416,9 +423,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--timers",
-        default=str(Timers()),
-        help="Realtime timers the rules expect, seconds, as rtdiagnose's (default %(default)s): for the "
-        "capture's finding and, with --client, the run's",
+        default="",
+        help="Realtime timers the rules expect, seconds, as rtdiagnose's (any subset; unset: the clients' "
+        f"and the server's defaults, {Timers().in_force()}): for the capture's finding and, with --client, "
+        "the run's",
     )
     ap.add_argument("--show-secrets", action="store_true", help="do not redact apikeys, JWTs, access tokens")
     args = ap.parse_args(argv)

@@ -1,0 +1,7 @@
+"""`python -m rtproxy_tools.probe`: rtprobe."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,116 @@
+"""Checks c and h, each on a socket of its own: how the relay answers an upgrade with an invalid apikey,
+and one that offers a subprotocol."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from rtproxy_core.session import realtime_error
+from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.typing import Subprotocol
+
+from .checks import FAIL, INVALID_KEY, PASS, SKIP, refusal_code
+from .wire import ProbeSocket, Unreachable, body_text, describe_close, heartbeat
+
+if TYPE_CHECKING:
+    from .run import Probe
+
+
+async def check_upstream_status(probe: Probe) -> None:
+    """c: an invalid apikey must get the server's own refusal (Realtime's 401 JSON), not the relay's 101."""
+    name = "c-upstream-status"
+    try:
+        ws = await probe.open(INVALID_KEY)
+    except InvalidStatus as e:
+        r = e.response
+        err = realtime_error(r.body)
+        if err is not None:
+            probe.set(
+                name,
+                PASS,
+                f"an invalid apikey got the server's {r.status_code} {json.dumps({'error': err})}",
+            )
+        else:  # the relay answered in its own words: early-101's fix (answer with the upstream's answer)
+            probe.set(
+                name,
+                FAIL,
+                f"an invalid apikey got {r.status_code} {body_text(r.body)}, not Realtime's JSON "
+                '{"error": ...}: the relay replaced the server\'s answer',
+            )
+        return
+    except InvalidHandshake as e:
+        probe.set(name, FAIL, f"broken handshake with an invalid apikey: {e}", code="upgrade-rejected")
+        return
+    except Unreachable as e:  # the first socket reached it: no rule names a relay that then stops
+        probe.set(
+            name, FAIL, f"the connection with an invalid apikey failed: {e}", code="unexplained-failure"
+        )
+        return
+    s = ProbeSocket(ws, probe.timeout)
+    s.start()
+    await s.send(heartbeat(s.ref()))  # what a client does next
+    answer = await s.expect(lambda r: True)
+    then = (
+        f"then closed {describe_close(ws)}"
+        if s.closed
+        else "then a frame came back"
+        if answer is not None
+        else f"then nothing for {probe.timeout:g} s"
+    )
+    probe.set(
+        name,
+        FAIL,
+        f"an invalid apikey ({INVALID_KEY!r}) got 101, {then}: the relay answered before the "
+        "server did, so Realtime's 401 and its reason never reach the client (unless this server "
+        "accepts any apikey)",
+    )
+    if not s.closed:
+        await ws.close()
+    await s.wait_closed()
+
+
+async def check_subprotocol(probe: Probe) -> None:
+    """h: offering a subprotocol still upgrades, and the 101 selects none, as Realtime's does."""
+    name = "h-subprotocol"
+    try:
+        ws = await probe.open(probe.key, subprotocols=[Subprotocol("phoenix")])
+    except InvalidStatus as e:
+        r = e.response
+        a = probe.results["a-query"]
+        if a.status == FAIL and str(r.status_code) in a.detail:
+            probe.set(
+                name, SKIP, f"not checked: refused with {r.status_code} like every upgrade (see a-query)"
+            )
+        else:
+            err = realtime_error(r.body)
+            probe.set(
+                name,
+                FAIL,
+                f"offering subprotocol 'phoenix' got {r.status_code} {err or body_text(r.body)}",
+                code=refusal_code(err),
+            )
+        return
+    except InvalidHandshake as e:
+        probe.set(name, FAIL, f"offering subprotocol 'phoenix' broke the handshake: {e}")
+        return
+    except Unreachable as e:  # as in check_upstream_status
+        probe.set(
+            name,
+            FAIL,
+            f"offering subprotocol 'phoenix', the connection failed: {e}",
+            code="unexplained-failure",
+        )
+        return
+    try:
+        if ws.subprotocol is None:
+            probe.set(name, PASS, "offered 'phoenix'; the 101 selected no subprotocol, as Realtime does")
+        else:
+            probe.set(
+                name,
+                FAIL,
+                f"offered 'phoenix'; the 101 selected {ws.subprotocol!r}, which Realtime never "
+                "selects: the relay echoes the offer (browsers then talk a protocol nobody chose)",
+            )
+    finally:
+        await ws.close()
