@@ -1,5 +1,10 @@
-"""Each fault, run with the real `realtime` client through mitmdump + rtproxy, produces its symptom and
+"""Each fault, run with the real `realtime` client through mitmweb + rtproxy, produces its symptom and
 the addon diagnoses it with the matching finding code.
+
+One mitmweb serves every case: rt_fault changes at runtime (mitmweb's option editor, `PUT /options`), as
+test_commands.py checks it does for new connections. A case sets its fault before its client connects
+and sees only the log lines from then on; after it, every client connection it made has ended and
+rt_fault is empty again, both seen in the log (`rt_fault is now ...` names no open connection).
 
 Realtime's timers are shortened on both sides (client join timeout 1 s; rt_timers join=1, heartbeat=1)
 so the same logic runs in a second instead of 10-25 s.
@@ -8,12 +13,19 @@ so the same logic runs in a second instead of 10-25 s.
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
+from conftest import Mitmdump, fast_config
 from realtime import AsyncRealtimeClient
+from rtproxy_local.server import LocalRealtime
+from webapi import WebApi, start_mitmweb
 from websockets.exceptions import InvalidStatus
 
 TIMERS = "rt_timers=join=1,heartbeat=1,idle=60"
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 def client(proxy, key) -> AsyncRealtimeClient:
@@ -41,13 +53,80 @@ async def next_status(statuses: list[str], n: int) -> None:
     await asyncio.wait_for(wait(), 10)
 
 
-@pytest.fixture
-async def through(local_server, mitmdump, anon_key):
-    async def start(fault: str):
-        proxy = await mitmdump(f"rt_supabase_url={local_server.url}", f"rt_fault={fault}", TIMERS)
-        return proxy, client(proxy, anon_key)
+class Case:
+    """The shared proxy as one case sees it: its port, and its output from the case's first line."""
 
-    return start
+    def __init__(self, proxy: Mitmdump) -> None:
+        self.proxy = proxy
+        self.start = len(proxy.lines)
+        self.port = proxy.port
+
+    @property
+    def lines(self) -> list[str]:
+        return self.proxy.lines[self.start :]
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    async def wait_for(self, pattern: str) -> re.Match:
+        return await self.proxy.wait_for(pattern, start=self.start)
+
+    async def fault_is(self, fault: str) -> None:
+        """rt_fault is now `fault`, with no connection open (the line would count them)."""
+        await self.wait_for(
+            rf"rtproxy: rt_fault is now {re.escape(fault or 'none')}: new connections get it$"
+        )
+
+    async def connections_ended(self) -> None:
+        """Every client connection made in this case has ended (mitmproxy logs each one's end)."""
+
+        def ended(_lines: list[str]) -> bool:
+            lines = self.lines
+            return sum(line.endswith("] client connect") for line in lines) == sum(
+                line.endswith("] client disconnect") for line in lines
+            )
+
+        await self.proxy.wait_until(ended, "every client connection of the case ended")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared(tmp_path_factory) -> AsyncIterator[tuple[Mitmdump, WebApi]]:
+    """One local Realtime server and one mitmweb with rtproxy in front of it, no fault set."""
+    started: list[Mitmdump] = []
+
+    async def start(*sets: str, **kw) -> Mitmdump:
+        m = await Mitmdump(tmp_path_factory.mktemp("e2e-faults"), *sets, **kw).start()
+        started.append(m)
+        return m
+
+    async with LocalRealtime(fast_config()).running("127.0.0.1", 0) as server:
+        try:
+            yield await start_mitmweb(start, f"rt_supabase_url={server.url}", TIMERS)
+        finally:
+            for m in started:
+                await m.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def through(shared, anon_key):
+    """`await through(fault)`: (the case's view of the proxy, a client) with rt_fault=fault in effect."""
+    proxy, api = shared
+    case = Case(proxy)
+    clients: list[AsyncRealtimeClient] = []
+
+    async def start(fault: str):
+        assert (await api.set_options(rt_fault=fault)) in (None, {})
+        await case.fault_is(fault)
+        clients.append(client(case, anon_key))
+        return case, clients[-1]
+
+    yield start
+    for rt in clients:
+        await rt.close()
+    await case.connections_ended()
+    assert (await api.set_options(rt_fault="")) in (None, {})
+    await case.fault_is("")
 
 
 async def test_swallow_heartbeats_heartbeat_timeout(through):
