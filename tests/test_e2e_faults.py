@@ -34,23 +34,33 @@ def client(proxy, key) -> AsyncRealtimeClient:
     )
 
 
-async def subscribe(rt: AsyncRealtimeClient, name="room1", config=None) -> tuple[list[str], object]:
+class Statuses(list[str]):
+    """The statuses the client reported, in order (a list); `reached(n)` awaits the n-th."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._added = asyncio.Event()
+
+    def report(self, status, err) -> None:  # the channel's subscribe callback, on the client's own tasks
+        self.append(status.value)
+        self._added.set()
+
+    async def reached(self, n: int) -> None:
+        async def wait() -> None:
+            while len(self) < n:
+                self._added.clear()
+                await self._added.wait()
+
+        await asyncio.wait_for(wait(), 10)
+
+
+async def subscribe(rt: AsyncRealtimeClient, name="room1", config=None) -> tuple[Statuses, object]:
     """Join and return the statuses the client reported (the join's outcome is in by then)."""
-    statuses: list[str] = []
+    statuses = Statuses()
     await rt.connect()
     ch = rt.channel(name, {"config": config or {"broadcast": {"self": True}}})
-    await ch.subscribe(lambda status, err: statuses.append(status.value))
+    await ch.subscribe(statuses.report)
     return statuses, ch
-
-
-async def next_status(statuses: list[str], n: int) -> None:
-    """Await the n-th status callback (the client reports later outcomes from its own tasks)."""
-
-    async def wait():
-        while len(statuses) < n:
-            await asyncio.sleep(0)  # yield to the client's tasks; bounded by wait_for below
-
-    await asyncio.wait_for(wait(), 10)
 
 
 class Case:
@@ -168,7 +178,7 @@ async def test_shutdown_named_by_realtimes_message(through):
     handle_info(:update_rate_counter) sends this one); words Realtime never used are a channel-shutdown."""
     proxy, rt = await through("shutdown=Too many messages per second")
     statuses, _ = await subscribe(rt)
-    await next_status(statuses, 3)
+    await statuses.reached(3)
     assert statuses[:3] == ["SUBSCRIBED", "CHANNEL_ERROR", "CLOSED"]  # Python: system error, then phx_close
     await proxy.wait_for(r"finding rate-limited realtime:room1 .*Too many messages per second")
     assert not any("finding channel-shutdown" in line for line in proxy.lines)
@@ -178,7 +188,7 @@ async def test_shutdown_named_by_realtimes_message(through):
 async def test_close_with_code_server_close(through):
     proxy, rt = await through("close=4001:0.5:bye")
     statuses, _ = await subscribe(rt)
-    await next_status(statuses, 2)
+    await statuses.reached(2)
     assert statuses[:2] == ["SUBSCRIBED", "CHANNEL_ERROR"]
     await proxy.wait_for(r"hop: fault: closed the connection with 4001 'bye' after 0\.5 s \(close\)")
     await proxy.wait_for(r"closed by server: 4001 \(bye\)")
@@ -189,7 +199,7 @@ async def test_close_with_code_server_close(through):
 async def test_idle_timeout_proxy_idle_timeout(through):
     proxy, rt = await through("idle-timeout=1")
     statuses, _ = await subscribe(rt)
-    await next_status(statuses, 2)
+    await statuses.reached(2)
     assert statuses[:2] == ["SUBSCRIBED", "CHANNEL_ERROR"]
     await proxy.wait_for(r"closed by network: no close frame")
     await proxy.wait_for(r"finding proxy-idle-timeout .*no frames for 1\.\d s")
@@ -201,7 +211,7 @@ async def test_max_frame_message_too_large(through):
     statuses, ch = await subscribe(rt)
     assert statuses == ["SUBSCRIBED"]
     await ch.send_broadcast("big", {"blob": "x" * 5000})
-    await next_status(statuses, 2)
+    await statuses.reached(2)
     assert statuses[1] == "CHANNEL_ERROR"
     await proxy.wait_for(r"closed by server: 1009 \(Message is too large\)")
     await proxy.wait_for(r"finding message-too-large")
