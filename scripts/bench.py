@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Old path of `rtbench` (rtproxy_tools/bench.py), kept so existing commands keep working: use `rtbench`."""
+"""Old path of `rtbench` (rtproxy_tools/bench/), kept so existing commands keep working: use `rtbench`."""
 
 import sys
 

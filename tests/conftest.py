@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -176,6 +177,25 @@ class Mitmdump(OutputProcess):
             return await asyncio.wait_for(scan(), timeout)
         except TimeoutError:
             raise AssertionError(f"no line matching {pattern!r} in:\n{self.output}") from None
+
+    async def wait_until(
+        self, done: Callable[[list[str]], bool], what: str, timeout: float = TIMEOUT
+    ) -> None:
+        """Await `done(lines)` holding; checked at each new output line. `what` names it in a failure."""
+
+        async def scan() -> None:
+            async with self._changed:
+                while not done(self.lines):
+                    if self.returncode is not None:
+                        raise AssertionError(
+                            f"mitmdump exited ({self.returncode}) before {what}:\n" + self.output
+                        )
+                    await self._changed.wait()
+
+        try:
+            await asyncio.wait_for(scan(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"not {what} in:\n{self.output}") from None
 
     async def wait_exit(self, timeout: float = TIMEOUT) -> int:
         assert self.proc

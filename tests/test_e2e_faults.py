@@ -1,5 +1,10 @@
-"""Each fault, run with the real `realtime` client through mitmdump + rtproxy, produces its symptom and
+"""Each fault, run with the real `realtime` client through mitmweb + rtproxy, produces its symptom and
 the addon diagnoses it with the matching finding code.
+
+One mitmweb serves every case: rt_fault changes at runtime (mitmweb's option editor, `PUT /options`), as
+test_commands.py checks it does for new connections. A case sets its fault before its client connects
+and sees only the log lines from then on; after it, every client connection it made has ended and
+rt_fault is empty again, both seen in the log (`rt_fault is now ...` names no open connection).
 
 Realtime's timers are shortened on both sides (client join timeout 1 s; rt_timers join=1, heartbeat=1)
 so the same logic runs in a second instead of 10-25 s.
@@ -8,12 +13,19 @@ so the same logic runs in a second instead of 10-25 s.
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
+from conftest import Mitmdump, fast_config
 from realtime import AsyncRealtimeClient
+from rtproxy_local.server import LocalRealtime
+from webapi import WebApi, start_mitmweb
 from websockets.exceptions import InvalidStatus
 
 TIMERS = "rt_timers=join=1,heartbeat=1,idle=60"
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 def client(proxy, key) -> AsyncRealtimeClient:
@@ -22,32 +34,109 @@ def client(proxy, key) -> AsyncRealtimeClient:
     )
 
 
-async def subscribe(rt: AsyncRealtimeClient, name="room1", config=None) -> tuple[list[str], object]:
+class Statuses(list[str]):
+    """The statuses the client reported, in order (a list); `reached(n)` awaits the n-th."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._added = asyncio.Event()
+
+    def report(self, status, err) -> None:  # the channel's subscribe callback, on the client's own tasks
+        self.append(status.value)
+        self._added.set()
+
+    async def reached(self, n: int) -> None:
+        async def wait() -> None:
+            while len(self) < n:
+                self._added.clear()
+                await self._added.wait()
+
+        await asyncio.wait_for(wait(), 10)
+
+
+async def subscribe(rt: AsyncRealtimeClient, name="room1", config=None) -> tuple[Statuses, object]:
     """Join and return the statuses the client reported (the join's outcome is in by then)."""
-    statuses: list[str] = []
+    statuses = Statuses()
     await rt.connect()
     ch = rt.channel(name, {"config": config or {"broadcast": {"self": True}}})
-    await ch.subscribe(lambda status, err: statuses.append(status.value))
+    await ch.subscribe(statuses.report)
     return statuses, ch
 
 
-async def next_status(statuses: list[str], n: int) -> None:
-    """Await the n-th status callback (the client reports later outcomes from its own tasks)."""
+class Case:
+    """The shared proxy as one case sees it: its port, and its output from the case's first line."""
 
-    async def wait():
-        while len(statuses) < n:
-            await asyncio.sleep(0)  # yield to the client's tasks; bounded by wait_for below
+    def __init__(self, proxy: Mitmdump) -> None:
+        self.proxy = proxy
+        self.start = len(proxy.lines)
+        self.port = proxy.port
 
-    await asyncio.wait_for(wait(), 10)
+    @property
+    def lines(self) -> list[str]:
+        return self.proxy.lines[self.start :]
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    async def wait_for(self, pattern: str) -> re.Match:
+        return await self.proxy.wait_for(pattern, start=self.start)
+
+    async def fault_is(self, fault: str) -> None:
+        """rt_fault is now `fault`, with no connection open (the line would count them)."""
+        await self.wait_for(
+            rf"rtproxy: rt_fault is now {re.escape(fault or 'none')}: new connections get it$"
+        )
+
+    async def connections_ended(self) -> None:
+        """Every client connection made in this case has ended (mitmproxy logs each one's end)."""
+
+        def ended(_lines: list[str]) -> bool:
+            lines = self.lines
+            return sum(line.endswith("] client connect") for line in lines) == sum(
+                line.endswith("] client disconnect") for line in lines
+            )
+
+        await self.proxy.wait_until(ended, "every client connection of the case ended")
 
 
-@pytest.fixture
-async def through(local_server, mitmdump, anon_key):
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared(tmp_path_factory) -> AsyncIterator[tuple[Mitmdump, WebApi]]:
+    """One local Realtime server and one mitmweb with rtproxy in front of it, no fault set."""
+    started: list[Mitmdump] = []
+
+    async def start(*sets: str, **kw) -> Mitmdump:
+        m = await Mitmdump(tmp_path_factory.mktemp("e2e-faults"), *sets, **kw).start()
+        started.append(m)
+        return m
+
+    async with LocalRealtime(fast_config()).running("127.0.0.1", 0) as server:
+        try:
+            yield await start_mitmweb(start, f"rt_supabase_url={server.url}", TIMERS)
+        finally:
+            for m in started:
+                await m.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def through(shared, anon_key):
+    """`await through(fault)`: (the case's view of the proxy, a client) with rt_fault=fault in effect."""
+    proxy, api = shared
+    case = Case(proxy)
+    clients: list[AsyncRealtimeClient] = []
+
     async def start(fault: str):
-        proxy = await mitmdump(f"rt_supabase_url={local_server.url}", f"rt_fault={fault}", TIMERS)
-        return proxy, client(proxy, anon_key)
+        assert (await api.set_options(rt_fault=fault)) in (None, {})
+        await case.fault_is(fault)
+        clients.append(client(case, anon_key))
+        return case, clients[-1]
 
-    return start
+    yield start
+    for rt in clients:
+        await rt.close()
+    await case.connections_ended()
+    assert (await api.set_options(rt_fault="")) in (None, {})
+    await case.fault_is("")
 
 
 async def test_swallow_heartbeats_heartbeat_timeout(through):
@@ -89,7 +178,7 @@ async def test_shutdown_named_by_realtimes_message(through):
     handle_info(:update_rate_counter) sends this one); words Realtime never used are a channel-shutdown."""
     proxy, rt = await through("shutdown=Too many messages per second")
     statuses, _ = await subscribe(rt)
-    await next_status(statuses, 3)
+    await statuses.reached(3)
     assert statuses[:3] == ["SUBSCRIBED", "CHANNEL_ERROR", "CLOSED"]  # Python: system error, then phx_close
     await proxy.wait_for(r"finding rate-limited realtime:room1 .*Too many messages per second")
     assert not any("finding channel-shutdown" in line for line in proxy.lines)
@@ -99,7 +188,7 @@ async def test_shutdown_named_by_realtimes_message(through):
 async def test_close_with_code_server_close(through):
     proxy, rt = await through("close=4001:0.5:bye")
     statuses, _ = await subscribe(rt)
-    await next_status(statuses, 2)
+    await statuses.reached(2)
     assert statuses[:2] == ["SUBSCRIBED", "CHANNEL_ERROR"]
     await proxy.wait_for(r"hop: fault: closed the connection with 4001 'bye' after 0\.5 s \(close\)")
     await proxy.wait_for(r"closed by server: 4001 \(bye\)")
@@ -110,7 +199,7 @@ async def test_close_with_code_server_close(through):
 async def test_idle_timeout_proxy_idle_timeout(through):
     proxy, rt = await through("idle-timeout=1")
     statuses, _ = await subscribe(rt)
-    await next_status(statuses, 2)
+    await statuses.reached(2)
     assert statuses[:2] == ["SUBSCRIBED", "CHANNEL_ERROR"]
     await proxy.wait_for(r"closed by network: no close frame")
     await proxy.wait_for(r"finding proxy-idle-timeout .*no frames for 1\.\d s")
@@ -122,7 +211,7 @@ async def test_max_frame_message_too_large(through):
     statuses, ch = await subscribe(rt)
     assert statuses == ["SUBSCRIBED"]
     await ch.send_broadcast("big", {"blob": "x" * 5000})
-    await next_status(statuses, 2)
+    await statuses.reached(2)
     assert statuses[1] == "CHANNEL_ERROR"
     await proxy.wait_for(r"closed by server: 1009 \(Message is too large\)")
     await proxy.wait_for(r"finding message-too-large")

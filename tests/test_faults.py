@@ -29,6 +29,8 @@ def test_parse_all_faults():
         ("delay-replies", "needs an argument: delay-replies=MS"),
         ("delay-replies=soon", "needs a number"),
         ("delay-replies=-5", "must not be negative"),
+        ("delay-replies=1.5", "delay-replies needs a number (a whole number), got '1.5'"),
+        ("idle-timeout=nan", "idle-timeout needs a finite number, got 'nan'"),
         ("drop-join=1", "takes no argument"),
         ("close=4000", "CODE:SECONDS"),
         (

@@ -210,9 +210,9 @@ async def test_without_websockets_a_runtime_change_is_refused_and_rolled_back(mo
     """After startup (mitmweb's option editor, a `set` command), the same check raises, and mitmproxy
     rolls the value back; the mode in effect stays the one that works."""
     monkeypatch.setattr(worker, "websockets_missing", lambda instead="": "the Python package websockets")
-    monkeypatch.setattr(optionerror, "_started", True)
     w = worker.Worker(report=lambda flow_id, event: None)
     with taddons.context(w) as tctx:
+        optionerror.mark_running()  # after startup, for this context's master
         tctx.configure(w, rt_supabase_url="https://x.supabase.co")
         with pytest.raises(
             exceptions.OptionsError, match=r"^rt_mode: relay needs the Python package websockets"

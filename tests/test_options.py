@@ -1,118 +1,169 @@
-"""Bad option values: `mitmdump -s addon/rtproxy.py --set rt_x=<bad>` prints ONE clear line naming the
-option and what it accepts, no traceback, and exits non-zero (mitmproxy's "Error logged during startup").
+"""Bad option values: one clear line naming the option and what it accepts, no traceback.
 
-Each case is a real mitmdump subprocess on 127.0.0.1 with a throwaway confdir; they run a few at a time.
+In process (mitmproxy.test.taddons, as mitmproxy's own addon tests): rtproxy's option-checking parts
+started as `mitmdump -s addon/rtproxy.py --set rt_x=<bad>` starts them (`started`). At startup a bad
+value is one ERROR line (mitmdump then exits 1); after startup (a `set` command, mitmweb's option
+editor) the same line is the error and the old value stays.
+
+As real programs, once each: mitmdump exits 1 on bad values with one line each, and starts and stops
+cleanly with good ones. mitmweb's option editor refusing a value at runtime: test_commands.py
+(test_fault_switched_at_runtime_reaches_live_and_new_connections).
+
+Wording pinned elsewhere is not repeated here: rt_fault's messages (parse_faults) in test_faults.py,
+rt_report's in test_tracker_addon.py (test_rt_report_is_checked_when_set); rt_fault has one case here,
+that parse_faults' message becomes the option's line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import re
+from collections.abc import Iterator
 
+import pytest
 from conftest import ADDON, MITMDUMP, TIMEOUT, run_to_exit
+from mitmproxy import exceptions, hooks
+from mitmproxy.options import Options
+from mitmproxy.test import taddons
+from rtproxy_mitm import optionerror
+from rtproxy_mitm.addons import Rtproxy, Running
+from rtproxy_mitm.faults import Faults
+from rtproxy_mitm.tracker import Tracker
+from rtproxy_mitm.trim import Trim
+from rtproxy_mitm.worker import Worker
 
-# (--set values, option named in the line, what the line must say is accepted / wrong)
-CASES: list[tuple[tuple[str, ...], str, str]] = [
-    (("rt_mode=bogus",), "rt_mode", r"fixed, relay, as-written, inspect"),
-    (("rt_mode",), "rt_mode", r"value"),
-    (("rt_supabase_url=not a url",), "rt_supabase_url", r"https://<ref>\.supabase\.co"),
-    (("rt_supabase_url=ftp://x.supabase.co",), "rt_supabase_url", r"scheme must be https://"),
-    (("rt_supabase_url=https://x.supabase.co/realtime/v1",), "rt_supabase_url", r"without a path"),
-    (("rt_supabase_url=https://user:pw@x.supabase.co",), "rt_supabase_url", r"credentials"),
-    (("rt_supabase_url=https://x.supabase.co?apikey=k",), "rt_supabase_url", r"without a query"),
-    (("rt_supabase_url=https://x.supabase.co:99999",), "rt_supabase_url", r"https://<ref>\.supabase\.co"),
-    (("rt_supabase_url=http://[::1",), "rt_supabase_url", r"not a URL"),
-    (("rt_supabase_url=https://",), "rt_supabase_url", r"no host"),
-    (("rt_worker_host=https://worker.example.com/",), "rt_worker_host", r"without scheme, port or path"),
-    (("rt_worker_host=worker.example.com:8080",), "rt_worker_host", r"without scheme, port or path"),
-    (("rt_worker_host=a.example.com,b.example.com/x",), "rt_worker_host", r"without scheme, port or path"),
-    (("rt_fault=nope",), "rt_fault", r"known: swallow-heartbeats, .*strip-query"),
-    (("rt_fault=close=abc",), "rt_fault", r"CODE:SECONDS"),
-    (("rt_fault=close=1006:1",), "rt_fault", r"close code 1006 cannot be sent .*local-only"),
-    *(  # codes wsproto refuses in a close frame (rtproxy_core.closecodes.sendable)
-        (
-            (f"rt_fault=close={c}:1",),
-            "rt_fault",
-            rf"close code {c} cannot be sent .*: use 1000-1003, 1007-1013 or 3000-4999$",
-        )
-        for c in (2000, 1004, 1014, 1016, 2999)
-    ),
-    (("rt_fault=close=4000:1:" + "r" * 130,), "rt_fault", r"at most 123 bytes"),
-    (("rt_fault=idle-timeout=-1",), "rt_fault", r"must not be negative"),
-    (("rt_fault=idle-timeout=nan",), "rt_fault", r"finite number"),
-    (("rt_fault=delay-replies=1.5",), "rt_fault", r"whole number"),
-    (("rt_fault=drop-join=1",), "rt_fault", r"takes no argument"),
-    (("rt_fault=max-frame",), "rt_fault", r"needs an argument: max-frame=BYTES"),
-    (("rt_keep_messages=-5",), "rt_keep_messages", r"0 \(keep all\) or a positive count"),
-    (("rt_keep_messages=abc",), "rt_keep_messages", r"whole number"),
-    (("rt_show_secrets=maybe",), "rt_show_secrets", r"true or false"),
-    (("rt_timers=join=0",), "rt_timers", r"must be positive"),
-    (("rt_timers=join=-3",), "rt_timers", r"must be positive"),
-    (("rt_timers=join=abc",), "rt_timers", r"number of seconds"),
-    (("rt_timers=bogus=1",), "rt_timers", r"join=S,heartbeat=S,idle=S"),
-    (("rt_report=/nonexistent/dir/r.md",), "rt_report", r"the folder /nonexistent/dir does not exist"),
-    (("rt_report=/",), "rt_report", r"is a folder: name a file in it"),
+# (--set value, what the line must say is accepted / wrong): values of the right type that `configure`
+# refuses, at startup and after it.
+CASES: list[tuple[str, str]] = [
+    ("rt_mode=bogus", r"fixed, relay, as-written, inspect"),
+    ("rt_supabase_url=not a url", r"https://<ref>\.supabase\.co"),
+    ("rt_supabase_url=ftp://x.supabase.co", r"scheme must be https://"),
+    ("rt_supabase_url=https://x.supabase.co/realtime/v1", r"without a path"),
+    ("rt_supabase_url=https://user:pw@x.supabase.co", r"credentials"),
+    ("rt_supabase_url=https://x.supabase.co?apikey=k", r"without a query"),
+    ("rt_supabase_url=https://x.supabase.co:99999", r"https://<ref>\.supabase\.co"),
+    ("rt_supabase_url=http://[::1", r"not a URL"),
+    ("rt_supabase_url=https://", r"no host"),
+    ("rt_worker_host=https://worker.example.com/", r"without scheme, port or path"),
+    ("rt_worker_host=worker.example.com:8080", r"without scheme, port or path"),
+    ("rt_worker_host=a.example.com,b.example.com/x", r"without scheme, port or path"),
+    ("rt_fault=nope", r"^rt_fault: unknown fault 'nope'; known: swallow-heartbeats, .*strip-query$"),
+    ("rt_keep_messages=-5", r"0 \(keep all\) or a positive count"),
+    ("rt_timers=join=0", r"must be positive"),
+    ("rt_timers=join=-3", r"must be positive"),
+    ("rt_timers=join=abc", r"number of seconds"),
+    ("rt_timers=bogus=1", r"join=S,heartbeat=S,idle=S"),
 ]
-PARALLEL = 2
+# Values mitmproxy itself cannot parse for the option's type. From the command line it defers them until
+# the script declares the option, then would drop the whole script without a word
+# (optionerror.check_deferred); at runtime mitmproxy refuses them itself.
+DEFERRED: list[tuple[str, str]] = [
+    ("rt_mode", r"expected a value, got no value \(--set rt_mode=VALUE\)"),
+    ("rt_keep_messages=abc", r"expected a whole number, got 'abc'"),
+    ("rt_show_secrets=maybe", r"expected true or false, got 'maybe'"),
+]
 
 
-async def run_mitmdump(tmp_path, sets: tuple[str, ...]) -> tuple[int, str]:
-    conf = tmp_path / f"conf{abs(hash(sets))}"
-    conf.mkdir()
-    args = [MITMDUMP, "--listen-host", "127.0.0.1", "-p", "0", "-s", ADDON, "--set", f"confdir={conf}"]
-    for s in sets:
-        args += ["--set", s]
-    rc, out = await run_to_exit(args)
-    if rc is None:
-        return -1, out + "\n(still running: the bad value was accepted)"
-    return rc, out
+def option_parts() -> Rtproxy:
+    """The parts that declare and check the options above, in rtproxy_parts' order, as the one addon."""
+    tracker = Tracker()
+    return Rtproxy([Worker(tracker.report_event), Faults(tracker.report_event), tracker, Trim(), Running()])
 
 
-def problems(sets: tuple[str, ...], option: str, accepted: str, rc: int, out: str) -> list[str]:
-    found = []
-    lines = [line for line in out.splitlines() if re.search(rf"(^|\] ){re.escape(option)}: ", line)]
-    if rc in (0, -1):
-        found.append(f"exit status {rc} (expected non-zero)")
-    if len(lines) != 1:
-        found.append(f"{len(lines)} lines name {option} (expected one)")
-    elif not re.search(accepted, lines[0]):
-        found.append(f"the line does not say /{accepted}/: {lines[0]!r}")
-    if "Traceback" in out or "Addon error" in out or "error in script" in out:
-        found.append("a traceback / script error was printed")
-    return [f"--set {' '.join(sets)}: {p}\n{out}" for p in found]
+@contextlib.contextmanager
+def started(*specs: str) -> Iterator[taddons.context]:
+    """The addon as mitmdump starts a script given `--set SPEC...` (mitmproxy's addons/script.py
+    `loadscript`): the rt_ values deferred until the script declares them, its load (then mitmproxy
+    applies the deferred values), then one configure with every option."""
+    options = Options()
+    options.set(*specs, defer=True)
+    addon = option_parts()
+    with taddons.context(addon, options=options) as tctx:
+        tctx.master.addons.invoke_addon_sync(addon, hooks.ConfigureHook(set(tctx.options.keys())))
+        yield tctx
 
 
-def rounds() -> list[list[tuple[tuple[str, ...], str, str]]]:
-    """The cases in as few mitmdump runs as possible, each run holding at most one bad value per option:
-    every bad value must still get its own line (one bad value must not hide another)."""
-    by_option: dict[str, list] = {}
-    for case in CASES:
-        by_option.setdefault(case[1], []).append(case)
-    return [
-        [cases[i] for cases in by_option.values() if i < len(cases)]
-        for i in range(max(map(len, by_option.values())))
-    ]
+def error_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Every ERROR (or worse) logged, from any logger (an "Addon error" would be mitmproxy's), none with a
+    traceback."""
+    records = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [r for r in records if r.exc_info], [r.getMessage() for r in records]
+    return [r.getMessage() for r in records]
 
 
-async def test_each_bad_value_one_line_no_traceback_exit_nonzero(tmp_path):
-    gate = asyncio.Semaphore(PARALLEL)
-
-    async def run(cases):
-        sets = tuple(s for c in cases for s in c[0])
-        async with gate:
-            rc, out = await run_mitmdump(tmp_path, sets)
-        return [p for c in cases for p in problems(sets, c[1], c[2], rc, out)]
-
-    results = await asyncio.gather(*(run(r) for r in rounds()))
-    failures = [p for r in results for p in r]
-    assert not failures, f"{len(failures)} problem(s):\n\n" + "\n\n".join(failures)
+def one_line(lines: list[str], option: str, accepted: str) -> str:
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{option}: ") and re.search(accepted, lines[0]), lines[0]
+    return lines[0]
 
 
-async def test_one_bad_value_alone(tmp_path):
-    """A single bad value on its own also stops mitmdump (not only a run with several)."""
-    rc, out = await run_mitmdump(tmp_path, ("rt_keep_messages=abc",))
-    assert not problems(("rt_keep_messages=abc",), "rt_keep_messages", "whole number", rc, out)
+@pytest.mark.parametrize("spec,accepted", CASES, ids=[c[0] for c in CASES])
+def test_bad_value_one_line_at_startup_refused_after(spec, accepted, caplog):
+    option, _, value = spec.partition("=")
+    with caplog.at_level(logging.INFO), started(spec) as tctx:
+        line = one_line(error_lines(caplog), option, accepted)
+        default = tctx.options.default(option)
+        tctx.options.update(**{option: default})
+        optionerror.mark_running()  # startup is over, for this context's master
+        with pytest.raises(exceptions.CommandError) as e:
+            tctx.master.commands.call_strings("set", [option, value])
+        assert str(e.value) == line
+        assert getattr(tctx.options, option) == default  # rolled back
+        assert error_lines(caplog) == [line]  # raised, not logged again
+
+
+def test_each_bad_value_its_own_line(caplog):
+    """Several bad values at startup: each gets its line (one bad value does not hide another)."""
+    first = {spec.partition("=")[0]: (spec, accepted) for spec, accepted in reversed(CASES + DEFERRED)}
+    with caplog.at_level(logging.INFO), started(*(spec for spec, _ in first.values())):
+        lines = error_lines(caplog)
+    assert len(lines) == len(first), lines
+    for option, (_, accepted) in first.items():
+        one_line([line for line in lines if line.startswith(f"{option}: ")], option, accepted)
+
+
+def test_deferred_values_that_do_not_parse_are_one_line_each_and_dropped(caplog):
+    """The script stays loaded and configured: the good deferred value is applied, the bad ones keep their
+    defaults (mitmproxy's process_deferred would raise on them, dropping the script)."""
+    with caplog.at_level(logging.INFO), started(*(s for s, _ in DEFERRED), "rt_timers=join=2") as tctx:
+        lines = error_lines(caplog)
+        assert not tctx.options.deferred
+        assert tctx.options.rt_timers == "join=2"
+        for spec, _ in DEFERRED:
+            option = spec.partition("=")[0]
+            assert getattr(tctx.options, option) == tctx.options.default(option), option
+    assert len(lines) == len(DEFERRED), lines
+    for spec, accepted in DEFERRED:
+        option = spec.partition("=")[0]
+        one_line([line for line in lines if line.startswith(f"{option}: ")], option, accepted)
+
+
+def test_startup_is_over_for_one_master_only():
+    """mark_running (rtproxy's `running` hook) ends startup for the master it runs in, not the process."""
+    with taddons.context():
+        assert not optionerror.running()
+        optionerror.mark_running()
+        assert optionerror.running()
+    with taddons.context():
+        assert not optionerror.running()
+
+
+# ------------------------------------------------------------------------------- the real program
+
+
+async def test_mitmdump_exits_1_with_one_line_per_bad_value(tmp_path):
+    """A value mitmproxy defers (check_deferred) and one `configure` refuses: one line each, exit 1."""
+    sets = ("rt_keep_messages=abc", "rt_mode=bogus")
+    args = [MITMDUMP, "--listen-host", "127.0.0.1", "-p", "0", "-s", ADDON, "--set", f"confdir={tmp_path}"]
+    rc, out = await run_to_exit([*args, *(a for s in sets for a in ("--set", s))])
+    assert rc == 1, out
+    assert "Traceback" not in out and "Addon error" not in out and "error in script" not in out, out
+    for option, accepted in (("rt_keep_messages", "whole number"), ("rt_mode", "fixed, relay, as-written")):
+        lines = [line for line in out.splitlines() if re.search(rf"(^|\] ){option}: ", line)]
+        assert len(lines) == 1 and re.search(accepted, lines[0]), out
 
 
 async def test_good_values_start_and_stop_cleanly(tmp_path):

@@ -4,16 +4,23 @@ mitmproxy prints a traceback for an OptionsError raised from a script's `configu
 exits 1. A logged ERROR during startup also exits 1 (ErrorCheck), with just the line. So before the
 proxy runs we log; afterwards (mitmweb's option editor, `set` commands) we raise, which rolls the value
 back as mitmproxy expects.
+
+Startup is over for a master once mitmproxy sent it the `running` hook (addons.Running calls
+`mark_running`). The state belongs to that master, not to the process: in-process tests get a new
+master with each `mitmproxy.test.taddons.context`, which starts in startup (a bad value is logged); call
+`mark_running()` inside it to act as after startup (a bad value raises OptionsError and is rolled back).
+Nothing carries over to the next context.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 
-from mitmproxy import exceptions
+from mitmproxy import ctx, exceptions
 
 logger = logging.getLogger("rtproxy")
-_started = False
+_running_masters: weakref.WeakSet = weakref.WeakSet()  # the masters whose startup is over
 
 
 # What a deferred --set value of each option type must look like, in the one ERROR line.
@@ -21,19 +28,20 @@ _EXPECTED: dict[object, str] = {int: "a whole number", bool: "true or false", st
 
 
 def mark_running() -> None:
-    global _started
-    _started = True
+    """Startup of the current master (`mitmproxy.ctx.master`) is over: from now on a bad value raises."""
+    _running_masters.add(ctx.master)
 
 
 def running() -> bool:
     """Startup is over: an option that changes now was changed by the user at runtime."""
-    return _started
+    master = getattr(ctx, "master", None)  # none before mitmproxy made its first master
+    return master is not None and master in _running_masters
 
 
 def reject(option: str, message: str) -> None:
     """Report a bad value of `option`. Callers return right after: the old value stays in effect."""
     line = f"{option}: {message}"
-    if _started:
+    if running():
         raise exceptions.OptionsError(line)
     logger.error(line)
 
@@ -44,8 +52,6 @@ def check_deferred() -> None:
     rt_show_secrets=maybe, a bare rt_mode) makes it drop the whole script without a word: rtproxy would
     run unconfigured, its hooks never called. Call this from `load` after declaring options: each such
     value gets one clear line (through `reject`) and is dropped, so the default stays."""
-    from mitmproxy import ctx
-
     from . import internals
 
     options = ctx.options

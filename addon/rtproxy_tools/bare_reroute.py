@@ -4,7 +4,7 @@
     mitmdump --mode reverse:http://worker.invalid --set connection_strategy=lazy \
         -s addon/rtproxy_tools/bare_reroute.py --set reroute_to=127.0.0.1:54321
 
-Used by rtbench (bench.py) as configuration (2), the yardstick for rtproxy's own cost.
+Used by rtbench (bench/) as configuration (2), the yardstick for rtproxy's own cost.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@
 2. Churn: --rounds rounds of --connections connect + join + close.
 3. What is left in the proxy: rtproxy's live sessions, counted two ways: from mitmdump's log (each
    connection logs `[rt <id>] connect ...` and, when it ends, `closed by ...` / `upgrade rejected` /
-   `hop: upstream-unreachable`), and by asking bench_probe.py (loaded next to the addon; it reads the
+   `hop: upstream-unreachable`), and by asking bench/state_probe.py (loaded next to the addon; it reads the
    tracker's `live` dict and `finished` deque and the diagnoser's per-session sets). Also the proxy's RSS,
    open file descriptors and mitmproxy's own connection table.
 
@@ -36,15 +36,12 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from . import benchkit as kit
+from .bench import kit
+from .bench.kit import log
 from .launcher import raise_nofile
 
 CONNECT_RE = re.compile(r"\[rt [0-9a-f]+\] connect ")
 END_RE = re.compile(r"\[rt [0-9a-f]+\] (closed by |upgrade rejected|hop: upstream-unreachable)")
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def client_nofile(needed: int) -> dict[str, int]:

@@ -1,5 +1,5 @@
-"""Bench/scale probe, loaded next to the addon (`-s addon/rtproxy.py -s bench_probe.py`) by
-rtbench (bench.py) and rtscale (scale.py) only: answers `GET /__rtbench_probe` on the proxy's listener with
+"""Bench/scale probe, loaded next to the addon (`-s addon/rtproxy.py -s state_probe.py`, kit.PROBE) by
+rtbench (this package) and rtscale (scale.py) only: answers `GET /__rtbench_probe` on the proxy's listener with
 JSON counts of the per-connection state the proxy holds, so scale.py can check that nothing is left
 behind. It reads rtproxy's parts (tracker, faults; addons.py `Rtproxy.get`) and changes nothing. Only
 requests to that exact path are answered; everything else passes.

@@ -1,7 +1,7 @@
-"""Shared pieces of rtbench (bench.py) and rtscale (scale.py): start the local Realtime server and mitmdump as
-subprocesses on 127.0.0.1, read their CPU time and RSS from /proc, open joined vsn 2.0.0 Realtime
-sockets, build the benchmark's frames, and ask bench_probe.py (a probe loaded next to the addon) how
-much per-connection state the proxy holds.
+"""Shared pieces of rtbench (this package) and rtscale (scale.py): start the local Realtime server and
+mitmdump as subprocesses on 127.0.0.1, read their CPU time and RSS from /proc, open joined vsn 2.0.0
+Realtime sockets, build the benchmark's frames, and ask state_probe.py (a probe loaded next to the addon)
+how much per-connection state the proxy holds.
 
 Every wait here has a deadline; every subprocess started here is stopped by its own pid.
 """
@@ -24,13 +24,14 @@ from rtproxy_local.jwt import dev_anon_key
 from websockets.asyncio.client import ClientConnection, connect
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent  # the checkout (addon/rtproxy_tools/..)
+TOOLS = HERE.parent  # addon/rtproxy_tools
+ROOT = TOOLS.parent.parent  # the checkout
 PYTHON = sys.executable
 MITMDUMP = str(Path(sys.executable).parent / "mitmdump")
 RTPROXY = str(Path(sys.executable).parent / "rtproxy")  # the launcher ([project.scripts])
 ADDON = str(ROOT / "addon" / "rtproxy.py")
-REROUTE = str(HERE / "bare_reroute.py")
-PROBE = str(HERE / "bench_probe.py")
+REROUTE = str(TOOLS / "bare_reroute.py")
+PROBE = str(HERE / "state_probe.py")
 TOPIC = "realtime:bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -47,6 +48,11 @@ PAYLOAD_JSON = json.dumps(PAYLOAD, separators=(",", ":"))
 _TEXT_HEAD = '["1","'
 _TEXT_TAIL = f'","{TOPIC}","broadcast",{{"type":"broadcast","event":"cursor","payload":{PAYLOAD_JSON}}}]'
 _BODY = PAYLOAD_JSON.encode()
+
+
+def log(msg: str) -> None:
+    """A progress line, on stderr (stdout is the result)."""
+    print(msg, file=sys.stderr, flush=True)
 
 
 def text_broadcast(ref: int) -> str:
@@ -332,7 +338,7 @@ async def http_get(port: int, path: str, timeout: float = 30.0) -> bytes:
 
 
 async def probe(port: int, objects: bool = False) -> dict[str, Any]:
-    """What bench_probe.py reports about the proxy's per-connection state."""
+    """What state_probe.py reports about the proxy's per-connection state."""
     body = await http_get(port, "/__rtbench_probe" + ("?objects=1" if objects else ""))
     return json.loads(body)
 

@@ -1,0 +1,7 @@
+"""python -m rtproxy_tools.bench: rtbench."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

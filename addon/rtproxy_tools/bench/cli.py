@@ -1,0 +1,124 @@
+"""rtproxy performance, side by side on loopback (issue #5).
+
+    rtbench [--json] [--messages N] [--quick]
+    rtbench --memory [--messages 1000000] [--keep 100,0]
+    rtbench --profile OUT.prof [--messages N] [--profile-of mitmdump|launcher]
+
+Live: the same messages (vsn 2.0.0; text broadcast arrays and binary kind-3 user broadcasts alternating,
+each with a ~110-byte JSON payload, on a channel joined with broadcast self, so the server echoes every
+one: an array without refs, or kind 4) go over one WebSocket through
+  (1) nothing: client <-> local Realtime server (rtlocal, its own process);
+  (2) mitmdump with bare_reroute.py only (reroutes the upgrade, nothing else);
+  (3) mitmdump -s addon/rtproxy.py --set rt_supabase_url=<the server>, rtproxy's default logging and
+      diagnosis.
+(2) and (3) both run with --set flow_detail=0 (mitmproxy's own per-flow/per-message lines off) and the
+default termlog_verbosity (info), so the difference is rtproxy's work. The full run adds reference rows
+(2b)/(3b) with mitmdump's default flow_detail=1: bare mitmdump then prints a line per message; rtproxy's
+dumper_filter hides its Realtime lines, but mitmdump still evaluates that filter per message.
+For each: ping-pong round trips (p50/p99, msg/s), pipelined throughput (window of --window messages in
+flight), proxy CPU seconds (/proc/<pid>/stat) and RSS. One "message" is one client frame plus its echo:
+two WebSocket messages through the proxy.
+
+Offline: a synthetic capture (joins, heartbeats, text and binary broadcasts, presence, postgres_changes)
+decoded + tracked (Session.feed) + diagnosed (Diagnoser.check on every logged note and once per capture
+second, as the live tracker does) vs plain json.loads of the same frames' JSON; plus Session.feed per
+frame type in microseconds and rtproxy's mitmproxy hooks per message (in-process, no sockets).
+
+--memory: N messages pipelined over ONE flow through mitmdump + rtproxy, proxy RSS sampled every second,
+once per --keep value (rt_keep_messages; 0 keeps every message; skipped with a note when the option does
+not exist). --profile: the rtproxy configuration under cProfile (pipelined), top functions printed.
+
+Everything binds 127.0.0.1; every loop is bounded in count and time; only processes started here are
+stopped, by pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import kit
+from .live import live
+from .memory import memory
+from .offline import analyzer, frame_costs
+from .profiling import profile
+from .table import print_table
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    ap.add_argument("--json", action="store_true", help="print the numbers as JSON instead of the table")
+    ap.add_argument(
+        "--messages", type=int, help="messages per phase (default 10000; --quick 1000; --memory 1000000)"
+    )
+    ap.add_argument("--quick", action="store_true", help="small run (~20 s), no (2b)/(3b) reference rows")
+    ap.add_argument("--window", type=int, default=256, help="pipelined: messages in flight (default 256)")
+    ap.add_argument("--warmup", type=int, help="ping-pong messages before measuring (default 200; quick 50)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each live config this many times, interleaved; the table shows medians (default 1)",
+    )
+    ap.add_argument("--no-reference", action="store_true", help="skip the flow_detail=1 rows (2b)/(3b)")
+    ap.add_argument("--no-live", action="store_true", help="offline analyzer and per-frame costs only")
+    ap.add_argument(
+        "--analyzer-frames", type=int, help="synthetic capture size (default 200000; quick 20000)"
+    )
+    ap.add_argument("--memory", action="store_true", help="memory mode (see above)")
+    ap.add_argument(
+        "--keep", default="100,0", help="--memory: rt_keep_messages values, comma-separated (default 100,0)"
+    )
+    ap.add_argument("--sample-s", type=float, default=1.0, help="--memory: RSS sampling interval, seconds")
+    ap.add_argument("--profile", metavar="OUT.prof", help="profile mode (see above)")
+    ap.add_argument(
+        "--profile-of",
+        choices=("mitmdump", "launcher"),
+        default="mitmdump",
+        help="--profile: mitmdump -s addon/rtproxy.py (default) or the rtproxy command",
+    )
+    ap.add_argument(
+        "--table", metavar="RESULT.json", help="print the table of a saved --json result and exit"
+    )
+    args = ap.parse_args(argv)
+    if args.table:
+        print_table(json.loads(Path(args.table).read_text()))
+        return 0
+    if args.messages is None:
+        args.messages = 1_000_000 if args.memory else (1000 if args.quick else 10_000)
+    if args.warmup is None:
+        args.warmup = 50 if args.quick else 200
+    args.warmup = min(args.warmup, max(args.messages, 1))
+    if args.analyzer_frames is None:
+        args.analyzer_frames = 20_000 if args.quick else 200_000
+    if args.messages < 1 or args.window < 1 or args.repeat < 1:
+        ap.error("--messages, --window and --repeat must be positive")
+
+    res: dict[str, Any] = {"machine": kit.machine()}
+    with tempfile.TemporaryDirectory(prefix="rtbench-") as d:
+        tmp = Path(d)
+        if args.memory:
+            res["memory"] = asyncio.run(memory(args, tmp))
+        elif args.profile:
+            res["profile"] = asyncio.run(profile(args, tmp))
+        else:
+            if not args.no_live:
+                res["live"] = asyncio.run(live(args, tmp))
+            kit.log(f"bench: offline analyzer over {args.analyzer_frames:,} synthetic frames ...")
+            res["analyzer"] = analyzer(args.analyzer_frames, repeat=1 if args.quick else 3)
+            iterations = 2000 if args.quick else 20_000
+            res["frame_cost_iterations"] = iterations
+            res["frame_costs"] = frame_costs(iterations)
+    if args.json:
+        print(json.dumps(res, indent=2, default=str))
+    else:
+        print_table(res)
+    return 0
