@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rtproxy_core.diagnosis import Diagnoser
 from rtproxy_core.events import Closed, Frame, Handshake, Opened
-from rtproxy_core.rules import ERROR, WARNING, clean_end
+from rtproxy_core.rules import Severity, clean_end
 from rtproxy_core.session import Session
 
 T0 = 1_800_000_000.0
@@ -212,7 +212,7 @@ def test_a_healthy_session_has_no_error_or_warning(conns):
         offset = moved[-1].time - T0 + 1.0
         shifted.append(moved)
     for s in diagnose(shifted):
-        bad = [f for f in s.findings if f.severity in (ERROR, WARNING)]
+        bad = [f for f in s.findings if f.severity in (Severity.ERROR, Severity.WARNING)]
         assert not bad, [(f.code, f.evidence) for f in bad]
 
 

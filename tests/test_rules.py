@@ -7,7 +7,7 @@ import json
 import pytest
 from rtproxy_core.diagnosis import Diagnoser
 from rtproxy_core.events import Closed, Frame, Handshake, Hop, Opened, Upstream, UpstreamHandshake
-from rtproxy_core.rules import ERROR, RULES, RULES_BY_CODE, WARNING, Timers
+from rtproxy_core.rules import RULES, RULES_BY_CODE, Severity, Timers
 from rtproxy_core.session import Session
 from wire import T0, kind3, kind4, v2
 
@@ -96,7 +96,7 @@ def test_healthy_session_has_no_error_or_warning():
     c = healthy()
     d = Diagnoser()
     found = d.end(c.s)
-    assert [f for f in found if f.severity in (ERROR, WARNING)] == []
+    assert [f for f in found if f.severity in (Severity.ERROR, Severity.WARNING)] == []
 
 
 def test_every_rule_has_code_fix_and_explains():

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from ..events import Closed, Event, Frame, Handshake, Opened
 from ..hop import relay_path
 from ..redact import Redactor
-from ..rules import Finding, rule_failed
+from ..rules import Finding, findings_of
 from ..session import KEEP_FINISHED
 from .align import DELAY_S, Direction, align
 from .model import CLIENT, UPSTREAM, Leg, query_params
@@ -105,27 +105,10 @@ def evaluate(p: Pair, check: LegCheck) -> list[Finding]:
     for r in LEG_RULES:
         if r.code in p.fired:
             continue
-        try:
-            text = next(iter(r.evidence(p, check)), None)
-        except Exception as e:  # noqa: BLE001 - one broken rule must not hide the others
+        found = findings_of(r, p, check, p.client.conn, check.now, check.redactor, first=True)
+        if found:
             p.fired.add(r.code)
-            new.append(rule_failed(r.code, e, p.client.conn, check.now))
-            continue
-        if text is None:
-            continue
-        p.fired.add(r.code)
-        new.append(
-            Finding(
-                r.code,
-                r.severity,
-                r.explains,
-                None,
-                check.redactor.text(text),
-                r.fix,
-                p.client.conn,
-                check.now,
-            )
-        )
+            new.extend(found)
     p.findings.extend(new)
     return new
 

@@ -19,7 +19,7 @@ from .. import closecodes
 from ..events import Closed
 from ..hop import relay_path
 from ..redact import SECRET_HEADERS, Redactor
-from ..rules import ERROR, INFO, WARNING
+from ..rules import Rule, Severity
 from .align import DELAY_S, Direction
 from .model import CLIENT, Leg, LegFrame, query_params, quote_frame
 
@@ -70,27 +70,20 @@ class LegCheck:
     redactor: Redactor
 
 
-LegEvidence = Callable[["Pair", LegCheck], Iterator[str]]  # one evidence text, or nothing
+LegRule = Rule["Pair", LegCheck]  # a leg rule: the main rules' Rule, over a pair of legs
 
 
-@dataclass(frozen=True, slots=True)
-class LegRule:
-    code: str
-    severity: str
-    explains: str  # what the client sees
-    fix: str
-    evidence: LegEvidence
+LEG_RULES: list[LegRule] = []  # in the order they are written here: evaluate's and the README's
 
 
-LEG_RULES: list[LegRule] = []
+def leg_rule(
+    code: str, severity: Severity, explains: str, fix: str
+) -> Callable[[Callable[[Pair, LegCheck], Iterator[str]]], Callable[[Pair, LegCheck], Iterator[str]]]:
+    """Registers the decorated function, yielding evidence texts, as the leg rule `code` (appended to
+    LEG_RULES); book.evaluate runs it with the rules engine's findings_of."""
 
-
-def leg_rule(code: str, severity: str, explains: str, fix: str) -> Callable[[LegEvidence], LegEvidence]:
-    """Registers the decorated function as the evidence of rule `code`, appended to LEG_RULES: the order
-    evaluate runs the rules in and readme_table lists them in."""
-
-    def register(fn: LegEvidence) -> LegEvidence:
-        LEG_RULES.append(LegRule(code, severity, explains, fix, fn))
+    def register(fn: Callable[[Pair, LegCheck], Iterator[str]]) -> Callable[[Pair, LegCheck], Iterator[str]]:
+        LEG_RULES.append(Rule(code, severity, explains, fix, fn))
         return fn
 
     return register
@@ -126,7 +119,7 @@ def _listed(items: list[Any], show: Callable[[Any], str]) -> str:
 
 @leg_rule(
     "hop-no-upstream-leg",
-    ERROR,
+    Severity.ERROR,
     "the upgrade never reached Realtime: the hop answered the client by itself",
     "Point the hop's upstream (SUPABASE_URL) at rtproxy's upstream-side listener. If it is, the hop answered "
     "without opening it: a 426 from code that expects `request.webSocket`, an exception (`wrangler tail`), "
@@ -150,7 +143,7 @@ def _no_upstream_leg(p: Pair, c: LegCheck) -> Iterator[str]:
 
 @leg_rule(
     "hop-path-rewritten",
-    WARNING,
+    Severity.WARNING,
     "404 from Realtime when the new path is not its socket's (/realtime/v1/websocket)",
     "Forward the path verbatim: the upstream URL is SUPABASE_URL + pathname + search.",
 )
@@ -167,7 +160,7 @@ def _path_rewritten(p: Pair, c: LegCheck) -> Iterator[str]:
 
 @leg_rule(
     "hop-query-rewritten",
-    WARNING,
+    Severity.WARNING,
     "401 `API key is missing` without apikey; a 1.0.0 socket without vsn (2.0.0 frames unanswered)",
     "Keep the query: the upstream URL is SUPABASE_URL + pathname + search (the design's relay builds it "
     "from the path alone).",
@@ -200,7 +193,7 @@ def _query_rewritten(p: Pair, c: LegCheck) -> Iterator[str]:
 
 @leg_rule(
     "hop-host-rewritten",
-    INFO,
+    Severity.INFO,
     "nothing: a hop addresses its upstream by the upstream's name",
     "Nothing to fix: every hop does this, and rtproxy's reverse listeners set Host to their own target "
     "(mitmproxy's reverse mode, unless keep_host_header). Realtime takes the tenant from Host, so the hop's "
@@ -237,7 +230,7 @@ def _header_value(name: str, values: list[str], r: Redactor) -> str:
 
 @leg_rule(
     "hop-headers-rewritten",
-    WARNING,
+    Severity.WARNING,
     "Realtime does not get what the client sent (an x-api-key or Authorization header, its subprotocol, "
     "client info)",
     "Pass the request's headers on: fetch(new Request(upstreamURL, request)) keeps them; "
@@ -268,7 +261,7 @@ def _headers_rewritten(p: Pair, c: LegCheck) -> Iterator[str]:
 
 @leg_rule(
     "hop-early-101",
-    ERROR,
+    Severity.ERROR,
     "open then close: CHANNEL_ERROR with the real reason hidden from the browser",
     "Open the upstream first and answer the client only with the upstream's answer (pass-through "
     "fetch(new Request(upstreamUrl, request))): then a 401/404/429 reaches the client with its JSON body.",
@@ -297,7 +290,7 @@ def _early_101(p: Pair, c: LegCheck) -> Iterator[str]:
 
 @leg_rule(
     "hop-refusal-changed",
-    ERROR,
+    Severity.ERROR,
     "a different error than Realtime's: the client's message and retry are wrong",
     "Return the upstream's refusal as it is (`return fetch(new Request(upstreamUrl, request))`): status and "
     'JSON body (`{"error": ...}`).',
@@ -323,7 +316,7 @@ def _counts(d: Direction, p: Pair) -> str:
 
 @leg_rule(
     "hop-frames-dropped",
-    ERROR,
+    Severity.ERROR,
     "TIMED_OUT joins, missing broadcasts or heartbeats",
     "Queue client frames until the upstream leg is open (or open it before answering 101), and forward "
     "every frame both ways.",
@@ -346,7 +339,7 @@ def _frames_dropped(p: Pair, c: LegCheck) -> Iterator[str]:
 
 @leg_rule(
     "hop-frames-delayed",
-    WARNING,
+    Severity.WARNING,
     "slow joins, pushes and heartbeats; TIMED_OUT once a delay reaches the client's 10 s",
     "Forward each frame as it arrives: no batching, no awaiting other work per message.",
 )
@@ -368,7 +361,7 @@ def _frames_delayed(p: Pair, c: LegCheck) -> Iterator[str]:
 
 @leg_rule(
     "hop-frames-reordered",
-    WARNING,
+    Severity.WARNING,
     "replies and broadcasts out of order; a push before its channel's join",
     "Forward frames in the order they arrive: one queue per direction, no per-frame async work racing.",
 )
@@ -390,7 +383,7 @@ def _frames_reordered(p: Pair, c: LegCheck) -> Iterator[str]:
 
 @leg_rule(
     "hop-binary-as-text",
-    ERROR,
+    Severity.ERROR,
     "silent loss of broadcasts (vsn 2.0.0)",
     "Relay binary as binary: set binaryType = 'arraybuffer' on both legs of a Worker relay before "
     "accept() (or add the no_websocket_standard_binary_type flag); a Blob passed to send() is stringified.",
@@ -412,7 +405,7 @@ def _binary_as_text(p: Pair, c: LegCheck) -> Iterator[str]:
 
 @leg_rule(
     "hop-frames-altered",
-    WARNING,
+    Severity.WARNING,
     "the server (or the client) acts on something other than what was sent",
     "Forward event.data unchanged; a hop that must rewrite a frame should re-encode it as the connection's "
     "vsn does.",
@@ -434,7 +427,7 @@ def _frames_altered(p: Pair, c: LegCheck) -> Iterator[str]:
 
 @leg_rule(
     "hop-frames-injected",
-    WARNING,
+    Severity.WARNING,
     "replies to pushes never made, joins or heartbeats the app did not send",
     "Find where the hop sends frames of its own (a keep-alive, a replayed join): Realtime's heartbeats come "
     "from the client.",
@@ -484,7 +477,7 @@ def _close_rule_applies(p: Pair, c: LegCheck) -> tuple[Leg, Leg, str] | None:
 
 @leg_rule(
     "hop-close-changed",
-    WARNING,
+    Severity.WARNING,
     "the other side gets another close code: a reconnect where the client was done, or the server's reason "
     "lost (realtime-js reconnects on every code but 1000)",
     "Forward close codes and reasons: `a.addEventListener('close', e => b.close(e.code, e.reason))` (a close "
@@ -505,7 +498,7 @@ def _close_changed(p: Pair, c: LegCheck) -> Iterator[str]:
 
 @leg_rule(
     "hop-close-lost",
-    WARNING,
+    Severity.WARNING,
     "CHANNEL_ERROR (socket closed: 1006) instead of the server's close; or Realtime keeps a gone client's "
     "channels until its idle timeout",
     "Close the other leg when one closes, with its code and reason: `a.addEventListener('close', e => "
@@ -526,7 +519,7 @@ def _close_lost(p: Pair, c: LegCheck) -> Iterator[str]:
         yield f"the {who} closed {a.side} leg {a.conn} with {_code(a.close, c.redactor)}; {b.side} leg {b.conn} {then}"
 
 
-LEG_RULES_BY_CODE = {r.code: r for r in LEG_RULES}  # hop-* code -> its LegRule
+LEG_RULES_BY_CODE: dict[str, LegRule] = {r.code: r for r in LEG_RULES}  # hop-* code -> its rule
 
 
 def readme_table() -> str:

@@ -8,10 +8,22 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..events import HopKind
+from ..redact import Redactor
 from ..session import CLOSED, JOINED, JOINING, LEAVING, Channel, Session
 from . import channels, commands, ending, forwarding, liveness, reasons, upgrade  # noqa: F401 - they register
 from .commands import after_commands
-from .model import REGISTERED, Check, Confidence, Ev, Evidence, Finding, Rule, Severity, rule
+from .model import (
+    REGISTERED,
+    Check,
+    Confidence,
+    Ev,
+    Evidence,
+    Finding,
+    Rule,
+    SessionRule,
+    Severity,
+    rule,
+)
 
 
 @rule(
@@ -78,8 +90,10 @@ ORDER: tuple[str, ...] = (
     "reconnect-loop",
     "unexplained-failure",
 )
-RULES: tuple[Rule, ...] = tuple(REGISTERED[code] for code in ORDER)  # KeyError: a code no rule registers
-RULES_BY_CODE: dict[str, Rule] = {r.code: r for r in RULES}
+RULES: tuple[SessionRule, ...] = tuple(
+    REGISTERED[code] for code in ORDER
+)  # KeyError: a code no rule registers
+RULES_BY_CODE: dict[str, SessionRule] = {r.code: r for r in RULES}
 if len(RULES_BY_CODE) != len(ORDER) or RULES_BY_CODE.keys() != REGISTERED.keys():
     unplaced = sorted(REGISTERED.keys() - RULES_BY_CODE.keys())
     raise RuntimeError(f"ORDER must name every registered rule once (not in it: {unplaced})")
@@ -110,26 +124,49 @@ def _evaluate(s: Session, check: Check) -> list[Finding]:
     code = s.closed.code if s.closed is not None and s.closed.code is not None else None
     for r in RULES:
         explains = r.explains.replace("<code>", str(code)) if code is not None else r.explains
-        try:
-            for item in r.evidence(s, check):
-                ev = item if isinstance(item, Ev) else Ev(item[0], item[1])
-                confidence = Confidence.CANDIDATES if ev.candidates else (ev.confidence or r.confidence)
-                out.append(
-                    Finding(
-                        r.code,
-                        r.severity,
-                        explains,
-                        s.redactor.text(ev.topic) if ev.topic else None,
-                        s.redactor.text(ev.text + ("" if r.code == "rtproxy-command" else after)),
-                        r.fix,
-                        s.conn,
-                        check.now,
-                        confidence,
-                        ev.candidates,
-                    )
+        suffix = "" if r.code == "rtproxy-command" else after
+        out.extend(findings_of(r, s, check, s.conn, check.now, s.redactor, explains=explains, suffix=suffix))
+    return out
+
+
+def findings_of[SubjectT, CheckT](
+    r: Rule[SubjectT, CheckT],
+    subject: SubjectT,
+    check: CheckT,
+    conn: str,
+    now: float,
+    redactor: Redactor,
+    *,
+    explains: str | None = None,
+    suffix: str = "",
+    first: bool = False,
+) -> list[Finding]:
+    """One rule's findings on its subject (a Session, or a leg Pair): a Finding for each evidence item it
+    yields (only the first with `first`), its topic and text redacted, `suffix` after the text. A rule
+    that raises adds a rule-failed finding after what it yielded: one broken rule hides no other."""
+    out: list[Finding] = []
+    try:
+        for item in r.evidence(subject, check):
+            ev = Ev(None, item) if isinstance(item, str) else item if isinstance(item, Ev) else Ev(*item)
+            confidence = Confidence.CANDIDATES if ev.candidates else (ev.confidence or r.confidence)
+            out.append(
+                Finding(
+                    r.code,
+                    r.severity,
+                    r.explains if explains is None else explains,
+                    redactor.text(ev.topic) if ev.topic else None,
+                    redactor.text(ev.text + suffix),
+                    r.fix,
+                    conn,
+                    now,
+                    confidence,
+                    ev.candidates,
                 )
-        except Exception as e:  # noqa: BLE001 - one broken rule must not hide the others
-            out.append(rule_failed(r.code, e, s.conn, check.now))
+            )
+            if first:
+                break
+    except Exception as e:  # noqa: BLE001 - one broken rule must not hide the others
+        out.append(rule_failed(r.code, e, conn, now))
     return out
 
 

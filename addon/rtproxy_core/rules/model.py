@@ -4,7 +4,7 @@ timers it may read, the Rule and the Finding it produces, and `@rule`, which reg
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -18,9 +18,6 @@ class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
     INFO = "info"
-
-
-ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO  # legs.py's rules use these names
 
 
 class Confidence(StrEnum):
@@ -136,18 +133,26 @@ EvidenceFn = Callable[[Session, Check], Evidence]  # what a rule runs: the sessi
 
 
 @dataclass(frozen=True, slots=True)
-class Rule:
+class Rule[SubjectT, CheckT]:
     """One finding code and what it says: severity, the client-visible outcome it explains, the fix, how
     sure its evidence makes it by default, the function that yields its evidence, and the findings it can
-    follow from as a symptom (the first of them present is its cause: link())."""
+    follow from as a symptom (the first of them present is its cause: link()).
+
+    The evidence function yields evidence texts: a bare text (about the whole connection), a (topic,
+    text) pair, or an Ev. SubjectT is what it looks at and CheckT what else it may read: a Session and a
+    Check for the connection's rules (`SessionRule`), a Pair of legs and a LegCheck for the leg rules
+    (rtproxy_core.legs); engine.findings_of runs either kind."""
 
     code: str
     severity: Severity
     explains: str
     fix: str
-    evidence: EvidenceFn
+    evidence: Callable[[SubjectT, CheckT], Iterable[str | tuple[str | None, str] | Ev]]
     confidence: Confidence = Confidence.CERTAIN
     follows: tuple[str, ...] = ()
+
+
+SessionRule = Rule[Session, Check]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +183,9 @@ class Finding:
         }
 
 
-REGISTERED: dict[str, Rule] = {}  # code -> Rule, as the rule modules register them; engine.ORDER orders them
+REGISTERED: dict[
+    str, SessionRule
+] = {}  # code -> Rule, as the rule modules register them; engine.ORDER orders them
 
 
 def rule(

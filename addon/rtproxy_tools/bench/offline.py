@@ -335,12 +335,14 @@ def hook_costs(iterations: int) -> dict[str, float]:
         ("sanitize.websocket_message", sanitizer.websocket_message),
         ("dumper_filter match (flow_detail>=1)", lambda f: flowfilter.match(filt, f)),
     ]
+    ws = flow.websocket
+    assert ws is not None
     for name, hook in steps:
-        flow.websocket.messages.clear()
+        ws.messages.clear()
         gc.collect()
         t_total = 0.0
         for m in msgs:
-            flow.websocket.messages.append(m)
+            ws.messages.append(m)
             t0 = time.perf_counter()
             hook(flow)
             t_total += time.perf_counter() - t0
