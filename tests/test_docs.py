@@ -1,31 +1,35 @@
-"""The README stays true to the code: every finding code, fault and rt_* option is documented (the rules
-and faults tables word for word), and every option the README documents exists."""
+"""The README stays true to the code: its reference tables are the registries (scripts/tables.py writes
+them), every rt_* option is documented, and every option the README documents exists."""
 
+import importlib.util
 import re
 
+import pytest
 from conftest import ROOT
-from rtproxy_core.faults import FAULTS, readme_table
+from rtproxy_core.faults import FAULTS
 from rtproxy_core.rules import RULES, RULES_BY_CODE
 
 README = (ROOT / "README.md").read_text()
+_spec = importlib.util.spec_from_file_location("tables", ROOT / "scripts" / "tables.py")
+assert _spec is not None and _spec.loader is not None
+tables = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tables)
 ADDON_SOURCES = "\n".join(p.read_text() for p in (ROOT / "addon" / "rtproxy_mitm").glob("*.py"))
 OPTIONS = set(re.findall(r'name="(rt_[a-z_]+)"', ADDON_SOURCES))
 
 
-def test_every_finding_code_is_in_the_readme_table():
-    """The row says exactly what the rule says: code, severity, what the client sees, fix."""
-    for r in RULES:
-        assert f"| `{r.code}` | {r.severity} | {r.explains} | {r.fix} |" in README, r.code
+def test_the_readme_tables_are_the_registries():
+    """The findings, hop findings, faults and rtprobe tables are what scripts/tables.py writes from the
+    registries, word for word and in order (run it after changing a rule, fault or check)."""
+    new, changed = tables.update(README)
+    assert changed == [] and new == README
 
 
-def test_faults_table_is_the_registry():
-    """The "Faults" section's rows say exactly what each registered fault says, in registry order: fault,
-    what it does, client sees, finding."""
-    section = README.split("\n## Faults", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("|")]
-    for f in FAULTS.values():
-        assert f.readme_row in rows, f.name
-    assert rows == readme_table().splitlines()
+def test_a_stale_table_is_named():
+    stale = README.replace(f"| `{RULES[0].code}` |", "| `renamed` |", 1)
+    assert tables.update(stale)[1] == ["findings"]
+    with pytest.raises(ValueError, match="missing"):
+        tables.update(README.replace("<!-- table: faults -->", ""))
 
 
 def test_every_fault_names_real_findings():
@@ -41,14 +45,8 @@ def test_options_match():
     assert documented == OPTIONS
 
 
-def test_rtprobe_table_is_the_checks():
-    """The rtprobe section's rows are its checks, in order: check, what it verifies, finding (a rule's code)."""
+def test_every_rtprobe_check_names_a_rule():
     from rtproxy_tools.probe import CHECKS
-    from rtproxy_tools.probe import readme_table as rtprobe_table
 
-    section = README.split("\n## Probe a deployed relay: `rtprobe`", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("|")]
-    assert rows == rtprobe_table().splitlines()
     for c in CHECKS:
         assert c.code in RULES_BY_CODE, c.name
-        assert f"| `{c.name}` | {c.verifies} | `{c.code}` |" in rows, c.name

@@ -19,7 +19,7 @@ from .. import closecodes
 from ..events import Closed
 from ..hop import relay_path
 from ..redact import SECRET_HEADERS, Redactor
-from ..rules import Rule, Severity
+from ..rules import Rule, Severity, rules_table
 from .align import DELAY_S, Direction
 from .model import CLIENT, Leg, LegFrame, query_params, quote_frame
 
@@ -524,6 +524,4 @@ LEG_RULES_BY_CODE: dict[str, LegRule] = {r.code: r for r in LEG_RULES}  # hop-* 
 
 def readme_table() -> str:
     """The README's table of the leg rules, in registry order."""
-    rows = ["| code | severity | what the client sees | fix |", "|---|---|---|---|"]
-    rows += [f"| `{r.code}` | {r.severity} | {r.explains} | {r.fix} |" for r in LEG_RULES]
-    return "\n".join(rows)
+    return rules_table(LEG_RULES)

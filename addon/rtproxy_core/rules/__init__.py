@@ -35,6 +35,7 @@ from .engine import (
     findings_of,
     link,
     rule_failed,
+    rules_table,
 )
 from .model import (
     Check,
@@ -77,5 +78,6 @@ __all__ = [
     "rejection",
     "rule",
     "rule_failed",
+    "rules_table",
     "said",
 ]

@@ -5,7 +5,9 @@ for a failure no finding explains; `link` marks each symptom with the finding it
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
 from ..events import HopKind
 from ..redact import Redactor
@@ -295,3 +297,10 @@ def link(findings: list[Finding]) -> list[Finding]:
     for f in sorted(linked, key=_rank):  # symptoms of a cause that is itself a symptom placed later: cycles
         place(f)
     return out
+
+
+def rules_table(rules: Iterable[Rule[Any, Any]]) -> str:
+    """The README's table of these rules, in their order: code, severity, what the client sees, fix (the
+    connection's rules, RULES; the leg rules, legs.LEG_RULES)."""
+    rows = [f"| `{r.code}` | {r.severity} | {r.explains} | {r.fix} |" for r in rules]
+    return "\n".join(["| code | severity | what the client sees | fix |", "|---|---|---|---|", *rows])
