@@ -57,7 +57,7 @@ from rtproxy_core.replay import (
 from rtproxy_core.report import report_text
 from rtproxy_core.rules import Timers
 from rtproxy_core.session import Session
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.datastructures import Headers
@@ -70,6 +70,17 @@ HOST = "127.0.0.1"  # the replay server binds loopback only: it has no auth
 PAYLOAD_CHARS = 300  # a printed payload is cut here
 _quiet = logging.getLogger("rtproxy.replay.websockets")  # websockets' own lines repeat ours
 _quiet.setLevel(logging.CRITICAL)
+
+
+async def receive_until(
+    ws: ServerConnection | ClientConnection, due: float | None, loop: asyncio.AbstractEventLoop
+) -> str | bytes | None:
+    """The peer's next message, or None when the player's next action (at loop time `due`) comes first."""
+    timeout = None if due is None else max(0.0, due - loop.time())
+    try:
+        return await asyncio.wait_for(ws.recv(), timeout)
+    except TimeoutError:
+        return None
 
 
 class Out:
@@ -203,12 +214,7 @@ class Replayer:
         say(f"upgraded (101), vsn {vsn}{also}")
         try:
             while True:
-                due = player.next_due()
-                timeout = None if due is None else max(0.0, due - loop.time())
-                try:
-                    data = await asyncio.wait_for(ws.recv(), timeout)
-                except TimeoutError:
-                    data = None
+                data = await receive_until(ws, player.next_due(), loop)
                 actions = (
                     [] if data is None else player.client_frame(data, isinstance(data, bytes), loop.time())
                 )
@@ -330,12 +336,7 @@ async def play_client(
     player = ClientPlayer(script, key, loop.time(), args.speed)
     try:
         while True:
-            due = player.next_due()
-            timeout = None if due is None else max(0.0, due - loop.time())
-            try:
-                data = await asyncio.wait_for(ws.recv(), timeout)
-            except TimeoutError:
-                data = None
+            data = await receive_until(ws, player.next_due(), loop)
             if data is not None:
                 binary = isinstance(data, bytes)
                 raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
