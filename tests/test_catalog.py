@@ -294,7 +294,7 @@ def test_a_reworded_message_is_classified_by_its_code():
         )[1]
         == "database-unavailable"
     )  # supabase/realtime#1373
-    assert catalog.classify("Something Realtime never said")[1] == "join-error"
+    assert catalog.classify("Something Realtime never said").finding == "join-error"
 
 
 def test_unknown_system_errors_are_channel_shutdowns():

@@ -18,25 +18,47 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
 
-# Where a string travels.
-UPGRADE = "upgrade"  # HTTP answer to the WebSocket upgrade: status + {"error": text}
-JOIN = "join"  # phx_reply to phx_join: {"status": "error", "response": {"reason": text}}
-SYSTEM = "system"  # `system` push, extension "system" (status error: the channel stops, phx_close follows)
-POSTGRES = "postgres"  # `system` push, extension "postgres_changes" (the channel stays)
-REPLY = "reply"  # phx_reply to a push (broadcast, presence)
 
-# Classes: what kind of cause a string names.
-TOKEN = "token"  # the JWT: missing, expired, malformed, wrong signature or claims
-TENANT = "tenant"  # the project: unknown, suspended
-RATE = "rate-limit"  # the project's client quotas
-DATABASE = "database"  # the project's database side: pool, connections, replication, partitions, RPC
-TRANSIENT = "transient"  # Realtime itself is starting or restarting: retry with backoff
-SIZE = "size"  # a payload over a quota
-AUTHZ = "authorization"  # private channels / RLS
-REQUEST = "request"  # what the client asked for: topic, parameters
-INTERNAL = "internal"  # Realtime could not say
-STATUS = "status"  # not an error
+class Where(StrEnum):
+    """Where a string travels."""
+
+    UPGRADE = "upgrade"  # HTTP answer to the WebSocket upgrade: status + {"error": text}
+    JOIN = "join"  # phx_reply to phx_join: {"status": "error", "response": {"reason": text}}
+    SYSTEM = (
+        "system"  # `system` push, extension "system" (status error: the channel stops, phx_close follows)
+    )
+    POSTGRES = "postgres"  # `system` push, extension "postgres_changes" (the channel stays)
+    REPLY = "reply"  # phx_reply to a push (broadcast, presence)
+
+
+class Cause(StrEnum):
+    """A string's class: what kind of cause it names."""
+
+    TOKEN = "token"  # the JWT: missing, expired, malformed, wrong signature or claims
+    TENANT = "tenant"  # the project: unknown, suspended
+    RATE = "rate-limit"  # the project's client quotas
+    DATABASE = "database"  # the project's database side: pool, connections, replication, partitions, RPC
+    TRANSIENT = "transient"  # Realtime itself is starting or restarting: retry with backoff
+    SIZE = "size"  # a payload over a quota
+    AUTHZ = "authorization"  # private channels / RLS
+    REQUEST = "request"  # what the client asked for: topic, parameters
+    INTERNAL = "internal"  # Realtime could not say
+    STATUS = "status"  # not an error
+
+
+# The members by their short names: the table below is written with them.
+UPGRADE, JOIN, SYSTEM, POSTGRES, REPLY = Where.UPGRADE, Where.JOIN, Where.SYSTEM, Where.POSTGRES, Where.REPLY
+TOKEN, TENANT, RATE, DATABASE, TRANSIENT = (
+    Cause.TOKEN,
+    Cause.TENANT,
+    Cause.RATE,
+    Cause.DATABASE,
+    Cause.TRANSIENT,
+)
+SIZE, AUTHZ, REQUEST, INTERNAL, STATUS = Cause.SIZE, Cause.AUTHZ, Cause.REQUEST, Cause.INTERNAL, Cause.STATUS
 
 _VAR = re.compile(r"⟨(\w+)⟩")
 
@@ -44,9 +66,9 @@ _VAR = re.compile(r"⟨(\w+)⟩")
 @dataclass(frozen=True, slots=True)
 class Said:
     key: str  # stable name: <where>.<Realtime's error atom or what it is>
-    where: str
+    where: Where
     text: str  # verbatim; ⟨name⟩ marks a variable part
-    cls: str
+    cls: Cause
     finding: str  # finding code ("" for a status)
     source: str  # file and function in supabase/realtime (or the dependency) that sends it
     status: int | None = None  # HTTP status, for UPGRADE
@@ -1260,7 +1282,7 @@ _PATTERNS = [e for e in ENTRIES if e.variable]
 
 # Realtime's error code -> (class, finding), for the "<Code>: message" reasons whose message the table does
 # not hold (a later release rewording it): the code names the cause as reliably as the words.
-BY_ERROR_CODE: dict[str, tuple[str, str]] = {
+BY_ERROR_CODE: dict[str, tuple[Cause, str]] = {
     "InvalidJWTToken": (TOKEN, "token-invalid"),
     "MalformedJWT": (TOKEN, "token-invalid"),
     "JwtSignatureError": (TOKEN, "token-invalid"),
@@ -1291,7 +1313,7 @@ _ERROR_CODE = re.compile(r"([A-Z][A-Za-z]+): ")
 
 
 @functools.lru_cache(maxsize=4096)  # the rules ask about the same few strings every second
-def lookup(text: str, where: str | None = None) -> Said | None:
+def lookup(text: str, where: Where | None = None) -> Said | None:
     """The catalog entry for a string as found on the wire (whitespace at the ends ignored), or None.
     `where` narrows the search to one place (a join reason, an upgrade body...)."""
     text = text.strip()
@@ -1304,19 +1326,28 @@ def lookup(text: str, where: str | None = None) -> Said | None:
     return None
 
 
-def classify(text: str, where: str | None = None) -> tuple[str, str, Said | None]:
-    """(class, finding code, entry) for a string the server sent. A string the table does not hold is
-    classified by its "<Code>: " prefix when it has a known one, else it is INTERNAL / "join-error"."""
+class Classified(NamedTuple):
+    """What a string the server sent is: its class, the finding code it maps to, and its catalog entry
+    (None when only its "<Code>: " prefix, or nothing, placed it)."""
+
+    cls: Cause
+    finding: str
+    entry: Said | None
+
+
+def classify(text: str, where: Where | None = None) -> Classified:
+    """A string the server sent, classified. A string the table does not hold is classified by its
+    "<Code>: " prefix when it has a known one, else it is INTERNAL / "join-error"."""
     said = lookup(text, where)
     if said is not None:
-        return said.cls, said.finding, said
+        return Classified(said.cls, said.finding, said)
     by_code = by_error_code(text)
     if by_code is not None:
-        return *by_code, None
-    return INTERNAL, "join-error", None
+        return Classified(*by_code, None)
+    return Classified(INTERNAL, "join-error", None)
 
 
-def by_error_code(text: str) -> tuple[str, str] | None:
+def by_error_code(text: str) -> tuple[Cause, str] | None:
     """(class, finding code) of a string by its "<Code>: " prefix, when it has a known one."""
     m = _ERROR_CODE.match(text.strip())
     return BY_ERROR_CODE.get(m[1]) if m else None

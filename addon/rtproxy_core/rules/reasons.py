@@ -36,7 +36,7 @@ def _token_expired(s: Session, c: Check) -> Evidence:
     if (
         rej
         and s.apikey_expired_s is not None
-        and not (rej.text and catalog.classify(rej.text)[1] == "token-expired")
+        and not (rej.text and catalog.classify(rej.text).finding == "token-expired")
     ):
         yield (
             None,
@@ -48,7 +48,7 @@ def _token_expired(s: Session, c: Check) -> Evidence:
     for ch in s.channels.values():
         if ch.token_expired_s is not None and ch.joined_at is None:
             reason = f' (the server answered "{ch.reason}")' if ch.reason else ""
-            if not (ch.reason and catalog.classify(ch.reason, catalog.JOIN)[1] == "token-expired"):
+            if not (ch.reason and catalog.classify(ch.reason, catalog.JOIN).finding == "token-expired"):
                 yield (
                     ch.topic,
                     (

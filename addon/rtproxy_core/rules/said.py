@@ -47,21 +47,21 @@ def system_errors(ch: Channel, extension: str) -> list[str]:
     return [m.message for m in ch.system if m.status == "error" and m.extension == extension]
 
 
-def named(text: str, where: str | None = None) -> bool:
+def named(text: str, where: catalog.Where | None = None) -> bool:
     """Does the catalog (or the string's "<Code>: " prefix) say what this string is?"""
     return catalog.lookup(text, where) is not None or catalog.by_error_code(text) is not None
 
 
-def classify_reason(reason: str, where: str | None = None) -> str:
+def classify_reason(reason: str, where: catalog.Where | None = None) -> str:
     """Which finding a string the server sent belongs to (catalog.classify). A `system` error the
     catalog does not know is a channel-shutdown: the server stopped the channel and said why."""
-    code = catalog.classify(reason, where)[1]
+    code = catalog.classify(reason, where).finding
     if where == catalog.SYSTEM and code == "join-error":
         return "channel-shutdown"
     return code
 
 
-def said(s: Session) -> Iterator[tuple[str | None, str, str, str]]:
+def said(s: Session) -> Iterator[tuple[str | None, catalog.Where, str, str]]:
     """Every error the server put into words on this connection, as (topic, where, text, evidence)."""
     rej = rejection(s)
     if rej and rej.text and named(rej.text, catalog.UPGRADE):
@@ -93,7 +93,7 @@ def reasons_of(s: Session, code: str) -> Evidence:
             yield topic, evidence + _detail(s, where, text)
 
 
-def _detail(s: Session, where: str, text: str) -> str:
+def _detail(s: Session, where: catalog.Where, text: str) -> str:
     """What the wire adds to a string that does not say everything."""
     entry = catalog.lookup(text, where)
     if entry is not None and entry.key == "upgrade.error" and s.apikey:
