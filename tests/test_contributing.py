@@ -344,11 +344,14 @@ def python_blocks(title: str) -> list[str]:
 
 
 def at_anchor(path: Path, block: str) -> None:
-    """The block's first line is a line of the file (once): the block takes its place."""
+    """A block that shows where its new lines go: the last of its lines that the file has (once) is the
+    anchor, and the lines after it go after it."""
     text = path.read_text()
-    anchor = block.split("\n")[0] + "\n"
-    assert text.count(anchor) == 1, (path.name, anchor)
-    path.write_text(text.replace(anchor, block + "\n"))
+    lines = block.split("\n")
+    at = max(i for i, line in enumerate(lines) if line + "\n" in text)
+    anchor = lines[at] + "\n"
+    assert text.count(anchor) == 1 and lines[at + 1 :], (path.name, anchor)
+    path.write_text(text.replace(anchor, anchor + "\n".join(lines[at + 1 :]) + "\n"))
 
 
 def add_rule(tmp: Path, order: bool = True) -> str:
