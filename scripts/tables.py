@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# This checkout's registries, whichever checkout .venv's editable install points at.
+sys.path.insert(0, str(ROOT / "addon"))
 README = ROOT / "README.md"
 MARKER = re.compile(r"^<!-- table: ([a-z-]+) -->$", re.MULTILINE)
 

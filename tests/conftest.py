@@ -16,6 +16,9 @@ from rtproxy_local.jwt import dev_anon_key
 from rtproxy_local.server import LocalRealtime, ServerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
+# The commands the tests start run this checkout's code too (pytest's own path: pythonpath in pyproject),
+# whichever checkout .venv's editable install points at.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "addon"), os.environ.get("PYTHONPATH")]))
 BIN = Path(sys.executable).parent  # .venv/bin: mitmdump and rtproxy's commands ([project.scripts])
 MITMDUMP = str(BIN / "mitmdump")
 RTPROXY = str(BIN / "rtproxy")  # the launcher: rtproxy's addons built in, no -s addon/rtproxy.py

@@ -83,6 +83,8 @@ def leg_rule(
     LEG_RULES); book.evaluate runs it with the rules engine's findings_of."""
 
     def register(fn: Callable[[Pair, LegCheck], Iterator[str]]) -> Callable[[Pair, LegCheck], Iterator[str]]:
+        if any(r.code == code for r in LEG_RULES):
+            raise ValueError(f"leg rule {code!r} is registered twice")
         LEG_RULES.append(Rule(code, severity, explains, fix, fn))
         return fn
 

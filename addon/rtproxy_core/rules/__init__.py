@@ -20,8 +20,8 @@ finding says how sure it is: certain (the wire shows it), likely (inferred, usua
 candidates (the wire cannot tell; the candidates are ranked by what it does show).
 
 A new rule: its function with `@rule(...)` in the module of its theme, its code in engine.ORDER (before
-the symptoms it causes, after the causes it follows), its row in the README's findings table
-(tests/test_docs.py) and a case in tests/test_rules.py.
+the symptoms it causes, after the causes it follows), a case in tests/test_rules.py, then
+scripts/tables.py writes its README row (CONTRIBUTING.md).
 """
 
 from .engine import (
