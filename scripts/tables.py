@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the README's reference tables from the registries they document, so a new rule, leg rule, fault
-or rtprobe check is one module plus its test: run this, and the README says it.
+"""Writes the README's reference tables from the registries they document, so a new rule, leg rule, fault,
+rtprobe check or rt.* command is one module plus its test: run this, and the README says it.
 
     .venv/bin/python scripts/tables.py           # rewrite the tables in README.md
     .venv/bin/python scripts/tables.py --check   # exit 1 and name each table that is out of date
@@ -27,6 +27,7 @@ MARKER = re.compile(r"^<!-- table: ([a-z-]+) -->$", re.MULTILINE)
 def tables() -> dict[str, Callable[[], str]]:
     """Each table's name and the function that writes it, from the registry it documents."""
     from rtproxy_core import faults, legs, rules
+    from rtproxy_mitm import commands
     from rtproxy_tools import probe
 
     return {
@@ -34,6 +35,7 @@ def tables() -> dict[str, Callable[[], str]]:
         "hop-findings": legs.readme_table,  # rtproxy_core/legs/rules.py
         "faults": faults.readme_table,  # rtproxy_core/faults.py
         "rtprobe-checks": probe.readme_table,  # rtproxy_tools/probe/checks.py
+        "live-commands": commands.readme_table,  # rtproxy_mitm/commands.py (signatures and docstrings)
     }
 
 

@@ -10,6 +10,7 @@ before it goes out, so the log and the diagnosis show it:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 
@@ -52,7 +53,9 @@ class LiveCommands:
         data = composed.data.encode() if isinstance(composed.data, str) else composed.data
         ctx.master.commands.call("inject.websocket", flow, composed.to_client, data, not composed.binary)
 
-    def _inject(self, name: str, flow: mflow.Flow, to_client: bool, topic: str, event: str, payload: str):
+    def _inject(
+        self, name: str, flow: mflow.Flow, to_client: bool, topic: str, event: str, payload: str
+    ) -> None:
         f, session = self._live(name, flow)
         try:
             composed = inject.compose(
@@ -66,21 +69,23 @@ class LiveCommands:
         self._send(f, composed)
 
     @command.command("rt.inject.server")
-    def inject_server(self, flow: mflow.Flow, topic: str, event: str, payload: str) -> None:
-        """Send the client a Realtime message as if the server had: TOPIC EVENT JSON-OBJECT (a system
-        error, a phx_reply answering the channel's last push, phx_close, presence_diff, broadcast)."""
-        self._inject("rt.inject.server", flow, True, topic, event, payload)
+    def inject_server(self, flow: mflow.Flow, topic: str, event: str, json_object: str) -> None:
+        """A message to the client as if the server sent it: a `system` error, a `phx_reply` (it answers
+        the channel's newest push still awaiting a reply; on topic `phoenix`, the pending heartbeat),
+        `phx_close`, `presence_diff`, a broadcast (these last two without join_ref, as Realtime fastlanes
+        them); nothing for a channel that has ended."""
+        self._inject("rt.inject.server", flow, True, topic, event, json_object)
 
     @command.command("rt.inject.client")
-    def inject_client(self, flow: mflow.Flow, topic: str, event: str, payload: str) -> None:
-        """Send the server a Realtime message as if the client had: TOPIC EVENT JSON-OBJECT (the
-        channel's join_ref, a ref of rtproxy's own)."""
-        self._inject("rt.inject.client", flow, False, topic, event, payload)
+    def inject_client(self, flow: mflow.Flow, topic: str, event: str, json_object: str) -> None:
+        """A message to the server as if the client sent it (ref `rtproxy-N`, which no client uses, so the
+        answer is never taken for one of the client's)."""
+        self._inject("rt.inject.client", flow, False, topic, event, json_object)
 
     @command.command("rt.close")
     def close(self, flow: mflow.Flow, code: int, reason: str = "") -> None:
-        """Close the connection with CODE [REASON] as if the server had (both sides get the close);
-        1006 drops it with no close frame, as an idle timeout does."""
+        """Closes both sides with CODE as if the server had (1000-1003, 1007-1013, 3000-4999); `1006` drops
+        the connection with no close frame, as an idle timeout does."""
         f, _ = self._live("rt.close", flow)
         if code == closecodes.NO_CLOSE_FRAME:
             self._hop(f, "rt.close: dropped the connection without a close frame (1006)")
@@ -97,8 +102,8 @@ class LiveCommands:
 
     @command.command("rt.expire")
     def expire(self, flow: mflow.Flow, topic: str = "") -> None:
-        """Play the server's token expiry on a channel (the latest joined one if TOPIC is empty): the
-        system error "Token has expired N seconds ago", then phx_close, as Realtime sends them."""
+        """The server's token expiry on a channel (the latest joined one without TOPIC): the `system` error
+        `Token has expired N seconds ago`, then `phx_close`, as Realtime sends them."""
         f, session = self._live("rt.expire", flow)
         try:
             sequence = inject.expire(session, topic or None, time.time())
@@ -107,3 +112,17 @@ class LiveCommands:
         self._hop(f, f"rt.expire: expired the token of {sequence[0].message.topic}")
         for composed in sequence:
             self._send(f, composed)
+
+
+def readme_table() -> str:
+    """The README's table of the live commands: each one's usage from its signature (an optional argument
+    in brackets), and what it sends from its docstring (which mitmproxy's command help shows too)."""
+    rows = []
+    for fn in vars(LiveCommands).values():
+        name = getattr(fn, "command_name", None)
+        if name is None:
+            continue
+        params = list(inspect.signature(fn).parameters.values())[1:]
+        words = [p.name.upper() if p.default is p.empty else f"[{p.name.upper()}]" for p in params]
+        rows.append(f"| `{' '.join([name, *words])}` | {' '.join((inspect.getdoc(fn) or '').split())} |")
+    return "\n".join(["| command | what it sends |", "|---|---|", *rows])
