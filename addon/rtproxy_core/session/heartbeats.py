@@ -10,10 +10,13 @@ from .limits import MAX_PENDING
 
 @dataclass
 class Heartbeats:
+    """The client's heartbeats (topic "phoenix"), sent and answered, paired by ref."""
+
     sent: int = 0
     answered: int = 0
     rtt_sum_ms: float = 0.0
     rtt_max_ms: float = 0.0
+    first_sent_at: float | None = None
     last_sent_at: float | None = None
     max_gap_s: float = 0.0
     unanswered_at_next: int = 0  # heartbeats still pending when the next one went out
@@ -29,8 +32,6 @@ class Heartbeats:
         if self.pending_null:
             times.append(self.pending_null[0])
         return min(times) if times else None
-
-    first_sent_at: float | None = None
 
     def interval(self) -> float | None:
         """The client's heartbeat interval as its own heartbeats show it (median gap), from one gap on."""
