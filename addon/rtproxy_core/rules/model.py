@@ -52,7 +52,7 @@ class TimerSettings(NamedTuple):
 class Timers:
     """Realtime's timers as the rules expect them, in seconds. `configured` holds what the user set
     (rt_timers, --timers; a test setup shortens them), None where they set nothing; `join`, `heartbeat` and
-    `idle` are the timers in force: the configured one, else the default (session.py's
+    `idle` are the timers in force: the configured one, else the default (session/limits.py's
     CLIENT_JOIN_TIMEOUT_S, CLIENT_HEARTBEAT_S, SERVER_IDLE_S). What the wire shows of a timer
     (the client's heartbeat cadence, the known default of the client its frames reveal) goes before a
     default, never before what the user configured."""

@@ -1,0 +1,85 @@
+"""The client's heartbeats on one connection: their round trips and the gaps between them."""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from .limits import MAX_PENDING
+
+
+@dataclass
+class Heartbeats:
+    """The client's heartbeats (topic "phoenix"), sent and answered, paired by ref."""
+
+    sent: int = 0
+    answered: int = 0
+    rtt_sum_ms: float = 0.0
+    rtt_max_ms: float = 0.0
+    first_sent_at: float | None = None
+    last_sent_at: float | None = None
+    max_gap_s: float = 0.0
+    unanswered_at_next: int = 0  # heartbeats still pending when the next one went out
+    gaps: deque[float] = field(default_factory=lambda: deque(maxlen=64))
+
+    # Heartbeats waiting for their reply, oldest first: by ref, and (Python's null refs) in order.
+    pending: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    pending_null: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_PENDING))
+
+    def oldest_unanswered(self) -> float | None:
+        """When the oldest heartbeat still waiting for its reply was sent."""
+        times = [next(iter(self.pending.values()))] if self.pending else []
+        if self.pending_null:
+            times.append(self.pending_null[0])
+        return min(times) if times else None
+
+    def interval(self) -> float | None:
+        """The client's heartbeat interval as its own heartbeats show it (median gap), from one gap on."""
+        if not self.gaps:
+            return None
+        ordered = sorted(self.gaps)
+        return ordered[len(ordered) // 2]
+
+    def sent_one(self, ref: str | None, t: float) -> None:
+        if self.first_sent_at is None:
+            self.first_sent_at = t
+        if self.last_sent_at is not None:
+            self.max_gap_s = max(self.max_gap_s, t - self.last_sent_at)
+            self.gaps.append(t - self.last_sent_at)
+            if self.sent > self.answered:
+                self.unanswered_at_next += 1
+        self.sent += 1
+        self.last_sent_at = t
+        if ref is None:
+            self.pending_null.append(t)
+        else:
+            self.pending[ref] = t
+            if len(self.pending) > MAX_PENDING:
+                self.pending.popitem(last=False)
+
+    def answered_one(self, ref: str | None, t: float) -> None:
+        sent_at = (
+            self.pending.pop(ref, None)
+            if ref is not None
+            else (self.pending_null.popleft() if self.pending_null else None)
+        )
+        if sent_at is None:
+            return
+        rtt = (t - sent_at) * 1000
+        self.answered += 1
+        self.rtt_sum_ms += rtt
+        self.rtt_max_ms = max(self.rtt_max_ms, rtt)
+
+    def typical_gap(self) -> float | None:
+        """The client's usual heartbeat interval (median gap), once there are a few."""
+        if len(self.gaps) < 2:
+            return None
+        ordered = sorted(self.gaps)
+        return ordered[len(ordered) // 2]
+
+    def summary(self) -> str:
+        avg = f"{self.rtt_sum_ms / self.answered:.1f}" if self.answered else "-"
+        return (
+            f"heartbeats: {self.sent} sent, {self.answered} answered, rtt avg {avg} ms "
+            f"max {self.rtt_max_ms:.1f} ms, longest gap {self.max_gap_s:.1f} s"
+        )
