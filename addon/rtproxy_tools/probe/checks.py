@@ -57,20 +57,16 @@ CHECKS = (
         "binary frames stay binary: a kind-3 broadcast on a `broadcast.self` channel comes back as a "
         'binary kind-4 frame (not text, not "[object Blob]")',
     ),
-    # No rule says "the hop does not forward the client's close": reserved-close-code is the closest (the
-    # rule about how a hop calls close(), and its symptom, a client leg left open, is what a missing close
-    # answer shows). Proposed rule `close-not-forwarded`, whose fix would be: forward the client's close
-    # code and reason upstream (close(event.code, event.reason)) and complete the closing handshake; map a
-    # code a Worker's close() refuses (closecodes.worker_close_error, closecodes.WORKER_THROWS) to 1000.
+    # reserved-close-code: the rule about how a hop calls close(); its symptom, a client leg left open, is
+    # what an unanswered close shows.
     ProbeCheck(
         "g-close",
         "reserved-close-code",
         f"a client close completes with its code: close {CLOSE_CODE} {CLOSE_REASON!r} is answered with "
         f"{CLOSE_CODE} (what the server received is not visible from a client)",
     ),
-    # No rule covers a subprotocol the server did not select: upgrade-rejected is the closest (a browser
-    # fails the handshake of a 101 that selects a subprotocol it did not offer, and offering one must not
-    # turn the upgrade into a refusal). Proposed rule `subprotocol-mismatch`.
+    # upgrade-rejected: a browser fails the handshake of a 101 that selects a subprotocol it did not offer,
+    # and offering one must not turn the upgrade into a refusal.
     ProbeCheck(
         "h-subprotocol",
         "upgrade-rejected",
