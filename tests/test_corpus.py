@@ -54,7 +54,13 @@ def live(case) -> list[list]:
     return [ranked(s.findings) for s in sessions]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def marks(case) -> list:
+    """A case the rules do not name right yet says why in `open`: an expected failure, strict, so the case
+    must lose its `open` the day the rules name it."""
+    return [pytest.mark.xfail(reason=case["open"], strict=True)] if case.get("open") else []
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c["id"], marks=marks(c)) for c in CASES])
 def test_case_is_named_right(case, tmp_path):
     assert case["thread"].startswith("https://") and case["quote"] and case["cause"]
     if case["capture"] == "har":
@@ -72,3 +78,13 @@ def test_case_is_named_right(case, tmp_path):
         assert [[(f.code, f.topic) for f in fs] for fs in live(case)] == [
             [(f.code, f.topic) for f in fs] for fs in found
         ]
+
+
+def test_every_new_case_kept_its_first_look():
+    """A case added after the rules were first fitted (batch 1 on) records what the rules of the day said
+    before any rule was changed for its batch: the commit and the first code (null: none)."""
+    for case in CASES:
+        if case.get("batch", 0) >= 1:
+            look = case.get("first_look")
+            assert look and len(look["commit"]) >= 7 and "code" in look, case["id"]
+
