@@ -18,8 +18,13 @@ from mitmproxy import http, io, websocket
 from mitmproxy.test import tflow
 from wsproto.frame_protocol import Opcode
 
-CASES_PATH = Path(__file__).parent / "corpus" / "cases.json"
-CASES: list[dict[str, Any]] = json.loads(CASES_PATH.read_text())
+CORPUS = Path(__file__).parent / "corpus"
+CASES_PATH = CORPUS / "cases.json"  # batch 0; batch N is batch-NN.json, added in that order
+CASES: list[dict[str, Any]] = [
+    case
+    for path in [CASES_PATH, *sorted(CORPUS.glob("batch-*.json"))]
+    for case in json.loads(path.read_text())
+]
 
 
 def _frame_bytes(fr: dict[str, Any]) -> tuple[bool, bytes]:

@@ -87,4 +87,3 @@ def test_every_new_case_kept_its_first_look():
         if case.get("batch", 0) >= 1:
             look = case.get("first_look")
             assert look and len(look["commit"]) >= 7 and "code" in look, case["id"]
-
