@@ -648,3 +648,51 @@ def test_sparse_capture_end_read_from_what_came_next():
     # no next connection: nothing is made up
     c = Conv().join().heartbeats([25, 50]).feed(Closed(None, "", None, T0 + 60, recorded=False))
     assert [f.code for f in Diagnoser().end(c.s) if f.severity != "info"] == []
+
+
+# Server timers as facts (docs/sources.md, "Server timers"): Realtime's endpoint sets no WebSocket timeout,
+# so Phoenix's 60 s default closes a socket that receives nothing for that long.
+
+
+def sleep_then_wake() -> Conv:
+    """A laptop that slept: realtime-js heartbeats every 25 s, then 10 minutes of nothing, then a heartbeat
+    and a rejoin that nobody answers (the server closed the socket 60 s into the silence)."""
+    c = Conv().join().heartbeats([25, 50])
+    c.heartbeats([650], answered=False)
+    c.feed(v2("2", "2", "realtime:r", "phx_join", {}, client=True, t=651))
+    return c
+
+
+def test_a_client_silent_past_the_servers_idle_timeout_lost_its_socket():
+    c = sleep_then_wake()
+    d = Diagnoser(Timers())
+    found = {f.code: f for f in d.check(c.s, T0 + 700, final=False)}
+    assert "server-idle-close" in found
+    assert "the client sent nothing for 600.0 s" in found["server-idle-close"].evidence
+    assert found["server-idle-close"].confidence == "certain"
+
+
+def test_a_silence_the_server_answered_after_was_no_idle_close():
+    """A server frame after the 60 s would have passed says the socket lived (a hop kept it, or the
+    capture's clock is off): no idle close is claimed."""
+    c = Conv().join().heartbeats([25, 50])
+    c.heartbeats([120])  # answered
+    assert "server-idle-close" not in c.codes(now=T0 + 130)
+
+
+def test_one_long_gap_is_no_cadence():
+    """Two heartbeats 70 s apart do not make a client that beats every 70 s: the cadence needs two
+    observations that agree (two gaps, or a gap and the client's known default), else it is the known
+    default of the client (realtime-js: 25 s), against which 70 s is a gap."""
+    c = Conv().join().heartbeats([25, 95])
+    assert c.s.heartbeats.interval(25.0) is None
+    assert c.s.heartbeat_interval(None) == (25.0, "realtime-js's default")  # its 2.0.0 arrays say which
+    assert "heartbeat-gap" in c.codes(now=T0 + 96)
+    one_like_the_default = Conv().join().heartbeats([25, 54])
+    assert one_like_the_default.s.heartbeat_interval(None) == (29.0, "its own heartbeats")
+
+
+def test_two_gaps_that_agree_are_the_cadence():
+    c = Conv().join().heartbeats([30, 60, 90.5])
+    assert c.s.heartbeats.interval() == 30.5  # the median of 30 and 30.5, no default needed
+    assert c.s.heartbeat_interval(None) == (30.5, "its own heartbeats")

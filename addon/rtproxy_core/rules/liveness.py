@@ -159,11 +159,9 @@ def _heartbeat_gap(s: Session, c: Check) -> Evidence:
     hb = s.heartbeats
     if not hb.sent:
         return
-    # The cadence: the client's median gap once there are three, else its known default (one gap is then
-    # enough to compare); silence after the last heartbeat counts, up to the end of the connection.
-    expected = (
-        hb.typical_gap() if len(hb.gaps) >= 3 else _interval(s, c)[0] if s.client_kind else hb.typical_gap()
-    )
+    # The cadence: the client's own once its gaps agree, else its known default (one gap is then enough to
+    # compare); silence after the last heartbeat counts, up to the end of the connection.
+    expected = _interval(s, c)[0] if s.client_kind or hb.interval() else None
     if not expected:
         return
     # Silence at the end counts once the connection has ended (while it is open, the next one may come).
@@ -187,7 +185,26 @@ def _heartbeat_gap(s: Session, c: Check) -> Evidence:
 )
 def _server_idle_close(s: Session, c: Check) -> Evidence:
     cl = s.closed
+    idle = c.timers.idle
     if cl and cl.by_client is False and cl.code == closecodes.NORMAL:
         last = s.last_client_frame_at or s.upgraded_at
-        if last is not None and cl.time - last >= 0.9 * c.timers.idle:
+        if last is not None and cl.time - last >= 0.9 * idle:
             yield None, f"the server closed with 1000 after {cl.time - last:.1f} s without a client frame"
+            return
+    # Realtime's endpoint sets no WebSocket timeout, so Phoenix's applies: a socket that receives nothing
+    # for 60 s is closed by the server (docs/sources.md, "Server timers"). A client silent that long had
+    # lost its socket on the server's side, whatever the client did next; the server's silence after it
+    # agrees (a server frame after the timer would have fired says the socket lived: something else spoke).
+    silence = s.client_silence
+    if silence is None or silence[1] - silence[0] < idle:
+        return
+    closed_at = silence[0] + idle
+    if s.last_server_frame_at is not None and s.last_server_frame_at > closed_at:
+        return
+    yield Ev(
+        None,
+        f"the client sent nothing for {silence[1] - silence[0]:.1f} s (from {silence[0] - (s.upgraded_at or 0):.1f} s "
+        f"after the upgrade); the server closes a socket after {idle:g} s without a client frame, and sent "
+        "nothing after that: what the client sent next went to a socket the server had closed",
+        Confidence.CERTAIN,
+    )

@@ -7,6 +7,12 @@ from dataclasses import dataclass, field
 
 from .limits import MAX_PENDING
 
+AGREE = 0.2  # two heartbeat gaps within 20 % of each other show a cadence (timers jitter; 25 s is not 30 s)
+
+
+def _agree(a: float, b: float) -> bool:
+    return abs(a - b) <= AGREE * max(a, b)
+
 
 @dataclass
 class Heartbeats:
@@ -33,12 +39,20 @@ class Heartbeats:
             times.append(self.pending_null[0])
         return min(times) if times else None
 
-    def interval(self) -> float | None:
-        """The client's heartbeat interval as its own heartbeats show it (median gap), from one gap on."""
-        if not self.gaps:
-            return None
-        ordered = sorted(self.gaps)
-        return ordered[len(ordered) // 2]
+    def interval(self, default: float | None = None) -> float | None:
+        """The client's heartbeat interval as its own heartbeats show it, once two observations agree
+        (within AGREE): two gaps, or one gap and the client's known `default`. The cadence is then the
+        median of the gaps that agree. One gap alone, or gaps that all differ, say nothing: a laptop that
+        slept between its only two heartbeats makes one long gap, not a slow client."""
+        gaps = sorted(self.gaps)
+        best: list[float] = []
+        for g in gaps:  # the largest group of gaps agreeing with one of them (the shortest on a tie)
+            group = [h for h in gaps if _agree(g, h)]
+            if len(group) > len(best):
+                best = group
+        if len(best) >= 2 or best and default is not None and _agree(best[0], default):
+            return best[len(best) // 2]
+        return None
 
     def sent_one(self, ref: str | None, t: float) -> None:
         if self.first_sent_at is None:
@@ -69,13 +83,6 @@ class Heartbeats:
         self.answered += 1
         self.rtt_sum_ms += rtt
         self.rtt_max_ms = max(self.rtt_max_ms, rtt)
-
-    def typical_gap(self) -> float | None:
-        """The client's usual heartbeat interval (median gap), once there are a few."""
-        if len(self.gaps) < 2:
-            return None
-        ordered = sorted(self.gaps)
-        return ordered[len(ordered) // 2]
 
     def summary(self) -> str:
         avg = f"{self.rtt_sum_ms / self.answered:.1f}" if self.answered else "-"

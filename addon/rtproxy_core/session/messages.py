@@ -24,10 +24,17 @@ class Messages(SessionState):
         if f.binary:
             self.binary_frames[f.from_client] += 1
         if f.from_client:
+            since = self.last_client_frame_at or self.upgraded_at
+            if since is not None and (
+                self.client_silence is None
+                or f.time - since > self.client_silence[1] - self.client_silence[0]
+            ):
+                self.client_silence = (since, f.time)
             self.frames_from_client += 1
             self.last_client_frame_at = f.time
         else:
             self.frames_from_server += 1
+            self.last_server_frame_at = f.time
         try:
             # The tracker counts broadcasts; it parses their user payload only for the debug lines.
             msg = frames.decode(f.data, binary=f.binary, from_client=f.from_client, lazy=not self.debug)

@@ -63,6 +63,10 @@ class SessionState:
         self.frames_from_client = 0
         self.frames_from_server = 0
         self.last_client_frame_at: float | None = None
+        self.last_server_frame_at: float | None = None
+        # The longest stretch without a client frame since the upgrade, (from, to): what the server's idle
+        # timer sees (it restarts on any client data).
+        self.client_silence: tuple[float, float] | None = None
         self.last_frame_at: float | None = None
         self.decode_errors = 0
         self.binary_frames = {True: 0, False: 0}  # binary frames, by from_client
@@ -132,10 +136,11 @@ class SessionState:
     # ------------------------------------------------------------------------------------ views
 
     def heartbeat_interval(self, configured: float | None) -> tuple[float, str]:
-        """The client's heartbeat interval and where it comes from: its own heartbeats (from one gap on);
-        else the one the user configured (rt_timers; None: none); else the known default of the client its
-        frames reveal; else rt_timers' default."""
-        learned = self.heartbeats.interval()
+        """The client's heartbeat interval and where it comes from: its own heartbeats, once two of its gaps
+        agree, or one agrees with the interval expected (Heartbeats.interval); else the one the user
+        configured (rt_timers; None: none); else the known default of the client its frames reveal; else
+        rt_timers' default."""
+        learned = self.heartbeats.interval(CLIENT_HEARTBEAT_S if configured is None else configured)
         if learned is not None and learned > 0:
             return learned, "its own heartbeats"
         if configured is not None:
