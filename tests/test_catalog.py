@@ -300,3 +300,20 @@ def test_a_reworded_message_is_classified_by_its_code():
 def test_unknown_system_errors_are_channel_shutdowns():
     assert classify_reason("%MatchError{term: nil}", catalog.SYSTEM) == "channel-shutdown"
     assert classify_reason("Too many messages per second", catalog.SYSTEM) == "rate-limited"
+
+
+# A database change's `errors`, as realtime.apply_rls writes them (supabase/realtime migrations
+# 20211116214523_create_realtime_apply_rls_function.ex, 20211210212804_enable_generic_subscription_claims.ex:
+# `array['Error 413: Payload Too Large']`, `array['Error 401: Unauthorized']`,
+# `array['Error 400: Bad Request, no primary key']`).
+CHANGE_WIRE = [
+    (catalog.CHANGE, "Error 413: Payload Too Large", "postgres-changes-error"),
+    (catalog.CHANGE, "Error 401: Unauthorized", "postgres-changes-error"),
+    (catalog.CHANGE, "Error 400: Bad Request, no primary key", "postgres-changes-error"),
+]
+WIRE.extend(CHANGE_WIRE)
+
+
+@pytest.mark.parametrize("where, text, code", CHANGE_WIRE)
+def test_a_changes_errors_are_named(where, text, code):
+    assert catalog.classify(text, where).finding == code and catalog.lookup(text, where).means

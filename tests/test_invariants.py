@@ -110,9 +110,11 @@ def healthy_connection(draw, start: float = 0.0) -> list:
         frames.append(w.server(topic, "phx_reply", REPLY_OK, ref, ref if js else None, t + rtt))
         joined[topic] = ref
         t += 0.01
-    # heartbeats at the client's cadence, jitter up to 1 s, one tab switch of up to 1.8 intervals
-    hb_t = start + 0.1 + interval
-    switched = draw(st.booleans())
+    # heartbeats at the client's cadence, jitter up to 1 s, one tab switch of up to 1.8 intervals; realtime-js
+    # sends its first one interval after the socket opened (@supabase/phoenix Socket.resetHeartbeat),
+    # realtime-py at once (realtime/_async/client.py _heartbeat: send, then sleep)
+    hb_t = start + 0.1 + (interval if js else 0.0)
+    switched = js and draw(st.booleans())  # a background tab throttles a browser's timers, not Python's
     end = start + 0.1 + duration
     while hb_t < end:
         frames += w.heartbeat(hb_t, True, draw(st.floats(0.001, 0.5)))

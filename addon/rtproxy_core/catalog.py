@@ -32,6 +32,7 @@ class Where(StrEnum):
     )
     POSTGRES = "postgres"  # `system` push, extension "postgres_changes" (the channel stays)
     REPLY = "reply"  # phx_reply to a push (broadcast, presence)
+    CHANGE = "change"  # a database change's `errors` list: the change arrives without its record
 
 
 class Cause(StrEnum):
@@ -51,6 +52,7 @@ class Cause(StrEnum):
 
 # The members by their short names: the table below is written with them.
 UPGRADE, JOIN, SYSTEM, POSTGRES, REPLY = Where.UPGRADE, Where.JOIN, Where.SYSTEM, Where.POSTGRES, Where.REPLY
+CHANGE = Where.CHANGE
 TOKEN, TENANT, RATE, DATABASE, TRANSIENT = (
     Cause.TOKEN,
     Cause.TENANT,
@@ -74,6 +76,7 @@ class Said:
     status: int | None = None  # HTTP status, for UPGRADE
     until: str = ""  # "" = sent today; else the date (and commit) it stopped being sent
     after: str = ""  # what follows it on the wire, when something does
+    means: str = ""  # what it means, where the string alone does not say
     _rx: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -120,6 +123,9 @@ _NOT_JWT = "The token provided is not a valid JWT"
 _NO_READ = "You do not have permissions to read from this Channel topic: ⟨topic⟩"
 _DB = "Realtime was unable to connect to the project database"
 _PG_PARAMS = "Unable to subscribe to changes with given parameters. "
+# realtime.apply_rls, the SQL function Realtime's migrations create (20211116214523 first; 413 and 401 there,
+# the 400 since 20211210212804_enable_generic_subscription_claims).
+_APPLY_RLS = "lib/realtime/tenants/repo/migrations/*_apply_rls_function.ex realtime.apply_rls"
 
 ENTRIES: tuple[Said, ...] = (
     # ---------------------------------------------------------------- the upgrade (UserSocket.handle_error/2)
@@ -1268,6 +1274,38 @@ ENTRIES: tuple[Said, ...] = (
         "postgres-changes-error",
         f"{_RC} handle_info(:postgres_subscribe) (retried every 5-10 s)",
         until="2025-10-28 (b80da2dc)",
+    ),
+    # ---------------------------------------------------------------- a change's errors (realtime.apply_rls)
+    # The SQL function that decides, per subscriber, what of a WAL change it gets: on an error the change
+    # goes out with `errors`, and with no record (400, 401) or an empty one (413)
+    # (postgres_cdc_rls/replication_poller.ex carries them as `errors`; realtime-js 1.x read them from the
+    # payload, postgres_changes from `data`).
+    Said(
+        "change.payload_too_large",
+        CHANGE,
+        "Error 413: Payload Too Large",
+        SIZE,
+        "postgres-changes-error",
+        _APPLY_RLS,
+        means="the change is over the subscription's max_record_bytes: its record is sent empty",
+    ),
+    Said(
+        "change.unauthorized",
+        CHANGE,
+        "Error 401: Unauthorized",
+        AUTHZ,
+        "postgres-changes-error",
+        _APPLY_RLS,
+        means="the subscriber's role may not select the table's primary key (column privileges)",
+    ),
+    Said(
+        "change.no_primary_key",
+        CHANGE,
+        "Error 400: Bad Request, no primary key",
+        REQUEST,
+        "postgres-changes-error",
+        _APPLY_RLS,
+        means="an INSERT or UPDATE on a table without a primary key",
     ),
 )
 

@@ -111,6 +111,19 @@ def _pick(d: dict[str, Any], keys: tuple[str, ...]) -> str:
 )
 def _postgres_changes_error(s: Session, c: Check) -> Evidence:
     for ch in s.channels.values():
+        if ch.change_errors:
+            kind, errors = ch.change_errors[-1]
+            some = (
+                f"{ch.change_error_count} database changes"
+                if ch.change_error_count > 1
+                else "a database change"
+            )
+            yield (
+                ch.topic,
+                f"{some} arrived without their record, with errors: a {kind} with "
+                + ", ".join(f'"{e}"' for e in errors)
+                + _change_error_meaning(errors),
+            )
         last_error = None
         for m in ch.system:
             if m.extension != "postgres_changes":
@@ -125,6 +138,15 @@ def _postgres_changes_error(s: Session, c: Check) -> Evidence:
         final = entry is not None and entry.cls == catalog.REQUEST
         how = "not retried: the parameters are wrong" if final else "the server retries it every 5-10 s"
         yield ch.topic, f'system postgres_changes error: "{last_error.message[:300]}" ({how})'
+
+
+def _change_error_meaning(errors: tuple[str, ...]) -> str:
+    """What the catalog says the first error it knows means (realtime.apply_rls's reasons)."""
+    for e in errors:
+        entry = catalog.lookup(e, catalog.CHANGE)
+        if entry is not None:
+            return f" ({entry.means})"
+    return ""
 
 
 @rule(

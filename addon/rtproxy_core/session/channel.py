@@ -80,6 +80,12 @@ class Channel:
     broadcasts_sent: int = 0
     broadcasts_received: int = 0
     postgres_changes: int = 0
+    # Database changes that arrived with `errors` and without their record (realtime.apply_rls):
+    # (change type, the errors), the last MAX_HISTORY; change_errors counts them all.
+    change_errors: deque[tuple[str, tuple[str, ...]]] = field(
+        default_factory=lambda: deque(maxlen=MAX_HISTORY)
+    )
+    change_error_count: int = 0
     closed_by: str | None = None  # "server" | "client"
     gave_up: bool = False  # the client left or rejoined while its join was unanswered: it timed out
     left_at: float | None = None  # the client's phx_leave

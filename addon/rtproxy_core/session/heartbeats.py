@@ -54,9 +54,13 @@ class Heartbeats:
             return best[len(best) // 2]
         return None
 
-    def sent_one(self, ref: str | None, t: float) -> None:
+    def sent_one(self, ref: str | None, t: float, timer_started_at: float | None = None) -> None:
+        """A heartbeat went out at `t`; `timer_started_at`: when the client's heartbeat timer started, for
+        a client whose first heartbeat comes one interval after that (the first gap it shows)."""
         if self.first_sent_at is None:
             self.first_sent_at = t
+            if timer_started_at is not None and t > timer_started_at:
+                self.gaps.append(t - timer_started_at)
         if self.last_sent_at is not None:
             self.max_gap_s = max(self.max_gap_s, t - self.last_sent_at)
             self.gaps.append(t - self.last_sent_at)

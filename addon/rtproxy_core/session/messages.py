@@ -94,7 +94,12 @@ class Messages(SessionState):
     def _client(self, msg: frames.Message, t: float, notes: list[Note]) -> None:
         ev, topic = msg.event, msg.topic
         if topic == frames.PHOENIX and ev == frames.HEARTBEAT:
-            self.heartbeats.sent_one(msg.ref, t)
+            # realtime-js starts its heartbeat timer when the socket opens (@supabase/phoenix 0.4.5
+            # Socket.onConnOpen -> resetHeartbeat: setTimeout(sendHeartbeat, heartbeatIntervalMs)): its
+            # first heartbeat is one interval after the upgrade, a gap like the others. realtime-py sends
+            # its first at once (realtime/_async/client.py _heartbeat: send, then sleep).
+            opened = self.upgraded_at if self.client_kind == "realtime-js" else None
+            self.heartbeats.sent_one(msg.ref, t, opened)
             if msg.ref is None and self.client_kind is None:
                 self.client_kind = "realtime-py"  # its heartbeats carry "ref": null
             return
@@ -297,6 +302,14 @@ class Messages(SessionState):
                 ch.presence.update(joins)
         elif ev == frames.EV_POSTGRES_CHANGES or ev in ("INSERT", "UPDATE", "DELETE"):
             ch.postgres_changes += 1
+            # The change itself: in `data` since postgres_changes (2022), the payload itself before.
+            change = frames.as_object(payload.get("data")) if ev == frames.EV_POSTGRES_CHANGES else payload
+            errors = change.get("errors")
+            if isinstance(errors, list) and errors:
+                ch.change_error_count += 1
+                ch.change_errors.append(
+                    (str(change.get("type") or ev), tuple(str(e)[:200] for e in errors[:5]))
+                )
         elif ev == frames.EV_BROADCAST:
             ch.broadcasts_received += 1
 
