@@ -103,7 +103,9 @@ def test_har_flow_file_and_zhar_pick_the_same_connections(capsys, tmp_path):
         seen.append(
             [(u.split("://")[1], [type(e).__name__ for e in events]) for u, events in capture.connections]
         )
-        assert capture.notes == ["1 WebSocket(s) not at a Realtime path (…/realtime/v1/websocket) skipped"]
+        assert capture.notes == [
+            "1 WebSocket(s) that are not Realtime's (no Realtime path, query or first frame) skipped"
+        ]
     assert seen[0] == seen[1] == seen[2] == seen[3]
     assert len(seen[0]) == 1 and seen[0][0][0].startswith(
         "abcdefghijklmnopqrst.supabase.co/realtime/v1/websocket"
@@ -124,6 +126,37 @@ def test_one_predicate_for_live_flows_and_hars():
     assert flowevents.is_realtime(f) and is_realtime(REALTIME_URL, websocket=True)
     del f.request.headers["Upgrade"]
     assert not flowevents.is_realtime(f) and not is_realtime(f.request.path, websocket=False)
+
+
+def test_a_realtime_socket_is_known_by_what_its_client_sends():
+    """A client pointed at the wrong path still says it is a Realtime client: by its query (realtime-js
+    always sends Phoenix's `vsn`; an `apikey` on a …/websocket path) or by its first frame (a phx_join or a
+    heartbeat), so path-wrong can be said of it. A dev server's hot-reload socket says neither."""
+    join = b'{"topic":"realtime:room","event":"phx_join","payload":{},"ref":"1","join_ref":"1"}'
+    assert is_realtime("wss://abc.supabase.co/websocket?apikey=k&vsn=1.0.0", websocket=True)
+    assert is_realtime("wss://abc.supabase.co/auth/v1/websocket?apikey=k", websocket=True)
+    assert is_realtime("ws://localhost:3000/ws", websocket=True, first_frame=join)
+    assert is_realtime(
+        "ws://localhost:3000/ws", websocket=True, first_frame=b'[null,"7","phoenix","heartbeat",{}]'
+    )
+    assert not is_realtime("ws://localhost:3000/ws", websocket=True)
+    assert not is_realtime(VITE_URL, websocket=True, first_frame=b'{"type":"connected"}')
+    assert not is_realtime("ws://localhost:3000/ws?vsn=3", websocket=True)
+
+
+def test_a_socket_at_the_servers_root_is_read_and_its_path_named(capsys, tmp_path):
+    """realtime-js pointed at a self-hosted server's root (`/websocket`, no `/socket`): the 404s are read,
+    not skipped, and the first finding is path-wrong."""
+    root = "wss://realtime.example.com/websocket?apikey=k&vsn=1.0.0"
+    conns = [
+        Conn(url=root, status=404, body="", frames=[]),
+        Conn(url=root, status=404, body="", frames=[], start=T0 + 1),
+    ]
+    path = write_json(tmp_path / "root.har", chrome(conns))
+    capture = read_capture(path)
+    assert len(capture.connections) == 2 and not capture.notes
+    report = diagnose(capsys, path)[1]
+    assert report["connections"][0]["findings"][0]["code"] == "path-wrong"
 
 
 def test_mitmproxy_har_keeps_the_error_of_an_upgrade_that_got_no_answer(capsys, tmp_path):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from rtproxy_core.diagnosis import Diagnoser
-from rtproxy_core.events import Closed, Frame, Handshake, Hop, Opened, Upstream, UpstreamHandshake
+from rtproxy_core.events import Closed, Frame, Handshake, Hop, HopKind, Opened, Upstream, UpstreamHandshake
 from rtproxy_core.rules import RULES, RULES_BY_CODE, Severity, Timers
 from rtproxy_core.session import Heartbeats, Session
 from wire import T0, kind3, kind4, v2
@@ -236,6 +236,9 @@ CASES = {
     "heartbeat-gap": lambda: Conv().heartbeats([25, 50, 75, 100, 400]),
     "server-idle-close": lambda: Conv().join().close(1000, "", False, t=61),
     "proxy-idle-timeout": lambda: Conv().join().close(None, "", None, t=30),
+    "connect-failed": lambda: Conv(upstream=None, status=None).feed(
+        Closed(None, "", None, T0 + 0.3, "net::ERR_CONNECTION_REFUSED")
+    ),
     "reserved-close-code": lambda: Conv().feed(Hop("close-throws", "clientWebSocket.close(1006) throws")),
     # The hop detail as rtproxy_mitm/commands.py reports it.
     "rtproxy-command": lambda: (
@@ -747,3 +750,31 @@ def test_errors_inside_a_database_change_are_read():
     )
     found = {f.code: f for f in Diagnoser(Timers()).check(new.s, T0 + 8, final=False)}
     assert "without a primary key" in found["postgres-changes-error"].evidence
+
+
+@pytest.mark.parametrize(
+    ("error", "means"),
+    [
+        # Chromium's net error names (net/base/net_error_list.h), as Chrome writes them in a HAR's `_error`
+        ("net::ERR_CONNECTION_REFUSED", "nothing listens at that host and port"),
+        ("net::ERR_NAME_NOT_RESOLVED", "the host name does not resolve"),
+        ("net::ERR_CONNECTION_TIMED_OUT", "nothing answered at all"),
+        ("net::ERR_CONNECTION_RESET", "reset before the upgrade was answered"),
+    ],
+)
+def test_a_socket_that_never_connected_says_what_the_browser_said(error, means):
+    """A WebSocket the browser failed before any answer (a HAR entry with status 0 and `_error`): the
+    first finding is connect-failed with the browser's error and what it means, not unexplained-failure."""
+    c = Conv(upstream=None, status=None).feed(Closed(None, "", None, T0 + 0.3, error))
+    found = Diagnoser(Timers()).end(c.s)
+    assert found[0].code == "connect-failed" and error in found[0].evidence and means in found[0].evidence
+    assert "unexplained-failure" not in [f.code for f in found]
+
+
+def test_a_hop_that_could_not_reach_upstream_is_not_a_failed_connect():
+    c = Conv(status=None).feed(
+        Hop(HopKind.UPSTREAM_UNREACHABLE, "Connection refused", T0 + 0.3),
+        Closed(None, "", None, T0 + 0.3, "Connection refused"),
+    )
+    codes = [f.code for f in Diagnoser(Timers()).end(c.s)]
+    assert codes[0] == "upstream-unreachable" and "connect-failed" not in codes

@@ -30,9 +30,9 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
-from . import closecodes
+from . import closecodes, frames
 from .diagnosis import Connection
 from .events import Closed, Event, Frame, FrameError, Handshake, Hop, HopKind, Opened
 from .session import is_realtime_path
@@ -45,7 +45,7 @@ NO_TIME = "time is not a number"
 NOT_BASE64 = "binary data is not base64"
 
 NO_MESSAGES = "capture holds no WebSocket messages"
-SKIPPED = "{} WebSocket(s) not at a Realtime path (…/realtime/v1/websocket) skipped"
+SKIPPED = "{} WebSocket(s) that are not Realtime's (no Realtime path, query or first frame) skipped"
 
 
 class CaptureError(ValueError):
@@ -63,17 +63,61 @@ class Capture:
     undiagnosable: str | None = None
 
 
-def is_realtime(path: str, websocket: bool, marked: bool = False) -> bool:
-    """Is this a Realtime WebSocket? A WebSocket upgrade to a Realtime path (/realtime/v1/websocket,
-    /socket/websocket), or one the Worker marked as Realtime when it rerouted it. The one predicate for the
-    live tracker (rtproxy_mitm.flowevents.is_realtime), flow files and HAR files, so all three pick the
-    same connections from the same traffic. `path` may be a whole URL."""
-    if "://" in path:
-        try:
-            path = urlsplit(path).path
-        except ValueError:
-            return False
-    return websocket and (marked or is_realtime_path(path))
+def is_realtime(path: str, websocket: bool, marked: bool = False, first_frame: bytes | None = None) -> bool:
+    """Is this a Realtime WebSocket? A WebSocket upgrade whose client says so: to a Realtime path
+    (/realtime/v1/websocket, /socket/websocket), with a Realtime client's query (a `vsn` of Phoenix's
+    serializers, which realtime-js always sends; an `apikey` on a `…/websocket` path), or whose first
+    client frame is a Phoenix message (`first_frame`, where the source has it: a HAR, a flow file); or one
+    the Worker marked as Realtime when it rerouted it. A socket at the wrong path is read too, so that
+    path-wrong can say so. The one predicate for the live tracker (rtproxy_mitm.flowevents.is_realtime),
+    flow files and HAR files, so all three pick the same connections from the same traffic. `path` may be a
+    whole URL."""
+    if not websocket:
+        return False
+    if marked:
+        return True
+    try:
+        parts = urlsplit(path)
+    except ValueError:
+        return False
+    if is_realtime_path(parts.path):
+        return True
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if (
+        query.get("vsn") in _PHOENIX_VSNS
+        or "apikey" in query
+        and parts.path.rstrip("/").endswith("/websocket")
+    ):
+        return True
+    return first_frame is not None and is_phoenix_message(first_frame)
+
+
+_PHOENIX_VSNS = ("1.0.0", "2.0.0")  # the serializers' versions a Phoenix client asks for (Socket.vsn)
+
+
+def is_phoenix_message(data: bytes) -> bool:
+    """Does a client frame decode as a Phoenix message to Realtime (topic `phoenix` or `realtime:…`)?"""
+    try:
+        msg = frames.decode(data, binary=data[:1] not in (b"{", b"["), from_client=True, lazy=True)
+    except frames.DecodeError:
+        return False
+    return msg.topic == frames.PHOENIX or msg.topic.startswith("realtime:")
+
+
+def _first_sent(raw: Any) -> bytes | None:
+    """The first message a HAR entry's client sent, as bytes (base64 for a binary one), if any."""
+    if not isinstance(raw, list):
+        return None
+    for m in raw:
+        data = m.get("data") if isinstance(m, dict) and m.get("type") == "send" else None
+        if isinstance(data, str):
+            if m.get("opcode") == 2:
+                try:
+                    return base64.b64decode(data, validate=True)
+                except (binascii.Error, ValueError):
+                    return None
+            return data.encode("utf-8", "surrogatepass")
+    return None
 
 
 def _time(entry: dict[str, Any]) -> float:
@@ -240,7 +284,8 @@ def har_capture(har: Any) -> Capture:
             continue
         req, resp = _dict(entry.get("request")), _dict(entry.get("response"))
         url = str(req.get("url", ""))
-        if not is_realtime(url, websocket=True):
+        raw = entry.get("_webSocketMessages")
+        if not is_realtime(url, websocket=True, first_frame=_first_sent(raw)):
             skipped += 1
             continue
         t = _time(entry)
@@ -252,7 +297,6 @@ def har_capture(har: Any) -> Capture:
             events.append(Handshake(status, _headers(resp.get("headers")), _body(resp), t))
         else:
             events.extend(_error_events(resp, mitmproxy, t))
-        raw = entry.get("_webSocketMessages")
         listed += isinstance(raw, list)
         msgs = _messages(raw) if isinstance(raw, list) else []
         messages += len(msgs)

@@ -22,9 +22,16 @@ def is_upgrade(request: http.Request) -> bool:
     return request.headers.get("upgrade", "").lower() == "websocket"
 
 
-def is_realtime(flow: http.HTTPFlow) -> bool:
-    """The core's predicate (captures.is_realtime), so live hooks, flow files and HARs pick the same."""
-    return is_realtime_socket(flow.request.path, is_upgrade(flow.request), bool(flow.metadata.get(REALTIME)))
+def is_realtime(flow: http.HTTPFlow, by_frames: bool = False) -> bool:
+    """The core's predicate (captures.is_realtime), so live hooks, flow files and HARs pick the same.
+    `by_frames`: the flow's first client message may say so too (a flow file; live, the hooks decide at
+    the upgrade, before any frame)."""
+    first = None
+    if by_frames and flow.websocket is not None:
+        first = next((m.content for m in flow.websocket.messages if m.from_client), None)
+    return is_realtime_socket(
+        flow.request.path, is_upgrade(flow.request), bool(flow.metadata.get(REALTIME)), first
+    )
 
 
 def client_url(flow: http.HTTPFlow) -> str:

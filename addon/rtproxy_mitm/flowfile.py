@@ -21,7 +21,7 @@ def flowfile_capture(path: Path) -> Capture:
             for flow in io.FlowReader(f).stream():
                 if not isinstance(flow, http.HTTPFlow):
                     continue
-                if is_realtime(flow):
+                if is_realtime(flow, by_frames=True):
                     events = flow_events(flow)
                     out.append((events[0].url, events))  # type: ignore[union-attr]
                 elif is_upgrade(flow.request):

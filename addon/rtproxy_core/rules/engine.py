@@ -58,6 +58,7 @@ ORDER: tuple[str, ...] = (
     "worker-exception",
     "upgrade-rejected",
     "upstream-unreachable",
+    "connect-failed",
     # What happened to frames on the way.
     "early-101",
     "join-dropped-by-proxy",

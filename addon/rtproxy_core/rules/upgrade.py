@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlsplit
 
-from .. import catalog, frames
+from .. import catalog, frames, neterrors
 from ..events import HopKind
 from ..redact import jwt_claims
 from ..session import Session
@@ -273,3 +273,29 @@ def _upstream_unreachable(s: Session, c: Check) -> Evidence:
         if hop.what in (HopKind.UPSTREAM_UNREACHABLE, HopKind.UPSTREAM_FAILED):
             yield None, f"connecting upstream failed: {hop.detail}"
             return
+
+
+@rule(
+    "connect-failed",
+    Severity.ERROR,
+    "CHANNEL_ERROR (socket closed: 1006) in a reconnect loop: the socket never opened",
+    "The browser could not reach the socket's host: what its error names (below) is the cause. Check the "
+    "URL's host and port, that the server is up, and that the network reaches it (a network that blocks "
+    "the Supabase host needs a proxy of your own in front of it).",
+)
+def _connect_failed(s: Session, c: Check) -> Evidence:
+    """The client's own connect failed, with no answer to the upgrade and no hop to blame: a browser's
+    net error (Chrome's HAR `_error`). A hop that could not reach upstream is upstream-unreachable."""
+    cl = s.closed
+    if (
+        s.status is not None
+        or cl is None
+        or not cl.error
+        or any(h.what == HopKind.UPSTREAM_UNREACHABLE for h in s.hops)
+    ):
+        return
+    what = neterrors.meaning(cl.error)
+    yield (
+        None,
+        f"the socket never connected: the browser recorded {cl.error!r}" + (f": {what}" if what else ""),
+    )
