@@ -417,3 +417,13 @@ def test_new_fields_only_ever_raise_capture_error(close, message, creator, faile
             sum(fr["out"].values()) + sum(fr["in"].values()) + fr["errors"] + sum(fr["dropped"].values())
         )
         assert counted == len(entry["_webSocketMessages"])
+
+
+def test_a_silent_socket_beside_sockets_with_frames_is_client_silent(capsys, tmp_path):
+    """Chrome keeps every socket's frames: in a HAR where one socket carries frames, a 101 socket with none
+    sent none, which is client-silent (a wrapper that never saw `open`); alone, it could be the producer's
+    doing, and nothing is claimed."""
+    both = write_json(tmp_path / "both.har", chrome([Conn(), Conn(frames=[], start=T0 + 40)]))
+    report = diagnose(capsys, both)[1]["connections"]
+    assert [f["code"] for f in report[1]["findings"]][:1] == ["client-silent"]
+    assert "client-silent" not in [f["code"] for f in report[0]["findings"]]

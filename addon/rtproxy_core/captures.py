@@ -314,6 +314,13 @@ def har_capture(har: Any) -> Capture:
     capture = Capture(out, producer)
     if skipped:
         capture.notes.append(SKIPPED.format(skipped))
+    if silent and messages:
+        # Other sockets carry their frames: this producer keeps them, so a 101 socket without any sent none.
+        for i in silent:
+            url, events = out[i]
+            last = events[-1]
+            assert isinstance(last, Closed)
+            last.frames_kept = True
     if silent and not messages:
         who = f"written by {producer}" if producer else "written by a producer its log.creator does not name"
         if not listed:

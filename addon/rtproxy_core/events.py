@@ -99,8 +99,10 @@ class Closed:
     """The end of the connection. code None: no close frame (TCP drop, or a failure before 101).
 
     ended_first: without a close frame, whose TCP connection ended first ("client" or "server") when the
-    hop saw it, or "hop" when the hop itself dropped it. recorded False: the capture does not record how the connection ended (a HAR keeps no
-    close frames), only about when."""
+    hop saw it, or "hop" when the hop itself dropped it. recorded False: the capture does not record how
+    the connection ended (a HAR keeps no close frames), only about when; frames_kept, then: the capture
+    keeps the connection's messages, so none recorded means none were sent (True: other sockets of the
+    same HAR carry theirs), or cannot say (None)."""
 
     code: int | None
     reason: str = ""
@@ -109,6 +111,7 @@ class Closed:
     error: str = ""
     ended_first: str | None = None
     recorded: bool = True
+    frames_kept: bool | None = None
 
 
 @dataclass(slots=True)

@@ -33,14 +33,23 @@ def _client_silent(s: Session, c: Check) -> Evidence:
         or s.hop_counts.get(HopKind.FRAME_DROPPED)
     ):
         return
-    if cl is None or not cl.recorded and not s.frames_from_server:
-        return  # still open, or a capture with no frames at all (Firefox's HAR keeps none)
+    if cl is None or not cl.recorded and not s.frames_from_server and not cl.frames_kept:
+        return  # still open, or a capture that may not keep frames (Firefox's HAR keeps none)
     lasted = cl.time - s.upgraded_at
     server_ended = cl.by_client is False or cl.ended_first in ("server", "hop")
     if server_ended and lasted < CLIENT_SILENT_S:
         return  # the other side ended it before the client had to say anything
     if lasted > 0:
         yield None, f"the socket was open {lasted:.1f} s and the client sent nothing (no join, no heartbeat)"
+    elif cl.frames_kept:
+        # A HAR keeps the frames of the capture's other sockets: none here means none sent, but Chrome's
+        # entry does not say how long the socket stayed open.
+        yield Ev(
+            None,
+            "the socket was upgraded and the client sent nothing on it (no join, no heartbeat), while the "
+            "capture keeps the frames of its other sockets; how long it stayed open is not recorded",
+            Confidence.LIKELY,
+        )
 
 
 CLIENT_SILENT_S = 10.0  # clients join, or heartbeat, well within this once the socket is open
