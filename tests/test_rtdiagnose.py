@@ -104,8 +104,11 @@ async def test_all_capture_kinds_give_the_same_diagnosis(failing_run, anon_key):
             "confidence",
             "candidates",
             "follows",
+            "began",
+            "chain",
         }
         assert unauthorized["confidence"] == "certain" and unauthorized["follows"] is None
+        assert unauthorized["chain"] == [] and isinstance(unauthorized["began"], float)
         healthy = next(c for c in conns if any(ch["topic"] == "realtime:room1" for ch in c["channels"]))
         assert [f for f in healthy["findings"] if f["severity"] != "info"] == [], kind
         assert healthy["channels"][0]["broadcasts_received"] == 1

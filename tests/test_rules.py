@@ -778,3 +778,20 @@ def test_a_hop_that_could_not_reach_upstream_is_not_a_failed_connect():
     )
     codes = [f.code for f in Diagnoser(Timers()).end(c.s)]
     assert codes[0] == "upstream-unreachable" and "connect-failed" not in codes
+
+
+def test_after_a_laptop_slept_the_gap_is_the_root_and_the_chain_says_so():
+    """Issue 21's case: heartbeats every 25 s, ten minutes of sleep, then a heartbeat and a rejoin nobody
+    answers. The first finding is the gap that began it, not the join timeout that came last; each symptom
+    carries its chain in JSON, root first."""
+    from rtproxy_core.report import connection_json
+
+    c = sleep_then_wake()
+    c.s.findings = Diagnoser(Timers()).check(c.s, T0 + 700, final=False)
+    found = connection_json(c.s)["findings"]
+    codes = [f["code"] for f in found]
+    assert codes[0] == "heartbeat-gap" and "server-idle-close" in codes and "join-timeout" in codes
+    by_code = {f["code"]: f for f in found}
+    assert by_code["server-idle-close"]["chain"] == ["heartbeat-gap"]
+    assert by_code["join-timeout"]["chain"] == ["heartbeat-gap", "server-idle-close"]
+    assert by_code["heartbeat-gap"]["began"] == T0 + 50 < by_code["server-idle-close"]["began"] == T0 + 110

@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Any
 
 from .diagnosis import ranked
-from .rules import Severity
+from .rules import Finding, Severity
 from .session import Session
 
 
@@ -26,7 +26,7 @@ def connection_json(s: Session) -> dict[str, Any]:
         "channels": summary["channels"],
         "frames": frame_counts(s),
         "error_frames": [{"time": e.time, "text": s.redactor.text(e.text)} for e in s.error_frames],
-        "findings": [f.as_dict() for f in ranked(s.findings)],
+        "findings": _with_chains(ranked(s.findings)),
     }
 
 
@@ -58,6 +58,21 @@ def _frame_lines(s: Session, c: dict[str, Any]) -> list[str]:
     if fr["errors"] > len(c["error_frames"]):
         lines.append(f"({fr['errors']} browser error frames in all)")
     return lines
+
+
+def _with_chains(found: list[Finding]) -> list[dict[str, Any]]:
+    """Each finding as JSON with `chain`: the findings it follows, root cause first (rules.link's
+    `follows`, followed back), so the cause of a symptom is read without walking the list."""
+    by_code = {f.code: f for f in found}
+    out = []
+    for f in found:
+        chain: list[str] = []
+        cause = f.follows
+        while cause is not None and cause in by_code and cause not in chain:
+            chain.append(cause)
+            cause = by_code[cause].follows
+        out.append(f.as_dict() | {"chain": chain[::-1]})
+    return out
 
 
 def report_json(sessions: list[Session]) -> dict[str, Any]:
@@ -102,7 +117,7 @@ def _how_sure(f: dict[str, Any]) -> str:
     if f.get("confidence") and f["confidence"] != "certain":
         parts.append(f["confidence"] + (": " + ", ".join(f["candidates"]) if f.get("candidates") else ""))
     if f.get("follows"):
-        parts.append(f"follows {f['follows']}")
+        parts.append("follows " + " → ".join(f.get("chain") or [f["follows"]]))
     return "; ".join(parts) + "; " if parts else ""
 
 

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="print JSON: {connections: [{url, status, vsn, channels, frames: {out, in, undecodable, "
         "errors, dropped}, error_frames, findings: [{code, severity, topic, explains, evidence, fix, "
-        "confidence, candidates, follows}]}], captures: [{path, producer, notes}]}",
+        "confidence, candidates, follows, began, chain}]}], captures: [{path, producer, notes}]}",
     )
     ap.add_argument(
         "--timers",

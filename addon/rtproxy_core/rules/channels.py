@@ -182,6 +182,7 @@ def _channel_shutdown(s: Session, c: Check) -> Evidence:
         "proxy-idle-timeout",
         "binary-as-text",
         "binding-mismatch",
+        "server-idle-close",  # a join sent on a socket the server had closed is answered by no one
         *HOP_LOST_FRAMES,
     ),
 )
@@ -208,6 +209,7 @@ def _join_timeout(s: Session, c: Check) -> Evidence:
                 f"no phx_reply to phx_join for {ch.label}: the client {did} after {waited:.1f} s, "
                 f"so it had given up on it{reply}",
                 sure,
+                began=ch.join_sent_at,
             )
             continue
         late = ch.join_latency_ms is not None and ch.join_latency_ms >= c.timers.join * 1000

@@ -108,9 +108,10 @@ SEVERITY_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
 _POSITION = {code: i for i, code in enumerate(ORDER)}
 
 
-def _rank(f: Finding) -> tuple[int, int]:
-    """Errors before warnings before info; ORDER within (a leg rule's finding after every rule's)."""
-    return SEVERITY_ORDER[f.severity], _POSITION.get(f.code, len(_POSITION))
+def _rank(f: Finding) -> tuple[int, float, int]:
+    """Errors before warnings before info; within, the one whose evidence began first (Finding.anchor);
+    ORDER breaks ties (a leg rule's finding after every rule's)."""
+    return SEVERITY_ORDER[f.severity], round(f.anchor, 3), _POSITION.get(f.code, len(_POSITION))
 
 
 def evaluate(s: Session, check: Check) -> list[Finding]:
@@ -164,6 +165,7 @@ def findings_of[SubjectT, CheckT](
                     now,
                     confidence,
                     ev.candidates,
+                    began=ev.began,
                 )
             )
             if first:

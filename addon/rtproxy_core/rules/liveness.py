@@ -94,6 +94,7 @@ def _no_heartbeat(s: Session, c: Check) -> Evidence:
         "server-close",
         "reserved-close-code",
         "join-dropped-by-proxy",
+        "server-idle-close",  # heartbeats sent on a socket the server had closed are answered by no one
         *HOP_LOST_FRAMES,
     ),
 )
@@ -180,7 +181,10 @@ def _heartbeat_gap(s: Session, c: Check) -> Evidence:
         (trailing, "after the last heartbeat, until the connection ended"),
     )
     if gap > 2 * expected and gap - expected >= 1:
-        yield None, f"client heartbeats every {expected:.1f} s, but {gap:.1f} s passed {where}"
+        began = hb.max_gap_from if gap == hb.max_gap_s else hb.last_sent_at
+        yield Ev(
+            None, f"client heartbeats every {expected:.1f} s, but {gap:.1f} s passed {where}", began=began
+        )
 
 
 @rule(
@@ -216,4 +220,5 @@ def _server_idle_close(s: Session, c: Check) -> Evidence:
         f"after the upgrade); the server closes a socket after {idle:g} s without a client frame, and sent "
         "nothing after that: what the client sent next went to a socket the server had closed",
         Confidence.CERTAIN,
+        began=closed_at,
     )

@@ -36,6 +36,7 @@ class Ev:
     text: str
     confidence: Confidence | None = None  # None: the rule's default
     candidates: tuple[str, ...] = ()
+    began: float | None = None  # when the evidence began (the silence, the unanswered join); None: now
 
 
 Evidence = Iterator["tuple[str | None, str] | Ev"]  # (topic or None for the connection, evidence text)
@@ -168,6 +169,12 @@ class Finding:
     confidence: Confidence = Confidence.CERTAIN
     candidates: tuple[str, ...] = ()
     follows: str | None = None  # the code of the finding this one is a symptom of
+    began: float | None = None  # when its evidence began (Ev.began); None: when it was found (`time`)
+
+    @property
+    def anchor(self) -> float:
+        """The time this finding is ranked by: when its evidence began, else when it was found."""
+        return self.time if self.began is None else self.began
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -180,6 +187,7 @@ class Finding:
             "confidence": str(self.confidence),
             "candidates": list(self.candidates),
             "follows": self.follows,
+            "began": round(self.anchor, 3),
         }
 
 

@@ -25,6 +25,7 @@ class Heartbeats:
     first_sent_at: float | None = None
     last_sent_at: float | None = None
     max_gap_s: float = 0.0
+    max_gap_from: float | None = None  # when the longest gap began (the heartbeat before it)
     unanswered_at_next: int = 0  # heartbeats still pending when the next one went out
     gaps: deque[float] = field(default_factory=lambda: deque(maxlen=64))
 
@@ -62,7 +63,8 @@ class Heartbeats:
             if timer_started_at is not None and t > timer_started_at:
                 self.gaps.append(t - timer_started_at)
         if self.last_sent_at is not None:
-            self.max_gap_s = max(self.max_gap_s, t - self.last_sent_at)
+            if t - self.last_sent_at > self.max_gap_s:
+                self.max_gap_s, self.max_gap_from = t - self.last_sent_at, self.last_sent_at
             self.gaps.append(t - self.last_sent_at)
             if self.sent > self.answered:
                 self.unanswered_at_next += 1
