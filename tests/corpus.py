@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import http, io, websocket
+from mitmproxy import flow, http, io, websocket
 from mitmproxy.test import tflow
 from wsproto.frame_protocol import Opcode
 
@@ -67,6 +67,9 @@ def har(case: dict[str, Any]) -> dict[str, Any]:
                         "mimeType": "x-unknown",
                         **({"text": c["response_body"]} if c.get("response_body") else {}),
                     },
+                    # A socket that got no answer: status 0 and the browser's net error (Chrome's
+                    # localizedFailDescription, e.g. net::ERR_CONNECTION_REFUSED).
+                    **({"_error": c["error"]} if c.get("error") else {}),
                 },
                 "startedDateTime": started.isoformat().replace("+00:00", "Z"),
                 "time": (c["end"] * 1000) if c["status"] == 101 else 0,
@@ -93,6 +96,10 @@ def flows(case: dict[str, Any]) -> list[http.HTTPFlow]:
         f.request.timestamp_start = f.request.timestamp_end = c["start"]
         body = (c.get("response_body") or "").encode()
         headers = [(k.encode(), v.encode()) for k, v in c.get("response_headers") or []]
+        if c["status"] == 0:  # no answer: the proxy's own error for the flow
+            f.response, f.error = None, flow.Error(c.get("error") or "", c["start"] + c.get("end", 0.01))
+            out.append(f)
+            continue
         f.response = http.Response.make(c["status"], body, headers)
         f.response.timestamp_start = f.response.timestamp_end = c["start"] + 0.01
         if c["status"] == 101:
