@@ -45,6 +45,7 @@ NO_TIME = "time is not a number"
 NOT_BASE64 = "binary data is not base64"
 
 NO_MESSAGES = "capture holds no WebSocket messages"
+NO_ANSWER = "no answer (the HAR records status 0 and no error)"
 SKIPPED = "{} WebSocket(s) that are not Realtime's (no Realtime path, query or first frame) skipped"
 
 
@@ -245,10 +246,12 @@ def _close(value: Any, start: float, end: float) -> Closed | None:
 def _error_events(response: dict[str, Any], mitmproxy: bool, t: float) -> list[Event]:
     """An upgrade that got no response (status 0) and its `_error`. mitmproxy writes flow.error.msg there,
     which its flow files carry as the flow's error: the same events as `flowevents.error_events`. Chrome's
-    `_error` is the browser's failure (`localizedFailDescription`), not a hop's."""
+    `_error` is the browser's failure (`localizedFailDescription`), not a hop's. Status 0 is the HAR
+    format's "no response" (HAR 1.2, response.status): without an `_error` the socket still got no answer,
+    and says so."""
     error = response.get("_error")
     if not isinstance(error, str) or not error:
-        return []
+        return [Closed(None, "", None, t, NO_ANSWER)]
     error = error[:500]
     events: list[Event] = [Hop(HopKind.UPSTREAM_UNREACHABLE, error, t)] if mitmproxy else []
     return [*events, Closed(None, "", None, t, error)]
