@@ -223,3 +223,28 @@ def test_what_a_frame_counts_for_does_not_depend_on_the_log_level():
         ch = s.current["realtime:r"]
         outcomes.append((s.decode_errors, ch.received, ch.sent, ch.broadcasts_sent))
     assert outcomes[0] == outcomes[1] == (1, 1, 2, 1), outcomes
+
+
+def test_pushes_without_a_ref_are_answered_in_order():
+    """supabase-kt 3.0 joins with "ref": null: Phoenix echoes the push's ref, so each null-ref reply answers
+    the oldest null-ref push of its topic, and two joins without a ref are two joins."""
+    import json as _json
+
+    from rtproxy_core.events import Frame, Handshake, Opened
+
+    s = Session("kt")
+    s.feed(Opened("wss://x.supabase.co/realtime/v1/websocket?apikey=k&vsn=1.0.0", [], 0.0))
+    s.feed(Handshake(101, [], b"", 0.01))
+    join = {"topic": "realtime:lobby", "event": "phx_join", "payload": {}, "ref": None}
+    reply = {
+        "ref": None,
+        "event": "phx_reply",
+        "payload": {"status": "ok", "response": {}},
+        "topic": "realtime:lobby",
+    }
+    s.feed(Frame(True, False, _json.dumps(join).encode(), 0.1))
+    s.feed(Frame(False, False, _json.dumps(reply).encode(), 0.15))
+    first = s.current["realtime:lobby"]
+    assert first.state == JOINED and round(first.join_latency_ms) == 50
+    s.feed(Frame(True, False, _json.dumps(join).encode(), 2.1))
+    assert s.current["realtime:lobby"] is not first and s.current["realtime:lobby"].duplicate_joins == 1

@@ -86,6 +86,7 @@ class Messages(SessionState):
 
     def _pend(self, ch: Channel, ref: str | None, event: str, t: float) -> None:
         if ref is None:
+            self.pending_null.append((event, t, ch))
             return
         self.pending[(ch.topic, ref)] = (event, t, ch)
         if len(self.pending) > MAX_PENDING:
@@ -136,7 +137,8 @@ class Messages(SessionState):
         join_ref = msg.join_ref or msg.ref
         prev = self.current.get(topic)
         duplicate = False
-        if prev is not None and prev.join_ref != join_ref:
+        if prev is not None and (prev.join_ref != join_ref or join_ref is None):
+            # (Two joins without any ref are two joins: only a ref can say a join was sent again.)
             # A second join while the first is live: StrictMode-style double subscribe. A rejoin after a
             # timeout or error comes a backoff (≥ 1 s) later and is not one; a rejoin while the first
             # join was still unanswered means the client gave up on it.
@@ -313,6 +315,14 @@ class Messages(SessionState):
         elif ev == frames.EV_BROADCAST:
             ch.broadcasts_received += 1
 
+    def _pop_null(self, topic: str) -> tuple[str, float, Channel] | None:
+        """The oldest push of `topic` sent with a null ref, taken: the one a null-ref reply answers."""
+        for i, item in enumerate(self.pending_null):
+            if item[2].topic == topic:
+                del self.pending_null[i]
+                return item
+        return None
+
     def _reply(self, msg: frames.Message, t: float, notes: list[Note]) -> None:
         payload = msg.payload if isinstance(msg.payload, dict) else {}
         status = payload.get("status")
@@ -321,7 +331,7 @@ class Messages(SessionState):
         if topic == frames.PHOENIX:
             self.heartbeats.answered_one(msg.ref, t)
             return
-        pending = self.pending.pop((topic, msg.ref), None) if msg.ref is not None else None
+        pending = self.pending.pop((topic, msg.ref), None) if msg.ref is not None else self._pop_null(topic)
         if pending is None:
             return
         event, sent_at, ch = pending

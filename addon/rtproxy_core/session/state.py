@@ -12,7 +12,7 @@ from ..events import Closed, FrameError, Hop, HopKind
 from ..redact import Redactor
 from .channel import CLOSED, ERRORED, Channel
 from .heartbeats import Heartbeats
-from .limits import CLIENT_HEARTBEAT_S, CLIENT_JOIN_TIMEOUT_S, MAX_CHANNELS, MAX_HISTORY
+from .limits import CLIENT_HEARTBEAT_S, CLIENT_JOIN_TIMEOUT_S, MAX_CHANNELS, MAX_HISTORY, MAX_PENDING
 
 if TYPE_CHECKING:
     from ..rules import Finding
@@ -57,6 +57,9 @@ class SessionState:
         self.stale_pushes = 0  # client pushes that named an older join of their topic
         # Pushes the server answers, awaiting that answer (heartbeats are in self.heartbeats).
         self.pending: OrderedDict[tuple[str, str], tuple[str, float, Channel]] = OrderedDict()
+        # Pushes sent with "ref": null (supabase-kt 3.0 joins), oldest first: Phoenix echoes a push's ref,
+        # so a reply with a null ref answers the oldest null-ref push of its topic.
+        self.pending_null: deque[tuple[str, float, Channel]] = deque(maxlen=MAX_PENDING)
         self.heartbeats = Heartbeats()
         self.hops: deque[Hop] = deque(maxlen=MAX_HISTORY)
         self.hop_counts: dict[str, int] = {}
