@@ -582,6 +582,8 @@ def findings(report: dict) -> list[tuple[str, str | None, str]]:
 def diagnosis_in_process(path: Path, capsys) -> list:
     rc = rtdiagnose.main([str(path), "--json"])
     out, err = capsys.readouterr()
+    if rc == 2:  # nothing in it can be diagnosed (a HAR of a socket that sent nothing): the same reason
+        return [("undiagnosable", err.split(": ", 2)[-1])]
     assert rc in (0, 1), err
     report = json.loads(out)
     return [
