@@ -94,10 +94,13 @@ def report_text(sessions: list[Session]) -> str:
         if close is not None and close["code"] is None:  # no close frame, or (a HAR) none recorded
             end = ", closed without a close frame" if s.closed and s.closed.recorded else ""
         lines.append(f"connection {i}: {c['url']}")
-        lines.append(
-            f"  handshake {c['status']}{(' ' + c['rejection']) if c['rejection'] else ''}, "
-            f"vsn {c['vsn']}{end}"
-        )
+        if c["status"] is None and s.closed is not None and s.closed.error:  # never answered: nothing closed
+            lines.append(f"  no answer to the upgrade, vsn {c['vsn']}")
+        else:
+            lines.append(
+                f"  handshake {c['status']}{(' ' + c['rejection']) if c['rejection'] else ''}, "
+                f"vsn {c['vsn']}{end}"
+            )
         for ch in s.channels.values():
             lines.append("  " + ch.describe(s.redactor))
         lines.extend("  " + line for line in _frame_lines(s, c))

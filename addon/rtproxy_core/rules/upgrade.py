@@ -279,7 +279,7 @@ def _upstream_unreachable(s: Session, c: Check) -> Evidence:
     "connect-failed",
     Severity.ERROR,
     "CHANNEL_ERROR (socket closed: 1006) in a reconnect loop: the socket never opened",
-    "The browser could not reach the socket's host: what its error names (below) is the cause. Check the "
+    "The browser could not reach the socket's host: the error it recorded (the evidence) names why. Check the "
     "URL's host and port, that the server is up, and that the network reaches it (a network that blocks "
     "the Supabase host needs a proxy of your own in front of it).",
 )
