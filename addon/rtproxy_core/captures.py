@@ -142,11 +142,6 @@ def _number(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    """A HAR object that should be one; anything else counts as empty."""
-    return value if isinstance(value, dict) else {}
-
-
 def _headers(items: Any) -> list[tuple[str, str]]:
     """HAR headers: [{name, value}], or [name, value] pairs, which mitmproxy's HAR import also accepts
     (`mitmproxy/io/har.py`, `fix_headers`: "Application that uses the [name, value] notation is Slack")."""
@@ -164,12 +159,12 @@ def _headers(items: Any) -> list[tuple[str, str]]:
 def _is_websocket(entry: dict[str, Any]) -> bool:
     if entry.get("_resourceType") == "websocket" or "_webSocketMessages" in entry:
         return True
-    req = _dict(entry.get("request"))
+    req = frames.as_object(entry.get("request"))
     return any(k.lower() == "upgrade" and v.lower() == "websocket" for k, v in _headers(req.get("headers")))
 
 
 def _body(response: dict[str, Any]) -> bytes:
-    content = _dict(response.get("content"))
+    content = frames.as_object(response.get("content"))
     text = content.get("text")
     if not isinstance(text, str):
         return b""
@@ -258,7 +253,7 @@ def _error_events(response: dict[str, Any], mitmproxy: bool, t: float) -> list[E
 
 
 def _producer(log: dict[str, Any]) -> str:
-    creator = _dict(log.get("creator"))
+    creator = frames.as_object(log.get("creator"))
     words = [creator.get("name"), creator.get("version")]
     text = " ".join(str(w) for w in words if isinstance(w, (str, int, float)) and str(w).strip())
     return "".join(c for c in text if c.isprintable())[:80]
@@ -285,7 +280,7 @@ def har_capture(har: Any) -> Capture:
     for entry in entries:
         if not isinstance(entry, dict) or not _is_websocket(entry):
             continue
-        req, resp = _dict(entry.get("request")), _dict(entry.get("response"))
+        req, resp = frames.as_object(entry.get("request")), frames.as_object(entry.get("response"))
         url = str(req.get("url", ""))
         raw = entry.get("_webSocketMessages")
         if not is_realtime(url, websocket=True, first_frame=_first_sent(raw)):

@@ -174,7 +174,7 @@ class Messages(SessionState):
         ch.sent += 1
         ch.state, ch.join_sent_at, ch.reason = JOINING, t, None
         ch.joins += 1
-        payload = msg.payload if isinstance(msg.payload, dict) else {}
+        payload = frames.as_object(msg.payload)
         config = frames.as_object(payload.get("config"))
         ch.private = bool(config.get("private"))
         broadcast = frames.as_object(config.get("broadcast"))
@@ -255,7 +255,7 @@ class Messages(SessionState):
                 return
             ch.state = JOINED  # pushes for a topic we never saw joined (capture started late)
         ch.received += 1
-        payload = msg.payload if isinstance(msg.payload, dict) else {}
+        payload = frames.as_object(msg.payload)
         if ev == frames.PHX_CLOSE:
             if ch is not self.current.get(topic):
                 if ch.state not in (CLOSED, ERRORED):
@@ -324,7 +324,7 @@ class Messages(SessionState):
         return None
 
     def _reply(self, msg: frames.Message, t: float, notes: list[Note]) -> None:
-        payload = msg.payload if isinstance(msg.payload, dict) else {}
+        payload = frames.as_object(msg.payload)
         status = payload.get("status")
         response = payload.get("response")
         topic = msg.topic
