@@ -208,10 +208,22 @@ def test_a_har_without_messages_says_so_and_exits_2(tmp_path, producer):
 
 
 def test_chrome_har_whose_sockets_list_no_messages_exits_2(capsys, tmp_path):
-    """DevTools lists a socket's messages only while it is open: an empty list is no evidence either."""
+    """DevTools lists a socket's messages only while it is open: an empty list is no evidence either. It
+    may also be what a client that never saw `open` leaves (nothing sent), so client-silent is named as a
+    candidate, not as a finding (issue 21)."""
     rc, _, err = diagnose(capsys, write_json(tmp_path / "c.har", chrome([Conn(frames=[])])))
     assert rc == 2
     assert "capture holds no WebSocket messages (written by WebInspector 537.36; its WebSocket entries" in err
+    assert "it may not have been recording them, or the client sent none (candidate: client-silent" in err
+
+
+def test_a_frameless_socket_beside_sockets_with_frames_is_client_silent(capsys, tmp_path):
+    """The same empty list, where the HAR's other socket carries frames: the producer was recording, so the
+    client sent nothing on it."""
+    path = write_json(tmp_path / "c.har", chrome([Conn(frames=joined()), Conn(frames=[], start=T0 + 40)]))
+    rc, out, _ = diagnose(capsys, path)
+    assert rc == 1
+    assert [c["findings"][0]["code"] for c in out["connections"] if c["findings"]] == ["client-silent"]
 
 
 def test_a_refused_upgrade_is_diagnosed_without_messages(capsys, tmp_path):

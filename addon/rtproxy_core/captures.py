@@ -45,6 +45,7 @@ NO_TIME = "time is not a number"
 NOT_BASE64 = "binary data is not base64"
 
 NO_MESSAGES = "capture holds no WebSocket messages"
+SILENT_CANDIDATE = "client-silent, a transport that never saw the socket open"
 NO_ANSWER = "no answer (the HAR records status 0 and no error)"
 SKIPPED = "{} WebSocket(s) that are not Realtime's (no Realtime path, query or first frame) skipped"
 
@@ -325,7 +326,13 @@ def har_capture(har: Any) -> Capture:
             why = f"{NO_MESSAGES} ({who}, which does not export them)"
             hint = "save the HAR from Chrome or Edge DevTools, or record a flow file with mitmdump -w"
         else:
-            why = f"{NO_MESSAGES} ({who}; its WebSocket entries list none)"
+            # The producer keeps messages (its entries have the list) yet none has any: either it was not
+            # recording while the sockets ran (DevTools lists a socket's messages only while it is open),
+            # or the clients sent nothing, which is client-silent. Both are named; neither is evidence.
+            why = (
+                f"{NO_MESSAGES} ({who}; its WebSocket entries list none): it may not have been recording "
+                f"them, or the client sent none (candidate: {SILENT_CANDIDATE})"
+            )
             hint = "keep DevTools open while the socket runs, or record a flow file with mitmdump -w"
         left_out = set(silent)
         out[:] = [c for i, c in enumerate(out) if i not in left_out]
