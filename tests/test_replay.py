@@ -432,6 +432,23 @@ def test_a_reply_answers_the_live_push_in_the_live_vsn():
     assert json.loads(actions[0].data)["ref"] == "1"
 
 
+def test_a_null_ref_reply_answers_the_null_ref_join_before_it():
+    """supabase-kt 3.0 joined with `"ref": null` and Realtime echoed it (corpus kt-resume-join-expired-59s,
+    whose reply is verbatim): the reply answers that join, so a live client's join (ref 1) gets it at its
+    own ref. Unpaired, it would be sent as captured, with no ref, and the live client would time out."""
+    script = connection(
+        "1.0.0",
+        [
+            (0.0, True, v1("realtime:db-changes", "phx_join", {})),
+            (0.1, False, v1("realtime:db-changes", "phx_reply", ERROR)),
+        ],
+    )
+    assert script.steps[1].cause == 0
+    player = ServerPlayer(script, frames.V1, now=0.0)
+    player.client_frame(v1("realtime:db-changes", "phx_join", {}, "1", "1"), False, 0.0)
+    assert [(m.ref, m.payload) for m in sent(player.due(0.1))] == [("1", ERROR)]
+
+
 def test_a_join_beyond_the_captures_is_answered_as_its_last_join():
     """The capture holds one refused join; the live client's rejoin gets the same error, to its own refs,
     at the captured delay, and a push after it carries the rejoin's join_ref."""

@@ -109,3 +109,21 @@ def test_upstream_failed_is_one_answer():
     s = Session()
     s.hop_counts["upstream-failed"] = 1
     assert s.upstream_failed and s.failed
+
+
+def test_every_claim_names_what_each_client_reports():
+    """`explains` is checked against the real clients (tests/test_oracle.py): it names outcomes the
+    clients report, and a "; realtime-py: …" segment speaks for that client only."""
+    from rtproxy_core.rules import CLIENTS, RULES_BY_CODE, Outcome, claimed
+
+    js, py = CLIENTS
+    refused = RULES_BY_CODE["upgrade-rejected"]
+    assert refused.outcomes(js) == {Outcome.CHANNEL_ERROR}
+    assert refused.outcomes(py) == {Outcome.CONNECT_RAISES}
+    assert claimed("SUBSCRIBED, but changes are lost; realtime-py: CHANNEL_ERROR", js) == {Outcome.SUBSCRIBED}
+    assert claimed("nothing: the client went away", py) == frozenset()
+    # Every rule that explains a failure names it, for every client (rtproxy's own command aside).
+    quiet = {"client-gone", "rtproxy-command"}
+    for code, r in RULES_BY_CODE.items():
+        for client in CLIENTS:
+            assert bool(r.outcomes(client)) != (code in quiet), (code, client, r.explains)

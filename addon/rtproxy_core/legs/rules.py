@@ -386,7 +386,7 @@ def _frames_reordered(p: Pair, c: LegCheck) -> Iterator[str]:
 @leg_rule(
     "hop-binary-as-text",
     Severity.ERROR,
-    "silent loss of broadcasts (vsn 2.0.0)",
+    "SUBSCRIBED, but broadcasts are silently lost (vsn 2.0.0)",
     "Relay binary as binary: set binaryType = 'arraybuffer' on both legs of a Worker relay before "
     "accept() (or add the no_websocket_standard_binary_type flag); a Blob passed to send() is stringified.",
 )

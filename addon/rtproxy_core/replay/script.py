@@ -107,7 +107,10 @@ class Script:
             script.latency = max(0.0, hs.time - t0) if hs.time and t0 else 0.0
             t0 = hs.time or t0
         pending: dict[tuple[str, str], int] = {}  # (topic, ref) of client pushes awaiting their reply
-        pending_null: list[int] = []  # heartbeats sent with a null ref (realtime-py), in order
+        # Pushes sent with a null ref, per topic, in order (realtime-py's heartbeats, the joins of clients
+        # that send no ref): Phoenix echoes a push's ref in its reply (Phoenix.Channel.Server, reply/2 via
+        # the socket_ref), so a reply with a null ref answers the oldest of them, as the rules pair them.
+        pending_null: dict[str, list[int]] = {}
         joins: dict[str, int] = {}  # topic -> index of its latest join so far
         for e in events:
             frame, dropped = (e.frame, True) if isinstance(e, Hop) and e.frame is not None else (e, False)
@@ -140,14 +143,14 @@ class Script:
                     joins[msg.topic] = step.index
                 if msg.ref is not None:
                     pending[(msg.topic, msg.ref)] = step.index
-                elif step.heartbeat:
-                    pending_null.append(step.index)
+                else:
+                    pending_null.setdefault(msg.topic, []).append(step.index)
                 continue
             if msg.event == frames.PHX_REPLY:
                 if msg.ref is not None:
                     step.cause = pending.pop((msg.topic, msg.ref), None)
-                elif msg.topic == frames.PHOENIX and pending_null:
-                    step.cause = pending_null.pop(0)
+                elif waiting := pending_null.get(msg.topic):
+                    step.cause = waiting.pop(0)
             if step.cause is None and msg.topic != frames.PHOENIX:
                 step.join = joins.get(msg.topic)
         script.closer = _closer(script.close)

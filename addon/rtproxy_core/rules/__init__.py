@@ -38,21 +38,28 @@ from .engine import (
     rules_table,
 )
 from .model import (
+    CLIENTS,
+    FAILURES,
     Check,
     Confidence,
     Ev,
     Evidence,
     Finding,
+    Outcome,
     Rule,
     SessionRule,
     Severity,
     Timers,
     TimerSettings,
+    claimed,
     rule,
+    said_for,
 )
 from .said import Rejection, classify_reason, named, rejection, said
 
 __all__ = [
+    "CLIENTS",
+    "FAILURES",
     "ORDER",
     "RECONNECT_LOOP",
     "RULES",
@@ -63,12 +70,14 @@ __all__ = [
     "Ev",
     "Evidence",
     "Finding",
+    "Outcome",
     "Rejection",
     "Rule",
     "SessionRule",
     "Severity",
     "TimerSettings",
     "Timers",
+    "claimed",
     "classify_reason",
     "clean_end",
     "evaluate",
@@ -80,4 +89,5 @@ __all__ = [
     "rule_failed",
     "rules_table",
     "said",
+    "said_for",
 ]

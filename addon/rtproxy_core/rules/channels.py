@@ -47,7 +47,8 @@ _BINDING_KEYS = {
 @rule(
     "binding-mismatch",
     Severity.ERROR,
-    "CHANNEL_ERROR (mismatch between server and client bindings)",
+    "CHANNEL_ERROR (mismatch between server and client bindings); realtime-py: CHANNEL_ERROR, or TIMED_OUT "
+    "when its reply model cannot read the server's bindings (the `events` key of Realtime before 2022)",
     "Realtime echoes the join's postgres_changes list in its reply, so the lists differ when the client's "
     "bindings changed between join and reply (an .on('postgres_changes') registered after subscribe()) "
     "or a hop rewrote the join payload: register every listener before subscribe(). A binding with keys "
@@ -104,7 +105,8 @@ def _pick(d: dict[str, Any], keys: tuple[str, ...]) -> str:
 @rule(
     "postgres-changes-error",
     Severity.ERROR,
-    "SUBSCRIBED, but database changes do not arrive",
+    "SUBSCRIBED, but database changes do not arrive; realtime-py: CHANNEL_ERROR when the error comes in a "
+    "`system` message (its channel's on_error), else SUBSCRIBED",
     "A parameter error is final: fix the schema/table/filter names, add the table to the supabase_realtime "
     "publication, and resubscribe. A database error is retried by the server every 5-10 s: check the "
     "database's health and connections.",

@@ -127,7 +127,7 @@ def _server_gone(s: Session, c: Check) -> Evidence:
 @rule(
     "reserved-close-code",
     Severity.ERROR,
-    "the client leg stays open, dead, until its heartbeat timeout",
+    "CHANNEL_ERROR (heartbeat timeout): the client leg stays open, dead, until then",
     f"Never pass {closecodes.WORKER_THROWS} (or a reason over {closecodes.MAX_REASON_BYTES} bytes) to a "
     "Worker's close(): map them to 1000/1011 or call close() without arguments.",
 )
@@ -208,7 +208,7 @@ def _message_too_large(s: Session, c: Check) -> Evidence:
 @rule(
     "reconnect-loop",
     Severity.ERROR,
-    "the client reconnects over and over; channels flap between errors",
+    "CHANNEL_ERROR over and over: the client reconnects, its channels flap between errors",
     "Fix the finding of the individual connections (usually a rejected upgrade or a hop that accepts and "
     "then closes); the client's backoff restarts after every successful open.",
 )

@@ -31,7 +31,7 @@ from .model import (
 @rule(
     "unexplained-failure",
     Severity.WARNING,
-    "a channel or connection failed in a way no other finding explains",
+    "CHANNEL_ERROR, TIMED_OUT or CLOSED in a way no other finding explains",
     "The evidence is quoted as the wire shows it. Capture the run with a flow file (mitmdump -w) for close "
     "frames and the hop's own actions, and report it as an rtproxy gap if the cause is still unnamed.",
     Confidence.LIKELY,

@@ -99,7 +99,7 @@ def _serializer_mismatch(s: Session, c: Check) -> Evidence:
 @rule(
     "binary-on-v1",
     Severity.WARNING,
-    "silent loss of broadcasts",
+    "SUBSCRIBED, but broadcasts are silently lost",
     "Binary frames exist only in vsn 2.0.0: connect with vsn=2.0.0, or send JSON broadcasts.",
 )
 def _binary_on_v1(s: Session, c: Check) -> Evidence:
@@ -124,7 +124,7 @@ def _binary_on_v1(s: Session, c: Check) -> Evidence:
 @rule(
     "binary-as-text",
     Severity.ERROR,
-    "silent loss of broadcasts (vsn 2.0.0)",
+    "SUBSCRIBED, but broadcasts are silently lost (vsn 2.0.0)",
     "Relay binary as binary: set binaryType = 'arraybuffer' on both legs of a Worker relay before "
     "accept() (or add the no_websocket_standard_binary_type flag); a Blob passed to send() is stringified.",
 )

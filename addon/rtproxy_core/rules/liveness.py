@@ -18,7 +18,7 @@ def _interval(s: Session, c: Check) -> tuple[float, str]:
 @rule(
     "client-silent",
     Severity.ERROR,
-    "the client never SUBSCRIBES: its socket opened, nothing was sent",
+    "TIMED_OUT: the join never leaves the client; its socket opened, nothing was sent",
     "The socket opened but the client never sent a frame, not even a heartbeat: its transport never saw "
     "`open` (a WebSocket wrapper that does not forward the open event or readyState, or one created "
     "before the page could use it). Check the transport passed to the Realtime client.",

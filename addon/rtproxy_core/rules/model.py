@@ -4,6 +4,7 @@ timers it may read, the Rule and the Finding it produces, and `@rule`, which reg
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -26,6 +27,41 @@ class Confidence(StrEnum):
     CERTAIN = "certain"  # the wire shows it
     LIKELY = "likely"  # inferred, usually from timing
     CANDIDATES = "candidates"  # the wire cannot tell; the candidates are ranked by what it does show
+
+
+class Outcome(StrEnum):
+    """What a Realtime client tells the app: the status its subscribe callback reports (realtime-js's
+    REALTIME_SUBSCRIBE_STATES in RealtimeChannel.ts, realtime-py's RealtimeSubscribeStates in types.py), or
+    realtime-py's connect() raising (client.py: connect() re-raises after its retries; no channel is
+    told) where realtime-js reports CHANNEL_ERROR. A finding's `explains` names the ones it claims."""
+
+    SUBSCRIBED = "SUBSCRIBED"
+    CHANNEL_ERROR = "CHANNEL_ERROR"
+    TIMED_OUT = "TIMED_OUT"
+    CLOSED = "CLOSED"
+    CONNECT_RAISES = "connect() raises"
+
+
+CLIENTS = ("realtime-js", "realtime-py")  # the clients an `explains` may speak for one by one
+FAILURES = frozenset(o for o in Outcome if o is not Outcome.SUBSCRIBED)
+
+
+def said_for(explains: str, client: str) -> str:
+    """What `explains` says of `client`: its segment "; <client>: …" where it has one, else the text
+    before the first such segment (which speaks for every client without one)."""
+    general, *segments = re.split(rf";\s*(?=(?:{'|'.join(map(re.escape, CLIENTS))}):)", explains)
+    for seg in segments:
+        who, _, said = seg.partition(":")
+        if who == client:
+            return said.strip()
+    return general
+
+
+def claimed(explains: str, client: str) -> frozenset[Outcome]:
+    """The outcomes `explains` claims for `client` (said_for). A text that names no outcome claims that the
+    client reports no failure (it stays SUBSCRIBED, or is not told)."""
+    text = said_for(explains, client)
+    return frozenset(o for o in Outcome if o.value in text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +188,10 @@ class Rule[SubjectT, CheckT]:
     confidence: Confidence = Confidence.CERTAIN
     follows: tuple[str, ...] = ()
 
+    def outcomes(self, client: str) -> frozenset[Outcome]:
+        """What this rule claims `client` reports (claimed())."""
+        return claimed(self.explains, client)
+
 
 SessionRule = Rule[Session, Check]
 
@@ -170,6 +210,10 @@ class Finding:
     candidates: tuple[str, ...] = ()
     follows: str | None = None  # the code of the finding this one is a symptom of
     began: float | None = None  # when its evidence began (Ev.began); None: when it was found (`time`)
+
+    def outcomes(self, client: str) -> frozenset[Outcome]:
+        """What this finding claims `client` reports (claimed())."""
+        return claimed(self.explains, client)
 
     @property
     def anchor(self) -> float:

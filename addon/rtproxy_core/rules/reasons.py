@@ -14,7 +14,7 @@ from .said import classify_reason, gateway_named, reasons_of, rejection, system_
 @rule(
     "tenant-not-found",
     Severity.ERROR,
-    "CHANNEL_ERROR (socket closed: 1006)",
+    'CHANNEL_ERROR ("channel error: transport failure": the upgrade was refused, the socket never opened); realtime-py: connect() raises InvalidStatus, no channel is told',
     "Realtime takes the tenant from the first label of the Host header: forward a Host of "
     "<ref>.supabase.co (or your tenant's name when self-hosting), not the Worker's or a service name.",
 )
@@ -25,7 +25,8 @@ def _tenant_not_found(s: Session, c: Check) -> Evidence:
 @rule(
     "token-expired",
     Severity.ERROR,
-    "CHANNEL_ERROR, or CLOSED when a running channel's token expires",
+    "CHANNEL_ERROR, or CLOSED when a running channel's token expires; realtime-py: CHANNEL_ERROR, a running "
+    "channel's too (the system message's error), or connect() raises when the upgrade is refused",
     "Refresh the session before (re)connecting and call setAuth with the fresh JWT; a stale token after "
     "sleep or offline is the usual cause.",
 )
@@ -90,7 +91,7 @@ def _token_expired(s: Session, c: Check) -> Evidence:
 @rule(
     "token-invalid",
     Severity.ERROR,
-    "CHANNEL_ERROR",
+    "CHANNEL_ERROR; realtime-py: CHANNEL_ERROR, or connect() raises when the upgrade is refused",
     "Send a JWT signed with the project's JWT secret/JWKS that carries `role` and `exp` (whole numbers for "
     "`exp` and `iat`); third-party auth needs its JWKS reachable by Realtime. After setAuth with a bad "
     "token the server stops the channel with the error in a system message.",
@@ -112,7 +113,8 @@ def _token_invalid(s: Session, c: Check) -> Evidence:
 @rule(
     "rate-limited",
     Severity.ERROR,
-    "CHANNEL_ERROR or CLOSED, reconnect storms",
+    "CHANNEL_ERROR or CLOSED, reconnect storms; realtime-py: CHANNEL_ERROR or CLOSED, or connect() raises "
+    "when the upgrade is refused (429)",
     "Stay under the project's Realtime quotas (connections, joins/s, channels per connection, messages/s); "
     "look for subscribe loops (useEffect without cleanup) and remove unused channels.",
 )
@@ -123,7 +125,7 @@ def _rate_limited(s: Session, c: Check) -> Evidence:
 @rule(
     "realtime-disabled",
     Severity.ERROR,
-    "CHANNEL_ERROR (socket closed: 1006)",
+    'CHANNEL_ERROR ("channel error: transport failure": the upgrade was refused, the socket never opened); realtime-py: connect() raises InvalidStatus, no channel is told',
     "Realtime is disabled or the project is suspended: enable Realtime / resolve the suspension in the "
     "Supabase dashboard.",
 )

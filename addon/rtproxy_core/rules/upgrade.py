@@ -21,7 +21,7 @@ from .said import gateway_named, named, rejection
 @rule(
     "apikey-missing",
     Severity.ERROR,
-    "CHANNEL_ERROR in a reconnect loop",
+    "CHANNEL_ERROR in a reconnect loop; realtime-py: connect() raises InvalidStatus, no channel is told",
     "Forward the query string verbatim (in a Worker: url.search). Browsers can only send the apikey in "
     "the query; Realtime answers 401 without it.",
 )
@@ -43,7 +43,8 @@ def _apikey_missing(s: Session, c: Check) -> Evidence:
 @rule(
     "path-wrong",
     Severity.ERROR,
-    "CHANNEL_ERROR (socket closed: 1006) in a reconnect loop",
+    'CHANNEL_ERROR ("channel error: transport failure": the upgrade was refused, the socket never opened) in a reconnect loop; '
+    "realtime-py: connect() raises InvalidStatus, no channel is told",
     "Map the path 1:1: hosted Realtime is /realtime/v1/websocket, a self-hosted server /socket/websocket.",
 )
 def _path_wrong(s: Session, c: Check) -> Evidence:
@@ -56,7 +57,8 @@ def _path_wrong(s: Session, c: Check) -> Evidence:
 @rule(
     "worker-exception",
     Severity.ERROR,
-    "CHANNEL_ERROR (socket closed: 1006) in a reconnect loop",
+    'CHANNEL_ERROR ("channel error: transport failure": the upgrade was refused, the socket never opened) in a reconnect loop; '
+    "realtime-py: connect() raises InvalidStatus, no channel is told",
     "The hop's code threw while handling the upgrade: fix the exception (check `wrangler tail`); a Worker "
     "proxy should pass the upgrade through with fetch(new Request(upstreamUrl, request)).",
 )
@@ -74,7 +76,8 @@ def _worker_threw(text: str) -> bool:
 @rule(
     "upgrade-rejected",
     Severity.ERROR,
-    "CHANNEL_ERROR (socket closed: 1006) in a reconnect loop",
+    'CHANNEL_ERROR ("channel error: transport failure": the upgrade was refused, the socket never opened) in a reconnect loop; '
+    "realtime-py: connect() raises InvalidStatus, no channel is told",
     "The answer was not an upgrade: make the hop forward `Upgrade: websocket` and `Connection: upgrade` "
     "over HTTP/1.1 (nginx: proxy_http_version 1.1 and both headers), keep request headers small (cookies), "
     "and send a supported vsn. When the cause is not certain, the candidates are listed most likely first "
@@ -254,7 +257,8 @@ def _gateway(s: Session) -> str | None:
 @rule(
     "upstream-unreachable",
     Severity.ERROR,
-    "CHANNEL_ERROR (socket closed: 1006)",
+    'CHANNEL_ERROR ("channel error: transport failure": the hop answered the upgrade itself, the socket '
+    "never opened); realtime-py: connect() raises InvalidStatus, no channel is told",
     "The hop could not connect to the Supabase URL: check its host name, port, TLS and that it is "
     "reachable from where the hop runs.",
 )
@@ -278,7 +282,8 @@ def _upstream_unreachable(s: Session, c: Check) -> Evidence:
 @rule(
     "connect-failed",
     Severity.ERROR,
-    "CHANNEL_ERROR (socket closed: 1006) in a reconnect loop: the socket never opened",
+    'CHANNEL_ERROR ("channel error: transport failure": the socket never opened) in a reconnect loop; '
+    "realtime-py: connect() raises (OSError; InvalidStatus from a proxy in front), no channel is told",
     "The browser could not reach the socket's host: the error it recorded (the evidence) names why. Check the "
     "URL's host and port, that the server is up, and that the network reaches it (a network that blocks "
     "the Supabase host needs a proxy of your own in front of it).",
