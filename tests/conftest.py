@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
 import sys
 from collections.abc import Callable
@@ -228,3 +229,32 @@ async def mitmdump(tmp_path):
     yield start
     for m in started:
         await m.stop()
+
+
+NODE_DIR = ROOT / "tests" / "node"  # realtime-js in Node: npm ci --prefix tests/node (scripts/test.sh)
+
+
+def node_missing() -> list[str]:
+    """What tests/node's tests lack to run (node, its node_modules), empty when nothing."""
+    return [
+        what
+        for what, ok in (
+            ("node", shutil.which("node") is not None),
+            (
+                "tests/node/node_modules (npm ci --prefix tests/node)",
+                (NODE_DIR / "node_modules" / "@supabase" / "realtime-js" / "package.json").exists()
+                and (NODE_DIR / "node_modules" / "ws" / "package.json").exists(),
+            ),
+        )
+        if not ok
+    ]
+
+
+@pytest.fixture
+def node_available() -> None:
+    """Skips a test that needs realtime-js in Node where it is missing; under CI (env CI set) fails it."""
+    if missing := node_missing():
+        why = "missing " + ", ".join(missing)
+        if IN_CI:
+            pytest.fail(f"{why}; CI must install them")
+        pytest.skip(why)

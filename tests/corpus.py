@@ -130,3 +130,14 @@ def write_flows(case: dict[str, Any], path: Path) -> None:
         w = io.FlowWriter(fh)
         for f in flows(case):
             w.add(f)
+
+
+def write_capture(case: dict[str, Any], tmp: Path) -> Path:
+    """The case as the capture its thread's user could have attached (HAR or flow file), in `tmp`."""
+    if case["capture"] == "har":
+        path = tmp / f"{case['id']}.har"
+        path.write_text(json.dumps(har(case)))
+    else:
+        path = tmp / f"{case['id']}.flows"
+        write_flows(case, path)
+    return path

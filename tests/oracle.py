@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from conftest import ROOT, TIMEOUT
-from corpus import har, write_flows
+from conftest import NODE_DIR, TIMEOUT
+from corpus import write_capture
 from realtime import AsyncRealtimeClient
 from rtproxy_core import frames
 from rtproxy_core.diagnosis import diagnose_captures, ranked
 from rtproxy_core.redact import Redactor
-from rtproxy_core.replay import Script
+from rtproxy_core.replay import SERVER, Script
 from rtproxy_core.rules import FAILURES, Finding, Outcome, Timers
 from rtproxy_tools.captures import read_capture
 from rtproxy_tools.replay import Out, Replayer, ordered
@@ -36,7 +36,6 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-NODE_DIR = ROOT / "tests" / "node"
 ORACLE_JS = NODE_DIR / "oracle.mjs"
 JOIN_TIMEOUT_S = (
     10.0  # realtime-js DEFAULT_TIMEOUT (lib/constants.js); realtime-py DEFAULT_TIMEOUT (types.py)
@@ -45,13 +44,13 @@ HEARTBEAT_S = (
     25.0  # realtime-js CONNECTION_TIMEOUTS.HEARTBEAT_INTERVAL; realtime-py DEFAULT_HEARTBEAT_INTERVAL
 )
 SCALE = 10.0  # every side's time divided by this
-MANY_CHANNELS = 20  # more channels than this: the clocks run slower (plan())
+MANY_CHANNELS = 10  # more channels than this: the clocks run slower (plan())
 LONGEST_S = 8.0  # a capture longer than this at SCALE is played faster; the clients' timers stay at SCALE
 # After the capture's timeline: what the clients' own timers can still bring (a join timeout, a heartbeat
 # that goes unanswered), in the client's time.
 HORIZON_S = JOIN_TIMEOUT_S + 2 * HEARTBEAT_S
 HEARTBEAT_FLOOR_S = 0.25  # a live heartbeat no more often than this, however fast the replay
-DEFAULT_TOPIC = "realtime:oracle"  # joined when the captured client joined nothing
+DEFAULT_TOPIC = "realtime:oracle"  # joined where the captured client joined nothing but failed (_channels)
 
 
 @dataclass
@@ -129,16 +128,6 @@ class Seen:
         return ("SUBSCRIBED", "") if mine else ("nothing", "")
 
 
-def capture_file(case: dict[str, Any], tmp: Path) -> Path:
-    if case["capture"] == "har":
-        path = tmp / f"{case['id']}.har"
-        path.write_text(json.dumps(har(case)))
-    else:
-        path = tmp / f"{case['id']}.flows"
-        write_flows(case, path)
-    return path
-
-
 def _channels(script: Script) -> list[Channel]:
     out: dict[str, Channel] = {}
     for step in script.client_steps:
@@ -149,11 +138,14 @@ def _channels(script: Script) -> list[Channel]:
         config = dict(frames.as_object(payload.get("config")))
         pcs = [frames.as_object(p) for p in config.pop("postgres_changes", None) or []]
         out[m.topic] = Channel(m.topic, config, [p for p in pcs if p.get("event")])
-    return list(out.values()) or [Channel(DEFAULT_TOPIC, {}, [])]
+    if out or (script.status == 101 and script.closer != SERVER):
+        return list(out.values())
+    # A refused upgrade, or a socket the server ended, that joined nothing: one channel to be told of it.
+    return [Channel(DEFAULT_TOPIC, {}, [])]
 
 
 def plan(case: dict[str, Any], tmp: Path) -> Plan:
-    capture = read_capture(capture_file(case, tmp))
+    capture = read_capture(write_capture(case, tmp))
     conns = ordered(capture)
     sessions = diagnose_captures([conns], Redactor(), Timers())
     per_conn = [ranked(s.findings) for s in sessions]
@@ -166,7 +158,7 @@ def plan(case: dict[str, Any], tmp: Path) -> Plan:
     channels = _channels(script)
     # The clients' and rtproxy's work per frame is not scaled: a capture with many channels runs nearer
     # its own time, so a hundred joins through the proxy fit in the clients' join timeout as they did.
-    scale = SCALE * min(1.0, MANY_CHANNELS / len(channels))
+    scale = SCALE * min(1.0, MANY_CHANNELS / max(1, len(channels)))
     scale = max(scale, (script.latency + script.end) / LONGEST_S)
     return Plan(case["id"], n + 1, script, finding, channels, scale)
 

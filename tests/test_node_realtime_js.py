@@ -11,34 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 
 import pytest
-from conftest import IN_CI, ROOT, TIMEOUT
+from conftest import NODE_DIR, TIMEOUT
 
-NODE_DIR = ROOT / "tests" / "node"
 CLIENT = NODE_DIR / "client.mjs"
-MISSING = [
-    what
-    for what, ok in (
-        ("node", shutil.which("node") is not None),
-        (
-            "tests/node/node_modules (npm ci --prefix tests/node)",
-            (NODE_DIR / "node_modules" / "@supabase" / "realtime-js" / "package.json").exists()
-            and (NODE_DIR / "node_modules" / "ws" / "package.json").exists(),
-        ),
-    )
-    if not ok
-]
-
-
-@pytest.fixture(autouse=True)
-def _node_available():
-    if MISSING:
-        why = "missing " + ", ".join(MISSING)
-        if IN_CI:
-            pytest.fail(f"{why}; CI must install them")
-        pytest.skip(why)
+pytestmark = pytest.mark.usefixtures("node_available")
 
 
 async def run_client(proxy_url: str, key: str, channel: str) -> tuple[int, list[dict], str]:

@@ -19,24 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 
 import pytest
-from conftest import IN_CI, Mitmdump
+from conftest import Mitmdump
 from corpus import CASES
-from oracle import NODE_DIR, Plan, Router, Seen, met, plan, run_js, run_py
+from oracle import Plan, Router, Seen, met, plan, run_js, run_py
 from rtproxy_core.rules import FAILURES, Outcome, said_for
 from rtproxy_local.jwt import dev_anon_key
 
+# Where the replay, not the claim, is wrong: the disagreement is expected (strict: it must go when fixed).
+REPLAY_GAPS = {
+    "py-remove-channel-stuck-leaving": "the capture's phx_close answers its client's phx_leave (Phoenix "
+    "replies to a leave, then closes the channel); the replay does not pair a phx_close with the leave "
+    "before it, so a live client that never left gets it and reports CLOSED",
+}
 CONCURRENT = 4  # cases replayed at once: the run waits on timers, not on the CPU
-MISSING = [
-    what
-    for what, ok in (
-        ("node", shutil.which("node") is not None),
-        ("tests/node/node_modules", (NODE_DIR / "node_modules" / "@supabase" / "realtime-js").exists()),
-    )
-    if not ok
-]
 
 
 def verdict(p: Plan, seen: Seen, replayed: str) -> str:
@@ -68,16 +65,7 @@ def _close_code(p: Plan, seen: Seen, error: str) -> str:
     return f"{p.finding.code} claims socket closed: {code[1]}; realtime-js said {error[:120]!r}"
 
 
-@pytest.fixture
-def _node_available():
-    if MISSING:
-        why = "missing " + ", ".join(MISSING)
-        if IN_CI:
-            pytest.fail(f"{why}; CI must install them")
-        pytest.skip(why)
-
-
-@pytest.mark.usefixtures("_node_available")
+@pytest.mark.usefixtures("node_available")
 async def test_the_real_clients_report_what_the_first_finding_explains(tmp_path):
     plans = [plan(case, tmp_path) for case in CASES]
     router = Router(plans)
@@ -96,14 +84,18 @@ async def test_the_real_clients_report_what_the_first_finding_explains(tmp_path)
             results = await asyncio.gather(*(both(p) for p in plans))
         finally:
             await proxy.stop()
-    disagree = [
-        f"{p.case_id} (connection {p.connection}): {why}"
+    disagree = {
+        (p.case_id, why)
         for p, js, py in results
         for why in (
             verdict(p, js, met(router.log(p.case_id, "js"))),
             verdict(p, py, met(router.log(p.case_id, "py"))),
         )
         if why
-    ]
-    assert not disagree, "\n".join(disagree)
+    }
+    unexpected = sorted(f"{case}: {why}" for case, why in disagree if case not in REPLAY_GAPS)
+    assert not unexpected, "\n".join(unexpected)
+    assert {case for case, _ in disagree} == set(REPLAY_GAPS), (
+        "a replay gap is closed: drop it from REPLAY_GAPS"
+    )
     assert key not in proxy.output  # rtproxy redacts the live clients' key too

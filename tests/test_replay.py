@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TIMEOUT, Mitmdump, command, run_to_exit
-from corpus import CASES, har, write_flows
+from corpus import CASES, har, write_capture
 from realtime import AsyncRealtimeClient
 from rtproxy_core import frames, replay
 from rtproxy_core.events import Closed, Frame, Handshake, Hop, Opened
@@ -62,14 +62,7 @@ async def rtreplay_serve(tmp_path):
 
 def corpus_capture(case_id: str, tmp: Path) -> Path:
     """The corpus case as the capture its thread's user could have attached (HAR or flow file)."""
-    case = CASE[case_id]
-    if case["capture"] == "har":
-        path = tmp / f"{case_id}.har"
-        path.write_text(json.dumps(har(case)))
-    else:
-        path = tmp / f"{case_id}.flows"
-        write_flows(case, path)
-    return path
+    return write_capture(CASE[case_id], tmp)
 
 
 def first_refusal_capture(tmp: Path) -> Path:

@@ -9,7 +9,7 @@ from typing import Any
 from .. import catalog
 from ..session import CLOSED, ERRORED, JOINING, LEAVING, Channel, Session
 from .model import HOP_LOST_FRAMES, Check, Confidence, Ev, Evidence, Severity, rule
-from .said import classify_reason, reasons_of, system_errors
+from .said import reasons_of, system_errors
 
 
 @rule(
@@ -157,13 +157,14 @@ def _change_error_meaning(errors: tuple[str, ...]) -> str:
     "CLOSED (the channel is not rejoined)",
     "The server stopped the channel for the reason in its system message; fix that cause, then "
     "resubscribe (realtime-js does not rejoin after phx_close).",
-    follows=("token-expired", "database-unavailable", "rate-limited"),
+    follows=("token-expired", "token-invalid", "database-unavailable", "rate-limited", "message-too-large"),
 )
 def _channel_shutdown(s: Session, c: Check) -> Evidence:
+    # The stop is the server's phx_close after a system error, whatever the error's words: a reason the
+    # catalog names (an expired token, a rate limit) is the cause this follows, and the channel is still
+    # closed for good: the phx_close ends it and the clients do not rejoin after one.
     for ch in s.channels.values():
-        errors = [
-            m for m in system_errors(ch, "system") if classify_reason(m, catalog.SYSTEM) == "channel-shutdown"
-        ]
+        errors = system_errors(ch, "system")
         if ch.state == CLOSED and ch.closed_by == "server" and errors:
             yield ch.topic, f'system error "{errors[-1]}", then phx_close'
 
