@@ -13,6 +13,7 @@ the timers its client had.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import os
@@ -70,13 +71,22 @@ class Plan:
     finding: Finding | None
     channels: list[Channel]
     scale: float
+    slow: float = 1.0  # slowed(): how many times slower than the plan's own clock
+
+    def slowed(self, factor: float) -> Plan:
+        """The same case on a clock `factor` times slower (every side's), under its own name: a
+        disagreement seen under load is confirmed there before it counts, since a contradiction of the
+        claim does not depend on the clock while a late reply on a loaded machine does."""
+        return dataclasses.replace(
+            self, case_id=f"{self.case_id}@{factor:g}x", scale=self.scale / factor, slow=self.slow * factor
+        )
 
     @property
     def client_scale(self) -> float:
         """The clients' timers are divided by SCALE at most: a capture played faster (hours of answered
         heartbeats) compresses its idle stretches, not the clients' timeouts (realtime-py's `timeout` is
         also its connect timeout)."""
-        return min(self.scale, SCALE)
+        return min(self.scale * self.slow, SCALE) / self.slow
 
     @property
     def captured_heartbeat_s(self) -> float:
@@ -90,7 +100,7 @@ class Plan:
         """The live heartbeat follows the captured one on the replay's scale: each live heartbeat the
         replay matches to a captured one anchors the capture's timeline there (ServerPlayer._anchored), so
         a slower live cadence would stretch the capture (deadline_s allows for the floor's stretch)."""
-        return max(self.captured_heartbeat_s / self.scale, HEARTBEAT_FLOOR_S)
+        return max(self.captured_heartbeat_s / self.scale, HEARTBEAT_FLOOR_S * self.slow)
 
     @property
     def deadline_s(self) -> float:
@@ -191,10 +201,13 @@ class Router:
 
     def __init__(self, plans: list[Plan]) -> None:
         self.replayers: dict[tuple[str, str], Replayer] = {}
-        for p in plans:
-            for client in ("js", "py"):
-                self.replayers[(p.case_id, client)] = Replayer(p.script, p.scale, _Lines())
         self.owner: dict[ServerConnection, Replayer] = {}
+        for p in plans:
+            self.add(p)
+
+    def add(self, p: Plan) -> None:
+        for client in ("js", "py"):
+            self.replayers[(p.case_id, client)] = Replayer(p.script, p.scale, _Lines())
 
     def log(self, case_id: str, client: str) -> list[str]:
         out = self.replayers[(case_id, client)].out

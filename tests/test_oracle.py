@@ -13,6 +13,10 @@ accepted only where the replay sent nothing that fails a client (no refusal, clo
 oracle.met): what failed the captured client was its own doing (a timer, a bug, a second join of one
 topic), which a live client does not share, and the replay shows that the server's side alone fails
 nobody.
+
+A disagreement is confirmed on a clock twice as slow (Plan.slowed), case by case, before it counts: a
+contradiction of the claim does not depend on the clock, a reply that came late on a loaded machine
+does (realtime-js's heartbeat timeout at a replay's quarter-second cadence, a join timeout of a second).
 """
 
 from __future__ import annotations
@@ -28,11 +32,7 @@ from rtproxy_core.rules import FAILURES, Outcome, said_for
 from rtproxy_local.jwt import dev_anon_key
 
 # Where the replay, not the claim, is wrong: the disagreement is expected (strict: it must go when fixed).
-REPLAY_GAPS = {
-    "py-remove-channel-stuck-leaving": "the capture's phx_close answers its client's phx_leave (Phoenix "
-    "replies to a leave, then closes the channel); the replay does not pair a phx_close with the leave "
-    "before it, so a live client that never left gets it and reports CLOSED",
-}
+REPLAY_GAPS: dict[str, str] = {}
 CONCURRENT = 4  # cases replayed at once: the run waits on timers, not on the CPU
 
 
@@ -65,6 +65,18 @@ def _close_code(p: Plan, seen: Seen, error: str) -> str:
     return f"{p.finding.code} claims socket closed: {code[1]}; realtime-js said {error[:120]!r}"
 
 
+def _disagreements(router: Router, results: list[tuple[Plan, Seen, Seen]]) -> set[tuple[str, str]]:
+    return {
+        (p.case_id, why)
+        for p, js, py in results
+        for why in (
+            verdict(p, js, met(router.log(p.case_id, "js"))),
+            verdict(p, py, met(router.log(p.case_id, "py"))),
+        )
+        if why
+    }
+
+
 @pytest.mark.usefixtures("node_available")
 async def test_the_real_clients_report_what_the_first_finding_explains(tmp_path):
     plans = [plan(case, tmp_path) for case in CASES]
@@ -82,17 +94,18 @@ async def test_the_real_clients_report_what_the_first_finding_explains(tmp_path)
         proxy = await Mitmdump(tmp_path, f"rt_supabase_url=http://127.0.0.1:{port}").start()
         try:
             results = await asyncio.gather(*(both(p) for p in plans))
+            disagree = _disagreements(router, results)
+            if disagree:
+                # Confirmed one by one on a clock twice as slow: a contradiction of the claim persists
+                # there, a reply that came late on a loaded machine does not.
+                again = []
+                for p in plans:
+                    if p.case_id in {case for case, _ in disagree}:
+                        router.add(slow := p.slowed(2))
+                        again.append(await both(slow))
+                disagree = {(case.split("@")[0], why) for case, why in _disagreements(router, again)}
         finally:
             await proxy.stop()
-    disagree = {
-        (p.case_id, why)
-        for p, js, py in results
-        for why in (
-            verdict(p, js, met(router.log(p.case_id, "js"))),
-            verdict(p, py, met(router.log(p.case_id, "py"))),
-        )
-        if why
-    }
     unexpected = sorted(f"{case}: {why}" for case, why in disagree if case not in REPLAY_GAPS)
     assert not unexpected, "\n".join(unexpected)
     assert {case for case, _ in disagree} == set(REPLAY_GAPS), (

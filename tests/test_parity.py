@@ -447,11 +447,11 @@ async def test_parity_realtime_js(local_server, anon_key, tmp_path, worker, date
     """realtime-js (vsn 2.0.0: its broadcast goes out binary, kind 3) with its own timing, straight at the
     local server: the corrected Worker subscribes and gets its broadcast back, the design's Workers fail
     the way a user of them sees."""
-    from test_node_realtime_js import MISSING as NODE_MISSING
+    from conftest import node_missing
     from test_node_realtime_js import run_client
 
-    if NODE_MISSING:
-        (pytest.fail if IN_CI else pytest.skip)("missing " + ", ".join(NODE_MISSING))
+    if missing := node_missing():
+        (pytest.fail if IN_CI else pytest.skip)("missing " + ", ".join(missing))
     out = {}
     for kind in ("runtime", "emulation"):
         (tmp_path / kind).mkdir()

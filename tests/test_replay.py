@@ -442,6 +442,30 @@ def test_a_null_ref_reply_answers_the_null_ref_join_before_it():
     assert [(m.ref, m.payload) for m in sent(player.due(0.1))] == [("1", ERROR)]
 
 
+def test_the_phx_close_after_a_leave_answers_the_leave():
+    """Phoenix answers phx_leave with its reply, then phx_close (corpus py-remove-channel-stuck-leaving):
+    a live client that never leaves gets neither; one that leaves gets both."""
+    script = connection(
+        "1.0.0",
+        [
+            (0.0, True, v1("realtime:room", "phx_join", {}, "1", "1")),
+            (0.1, False, v1("realtime:room", "phx_reply", OK, "1", "1")),
+            (5.0, True, v1("realtime:room", "phx_leave", {}, "2", "1")),
+            (5.1, False, v1("realtime:room", "phx_reply", OK, "2", "1")),
+            (5.1, False, v1("realtime:room", "phx_close", {}, "1", "1")),
+        ],
+    )
+    assert [s.cause for s in script.steps if not s.from_client] == [0, 2, 2]
+    stays = ServerPlayer(script, frames.V1, now=0.0)
+    stays.client_frame(v1("realtime:room", "phx_join", {}, "1", "1"), False, 0.0)
+    assert [m.event for m in sent(stays.due(60.0))] == ["phx_reply"]
+    leaves = ServerPlayer(script, frames.V1, now=0.0)
+    leaves.client_frame(v1("realtime:room", "phx_join", {}, "1", "1"), False, 0.0)
+    leaves.due(0.1)
+    leaves.client_frame(v1("realtime:room", "phx_leave", {}, "2", "1"), False, 1.0)
+    assert [m.event for m in sent(leaves.due(1.1))] == ["phx_reply", "phx_close"]
+
+
 def test_a_join_beyond_the_captures_is_answered_as_its_last_join():
     """The capture holds one refused join; the live client's rejoin gets the same error, to its own refs,
     at the captured delay, and a push after it carries the rejoin's join_ref."""

@@ -21,7 +21,9 @@ class Step:
     msg: frames.Message | None  # None: it does not decode (sent as captured, never matched)
     error: str = ""  # why it does not decode
     dropped: bool = False  # the hop dropped it: the other side never got it
-    cause: int | None = None  # a server's phx_reply: the index of the client step it answers
+    cause: int | None = (
+        None  # a server phx_reply (or a leave's phx_close): the index of the client step it answers
+    )
     join: int | None = None  # a server frame on a channel: the index of the capture's join it belongs to
 
     @property
@@ -112,6 +114,9 @@ class Script:
         # the socket_ref), so a reply with a null ref answers the oldest of them, as the rules pair them.
         pending_null: dict[str, list[int]] = {}
         joins: dict[str, int] = {}  # topic -> index of its latest join so far
+        # topic -> the client's phx_leave not yet followed by a phx_close: Phoenix answers a leave with its
+        # reply and then phx_close (the channel stops {:shutdown, :left}), so that close is the leave's too
+        leaves: dict[str, int] = {}
         for e in events:
             frame, dropped = (e.frame, True) if isinstance(e, Hop) and e.frame is not None else (e, False)
             if isinstance(e, Closed):
@@ -141,6 +146,9 @@ class Script:
             if frame.from_client:
                 if msg.event == frames.PHX_JOIN:
                     joins[msg.topic] = step.index
+                    leaves.pop(msg.topic, None)
+                elif msg.event == frames.PHX_LEAVE:
+                    leaves[msg.topic] = step.index
                 if msg.ref is not None:
                     pending[(msg.topic, msg.ref)] = step.index
                 else:
@@ -151,6 +159,8 @@ class Script:
                     step.cause = pending.pop((msg.topic, msg.ref), None)
                 elif waiting := pending_null.get(msg.topic):
                     step.cause = waiting.pop(0)
+            elif msg.event == frames.PHX_CLOSE and msg.topic in leaves:
+                step.cause = leaves.pop(msg.topic)
             if step.cause is None and msg.topic != frames.PHOENIX:
                 step.join = joins.get(msg.topic)
         script.closer = _closer(script.close)
