@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 from conftest import TIMEOUT, command, run_to_exit
@@ -206,3 +207,156 @@ async def test_the_users_own_marker_and_comment_are_left_alone(web, anon_key):
     flow = next(f for f in await api.flows() if f.get("websocket"))
     assert (flow["marked"], flow["comment"]) == ("⭐", "mine: look at this one")  # mitmweb shows the emoji
     await rt.close()
+
+
+# ------------------------------------------------------------------------- aiming a command, rt.channels
+
+
+async def subscribed(proc, anon_key, *names: str) -> tuple[AsyncRealtimeClient, dict, str]:
+    """The real client joined to each channel of `names` on one connection; (client, channels by name, the
+    connection's id as the log prints it: `[rt 009be2] realtime:NAME joined in …`)."""
+    start = len(proc.lines)
+    rt = AsyncRealtimeClient(
+        f"ws://127.0.0.1:{proc.port}/realtime/v1", token=anon_key, auto_reconnect=False, timeout=3
+    )
+    await rt.connect()
+    channels = {}
+    for name in names:
+        ch = rt.channel(name)
+        statuses: list[str] = []
+        await ch.subscribe(lambda status, err, seen=statuses: seen.append(status.value))
+        await until(lambda seen=statuses: seen, f"a join outcome for {name}")
+        assert statuses == ["SUBSCRIBED"]
+        channels[name] = ch
+    conn = (await proc.wait_for(rf"\[rt (\w{{6}})\] realtime:{names[-1]} joined in", start=start)).group(1)
+    return rt, channels, conn
+
+
+def table_rows(lines: list[str], header_at: int) -> list[list[str]]:
+    """rt.channels' rows as logged after the header line at `header_at`: cells split at runs of spaces
+    (after the log's `[12:00:00.000] ` time)."""
+    rows = []
+    for line in lines[header_at + 1 :]:
+        cells = re.split(r"\s{2,}", re.sub(r"^\[[\d:.]+\] ", "", line).strip())
+        if len(cells) < 7:
+            break
+        rows.append(cells)
+    return rows
+
+
+async def test_commands_aimed_by_connection_id_topic_or_flow_spec(web, anon_key):
+    """The short id the log prints and a channel's topic each name one live connection; a topic on two
+    connections, a flow spec matching both, or nothing at all is refused with the candidates."""
+    proc, api = web
+    a, a_ch, conn_a = await subscribed(proc, anon_key, "room1", "shared")
+    b, b_ch, conn_b = await subscribed(proc, anon_key, "room2", "shared")
+    assert conn_a != conn_b
+
+    answer = await api.command("rt.expire", "nosuch")
+    error = answer.get("error", "")
+    assert "rt.expire: nothing matches 'nosuch'" in error, answer
+    assert f"{conn_a} (realtime:room1, realtime:shared)" in error and f"{conn_b} (" in error
+    answer = await api.command("rt.expire", "room1")
+    assert "a topic is written as the log shows it: realtime:room1" in answer.get("error", ""), answer
+
+    payload = json.dumps({"type": "broadcast", "event": "note", "payload": {}})
+    answer = await api.command("rt.inject.server", "realtime:shared", "realtime:shared", "broadcast", payload)
+    assert answer.get("error", "").startswith(
+        "rt.inject.server: realtime:shared is on 2 live connections: name one by its id: "
+    ), answer
+    assert f"{conn_a} (joined)" in answer["error"] and f"{conn_b} (joined)" in answer["error"]
+    answer = await api.command("rt.close", WS, "4000")
+    assert "~websocket matches 2 live Realtime connections: name one by its id" in answer.get("error", "")
+
+    # By id: B's room2 expires; A's channels and B's other one stay joined.
+    assert (await api.command("rt.expire", conn_b, "realtime:room2")) == {"value": None}
+    await until(lambda: b_ch["room2"].is_closed, "B's room2 closed")
+    await proc.wait_for(rf"\[rt {conn_b}\] hop: command: rt\.expire: expired the token of realtime:room2")
+    # By topic, which names the channel too: A's room1.
+    assert (await api.command("rt.expire", "realtime:room1")) == {"value": None}
+    await until(lambda: a_ch["room1"].is_closed, "A's room1 closed")
+    await proc.wait_for(rf"\[rt {conn_a}\] hop: command: rt\.expire: expired the token of realtime:room1")
+    assert a_ch["shared"].is_joined and b_ch["shared"].is_joined
+    # The topic has ended on A: the connection is still found, the channel refused as the server would.
+    answer = await api.command("rt.expire", "realtime:room1")
+    assert "realtime:room1 has ended (closed)" in answer.get("error", ""), answer
+
+    await b.close()
+    await proc.wait_for(rf"\[rt {conn_b}\] .*closed")
+    answer = await api.command("rt.close", conn_b, "4000")
+    assert answer.get("error") == f"rt.close: connection {conn_b} has ended", answer
+    await a.close()
+
+
+async def test_rt_channels_table_and_json_name_the_finding_the_comment_names(web, anon_key):
+    """One row per channel in the event log (JSON on request), and the finding each row names is the one
+    the flow's comment names: both are the connection's ranked findings' first (a dropped join's
+    join-timeout comes later, but follows from the drop)."""
+    proc, api = web
+    a, _, conn_a = await subscribed(proc, anon_key, "room1", "room2")
+    assert (await api.command("rt.expire", conn_a, "realtime:room1")) == {"value": None}
+    await proc.wait_for(rf"\[rt {conn_a}\] finding token-expired realtime:room1")
+    assert (await api.set_options(rt_fault="drop-join")) in (None, {})
+    async with connect(f"ws://127.0.0.1:{proc.port}/realtime/v1/websocket?apikey={anon_key}&vsn=2.0.0") as ws:
+        await ws.send(json.dumps(["3", "3", "realtime:room3", "phx_join", {"config": {}}]))
+        dropped = await proc.wait_for(r"\[rt (\w{6})\] finding join-dropped-by-proxy realtime:room3")
+        conn_c = dropped.group(1)
+        await proc.wait_for(rf"\[rt {conn_c}\] finding join-timeout realtime:room3")  # the later finding
+
+        start = len(proc.lines)
+        answer = await api.command("rt.channels")
+        assert answer == {"value": "rt.channels: 3 row(s) on 2 connection(s), in the event log"}, answer
+        header = await proc.wait_for(r"CONN +SOCKET +TOPIC +STATE +JOIN +OUTCOME +FINDING$", start=start)
+        at = next(i for i in range(start, len(proc.lines)) if header.string == proc.lines[i])
+        await proc.wait_until(lambda lines: len(table_rows(lines, at)) == 3, "three rows logged")
+        # conn, socket, topic, state, join latency, outcome, finding
+        rows = {(r[0], r[2]): r for r in table_rows(proc.lines, at)}
+        assert rows.keys() == {
+            (conn_a, "realtime:room1"),
+            (conn_a, "realtime:room2"),
+            (conn_c, "realtime:room3"),
+        }
+        room1, room2 = rows[(conn_a, "realtime:room1")], rows[(conn_a, "realtime:room2")]
+        room3 = rows[(conn_c, "realtime:room3")]
+        assert room1[1] == room2[1] == room3[1] == "open"
+        assert re.fullmatch(r"\d+ ms", room1[4]) and re.fullmatch(r"\d+ ms", room2[4])
+        assert [room1[3], *room1[5:]] == ["closed", "CLOSED", "token-expired"]
+        assert [room2[3], *room2[5:]] == ["joined", "SUBSCRIBED", "-"]
+        assert room3[3:] == [
+            "joining",
+            "-",
+            "TIMED_OUT",
+            "join-dropped-by-proxy",
+        ]  # not the later join-timeout
+
+        answer = await api.command("rt.channels", "json")
+        table = {c["conn"]: c for c in json.loads(answer["value"])["connections"]}
+        assert table[conn_c] == {
+            "conn": conn_c,
+            "socket": "open",
+            "vsn": "2.0.0",
+            "finding": "join-dropped-by-proxy",
+            "channels": [
+                {
+                    "topic": "realtime:room3",
+                    "join": 1,
+                    "state": "joining",
+                    "join_latency_ms": None,
+                    "outcome": "TIMED_OUT",
+                    "finding": "join-dropped-by-proxy",
+                }
+            ],
+        }
+        assert [ch["outcome"] for ch in table[conn_a]["channels"]] == ["CLOSED", "SUBSCRIBED"]
+        assert table[conn_a]["finding"] == "token-expired"
+        answer = await api.command("rt.channels", "csv")
+        assert answer.get("error", "").startswith(
+            "rt.channels: 'csv' is no form: table (the default) or json"
+        )
+
+        # The comment on each flow names the same finding.
+        comments = {f["id"][:6]: f["comment"] for f in await api.flows() if f.get("websocket")}
+        for conn, c in table.items():
+            assert comments[conn].startswith(f"rtproxy: {c['finding']} "), (conn, comments[conn], c)
+            assert comments[conn].endswith(f" [rt {conn}]")  # the id to aim a command at
+    await a.close()

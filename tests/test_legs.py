@@ -536,13 +536,13 @@ async def test_the_pair_on_the_flows_in_rt_channels_the_content_view_and_rt_repo
         got = say(u, BLOB_TEXT.encode(), False, True, T0 + 1.001)
         addon.websocket_message(u)
         tracker.websocket_message(u)
-        assert "paired with upstream leg uuuuuu by time, same path" in tracker.channels()
+        assert "paired with upstream leg uuuuuu by time, same path" in "\n".join(tracker.channel_lines())
         for f, t in ((c, T0 + 2), (u, T0 + 2.001)):
             f.websocket.close_code, f.websocket.closed_by_client, f.websocket.timestamp_end = 1000, True, t
             addon.websocket_end(f)
             tracker.websocket_end(f)
 
-        lines = tracker.channels()
+        lines = "\n".join(tracker.channel_lines())
         assert (
             "  client leg (listener 8080) of the hop, paired with upstream leg uuuuuu by time, same path"
             in lines
@@ -590,7 +590,7 @@ async def test_without_rt_legs_nothing_changes(tmp_path):
         addon.response(f)
         tracker.response(f)
         assert addon.book.all_pairs() == [] and LEG not in f.metadata
-        assert "of the hop" not in tracker.channels()
+        assert "of the hop" not in "\n".join(tracker.channel_lines())
         tracker.report(str(tmp_path / "r"))
         assert "legs" not in json.loads((tmp_path / "r.json").read_text())
 

@@ -797,3 +797,24 @@ def test_after_a_laptop_slept_the_gap_is_the_root_and_the_chain_says_so():
     assert by_code["server-idle-close"]["chain"] == ["heartbeat-gap"]
     assert by_code["join-timeout"]["chain"] == ["heartbeat-gap", "server-idle-close"]
     assert by_code["heartbeat-gap"]["began"] == T0 + 50 < by_code["server-idle-close"]["began"] == T0 + 110
+
+
+def test_apikey_missing_says_where_the_apikey_was_lost():
+    """Live, the hop's upstream URL shows it dropped the key; in a capture of the client's side, the
+    client's URL has one that did not reach Realtime; with neither, the client sent none."""
+
+    def evidence(url: str, upstream: str | None) -> str:
+        c = Conv(url=url, upstream=upstream, status=401, body=b'{"error":"API key is missing"}')
+        [f] = [f for f in Diagnoser(Timers()).check(c.s, T0 + 100, final=False) if f.code == "apikey-missing"]
+        return f.evidence
+
+    with_key = "http://w/realtime/v1/websocket?apikey=k&vsn=2.0.0"
+    assert evidence(with_key, "http://up/realtime/v1/websocket").endswith(
+        "the client sent one but the upstream URL has none"
+    )
+    assert evidence(with_key, None).endswith(
+        "the client's request has one, so a hop between it and Realtime dropped it"
+    )
+    assert evidence("http://w/realtime/v1/websocket?vsn=2.0.0", None).endswith(
+        "no apikey query parameter and no x-api-key header"
+    )

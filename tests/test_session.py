@@ -248,3 +248,31 @@ def test_pushes_without_a_ref_are_answered_in_order():
     assert first.state == JOINED and round(first.join_latency_ms) == 50
     s.feed(Frame(True, False, _json.dumps(join).encode(), 2.1))
     assert s.current["realtime:lobby"] is not first and s.current["realtime:lobby"].duplicate_joins == 1
+
+
+def test_a_channels_outcome_is_the_last_status_its_client_reported():
+    """Channel.outcome (rt.channels' OUTCOME column) speaks rules.Outcome's words: joined, refused, a join
+    unanswered past the client's timeout (still, or answered late), closed."""
+    from rtproxy_core.rules import Outcome
+
+    s = Session(join_timeout_s=10)
+    opened(s)
+    for n, topic in enumerate(
+        ("realtime:ok", "realtime:no", "realtime:slow", "realtime:late", "realtime:bye")
+    ):
+        s.feed(v2(str(n), str(n), topic, "phx_join", {}, client=True, t=0))
+    s.feed(v2("0", "0", "realtime:ok", "phx_reply", {"status": "ok", "response": {}}, client=False, t=0.1))
+    no = {"status": "error", "response": {"reason": "Unauthorized: You do not have permissions"}}
+    s.feed(v2("1", "1", "realtime:no", "phx_reply", no, client=False, t=0.1))
+    s.feed(v2("3", "3", "realtime:late", "phx_reply", {"status": "ok", "response": {}}, client=False, t=12))
+    s.feed(v2("4", "4", "realtime:bye", "phx_reply", {"status": "ok", "response": {}}, client=False, t=0.1))
+    s.feed(v2("4", "4", "realtime:bye", "phx_close", {}, client=False, t=1))
+    at = {topic: ch.outcome(T0 + 5, 10) for topic, ch in s.current.items()}
+    assert at == {
+        "realtime:ok": Outcome.SUBSCRIBED,
+        "realtime:no": Outcome.CHANNEL_ERROR,
+        "realtime:slow": None,  # still waiting
+        "realtime:late": Outcome.TIMED_OUT,
+        "realtime:bye": Outcome.CLOSED,
+    }
+    assert s.current["realtime:slow"].outcome(T0 + 10, 10) == Outcome.TIMED_OUT

@@ -68,7 +68,8 @@ async def test_a_flow_through_the_hooks_is_tracked_logged_and_redacted(caplog):
         assert [f.code for f in session.findings] == ["join-unauthorized"]
         log = caplog.text
         assert "finding join-unauthorized" in log and "realtime:room-<jwt role=authenticated" in log
-        assert TOKEN not in log and TOKEN not in tracker.channels()
+        assert TOKEN not in log and TOKEN not in "\n".join(tracker.channel_lines())
+        assert TOKEN not in tracker.channels("json")
 
 
 async def test_rt_report_writes_redacted_files_and_a_bad_path_is_a_command_error(tmp_path):

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from . import frames
 from .events import Event, Frame
 from .redact import Redactor
-from .rules import RECONNECT_LOOP, Check, Finding, Timers, evaluate, link
+from .rules import RECONNECT_LOOP, Check, Finding, Severity, Timers, evaluate, link
 from .session import Note, NoteLevel, Session
 
 LOOP_WINDOW_S = 60.0  # reconnects counted within this window
@@ -54,6 +54,21 @@ def ranked(findings: list[Finding]) -> list[Finding]:
     """The cause first: causes (errors before warnings before info, rule order within), each followed by
     the symptoms that follow from it (rules.link)."""
     return link(findings)
+
+
+def top_finding(findings: list[Finding], topic: str | None = None) -> Finding | None:
+    """The finding rtproxy names first, the one source of the flow's comment (rtproxy_mitm/marks.py) and of
+    rt.channels: the first error or warning of `ranked`. With `topic` (as findings name it: redacted), the
+    first one about that channel or about the whole connection (a finding without a topic, such as a
+    dropped socket, is every channel's). None: nothing above info."""
+    return next(
+        (
+            f
+            for f in ranked(findings)
+            if f.severity != Severity.INFO and (topic is None or f.topic in (topic, None))
+        ),
+        None,
+    )
 
 
 class Diagnoser:

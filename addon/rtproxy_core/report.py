@@ -1,4 +1,5 @@
-"""Reports over sessions: JSON (rtdiagnose --json, rt.report), Markdown (rt.report), text (rtdiagnose).
+"""Reports over sessions: JSON (rtdiagnose --json, rt.report), Markdown (rt.report), text (rtdiagnose),
+and the channel table (rt.channels).
 
 Everything here comes from Session.summary() and the findings, which are already redacted.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from .diagnosis import ranked
+from .diagnosis import ranked, top_finding
 from .rules import Finding, Severity
 from .session import Session
 
@@ -167,3 +168,74 @@ def finding_markdown(f: dict[str, Any], where: str | None) -> list[str]:
         f"  - evidence: {_how_sure(f)}{f['evidence']}",
         f"  - fix: {f['fix']}",
     ]
+
+
+# ------------------------------------------------------------------------------------ the channel table
+
+TABLE_COLUMNS = ("conn", "socket", "topic", "state", "join", "outcome", "finding")
+
+
+def socket_state(s: Session) -> str:
+    """The connection in a word or two: open, closed CODE, dropped (no close frame), refused STATUS, no
+    answer (the upgrade never got one), upgrading."""
+    if s.status is None:
+        return "upgrading" if s.closed is None else "no answer"
+    if s.status != 101:
+        return f"refused {s.status}"
+    if s.closed is None:
+        return "open"
+    if s.closed.code is None:
+        return "dropped" if s.closed.recorded else "ended"
+    return f"closed {s.closed.code}"
+
+
+def channel_table(sessions: list[Session], now: float) -> dict[str, Any]:
+    """rt.channels as JSON: each connection (its id, socket state, vsn, top finding) and each channel's
+    current instance (topic, state, join latency, the client's last outcome as of `now` or the
+    connection's end, the channel's top finding). Findings are `top_finding`'s, as the flow's comment."""
+    out = []
+    for s in sessions:
+        at = s.ended_at if s.ended_at is not None else now
+        top = top_finding(s.findings)
+        channels = []
+        for ch in s.current.values():
+            topic = s.redactor.text(ch.topic)  # findings name topics redacted
+            mine = top_finding(s.findings, topic)
+            channels.append(
+                {
+                    "topic": topic,
+                    "join": ch.seq,
+                    "state": ch.state.value,
+                    "join_latency_ms": None if ch.join_latency_ms is None else round(ch.join_latency_ms),
+                    "outcome": ch.outcome(at, s.join_timeout_s),
+                    "finding": mine.code if mine else None,
+                }
+            )
+        out.append(
+            {
+                "conn": s.conn,
+                "socket": socket_state(s),
+                "vsn": s.vsn,
+                "finding": top.code if top else None,
+                "channels": channels,
+            }
+        )
+    return {"connections": out}
+
+
+def channel_table_text(table: dict[str, Any]) -> list[str]:
+    """The table's lines: a header, then one row per channel (a connection without channels: one row,
+    topic `-`), columns padded to the widest value."""
+    rows = [[c.upper() for c in TABLE_COLUMNS]]
+    for c in table["connections"]:
+        for ch in c["channels"] or [None]:
+            if ch is None:
+                rows.append([c["conn"], c["socket"], "-", "-", "-", "-", c["finding"] or "-"])
+                continue
+            topic = ch["topic"] if ch["join"] == 1 else f"{ch['topic']} (join {ch['join']})"
+            join = "-" if ch["join_latency_ms"] is None else f"{ch['join_latency_ms']} ms"
+            rows.append(
+                [c["conn"], c["socket"], topic, ch["state"], join, ch["outcome"] or "-", ch["finding"] or "-"]
+            )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_COLUMNS))]
+    return ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]

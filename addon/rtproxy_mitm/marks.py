@@ -2,7 +2,7 @@
 
 A Realtime flow whose connection has an error finding is marked (mitmproxy's flow marker, the red
 circle of mitmweb's "Mark" menu); its comment holds the connection's top finding in one line (code,
-topic, what the client saw). A warning sets the comment only. Both are flow attributes, so `-w` flow
+topic, what the client saw, and the connection's id as the log prints it, `[rt 3f8370]`). A warning sets the comment only. Both are flow attributes, so `-w` flow
 files keep them; `Marks` writes the comment (and the marker) into `savehar`'s entries too, which
 mitmproxy leaves out. A marker or comment the user set is never replaced, nor one the user removed put back.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mitmproxy import ctx, hooks, http
-from rtproxy_core.diagnosis import ranked
+from rtproxy_core.diagnosis import top_finding
 from rtproxy_core.rules import Severity
 from rtproxy_core.session import Session
 
@@ -24,12 +24,14 @@ MARKED, COMMENTED = "rtproxy.marked", "rtproxy.comment"  # flow.metadata: what r
 
 
 def comment_for(session: Session) -> str | None:
-    """The top finding of a connection in one line, or None if it has no error or warning."""
-    top = next((f for f in ranked(session.findings) if f.severity != Severity.INFO), None)
+    """The top finding of a connection in one line (diagnosis.top_finding, which rt.channels names too), or
+    None if it has no error or warning."""
+    top = top_finding(session.findings)
     if top is None:
         return None
     where = f" {top.topic}" if top.topic else ""
-    text = f"{PREFIX}{top.code}{where}: {top.explains}"
+    # Ends with the connection's id as the log prints it: what rtproxy's commands take as their target.
+    text = f"{PREFIX}{top.code}{where}: {top.explains} [rt {session.conn}]"
     return session.redactor.output(" ".join(text.split()))
 
 

@@ -17,7 +17,7 @@ from mitmproxy import command, ctx, exceptions, http, types
 from rtproxy_core.diagnosis import Diagnoser
 from rtproxy_core.events import Event, Hop, conn_id
 from rtproxy_core.redact import Redactor
-from rtproxy_core.report import report_json, report_markdown
+from rtproxy_core.report import channel_table, channel_table_text, report_json, report_markdown
 from rtproxy_core.rules import Confidence, Finding, Severity, Timers
 from rtproxy_core.session import KEEP_FINISHED, Note, NoteLevel, Session
 
@@ -311,19 +311,43 @@ class Tracker:
         base.with_suffix(".json").write_text(data)
         return base.with_suffix(".md"), base.with_suffix(".json")
 
+    def channel_data(self) -> dict:
+        """rt.channels' JSON: report.channel_table over the sessions, and the extensions' lines per connection
+        (`legs`, with rt_legs), redacted."""
+        sessions = self.sessions()
+        data = channel_table(sessions, time.time())
+        legs = {s.conn: lines for s in sessions for ext in self.extensions if (lines := ext.channel_lines(s))}
+        if legs:
+            data["legs"] = legs
+        return self.redactor.output(data)
+
+    def channel_lines(self, data: dict | None = None) -> list[str]:
+        """rt.channels' table: one row per channel (report.channel_table_text), then the extensions' lines."""
+        data = self.channel_data() if data is None else data
+        if not data["connections"]:
+            return []
+        lines = channel_table_text(data)
+        if data.get("legs"):
+            lines.append("hop legs:")
+            lines += [f"{conn}  {line}" for conn, more in data["legs"].items() for line in more]
+        return lines
+
     @command.command("rt.channels")
-    def channels(self) -> str:
-        """Each Realtime connection's channels: state, join latency, last finding."""
-        lines = []
-        for s in self.sessions():
-            state = "open" if s.closed is None else f"closed {s.closed.code}"
-            lines.append(f"{s.conn} {state} vsn {s.vsn}")
-            for ext in self.extensions:
-                lines.extend("  " + line for line in ext.channel_lines(s))
-            last = s.findings[-1].code if s.findings else "-"
-            for ch in s.channels.values():
-                lat = f"{ch.join_latency_ms:.0f} ms" if ch.join_latency_ms is not None else "-"
-                topic = s.redactor.text(ch.topic)  # findings name topics redacted
-                mine = [f.code for f in s.findings if f.topic == topic]
-                lines.append(f"  {ch.label} {ch.state} join {lat} last finding {mine[-1] if mine else last}")
-        return self.redactor.output("\n".join(lines)) or "no Realtime connections yet"
+    def channels(self, form: str = "table") -> str:
+        """Each Realtime connection's channels, one row each: connection id, socket, topic, state, join
+        latency, the client's last outcome, the top finding (the one the flow's comment names). `table`
+        writes the table to the event log (mitmweb: Options > Display Event Log) and answers how many rows;
+        `json` answers the table as JSON."""
+        if form == "json":
+            return json.dumps(self.channel_data(), ensure_ascii=False)
+        if form != "table":
+            raise exceptions.CommandError(f"rt.channels: {form!r} is no form: table (the default) or json")
+        data = self.channel_data()
+        lines = self.channel_lines(data)
+        if not lines:
+            logger.info("rt.channels: no Realtime connections yet")
+            return "no Realtime connections yet"
+        for line in lines:
+            logger.info(line)
+        rows = sum(max(1, len(c["channels"])) for c in data["connections"])
+        return f"rt.channels: {rows} row(s) on {len(data['connections'])} connection(s), in the event log"

@@ -32,11 +32,12 @@ def _apikey_missing(s: Session, c: Check) -> Evidence:
         and rej.status == 401
         and ("api key is missing" in rej.text.lower() or gateway_named(rej.text) == "apikey-missing")
     ):
-        where = (
-            "the client sent one but the upstream URL has none"
-            if s.apikey and s.upstream_apikey is False
-            else "no apikey query parameter and no x-api-key header"
-        )
+        if s.apikey and s.upstream_apikey is False:
+            where = "the client sent one but the upstream URL has none"
+        elif s.apikey:  # a capture of the client's side: what it sent did not reach Realtime
+            where = "the client's request has one, so a hop between it and Realtime dropped it"
+        else:
+            where = "no apikey query parameter and no x-api-key header"
         yield None, f'{rej.request} was answered 401 {{"error": "{rej.text}"}}: {where}'
 
 

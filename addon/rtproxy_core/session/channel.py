@@ -102,6 +102,28 @@ class Channel:
         """The topic, and which join of it when it was joined more than once."""
         return self.topic if self.seq == 1 else f"{self.topic} (join {self.seq})"
 
+    def outcome(self, now: float, join_timeout_s: float) -> str | None:
+        """The last status the client's subscribe callback reported for this instance, as of `now` (the
+        values of rules.Outcome): SUBSCRIBED once joined (and while leaving after that), TIMED_OUT when
+        its join went unanswered for the client's join timeout (still unanswered at `now`, answered
+        later, or given up on with a leave or rejoin), CHANNEL_ERROR when it errored otherwise (an error
+        reply, phx_error, the socket failing), CLOSED when it closed. None: nothing yet (joining)."""
+        if self.state == JOINED:
+            return "SUBSCRIBED"
+        if self.state == CLOSED:
+            return "CLOSED"
+        late = self.join_latency_ms is not None and self.join_latency_ms >= join_timeout_s * 1000
+        timed_out = self.gave_up or (self.joined_at is None and late)
+        if self.state == JOINING:
+            waited = self.join_sent_at is not None and now - self.join_sent_at >= join_timeout_s
+            return "TIMED_OUT" if waited else None
+        if self.state == ERRORED:
+            return "TIMED_OUT" if timed_out else "CHANNEL_ERROR"
+        # LEAVING
+        if timed_out:
+            return "TIMED_OUT"
+        return "SUBSCRIBED" if self.joined_at is not None else None
+
     def describe(self, redactor: Redactor) -> str:
         """One line: `realtime:room1: joined (12 ms), 3 in / 2 out[, reason]`."""
         lat = f" ({self.join_latency_ms:.0f} ms)" if self.join_latency_ms is not None else ""
