@@ -818,3 +818,13 @@ def test_apikey_missing_says_where_the_apikey_was_lost():
     assert evidence("http://w/realtime/v1/websocket?vsn=2.0.0", None).endswith(
         "no apikey query parameter and no x-api-key header"
     )
+
+
+def test_a_join_an_rt_fault_dropped_is_not_client_silence():
+    """rt_fault=drop-join takes the client's join before the upstream sees it (a Hop with the frame): the
+    client did send, so the socket that then carried nothing is join-dropped-by-proxy, not client-silent."""
+    join = v2("1", "1", "realtime:r", "phx_join", {}, client=True, t=0.05)
+    c = Conv().feed(Hop(HopKind.FAULT, "dropped phx_join for realtime:r", join.time, join))
+    c.close(1000, "", by_client=True, t=30.0)
+    codes = c.codes()
+    assert "client-silent" not in codes and "join-dropped-by-proxy" in codes, codes

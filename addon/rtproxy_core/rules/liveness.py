@@ -31,6 +31,8 @@ def _client_silent(s: Session, c: Check) -> Evidence:
         or s.upgraded_at is None
         or s.frames_from_client
         or s.hop_counts.get(HopKind.FRAME_DROPPED)
+        # a frame the hop took from the client (an rt_fault that dropped its join): the client did send
+        or any(h.frame is not None and h.frame.from_client for h in s.hops)
     ):
         return
     if cl is None or not cl.recorded and not s.frames_from_server and not cl.frames_kept:
