@@ -7,7 +7,11 @@ editor) the same line is the error and the old value stays.
 
 As real programs, once each: mitmdump exits 1 on bad values with one line each, and starts and stops
 cleanly with good ones. mitmweb's option editor refusing a value at runtime: test_commands.py
-(test_fault_switched_at_runtime_reaches_live_and_new_connections).
+(test_fault_switched_at_runtime_reaches_live_and_new_connections); its reason written under the field:
+here (the message mitmweb's UI gets) and tests/browser/test_mitmweb_options.py (in Chromium).
+
+Names no addon declares (mitmproxy keeps them without a word): an rt_ one stops rtproxy, mitmdump and
+mitmweb with the closest name; any other is a warning with the closest name.
 
 Wording pinned elsewhere is not repeated here: rt_fault's messages (parse_faults) in test_faults.py,
 rt_report's in test_tracker_addon.py (test_rt_report_is_checked_when_set); rt_fault has one case here,
@@ -18,22 +22,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from conftest import ADDON, MITMDUMP, TIMEOUT, run_to_exit
-from mitmproxy import exceptions, hooks
+from conftest import ADDON, MITMDUMP, MITMWEB, RTPROXY, TIMEOUT, Mitmdump, run_to_exit
+from mitmproxy import exceptions, hooks, optmanager
 from mitmproxy.options import Options
 from mitmproxy.test import taddons
-from rtproxy_mitm import optionerror
+from rtproxy_mitm import internals, optionerror
 from rtproxy_mitm.addons import Rtproxy, Running
 from rtproxy_mitm.faults import Faults
 from rtproxy_mitm.tracker import Tracker
 from rtproxy_mitm.trim import Trim
 from rtproxy_mitm.worker import Worker
+from webapi import PASSWORD, free_port, start_mitmweb
+from websockets.asyncio.client import connect
 
 # (--set value, what the line must say is accepted / wrong): values of the right type that `configure`
 # refuses, at startup and after it.
@@ -215,3 +223,135 @@ async def test_good_values_start_and_stop_cleanly(tmp_path):
     text = "".join(seen) + out.decode()
     assert proc.returncode == 0, text
     assert "Error" not in text and "Traceback" not in text, text
+
+
+# ------------------------------------------------------------------------------- options no addon declares
+
+
+def test_undeclared_are_the_deferred_names_no_addon_declares():
+    """internals.undeclared: what mitmproxy keeps in OptManager.deferred of --set values (and config.yaml
+    keys) for options it does not know, and whether --set gave it."""
+    options = Options()
+    options.set("rt_faults=drop-join", "nosuchoption=1", "listen_port=0", defer=True)
+    optmanager.load(options, "web_port: 8081\n")
+    assert sorted(internals.undeclared(options)) == [
+        ("nosuchoption", True),
+        ("rt_faults", True),
+        ("web_port", False),
+    ]
+
+
+def test_an_rt_name_no_part_declares_is_one_line_with_the_closest(caplog):
+    with caplog.at_level(logging.INFO), started("rt_faults=drop-join", "rt_timer=join=2") as tctx:
+        lines = error_lines(caplog)
+        assert not tctx.options.deferred  # refused, not kept for later
+    assert sorted(lines) == [
+        "rt_faults: no such rtproxy option; did you mean rt_fault? (--options lists them)",
+        "rt_timer: no such rtproxy option; did you mean rt_timers? (--options lists them)",
+    ]
+
+
+def web_args() -> list[str]:
+    return [
+        "--set",
+        "web_open_browser=false",
+        "--set",
+        f"web_password={PASSWORD}",
+        "--web-host",
+        "127.0.0.1",
+        "--web-port",
+        str(free_port()),
+    ]
+
+
+PROGRAMS = ("rtproxy", "mitmdump", "mitmweb")
+
+
+def program_args(program: str) -> list[str]:
+    """The program with rtproxy loaded, as a user starts it."""
+    if program == "rtproxy":
+        return [RTPROXY]
+    if program == "mitmdump":
+        return [MITMDUMP, "-s", ADDON]
+    return [MITMWEB, "-s", ADDON, *web_args()]
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+async def test_a_mistyped_rt_option_stops_each_program_with_the_closest_name(program, tmp_path):
+    """`--set rt_faults=drop-join` would otherwise start the proxy with no fault and no word."""
+    args = [
+        *PROGRAMS[program](tmp_path),
+        "--listen-host",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "--set",
+        f"confdir={tmp_path}",
+    ]
+    rc, out = await run_to_exit([*args, "--set", "rt_faults=drop-join"])
+    assert rc == 1, out
+    assert "Traceback" not in out, out
+    lines = [line for line in out.splitlines() if "rt_faults" in line]
+    assert len(lines) == 1 and lines[0].endswith(
+        "rt_faults: no such rtproxy option; did you mean rt_fault? (--options lists them)"
+    ), out
+
+
+@pytest.mark.parametrize("program", ["rtproxy", "mitmdump"])
+async def test_another_unknown_option_is_a_warning_naming_the_closest(program, tmp_path):
+    """Not refused: a script loaded later, or mitmweb sharing config.yaml, may declare it."""
+    proxy = await Mitmdump(
+        tmp_path, "nosuchoption=1", "connection_stratgy=lazy", program=program_args(program)[0]
+    ).start()
+    try:
+        await proxy.wait_for(
+            r"nosuchoption: no addon declares this option, so --set nosuchoption does nothing "
+            r"\(--options lists them\)$"
+        )
+        await proxy.wait_for(
+            r"connection_stratgy: no addon declares this option, so --set connection_stratgy does "
+            r"nothing; did you mean connection_strategy\? \(--options lists them\)$"
+        )
+    finally:
+        await proxy.stop()
+    assert proxy.returncode == 0, proxy.output
+
+
+# ------------------------------------------------------------------------------- mitmweb's Options editor
+
+
+def test_mitmwebs_ui_shows_an_options_error():
+    """What internals.show_option_error relies on in mitmweb's bundled UI: its Options editor renders
+    `options_meta[name].error` (the text under a field), and mitmweb's server sends `options/update`
+    through ClientConnection.broadcast. A mitmweb that renders the error itself, or stops reading it, fails
+    here."""
+    from mitmproxy.tools.web import app
+
+    static = Path(app.__file__).parent / "static"
+    bundle = "".join(p.read_text(encoding="utf-8") for p in static.rglob("*.js"))
+    assert re.search(r"options_meta\[\w+\]\?\.error", bundle)
+    assert callable(app.ClientConnection.broadcast)
+
+
+async def test_a_refused_value_reaches_mitmwebs_options_editor_as_text(mitmdump):
+    """mitmweb's UI keeps a PUT /options error to itself (a red border): rtproxy sends the reason as the
+    option's `error`, which the Options editor writes under the field (tests/browser/test_mitmweb_options.py
+    sees it there in Chromium)."""
+    web, api = await start_mitmweb(mitmdump)
+    ws_url = api.base.replace("http://", "ws://") + f"/updates?token={PASSWORD}"
+    async with connect(ws_url) as updates:
+        answer = await api.set_options(rt_fault="drop-joinn")
+        reason = "unknown fault 'drop-joinn' (did you mean drop-join?); known: swallow-heartbeats"
+        assert answer["status"] == 400 and answer["error"].startswith(f"rt_fault: {reason}"), answer
+
+        async def error_update() -> dict:
+            async for raw in updates:
+                msg = json.loads(raw)
+                if msg.get("type") == "options/update" and "error" in msg["payload"].get("rt_fault", {}):
+                    return msg["payload"]["rt_fault"]
+            raise AssertionError("mitmweb closed its updates socket")
+
+        entry = await asyncio.wait_for(error_update(), TIMEOUT)
+        assert entry["error"].startswith(reason) and entry["value"] == ""  # the old value stays
+        assert (await api.set_options(rt_fault="drop-join")) in (None, {})
+        await web.wait_for(r"rt_fault is now drop-join")

@@ -11,6 +11,7 @@ function that parses its argument into FaultSpec fields. The `--set rt_fault` he
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -202,7 +203,9 @@ def parse_faults(text: str) -> FaultSpec:
         name = name.strip()
         f = FAULTS.get(name)
         if f is None:
-            raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
+            near = difflib.get_close_matches(name, FAULTS, n=1)
+            guess = f" (did you mean {near[0]}?)" if near else ""
+            raise ValueError(f"unknown fault {name!r}{guess}; known: {', '.join(FAULTS)}")
         if f.form is None and eq:
             raise ValueError(f"{name} takes no argument")
         if f.form is not None and not arg:

@@ -18,7 +18,7 @@ from .faults import Faults
 from .legs import Legs
 from .lost import LostConnections
 from .marks import Marks
-from .optionerror import check_deferred, mark_running
+from .optionerror import check_deferred, check_unknown, mark_running
 from .quiet import Quiet
 from .sanitize import Sanitize
 from .tracker import Tracker
@@ -28,13 +28,17 @@ from .worker import Worker
 
 class Running:
     """Last in the list. At load, every rt_ option is declared: check the command-line values mitmproxy
-    could not parse. At running, startup is over: option errors are logged before it, raised (and rolled
-    back) after."""
+    could not parse, and refuse an rt_ name no part declares. At running (every script has loaded; in the
+    rtproxy command, the first time --set values are there), names no addon declares: an rt_ one refused, any
+    other warned about. Then startup is over: option errors are logged before it, raised (and rolled back)
+    after."""
 
     def load(self, loader) -> None:
         check_deferred()
+        check_unknown(warn=False)
 
     def running(self) -> None:
+        check_unknown(warn=True)
         mark_running()
 
 

@@ -9,6 +9,13 @@ and the tests that notice. Checked against mitmproxy 12.3.1.
   tests/test_closecodes.py.
 - `deferred_values`, `parse_value`: the `--set rt_x=value` values mitmproxy deferred until the script
   declared rt_x (`OptManager.deferred`, `_options`, `_parse_setval`). tests/test_options.py.
+- `undeclared`: the `--set` values and config.yaml keys no addon declared, which mitmproxy keeps in
+  `OptManager.deferred` without a word (`_UnconvertedStrings` for a `--set` value). tests/test_options.py.
+- `show_option_error`: mitmweb's Options editor shows a refused value only as a red border (its UI keeps
+  the PUT /options error to itself); the text goes under the field through the `options/update` message
+  mitmweb sends its UI (`app.ClientConnection.broadcast`, `optmanager.dump_dicts`), whose `error` its
+  Options editor shows. tests/test_options.py (test_mitmwebs_ui_shows_an_options_error), and
+  tests/browser/test_mitmweb_options.py in Chromium.
 - `remove_view`: taking a content view out of the registry (`contentviews.registry._by_name`).
   tests/test_contentview.py.
 - `wrap_har_entries`: adding fields to the entries `savehar` writes (`SaveHar.flow_entry`, which leaves
@@ -144,6 +151,41 @@ def parse_value(options, option, raw: list[str]) -> None:
 
 def drop_deferred(options, name: str) -> None:
     del options.deferred[name]
+
+
+def undeclared(options: optmanager.OptManager) -> list[tuple[str, bool]]:
+    """(name, given with --set) of each deferred option no addon has declared (yet). mitmproxy keeps a
+    `--set` value (an `optmanager._UnconvertedStrings`) or a config.yaml key of an option it does not know
+    in `OptManager.deferred`, for an addon that may declare it later, and says nothing when none does."""
+    return [
+        (name, hasattr(value, "val")) for name, value in list(options.deferred.items()) if name not in options
+    ]
+
+
+def show_option_error(option: str, message: str) -> bool:
+    """In mitmweb, write `message` under `option`'s field in the Options editor; False elsewhere.
+
+    mitmweb 12's Options editor (web/src/js/components/Modal/OptionModal.tsx) marks a value its PUT
+    /options refused with a red border only, and shows the text of `options_meta[option].error`, which the
+    server never sets: `WebMaster._sig_options_update` sends `optmanager.dump_dicts` (type, default,
+    value, help, choices) as an `options/update` message, and the UI replaces the option's entry with it.
+    So after the refusal's own rollback update (sent from inside `configure`), the same entry with an
+    `error` goes out, through `app.ClientConnection.broadcast`; the next accepted value's update clears
+    it. mitmweb's modules are imported only where mitmweb runs."""
+    app = sys.modules.get("mitmproxy.tools.web.app")
+    web_master = sys.modules.get("mitmproxy.tools.web.master")
+    master = getattr(ctx, "master", None)
+    if app is None or web_master is None or not isinstance(master, web_master.WebMaster):
+        return False
+
+    def send() -> None:
+        if option in master.options:
+            entry = optmanager.dump_dicts(master.options, [option])
+            entry[option]["error"] = message
+            app.ClientConnection.broadcast(type="options/update", payload=entry)
+
+    master.event_loop.call_soon(send)  # after the rollback's update, which the refusal sends first
+    return True
 
 
 def remove_view(view: Contentview) -> bool:

@@ -14,6 +14,7 @@ Nothing carries over to the next context.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import weakref
 
@@ -42,6 +43,9 @@ def reject(option: str, message: str) -> None:
     """Report a bad value of `option`. Callers return right after: the old value stays in effect."""
     line = f"{option}: {message}"
     if running():
+        from . import internals
+
+        internals.show_option_error(option, message)  # mitmweb's editor shows a red border, not the text
         raise exceptions.OptionsError(line)
     logger.error(line)
 
@@ -63,3 +67,35 @@ def check_deferred() -> None:
             got = f"got {raw[0]!r}" if raw else f"got no value (--set {name}=VALUE)"
             expected = _EXPECTED.get(option.typespec)
             reject(name, f"expected {expected}, {got}" if expected else str(e))
+
+
+def closest(name: str, names: list[str]) -> str:
+    """ ", did you mean X?" for the declared option nearest `name` (difflib), or "" when none is near."""
+    near = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return f"; did you mean {near[0]}?" if near else ""
+
+
+def check_unknown(warn: bool) -> None:
+    """Options given that no addon declares: mitmproxy keeps them for an addon that may declare them later
+    and never says. `rt_` is rtproxy's: once its parts have loaded, an `rt_` name none declares is a typo
+    (`--set rt_faults=drop-join`), refused like a bad value (one line; at startup the proxy exits 1), with the
+    closest name. Any other name may belong to a script loaded later, or to another mitmproxy tool that
+    shares config.yaml (mitmweb's web_*): `warn` (once every script has loaded: the `running` hook) gives
+    each one given with --set a WARNING line, with the closest name, and leaves it for mitmproxy."""
+    from . import internals
+
+    options = ctx.options
+    names = sorted(options.keys())
+    for name, given in internals.undeclared(options):
+        if name.startswith("rt_"):
+            internals.drop_deferred(options, name)
+            ours = [n for n in names if n.startswith("rt_")]
+            reject(
+                name,
+                f"no such rtproxy option{closest(name, ours) or closest(name, names)} (--options lists them)",
+            )
+        elif warn and given:
+            logger.warning(
+                f"{name}: no addon declares this option, so --set {name} does nothing"
+                f"{closest(name, names)} (--options lists them)"
+            )
