@@ -229,6 +229,8 @@ CASES = {
         )
     ),
     "join-timeout": lambda: Conv().join(reply=None),
+    # A HAR (no close recorded) that ends 2 s after the join, before the client's 10 s timeout.
+    "join-unanswered": lambda: Conv().join(reply=None).feed(Closed(None, "", None, T0 + 2, recorded=False)),
     "duplicate-join": lambda: Conv().join(reply=None).join(ref="3", t=0.001, reply=None),
     "heartbeat-timeout": lambda: (
         Conv().heartbeats([25], answered=False).close(1000, "heartbeat timeout", True, 50)
@@ -468,6 +470,24 @@ def test_join_timeout_waits_for_the_timeout():
     assert "join-timeout" not in c.codes(now=T0 + 5)
     assert "join-timeout" in c.codes(now=T0 + 10)
     assert "join-timeout" in Conv().join(reply=None).codes(Timers(join=1), now=T0 + 1.5)
+
+
+def test_a_join_pending_when_the_capture_ends_is_unanswered_or_timed_out_by_the_clients_timer():
+    """A capture that ends (no close recorded) while a join waits says so: unanswered before the client's
+    timeout, join-timeout from it on; a recorded close or a reply says nothing of the kind."""
+
+    def pending_until(t: float, recorded: bool = False) -> list[str]:
+        return Conv().join(reply=None).feed(Closed(None, "", None, T0 + t, recorded=recorded)).codes()
+
+    assert "join-unanswered" in pending_until(0.01) and "join-timeout" not in pending_until(0.01)
+    assert "join-timeout" in pending_until(12) and "join-unanswered" not in pending_until(12)
+    assert "join-unanswered" not in pending_until(2, recorded=True)
+    assert "join-unanswered" not in Conv().join().feed(Closed(None, "", None, T0 + 2, recorded=False)).codes()
+    c = Conv().join(reply=None)
+    d = Diagnoser(Timers())
+    assert "join-unanswered" not in [f.code for f in d.check(c.s, T0 + 2)]  # not while it may come
+    found = {f.code: f for f in d.end(c.s)}  # the run ended with the socket open
+    assert "when the run ended" in found["join-unanswered"].evidence
 
 
 def test_rejoin_after_timeout_is_not_a_duplicate():

@@ -169,6 +169,20 @@ def _channel_shutdown(s: Session, c: Check) -> Evidence:
             yield ch.topic, f'system error "{errors[-1]}", then phx_close'
 
 
+JOIN_FOLLOWS = (
+    "join-dropped-by-proxy",
+    "vsn-missing",
+    "serializer-mismatch",
+    "early-101",
+    "upstream-unreachable",
+    "proxy-idle-timeout",
+    "binary-as-text",
+    "binding-mismatch",
+    "server-idle-close",
+    *HOP_LOST_FRAMES,
+)
+
+
 @rule(
     "join-timeout",
     Severity.ERROR,
@@ -176,18 +190,7 @@ def _channel_shutdown(s: Session, c: Check) -> Evidence:
     "No reply to phx_join in time: check that the hop forwards early frames, that vsn matches, and slow "
     "RLS policies; the client leaves and rejoins after a backoff.",
     Confidence.LIKELY,
-    follows=(
-        "join-dropped-by-proxy",
-        "vsn-missing",
-        "serializer-mismatch",
-        "early-101",
-        "upstream-unreachable",
-        "proxy-idle-timeout",
-        "binary-as-text",
-        "binding-mismatch",
-        "server-idle-close",  # a join sent on a socket the server had closed is answered by no one
-        *HOP_LOST_FRAMES,
-    ),
+    follows=JOIN_FOLLOWS,  # server-idle-close: a join sent on a socket the server closed is answered by no one
 )
 def _join_timeout(s: Session, c: Check) -> Evidence:
     for ch in s.channels.values():
@@ -240,6 +243,40 @@ def _join_timeout(s: Session, c: Check) -> Evidence:
 def _next_join(s: Session, ch: Channel) -> float | None:
     later = [o.join_sent_at for o in s.instances(ch.topic) if o.seq > ch.seq and o.join_sent_at is not None]
     return min(later) if later else None
+
+
+@rule(
+    "join-unanswered",
+    Severity.WARNING,
+    "TIMED_OUT, unless the reply came after the capture ended",
+    "The capture ended while the join waited for its reply, before the client's join timeout (10 s by "
+    "default): record until the channel's outcome (longer than that timeout). A join never answered times "
+    "out: check that the hop forwards early frames, that vsn matches, and slow RLS policies (join-timeout).",
+    Confidence.LIKELY,
+    follows=JOIN_FOLLOWS,
+)
+def _join_unanswered(s: Session, c: Check) -> Evidence:
+    # The end of a capture that records no close (a HAR), or of the run with the socket still open: a join
+    # still waiting then is a fact, its outcome is not. Waiting as long as the client's timeout, or past
+    # it, is join-timeout's.
+    cl = s.closed
+    if not c.final or cl is not None and cl.recorded:
+        return
+    end = cl.time if cl is not None else c.now
+    what = "capture" if cl is not None else "run"
+    for ch in s.channels.values():
+        if ch.state != JOINING or ch.join_sent_at is None or ch.joined_at is not None or ch.reason:
+            continue
+        waited = end - ch.join_sent_at
+        if ch.gave_up or waited >= c.timers.join:
+            continue
+        yield Ev(
+            ch.topic,
+            f"no phx_reply to phx_join for {ch.label} when the {what} ended, {waited:.1f} s after it was sent, "
+            f"before the client's {c.timers.join:g} s join timeout: whether it was answered later is not "
+            "recorded",
+            began=ch.join_sent_at,
+        )
 
 
 @rule(

@@ -72,6 +72,7 @@ ORDER: tuple[str, ...] = (
     "postgres-changes-error",
     "channel-shutdown",
     "join-timeout",
+    "join-unanswered",
     "duplicate-join",
     "left-after-join",
     # Liveness.
