@@ -1,6 +1,7 @@
 """The rtproxy command (rtproxy_tools/launcher.py): mitmproxy with only what a Realtime session needs and
 rtproxy's addons, a cheaper hook dispatch (internals.FastAddonManager), the mitmdump flags rtproxy's
-users use, one line for every other. Real processes and sockets; realtime-py as the client."""
+users use, one line for every other; -w and hardump save what mitmdump's do. (A mistyped rt_ option:
+tests/test_options.py, for all three programs.) Real processes and sockets; realtime-py as the client."""
 
 from __future__ import annotations
 
@@ -173,6 +174,29 @@ async def test_w_saves_flows_rtdiagnose_reads(tmp_path, local_server, anon_key):
     code, out = await run_to_exit([str(launcher_bin("rtdiagnose")), str(flows)])
     assert code == 0 and "realtime:room1" in out, out
     assert anon_key not in flows.read_bytes().decode("latin-1")  # stored sanitized, as with mitmdump
+
+
+async def test_hardump_writes_a_har_rtdiagnose_reads(tmp_path, local_server, anon_key):
+    """`--set hardump=FILE` as in mitmdump (mitmproxy's savehar, written on exit), with rtproxy's additions
+    to a Realtime entry (the client's URL, the close)."""
+    har = tmp_path / "run.har"
+    proxy = await Mitmdump(
+        tmp_path, f"rt_supabase_url={local_server.url}", f"hardump={har}", program=RTPROXY
+    ).start()
+    try:
+        assert await subscribe(proxy.url, anon_key) == ["SUBSCRIBED"]
+        await proxy.wait_for(r"\] closed by client: 1000")
+    finally:
+        await proxy.stop()
+    assert "no addon declares" not in proxy.output, proxy.output
+    doc = json.loads(har.read_text())
+    assert doc["log"]["creator"]["name"] == "mitmproxy"
+    (entry,) = [e for e in doc["log"]["entries"] if "_webSocketMessages" in e]
+    assert entry["_rtproxy"]["clientUrl"].startswith(f"{proxy.url}/realtime/v1/websocket?apikey=")
+    assert entry["_rtproxy"]["close"]["code"] == 1000
+    assert anon_key not in har.read_text()  # stored sanitized, as with mitmdump
+    code, out = await run_to_exit([str(launcher_bin("rtdiagnose")), str(har)])
+    assert code == 0 and "realtime:room1: closed" in out and "closed 1000" in out, out
 
 
 def launcher_bin(name: str):

@@ -12,7 +12,7 @@ from chrome_har import write_chrome_har
 from conftest import command
 from realtime import AsyncRealtimeClient
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 RTDIAGNOSE = [command("rtdiagnose")]
 UNAUTHORIZED = "Unauthorized: You do not have permissions to read from this Channel topic: private-room"
@@ -214,3 +214,64 @@ def test_a_reconnect_is_looked_for_in_the_same_file_only(tmp_path):
 
     assert codes(both) == [["server-close"], []]
     assert codes(a, b) == [[], []]
+
+
+async def test_a_relay_mode_har_names_the_clients_url_its_close_and_its_comment(
+    mitmdump, local_server, tmp_path, anon_key
+):
+    """mitmproxy's savehar of an rt_mode=relay session (hardump, written on exit): the entry's URL is
+    rtproxy's internal relay, and savehar keeps no close, comment or marker. With rtproxy loaded the entry
+    carries the client's URL and the close (`_rtproxy`), and the comment and marker (savehar writes hardump
+    after rtproxy's `done`), and rtdiagnose reads them as it reads the run's flow file. The same HAR as mitmproxy alone writes it (no
+    `_rtproxy`, no comment): the join that was never answered is `join-unanswered`, not "no findings"."""
+    har, flows = tmp_path / "relay.har", tmp_path / "relay.flows"
+    proxy = await mitmdump(
+        f"rt_supabase_url={local_server.url}", "rt_mode=relay", f"hardump={har}", extra=("-w", str(flows))
+    )
+    client_url = f"http://127.0.0.1:{proxy.port}/realtime/v1/websocket"
+    async with connect(
+        f"ws://127.0.0.1:{proxy.port}/realtime/v1/websocket?apikey={anon_key}&vsn=1.0.0"
+    ) as ws:
+        join = {
+            "topic": "realtime:room1",
+            "event": "phx_join",
+            "payload": {"config": {}},
+            "ref": "1",
+            "join_ref": "1",
+        }
+        await ws.send(json.dumps(join))  # at once: the relay drops it while its upstream leg connects
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011  # the relay: "Proxy server error"
+    await proxy.wait_for(r"closed by server: 1011")
+    await proxy.stop()  # hardump is written on exit
+
+    doc = json.loads(har.read_text())
+    entry = next(e for e in doc["log"]["entries"] if "_webSocketMessages" in e)
+    assert not entry["request"]["url"].startswith(client_url)  # the flow's URL: the internal relay
+    assert entry["_rtproxy"]["clientUrl"].startswith(client_url + "?apikey=")
+    assert anon_key not in har.read_text()  # stored sanitized, _rtproxy too
+    assert entry["_rtproxy"]["close"]["code"] == 1011 and entry["_rtproxy"]["close"]["byClient"] is False
+    assert entry["comment"] and entry["_marked"]  # rtproxy's top finding, as mitmweb shows it
+    r = rtdiagnose(har)
+    assert f"connection 1: {client_url}?apikey=[redacted]&vsn=1.0.0" in r.stdout, r.stdout
+    assert "closed 1011 Proxy server error" in r.stdout
+    note = f"Realtime connection 1 of this capture has the comment {entry['comment']!r} and the marker "
+    assert f"relay.har: {note}" in r.stdout, r.stdout
+    in_flows = rtdiagnose(flows)  # the flow file of the same run says the same
+    assert f"relay.flows: {note}" in in_flows.stdout and "closed 1011 Proxy server error" in in_flows.stdout
+    assert f"connection 1: {client_url}?apikey=[redacted]&vsn=1.0.0" in in_flows.stdout
+
+    for e in doc["log"]["entries"]:  # what mitmproxy alone writes
+        for key in ("_rtproxy", "comment", "_marked"):
+            e.pop(key, None)
+    bare = tmp_path / "bare.har"
+    bare.write_text(json.dumps(doc))
+    r = rtdiagnose(bare, "--json")
+    assert r.returncode == 0, r.stderr  # a warning: what became of the join is not in the capture
+    found = json.loads(r.stdout)["connections"][0]["findings"]
+    assert [f["code"] for f in found] == ["join-unanswered"], found
+    assert found[0]["evidence"].startswith(
+        "no phx_reply to phx_join for realtime:room1 when the capture ended, 0.0 s after it was sent, before "
+        "the client's 10 s join timeout"
+    )

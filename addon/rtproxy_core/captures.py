@@ -10,6 +10,11 @@ What each producer writes for a WebSocket entry, as its exporter's source shows:
 - mitmproxy (`mitmproxy/addons/savehar.py`, `SaveHar.flow_entry`): the same message shape, `opcode` being
   `message.type.value` (1 or 2); a flow that failed before any response gets status 0 and
   `response._error = flow.error.msg`. `export_har` zlib-compresses the file when its name ends in `.zhar`.
+  The entry's URL is the flow's, after any reroute (in rt_mode relay, rtproxy's internal relay), and no
+  close is kept. With rtproxy loaded, each Realtime entry also has `_rtproxy` (`RTPROXY_KEY`, written by
+  rtproxy_mitm.marks.har_entry): `clientUrl` and `clientHeaders`, the upgrade as the client sent it,
+  read here in place of the entry's; `upstreamUrl`, what went upstream; `close` (`code`, `reason`, `byClient`, `time`, `endedFirst`), the
+  WebSocket's end as a flow file keeps it.
 - HTTP Toolkit (`src/model/http/har.ts`, `generateHarHttpEntry`): the same messages plus
   `_webSocketClose: {code?, reason?, timestamp?} | 'aborted'`, see `_close`.
 - Firefox (`devtools/client/netmonitor/src/har/har-builder.js`), Safari, Charles and Playwright export the
@@ -34,7 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import closecodes, frames
 from .diagnosis import Connection
-from .events import Closed, Event, Frame, FrameError, Handshake, Hop, HopKind, Opened
+from .events import Closed, Event, Frame, FrameError, Handshake, Hop, HopKind, Opened, Upstream
 from .session import is_realtime_path
 
 # Why the reader leaves a frame out (the keys of a connection's `frames.dropped` in rtdiagnose --json).
@@ -48,6 +53,7 @@ NO_MESSAGES = "capture holds no WebSocket messages"
 SILENT_CANDIDATE = "client-silent, a transport that never saw the socket open"
 NO_ANSWER = "no answer (the HAR records status 0 and no error)"
 SKIPPED = "{} WebSocket(s) that are not Realtime's (no Realtime path, query or first frame) skipped"
+RTPROXY_KEY = "_rtproxy"  # what rtproxy adds to mitmproxy's savehar entries of Realtime flows
 
 
 class CaptureError(ValueError):
@@ -239,6 +245,23 @@ def _close(value: Any, start: float, end: float) -> Closed | None:
     return Closed(code, reason[:200], by_client, t if t is not None and start <= t <= end + 60 else end)
 
 
+def _rtproxy_close(value: Any) -> Closed | None:
+    """`_rtproxy.close`: the Closed event rtproxy_mitm.flowevents.closed_event made of the flow's end."""
+    if not isinstance(value, dict):
+        return None
+    t, code = _number(value.get("time")), _number(value.get("code"))
+    if t is None:
+        return None
+    reason, by_client, first = value.get("reason"), value.get("byClient"), value.get("endedFirst")
+    return Closed(
+        int(code) if code is not None and code == int(code) and closecodes.in_range(int(code)) else None,
+        reason[:200] if isinstance(reason, str) else "",
+        by_client if isinstance(by_client, bool) else None,
+        t,
+        ended_first=first if first in ("client", "server", "hop") else None,
+    )
+
+
 def _error_events(response: dict[str, Any], mitmproxy: bool, t: float) -> list[Event]:
     """An upgrade that got no response (status 0) and its `_error`. mitmproxy writes flow.error.msg there,
     which its flow files carry as the flow's error: the same events as `flowevents.error_events`. Chrome's
@@ -278,18 +301,27 @@ def har_capture(har: Any) -> Capture:
     out: list[Connection] = []
     silent: list[int] = []  # upgraded connections with no message, which nothing else says anything about
     listed = messages = skipped = 0
+    commented: dict[int, tuple[str, Any]] = {}  # id of a connection: (HAR 1.2 comment, mitmproxy's _marked)
     for entry in entries:
         if not isinstance(entry, dict) or not _is_websocket(entry):
             continue
         req, resp = frames.as_object(entry.get("request")), frames.as_object(entry.get("response"))
-        url = str(req.get("url", ""))
+        ours = frames.as_object(entry.get(RTPROXY_KEY))
+        client, upstream = ours.get("clientUrl"), ours.get("upstreamUrl")
+        # rtproxy's clientUrl: the entry's own URL is the flow's, which a reroute rewrote.
+        url = client if isinstance(client, str) and client else str(req.get("url", ""))
         raw = entry.get("_webSocketMessages")
-        if not is_realtime(url, websocket=True, first_frame=_first_sent(raw)):
+        if not is_realtime(url, websocket=True, marked=bool(ours), first_frame=_first_sent(raw)):
             skipped += 1
             continue
         t = _time(entry)
         # Chrome writes wss:// URLs; the tracker reads the query the same either way.
-        events: list[Event] = [Opened(url, _headers(req.get("headers")), t)]
+        sent = ours.get("clientHeaders")
+        events: list[Event] = [
+            Opened(url, _headers(sent if isinstance(sent, list) else req.get("headers")), t)
+        ]
+        if isinstance(upstream, str) and upstream:
+            events.append(Upstream(upstream, _headers(req.get("headers")), t))
         status = resp.get("status")
         status = status if isinstance(status, int) and not isinstance(status, bool) else 0
         if status > 0:
@@ -305,11 +337,14 @@ def har_capture(har: Any) -> Capture:
         if duration is not None and 0 < duration < 1e10:
             end = max(end, t + duration / 1000)
         if status == 101:
-            closed = _close(entry.get("_webSocketClose"), t, end)
+            closed = _rtproxy_close(ours.get("close")) or _close(entry.get("_webSocketClose"), t, end)
             events.append(closed or Closed(None, "", None, end, recorded=False))
             if not msgs and closed is None:
                 silent.append(len(out))
         out.append((url, events))
+        comment, marker = entry.get("comment"), entry.get("_marked")
+        if isinstance(comment, str) and comment.strip() or isinstance(marker, str) and marker.strip():
+            commented[id(out[-1])] = (comment if isinstance(comment, str) else "", marker)
     capture = Capture(out, producer)
     if skipped:
         capture.notes.append(SKIPPED.format(skipped))
@@ -343,7 +378,20 @@ def har_capture(har: Any) -> Capture:
                 f"{why}: {len(silent)} upgraded connection(s) left out, {len(out)} diagnosed from the "
                 f"upgrade alone; {hint}"
             )
+    for n, conn in enumerate(out, 1):  # what mitmweb showed on the flow: rtproxy's top finding, or the user's
+        if id(conn) in commented:
+            capture.notes.append(comment_note(n, *commented[id(conn)]))
     return capture
+
+
+def comment_note(n: int, comment: str, marker: Any) -> str:
+    """The note for a Realtime connection whose flow has a comment or a marker (mitmproxy's; rtproxy writes
+    the connection's top finding there live): savehar writes them into the entry (HAR 1.2 `comment`,
+    `_marked`) with rtproxy loaded, flow files keep them."""
+    said = " ".join(comment.split())[:300]
+    mark = f"the marker {marker.strip()[:40]}" if isinstance(marker, str) and marker.strip() else ""
+    both = " and ".join(w for w in (f"the comment {said!r}" if said else "", mark) if w)
+    return f"Realtime connection {n} of this capture has {both}"
 
 
 def har_connections(har: Any) -> list[Connection]:

@@ -19,7 +19,8 @@ and the tests that notice. Checked against mitmproxy 12.3.1.
 - `remove_view`: taking a content view out of the registry (`contentviews.registry._by_name`).
   tests/test_contentview.py.
 - `wrap_har_entries`: adding fields to the entries `savehar` writes (`SaveHar.flow_entry`, which leaves
-  a flow's comment and marker out). tests/test_commands.py.
+  a flow's comment and marker out). tests/test_commands.py (`save.har`), tests/test_rtdiagnose.py
+  (test_a_relay_mode_har_names_the_clients_url_its_close_and_its_comment: `hardump`).
 - `pass_lost_connections`: a WebSocket whose TCP connection is lost on one side loses it on the other
   too, as a Worker or nginx passes it on (mitmproxy closes the other side with a close frame 1000:
   `WebsocketLayer.relay_messages` turns `events.ConnectionClosed` into wsproto's CloseConnection(1006)
@@ -211,14 +212,18 @@ def wrap_har_entries(extend: Callable[[http.HTTPFlow, dict], dict]) -> Callable[
     """Make mitmproxy's savehar pass each entry it builds through `extend(flow, entry)`; returns the undo.
 
     savehar has no hook for this: its `SaveHar.flow_entry(self, flow, servers_seen)` (addons/savehar.py)
-    builds one entry per flow, for the `save.har` command and the `hardump` option alike."""
+    builds one entry per flow, for the `save.har` command and the `hardump` option alike. `hardump` is
+    written in savehar's `done`, which runs after a script's (savehar comes after the script loader in
+    mitmdump's and mitmweb's addons): so the wrapper is not undone at rtproxy's `done`, and a second call
+    (a script reload) replaces the first's `extend` instead of stacking on it."""
     from mitmproxy.addons.savehar import SaveHar
 
-    original = SaveHar.flow_entry
+    original = getattr(SaveHar.flow_entry, "__wrapped__", SaveHar.flow_entry)
 
     def flow_entry(self, flow, servers_seen):
         return extend(flow, original(self, flow, servers_seen))
 
+    flow_entry.__wrapped__ = original  # type: ignore[attr-defined]
     SaveHar.flow_entry = flow_entry  # type: ignore[method-assign]
 
     def undo() -> None:

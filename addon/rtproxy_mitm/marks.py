@@ -4,7 +4,7 @@ A Realtime flow whose connection has an error finding is marked (mitmproxy's flo
 circle of mitmweb's "Mark" menu); its comment holds the connection's top finding in one line (code,
 topic, what the client saw, and the connection's id as the log prints it, `[rt 3f8370]`). A warning sets the comment only. Both are flow attributes, so `-w` flow
 files keep them; `Marks` writes the comment (and the marker) into `savehar`'s entries too, which
-mitmproxy leaves out. A marker or comment the user set is never replaced, nor one the user removed put back.
+mitmproxy leaves out, and for a Realtime flow the client's URL and the close (`har_entry`). A marker or comment the user set is never replaced, nor one the user removed put back.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mitmproxy import ctx, hooks, http
+from rtproxy_core.captures import RTPROXY_KEY
 from rtproxy_core.diagnosis import top_finding
 from rtproxy_core.rules import Severity
 from rtproxy_core.session import Session
 
+from .flowevents import ORIGINAL_HEADERS, ORIGINAL_URL, UPSTREAM_URL, client_url, closed_event, is_realtime
 from .internals import wrap_har_entries
 
 MARKER = ":red_circle:"  # the first of the markers mitmweb's "Mark" menu offers (mitmproxy 12.3.1)
@@ -64,11 +66,30 @@ def show_findings(flow: http.HTTPFlow, session: Session) -> None:
 
 
 def har_entry(flow: http.HTTPFlow, entry: dict) -> dict:
-    """A savehar entry with the flow's comment (HAR 1.2 `entries[].comment`) and marker (`_marked`)."""
+    """A savehar entry with the flow's comment (HAR 1.2 `entries[].comment`) and marker (`_marked`), and for
+    a Realtime flow what savehar leaves out that the diagnosis needs (`captures.RTPROXY_KEY`): the URL and
+    headers the client sent (the entry's are the flow's, which a reroute rewrote: in relay mode, rtproxy's
+    internal relay), what went upstream, and how the WebSocket ended (savehar keeps no close)."""
     if flow.comment:
         entry["comment"] = flow.comment
     if flow.marked:
         entry["_marked"] = flow.marked
+    if is_realtime(flow, by_frames=True):
+        ours: dict = {"clientUrl": flow.metadata.get(ORIGINAL_URL) or client_url(flow)}
+        if ORIGINAL_HEADERS in flow.metadata:
+            ours["clientHeaders"] = [{"name": k, "value": v} for k, v in flow.metadata[ORIGINAL_HEADERS]]
+        if UPSTREAM_URL in flow.metadata:
+            ours["upstreamUrl"] = flow.metadata[UPSTREAM_URL]
+        if flow.websocket is not None and flow.websocket.timestamp_end is not None:
+            end = closed_event(flow)
+            ours["close"] = {
+                "code": end.code,
+                "reason": end.reason,
+                "byClient": end.by_client,
+                "time": end.time,
+                "endedFirst": end.ended_first,
+            }
+        entry[RTPROXY_KEY] = ours
     return entry
 
 
@@ -81,6 +102,7 @@ class Marks:
         self._unwrap: Callable[[], None] | None = None
 
     def load(self, loader) -> None:
+        # Left in place at `done`: savehar writes `hardump` in its own `done`, after rtproxy's.
         self._unwrap = wrap_har_entries(har_entry)
 
     def running(self) -> None:
@@ -89,8 +111,3 @@ class Marks:
             columns = list(ctx.options.web_columns)
             if "comment" not in columns:
                 ctx.options.update(web_columns=[*columns, "comment"])
-
-    def done(self) -> None:
-        if self._unwrap is not None:
-            self._unwrap()
-            self._unwrap = None

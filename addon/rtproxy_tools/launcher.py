@@ -5,8 +5,9 @@
 The same proxy as `mitmdump -s addon/rtproxy.py`, with fewer addons and a cheaper hook dispatch
 (internals.FastAddonManager), so more messages per second on the same CPU (README, Performance). It keeps
 the proxy core and its modes (reverse, regular, upstream, TLS and upstream certificates), options and
-`--set`, the terminal log, `-w` saving, `-s` for extra scripts (run before rtproxy's addons), mitmproxy's
-core commands and rtproxy's. It takes the mitmdump flags rtproxy's users use and refuses every other with
+`--set`, the terminal log, `-w` saving, HAR saving (mitmproxy's savehar: `--set hardump=FILE` and the
+`save.har` command), `-s` for extra scripts (run before rtproxy's addons), mitmproxy's core commands and
+rtproxy's. It takes the mitmdump flags rtproxy's users use and refuses every other with
 one line; `mitmdump -s addon/rtproxy.py` and mitmweb stay for everything else mitmdump does.
 
 At start it raises the soft open-file limit to the hard one (each proxied connection holds two sockets)
@@ -116,7 +117,17 @@ def raise_open_files(connections: int = SCALE_CONNECTIONS) -> str | None:
 def master_class(startup_warning: str | None = None):
     """The master for mitmproxy.tools.main.run; `startup_warning` is logged when the proxy runs."""
     from mitmproxy import hooks, master
-    from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, save, script, termlog, tlsconfig
+    from mitmproxy.addons import (
+        core,
+        errorcheck,
+        next_layer,
+        proxyserver,
+        save,
+        savehar,
+        script,
+        termlog,
+        tlsconfig,
+    )
     from rtproxy_mitm import internals
     from rtproxy_mitm.addons import rtproxy_addons
 
@@ -138,6 +149,8 @@ def master_class(startup_warning: str | None = None):
                 *own,
                 next_layer.NextLayer(),
                 save.Save(),
+                savehar.SaveHar(),  # hardump and save.har; after rtproxy's, so its done (the last
+                # findings, the flows' comments) comes before the HAR is written
                 tlsconfig.TlsConfig(),
                 errorcheck.ErrorCheck(),
             )
