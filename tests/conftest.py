@@ -63,6 +63,30 @@ async def local_server():
         yield srv
 
 
+WEB_PAGE = b"<!doctype html><html><body>my app</body></html>"
+
+
+@pytest.fixture
+async def web_page():
+    """A plain web server on 127.0.0.1 (a dev server, a static host): every request, a WebSocket upgrade
+    included, gets HTTP/1.1 200 text/html. Its URL."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {len(WEB_PAGE)}\r\n"
+            writer.write(head.encode() + b"\r\n" + WEB_PAGE)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    async with server:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
 @pytest.fixture
 def anon_key() -> str:
     return dev_anon_key()

@@ -7,11 +7,12 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, TIMEOUT, command
+from conftest import ROOT, TIMEOUT, WEB_PAGE, command
 from rtproxy_core import frames
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -93,7 +94,35 @@ async def test_rtclient_connect_failure(mitmdump, local_server):
         "--listen",
         "0",
     )
-    assert code == 1 and out.startswith("connect-failed") and "401" in out and "not-a-jwt" not in out
+    # realtime-py's connect() raises: no channel is told, so no `status` line; the refusal as it came
+    assert code == 1 and out.startswith('refused 401 (application/json; charset=utf-8): {"error":'), out
+    assert "not-a-jwt" not in out
+
+
+async def test_rtclient_names_what_answered_instead_of_realtime(web_page):
+    """A plain web page answering the upgrade (200 text/html), and nothing listening: the lines its --help
+    lists, never a finding's code (connect-failed)."""
+    code, out, _ = await run_script(command("rtclient"), web_page, "--channel", "r", "--listen", "0")
+    assert code == 1 and out == f"refused 200 (text/html; charset=utf-8): {WEB_PAGE.decode()}\n", out
+    code, out, _ = await run_script(
+        command("rtclient"), web_page, "--channel", "r", "--listen", "0", "--json"
+    )
+    assert json.loads(out) == {
+        "kind": "refused",
+        "detail": f"200 (text/html; charset=utf-8): {WEB_PAGE.decode()}",
+    }
+    with socket.socket() as s:  # a port nothing listens on (bound, not listening)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        code, out, _ = await run_script(command("rtclient"), f"http://127.0.0.1:{port}", "--channel", "r")
+    assert code == 1 and out.startswith("unreachable ConnectionRefusedError"), out
+    _, help_text, _ = await run_script(command("rtclient"), "--help")
+    for line in (
+        "status SUBSCRIBED | CHANNEL_ERROR | TIMED_OUT | CLOSED",
+        "refused STATUS",
+        "unreachable WHY",
+    ):
+        assert line in help_text, help_text
 
 
 def test_rtdecode_lines():

@@ -6,9 +6,9 @@ URL is a project URL, as supabase-js's createClient takes it (http://host:port, 
 with any path prefix: /realtime/v1 goes under it), or a Realtime URL ([/prefix]/realtime/v1 or a
 self-hosted [/prefix]/socket, with or without /websocket); rtprobe and rtreplay --client resolve it to the
 same socket (rtproxy_core.urls). So https://app.example.com/prefix connects to
-wss://app.example.com/prefix/realtime/v1/websocket, not …/prefix/websocket. Prints one line per
-thing that happens: `status SUBSCRIBED` (or CHANNEL_ERROR / TIMED_OUT / CLOSED, with the error), then
-what arrives (broadcast, presence, postgres_changes, system). Exit 0 if the channel reached SUBSCRIBED.
+wss://app.example.com/prefix/realtime/v1/websocket, not …/prefix/websocket.
+
+Prints one line per thing that happens (`LINES`, in --help). Exit 0 if the channel reached SUBSCRIBED, else 1.
 Secrets in what arrives are redacted unless --show-secrets.
 """
 
@@ -27,12 +27,32 @@ from realtime.types import RealtimeChannelOptions, RealtimePostgresChangesListen
 from rtproxy_core import urls
 from rtproxy_core.redact import Redactor
 from rtproxy_local.jwt import dev_anon_key
+from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus
+from websockets.http11 import Response
+
+LINES = """\
+output, one line per thing that happens (--json: {"kind": ..., "detail": ...} per line):
+  status SUBSCRIBED | CHANNEL_ERROR | TIMED_OUT | CLOSED[: error]
+      what the channel's subscribe callback reports
+  refused STATUS [(CONTENT-TYPE)]: BODY
+      the upgrade was answered without a 101 (realtime-py's connect() raises, no channel is told)
+  unreachable WHY
+      no HTTP answer at all (refused, DNS, TLS, a timeout, not HTTP)
+  broadcast | presence | postgres_changes | system JSON
+      what arrives on the channel"""
 
 
 def endpoint(url: str) -> str:
     """What AsyncRealtimeClient is given for `url` (it appends /websocket itself): the socket rtprobe and
     rtreplay --client resolve `url` to (rtproxy_core.urls). ValueError quoting the URL for one it refuses."""
     return urls.resolve(url).endpoint
+
+
+def refusal(r: Response) -> str:
+    """`STATUS (CONTENT-TYPE): BODY` of an upgrade answered without a 101."""
+    kind = r.headers.get("Content-Type", "")
+    body = " ".join((r.body or b"").decode("utf-8", "replace").split())[:200]
+    return f"{r.status_code}" + (f" ({kind})" if kind else "") + (f": {body}" if body else " (empty body)")
 
 
 class Printer:
@@ -70,8 +90,15 @@ async def run(args: argparse.Namespace, out: Printer) -> int:
     )
     try:
         await client.connect()
-    except Exception as e:  # noqa: BLE001 - the client raises websockets' InvalidStatus, OSError, ...
-        out("connect-failed", str(e))
+    except InvalidStatus as e:  # an answer that is not a 101: the upgrade was refused
+        out("refused", refusal(e.response))
+        return 1
+    except InvalidHandshake as e:  # a 101 the client cannot take, or no HTTP at all
+        why = "no valid HTTP response" if isinstance(e, InvalidMessage) else "broken handshake"
+        out("refused" if why == "broken handshake" else "unreachable", f"{why}: {e}")
+        return 1
+    except Exception as e:  # noqa: BLE001 - OSError, TimeoutError, DNS, TLS: nothing answered HTTP
+        out("unreachable", f"{type(e).__name__}: {e}")
         return 1
     config: dict = {"broadcast": {"self": True, "ack": False}, "private": args.private}
     if args.presence:
@@ -112,7 +139,11 @@ async def run(args: argparse.Namespace, out: Printer) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=LINES + "\n\nExit 0 if the channel reached SUBSCRIBED, else 1.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument(
         "url",
         help="a project URL (http(s)://host[:port][/prefix]) or [/prefix]/realtime/v1[/websocket] "
