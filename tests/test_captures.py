@@ -439,3 +439,44 @@ def test_a_silent_socket_beside_sockets_with_frames_is_client_silent(capsys, tmp
     report = diagnose(capsys, both)[1]["connections"]
     assert [f["code"] for f in report[1]["findings"]][:1] == ["client-silent"]
     assert "client-silent" not in [f["code"] for f in report[0]["findings"]]
+
+
+# ---------------------------------------------------------------------- captures with no Realtime connection
+
+
+def test_a_capture_with_no_realtime_connection_exits_2_saying_what_it_holds(tmp_path):
+    """README: exit 2 for a capture with nothing to diagnose. rtdiagnose and rtreplay say what the capture
+    holds instead; rtsanitize still sanitizes it (its other requests carry credentials too)."""
+    vite = Conn(url=VITE_URL, frames=[(0.1, "send", '{"type":"connect"}')])
+    page = tflow.tflow(resp=True)  # an ordinary request and response
+    cases = {
+        "vite.har": (
+            chrome([vite]),
+            "1 WebSocket(s), none of them Realtime's (no Realtime path, query or first frame)",
+        ),
+        "page.har": (mitmproxy_har([page]), "1 request(s), no WebSocket among them"),
+        "empty.har": ({"log": {"version": "1.2", "entries": []}}, "no request at all"),
+        "vite.flows": (flows([vite]), "1 WebSocket(s), none of them Realtime's"),
+        "page.flows": ([page], "1 flow(s), no WebSocket among them"),
+    }
+    for name, (content, held) in cases.items():
+        path = tmp_path / name
+        if name.endswith(".flows"):
+            write_flows(path, content)
+        else:
+            write_json(path, content)
+        why = f"{path}: no Realtime connection in it: {held}"
+        for tool in ("rtdiagnose", "rtreplay"):
+            r = subprocess.run(
+                [command(tool), str(path)], capture_output=True, text=True, check=False, timeout=60
+            )
+            assert r.returncode == 2 and r.stdout == "", (tool, name, r.stdout)
+            assert r.stderr.startswith(f"{tool}: {why}") and r.stderr.count("\n") == 1, (tool, name, r.stderr)
+        r = subprocess.run(
+            [command("rtsanitize"), str(path), str(tmp_path / f"out-{name}")],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert r.returncode == 0, (name, r.stderr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 from chrome_har import write_chrome_har
@@ -142,20 +143,47 @@ async def test_healthy_capture_exits_zero(mitmdump, local_server, tmp_path, anon
         assert r.returncode == 0, (kind, r.stdout)
 
 
+NOT_A_CAPTURE = "not a HAR or a mitmproxy flow file: "
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01"
+
+
 @pytest.mark.parametrize(
     "content,why",
     [
-        (b"\x00\x01garbage", "not a mitmproxy flow file"),
-        (b'{"not": "a har"}', "not a HAR file"),
-        (b"{broken json", "not valid JSON"),
+        (b"\x00\x01garbage", NOT_A_CAPTURE + "binary data starting 00 01 67 61 72 62 61 67"),
+        (
+            b"hello, this is my bug report\nsecond line\n",
+            NOT_A_CAPTURE + "text starting 'hello, this is my bug report'",
+        ),
+        (PNG, NOT_A_CAPTURE + "a PNG image"),
+        (b'{"not": "a har"}', NOT_A_CAPTURE + "JSON without a HAR's 'log' object (its keys: 'not')"),
+        (
+            b'[{"log": {}}]',
+            NOT_A_CAPTURE + "JSON whose top level is an array (a HAR is an object holding 'log')",
+        ),
+        (
+            b"<!DOCTYPE html><html><head>",
+            NOT_A_CAPTURE + "an HTML page (a browser's 'Save page as', not a HAR)",
+        ),
+        (b"", "the file is empty"),
+        (b"{broken json", "not valid JSON (a HAR file is JSON)"),
+        (b"12:not a flow!", "not a mitmproxy flow file: "),  # looks like one (a tnetstring), is not
     ],
 )
-def test_unreadable_input_exits_2_with_one_line(tmp_path, content, why):
+def test_unreadable_input_exits_2_with_one_line_saying_what_it_is(tmp_path, content, why):
+    """rtdiagnose, rtreplay and rtsanitize read a file the same way (rtproxy_tools.captures.format_of): a
+    file that is no capture is named for what it looks like, in one line, exit 2."""
     p = tmp_path / "capture"
     p.write_bytes(content)
-    r = rtdiagnose(p)
-    assert r.returncode == 2 and r.stdout == ""
-    assert r.stderr.count("\n") == 1 and why in r.stderr, r.stderr
+    for args in (
+        [command("rtdiagnose"), p],
+        [command("rtreplay"), p],
+        [command("rtsanitize"), p, tmp_path / "out"],
+    ):
+        r = subprocess.run(list(map(str, args)), capture_output=True, text=True, check=False, timeout=60)
+        name = Path(args[0]).name
+        assert r.returncode == 2 and r.stdout == "", (name, r.stdout)
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"{name}: {p}: {why}"), (name, r.stderr)
 
 
 def test_missing_file_exits_2(tmp_path):

@@ -149,6 +149,7 @@ def test_rtdecode_lines():
         {"vsn": "2.0.0", "direction": "server->client", "encoding": "binary", "raw": "0409"},
         {"vsn": "9", "direction": "x", "encoding": "text", "raw": "{}"},
     ]
+    lines.append({"log": {"version": "1.2", "entries": []}})  # a HAR on one line
     stdin = "\n".join(json.dumps(x) for x in lines) + "\nnot json\n"
     r = subprocess.run(
         [command("rtdecode")],
@@ -159,7 +160,7 @@ def test_rtdecode_lines():
         timeout=30,
     )
     out = [json.loads(x) for x in r.stdout.splitlines()]
-    assert r.returncode == 0 and len(out) == 7
+    assert r.returncode == 0 and len(out) == 8
     assert out[0] == {
         "join_ref": "1",
         "ref": "2",
@@ -171,7 +172,10 @@ def test_rtdecode_lines():
     assert out[2]["payload"] == {"access_token": "[redacted]"}
     assert "serializer mismatch" in out[3]["error"]
     assert "truncated" in out[4]["error"]
-    assert "vsn must be" in out[5]["error"] and "not JSON" in out[6]["error"]
+    assert "vsn must be" in out[5]["error"] and "not JSON" in out[7]["error"]
+    assert out[6] == {
+        "error": "a HAR, not a frame: rtdecode reads one frame per line; rtdiagnose FILE reads a capture"
+    }
 
 
 async def test_regular_mode_reroutes_only_the_worker_host(local_server, mitmdump, anon_key):

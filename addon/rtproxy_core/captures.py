@@ -56,6 +56,18 @@ SKIPPED = "{} WebSocket(s) that are not Realtime's (no Realtime path, query or f
 RTPROXY_KEY = "_rtproxy"  # what rtproxy adds to mitmproxy's savehar entries of Realtime flows
 
 
+def no_realtime(requests: int, websockets: int, what: str = "request") -> str:
+    """Why a capture with no Realtime connection has nothing to diagnose (Capture.undiagnosable), saying what
+    it does hold: `requests` entries (or flows: `what`), `websockets` of them WebSocket upgrades."""
+    if not requests:
+        held = f"no {what} at all"
+    elif not websockets:
+        held = f"{requests} {what}(s), no WebSocket among them"
+    else:
+        held = f"{websockets} WebSocket(s), none of them Realtime's (no Realtime path, query or first frame)"
+    return f"no Realtime connection in it: {held}; record while the app connects to Realtime"
+
+
 class CaptureError(ValueError):
     """The capture cannot be read; the text says why, in one line."""
 
@@ -300,11 +312,12 @@ def har_capture(har: Any) -> Capture:
     mitmproxy = producer.split(" ")[0] == "mitmproxy"
     out: list[Connection] = []
     silent: list[int] = []  # upgraded connections with no message, which nothing else says anything about
-    listed = messages = skipped = 0
+    listed = messages = skipped = websockets = 0
     commented: dict[int, tuple[str, Any]] = {}  # id of a connection: (HAR 1.2 comment, mitmproxy's _marked)
     for entry in entries:
         if not isinstance(entry, dict) or not _is_websocket(entry):
             continue
+        websockets += 1
         req, resp = frames.as_object(entry.get("request")), frames.as_object(entry.get("response"))
         ours = frames.as_object(entry.get(RTPROXY_KEY))
         client, upstream = ours.get("clientUrl"), ours.get("upstreamUrl")
@@ -378,6 +391,8 @@ def har_capture(har: Any) -> Capture:
                 f"{why}: {len(silent)} upgraded connection(s) left out, {len(out)} diagnosed from the "
                 f"upgrade alone; {hint}"
             )
+    if not out and capture.undiagnosable is None:
+        capture.undiagnosable = no_realtime(len(entries), websockets)
     for n, conn in enumerate(out, 1):  # what mitmweb showed on the flow: rtproxy's top finding, or the user's
         if id(conn) in commented:
             capture.notes.append(comment_note(n, *commented[id(conn)]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mitmproxy import exceptions, http, io
-from rtproxy_core.captures import SKIPPED, Capture, CaptureError, comment_note
+from rtproxy_core.captures import SKIPPED, Capture, CaptureError, comment_note, no_realtime
 from rtproxy_core.diagnosis import Connection
 
 from .flowevents import flow_events, is_realtime, is_upgrade
@@ -16,10 +16,11 @@ def flowfile_capture(path: Path) -> Capture:
     skipped. A flow file keeps every message, close frames and the hop's own actions: it lacks nothing."""
     out: list[Connection] = []
     notes: list[str] = []
-    skipped = 0
+    skipped = flows = 0
     try:
         with open(path, "rb") as f:
             for flow in io.FlowReader(f).stream():
+                flows += 1
                 if not isinstance(flow, http.HTTPFlow):
                     continue
                 if is_realtime(flow, by_frames=True):
@@ -31,4 +32,7 @@ def flowfile_capture(path: Path) -> Capture:
                     skipped += 1
     except exceptions.FlowReadException as e:
         raise CaptureError(f"not a mitmproxy flow file: {e}") from None
-    return Capture(out, "mitmproxy flow file", ([SKIPPED.format(skipped)] if skipped else []) + notes)
+    capture = Capture(out, "mitmproxy flow file", ([SKIPPED.format(skipped)] if skipped else []) + notes)
+    if not out:
+        capture.undiagnosable = no_realtime(flows, skipped, "flow")
+    return capture

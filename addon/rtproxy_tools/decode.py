@@ -39,6 +39,10 @@ def _decode_line(line: str) -> frames.Message | dict:
         return {"error": f"input is not JSON: {e}"}
     if not isinstance(item, dict):
         return {"error": "input line must be a JSON object"}
+    if "log" in item:
+        return {
+            "error": "a HAR, not a frame: rtdecode reads one frame per line; rtdiagnose FILE reads a capture"
+        }
     vsn, direction, encoding, raw = (item.get(k) for k in ("vsn", "direction", "encoding", "raw"))
     if vsn not in (frames.V1, frames.V2):
         return {"error": f"vsn must be 1.0.0 or 2.0.0, got {vsn!r}"}

@@ -34,7 +34,7 @@ from rtproxy_core.captures import CaptureError
 from rtproxy_core.redact import Redactor
 from rtproxy_core.sanitize import Places
 
-from .captures import FORMATS, MAX_INFLATED
+from .captures import MAX_INFLATED, check_har, format_of
 
 # ---------------------------------------------------------------------------------------------- HAR
 
@@ -196,6 +196,7 @@ def _har_bytes(raw: bytes) -> tuple[bytes, Places, str]:
         doc = json.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise CaptureError(f"not valid JSON (a HAR file is JSON): {e}") from None
+    check_har(doc)
     places = sanitize_har(doc)
     indent, separators = _layout(text)
     ascii_only = text.isascii()
@@ -273,10 +274,7 @@ def sanitize_file(src: Path) -> tuple[bytes, Places, str]:
         raw = Path(src).read_bytes()
     except OSError as e:
         raise CaptureError(f"cannot read: {e.strerror or e}") from None
-    if not raw:
-        raise CaptureError("the file is empty")
-    fmt = next(f for f in FORMATS if f.sniff(raw))
-    return SANITIZERS[fmt.name](raw, Path(src))
+    return SANITIZERS[format_of(raw).name](raw, Path(src))
 
 
 def _same_file(a: Path, b: Path) -> bool:
