@@ -217,6 +217,26 @@ async def test_as_written_mode_426(local_server, mitmdump, anon_key):
     assert failed_codes(report) == {"a-query": "upgrade-rejected", "c-upstream-status": "early-101"}
 
 
+async def test_a_plain_web_page_is_not_a_realtime_endpoint(web_page, anon_key):
+    """A web server answering the upgrade with its page (200 text/html; a dev server, an SPA host): no 101
+    ever came, so no early-101 ("open the upstream first"); a-query says what answered, the rest is not
+    checked."""
+    code, report, statuses = await probe_json(web_page, anon_key)
+    assert code == 1
+    assert statuses == {**{c: "skip" for c in CHECKS}, "a-query": "fail"}, report
+    assert failed_codes(report) == {"a-query": "upgrade-rejected"}
+    d = details(report)
+    assert d["a-query"].startswith(
+        'not a Realtime endpoint: the upgrade was answered 200 OK with Content-Type "text/html; '
+        'charset=utf-8", not 101 (is this the URL the client uses for Realtime?): <!doctype html>'
+    ), d["a-query"]
+    assert (
+        d["c-upstream-status"] == d["h-subprotocol"] == "not checked: not a Realtime endpoint (see a-query)"
+    )
+    _, out, _ = await rtprobe(web_page, "--key", anon_key)
+    assert "early-101" not in out and "FAIL a-query — not a Realtime endpoint: " in out, out
+
+
 async def test_fault_swallow_heartbeats_fails_only_e(local_server, mitmdump, anon_key):
     proxy = await mitmdump(f"rt_supabase_url={local_server.url}", "rt_fault=swallow-heartbeats")
     _, report, statuses = await probe_json(proxy.url, anon_key)

@@ -11,7 +11,7 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
 from .checks import FAIL, INVALID_KEY, PASS, SKIP, refusal_code
-from .wire import ProbeSocket, Unreachable, body_text, describe_close, heartbeat
+from .wire import NOT_REALTIME, ProbeSocket, Unreachable, body_text, describe_close, heartbeat, not_realtime
 
 if TYPE_CHECKING:
     from .run import Probe
@@ -31,6 +31,12 @@ async def check_upstream_status(probe: Probe) -> None:
                 PASS,
                 f"an invalid apikey got the server's {r.status_code} {json.dumps({'error': err})}",
             )
+        elif page := not_realtime(r):  # no refusal at all: nothing says a relay or a server answered
+            a = probe.results["a-query"]
+            if a.status == FAIL and a.detail.startswith(NOT_REALTIME):
+                probe.set(name, SKIP, f"not checked: {NOT_REALTIME} (see a-query)")
+            else:
+                probe.set(name, FAIL, f"an invalid apikey got no refusal: {page}", code="upgrade-rejected")
         else:  # the relay answered in its own words: early-101's fix (answer with the upstream's answer)
             probe.set(
                 name,
@@ -78,7 +84,9 @@ async def check_subprotocol(probe: Probe) -> None:
     except InvalidStatus as e:
         r = e.response
         a = probe.results["a-query"]
-        if a.status == FAIL and str(r.status_code) in a.detail:
+        if a.status == FAIL and a.detail.startswith(NOT_REALTIME):
+            probe.set(name, SKIP, f"not checked: {NOT_REALTIME} (see a-query)")
+        elif a.status == FAIL and str(r.status_code) in a.detail:
             probe.set(
                 name, SKIP, f"not checked: refused with {r.status_code} like every upgrade (see a-query)"
             )

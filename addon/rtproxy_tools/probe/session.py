@@ -19,6 +19,7 @@ from .wire import (
     describe_close,
     heartbeat,
     is_reply,
+    not_realtime,
     reply_reason,
     reply_status,
 )
@@ -43,6 +44,8 @@ async def check_session(probe: Probe) -> None:
                 f"{r.status_code} {err}: the apikey in the query string never reached "
                 "the server (the relay drops the query)",
             )
+        elif err is None and (page := not_realtime(r)):  # a web page, not Realtime or a relay to it
+            probe.set("a-query", FAIL, page, code=code)
         else:  # what refused it names the finding: Realtime's words (catalog.py), else upgrade-rejected
             probe.set(
                 "a-query",

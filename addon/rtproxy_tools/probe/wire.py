@@ -19,6 +19,7 @@ from websockets.exceptions import (
     InvalidStatus,
     InvalidURI,
 )
+from websockets.http11 import Response
 from websockets.typing import Subprotocol
 
 
@@ -68,6 +69,25 @@ def describe_close(ws: ClientConnection) -> str:
     if rcvd is None:
         return "without a close frame (TCP connection dropped)"
     return f"{rcvd.code}" + (f" ({rcvd.reason})" if rcvd.reason else "")
+
+
+NOT_REALTIME = "not a Realtime endpoint"
+
+
+def not_realtime(r: Response) -> str | None:
+    """Why an answer to the upgrade says no Realtime (and no relay to it) is there, or None: a success or a
+    redirect instead of 101 (a web page, an SPA's index.html for every path), or an HTML body (a web
+    server's error page). Realtime and a hop in front of it refuse an upgrade with an error status and
+    their own words (Realtime's JSON {"error": ...}, a gateway's text)."""
+    kind = r.headers.get("Content-Type")
+    if not (200 <= r.status_code < 400 or kind is not None and "html" in kind.lower()):
+        return None
+    typed = f'Content-Type "{kind}"' if kind is not None else "no Content-Type"
+    where = f', Location "{r.headers["Location"]}"' if "Location" in r.headers else ""
+    return (
+        f"{NOT_REALTIME}: the upgrade was answered {r.status_code} {r.reason_phrase} with {typed}{where}, "
+        f"not 101 (is this the URL the client uses for Realtime?): {body_text(r.body)[:80]}"
+    )
 
 
 def body_text(body: bytes | None) -> str:
