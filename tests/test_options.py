@@ -280,7 +280,7 @@ def program_args(program: str) -> list[str]:
 async def test_a_mistyped_rt_option_stops_each_program_with_the_closest_name(program, tmp_path):
     """`--set rt_faults=drop-join` would otherwise start the proxy with no fault and no word."""
     args = [
-        *PROGRAMS[program](tmp_path),
+        *program_args(program),
         "--listen-host",
         "127.0.0.1",
         "-p",
