@@ -94,9 +94,10 @@ async def test_mitmweb_marks_a_refused_channel_and_takes_rt_fault_from_its_optio
             await page.goto(f"{api.base}/?token={PASSWORD}")
             row = page.locator("tr", has=page.get_by_text("/realtime/v1/websocket")).first
             await row.locator(
-                "td.col-comment", has_text="rtproxy: join-unauthorized realtime:room1"
+                "td.col-comment",
+                has_text="room1 CHANNEL_ERROR · join unauthorized · rtproxy: join-unauthorized",
             ).wait_for(timeout=TIMEOUT * 1000)
-            assert (await row.locator("span.marker").inner_text()).strip() == "🔴"
+            assert (await row.locator("span.marker").inner_text()).strip() == "✖"
             ARTIFACTS.parent.mkdir(parents=True, exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS.parent / "mitmweb-marked.png"))
             # Options -> Edit Options, as a user would: type the fault into rt_fault's field.
