@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import urllib.parse
 import urllib.request
 
 from conftest import MITMWEB
@@ -71,3 +72,10 @@ class WebApi:
 
     async def flows(self) -> list[dict]:
         return await asyncio.to_thread(self._request, "GET", "/flows")
+
+    async def messages(self, flow_id: str, view: str = "auto") -> list[dict]:
+        """The flow's WebSocket messages as mitmweb's WebSocket tab gets them in VIEW (a View menu name):
+        [{"text", "view_name", "from_client", "timestamp", ...}, ...]."""
+        name = urllib.parse.quote(view.lower(), safe="-_.!~*'()")  # the UI's encodeURIComponent
+        path = f"/flows/{flow_id}/messages/content/{name}.json"
+        return await asyncio.to_thread(self._request, "GET", path)  # type: ignore[return-value]
