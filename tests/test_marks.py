@@ -91,3 +91,28 @@ def test_the_marker_renders_without_an_emoji_font():
     from mitmproxy.utils import emoji
 
     assert emoji.emoji[marks.MARKER] == "\u2716"  # in DejaVu and Liberation, unlike 🔴 (U+1F534)
+
+
+def test_the_comment_column_goes_before_path_unless_the_user_chose_columns():
+    from mitmproxy.test import taddons
+    from mitmproxy.tools.web.webaddons import WebAddon
+
+    for chosen in (None, ["path", "status"]):
+        m = marks.Marks()
+        with taddons.context(WebAddon(), m) as tctx:
+            if chosen is not None:
+                tctx.options.update(web_columns=chosen)
+            m.running()
+            if chosen is None:  # mitmweb's default, with the comment where 150 px of it show first
+                assert tctx.options.web_columns == [
+                    "tls",
+                    "icon",
+                    "comment",
+                    "path",
+                    "method",
+                    "status",
+                    "size",
+                    "time",
+                ]
+            else:
+                assert tctx.options.web_columns == chosen

@@ -108,8 +108,8 @@ def har_entry(flow: http.HTTPFlow, entry: dict) -> dict:
 
 class Marks:
     """Where the marks and comments show: `savehar` (the command and `hardump`) keeps the flows' comments
-    and markers, and mitmweb's flow list gets its Comment column (mitmweb's own `web_columns` option), so
-    the finding is on the list without a click."""
+    and markers, and mitmweb's flow list gets its Comment column (mitmweb's own `web_columns` option),
+    before Path, so the finding is on the list without a click."""
 
     def __init__(self) -> None:
         self._unwrap: Callable[[], None] | None = None
@@ -118,11 +118,14 @@ class Marks:
         self._unwrap = wrap_har_entries(har_entry)
 
     def running(self) -> None:
-        # Only while the columns are mitmweb's default: a choice the user made stays.
+        # Only while the columns are mitmweb's default: a choice the user made stays. Before Path, which
+        # takes what the other columns leave: mitmweb shows the Comment column 150 px wide, and widened
+        # (a double click on its header's edge) it would push itself off the right of the window.
         if "web_columns" in ctx.options and not ctx.options.has_changed("web_columns"):
             columns = list(ctx.options.web_columns)
             if "comment" not in columns:
-                ctx.options.update(web_columns=[*columns, "comment"])
+                at = columns.index("path") if "path" in columns else len(columns)
+                ctx.options.update(web_columns=[*columns[:at], "comment", *columns[at:]])
 
     def done(self) -> None:
         if self._unwrap is not None:
