@@ -39,11 +39,13 @@ async def start_mitmweb(mitmdump, *sets: str, **kw):
 
 
 class WebApi:
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, token: str = PASSWORD) -> None:
+        """`token`: the web_password, or the login token mitmweb printed."""
         self.base = base
+        self.token = token
 
     def _request(self, method: str, path: str, body: object = None) -> object:
-        headers = {"Authorization": f"Bearer {PASSWORD}"}
+        headers = {"Authorization": f"Bearer {self.token}"}
         if method != "GET":
             headers |= {
                 "Cookie": f"_mitmproxy_xsrf={XSRF}",
