@@ -78,7 +78,7 @@ async def test_expire_plays_the_servers_token_expiry_and_marks_the_flow(web, ano
     flow = next(f for f in await api.flows() if f.get("websocket"))
     # The channel, what the client saw (realtime-js's claim until the frames say it is realtime-py), why.
     assert flow["marked"] == "✖" and re.fullmatch(
-        r"room1 CHANNEL_ERROR(/CLOSED)? · token expired after rt\.expire · rtproxy: token-expired",
+        r"room1 CHANNEL_ERROR(/CLOSED)? · token expired after rt\.expire · rtproxy: token-expired \[rt \w{6}\]",
         flow["comment"],
     ), flow["comment"]
     # The channel has ended: the real server sends nothing more for it.
@@ -151,7 +151,9 @@ async def test_close_with_a_code_or_dropped(web, anon_key, code, seen):
     if seen == 4000:  # a warning: the comment, no marker
         await proc.wait_for(rf"finding server-close .*4000.*{after}")
         flow = next(f for f in await api.flows() if f.get("websocket"))
-        assert flow["comment"] == "CHANNEL_ERROR · server close after rt.close · rtproxy: server-close"
+        assert flow["comment"] == (
+            f"CHANNEL_ERROR · server close after rt.close · rtproxy: server-close [rt {flow['id'][:6]}]"
+        )
         assert not flow["marked"]
     await proc.wait_for(r"finding rtproxy-command .*rt\.close")
     assert "has ended" in (await api.command("rt.close", WS, "4000")).get("error", "")
@@ -361,6 +363,9 @@ async def test_rt_channels_table_and_json_name_the_finding_the_comment_names(web
         # The comment on each flow names the same finding.
         comments = {f["id"][:6]: f["comment"] for f in await api.flows() if f.get("websocket")}
         for conn, c in table.items():
-            assert comments[conn].startswith(f"rtproxy: {c['finding']} "), (conn, comments[conn], c)
-            assert comments[conn].endswith(f" [rt {conn}]")  # the id to aim a command at
+            assert comments[conn].endswith(f" · rtproxy: {c['finding']} [rt {conn}]"), (
+                conn,
+                comments[conn],
+                c,
+            )
     await a.close()

@@ -552,7 +552,7 @@ async def test_the_pair_on_the_flows_in_rt_channels_the_content_view_and_rt_repo
         assert KEY not in lines
 
         # The client leg's flow: comment and marker from its error finding (marks.show_findings).
-        assert re.search(r" · rtproxy: hop-[a-z-]+$", c.comment) and c.marked, c.comment
+        assert re.search(r" · rtproxy: hop-[a-z-]+ \[rt cccccc\]$", c.comment) and c.marked, c.comment
         session = next(s for s in tracker.sessions() if s.conn == "cccccc")
         assert {"hop-query-rewritten", "hop-binary-as-text"} <= {f.code for f in session.findings}
 

@@ -1,6 +1,6 @@
 """The flow comment rtproxy writes (marks.comment_for, marks.show_findings): the channel, what the client
-saw and the cause lead, since mitmweb's Comment column shows only its first ~18 characters until widened;
-the finding code comes last. A comment the user wrote stays; one rtproxy wrote, in this form or the older
+saw and the cause lead, since mitmweb's Comment column shows only its first ~17 characters until widened;
+the finding code and the connection's id come last. A comment the user wrote stays; one rtproxy wrote, in this form or the older
 one, is kept up to date."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def dropped_join(topic: str = "realtime:orders") -> Session:
 def test_the_comment_leads_with_channel_outcome_and_cause():
     s = dropped_join()
     assert marks.comment_for(s) == (
-        "orders TIMED_OUT · join dropped by proxy · rtproxy: join-dropped-by-proxy"
+        "orders TIMED_OUT · join dropped by proxy · rtproxy: join-dropped-by-proxy [rt t]"
     )
 
 
@@ -40,9 +40,9 @@ def test_a_connection_finding_has_no_channel_and_each_client_its_own_outcome():
     s.feed(Opened(URL.replace("apikey=k&", ""), [], T0))
     s.feed(Handshake(401, [], b'{"error":"API key is missing"}', T0 + 0.01))
     Diagnoser().end(s)
-    assert marks.comment_for(s) == "CHANNEL_ERROR · apikey missing · rtproxy: apikey-missing"
+    assert marks.comment_for(s) == "CHANNEL_ERROR · apikey missing · rtproxy: apikey-missing [rt t]"
     s.client_kind = "realtime-py"  # connect() raises where realtime-js reports CHANNEL_ERROR
-    assert marks.comment_for(s) == "connect() raises · apikey missing · rtproxy: apikey-missing"
+    assert marks.comment_for(s) == "connect() raises · apikey missing · rtproxy: apikey-missing [rt t]"
 
 
 def test_rtproxys_own_commands_are_named_in_the_cause():
@@ -76,6 +76,7 @@ def test_show_findings_replaces_its_own_comment_old_or_new_and_keeps_the_users()
     for old in (
         "rtproxy: join-dropped-by-proxy realtime:orders: TIMED_OUT",
         "x TIMED_OUT · a · rtproxy: a-b",
+        "x TIMED_OUT · a · rtproxy: a-b [rt 3f8370]",
     ):
         f = tflow.tflow()
         f.comment = old

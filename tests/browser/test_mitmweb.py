@@ -216,9 +216,10 @@ async def test_mitmweb_from_the_readme_shows_the_failed_channel_and_what_rtproxy
         await channel.subscribe(lambda status, err: (statuses.append(status.value), joined.set()))
         await asyncio.wait_for(joined.wait(), TIMEOUT)
         assert statuses == ["TIMED_OUT"]
-        await web.wait_for(r"finding join-dropped-by-proxy realtime:orders")
+        conn = (await web.wait_for(r"\[rt (\w{6})\] finding join-dropped-by-proxy realtime:orders")).group(1)
+        whole = f"{COMMENT} [rt {conn}]"  # the connection's id last, as the log prints it
         payload = json.dumps({"type": "broadcast", "event": "new_order", "payload": {"id": 42}})
-        answer = await api.command("rt.inject.server", "~websocket", "realtime:orders", "broadcast", payload)
+        answer = await api.command("rt.inject.server", conn, "realtime:orders", "broadcast", payload)
         assert answer == {"value": None}, answer
         await web.wait_for(r"hop: command: rt\.inject\.server: sent the client broadcast on realtime:orders")
         await rt.close()
@@ -233,16 +234,16 @@ async def test_mitmweb_from_the_readme_shows_the_failed_channel_and_what_rtproxy
                 await row.wait_for(timeout=TIMEOUT * 1000)
                 # Found by its comment's channel and outcome, without opening it: all of it is there.
                 comment = row.locator("td.col-comment")
-                assert (await comment.inner_text()) == COMMENT
+                assert (await comment.inner_text()) == whole
                 path = row.locator("td.col-path")
                 assert f"http://127.0.0.1:{port}/realtime/v1/websocket?apikey=" in await path.inner_text()
                 assert (await row.locator("span.marker").inner_text()).strip() == "✖"
                 # mitmweb's Comment column starts 150 px wide (rtproxy puts it before Path): about 17
                 # characters, the channel and the outcome's start. A double click on its header's edge
                 # fits it to the comments (mitmweb keeps the width): all of it, inside the window.
-                assert await shows(comment, "orders") and not await shows(comment, COMMENT)
+                assert await shows(comment, "orders") and not await shows(comment, whole)
                 await page.locator("th.col-comment .col-resize-handle").dblclick()
-                await page.wait_for_function(SHOWS, arg=[await comment.element_handle(), COMMENT])
+                await page.wait_for_function(SHOWS, arg=[await comment.element_handle(), whole])
                 await page.screenshot(path=str(DOCS / "mitmweb-flow-list.png"))
 
                 await row.click()
