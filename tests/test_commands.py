@@ -76,7 +76,11 @@ async def test_expire_plays_the_servers_token_expiry_and_marks_the_flow(web, ano
     await proc.wait_for(rf"finding token-expired realtime:room1 .*{EXPIRED}")
     await proc.wait_for(r"finding rtproxy-command .*rt\.expire: expired the token of realtime:room1")
     flow = next(f for f in await api.flows() if f.get("websocket"))
-    assert flow["marked"] and flow["comment"].startswith("rtproxy: token-expired realtime:room1: ")
+    # The channel, what the client saw (realtime-js's claim until the frames say it is realtime-py), why.
+    assert flow["marked"] == "✖" and re.fullmatch(
+        r"room1 CHANNEL_ERROR(/CLOSED)? · token expired after rt\.expire · rtproxy: token-expired \[rt \w{6}\]",
+        flow["comment"],
+    ), flow["comment"]
     # The channel has ended: the real server sends nothing more for it.
     answer = await api.command("rt.inject.server", WS, "realtime:room1", "phx_close", "{}")
     assert "realtime:room1 has ended (closed)" in answer.get("error", ""), answer
@@ -85,10 +89,10 @@ async def test_expire_plays_the_servers_token_expiry_and_marks_the_flow(web, ano
     har = tmp_path / "out.har"
     assert (await api.command("save.har", "@all", str(har))) == {"value": None}
     entry = next(e for e in json.loads(har.read_text())["log"]["entries"] if "_webSocketMessages" in e)
-    assert entry["comment"] == flow["comment"] and entry["_marked"] == ":red_circle:"
+    assert entry["comment"] == flow["comment"] and entry["_marked"] == ":heavy_multiplication_x:"
     await proc.stop()
     saved = [f for f in read_flows(tmp_path / "flows.mitm") if getattr(f, "websocket", None)]
-    assert saved[0].marked == ":red_circle:" and saved[0].comment == flow["comment"]
+    assert saved[0].marked == ":heavy_multiplication_x:" and saved[0].comment == flow["comment"]
     # Offline, the flow file says what rtproxy did, as the live log did.
     _, out = await run_to_exit([command("rtdiagnose"), "--json", str(tmp_path / "flows.mitm")])
     found = {f["code"]: f for c in json.loads(out)["connections"] for f in c["findings"]}
@@ -147,7 +151,9 @@ async def test_close_with_a_code_or_dropped(web, anon_key, code, seen):
     if seen == 4000:  # a warning: the comment, no marker
         await proc.wait_for(rf"finding server-close .*4000.*{after}")
         flow = next(f for f in await api.flows() if f.get("websocket"))
-        assert flow["comment"].startswith("rtproxy: server-close: CHANNEL_ERROR (socket closed: 4000)")
+        assert flow["comment"] == (
+            f"CHANNEL_ERROR · server close after rt.close · rtproxy: server-close [rt {flow['id'][:6]}]"
+        )
         assert not flow["marked"]
     await proc.wait_for(r"finding rtproxy-command .*rt\.close")
     assert "has ended" in (await api.command("rt.close", WS, "4000")).get("error", "")
@@ -357,6 +363,9 @@ async def test_rt_channels_table_and_json_name_the_finding_the_comment_names(web
         # The comment on each flow names the same finding.
         comments = {f["id"][:6]: f["comment"] for f in await api.flows() if f.get("websocket")}
         for conn, c in table.items():
-            assert comments[conn].startswith(f"rtproxy: {c['finding']} "), (conn, comments[conn], c)
-            assert comments[conn].endswith(f" [rt {conn}]")  # the id to aim a command at
+            assert comments[conn].endswith(f" · rtproxy: {c['finding']} [rt {conn}]"), (
+                conn,
+                comments[conn],
+                c,
+            )
     await a.close()

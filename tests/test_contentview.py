@@ -4,18 +4,26 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from mitmproxy import contentviews, ctx, websocket
 from mitmproxy.test import taddons, tflow
 from rtproxy_core import frames
 from rtproxy_local.jwt import dev_anon_key
-from rtproxy_mitm.contentview import NAME, RealtimeContentview, RealtimeView
-from rtproxy_mitm.flowevents import REALTIME
+from rtproxy_mitm import framenotes
+from rtproxy_mitm.contentview import (
+    FULL_NAME,
+    NAME,
+    RealtimeContentview,
+    RealtimeFullContentview,
+    RealtimeView,
+)
+from rtproxy_mitm.flowevents import COMMANDS, REALTIME
 from rtproxy_mitm.tracker import Tracker
 from wsproto.frame_protocol import Opcode
 
-KEY = NAME.lower()
+KEY, FULL_KEY = NAME.lower(), FULL_NAME.lower()
 
 
 def rt_flow(path: str = "/realtime/v1/websocket?apikey=k&vsn=2.0.0"):
@@ -40,13 +48,18 @@ def view():
     with taddons.context(addon) as tctx:
         yield tctx, addon
         tctx.master.addons.remove(addon)  # done(): the global registry is as before
-    assert KEY not in contentviews.registry
+    assert KEY not in contentviews.registry and FULL_KEY not in contentviews.registry
 
 
 def render(f, m):
+    """The full form, chosen in the View menu (auto picks the compact one over json/raw)."""
     res = contentviews.prettify_message(m, f)
-    assert res.view_name == NAME, (res.view_name, res.text)  # auto-selected over json/raw
-    return res.text
+    assert res.view_name == NAME, (res.view_name, res.text)
+    return contentviews.prettify_message(m, f, view_name=FULL_NAME).text
+
+
+def compact(f, m) -> str:
+    return contentviews.prettify_message(m, f).text
 
 
 def payload_of(text: str):
@@ -246,17 +259,18 @@ async def test_registered_on_load_removed_on_unload():
     addon = RealtimeView()
     assert KEY not in contentviews.registry
     with taddons.context(addon) as tctx:
-        assert contentviews.registry[KEY] is addon.view
-        assert KEY in contentviews.registry.available_views()
+        assert contentviews.registry[KEY] is addon.view and contentviews.registry[FULL_KEY] is addon.full
+        # mitmweb's View menu lists these names (the registry's, lower-cased).
+        assert {"supabase realtime", "supabase realtime full"} <= set(contentviews.registry.available_views())
         changed = _Changes()
         contentviews.registry.on_change.connect(changed.seen)
         try:
             tctx.master.addons.remove(addon)  # runs done(), as a script unload does
         finally:
             contentviews.registry.on_change.disconnect(changed.seen)
-        assert KEY not in contentviews.registry
+        assert KEY not in contentviews.registry and FULL_KEY not in contentviews.registry
         assert KEY not in contentviews.registry.available_views()
-        assert changed.views == [addon.view]  # mitmproxy console re-renders on this signal
+        assert changed.views == [addon.view, addon.full]  # mitmproxy console re-renders on this signal
         f = rt_flow()
         m = message(f, '["1","1","realtime:r","phx_join",{}]', from_client=True)
         assert contentviews.prettify_message(m, f).view_name != NAME
@@ -277,10 +291,103 @@ async def test_reload_order_keeps_the_new_view():
 def test_view_works_without_a_master(monkeypatch):
     """Called directly (no ctx.options at all): decodes and redacts."""
     monkeypatch.delattr(ctx, "options", raising=False)
-    cv = RealtimeContentview()
     f = rt_flow()
     m = message(
         f, json.dumps(["1", "1", "realtime:r", "phx_join", {"access_token": "abc"}]), from_client=True
     )
-    text = cv.prettify(m.content, contentviews.Metadata(flow=f, websocket_message=m))
-    assert payload_of(text) == {"access_token": "[redacted]"}
+    md = contentviews.Metadata(flow=f, websocket_message=m)
+    assert payload_of(RealtimeFullContentview().prettify(m.content, md)) == {"access_token": "[redacted]"}
+    assert RealtimeContentview().prettify(m.content, md).endswith('{"access_token": "[redacted]"}')
+
+
+async def test_compact_one_line_per_frame(view):
+    f = rt_flow()
+    join = {"config": {"broadcast": {"self": True}, "presence": {"key": ""}}}
+    m = message(f, json.dumps(["3", "3", "realtime:room1", "phx_join", join]), from_client=True)
+    assert compact(f, m) == (
+        '→ phx_join realtime:room1 join_ref=3 ref=3 {"config": {"broadcast": {"self": true}, "presence": {"key": ""}}}'
+    )
+    hb = message(
+        f,
+        json.dumps([None, "4", "phoenix", "phx_reply", {"status": "ok", "response": {}}]),
+        from_client=False,
+    )
+    assert compact(f, hb) == '← phx_reply phoenix ref=4 {"status": "ok", "response": {}}'
+    raw = frames.encode_user_broadcast("realtime:room1", "cursor", {"x": 1})
+    b = message(f, raw, from_client=False, binary=True)
+    assert compact(f, b) == (
+        '← broadcast realtime:room1 (binary kind 4) {"type": "broadcast", "event": "cursor", "payload": {"x": 1}}'
+    )
+    big = message(f, json.dumps([None, None, "realtime:r", "x", {"k": "v" * 1000}]), from_client=True)
+    line = compact(f, big)
+    assert "\n" not in line and line.endswith(f"more characters: {FULL_NAME})") and len(line) < 500
+
+
+async def test_what_rtproxy_did_is_said_above_the_frame(view):
+    """A fault's drop, a held-back frame and its late copy, a command's and a fault's injection: each says
+    so in both forms; a message dropped or injected by something else says that too."""
+    f = rt_flow()
+    join = message(f, '["1","1","realtime:orders","phx_join",{}]', from_client=True)
+    join.drop()
+    framenotes.note(f, join, framenotes.DROPPED, "fault drop-join")
+    reply = message(
+        f, '["1","1","realtime:orders","phx_reply",{"status":"ok","response":{}}]', from_client=False
+    )
+    reply.drop()
+    framenotes.note(f, reply, framenotes.DELAYED, "fault delay-replies, 3000 ms")
+    late = message(f, reply.content, from_client=False)
+    late.injected = True
+    framenotes.note(f, late, framenotes.LATE, "fault delay-replies, 3000 ms")
+    f.metadata[COMMANDS] = [
+        [late.timestamp + 0.5, "rt.inject.server: sent the client broadcast on realtime:orders"]
+    ]
+    pushed = message(f, '[null,null,"realtime:orders","broadcast",{"type":"broadcast"}]', from_client=False)
+    pushed.injected, pushed.timestamp = True, late.timestamp + 1
+    shut = message(f, '["1",null,"realtime:orders","system",{"status":"error"}]', from_client=False)
+    shut.injected, shut.timestamp = True, late.timestamp + 2
+    framenotes.note(f, shut, framenotes.INJECTED, "fault shutdown")
+    assert compact(f, join).splitlines() == [
+        "✂ DROPPED by rtproxy (fault drop-join): the server never got it",
+        "→ phx_join realtime:orders join_ref=1 ref=1 {}",
+    ]
+    assert compact(f, reply).splitlines()[0] == (
+        "◷ HELD BACK by rtproxy (fault delay-replies, 3000 ms): the client got it later, marked SENT LATE"
+    )
+    assert (
+        compact(f, late).splitlines()[0].startswith("◷ SENT LATE by rtproxy (fault delay-replies, 3000 ms)")
+    )
+    assert compact(f, pushed).splitlines()[0] == (
+        "✚ INJECTED by rtproxy (rt.inject.server): the server never sent it"
+    )
+    assert (
+        compact(f, shut).splitlines()[0] == "✚ INJECTED by rtproxy (fault shutdown): the server never sent it"
+    )
+    full = contentviews.prettify_message(join, f, view_name=FULL_NAME).text.splitlines()
+    assert full[:2] == [
+        "# ✂ DROPPED by rtproxy (fault drop-join): the server never got it",
+        "# 2.0.0 array, client → server",
+    ]
+    # Someone else's: a script's inject.websocket before any command, a script's drop.
+    g = rt_flow()
+    other = message(g, '[null,null,"realtime:r","broadcast",{}]', from_client=False)
+    other.injected = True
+    gone = message(g, '["1","1","realtime:r","phx_join",{}]', from_client=True)
+    gone.drop()
+    assert (
+        compact(g, other).splitlines()[0]
+        == "✚ INJECTED (a script's inject.websocket): the server never sent it"
+    )
+    assert compact(g, gone).splitlines()[0] == "✂ DROPPED (by a script, not rtproxy): the server never got it"
+
+
+def test_names_fit_mitmwebs_content_route():
+    """mitmweb's UI asks for a view by its name, lower-cased and encodeURIComponent'd, on a route that takes
+    only [0-9a-zA-Z_%-] (tools/web/app.py): a name with parentheses would answer 404 in the View menu."""
+    from urllib.parse import quote
+
+    from mitmproxy.tools.web import app
+
+    (route,) = [r for r, handler in app.handlers if handler is app.FlowContentView]
+    for name in (NAME, FULL_NAME):
+        path = f"/flows/0123-ab/messages/content/{quote(name.lower(), safe="-_.!~*'()")}.json"
+        assert re.fullmatch(route, path), (name, route)

@@ -68,6 +68,7 @@ class Case:
 
     def __init__(self, proxy: Mitmdump) -> None:
         self.proxy = proxy
+        self.api: WebApi
         self.start = len(proxy.lines)
         self.port = proxy.port
 
@@ -81,6 +82,11 @@ class Case:
 
     async def wait_for(self, pattern: str) -> re.Match:
         return await self.proxy.wait_for(pattern, start=self.start)
+
+    async def shown(self) -> list[str]:
+        """The newest Realtime flow's messages as mitmweb shows them (the Supabase Realtime view)."""
+        flow = [f for f in await self.api.flows() if f.get("websocket")][-1]
+        return [m["text"] for m in await self.api.messages(flow["id"])]
 
     async def fault_is(self, fault: str) -> None:
         """rt_fault is now `fault`, with no connection open (the line would count them)."""
@@ -129,6 +135,7 @@ async def through(shared, anon_key):
         assert (await api.set_options(rt_fault=fault)) in (None, {})
         await case.fault_is(fault)
         clients.append(client(case, anon_key))
+        case.api = api
         return case, clients[-1]
 
     yield start
@@ -161,6 +168,11 @@ async def test_delay_replies_join_timeout(through):
     await proxy.wait_for(r"server closed realtime:room1, an earlier join")
     await proxy.wait_for(r"realtime:room1 \(join 2\) join reply \(ok\) came after \d+ ms, past")
     assert "duplicate-join" not in proxy.output  # ...is not a duplicate join
+    # mitmweb's Realtime view says which replies rtproxy held back and which copies it sent late.
+    shown = await proxy.shown()
+    held = "◷ HELD BACK by rtproxy (fault delay-replies, 1500 ms): the client got it later, marked SENT LATE"
+    assert any(text.startswith(f"{held}\n← phx_reply realtime:room1 ") for text in shown), shown
+    assert any(text.startswith("◷ SENT LATE by rtproxy (fault delay-replies, 1500 ms)") for text in shown)
     await rt.close()
 
 
@@ -170,6 +182,8 @@ async def test_drop_join_join_dropped_by_proxy(through):
     assert statuses == ["TIMED_OUT"]
     await proxy.wait_for(r"hop: fault: dropped phx_join for realtime:room1")
     await proxy.wait_for(r"finding join-dropped-by-proxy realtime:room1")
+    dropped = "✂ DROPPED by rtproxy (fault drop-join): the server never got it\n→ phx_join realtime:room1 "
+    assert any(text.startswith(dropped) for text in await proxy.shown())
     await rt.close()
 
 
@@ -184,6 +198,11 @@ async def test_shutdown_named_by_realtimes_message(through):
     cause = await proxy.wait_for(r"finding rate-limited realtime:room1 .*Too many messages per second")
     stop = await proxy.wait_for(r"finding channel-shutdown realtime:room1")
     assert proxy.lines.index(cause.string) < proxy.lines.index(stop.string)
+    injected = [t for t in await proxy.shown() if t.startswith("✚ INJECTED by rtproxy (fault shutdown)")]
+    assert [t.splitlines()[1].split(" {")[0] for t in injected] == [
+        "← system realtime:room1",  # vsn 1.0.0: no join_ref on the wire
+        "← phx_close realtime:room1 ref=1",
+    ], injected
     await rt.close()
 
 

@@ -11,11 +11,18 @@ import json
 
 import pytest
 from conftest import TIMEOUT
+from mitmproxy import http, io
 from realtime import AsyncRealtimeClient
 from rtproxy_core import frames
+from rtproxy_mitm.flowevents import UPSTREAM_URL
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import InvalidStatus
+
+
+def read_flows(path) -> list:
+    with open(path, "rb") as fh:
+        return list(io.FlowReader(fh).stream())
 
 
 def rt_client(proxy_url: str, key: str) -> AsyncRealtimeClient:
@@ -109,6 +116,35 @@ async def test_relay_mode_client_gets_101_but_never_subscribes(local_server, mit
     )
     await proxy.wait_for(r"closed by server: 1011 \(Proxy server error\)")
     await client.close()
+
+
+@pytest.mark.parametrize("mode", ["fixed", "relay"])
+async def test_the_flow_shows_the_url_the_client_used(local_server, mitmdump, anon_key, tmp_path, mode):
+    """Once the upgrade has gone upstream, the stored flow (mitmweb's list, flow files, HAR) is the request
+    as the client sent it, not rtproxy's internal address (the embedded server, the relay's /<flow id>/);
+    where it went stays in the metadata and the server connection. The apikey stays sanitized."""
+    local_server.config.accept_any_apikey = True
+    proxy = await mitmdump(
+        f"rt_supabase_url={local_server.url}", f"rt_mode={mode}", extra=("-w", str(tmp_path / "f"))
+    )
+    path = f"/realtime/v1/websocket?apikey={anon_key}&vsn=2.0.0"
+    async with connect(f"ws://127.0.0.1:{proxy.port}{path}"):
+        pass  # the relay's upstream refuses a query-less upgrade: only the 101 and the close matter here
+    await proxy.wait_for(r"closed by (client|server)")
+    await proxy.stop()
+    (flow,) = [f for f in read_flows(tmp_path / "f") if isinstance(f, http.HTTPFlow)]
+    r = flow.request
+    assert (r.scheme, r.host, r.port, r.headers["Host"]) == (
+        "http",
+        "127.0.0.1",
+        proxy.port,
+        f"127.0.0.1:{proxy.port}",
+    )
+    assert r.path.startswith("/realtime/v1/websocket?apikey=") and r.path.endswith("&vsn=2.0.0")
+    assert anon_key not in r.path and anon_key.split(".")[1] in r.path  # sanitized: claims kept, no signature
+    assert flow.server_conn.address[1] != proxy.port
+    if mode == "fixed":
+        assert flow.metadata[UPSTREAM_URL].startswith(f"{local_server.url}/realtime/v1/websocket?apikey=")
 
 
 async def test_as_written_mode_fails_before_101(local_server, mitmdump, anon_key):

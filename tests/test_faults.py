@@ -74,7 +74,8 @@ def test_swallow_heartbeats_drops_only_heartbeat_replies():
 
 def test_drop_join_drops_client_joins_only():
     plan = FaultPlan(parse_faults("drop-join"), frames.V2)
-    assert plan.on_frame(True, False, v2("1", "1", "realtime:r", "phx_join", {})).drop
+    dropped = plan.on_frame(True, False, v2("1", "1", "realtime:r", "phx_join", {}))
+    assert dropped.drop and dropped.fault == "drop-join"  # named for the Realtime view (framenotes)
     assert not plan.on_frame(True, False, v2(None, "2", "phoenix", "heartbeat", {})).drop
 
 
@@ -82,7 +83,7 @@ def test_delay_replies():
     plan = FaultPlan(parse_faults("delay-replies=300"), frames.V1)
     reply = b'{"event":"phx_reply","payload":{"status":"ok","response":{}},"ref":"1","topic":"t"}'
     a = plan.on_frame(False, False, reply)
-    assert a.delay_ms == 300 and not a.drop
+    assert a.delay_ms == 300 and not a.drop and a.fault == "delay-replies"
 
 
 @pytest.mark.parametrize("vsn", [frames.V1, frames.V2])
@@ -93,6 +94,7 @@ def test_shutdown_after_successful_join_in_the_sockets_vsn(vsn):
     reply = frames.Message("realtime:r", "phx_reply", {"status": "ok", "response": {}}, "3", "3")
     a = plan.on_frame(False, False, frames.encode_text(reply, vsn, from_client=False).encode())
     system, close = (frames.decode(t, binary=False, from_client=False) for t in a.inject_to_client)
+    assert a.injected_by == "shutdown"
     assert system.shape == frames.shape_for(vsn)
     assert (system.event, system.payload["message"], system.payload["status"]) == (
         "system",
@@ -107,7 +109,7 @@ def test_shutdown_after_successful_join_in_the_sockets_vsn(vsn):
 def test_max_frame_closes_with_1009():
     plan = FaultPlan(parse_faults("max-frame=10"), frames.V2)
     a = plan.on_frame(True, True, b"\x03" + b"x" * 20)
-    assert a.drop and a.close == (1009, "Message is too large")
+    assert a.drop and a.close == (1009, "Message is too large") and a.fault == "max-frame"
     assert plan.on_frame(True, False, b"[]").close is None
 
 

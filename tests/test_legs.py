@@ -25,7 +25,7 @@ from rtproxy_core.events import Closed, Frame, Handshake, Opened
 from rtproxy_core.hop import BLOB_TEXT, relay_path
 from rtproxy_core.redact import AUTH_HEADERS, COOKIE_HEADERS, SECRET_HEADERS
 from rtproxy_local.jwt import dev_anon_key
-from rtproxy_mitm.contentview import RealtimeContentview
+from rtproxy_mitm.contentview import RealtimeContentview, RealtimeFullContentview
 from rtproxy_mitm.legs import LEG, Legs
 from rtproxy_mitm.tracker import Tracker
 from webapi import free_port
@@ -552,11 +552,11 @@ async def test_the_pair_on_the_flows_in_rt_channels_the_content_view_and_rt_repo
         assert KEY not in lines
 
         # The client leg's flow: comment and marker from its error finding (marks.show_findings).
-        assert c.comment.startswith("rtproxy: ") and c.marked
+        assert re.search(r" · rtproxy: hop-[a-z-]+ \[rt cccccc\]$", c.comment) and c.marked, c.comment
         session = next(s for s in tracker.sessions() if s.conn == "cccccc")
         assert {"hop-query-rewritten", "hop-binary-as-text"} <= {f.code for f in session.findings}
 
-        view = RealtimeContentview()
+        view = RealtimeFullContentview()
         text = view.prettify(sent.content, contentviews.Metadata(flow=c, websocket_message=sent))
         assert text.splitlines()[:3] == [
             "# hop: client leg (listener 8080), paired with upstream leg uuuuuu by time, same path",
@@ -566,6 +566,14 @@ async def test_the_pair_on_the_flows_in_rt_channels_the_content_view_and_rt_repo
         assert "# 2.0.0 binary kind 3 (user broadcast push), client → server" in text
         text = view.prettify(got.content, contentviews.Metadata(flow=u, websocket_message=got))
         assert "# this frame: the client sent it as binary: #1 realtime:room1 broadcast ref 2" in text
+        compact = RealtimeContentview().prettify(
+            sent.content, contentviews.Metadata(flow=c, websocket_message=sent)
+        )
+        assert compact.splitlines() == [  # the frame's own fate and its line
+            "# this frame: reached the upstream as text: #1 '[object Blob]' (text, 13 B)",
+            '→ broadcast realtime:room1 join_ref=1 ref=2 (binary kind 3) {"type": "broadcast", '
+            + compact.split('"type": "broadcast", ', 1)[1],
+        ]
         assert KEY not in json.dumps(c.metadata[LEG]) and c.metadata[LEG]["paired_with"] == u.id
 
         tracker.report(str(tmp_path / "r"))

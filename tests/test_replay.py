@@ -847,7 +847,9 @@ async def test_a_bug_reports_har_sanitized_replayed_and_watched_in_mitmweb(
     await web.wait_for(rf"finding {expected} ")
     flows = await api.flows()
     ws = next(f for f in flows if f.get("websocket"))
-    assert ws["marked"] and ws["comment"].startswith(f"rtproxy: {expected} ")
+    assert ws["marked"] and ws["comment"].endswith(
+        f" CHANNEL_ERROR · {expected.replace('-', ' ')} · rtproxy: {expected} [rt {ws['id'][:6]}]"
+    )
     shown = json.dumps(flows)
     assert anon_key.rsplit(".", 1)[1] not in shown  # the app's key: sanitized once forwarded
     assert "rtproxy-sanitized" in shown

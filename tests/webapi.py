@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import urllib.parse
 import urllib.request
 
 from conftest import MITMWEB
@@ -38,11 +39,13 @@ async def start_mitmweb(mitmdump, *sets: str, **kw):
 
 
 class WebApi:
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, token: str = PASSWORD) -> None:
+        """`token`: the web_password, or the login token mitmweb printed."""
         self.base = base
+        self.token = token
 
     def _request(self, method: str, path: str, body: object = None) -> object:
-        headers = {"Authorization": f"Bearer {PASSWORD}"}
+        headers = {"Authorization": f"Bearer {self.token}"}
         if method != "GET":
             headers |= {
                 "Cookie": f"_mitmproxy_xsrf={XSRF}",
@@ -71,3 +74,10 @@ class WebApi:
 
     async def flows(self) -> list[dict]:
         return await asyncio.to_thread(self._request, "GET", "/flows")
+
+    async def messages(self, flow_id: str, view: str = "auto") -> list[dict]:
+        """The flow's WebSocket messages as mitmweb's WebSocket tab gets them in VIEW (a View menu name):
+        [{"text", "view_name", "from_client", "timestamp", ...}, ...]."""
+        name = urllib.parse.quote(view.lower(), safe="-_.!~*'()")  # the UI's encodeURIComponent
+        path = f"/flows/{flow_id}/messages/content/{name}.json"
+        return await asyncio.to_thread(self._request, "GET", path)  # type: ignore[return-value]

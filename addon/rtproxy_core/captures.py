@@ -121,7 +121,7 @@ def is_phoenix_message(data: bytes) -> bool:
         msg = frames.decode(data, binary=data[:1] not in (b"{", b"["), from_client=True, lazy=True)
     except frames.DecodeError:
         return False
-    return msg.topic == frames.PHOENIX or msg.topic.startswith("realtime:")
+    return msg.topic == frames.PHOENIX or msg.topic.startswith(frames.TOPIC_PREFIX)
 
 
 def _first_sent(raw: Any) -> bytes | None:

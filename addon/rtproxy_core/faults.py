@@ -221,6 +221,8 @@ class Action:
     inject_to_client: list[str] = field(default_factory=list)  # text frames to send after this one
     close: tuple[int, str] | None = None  # close both sides with this code and reason
     note: str = ""  # what the fault did, for the log
+    fault: str = ""  # the fault that dropped, delayed or closed (its name in rt_fault)
+    injected_by: str = ""  # the fault whose frames inject_to_client are
 
 
 class FaultPlan:
@@ -238,6 +240,7 @@ class FaultPlan:
                 drop=True,
                 close=(closecodes.MESSAGE_TOO_BIG, "Message is too large"),
                 note=f"{len(data)}-byte frame over max-frame {spec.max_frame}: closed with 1009",
+                fault="max-frame",
             )
         try:
             msg = frames.decode(data, binary=binary, from_client=from_client)
@@ -246,14 +249,18 @@ class FaultPlan:
         if from_client:
             if msg.event == frames.PHX_JOIN:
                 if spec.drop_join:
-                    return Action(drop=True, note=f"dropped phx_join for {msg.topic} (drop-join)")
+                    return Action(
+                        drop=True, note=f"dropped phx_join for {msg.topic} (drop-join)", fault="drop-join"
+                    )
                 if msg.ref is not None:
                     self._joins[(msg.topic, msg.ref)] = msg.join_ref or msg.ref
             return Action()
         if msg.event != frames.PHX_REPLY:
             return Action()
         if spec.swallow_heartbeats and msg.topic == frames.PHOENIX:
-            return Action(drop=True, note="swallowed a heartbeat reply (swallow-heartbeats)")
+            return Action(
+                drop=True, note="swallowed a heartbeat reply (swallow-heartbeats)", fault="swallow-heartbeats"
+            )
         action = Action()
         join_ref = self._joins.pop((msg.topic, msg.ref), None) if msg.ref is not None else None
         ok = isinstance(msg.payload, dict) and msg.payload.get("status") == "ok"
@@ -271,7 +278,8 @@ class FaultPlan:
                 frames.encode_text(m, self.vsn, from_client=False) for m in (system, close)
             ]
             action.note = f"shut {msg.topic} down after its join: system error {spec.shutdown!r}, phx_close"
+            action.injected_by = "shutdown"
         if spec.delay_replies_ms:
-            action.delay_ms = spec.delay_replies_ms
+            action.delay_ms, action.fault = spec.delay_replies_ms, "delay-replies"
             action.note = action.note or f"delayed a phx_reply by {spec.delay_replies_ms} ms (delay-replies)"
         return action

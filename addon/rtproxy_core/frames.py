@@ -39,6 +39,7 @@ V1 = "1.0.0"
 # Phoenix's channel vocabulary (phoenix/channel.ex; realtime-js lib/constants.ts CHANNEL_EVENTS): the one
 # place these strings are spelled.
 PHOENIX = "phoenix"  # the socket's own topic: heartbeats and their replies
+TOPIC_PREFIX = "realtime:"  # a channel's topic: realtime:<the name the app gave supabase.channel()>
 HEARTBEAT = "heartbeat"
 PHX_JOIN, PHX_REPLY, PHX_LEAVE = "phx_join", "phx_reply", "phx_leave"
 PHX_CLOSE, PHX_ERROR = "phx_close", "phx_error"

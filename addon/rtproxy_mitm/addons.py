@@ -15,6 +15,7 @@ from . import internals
 from .commands import LiveCommands
 from .contentview import RealtimeView
 from .faults import Faults
+from .framenotes import FrameNotes
 from .legs import Legs
 from .lost import LostConnections
 from .marks import Marks
@@ -120,10 +121,12 @@ def rtproxy_addons() -> list:
 
 def rtproxy_parts() -> list:
     tracker = Tracker()
+    notes = FrameNotes()
     # Order matters: the Worker reroutes and faults act before the tracker records what happened.
     return [
         Worker(report=tracker.report_event),
-        Faults(report=tracker.report_event),
+        Faults(report=tracker.report_event, notes=notes),
+        notes,  # notes the faults' injected frames as they arrive: before Sanitize stores a copy
         Legs(tracker),  # rt_legs: after faults, before the tracker (its sessions, its done)
         tracker,
         Trim(),  # after the tracker, which reads the newest message

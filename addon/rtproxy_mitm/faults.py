@@ -15,6 +15,7 @@ from rtproxy_core.faults import FaultPlan, FaultSpec, help_text, parse_faults
 
 from .connlog import flow_log
 from .flowevents import UPSTREAM_URL, is_realtime
+from .framenotes import DELAYED, DROPPED, INJECTED, LATE, FrameNotes, note
 from .internals import close_with_code, drop_without_close
 from .optionerror import reject, running
 
@@ -22,8 +23,9 @@ logger = logging.getLogger("rtproxy")
 
 
 class Faults:
-    def __init__(self, report: Callable[[str, Event], None]) -> None:
+    def __init__(self, report: Callable[[str, Event], None], notes: FrameNotes | None = None) -> None:
         self.report = report
+        self.notes = notes or FrameNotes()  # what the Realtime view says of the frames a fault touched
         self.spec = FaultSpec()
         self.plans: dict[str, FaultPlan] = {}
         self.flows: dict[str, http.HTTPFlow] = {}  # open Realtime WebSocket flows
@@ -133,13 +135,20 @@ class Faults:
             self._hop(flow, action.note, frame)
         if action.drop or action.delay_ms:
             m.drop()
+            held = action.delay_ms and not action.drop
+            note(
+                flow, m, DELAYED if held else DROPPED, self._by(action.fault, action.delay_ms if held else 0)
+            )
         if action.delay_ms and not action.drop:
             self.tasks.setdefault(flow.id, []).append(
                 asyncio.get_running_loop().create_task(
-                    self._deliver_later(flow, action.delay_ms / 1000, not m.from_client, m.content, m.is_text)
+                    self._deliver_later(
+                        flow, action.delay_ms, not m.from_client, m.content, m.is_text, action.fault
+                    )
                 )
             )
         for text in action.inject_to_client:
+            self.notes.injecting(flow, True, text.encode(), INJECTED, self._by(action.injected_by))
             ctx.master.commands.call("inject.websocket", flow, True, text.encode(), True)
         if action.close:
             close_with_code(flow, *action.close)
@@ -153,11 +162,17 @@ class Faults:
 
     # -------------------------------------------------------------------------------- timers
 
+    @staticmethod
+    def _by(fault: str, delay_ms: int = 0) -> str:
+        """Who did it, for the Realtime view: "fault drop-join", "fault delay-replies, 3000 ms"."""
+        return f"fault {fault or '?'}" + (f", {delay_ms} ms" if delay_ms else "")
+
     async def _deliver_later(
-        self, flow: http.HTTPFlow, delay: float, to_client: bool, content: bytes, is_text: bool
+        self, flow: http.HTTPFlow, delay_ms: int, to_client: bool, content: bytes, is_text: bool, fault: str
     ) -> None:
-        await asyncio.sleep(delay)
+        await asyncio.sleep(delay_ms / 1000)
         if flow.websocket is not None and flow.websocket.timestamp_end is None:
+            self.notes.injecting(flow, to_client, content, LATE, self._by(fault, delay_ms))
             ctx.master.commands.call("inject.websocket", flow, to_client, content, is_text)
 
     async def _close_later(self, flow: http.HTTPFlow, code: int, after: float, reason: str) -> None:

@@ -34,6 +34,8 @@ and the tests that notice. Checked against mitmproxy 12.3.1.
   forwards (`WebsocketLayer.relay_messages` sends its local `message`), on the versions this was read in
   (`RELAY_MESSAGES_CHECKED`, `relay_messages_checked`: both this and `pass_lost_connections` follow
   relay_messages). tests/test_sanitize.py.
+- `web_login_url`: mitmweb's login URL with its token, as mitmweb prints it (`WebMaster.web_url`), so the
+  log's redaction can let that one URL through. tests/test_quiet.py (test_mitmweb_login_url_is_shown).
 """
 
 from __future__ import annotations
@@ -134,6 +136,14 @@ def pass_lost_connections(applies: Callable[[http.HTTPFlow], bool]) -> Callable[
         WebsocketLayer.relay_messages = original  # type: ignore[method-assign]
 
     return undo
+
+
+def web_login_url() -> str | None:
+    """The URL mitmweb prints for its UI, login token included (mitmproxy 12.3.1 tools/web/master.py
+    `WebMaster.web_url`, which is webaddons.py `WebAuth.web_url`: `http://HOST:PORT/?token=TOKEN`, no
+    token when web_password is set); None outside mitmweb."""
+    url = getattr(getattr(ctx, "master", None), "web_url", None)
+    return url if isinstance(url, str) else None
 
 
 def deferred_values(options: optmanager.OptManager) -> list[tuple[str, optmanager._Option, list[str]]]:

@@ -4,14 +4,22 @@ mitmdump prints every flow and WebSocket message with its URL, and a Realtime UR
 its query. Unless the user opted in to secrets (rt_show_secrets), rtproxy sets mitmproxy's dumper_filter
 so Realtime upgrade flows are left to rtproxy's own, redacted lines. A dumper_filter the user set is
 kept, with a warning.
+
+One secret is the user's to see: mitmweb's own login token, in the URL mitmweb prints for its UI
+(`Web server listening at http://127.0.0.1:8081/?token=…`). While the UI listens on loopback only, that
+URL passes the redaction whole; on any other address its token stays redacted, and rtproxy says to log in
+with web_password instead.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from mitmproxy import ctx
 from rtproxy_core.redact import Redactor
+
+from .internals import web_login_url
 
 logger = logging.getLogger("rtproxy")
 
@@ -20,10 +28,28 @@ logger = logging.getLogger("rtproxy")
 REALTIME_FLOWS_HIDDEN = '!(~u "/websocket" | ~u "[?&]apikey=")'
 
 
+def loopback(host: str) -> bool:
+    """Is HOST (mitmweb's web_host) reachable from this machine only?"""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def own_login_url() -> str | None:
+    """mitmweb's login URL, token included, while its UI listens on loopback only; else None."""
+    url = web_login_url()
+    if url is None or "web_host" not in ctx.options or not loopback(ctx.options.web_host):
+        return None
+    return url
+
+
 class RedactRecords(logging.Filter):
     """Every log line passes through `Redactor.output` last: rtproxy's own, and mitmproxy's, which quote
     a raw request head now and then (a client that broke off in the middle of its request, a request it
-    cannot parse), apikey and all."""
+    cannot parse), apikey and all. mitmweb's own login URL (own_login_url) passes whole."""
 
     rtproxy_redact = True  # recognised (and replaced) across script reloads
 
@@ -34,6 +60,8 @@ class RedactRecords(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         redacted = self.redactor.output(message)
+        if redacted != message and (login := own_login_url()) and login in message:
+            redacted = login.join(self.redactor.output(part) for part in message.split(login))
         if redacted != message:
             record.msg, record.args = redacted, None
         if record.exc_info and not record.exc_text:
@@ -58,6 +86,20 @@ def redact_log_handlers(on: bool) -> None:
 
 
 class Quiet:
+    def running(self) -> None:
+        url = web_login_url()
+        if (
+            url is not None
+            and "?token=" in url
+            and own_login_url() is None
+            and not ctx.options.rt_show_secrets
+        ):
+            logger.warning(
+                f"rtproxy: mitmweb's UI listens on {ctx.options.web_host or 'every address'}, not on loopback "
+                "only, so its login token stays redacted in this log; set a password to log in "
+                "(--set web_password=…), or listen on 127.0.0.1 (--web-host 127.0.0.1)"
+            )
+
     def configure(self, updated: set[str]) -> None:
         if "rt_show_secrets" in updated:
             redact_log_handlers(not ctx.options.rt_show_secrets)

@@ -4,6 +4,11 @@ the way the design's Cloudflare Worker would, in one of four modes (rt_mode).
 Only upgrades are rerouted, only from the configured worker host(s) (or, in reverse mode with no
 rt_worker_host, every upgrade arriving at the listener), and only to rt_supabase_url or the embedded
 local server. Nothing a client sends (Host header, absolute-form URL, query) chooses the destination.
+
+Once the upgrade has gone upstream (its `response`, or its `error`), the flow shows the request as the
+client sent it again: its URL and Host. mitmweb's flow list, a HAR and a flow file then show the address
+the client used, not rtproxy's internal one (the embedded server, the relay's `/<flow id>/…`); where it
+went stays in the flow's metadata (UPSTREAM_URL) and its server connection.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from mitmproxy import ctx, http
 from mitmproxy.proxy import mode_specs
@@ -185,6 +191,28 @@ class Worker:
         if self.worker_hosts:
             return flow.request.host.lower() in self.worker_hosts
         return isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._as_the_client_sent_it(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._as_the_client_sent_it(flow)
+
+    @staticmethod
+    def _as_the_client_sent_it(flow: http.HTTPFlow) -> None:
+        """The rerouted request back to the client's URL (scheme, host, port, path and query; the Host
+        header follows), now that it has gone upstream: what mitmproxy shows and stores of the flow."""
+        original = flow.metadata.get(ORIGINAL_URL)
+        if not original or flow.request.url == original:
+            return
+        # Not the url setter: it parses the URL as ASCII, and a path may hold any byte the client sent.
+        scheme, _, rest = original.partition("://")
+        authority, _, path = rest.partition("/")
+        where = urlsplit(f"{scheme}://{authority}")
+        r = flow.request
+        r.scheme, r.host = scheme, where.hostname or authority
+        r.port = where.port or (443 if scheme == "https" else 80)
+        r.path = f"/{path}"
 
     def request(self, flow: http.HTTPFlow) -> None:
         if not is_upgrade(flow.request) or flow.response is not None:
