@@ -391,3 +391,29 @@ def test_names_fit_mitmwebs_content_route():
     for name in (NAME, FULL_NAME):
         path = f"/flows/0123-ab/messages/content/{quote(name.lower(), safe="-_.!~*'()")}.json"
         assert re.fullmatch(route, path), (name, route)
+
+
+def test_a_commands_frames_are_noted_and_a_scripts_after_it_is_not_taken_for_one(view):
+    """A live command notes each frame it injects (commands.py → FrameNotes.injecting); a frame a script
+    injects right after it has no note and is labelled as a script's, not as the command's."""
+    from rtproxy_mitm.flowevents import COMMANDS
+    from rtproxy_mitm.framenotes import INJECTED, FrameNotes
+
+    f = rt_flow()
+    f.metadata[COMMANDS] = [[0.0, "rt.inject.server: sent the server broadcast"]]
+    notes = FrameNotes()
+    data = b'[null,null,"realtime:r","broadcast",{"n":1}]'
+    notes.injecting(f, True, data, INJECTED, "rt.inject.server")
+    ours = message(f, data.decode(), from_client=False)
+    ours.injected = True
+    notes.websocket_message(f)
+    theirs = message(f, '[null,null,"realtime:r","broadcast",{"n":2}]', from_client=False)
+    theirs.injected = True
+    assert (
+        compact(f, ours).splitlines()[0]
+        == "✚ INJECTED by rtproxy (rt.inject.server): the server never sent it"
+    )
+    assert (
+        compact(f, theirs).splitlines()[0]
+        == "✚ INJECTED (a script's inject.websocket): the server never sent it"
+    )

@@ -133,7 +133,7 @@ def rtproxy_parts() -> list:
         Sanitize(),  # after the tracker and faults: stores a copy of what they saw and forwarded
         Quiet(),
         RealtimeView(),
-        LiveCommands(tracker),
+        LiveCommands(tracker, notes),
         Marks(),
         LostConnections(),
         Running(),

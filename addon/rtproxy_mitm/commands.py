@@ -22,6 +22,7 @@ from rtproxy_core.events import Hop, HopKind, conn_id
 from rtproxy_core.session import CLOSED, ERRORED, Channel, Session
 
 from .flowevents import COMMANDS
+from .framenotes import INJECTED, FrameNotes
 from .internals import close_with_code, drop_without_close
 from .tracker import Tracker
 
@@ -47,8 +48,9 @@ def _listed(items: list[str]) -> str:
 
 
 class LiveCommands:
-    def __init__(self, tracker: Tracker) -> None:
+    def __init__(self, tracker: Tracker, notes: FrameNotes | None = None) -> None:
         self.tracker = tracker
+        self.notes = notes or FrameNotes()  # the Realtime view labels each frame a command injects
         self._refs = 1  # the next rtproxy-N ref of an injected client push, unique in the run
 
     def resolve_target(self, name: str, target: str) -> Target:
@@ -154,8 +156,9 @@ class LiveCommands:
         flow.metadata.setdefault(COMMANDS, []).append([t, what])  # so a flow file shows it too
         self.tracker.report_event(flow.id, Hop(HopKind.COMMAND, what, t))
 
-    def _send(self, flow: http.HTTPFlow, composed: inject.Composed) -> None:
+    def _send(self, flow: http.HTTPFlow, composed: inject.Composed, name: str) -> None:
         data = composed.data.encode() if isinstance(composed.data, str) else composed.data
+        self.notes.injecting(flow, composed.to_client, data, INJECTED, name)  # labelled as this command's
         ctx.master.commands.call("inject.websocket", flow, composed.to_client, data, not composed.binary)
 
     def _inject(self, name: str, target: str, to_client: bool, topic: str, event: str, payload: str) -> None:
@@ -170,7 +173,7 @@ class LiveCommands:
         self._refs += not to_client  # taken only by a push that goes out
         side = "client" if to_client else "server"
         self._hop(f, f"{name}: sent the {side} {composed.describe()}")
-        self._send(f, composed)
+        self._send(f, composed, name)
 
     @command.command("rt.inject.server")
     def inject_server(self, target: str, topic: str, event: str, json_object: str) -> None:
@@ -217,7 +220,7 @@ class LiveCommands:
             raise exceptions.CommandError(f"rt.expire: {e}") from None
         self._hop(f, f"rt.expire: expired the token of {sequence[0].message.topic}")
         for composed in sequence:
-            self._send(f, composed)
+            self._send(f, composed, "rt.expire")
 
 
 def readme_table() -> str:

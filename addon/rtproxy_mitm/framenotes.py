@@ -5,8 +5,9 @@ live command's).
 mitmproxy's own flags say only that a message was dropped or injected (`WebSocketMessage.dropped`,
 `.injected`); the notes say by what. They are kept in the flow's metadata (`FRAME_NOTES`:
 `[[timestamp, from_client, kind, by], ...]`, a message found by its timestamp and direction, as the legs'
-fates are), so flow files keep them and `mitmweb -r FILE` shows them again. A live command's frames need
-no note: the flow's `COMMANDS` metadata says which command acted when (`injected_by`).
+fates are), so flow files keep them and `mitmweb -r FILE` shows them again. A live command's frames are
+noted too (commands.py announces each one); for a flow file written before that, the flow's `COMMANDS`
+metadata says which command acted when (`injected_by`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ def notes_of(flow: http.HTTPFlow, m: websocket.WebSocketMessage) -> list[tuple[s
 
 
 def injected_by(flow: http.HTTPFlow, m: websocket.WebSocketMessage) -> str | None:
-    """The live command that injected `m` (the last one the flow's COMMANDS names before it), if any."""
+    """The live command that injected `m`, unnoted (the last one the flow's COMMANDS names before it), for
+    a flow written before commands noted their frames; None where they do (any noted command frame): an
+    unnoted injected frame there is a script's."""
+    if any(str(by).startswith("rt.") for *_, by in flow.metadata.get(FRAME_NOTES) or []):
+        return None
     commands: list[Any] = flow.metadata.get(COMMANDS) or []
     before = [str(what) for t, what in commands if float(t) <= m.timestamp]
     return before[-1].split(":", 1)[0] if before else None
