@@ -247,8 +247,9 @@ def test_a_reconnect_is_looked_for_in_the_same_file_only(tmp_path):
 async def test_a_relay_mode_har_names_the_clients_url_its_close_and_its_comment(
     mitmdump, local_server, tmp_path, anon_key
 ):
-    """mitmproxy's savehar of an rt_mode=relay session (hardump, written on exit): the entry's URL is
-    rtproxy's internal relay, and savehar keeps no close, comment or marker. With rtproxy loaded the entry
+    """mitmproxy's savehar of an rt_mode=relay session (hardump, written on exit): the flow went to
+    rtproxy's internal relay (the stored flow gets the client's URL back), and savehar keeps no close,
+    comment or marker. With rtproxy loaded the entry
     carries the client's URL and the close (`_rtproxy`), and the comment and marker (savehar writes hardump
     after rtproxy's `done`), and rtdiagnose reads them as it reads the run's flow file. The same HAR as mitmproxy alone writes it (no
     `_rtproxy`, no comment): the join that was never answered is `join-unanswered`, not "no findings"."""
@@ -276,7 +277,9 @@ async def test_a_relay_mode_har_names_the_clients_url_its_close_and_its_comment(
 
     doc = json.loads(har.read_text())
     entry = next(e for e in doc["log"]["entries"] if "_webSocketMessages" in e)
-    assert not entry["request"]["url"].startswith(client_url)  # the flow's URL: the internal relay
+    # The stored flow shows the client's URL again once the upgrade went upstream (marks/sanitize): the
+    # entry's URL is the client's, not rtproxy's internal relay.
+    assert entry["request"]["url"].startswith(client_url)
     assert entry["_rtproxy"]["clientUrl"].startswith(client_url + "?apikey=")
     assert anon_key not in har.read_text()  # stored sanitized, _rtproxy too
     assert entry["_rtproxy"]["close"]["code"] == 1011 and entry["_rtproxy"]["close"]["byClient"] is False
