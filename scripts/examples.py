@@ -90,6 +90,19 @@ def socket_url(host: str) -> str:
     return f"wss://{host}/realtime/v1/websocket?apikey={APIKEY}&vsn=2.0.0"
 
 
+def one_socket_har(case_id: str, frames: list[dict[str, Any]], end: float) -> dict[str, Any]:
+    """A HAR case of one upgraded socket to the project, its frames as given."""
+    conn = {
+        "url": socket_url(f"{PROJECT}.supabase.co"),
+        "start": START,
+        "status": 101,
+        "response_body": "",
+        "frames": frames,
+        "end": end,
+    }
+    return {"id": case_id, "capture": "har", "connections": [conn]}
+
+
 def refused_private_join() -> dict[str, Any]:
     """corpus: js-custom-jwt-lost-on-resubscribe, rls-read-denied-topicless. A signed-in user joins the
     private channel `orders`; realtime.messages has no SELECT policy for them, so Realtime refuses the join
@@ -99,26 +112,14 @@ def refused_private_join() -> dict[str, Any]:
         "realtime:orders",
         "Unauthorized: You do not have permissions to read from this Channel topic: orders",
     )
-    return {
-        "id": "refused-private-join",
-        "capture": "har",
-        "connections": [
-            {
-                "url": socket_url(f"{PROJECT}.supabase.co"),
-                "start": START,
-                "status": 101,
-                "response_body": "",
-                "frames": [
-                    join(0.021, "1", topic, token, True),
-                    refused(5.094, "1", topic, why),
-                    join(6.097, "2", topic, token, True),
-                    refused(11.163, "2", topic, why),
-                    *heartbeat(25.021, "3"),
-                ],
-                "end": 26.0,
-            }
-        ],
-    }
+    frames = [
+        join(0.021, "1", topic, token, True),
+        refused(5.094, "1", topic, why),
+        join(6.097, "2", topic, token, True),
+        refused(11.163, "2", topic, why),
+        *heartbeat(25.021, "3"),
+    ]
+    return one_socket_har("refused-private-join", frames, 26.0)
 
 
 def expired_token() -> dict[str, Any]:
@@ -127,26 +128,14 @@ def expired_token() -> dict[str, Any]:
     each join with `InvalidJWTToken: Token has expired N seconds ago`."""
     token = user_jwt(START - 4354, START - 754)  # expired 754 s before the first join
     topic = "realtime:orders"
-    return {
-        "id": "expired-token",
-        "capture": "har",
-        "connections": [
-            {
-                "url": socket_url(f"{PROJECT}.supabase.co"),
-                "start": START,
-                "status": 101,
-                "response_body": "",
-                "frames": [
-                    join(0.020, "1", topic, token, False),
-                    refused(5.031, "1", topic, "InvalidJWTToken: Token has expired 754 seconds ago"),
-                    join(6.033, "2", topic, token, False),
-                    refused(11.041, "2", topic, "InvalidJWTToken: Token has expired 760 seconds ago"),
-                    *heartbeat(25.020, "3"),
-                ],
-                "end": 26.0,
-            }
-        ],
-    }
+    frames = [
+        join(0.020, "1", topic, token, False),
+        refused(5.031, "1", topic, "InvalidJWTToken: Token has expired 754 seconds ago"),
+        join(6.033, "2", topic, token, False),
+        refused(11.041, "2", topic, "InvalidJWTToken: Token has expired 760 seconds ago"),
+        *heartbeat(25.020, "3"),
+    ]
+    return one_socket_har("expired-token", frames, 26.0)
 
 
 def worker_drops_query() -> dict[str, Any]:

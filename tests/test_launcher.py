@@ -161,16 +161,25 @@ async def test_extra_scripts_run_before_rtproxy_and_addon_errors_are_contained(
         assert out.index("extra saw client message") < out.index("Addon error: boom in extra")
 
 
-async def test_w_saves_flows_rtdiagnose_reads(tmp_path, local_server, anon_key):
-    flows = tmp_path / "flows.mitm"
+async def one_subscribe(
+    tmp_path, local_server, anon_key: str, *sets: str, extra: tuple[str, ...] = ()
+) -> Mitmdump:
+    """The rtproxy command with `sets` and `extra`, one client subscribing and closing; stopped (what it
+    writes on exit is written)."""
     proxy = await Mitmdump(
-        tmp_path, f"rt_supabase_url={local_server.url}", program=RTPROXY, extra=("-w", str(flows))
+        tmp_path, f"rt_supabase_url={local_server.url}", *sets, program=RTPROXY, extra=extra
     ).start()
     try:
         assert await subscribe(proxy.url, anon_key) == ["SUBSCRIBED"]
         await proxy.wait_for(r"\] closed by client: 1000")
     finally:
         await proxy.stop()
+    return proxy
+
+
+async def test_w_saves_flows_rtdiagnose_reads(tmp_path, local_server, anon_key):
+    flows = tmp_path / "flows.mitm"
+    await one_subscribe(tmp_path, local_server, anon_key, extra=("-w", str(flows)))
     code, out = await run_to_exit([str(launcher_bin("rtdiagnose")), str(flows)])
     assert code == 0 and "realtime:room1" in out, out
     assert anon_key not in flows.read_bytes().decode("latin-1")  # stored sanitized, as with mitmdump
@@ -180,14 +189,7 @@ async def test_hardump_writes_a_har_rtdiagnose_reads(tmp_path, local_server, ano
     """`--set hardump=FILE` as in mitmdump (mitmproxy's savehar, written on exit), with rtproxy's additions
     to a Realtime entry (the client's URL, the close)."""
     har = tmp_path / "run.har"
-    proxy = await Mitmdump(
-        tmp_path, f"rt_supabase_url={local_server.url}", f"hardump={har}", program=RTPROXY
-    ).start()
-    try:
-        assert await subscribe(proxy.url, anon_key) == ["SUBSCRIBED"]
-        await proxy.wait_for(r"\] closed by client: 1000")
-    finally:
-        await proxy.stop()
+    proxy = await one_subscribe(tmp_path, local_server, anon_key, f"hardump={har}")
     assert "no addon declares" not in proxy.output, proxy.output
     doc = json.loads(har.read_text())
     assert doc["log"]["creator"]["name"] == "mitmproxy"
