@@ -124,7 +124,7 @@ class Worker:
         ):
             # Eager connects to the (placeholder) worker host before any hook can reroute; a worker host
             # that does not exist would then fail every upgrade.
-            logger.info("rtproxy: connection_strategy set to lazy so the worker host needs not exist")
+            logger.info("rtproxy: connection_strategy set to lazy so the worker host need not exist")
             ctx.options.update(connection_strategy="lazy")
 
     def running(self) -> None:
