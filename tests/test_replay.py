@@ -352,7 +352,7 @@ async def test_client_reproduces_healthy_capture(tmp_path, local_server, mitmdum
 
 
 async def test_client_never_sends_the_captures_key(tmp_path, local_server):
-    """No --key and no SUPABASE_KEY: the capture's apikey is not sent (it says so), so Realtime refuses."""
+    """No --key and no SUPABASE_ANON_KEY: the capture's apikey is not sent (it says so), so Realtime refuses."""
     capture = corpus_capture("rls-read-denied-topicless", tmp_path)
     code, out = await run_to_exit([command("rtreplay"), str(capture), "--client", local_server.url])
     assert code == 1, out

@@ -7,3 +7,12 @@
 
 Each is a thin entry point over rtproxy_core (and rtproxy_local, rtproxy_mitm where it needs them).
 """
+
+import os
+
+KEY_ENV = "SUPABASE_ANON_KEY"  # the one variable every tool reads a key from (rtreplay's SUPABASE_KEY too)
+
+
+def key_from_env() -> str | None:
+    """The apikey the user exported for the tools: $SUPABASE_ANON_KEY, else the older $SUPABASE_KEY."""
+    return os.environ.get(KEY_ENV) or os.environ.get("SUPABASE_KEY") or None

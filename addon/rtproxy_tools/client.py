@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
 from typing import cast
 
@@ -29,6 +28,8 @@ from rtproxy_core.redact import Redactor
 from rtproxy_local.jwt import dev_anon_key
 from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus
 from websockets.http11 import Response
+
+from . import key_from_env
 
 LINES = """\
 output, one line per thing that happens (--json: {"kind": ..., "detail": ...} per line):
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--private", action="store_true", help="join as a private channel")
     ap.add_argument(
         "--key",
-        default=os.environ.get("SUPABASE_ANON_KEY") or os.environ.get("SUPABASE_KEY"),
+        default=key_from_env(),
         help="apikey (default: $SUPABASE_ANON_KEY, else the local server's dev anon key)",
     )
     ap.add_argument("--listen", type=float, default=3.0, help="seconds to keep listening after joining")

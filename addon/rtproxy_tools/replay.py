@@ -15,7 +15,7 @@ against URL (rtlocal, or a project through rtproxy), with the capture's query, a
 comes back, then what rtproxy's rules read from the run. URL is a project URL (http(s)://host[:port], any
 path prefix: /realtime/v1 goes under it, as supabase-js puts it) or [/prefix]/realtime/v1[/websocket]
 (self-hosted: [/prefix]/socket[/websocket]): the socket rtclient and rtprobe connect to for it. Tokens
-sent upstream come from --key or SUPABASE_KEY, never from the capture; any other credential in the
+sent upstream come from --key or SUPABASE_ANON_KEY, never from the capture; any other credential in the
 capture's frames is replayed as rtsanitize's marker. Output is redacted unless --show-secrets. Exit
 status: 0 done (--client: no error finding), 1 --client met an error finding or the upstream refused it, 2
 an unreadable capture or a bad choice (one line says why).
@@ -28,7 +28,6 @@ import asyncio
 import http
 import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -64,6 +63,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.http11 import Request, Response
 
+from . import key_from_env
 from .captures import read_capture
 
 HOST = "127.0.0.1"  # the replay server binds loopback only: it has no auth
@@ -419,8 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--key",
-        default=os.environ.get("SUPABASE_KEY"),
-        help="--client: the apikey and access token to send (default: $SUPABASE_KEY); never the capture's",
+        default=key_from_env(),
+        help="--client: the apikey and access token to send (default: $SUPABASE_ANON_KEY); never the capture's",
     )
     ap.add_argument(
         "--timers",
@@ -486,10 +486,12 @@ def main(argv: list[str] | None = None) -> int:
     if creds and not key:
         out(
             f"rtreplay: the capture's credentials ({', '.join(creds)}) are not sent upstream and no key was "
-            "given (--key or SUPABASE_KEY): connecting without one"
+            "given (--key or SUPABASE_ANON_KEY): connecting without one"
         )
     elif key:
-        out("rtreplay: the apikey and access tokens sent are --key's / SUPABASE_KEY's, not the capture's")
+        out(
+            "rtreplay: the apikey and access tokens sent are --key's / SUPABASE_ANON_KEY's, not the capture's"
+        )
     return asyncio.run(play_client(script, args, out, key, timers))
 
 

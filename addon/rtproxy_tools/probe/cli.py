@@ -26,12 +26,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 
 from rtproxy_core import urls
 from rtproxy_core.redact import Redactor
 
+from .. import key_from_env
 from .checks import PASS
 from .output import Scrubber, checks_help, render_json, render_text
 from .run import Probe
@@ -39,7 +39,7 @@ from .wire import Unreachable
 
 
 def default_key() -> str:
-    key = os.environ.get("SUPABASE_ANON_KEY")
+    key = key_from_env()
     if key:
         return key
     from rtproxy_local.jwt import dev_anon_key
