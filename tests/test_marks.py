@@ -1,4 +1,4 @@
-"""The flow comment rtproxy writes (marks.comment_for, marks.show_findings): the channel, what the client
+"""The flow comment rtproxy writes (report.finding_line, marks.show_findings): the channel, what the client
 saw and the cause lead, since mitmweb's Comment column shows only its first ~17 characters until widened;
 the finding code and the connection's id come last. A comment the user wrote stays; one rtproxy wrote, in this form or the older
 one, is kept up to date."""
@@ -8,6 +8,7 @@ from __future__ import annotations
 from mitmproxy.test import tflow
 from rtproxy_core.diagnosis import Diagnoser
 from rtproxy_core.events import Handshake, Hop, HopKind, Opened
+from rtproxy_core.report import finding_line
 from rtproxy_core.session import Session
 from rtproxy_mitm import marks
 from wire import T0, v2
@@ -30,7 +31,7 @@ def dropped_join(topic: str = "realtime:orders") -> Session:
 
 def test_the_comment_leads_with_channel_outcome_and_cause():
     s = dropped_join()
-    assert marks.comment_for(s) == (
+    assert finding_line(s) == (
         "orders TIMED_OUT · join dropped by proxy · rtproxy: join-dropped-by-proxy [rt t]"
     )
 
@@ -40,9 +41,9 @@ def test_a_connection_finding_has_no_channel_and_each_client_its_own_outcome():
     s.feed(Opened(URL.replace("apikey=k&", ""), [], T0))
     s.feed(Handshake(401, [], b'{"error":"API key is missing"}', T0 + 0.01))
     Diagnoser().end(s)
-    assert marks.comment_for(s) == "CHANNEL_ERROR · apikey missing · rtproxy: apikey-missing [rt t]"
+    assert finding_line(s) == "CHANNEL_ERROR · apikey missing · rtproxy: apikey-missing [rt t]"
     s.client_kind = "realtime-py"  # connect() raises where realtime-js reports CHANNEL_ERROR
-    assert marks.comment_for(s) == "connect() raises · apikey missing · rtproxy: apikey-missing [rt t]"
+    assert finding_line(s) == "connect() raises · apikey missing · rtproxy: apikey-missing [rt t]"
 
 
 def test_rtproxys_own_commands_are_named_in_the_cause():
@@ -66,7 +67,7 @@ def test_rtproxys_own_commands_are_named_in_the_cause():
     ):
         s.feed(e)
     Diagnoser().check(s, T0 + 2, final=True)
-    comment = marks.comment_for(s)
+    comment = finding_line(s)
     assert comment is not None
     assert comment.startswith("room1 CHANNEL_ERROR/CLOSED · token expired after rt.expire · "), comment
 
@@ -81,7 +82,7 @@ def test_show_findings_replaces_its_own_comment_old_or_new_and_keeps_the_users()
         f = tflow.tflow()
         f.comment = old
         marks.show_findings(f, s)
-        assert f.comment == marks.comment_for(s) and f.marked == marks.MARKER
+        assert f.comment == finding_line(s) and f.marked == marks.MARKER
     f = tflow.tflow()
     f.comment = "mine: rtproxy: look at this"
     marks.show_findings(f, s)

@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from . import frames
 from .diagnosis import ranked, top_finding
-from .rules import Finding, Severity
+from .events import HopKind
+from .rules import CLIENTS, Finding, Outcome, Severity
 from .session import Session
 
 
@@ -239,3 +241,41 @@ def channel_table_text(table: dict[str, Any]) -> list[str]:
             )
     widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_COLUMNS))]
     return ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+FINDING_TAG = "rtproxy: "  # before the finding code in finding_line (mitmweb's comment knows its own by it)
+
+
+def channel_name(topic: str | None) -> str:
+    """A topic as the app names its channel: `realtime:orders` is supabase.channel('orders')."""
+    if topic is None:
+        return ""
+    return topic.removeprefix(frames.TOPIC_PREFIX) or topic
+
+
+def claimed_outcome(f: Finding, session: Session) -> str:
+    """What the connection's client reports, as the finding claims it (rules.Outcome): `TIMED_OUT`,
+    `CHANNEL_ERROR/CLOSED`; realtime-js's when the frames do not say which client it is. A socket that
+    opened did not make connect() raise."""
+    claims = f.outcomes(session.client_kind or CLIENTS[0])
+    if session.status == 101:
+        claims -= {Outcome.CONNECT_RAISES}
+    return "/".join(o.value for o in Outcome if o in claims)
+
+
+def finding_line(session: Session) -> str | None:
+    """The top finding of a connection in one line (diagnosis.top_finding, which rt.channels names too), or
+    None if it has no error or warning: the channel and the outcome its client reports, the cause (the code
+    in words, and rtproxy's own commands on the connection before it), the code, the connection's id.
+    mitmweb's flow comment (rtproxy_mitm/marks.py)."""
+    top = top_finding(session.findings)
+    if top is None:
+        return None
+    head = " ".join(filter(None, [channel_name(top.topic), claimed_outcome(top, session)]))
+    commands = dict.fromkeys(
+        h.detail.split(":", 1)[0] for h in session.hops if h.what == HopKind.COMMAND and h.time <= top.time
+    )
+    cause = top.code.replace("-", " ") + (f" after {', '.join(commands)}" if commands else "")
+    text = " · ".join(filter(None, [head, cause, f"{FINDING_TAG}{top.code} [rt {session.conn}]"]))
+    line: str = session.redactor.output(" ".join(text.split()))
+    return line

@@ -21,10 +21,8 @@ from collections.abc import Callable
 
 from mitmproxy import ctx, hooks, http
 from rtproxy_core.captures import RTPROXY_KEY
-from rtproxy_core.diagnosis import top_finding
-from rtproxy_core.events import HopKind
-from rtproxy_core.frames import TOPIC_PREFIX
-from rtproxy_core.rules import CLIENTS, Finding, Outcome, Severity
+from rtproxy_core.report import FINDING_TAG, finding_line
+from rtproxy_core.rules import Severity
 from rtproxy_core.session import Session
 
 from .flowevents import ORIGINAL_HEADERS, ORIGINAL_URL, UPSTREAM_URL, client_url, closed_event, is_realtime
@@ -33,50 +31,16 @@ from .internals import wrap_har_entries
 # ✖ (U+2716): a text glyph every common font has (DejaVu, Liberation, the system fonts), so it shows where
 # mitmweb's own markers (🔴, 🟠, …: color emoji) need an emoji font. mitmweb shows any marker as its emoji.
 MARKER = ":heavy_multiplication_x:"
-TAG = "rtproxy: "  # before the finding code, last in rtproxy's comment
 # A comment rtproxy wrote (when the flow's metadata does not say): this form, or the older "rtproxy: CODE …".
-OURS = re.compile(rf"(^{TAG}|· {TAG}[a-z0-9-]+( \[rt \w+\])?$)")
+OURS = re.compile(rf"(^{FINDING_TAG}|· {FINDING_TAG}[a-z0-9-]+( \[rt \w+\])?$)")
 MARKED, COMMENTED = "rtproxy.marked", "rtproxy.comment"  # flow.metadata: what rtproxy set on the flow
-
-
-def channel(topic: str | None) -> str:
-    """A topic as the app names its channel: `realtime:orders` is supabase.channel('orders')."""
-    if topic is None:
-        return ""
-    return topic.removeprefix(TOPIC_PREFIX) or topic
-
-
-def outcome(f: Finding, session: Session) -> str:
-    """What the connection's client reports, as the finding claims it (rules.Outcome): `TIMED_OUT`,
-    `CHANNEL_ERROR/CLOSED`; realtime-js's when the frames do not say which client it is. A socket that
-    opened did not make connect() raise."""
-    claims = f.outcomes(session.client_kind or CLIENTS[0])
-    if session.status == 101:
-        claims -= {Outcome.CONNECT_RAISES}
-    return "/".join(o.value for o in Outcome if o in claims)
-
-
-def comment_for(session: Session) -> str | None:
-    """The top finding of a connection in one line (diagnosis.top_finding, which rt.channels names too), or
-    None if it has no error or warning: the channel and the outcome its client reports, the cause (the code
-    in words, and rtproxy's own commands on the connection before it), the code, the connection's id."""
-    top = top_finding(session.findings)
-    if top is None:
-        return None
-    head = " ".join(filter(None, [channel(top.topic), outcome(top, session)]))
-    commands = dict.fromkeys(
-        h.detail.split(":", 1)[0] for h in session.hops if h.what == HopKind.COMMAND and h.time <= top.time
-    )
-    cause = top.code.replace("-", " ") + (f" after {', '.join(commands)}" if commands else "")
-    text = " · ".join(filter(None, [head, cause, f"{TAG}{top.code} [rt {session.conn}]"]))
-    return session.redactor.output(" ".join(text.split()))
 
 
 def show_findings(flow: http.HTTPFlow, session: Session) -> None:
     """Bring the flow's comment and marker up to date with the session's findings. rtproxy marks a flow
     once (a marker the user took off stays off) and keeps only its own comment up to date (one the user
     wrote or cleared stays as it is); what it wrote is in the flow's metadata, which flow files keep."""
-    comment = comment_for(session)
+    comment = finding_line(session)
     if comment is None:
         return
     changed = False
