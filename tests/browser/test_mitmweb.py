@@ -1,7 +1,7 @@
 """mitmweb with rtproxy, driven in Chromium: Realtime frames decoded by the "Supabase Realtime" content
 views (compact and full), a refused channel marked and commented, and the README's mitmweb walkthrough run
-as written (its screenshots: docs/mitmweb-flow-list.png, docs/mitmweb-realtime-view.png; the others go to
-artifacts/)."""
+as written (its screenshots go to artifacts/; with RT_UPDATE_DOCS=1 the walkthrough's two replace
+docs/mitmweb-flow-list.png and docs/mitmweb-realtime-view.png, so a test run leaves the tree as it was)."""
 
 from __future__ import annotations
 
@@ -137,7 +137,8 @@ async def test_mitmweb_marks_a_refused_channel_and_takes_rt_fault_from_its_optio
 # ------------------------------------------------------------------ the README's mitmweb walkthrough
 
 README = ROOT / "README.md"
-DOCS = ROOT / "docs"
+# The README's screenshots: rewritten only on request, else beside the other artifacts.
+DOCS = ROOT / "docs" if os.environ.get("RT_UPDATE_DOCS") == "1" else ARTIFACTS.parent
 MARK = "<!-- mitmweb-command:"
 
 
@@ -244,6 +245,7 @@ async def test_mitmweb_from_the_readme_shows_the_failed_channel_and_what_rtproxy
                 assert await shows(comment, "orders") and not await shows(comment, whole)
                 await page.locator("th.col-comment .col-resize-handle").dblclick()
                 await page.wait_for_function(SHOWS, arg=[await comment.element_handle(), whole])
+                DOCS.mkdir(parents=True, exist_ok=True)
                 await page.screenshot(path=str(DOCS / "mitmweb-flow-list.png"))
 
                 await row.click()
