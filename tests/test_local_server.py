@@ -18,6 +18,7 @@ from rtproxy_core import frames
 from rtproxy_local import jwt
 from rtproxy_local.jwt import DEV_JWT_SECRET, JWTError, dev_anon_key, mint, verify
 from rtproxy_local.server import LocalRealtime
+from rtproxy_local.state import key_digest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -93,6 +94,22 @@ async def test_upgrade_status_seen_by_a_websocket_client(srv):
             pass
     assert e.value.response.status_code == 401
     assert json.loads(e.value.response.body) == {"error": "API key is missing"}
+
+
+async def test_seen_records_what_reached_the_server_without_the_key(srv):
+    """LocalRealtime.seen (rtworker check reads it): path, vsn, a digest of the key, the answer, and the close
+    code the server received; the key itself is nowhere in it."""
+    _, _, _ = await raw_get(srv, "/realtime/v1/websocket?apikey=garbage&vsn=2.0.0")
+    async with sock(srv, "2.0.0") as ws:
+        await ws.close(4000, "probe")
+    while not srv.seen[-1].close:  # the handler records the close as it ends; the next upgrade waits for it
+        await asyncio.sleep(0)
+    refused, opened = list(srv.seen)[-2:]
+    assert (refused.vsn, refused.answer) == ("2.0.0", "401 The token provided is not a valid JWT")
+    assert refused.key == key_digest("garbage") and refused.key != key_digest(KEY)
+    assert (opened.path, opened.answer, opened.key) == ("/realtime/v1/websocket", "101", key_digest(KEY))
+    assert (opened.client_close, opened.close) == (4000, "client sent 4000")
+    assert KEY not in repr(list(srv.seen)) and "garbage" not in repr(list(srv.seen))
 
 
 async def test_x_api_key_header_wins_over_query(srv):

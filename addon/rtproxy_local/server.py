@@ -40,7 +40,7 @@ from websockets.http11 import Request, Response
 from . import jwt
 from .channels import Hub
 from .config import ServerConfig
-from .state import Close, Conn
+from .state import Close, Conn, Seen, key_digest
 
 __all__ = ["LocalRealtime", "ServerConfig"]
 
@@ -70,6 +70,7 @@ class _Connection(ServerConnection):
         super().__init__(*args, **kwargs)
         self.last_rx = self.loop.time()
         self.rt: tuple[str, str, str] | None = None  # (vsn, tenant, token) once the upgrade is accepted
+        self.seen: Seen | None = None
         self.text_messages: collections.deque[bool] = collections.deque()
 
     def data_received(self, data: bytes) -> None:
@@ -118,11 +119,14 @@ class LocalRealtime:
         self._sock: socket.socket | None = None
         self._server: Server | None = None
         self._ids = itertools.count(1)
+        self._seen_ids = itertools.count(1)
         self._handlers: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._serve_started = False
         self._done = asyncio.Event()
         self._shutdown: asyncio.Task[None] | None = None
+        # The last upgrades as the server saw them (Seen: no credential in it), newest last.
+        self.seen: collections.deque[Seen] = collections.deque(maxlen=256)
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -273,13 +277,17 @@ class LocalRealtime:
         api_keys = request.headers.get_all("x-api-key")  # access_token/2: :proplists.lookup, the first one
         token = api_keys[0] if api_keys else query.get("apikey")
         refusal = self._connect_refusal(tenant, token)
+        seen = Seen(next(self._seen_ids), path, query.get("vsn"), key_digest(token), "101")
+        self.seen.append(seen)
         if refusal is not None:
             status, message = refusal
+            seen.answer = f"{status} {message}".rstrip()
             await asyncio.sleep(max(cfg.connect_error_backoff_ms, 0) / 1000)
             log.info("rejected %s tenant=%s: %d %s", path, tenant, status, message)
             return _json(status, {"error": message}) if message else _response(status)
         assert token is not None
         ws.rt = (vsn, tenant, token)
+        ws.seen = seen
         ws.protocol.max_size = cfg.max_frame_bytes  # per connection, so runtime changes apply
         return None
 
@@ -364,7 +372,12 @@ class LocalRealtime:
             for t in helpers:
                 t.cancel()
             self._handlers.discard(task)
-            log.info("conn %d closed: %s", conn.id, self._close_story(ws, conn))
+            story = self._close_story(ws, conn)
+            if ws.seen is not None:
+                rcvd = ws.protocol.close_rcvd
+                ws.seen.close = story
+                ws.seen.client_close = rcvd.code if rcvd is not None else None
+            log.info("conn %d closed: %s", conn.id, story)
 
     @staticmethod
     def _close_story(ws: _Connection, conn: Conn) -> str:

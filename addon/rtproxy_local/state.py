@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -55,6 +56,26 @@ def flex_bool(v: Any, default: bool = False) -> bool:
 
 
 FRAGMENT = _FRAGMENT
+
+
+@dataclass(slots=True)
+class Seen:
+    """One upgrade as the server saw it, for a harness that asks what reached the server (rtworker check):
+    the path, the vsn asked for, which credential came (never its value: `key` is a short digest that can
+    only be compared with the digest of a key the harness knows), the answer, and how the socket ended."""
+
+    id: int
+    path: str
+    vsn: str | None
+    key: str  # key_digest() of the apikey or x-api-key the server used, "" when none came
+    answer: str  # "101", or "STATUS ERROR" for a refusal
+    close: str = ""  # the close story once the socket ended: "client sent 4000", "server sent 1000 (...)"
+    client_close: int | None = None  # the close code the client's side sent, when it sent one
+
+
+def key_digest(key: str | None) -> str:
+    """12 hex digits of SHA-256: equal keys give equal digests; nothing usable as the key."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12] if key else ""
 
 
 class Conn:
