@@ -368,3 +368,102 @@ def test_a_hit_line_is_stripped_cut_and_redacted() -> None:
         assert isinstance(h, SourceHit) and h.line == 5
         assert jwt not in h.text and "eyJhbGci" not in h.text
         assert h.text.startswith("url.searchParams") and len(h.text) <= 120
+
+
+def test_a_rebuild_after_a_return_for_non_upgrades_only_is_flagged() -> None:
+    src = """\
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    if (request.headers.get('Upgrade') !== 'websocket') {
+      return fetch(new Request(new URL(url.pathname + url.search, env.SUPABASE_URL), request));
+    }
+    const resp = await fetch(new Request(new URL(url.pathname + url.search, env.SUPABASE_URL), request));
+    return new Response(resp.body, { status: resp.status, headers: { 'x-proxied': '1' } });
+  },
+};
+"""
+    assert hits_of(src) == [("response-rebuilt", 8)]
+    upgrades_first = src.replace("!== 'websocket'", "=== 'websocket'")
+    assert hits_of(upgrades_first) == []
+
+
+def test_a_rebuild_in_a_then_callback() -> None:
+    src = """\
+addEventListener('fetch', (event) => {
+  const url = new URL(event.request.url);
+  const target = SUPABASE_URL + url.pathname + url.search;
+  event.respondWith(fetch(new Request(target, event.request)).then((r) => new Response(r.body, { status: r.status })));
+});
+"""
+    assert hits_of(src, "worker.js") == [("response-rebuilt", 4)]
+
+
+def test_relay_variants_users_write() -> None:
+    early_return = RELAY.replace(
+        "      if (upstream.readyState === WebSocket.OPEN) upstream.send(e.data);\n      else queue.push(e.data);\n",
+        "      if (upstream.readyState !== WebSocket.OPEN) return;\n      upstream.send(e.data);\n",
+    ).replace("queue.splice(0).forEach", "[].forEach")
+    assert hits_of(early_return) == [("send-if-open", 10)]
+    fallback = RELAY.replace("e.code === 1005 ? 1000 : e.code", "e.code || 1000")
+    assert hits_of(fallback) == [("close-code-forwarded", 14)]
+    decoded = RELAY.replace("server.send(e.data)", "server.send(new TextDecoder().decode(e.data))")
+    assert hits_of(decoded) == [("binary-as-text", 13)]
+
+
+def test_a_pair_only_used_to_answer_a_close_is_no_relay() -> None:
+    src = """\
+export default {
+  async fetch(request) {
+    const [client, server] = Object.values(new WebSocketPair());
+    server.accept();
+    server.close(4000, 'maintenance');
+    return new Response(null, { status: 101, webSocket: client });
+  },
+};
+"""
+    assert hits_of(src) == []
+
+
+def test_env_vars_declared_in_a_wrangler_jsonc() -> None:
+    src = "export default { fetch: (r, env) => fetch(new Request(r.url.replace(new URL(r.url).origin, "
+    src += "env.SUPABASE_URL), r), { cf: { x: env.ORIGINS.split(',') } }) };\n"
+    jsonc = '{\n  // bindings\n  "main": "index.js",\n  "vars": { "SUPABASE_URL": "https://example.supabase.co", },\n}\n'
+    assert hits_of(src, **{"wrangler.jsonc": jsonc}) == [("env-undeclared", 1)]
+    declared = jsonc.replace('"SUPABASE_URL"', '"ORIGINS": "a", "SUPABASE_URL"')
+    assert hits_of(src, **{"wrangler.jsonc": declared}) == []
+
+
+def test_a_destructured_pathname_without_search() -> None:
+    src = """\
+export default {
+  async fetch(request: Request, env: Env): Promise<Response> {
+    const { pathname } = new URL(request.url);
+    return fetch(new Request(`${env.SUPABASE_URL}${pathname}`, request));
+  },
+};
+"""
+    assert hits_of(src, "src/index.ts") == [("query-dropped", 4)]
+    kept = src.replace("{ pathname }", "{ pathname, search }").replace("${pathname}", "${pathname}${search}")
+    assert hits_of(kept, "src/index.ts") == []
+
+
+def test_the_projects_own_workers() -> None:
+    # worker/: the corrected Worker reads clean; the design's relay and its as-written Worker show the
+    # defects their headers list (query dropped, close codes forwarded, frames dropped before the upstream
+    # is open, the 101 first; request.webSocket).
+    root = Path(__file__).parent.parent / "worker"
+
+    def read(rel: str) -> list[tuple[str, int]]:
+        return hits_of((root / rel).read_text(), rel)
+
+    assert read("src/index.js") == []
+    relay = read("fixtures/relay.js")
+    assert [p for p, _ in relay] == [
+        "query-dropped",
+        "close-code-forwarded",
+        "send-if-open",
+        "close-code-forwarded",
+        "early-101",
+    ]
+    assert [p for p, _ in read("fixtures/as-written.js")] == ["query-dropped", "request-websocket"]

@@ -23,6 +23,7 @@ Runtime facts the patterns rest on (workerd, src/workerd/api/http.c++):
 from __future__ import annotations
 
 import bisect
+import json
 import re
 import tomllib
 from dataclasses import dataclass
@@ -221,8 +222,17 @@ class _File:
         self.defs: dict[str, list[tuple[int, str]]] = {}
         for m in _DECL_RE.finditer(self.code):
             self.defs.setdefault(m.group(1), []).append((m.start(), self._statement(m.end())))
+        # `const { pathname, search } = new URL(request.url)`: each name is that URL's part (URL.part)
+        for m in re.finditer(r"\b(?:const|let|var)\s*\{([^{}]*)\}\s*(?::[^=]*)?=(?!=)", self.code):
+            rhs = self._statement(m.end()).strip()
+            obj = "URL" if re.match(r"new\s+URL\s*\(|[\w$]+$", rhs) else rhs
+            for part in m.group(1).split(","):
+                prop, _, local = part.partition(":")
+                name = (local or prop).split("=")[0].strip()
+                if re.fullmatch(r"[A-Za-z_$][\w$]*", name):
+                    self.defs.setdefault(name, []).append((m.start(), f"{obj}.{prop.strip()}"))
         for m in _ASSIGN_RE.finditer(self.code):
-            if m.group(1) in self.defs and not self.code[: m.start()].rstrip().endswith(
+            if m.group(1) in self.defs and not self.code[max(0, m.start() - 8) : m.start()].rstrip().endswith(
                 ("const", "let", "var")
             ):
                 self.defs[m.group(1)].append((m.start(), self._statement(m.start())))
@@ -363,6 +373,10 @@ def _upgrade_handled_before(f: _File, offset: int) -> bool:
             re.search(r"upgrade|\.status\s*===?\s*101|webSocket", cond, re.IGNORECASE) or f.refs(cond) & flags
         ):
             continue
+        if re.search(
+            r"""!==?\s*['"]websocket|!\s*[\w$.]*(?:[Uu]pgrade|webSocket)\b|status\s*!==?\s*101""", cond
+        ):
+            continue  # the branch that returns is the one for everything but the upgrade
         body = f.code[cond_end:]
         body = (
             body[: _balanced(body, body.index("{"))]
@@ -376,9 +390,14 @@ def _upgrade_handled_before(f: _File, offset: int) -> bool:
 
 def _response_rebuilt(f: _File) -> list[SourceHit]:
     hits = []
+    then_params = set(
+        re.findall(r"\bfetch\s*\([^;]*?\)\s*\.then\(\s*(?:async\s*)?\(?\s*([A-Za-z_$][\w$]*)", f.code)
+    )
     for m in re.finditer(r"\bnew\s+Response\s*\(\s*([A-Za-z_$][\w$]*)\.body\s*,\s*\{", f.code):
         init = f.code[m.end() - 1 : _balanced(f.code, m.end() - 1)]
-        fetched = any(re.match(r"\s*(?:await\s+)?fetch\s*\(", t) for _, t in f.defs.get(m.group(1), []))
+        fetched = m.group(1) in then_params or any(
+            re.match(r"\s*(?:await\s+)?fetch\s*\(", t) for _, t in f.defs.get(m.group(1), [])
+        )
         if "webSocket" in init or not fetched or _upgrade_handled_before(f, m.start()):
             continue
         hits.append(f.hit(Pattern.RESPONSE_REBUILT, m.start()))
@@ -429,11 +448,16 @@ def _query_dropped(f: _File) -> list[SourceHit]:
         built = arg + "\n" + f.text_of(names)
         if not _SUPABASE_RE.search(built) or _QUERY_KEPT_RE.search(built):
             continue
-        where = [(o, t) for v in names for o, t in f.defs[v] if re.search(r"\.pathname\b|['\"`]/realtime", t)]
-        if re.search(r"\.pathname\b|['\"`]/realtime", arg):
-            where.append((m.start(), arg))
+        # where the URL is built from the path: a text with `.pathname`, a fixed /realtime path, or a
+        # destructured pathname; the one that also names the Supabase URL first
+        paths = {v for v in names if any(t == "URL.pathname" for _, t in f.defs[v])}
+        where = [(o, t) for v in names for o, t in f.defs[v] if t != "URL.pathname"] + [(m.start(), arg)]
+        where = [
+            (o, t) for o, t in where if re.search(r"\.pathname\b|['\"`]/realtime", t) or f.refs(t) & paths
+        ]
         if where:
-            hit = f.hit(Pattern.QUERY_DROPPED, min(where)[0])
+            best = [w for w in where if _SUPABASE_RE.search(w[1])] or where
+            hit = f.hit(Pattern.QUERY_DROPPED, min(best)[0])
             if hit not in hits:
                 hits.append(hit)
     return hits
@@ -446,7 +470,7 @@ def _apikey_vsn(f: _File) -> list[SourceHit]:
         hits.append(f.hit(Pattern.APIKEY_REPLACED, m.start()))
     for m in re.finditer(rf"""['"]?apikey['"]?\s*:\s*{from_env}""", f.code):
         hits.append(f.hit(Pattern.APIKEY_REPLACED, m.start()))
-    for m in re.finditer(r"""\.set\(\s*['"]vsn['"]\s*,\s*['"]1\.0\.0['"]|[?&]vsn=1\.0\.0""", f.code):
+    for m in re.finditer(r"""\.set\(\s*['"]vsn['"]\s*,\s*['"]1\.0\.0['"]|(?<![\w-])vsn=1\.0\.0""", f.code):
         hits.append(f.hit(Pattern.VSN_FORCED, m.start()))
     for m in re.finditer(r"""\.delete\(\s*['"]vsn['"]\s*\)""", f.code):
         hits.append(f.hit(Pattern.VSN_REMOVED, m.start()))
@@ -458,26 +482,31 @@ def _relay(f: _File) -> list[SourceHit]:
     pair = re.search(r"\bnew\s+WebSocketPair\s*\(", f.code)
     if pair is None:
         return hits
-    outbound = re.search(r"\bnew\s+WebSocket\s*\(", f.code)
-    for m in re.finditer(r"\bstatus\s*:\s*101\b", f.code):
-        if outbound and outbound.start() < m.start():
-            between = f.code[outbound.start() : m.start()]
-            if not re.search(r"""\bawait\b[^;]*['"]open['"]|\bawait\s+\w*[Oo]pen""", between):
+    # An outbound `new WebSocket()` (wherever in the file: a helper below the handler too) connects after
+    # the constructor returns; a 101 not preceded by an await of its open event answers first.
+    if re.search(r"\bnew\s+WebSocket\s*\(", f.code):
+        for m in re.finditer(r"\bstatus\s*:\s*101\b", f.code):
+            if not re.search(r"""\bawait\b[^;]*['"]open['"]|\bawait\s+\w*[Oo]pen""", f.code[: m.start()]):
                 hits.append(f.hit(Pattern.EARLY_101, m.start()))
-    queued = re.search(r"\.push\(", f.code)
-    rx = r"\bif\s*\(\s*([A-Za-z_$][\w$.]*)\.readyState\s*===?\s*(?:WebSocket\.OPEN|1|\w+\.OPEN)\s*\)"
-    for m in re.finditer(rx, f.code):
+    queued = re.search(r"\.(?:push|unshift)\(", f.code)
+    is_open = r"\.readyState\s*===?\s*(?:WebSocket\.OPEN|1|\w+\.OPEN)\s*\)"
+    not_open = r"\.readyState\s*!==?\s*(?:WebSocket\.OPEN|1|\w+\.OPEN)\s*\)\s*\{?\s*return\b[^;\n]*;?\s*\}?"
+    for m in re.finditer(rf"\bif\s*\(\s*([A-Za-z_$][\w$.]*)(?:{is_open}|{not_open})", f.code):
         body = f.code[m.end() : m.end() + 200]
         if re.match(rf"\s*\{{?\s*{re.escape(m.group(1))}\.send\(", body) and not queued:
             hits.append(f.hit(Pattern.SEND_IF_OPEN, m.start()))
-    for m in re.finditer(r"\.close\(\s*([A-Za-z_$][\w$]*)\.code\s*[,)]", f.code):
+    for m in re.finditer(r"\.close\(\s*([A-Za-z_$][\w$]*)\.code\s*(?:(?:\|\||\?\?)\s*\d+\s*)?[,)]", f.code):
         hits.append(f.hit(Pattern.CLOSE_CODE_FORWARDED, m.start()))
-    if not re.search(r"""addEventListener\(\s*['"]close['"]|\.onclose\s*=""", f.code):
+    relays = re.search(r"""addEventListener\(\s*['"]message['"]|\.onmessage\s*=""", f.code)
+    if relays and not re.search(r"""addEventListener\(\s*['"]close['"]|\.onclose\s*=""", f.code):
         hits.append(f.hit(Pattern.NO_CLOSE_LISTENER, pair.start()))
     return hits
 
 
-_TEXTIFY = r"(?:String\(\s*\w+\.data\s*\)|\w+\.data\.toString\(\)|JSON\.stringify\(\s*\w+\.data\s*\)|\w+\.data\.text\(\))"
+_TEXTIFY = (
+    r"(?:String\(\s*\w+\.data\s*\)|\w+\.data\.toString\(\)|JSON\.stringify\(\s*\w+\.data\s*\)|\w+\.data\.text\(\)"
+    r"|\.decode\(\s*\w+\.data\s*\))"
+)
 
 
 def _binary_as_text(f: _File) -> list[SourceHit]:
@@ -495,18 +524,22 @@ def _binary_as_text(f: _File) -> list[SourceHit]:
 
 
 def declared_vars(files: dict[str, str]) -> set[str] | None:
-    """The names a wrangler.toml among files binds ([vars] and every binding), or None without one."""
+    """The names a wrangler config (toml, json, jsonc) among files binds ([vars] and every binding), or None without one."""
     names: set[str] | None = None
     for name, text in files.items():
-        if name.rsplit("/", 1)[-1] != "wrangler.toml":
+        base = name.rsplit("/", 1)[-1]
+        if base not in ("wrangler.toml", "wrangler.json", "wrangler.jsonc"):
             continue
         try:
-            conf = tomllib.loads(text)
-        except tomllib.TOMLDecodeError:
+            if base == "wrangler.toml":
+                conf = tomllib.loads(text)
+            else:  # JSONC: comments blanked, trailing commas dropped
+                conf = json.loads(re.sub(r",(\s*[}\]])", r"\1", blank_comments(text)))
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError):
             continue
         names = set() if names is None else names
         names |= set(conf.get("vars", {}))
-        names |= set(re.findall(r"""\bbinding\s*=\s*['"](\w+)['"]""", text))
+        names |= set(re.findall(r"""\bbinding['"]?\s*[=:]\s*['"](\w+)['"]""", text))
         names |= {v for env in conf.get("env", {}).values() for v in env.get("vars", {})}
     return names
 
