@@ -18,6 +18,8 @@ Runtime facts the patterns rest on (workerd, src/workerd/api/http.c++):
   constructed with status codes in the range 200 to 599, inclusive."; `new Response(body, otherResponse)`
   copies otherResponse's webSocket (Response::constructor, the `jsg::Ref<Response>` case), so that form is
   right and is not flagged.
+- A Request has no webSocket: `request.webSocket` is undefined.
+All three as the project's workerd (worker/package.json, 1.20261117.1) answers them, from a Worker run by rtworker.
 """
 
 from __future__ import annotations
@@ -183,7 +185,7 @@ def _balanced(code: str, start: int) -> int:
 
 def _first_arg(code: str, open_paren: int) -> str:
     """The first argument of the call whose `(` is at open_paren."""
-    depth, i = 0, open_paren + 1
+    i = open_paren + 1
     end = _balanced(code, open_paren) - 1
     while i < end:
         c = code[i]
@@ -194,7 +196,7 @@ def _first_arg(code: str, open_paren: int) -> str:
             close = code.find(c, i + 1)
             i = close + 1 if close > 0 else end
             continue
-        if c == "," and depth == 0:
+        if c == ",":
             return code[open_paren + 1 : i]
         i += 1
     return code[open_paren + 1 : end]
@@ -203,7 +205,7 @@ def _first_arg(code: str, open_paren: int) -> str:
 _DECL_RE = re.compile(r"\b(?:const|let|var)\s+([A-Za-z_$][\w$]*)\s*(?::\s*[^=;\n]+?)?\s*=(?!=)")
 _ASSIGN_RE = re.compile(r"(?<![.\w$])([A-Za-z_$][\w$]*)(\.[\w$.]+)?\s*(?:\+=|=(?![=>]))")
 _IDENT_RE = re.compile(r"[A-Za-z_$][\w$]*")
-_WS_LITERAL_RE = re.compile(r"""['"`]wss?://""")
+_WS_LITERAL_RE = re.compile(r"""['"`}]wss?://""")  # `}`: a template's text after an interpolation
 _SCHEME_REPLACE_RE = re.compile(r"""\.replace(?:All)?\(\s*(?:[^,]+?),\s*['"`](\w+)(?::|://)?['"`]\s*\)""")
 _WS_PROTOCOL_RE = re.compile(r"""\.protocol\s*=\s*['"`]wss?:?['"`]""")
 
@@ -255,8 +257,8 @@ class _File:
         return self.code[start:i]
 
     def _continues(self, nl: int) -> bool:
-        before = self.code[:nl].rstrip()
-        after = self.code[nl:].lstrip()
+        before = self.code[max(0, nl - 80) : nl].rstrip()
+        after = self.code[nl : nl + 80].lstrip()
         return before.endswith(("=", "+", "?", ":", "(", ",", "&&", "||")) or after.startswith(
             (".", "+", "?", ":", "&&", "||")
         )
@@ -301,7 +303,7 @@ def _is_ws(f: _File, expr: str, ws_vars: set[str], ws_funcs: frozenset[str] = fr
     scheme = [m.group(1).lower() for m in _SCHEME_REPLACE_RE.finditer(expr)]
     if scheme:
         return scheme[-1] in ("ws", "wss")
-    if _WS_LITERAL_RE.search(expr) or re.search(r"""\$\{?\s*['"]?wss?:""", expr):
+    if _WS_LITERAL_RE.search(expr):
         return True
     if any(re.search(rf"(?<![\w$.]){re.escape(fn)}\s*\(", expr) for fn in ws_funcs):
         return True
