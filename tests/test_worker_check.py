@@ -91,6 +91,9 @@ def test_verdict_names_the_defect_and_no_wrong_cause(fixture, reports):
         assert code not in got, (want["defect"], got, report.as_dict())
     if not want["findings"]:
         assert got == [], report.as_dict()
+    assert (want.get("incomplete", "") in report.incomplete) and bool(report.incomplete) == ("incomplete" in want)
+    for note in want.get("notes", []):
+        assert any(note in n for n in report.notes), (note, report.notes)
     where = [w for v in report.verdicts for w in v.where] + report.notes
     for hit in want.get("static", []):
         assert any(w.startswith(f"{hit['file']}:{hit['line']}:") for w in where), (hit, where)

@@ -11,7 +11,8 @@ threw, where it tried to go), what the server received (LocalRealtime.seen) and 
 (workerlint.py), and prints one verdict per defect: the finding, its evidence, the line of the source,
 the fix. The Worker reaches loopback only unless --allow-net.
 
-Exit 0 when no defect was found, 1 when one was, 2 when the Worker cannot be run or the arguments are bad.
+Exit 0 when no defect was found, 1 when one was, 2 when the Worker cannot be run or checked (it went to a
+host rtworker blocked) or the arguments are bad.
 Keys, JWTs and the Worker's secrets are redacted in all output unless --show-secrets.
 """
 
@@ -86,10 +87,13 @@ class CheckReport:
     checks: list[ProbeResult] = field(default_factory=list)
     clients: dict[str, str] = field(default_factory=dict)
     thrown: list[str] = field(default_factory=list)
+    # Why the run could not check the Worker (it tried to reach a host rtworker blocked): its verdicts would
+    # describe the block, not the Worker, so there are none.
+    incomplete: str = ""
 
     @property
     def ok(self) -> bool:
-        return not self.verdicts
+        return not self.verdicts and not self.incomplete
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -98,6 +102,7 @@ class CheckReport:
             "compat_date": self.compat_date,
             "upstream": self.upstream,
             "ok": self.ok,
+            "incomplete": self.incomplete,
             "verdicts": [v.as_dict() for v in self.verdicts],
             "notes": self.notes,
             "clients": self.clients,
@@ -327,11 +332,13 @@ def judge(
                 f"every client closed its socket; of the {len(upgraded)} the server had, "
                 f"{len(open_left)} were still open and {len(no_close)} ended without a close frame"
             )
-    for b in blocked:
-        report.notes.append(
-            f"the Worker tried to reach {b}: blocked (only loopback; --allow-net lets it): a URL the vars "
-            "do not set, so this run could not check what that traffic meets"
+    if blocked:
+        report.incomplete = (
+            f"the Worker tried to reach {', '.join(blocked)}: blocked (only loopback is reachable). It does "
+            "not take its Supabase URL from a var rtworker sets: make it read env.SUPABASE_URL (or pass "
+            "--var NAME=URL for the var it reads); --allow-net would send the checks' traffic to that host"
         )
+        found.clear()  # what failed, failed because of the block
     for hit in hits:
         where = f"{hit.file}:{hit.line}: {hit.text}"
         if hit.code in found:
@@ -353,7 +360,9 @@ def render_text(report: CheckReport) -> str:
     out += [f"  {name}: {said}" for name, said in report.clients.items()]
     out.append("  probe: " + ", ".join(f"{r.name} {r.status}" for r in report.checks))
     out.append("")
-    if not report.verdicts:
+    if report.incomplete:
+        out.append(f"could not check: {report.incomplete}")
+    elif not report.verdicts:
         out.append("no defect found: every check passed" + (" and every client subscribed" if report.clients else ""))
     for v in report.verdicts:
         out.append(f"✖ {v.code}")
@@ -414,5 +423,5 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(scrub.output(report.as_dict()), ensure_ascii=False))
     else:
         print(scrub.output(render_text(report)))
-    return 0 if report.ok else 1
+    return 2 if report.incomplete else 0 if report.ok else 1
 
