@@ -24,6 +24,7 @@ from conftest import IN_CI, TIMEOUT, command, run_to_exit
 from realtime import AsyncRealtimeClient
 from rtproxy_tools.worker import Workerd
 from rtproxy_tools.workerbase import WorkerError, find_esbuild
+from rtproxy_tools.workerconfig import Config, config_text
 from rtproxy_tools.workerproject import bundle, load_project, read_dev_vars, strip_jsonc
 
 # test_workerd skips (or, under CI, fails) when workerd is missing: importing it skips this module too
@@ -405,3 +406,30 @@ async def test_rtworker_prints_form_date_and_unsupported_lines(tmp_path):
     )
     assert "module form, in workerd, compatibility date 2025-01-01 (--compat-date)" in out
     assert "env: A" in out
+
+
+def test_pages_project_with_a_wrangler_config(tmp_path):
+    (tmp_path / "wrangler.toml").write_text(
+        'pages_build_output_dir = "./public"\ncompatibility_date = "2025-04-01"\n[vars]\nA = "1"\n'
+    )
+    (tmp_path / "functions").mkdir()
+    (tmp_path / "functions" / "index.ts").write_text("export const onRequest = () => new Response('hi');\n")
+    p = load_project(tmp_path)
+    assert (p.form, p.entry, p.compat_date, p.vars) == (
+        "pages",
+        tmp_path / "functions",
+        "2025-04-01",
+        {"A": "1"},
+    )
+
+
+def test_config_allow_net_and_trusted_ca():
+    ca = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    text = config_text(Config(script="w.mjs", compat_date="2025-01-01", kv=["CACHE"], trusted_ca=ca))
+    assert 'allow = ["local"]' in text and '(name = "ALLOW_NET", json = "false")' in text
+    assert 'globalOutbound = "egress"' in text and '(name = "CACHE", kvNamespace = "kv-CACHE")' in text
+    assert 'trustedCertificates = ["-----BEGIN CERTIFICATE-----\\nAAAA\\n' in text
+    text = config_text(
+        Config(script="w.mjs", compat_date="2025-01-01", allow=["public", "local"], allow_net=True)
+    )
+    assert 'allow = ["public", "local"]' in text and '(name = "ALLOW_NET", json = "true")' in text

@@ -1,20 +1,26 @@
 """Run a Cloudflare Worker locally in workerd (Cloudflare's runtime, npm package `workerd`) on 127.0.0.1.
 
     rtworker --worker fixed --port 8787 --supabase-url http://127.0.0.1:54321
-    rtworker --worker relay --port 0 --supabase-url https://<ref>.supabase.co --compat-date 2025-01-01
-    rtworker --worker ./my-worker.js --port 8787 --supabase-url ... --site-url http://127.0.0.1:3000
+    rtworker --worker relay --port 0 --supabase-url https://<ref>.supabase.co --allow-net --compat-date 2025-01-01
+    rtworker --worker ./my-worker/ --port 8787 --supabase-url http://127.0.0.1:54321 --var DEBUG=1
 
 --worker: `fixed` (worker/src/index.js, the corrected Worker: upgrades passed through to SUPABASE_URL),
 `relay` (worker/fixtures/relay.js, the design's relay as intended) or `as-written`
-(worker/fixtures/as-written.js, the design's Worker as written); or the path of a module Worker (one
-self-contained ES module file). Its env has SUPABASE_URL (and SITE_URL with --site-url).
+(worker/fixtures/as-written.js, the design's Worker as written); or a Worker as its user has it: a file
+(.js .mjs .cjs .ts .mts: a module, or a service worker with addEventListener("fetch")), a project folder
+with wrangler.json/.jsonc/.toml (its `main`), or a Pages project (functions/). A project's
+compatibility_date and flags, [vars], .dev.vars and KV namespaces (in memory) are used; other bindings
+are named as not served. All but one self-contained module are bundled with esbuild as wrangler deploys.
+Its env also has SUPABASE_URL (--supabase-url), SITE_URL (--site-url) and each --var NAME=VALUE.
 
-rtworker writes a workerd config (one service, the module, those bindings, fetch() allowed to public
-addresses and to loopback, and to private addresses SUPABASE_URL/SITE_URL resolve to), starts the
-project's workerd (worker/node_modules, installed by `npm ci` in worker/), prints the URL once workerd
-listens, forwards workerd's output (prefixed `workerd: `, secrets redacted unless --show-secrets), and on
-SIGINT/SIGTERM stops workerd (open connections get 2 s, a second ^C ends them at once), removes the
-config and exits 0. --port 0 picks a free port.
+The Worker's fetch() and WebSocket reach loopback only: anything else gets a 502 from rtworker and a line
+`rtworker: the Worker tried to reach URL: blocked`; --allow-net lets them reach other addresses.
+--trusted-ca PEM: a CA the Worker's https:// and wss:// trust (a local server with a local CA).
+
+rtworker writes a workerd config, starts the project's workerd (worker/node_modules, installed by `npm ci`
+in worker/), prints the URL once workerd listens, forwards workerd's output (prefixed `workerd: `,
+secrets redacted unless --show-secrets), and on SIGINT/SIGTERM stops workerd (open connections get 2 s,
+a second ^C ends them at once), removes the config and exits 0. --port 0 picks a free port.
 
 Exit 2 for bad arguments, 1 when workerd is missing, the port is taken, or workerd fails.
 """
