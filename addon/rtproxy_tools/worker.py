@@ -1,20 +1,26 @@
 """Run a Cloudflare Worker locally in workerd (Cloudflare's runtime, npm package `workerd`) on 127.0.0.1.
 
     rtworker --worker fixed --port 8787 --supabase-url http://127.0.0.1:54321
-    rtworker --worker relay --port 0 --supabase-url https://<ref>.supabase.co --compat-date 2025-01-01
-    rtworker --worker ./my-worker.js --port 8787 --supabase-url ... --site-url http://127.0.0.1:3000
+    rtworker --worker relay --port 0 --supabase-url https://<ref>.supabase.co --allow-net --compat-date 2025-01-01
+    rtworker --worker ./my-worker/ --port 8787 --supabase-url http://127.0.0.1:54321 --var DEBUG=1
 
 --worker: `fixed` (worker/src/index.js, the corrected Worker: upgrades passed through to SUPABASE_URL),
 `relay` (worker/fixtures/relay.js, the design's relay as intended) or `as-written`
-(worker/fixtures/as-written.js, the design's Worker as written); or the path of a module Worker (one
-self-contained ES module file). Its env has SUPABASE_URL (and SITE_URL with --site-url).
+(worker/fixtures/as-written.js, the design's Worker as written); or a Worker as its user has it: a file
+(.js .mjs .cjs .ts .mts: a module, or a service worker with addEventListener("fetch")), a project folder
+with wrangler.json/.jsonc/.toml (its `main`), or a Pages project (functions/). A project's
+compatibility_date and flags, [vars], .dev.vars and KV namespaces (in memory) are used; other bindings
+are named as not served. All but one self-contained module are bundled with esbuild as wrangler deploys.
+Its env also has SUPABASE_URL (--supabase-url), SITE_URL (--site-url) and each --var NAME=VALUE.
 
-rtworker writes a workerd config (one service, the module, those bindings, fetch() allowed to public
-addresses and to loopback, and to private addresses SUPABASE_URL/SITE_URL resolve to), starts the
-project's workerd (worker/node_modules, installed by `npm ci` in worker/), prints the URL once workerd
-listens, forwards workerd's output (prefixed `workerd: `, secrets redacted unless --show-secrets), and on
-SIGINT/SIGTERM stops workerd (open connections get 2 s, a second ^C ends them at once), removes the
-config and exits 0. --port 0 picks a free port.
+The Worker's fetch() and WebSocket reach loopback only: anything else gets a 502 from rtworker and a line
+`rtworker: the Worker tried to reach URL: blocked`; --allow-net lets them reach other addresses.
+--trusted-ca PEM: a CA the Worker's https:// and wss:// trust (a local server with a local CA).
+
+rtworker writes a workerd config, starts the project's workerd (worker/node_modules, installed by `npm ci`
+in worker/), prints the URL once workerd listens, forwards workerd's output (prefixed `workerd: `,
+secrets redacted unless --show-secrets), and on SIGINT/SIGTERM stops workerd (open connections get 2 s,
+a second ^C ends them at once), removes the config and exits 0. --port 0 picks a free port.
 
 Exit 2 for bad arguments, 1 when workerd is missing, the port is taken, or workerd fails.
 """
@@ -43,6 +49,10 @@ from urllib.parse import urlsplit
 
 from rtproxy_core.redact import Redactor
 
+from rtproxy_tools.workerbase import NPM_INSTALL, RUNTIME_DIR, WorkerError
+from rtproxy_tools.workerconfig import Config, config_text
+from rtproxy_tools.workerproject import WorkerProject, bundle, load_project
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 WORKER_DIR = ROOT / "worker"
 WORKERS = {
@@ -50,21 +60,13 @@ WORKERS = {
     "relay": WORKER_DIR / "fixtures" / "relay.js",
     "as-written": WORKER_DIR / "fixtures" / "as-written.js",
 }
-NPM_INSTALL = "cd worker && npm ci --no-audit --no-fund"
 PREFIX = "workerd: "
 # workerd drains on SIGTERM (workerd.c++ serve(): "Gracefully drain when SIGTERM is received"): it stops
 # listening and waits for open requests, an open WebSocket among them, however long they last. rtworker gives
 # it this many seconds, then kills it; a second ^C kills it at once.
 STOP_GRACE = 2.0
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-class WorkerError(Exception):
-    """A one-line reason rtworker cannot run: `status` is its exit status."""
-
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
+BLOCKED = "rtworker-egress-blocked "  # what worker/runtime/egress.js logs, then the URL it refused
 
 
 # ------------------------------------------------------------------------------------------ workerd
@@ -98,22 +100,40 @@ def default_compat_date(worker_dir: Path | None = None) -> str:
         return tomllib.load(f)["compatibility_date"]
 
 
+def newest_compat_date(worker_dir: Path | None = None) -> str | None:
+    """The newest compatibility date the installed workerd supports: its npm version is
+    1.YYYYMMDD.N, the date of its release (None if it cannot be read)."""
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        package = (worker_dir or WORKER_DIR) / "node_modules" / "workerd" / "package.json"
+        day = json.loads(package.read_text())["version"].split(".")[1]
+        if re.fullmatch(r"\d{8}", day):
+            return f"{day[:4]}-{day[4:6]}-{day[6:]}"
+    return None
+
+
 # ------------------------------------------------------------------------------------------ arguments
 
 
 def resolve_worker(value: str) -> Path:
-    """`fixed`, `relay`, `as-written`, or a path to a module Worker file. Raises WorkerError (status 2)."""
+    """`fixed`, `relay`, `as-written`, or the path of a Worker: a file (.js .mjs .cjs .ts .mts) or a
+    project folder (wrangler config, or Pages functions/). Raises WorkerError (status 2)."""
     if value in WORKERS:
         return WORKERS[value]
     path = Path(value).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise WorkerError(
-            f"--worker {value!r}: use fixed, relay, as-written or the path of a module Worker (.js/.mjs)",
+            f"--worker {value!r}: use fixed, relay, as-written or the path of a Worker (a file or a project folder)",
             status=2,
         )
-    if path.suffix not in (".js", ".mjs"):
-        raise WorkerError(f"--worker {value!r}: a module Worker is one .js or .mjs file", status=2)
     return path.resolve()
+
+
+def parse_var(value: str) -> tuple[str, str]:
+    """--var NAME=VALUE. Raises WorkerError (status 2)."""
+    name, sep, text = value.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise WorkerError(f"--var {value.split('=')[0]!r}: expected NAME=VALUE", status=2)
+    return name, text
 
 
 def check_url(option: str, value: str) -> str:
@@ -161,53 +181,6 @@ def _private_cidrs(urls: list[str]) -> list[str]:
 # ------------------------------------------------------------------------------------------ config
 
 
-def _capnp_text(value: str) -> str:
-    """A Cap'n Proto text-format string literal (C-style escapes)."""
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise WorkerError(f"control characters are not accepted in {value!r}", status=2)
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def config_text(
-    module: str,
-    bindings: dict[str, str],
-    compat_date: str,
-    compat_flags: list[str],
-    allow: list[str],
-) -> str:
-    """The workerd config (capnp text format; workerd src/workerd/server/workerd.capnp). The socket has
-    no address: rtworker passes its own listening socket (--socket-fd http=FD). The service "internet"
-    is the one a Worker's global fetch() and `new WebSocket()` use; its default allows public addresses
-    only (workerd.capnp, Config.services: `allow = ["public"]`, `tlsOptions = (trustBrowserCas = true)`),
-    so a local upstream needs "local" (loopback) or its private address."""
-    lines = [
-        "# Written by rtproxy's rtworker; removed when it stops.",
-        'using Workerd = import "/workerd/workerd.capnp";',
-        "",
-        "const config :Workerd.Config = (",
-        "  services = [",
-        '    (name = "worker", worker = .worker),',
-        '    (name = "internet", network = (',
-        f"      allow = [{', '.join(_capnp_text(a) for a in allow)}],",
-        "      tlsOptions = (trustBrowserCas = true),",
-        "    )),",
-        "  ],",
-        '  sockets = [(name = "http", http = (), service = "worker")],',
-        ");",
-        "",
-        "const worker :Workerd.Worker = (",
-        f"  modules = [(name = {_capnp_text(module)}, esModule = embed {_capnp_text(module)})],",
-        f"  compatibilityDate = {_capnp_text(compat_date)},",
-        f"  compatibilityFlags = [{', '.join(_capnp_text(f) for f in compat_flags)}],",
-        "  bindings = [",
-        *(f"    (name = {_capnp_text(k)}, text = {_capnp_text(v)})," for k, v in bindings.items()),
-        "  ],",
-        ");",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 def _die_with_parent() -> None:
     """In workerd's child process (Linux): SIGTERM it if rtworker dies without stopping it."""
     with contextlib.suppress(Exception):
@@ -219,26 +192,44 @@ def _die_with_parent() -> None:
 class Workerd:
     """One Worker served by workerd on 127.0.0.1. `await start()` returns once it listens; `lines` is
     workerd's output so far; `on_line` (if given) gets each line as it comes. Used by rtworker and by the
-    tests, which can give it a SUPABASE_URL rtworker's checks would refuse."""
+    tests, which can give it a SUPABASE_URL rtworker's checks would refuse.
+
+    `script`: a Worker file or project folder (read by workerproject.load_project) or a WorkerProject.
+    Its env: the project's [vars] and .dev.vars, then SUPABASE_URL/SITE_URL (when given), then
+    `var_overrides`; its KV namespaces in memory. The Worker reaches loopback only unless `allow_net`
+    (egress.js; `blocked` lists what it was refused); `trusted_ca` (PEM) is trusted for https:// and wss://."""
 
     def __init__(
         self,
-        script: Path,
-        supabase_url: str,
+        script: Path | WorkerProject,
+        supabase_url: str | None = None,
         *,
         port: int = 0,
         compat_date: str | None = None,
         compat_flags: list[str] | tuple[str, ...] = (),
         site_url: str | None = None,
         on_line: Callable[[str], None] | None = None,
+        allow_net: bool = False,
+        trusted_ca: str | None = None,
+        var_overrides: dict[str, str] | None = None,
     ) -> None:
-        self.script = Path(script)
-        self.bindings = {"SUPABASE_URL": supabase_url}
+        self.project = script if isinstance(script, WorkerProject) else None
+        self.script = script.entry if isinstance(script, WorkerProject) else Path(script)
+        self.bindings: dict[str, str] = {}
+        if supabase_url is not None:
+            self.bindings["SUPABASE_URL"] = supabase_url
         if site_url:
             self.bindings["SITE_URL"] = site_url
+        self.var_overrides = dict(var_overrides or {})
+        self.allow_net = allow_net
+        self.trusted_ca = trusted_ca
         self.requested_port = port
-        self.compat_date = compat_date or ""  # empty: worker/wrangler.toml's, read by start()
+        self.given_compat_date = compat_date
+        self.compat_date = compat_date or ""  # set by start(): given, else the project's, else worker/'s
+        self.compat_date_source = ""
         self.compat_flags = list(compat_flags)
+        self.blocked: list[str] = []
+        self._redactor = Redactor(False)
         self.on_line = on_line
         self.lines: list[str] = []
         self.port = 0
@@ -270,21 +261,79 @@ class Workerd:
             ) from None
         return sock
 
-    async def start(self) -> str:
-        binary = find_workerd()
-        self.compat_date = self.compat_date or default_compat_date()
+    def _choose_date(self, project: WorkerProject) -> None:
+        if self.given_compat_date:
+            self.compat_date, self.compat_date_source = self.given_compat_date, "--compat-date"
+        elif project.compat_date:
+            where = project.config_file.name if project.config_file else "the project"
+            self.compat_date, self.compat_date_source = project.compat_date, f"{where}'s"
+        else:
+            self.compat_date, self.compat_date_source = default_compat_date(), "worker/wrangler.toml's"
         if not _DATE_RE.fullmatch(self.compat_date):
             raise WorkerError(f"--compat-date {self.compat_date!r}: expected YYYY-MM-DD", status=2)
-        if not self.script.is_file():
-            raise WorkerError(f"no Worker at {self.script}", status=2)
-        sock = self._bind()
-        self.port = sock.getsockname()[1]
+        newest = newest_compat_date()
+        if newest and self.compat_date > newest:
+            raise WorkerError(
+                f"compatibility date {self.compat_date} ({self.compat_date_source}) is newer than the installed "
+                f"workerd supports ({newest}): give --compat-date {newest} or older",
+                status=2,
+            )
+
+    async def _script(self, project: WorkerProject, tmp: Path) -> str:
+        """The Worker's script in tmp, as is when it is one self-contained module (workerd's stack
+        traces name it: file:///bundle/<name>), else bundled; its file name."""
+        if project.self_contained:
+            shutil.copyfile(project.entry, tmp / project.entry.name)
+            return project.entry.name
+        return (await bundle(project, tmp / "bundle")).relative_to(tmp).as_posix()
+
+    def _config(self, project: WorkerProject, script: str) -> Config:
+        text: dict[str, str] = {}
+        js: dict[str, object] = {}
+        for name, value in project.vars.items():
+            if isinstance(value, str):
+                text[name] = value
+            else:
+                js[name] = value
+        for name, value in {**project.secrets, **self.bindings, **self.var_overrides}.items():
+            js.pop(name, None)
+            text[name] = value
+        flags = list(dict.fromkeys([*project.compat_flags, *self.compat_flags]))
+        self.compat_flags = flags
+        allow = ["public", "local", *_private_cidrs(list(text.values()))] if self.allow_net else ["local"]
+        return Config(
+            script=script,
+            compat_date=self.compat_date,
+            compat_flags=flags,
+            service_worker=project.form == "service-worker",
+            text=text,
+            json=js,
+            kv=list(project.kv),
+            allow=allow,
+            trusted_ca=self.trusted_ca,
+            allow_net=self.allow_net,
+        )
+
+    async def start(self) -> str:
+        binary = find_workerd()
+        if self.project is None:
+            if not self.script.exists():
+                raise WorkerError(f"no Worker at {self.script}", status=2)
+            self.project = load_project(self.script)
+        project = self.project
+        self._choose_date(project)
         self._tmp = Path(tempfile.mkdtemp(prefix="rtworker-"))
-        module = self.script.name  # workerd's stack traces name it: file:///bundle/<name>
-        shutil.copyfile(self.script, self._tmp / module)
-        allow = ["public", "local", *_private_cidrs(list(self.bindings.values()))]
-        config = self._tmp / "config.capnp"
-        config.write_text(config_text(module, self.bindings, self.compat_date, self.compat_flags, allow))
+        try:
+            script = await self._script(project, self._tmp)
+            for name in ("egress.js", "kv.js"):
+                shutil.copyfile(RUNTIME_DIR / name, self._tmp / name)
+            config = self._tmp / "config.capnp"
+            config.write_text(config_text(self._config(project, script)))
+            sock = self._bind()
+        except BaseException:
+            self._cleanup()
+            raise
+        self.port = sock.getsockname()[1]
         control_r, control_w = os.pipe()
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -322,6 +371,12 @@ class Workerd:
     async def _read(self, stream: asyncio.StreamReader) -> None:
         async for raw in stream:
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if (at := line.find(BLOCKED)) >= 0:
+                url = self._redactor.url(line[at + len(BLOCKED) :].strip())
+                line = (
+                    f"rtworker: the Worker tried to reach {url}: blocked (only loopback; --allow-net lets it)"
+                )
+                self.blocked.append(url)
             async with self._changed:
                 self.lines.append(line)
                 self._changed.notify_all()
@@ -437,12 +492,17 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rtworker", description=intro, epilog=rest, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--worker", required=True, help="fixed, relay, as-written, or the path of a module Worker")
+    p.add_argument(
+        "--worker",
+        required=True,
+        help="fixed, relay, as-written, or the path of a Worker: a file (.js .mjs .cjs .ts .mts) or a project "
+        "folder (wrangler.toml/.json/.jsonc, or Pages functions/)",
+    )
     p.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1 (0: pick a free one)")
     p.add_argument(
         "--supabase-url",
-        required=True,
-        help="the Worker's SUPABASE_URL: https://<ref>.supabase.co, or http://127.0.0.1:PORT (rtlocal, rtproxy)",
+        help="the Worker's SUPABASE_URL: https://<ref>.supabase.co, or http://127.0.0.1:PORT (rtlocal, rtproxy); "
+        "required for fixed, relay and as-written",
     )
     p.add_argument(
         "--compat-date",
@@ -456,6 +516,21 @@ def _parser() -> argparse.ArgumentParser:
         help="a compatibility flag, e.g. no_websocket_standard_binary_type; repeatable",
     )
     p.add_argument("--site-url", help="the Worker's SITE_URL: where non-upgrade requests go (http(s) origin)")
+    p.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a text binding in the Worker's env, over the project's [vars] and .dev.vars; repeatable",
+    )
+    p.add_argument(
+        "--allow-net",
+        action="store_true",
+        help="let the Worker's fetch() and WebSocket reach non-loopback addresses (default: loopback only)",
+    )
+    p.add_argument(
+        "--trusted-ca", metavar="PEM", help="a CA certificate file (PEM) the Worker's https:// trusts"
+    )
     p.add_argument(
         "--show-secrets", action="store_true", help="do not redact apikeys and JWTs in workerd's output"
     )
@@ -484,9 +559,29 @@ async def _serve(w: Workerd, redactor: Redactor, worker_name: str) -> int:
             await w.stop()
             return 0
         start.result()  # WorkerError propagates
+        project = w.project
+        assert project
+        for line in project.unsupported:
+            print(f"rtworker: {line}", flush=True)
+        if not w.allow_net:
+            for name, value in w.bindings.items():
+                host = urlsplit(value).hostname or ""
+                if host not in ("localhost", "::1") and not host.startswith("127."):
+                    print(
+                        f"rtworker: {name} is not a loopback address: the Worker's requests to it are blocked "
+                        "unless --allow-net",
+                        flush=True,
+                    )
+        env = [*project.vars, *project.secrets, *project.kv, *w.bindings, *w.var_overrides]
         print(
-            f"rtworker: {worker_name} ({w.script}) in workerd, compatibility date {w.compat_date}, "
-            f"SUPABASE_URL={redactor.url(w.bindings['SUPABASE_URL'])}: listening at {w.url}",
+            f"rtworker: {worker_name} ({w.script}), {project.form} form, in workerd, compatibility date "
+            f"{w.compat_date} ({w.compat_date_source}), flags [{', '.join(w.compat_flags)}], "
+            f"env: {', '.join(dict.fromkeys(env)) or 'nothing'}",
+            flush=True,
+        )
+        url = w.bindings.get("SUPABASE_URL")
+        print(
+            f"rtworker: SUPABASE_URL={redactor.url(url) if url else '(the project’s own)'}: listening at {w.url}",
             flush=True,
         )
         print(
@@ -516,11 +611,27 @@ def main(argv: list[str] | None = None) -> int:
     redactor = Redactor(args.show_secrets)
 
     def forward(line: str) -> None:
-        print(PREFIX + redactor.text(line), file=sys.stderr, flush=True)
+        if line.startswith("rtworker: "):  # Workerd's own line (a blocked request, already redacted)
+            print(line, file=sys.stderr, flush=True)
+        else:
+            print(PREFIX + redactor.text(line), file=sys.stderr, flush=True)
 
     try:
         script = resolve_worker(args.worker)
-        supabase_url = check_url("--supabase-url", args.supabase_url)
+        if args.supabase_url is None and args.worker in WORKERS:
+            raise WorkerError(f"--worker {args.worker} needs --supabase-url", status=2)
+        supabase_url = check_url("--supabase-url", args.supabase_url) if args.supabase_url else None
+        overrides = dict(parse_var(v) for v in args.var)
+        trusted_ca = None
+        if args.trusted_ca:
+            try:
+                trusted_ca = Path(args.trusted_ca).read_text("ascii")
+            except (OSError, UnicodeDecodeError) as e:
+                raise WorkerError(
+                    f"--trusted-ca {args.trusted_ca!r}: cannot read it ({e})", status=2
+                ) from None
+            if "-----BEGIN CERTIFICATE-----" not in trusted_ca:
+                raise WorkerError(f"--trusted-ca {args.trusted_ca!r}: not a PEM certificate", status=2)
         site_url = check_url("--site-url", args.site_url) if args.site_url else None
         if not 0 <= args.port <= 65535:
             raise WorkerError(f"--port {args.port}: expected 0-65535", status=2)
@@ -532,6 +643,9 @@ def main(argv: list[str] | None = None) -> int:
             compat_flags=args.compat_flag,
             site_url=site_url,
             on_line=forward,
+            allow_net=args.allow_net,
+            var_overrides=overrides,
+            trusted_ca=trusted_ca,
         )
         return asyncio.run(_serve(w, redactor, args.worker if args.worker in WORKERS else "worker"))
     except WorkerError as e:
