@@ -1,5 +1,6 @@
 """Run a Cloudflare Worker locally in workerd (Cloudflare's runtime, npm package `workerd`) on 127.0.0.1.
 
+    rtworker check ./my-worker/          # check a Worker against what Realtime needs: `rtworker check -h`
     rtworker --worker fixed --port 8787 --supabase-url http://127.0.0.1:54321
     rtworker --worker relay --port 0 --supabase-url https://<ref>.supabase.co --allow-net --compat-date 2025-01-01
     rtworker --worker ./my-worker/ --port 8787 --supabase-url http://127.0.0.1:54321 --var DEBUG=1
@@ -604,6 +605,11 @@ async def _serve(w: Workerd, redactor: Redactor, worker_name: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check"]:  # `rtworker check PATH`: workercheck.py
+        from .workercheck import main as check_main
+
+        return check_main(argv[1:])
     try:
         args = _parser().parse_args(argv)
     except SystemExit as e:

@@ -50,7 +50,6 @@ _REFUSALS = ("upgrade-rejected", "unexplained-failure", "connect-failed", "upstr
 # workerd logs an exception a Worker did not catch as "Uncaught <Error>: message" (in a line of its own or
 # after "stack = " / "exception = " in its info lines).
 _UNCAUGHT = re.compile(r"(?:Uncaught(?: \(in promise\))?|uncaught exception)[;:]?\s*(?:.*?(?:stack|exception) = )?(.+)")
-_BLOCKED = re.compile(r"tried to reach (\S+)")
 _URL_VAR = re.compile(r"(?i)supabase.*url|url.*supabase|^(?:project|upstream|target|origin)_?url$")
 _KEY_VAR = re.compile(r"(?i)supabase.*(?:anon|key)|^(?:anon|api)_?key$")
 _SERVICE_VAR = re.compile(r"(?i)service.?role")
@@ -191,7 +190,7 @@ async def run_check(path: Path, opts: Options, scrub: Scrubber) -> CheckReport:
             report.clients = {k: scrub.text(v) for k, v in results.items()}
             await _settle(server, opts.timeout)
     report.thrown = [scrub.text(t) for t in thrown(lines)]
-    blocked = [scrub.url(b) for b in _blocked(lines)]
+    blocked = list(dict.fromkeys(w.blocked))  # already redacted
     sources = {str(p.relative_to(project.root)): p.read_text("utf-8", "replace") for p in project.sources}
     hits = workerlint.read_sources(sources)
     judge(report, list(server.seen), hits, blocked, anon)
@@ -281,10 +280,6 @@ def thrown(lines: list[str]) -> list[str]:
             if text and text not in out:
                 out.append(text[:300])
     return out
-
-
-def _blocked(lines: list[str]) -> list[str]:
-    return list(dict.fromkeys(m.group(1) for line in lines if (m := _BLOCKED.search(line))))
 
 
 # ------------------------------------------------------------------------------------------ verdicts
