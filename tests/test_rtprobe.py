@@ -37,7 +37,7 @@ CODES = {
     "d-early-frames": "join-dropped-by-proxy",
     "e-heartbeat": "heartbeat-timeout",
     "f-binary": "binary-as-text",
-    "g-close": "reserved-close-code",
+    "g-close": "close-not-forwarded",
     "h-subprotocol": "upgrade-rejected",
 }
 CHECKS = list(CODES)

@@ -108,7 +108,7 @@ async def _session(probe: Probe, s: ProbeSocket) -> None:
         await check_heartbeat(probe, s)
     if joined:
         await check_binary(probe, s, join_ref)  # the join that was answered
-    await check_close(probe, s)
+    await check_close(probe, s, join_ref if joined else None)
 
 
 def _closed_before_answer(probe: Probe, s: ProbeSocket, later: list[str]) -> None:
