@@ -37,7 +37,7 @@ CODES = {
     "d-early-frames": "join-dropped-by-proxy",
     "e-heartbeat": "heartbeat-timeout",
     "f-binary": "binary-as-text",
-    "g-close": "reserved-close-code",
+    "g-close": "close-not-forwarded",
     "h-subprotocol": "upgrade-rejected",
 }
 CHECKS = list(CODES)
@@ -210,11 +210,15 @@ async def test_as_written_mode_426(local_server, mitmdump, anon_key):
     proxy = await mitmdump(f"rt_supabase_url={local_server.url}", "rt_mode=as-written")
     code, report, statuses = await probe_json(proxy.url, anon_key)
     assert statuses["a-query"] == "fail" and "426 Expected WebSocket" in details(report)["a-query"]
-    assert statuses["c-upstream-status"] == "fail"  # 426 for every key: not Realtime's JSON refusal
-    assert statuses["h-subprotocol"] == "skip"  # the same 426, already reported by (a)
+    # 426 for every key and every offer: the same refusal (a) reports, no 101 came (not early-101)
+    assert statuses["c-upstream-status"] == statuses["h-subprotocol"] == "skip"
+    assert (
+        details(report)["c-upstream-status"]
+        == "not checked: refused with 426 like every upgrade (see a-query)"
+    )
     assert code == 1
     # a 426 without Realtime's words says nothing about the query: the answer was not an upgrade
-    assert failed_codes(report) == {"a-query": "upgrade-rejected", "c-upstream-status": "early-101"}
+    assert failed_codes(report) == {"a-query": "upgrade-rejected"}
 
 
 async def test_a_plain_web_page_is_not_a_realtime_endpoint(web_page, anon_key):

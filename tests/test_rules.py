@@ -242,6 +242,12 @@ CASES = {
         Closed(None, "", None, T0 + 0.3, "net::ERR_CONNECTION_REFUSED")
     ),
     "reserved-close-code": lambda: Conv().feed(Hop("close-throws", "clientWebSocket.close(1006) throws")),
+    "close-not-forwarded": lambda: (
+        Conv()
+        .join()
+        .feed(Hop("close-not-forwarded", "the client's close 4000 'probe' was not passed on to the upstream"))
+        .close(4000, "probe", True, t=5)
+    ),
     # The hop detail as rtproxy_mitm/commands.py reports it.
     "rtproxy-command": lambda: (
         Conv().join().feed(Hop("command", "rt.close: closed the connection with 4000 'bye'"))

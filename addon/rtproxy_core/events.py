@@ -75,6 +75,8 @@ class HopKind(StrEnum):
     )
     CLIENT_ERROR = "client-error"  # an error event on the relay's client leg
     CLOSE_THROWS = "close-throws"  # the relay's close() threw (workerd refuses the code)
+    # a close one side sent that the relay neither answered nor passed on (a Worker with no close listener)
+    CLOSE_NOT_FORWARDED = "close-not-forwarded"
     FRAME_DROPPED = (
         "frame-dropped"  # a frame the hop did not pass on (a fault; the relay before its upstream)
     )

@@ -12,6 +12,10 @@ stays open (RealtimeWeb.Socket.handle_in/2 rescues them; the endpoint sets valid
 server never pings or heartbeats; a socket that receives nothing for idle_timeout_s is closed with 1000,
 like cowboy; RealtimeChannel.Tracker kills sockets whose channels are all gone (no close frame) every
 no_channel_timeout_s; a tenant drain and a shutdown close sockets with 1012.
+
+TLS (`LocalRealtime(config, tls=True)`): the same server over https/wss with a throwaway local CA
+(tls.py), so a Worker in workerd can be given an https:// project URL as in production; `.url` is then
+https://…, and `.ca_pem` the CA clients must trust.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import itertools
 import json
 import logging
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from email.utils import formatdate
 from typing import Any
@@ -41,6 +46,7 @@ from . import jwt
 from .channels import Hub
 from .config import ServerConfig
 from .state import Close, Conn, Seen, key_digest
+from .tls import LocalTLS
 
 __all__ = ["LocalRealtime", "ServerConfig"]
 
@@ -111,8 +117,12 @@ def _tenant(host: str) -> str:
 
 
 class LocalRealtime:
-    def __init__(self, config: ServerConfig | None = None) -> None:
+    """`tls`: False serves ws:// and http://; True makes a throwaway CA and a loopback certificate
+    (tls.LocalTLS.create()) and serves wss:// and https://; a LocalTLS serves that one."""
+
+    def __init__(self, config: ServerConfig | None = None, *, tls: bool | LocalTLS = False) -> None:
         self.config = config if config is not None else ServerConfig()
+        self.tls: LocalTLS | None = LocalTLS.create() if tls is True else tls or None
         self.hub = Hub(self)  # reads self.config on each use, so the config can be swapped
         self.host: str | None = None
         self.port: int | None = None
@@ -135,7 +145,16 @@ class LocalRealtime:
         if self.host is None or self.port is None:
             raise RuntimeError("bind() first")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    @property
+    def ca_pem(self) -> str | None:
+        """The PEM of the CA that signed the server's certificate (None without TLS): what clients trust."""
+        return self.tls.ca_pem if self.tls else None
+
+    def client_ssl(self) -> ssl.SSLContext | None:
+        """A client context trusting this server's CA (None without TLS)."""
+        return self.tls.client_context() if self.tls else None
 
     @property
     def connections(self) -> int:
@@ -180,6 +199,7 @@ class LocalRealtime:
             self._server = await serve(
                 self._handler,  # type: ignore[arg-type]
                 sock=self._sock,
+                ssl=self.tls.server_context() if self.tls else None,
                 process_request=self._process_request,  # type: ignore[arg-type]
                 create_connection=_Connection,
                 compression=None,  # no deflate: byte-predictable frames

@@ -5,6 +5,11 @@
     # fake a database change:
     curl 'http://127.0.0.1:54321/local/v1/emit?table=todos&type=INSERT&record=%7B%22id%22%3A1%7D'
 
+    rtlocal --port 54321 --tls --ca-out /tmp/rtlocal-ca.pem
+    # https:// and wss:// with a throwaway CA made at start (EC P-256, valid 2 days; a certificate for
+    # 127.0.0.1, ::1 and localhost); clients trust the CA's PEM written to --ca-out, e.g.
+    curl --cacert /tmp/rtlocal-ca.pem 'https://127.0.0.1:54321/local/v1/emit?table=todos'
+
 Timers and quotas default to the real server's (connect error backoff 2 s, join error backoff 5 s, idle
 close 60 s; 200 concurrent users, 100 joins/s, 100 events/s, 100 channels per socket, 3000 KB payloads).
 """
@@ -18,6 +23,8 @@ import logging
 import signal
 import socket
 import sys
+import tempfile
+from pathlib import Path
 
 from rtproxy_local.config import DATABASE_CONDITIONS, POLICY_CONDITIONS
 from rtproxy_local.server import LocalRealtime, ServerConfig
@@ -73,6 +80,18 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="answer joins as a Realtime node shutting down does (RealtimeRestarting)",
     )
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve https:// and wss:// with a throwaway local CA (a new one each run; its key never "
+        "leaves the process) instead of http:// and ws://",
+    )
+    p.add_argument(
+        "--ca-out",
+        metavar="FILE",
+        help="with --tls: write the CA certificate (PEM) here for clients to trust (default: ca.pem in a "
+        "new temporary directory); the path is printed",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="-v: connection log, -vv: frames")
     return p
 
@@ -99,7 +118,7 @@ def _config(args: argparse.Namespace) -> ServerConfig:
     return cfg
 
 
-async def _run(srv: LocalRealtime) -> None:
+async def _run(srv: LocalRealtime, ca_out: Path | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, srv.close)
@@ -107,6 +126,8 @@ async def _run(srv: LocalRealtime) -> None:
         f"local Realtime server listening at {srv.url} (anon key: use rtclient's default)",
         flush=True,
     )
+    if ca_out is not None:
+        print(f"TLS: clients must trust the CA certificate in {ca_out}", flush=True)
     await srv.serve()
 
 
@@ -123,13 +144,24 @@ def main(argv: list[str] | None = None) -> int:
             level=logging.DEBUG if args.verbose > 1 else logging.INFO,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
-    srv = LocalRealtime(_config(args))
+    if args.ca_out and not args.tls:
+        print("local_realtime: --ca-out needs --tls", file=sys.stderr)
+        return 2
+    srv = LocalRealtime(_config(args), tls=args.tls)
+    ca_out = None
+    if srv.ca_pem is not None:
+        ca_out = Path(args.ca_out) if args.ca_out else Path(tempfile.mkdtemp(prefix="rtlocal-")) / "ca.pem"
+        try:
+            ca_out.write_text(srv.ca_pem)  # a certificate only: public, no key
+        except OSError as e:
+            print(f"local_realtime: cannot write {ca_out}: {e.strerror or e}", file=sys.stderr)
+            return 1
     try:
         srv.bind(args.host, args.port)
     except OSError as e:
         print(f"local_realtime: cannot bind {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
         return 1
-    asyncio.run(_run(srv))
+    asyncio.run(_run(srv, ca_out))
     return 0
 
 

@@ -138,6 +138,29 @@ def _reserved_close_code(s: Session, c: Check) -> Evidence:
             return
 
 
+@rule(
+    "close-not-forwarded",
+    Severity.WARNING,
+    "CLOSED for the client that closed (its close waits out its close timeout when nothing answers it); "
+    "the server keeps the socket and its channels (presence, postgres_changes) open until its idle timeout",
+    'Forward each side\'s close to the other with its code and reason (in a Worker: a "close" listener on '
+    "both sockets calling the other's close(event.code, event.reason)), mapping 1005 and 1006 (no code, "
+    "no close frame), which close() refuses, to 1000.",
+)
+def _close_not_forwarded(s: Session, c: Check) -> Evidence:
+    """A close the relay did not pass on. workerd (1.20261117.1) measured with a Worker that accepts both
+    sockets, forwards messages and never listens for "close" (tests/test_probe_verdicts.py): the client's
+    close 4000 reaches the upstream at neither compatibility date; before web_socket_auto_reply_to_close
+    (2026-04-07) the client gets no close back either, from it the runtime echoes the client's own
+    (cloudflare/workerd src/workerd/api/web-socket.c++ WebSocket::readLoop: the reciprocal Close when
+    allowHalfOpen is false). The wire in front of the relay cannot tell a close the server never got, so
+    the evidence is the hop's (rtprobe's g-close names it from the client's side)."""
+    for hop in s.hops:
+        if hop.what == HopKind.CLOSE_NOT_FORWARDED:
+            yield None, hop.detail
+            return
+
+
 RECONNECT_SOON_S = 12.0  # realtime-js and realtime-py reconnect within 1-10 s of a socket close
 
 

@@ -87,6 +87,7 @@ ORDER: tuple[str, ...] = (
     "proxy-idle-timeout",
     "server-gone",
     "reserved-close-code",
+    "close-not-forwarded",
     "server-close",
     "message-too-large",
     # What rtproxy did, what spans connections, and what nothing else explains.

@@ -65,13 +65,38 @@ def _path_wrong(s: Session, c: Check) -> Evidence:
 )
 def _worker_exception(s: Session, c: Check) -> Evidence:
     rej = rejection(s)
-    if rej and rej.status == 500 and _worker_threw(rej.text):
-        yield None, f"{rej.request} was answered 500 ({rej.text[:120]}) instead of 101"
+    if rej and rej.status == 500 and worker_threw(rej.text):
+        yield None, f"{rej.request} was answered 500 ({_threw_text(rej.text)}) instead of 101"
 
 
-def _worker_threw(text: str) -> bool:
-    """Does a 500's body say the hop's own code threw (Cloudflare's error 1101, a relay's handler)?"""
-    return any(k in text.lower() for k in ("1101", "worker threw exception", "handler failed"))
+# What a client is answered when a Worker's fetch handler throws (an uncaught exception or a rejected
+# promise: fetch() given a ws(s):// URL, `new Response(null, {status: 101})`, `request.webSocket.accept()`,
+# `env.MISSING.split()`), measured against each of those in tests/test_probe_verdicts.py:
+# - workerd (rtworker, wrangler dev's runtime; npm workerd 1.20261117.1): `500 Internal Server Error`,
+#   headers only `Connection: close` and `Content-Length: 21`, body `Internal Server Error` (no
+#   Content-Type). cloudflare/workerd src/workerd/io/worker-entrypoint.c++ WorkerEntrypoint::requestImpl's
+#   catch: sendSyntheticStatus(500, "Internal Server Error"); src/workerd/server/server-test.c++ expects
+#   the same bytes.
+# - Cloudflare, deployed: 500 text/html, the "error 1101" page: <title>Worker threw exception | <host> |
+#   Cloudflare</title>, <span class="cf-error-code">1101</span>, <h2>Worker threw exception</h2>
+#   (Cloudflare's Workers metrics docs: status "Worker threw exception", error code 1101).
+# - a relay's own words: rtproxy's relay mode says "handler failed".
+WORKERD_THREW = "Internal Server Error"
+_THREW_MARKS = ("1101", "worker threw exception", "handler failed")
+
+
+def worker_threw(text: str) -> bool:
+    """Does a 500's body say the hop's own code threw: Cloudflare's error 1101 page, workerd's bare
+    `Internal Server Error`, a relay's "handler failed"? The one predicate rtprobe and the rules share."""
+    low = text.lower()
+    return text.strip() == WORKERD_THREW or any(k in low for k in _THREW_MARKS)
+
+
+def _threw_text(text: str) -> str:
+    """A 500 body as evidence: the 1101 page is HTML, quoted by what it says."""
+    if "worker threw exception" in text.lower() and "<" in text:
+        return 'Cloudflare\'s error 1101 page, "Worker threw exception"'
+    return text.strip()[:120] or "an empty body"
 
 
 @rule(
@@ -94,7 +119,7 @@ def _upgrade_rejected(s: Session, c: Check) -> Evidence:
         return  # the server (or a gateway) named it: that finding says so
     if status == 404 and text != "":
         return  # path-wrong
-    if status == 500 and _worker_threw(text):
+    if status == 500 and worker_threw(text):
         return  # worker-exception
     if status == 426 and text == "Expected WebSocket":
         yield (

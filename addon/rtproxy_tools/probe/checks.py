@@ -57,13 +57,14 @@ CHECKS = (
         "binary frames stay binary: a kind-3 broadcast on a `broadcast.self` channel comes back as a "
         'binary kind-4 frame (not text, not "[object Blob]")',
     ),
-    # reserved-close-code: the rule about how a hop calls close(); its symptom, a client leg left open, is
-    # what an unanswered close shows.
+    # close-not-forwarded: a relay that does not pass the close on (no close listener). reserved-close-code
+    # (a Worker's close() throwing on 1005/1006) cannot come from the probe's 4000, which every hop accepts.
     ProbeCheck(
         "g-close",
-        "reserved-close-code",
-        f"a client close completes with its code: close {CLOSE_CODE} {CLOSE_REASON!r} is answered with "
-        f"{CLOSE_CODE} (what the server received is not visible from a client)",
+        "close-not-forwarded",
+        f"a client close completes with its code and reaches the server: close {CLOSE_CODE} {CLOSE_REASON!r} "
+        f"is answered with {CLOSE_CODE}, and a second socket on the channel sees the first one's presence "
+        "leave (a relay that never forwards the close keeps the server's socket open)",
     ),
     # upgrade-rejected: a browser fails the handshake of a 101 that selects a subprotocol it did not offer,
     # and offering one must not turn the upgrade into a refusal.

@@ -59,11 +59,12 @@ class Probe:
         Unreachable ends the probe on the first socket and fails the check on a later one)."""
         return await open_socket(self.url(key), self.ws_base, self.timeout, subprotocols)
 
-    def join_frame(self, ref: str) -> str:
+    def join_frame(self, ref: str, presence_key: str | None = None) -> str:
+        """The probe's phx_join; with `presence_key`, presence enabled under that key."""
         payload = {
             "config": {
                 "broadcast": {"self": True, "ack": False},
-                "presence": {"key": "", "enabled": False},
+                "presence": {"key": presence_key or "", "enabled": presence_key is not None},
                 "postgres_changes": [],
                 "private": False,
             }

@@ -13,6 +13,7 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus
 from .checks import FAIL, PASS, SKIP, refusal_code
 from .socket_checks import check_binary, check_close, check_heartbeat
 from .wire import (
+    THREW,
     ProbeSocket,
     Received,
     body_text,
@@ -22,6 +23,7 @@ from .wire import (
     not_realtime,
     reply_reason,
     reply_status,
+    worker_threw,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +46,8 @@ async def check_session(probe: Probe) -> None:
                 f"{r.status_code} {err}: the apikey in the query string never reached "
                 "the server (the relay drops the query)",
             )
+        elif err is None and (threw := worker_threw(r)):  # before not_realtime: the 1101 page is HTML
+            probe.set("a-query", FAIL, f"upgrade refused: {threw}: {THREW}", code="worker-exception")
         elif err is None and (page := not_realtime(r)):  # a web page, not Realtime or a relay to it
             probe.set("a-query", FAIL, page, code=code)
         else:  # what refused it names the finding: Realtime's words (catalog.py), else upgrade-rejected
@@ -104,7 +108,7 @@ async def _session(probe: Probe, s: ProbeSocket) -> None:
         await check_heartbeat(probe, s)
     if joined:
         await check_binary(probe, s, join_ref)  # the join that was answered
-    await check_close(probe, s)
+    await check_close(probe, s, join_ref if joined else None)
 
 
 def _closed_before_answer(probe: Probe, s: ProbeSocket, later: list[str]) -> None:

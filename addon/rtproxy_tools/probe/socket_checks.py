@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import TYPE_CHECKING
 
@@ -103,28 +104,52 @@ async def check_binary(probe: Probe, s: ProbeSocket, join_ref: str) -> None:
         probe.set("f-binary", FAIL, f"the kind-3 broadcast came back as {shape}, expected binary kind 4")
 
 
-async def check_close(probe: Probe, s: ProbeSocket) -> None:
-    """g: the probe's close CLOSE_CODE is answered with the same code (the socket ends here)."""
+async def check_close(probe: Probe, s: ProbeSocket, join_ref: str | None = None) -> None:
+    """g: the probe's close CLOSE_CODE is answered with the same code (the socket ends here), and, when the
+    session socket has a channel (`join_ref`), the server lets the socket go: a second socket on the same
+    channel sees the first one's presence leave. From workerd's compatibility date 2026-04-07
+    (web_socket_auto_reply_to_close) the runtime itself answers a close the Worker never listens for, so
+    the answer alone cannot show that the close reached the server."""
     if s.closed:
         probe.skip(["g-close"], f"the socket was already closed ({describe_close(s.ws)})")
         return
-    await s.ws.close(CLOSE_CODE, CLOSE_REASON)  # waits up to close_timeout for the answer
-    await s.wait_closed()
+    watch = await _PresenceWatch.start(probe, s, join_ref) if join_ref is not None else None
+    try:
+        await s.ws.close(CLOSE_CODE, CLOSE_REASON)  # waits up to close_timeout for the answer
+        await s.wait_closed()
+        _close_outcome(probe, s, await watch.left() if watch is not None else None)
+    finally:
+        if watch is not None:
+            await watch.close()
+
+
+def _close_outcome(probe: Probe, s: ProbeSocket, left: bool | None) -> None:
     rcvd = s.ws.protocol.close_rcvd
     if rcvd is None:
         probe.set(
             "g-close",
             FAIL,
-            f"close {CLOSE_CODE} got no close frame back within {probe.timeout:g} s: the "
-            "relay does not complete the closing handshake",
+            f"close {CLOSE_CODE} got no close frame back within {probe.timeout:g} s: the relay neither "
+            "answers nor forwards the client's close (a Worker with no close listener, at a compatibility "
+            "date before 2026-04-07; the server's socket stays open)"
+            + (": a second socket saw no presence leave for it" if left is False else ""),
         )
-    elif rcvd.code == CLOSE_CODE:
+    elif rcvd.code == CLOSE_CODE and left is False:
         probe.set(
             "g-close",
-            PASS,
-            f"close {CLOSE_CODE} ({CLOSE_REASON}) answered with {CLOSE_CODE}; what the "
-            "server received is not visible from a client",
+            FAIL,
+            f"close {CLOSE_CODE} was answered with {CLOSE_CODE}, but the server kept the socket: a second "
+            f"socket on the same channel saw no presence leave for it within {probe.timeout:g} s. The "
+            "relay answered the close itself and did not forward it (a Worker with no close listener: from "
+            "compatibility date 2026-04-07 the runtime answers the close for it)",
         )
+    elif rcvd.code == CLOSE_CODE:
+        seen = (
+            "; the server let the socket go (a second socket saw its presence leave)"
+            if left
+            else "; what the server received is not visible from a client"
+        )
+        probe.set("g-close", PASS, f"close {CLOSE_CODE} ({CLOSE_REASON}) answered with {CLOSE_CODE}{seen}")
     else:
         probe.set(
             "g-close",
@@ -133,3 +158,70 @@ async def check_close(probe: Probe, s: ProbeSocket) -> None:
             + (" (a close frame without a code)" if rcvd.code == closecodes.NO_CODE else "")
             + ": the relay does not forward the client's close code",
         )
+
+
+class _PresenceWatch:
+    """A second socket on the session socket's channel, watching the first one's presence: the server
+    sends presence_diff leaves for it once that socket is gone (Phoenix.Presence, when its channel
+    process ends), and keeps it while the relay holds the upstream socket open."""
+
+    def __init__(self, probe: Probe, watcher: ProbeSocket, marker: str) -> None:
+        self.probe, self.watcher, self.marker = probe, watcher, marker
+        self.mark = len(watcher.received)
+
+    @classmethod
+    async def start(cls, probe: Probe, s: ProbeSocket, join_ref: str) -> _PresenceWatch | None:
+        """None when the watch cannot be set up (a relay that drops a join sent right after open, a
+        presence the server refuses): g-close then judges by the answer alone."""
+        if probe.results["d-early-frames"].status != PASS:
+            return None
+        try:
+            ws = await probe.open(probe.key)
+        except Exception:  # noqa: BLE001 - any failure: no watch, the check goes on without it
+            return None
+        watcher = ProbeSocket(ws, probe.timeout)
+        watcher.start()
+        marker = secrets.token_hex(4)
+        ref = watcher.ref()
+        await watcher.send(probe.join_frame(ref, presence_key=f"rtprobe-watch-{marker}"))
+        joined = await watcher.expect(is_reply(ref, probe.topic))
+        track = s.ref()
+        mark = len(s.received)
+        payload = {"type": "presence", "event": "track", "payload": {"rtprobe": marker}}
+        if (
+            joined is None
+            or reply_status(joined) != "ok"
+            or not await s.send(v2(join_ref, track, probe.topic, frames.EV_PRESENCE, payload))
+        ):
+            await cls._close(watcher)
+            return None
+        tracked = await s.expect(is_reply(track, probe.topic), mark)
+        seen = await watcher.expect(lambda r: _names(r, marker, ("joins", None)))
+        if tracked is None or reply_status(tracked) != "ok" or seen is None:
+            await cls._close(watcher)
+            return None
+        return cls(probe, watcher, marker)
+
+    async def left(self) -> bool:
+        return await self.watcher.expect(lambda r: _names(r, self.marker, ("leaves",)), self.mark) is not None
+
+    async def close(self) -> None:
+        await self._close(self.watcher)
+
+    @staticmethod
+    async def _close(watcher: ProbeSocket) -> None:
+        if not watcher.closed:
+            await watcher.ws.close()
+        await watcher.wait_closed()
+
+
+def _names(r: Received, marker: str, parts: tuple[str | None, ...]) -> bool:
+    """Is `r` a presence_state (part None) or a presence_diff whose `parts` carry the probe's marker?"""
+    m = r.msg
+    if m is None or not isinstance(m.payload, dict):
+        return False
+    if m.event == frames.EV_PRESENCE_STATE and None in parts:
+        return marker in json.dumps(m.payload)
+    if m.event == frames.EV_PRESENCE_DIFF:
+        return any(marker in json.dumps(m.payload.get(p) or {}) for p in parts if p is not None)
+    return False

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rtproxy_core import frames
+from rtproxy_core.rules import upgrade
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
@@ -88,6 +89,27 @@ def not_realtime(r: Response) -> str | None:
         f"{NOT_REALTIME}: the upgrade was answered {r.status_code} {r.reason_phrase} with {typed}{where}, "
         f"not 101 (is this the URL the client uses for Realtime?): {body_text(r.body)[:80]}"
     )
+
+
+def worker_threw(r: Response) -> str | None:
+    """How the answer says the Worker's own code threw (rtproxy_core.rules.upgrade.worker_threw, the
+    predicate worker-exception uses: workerd's bare 500 "Internal Server Error", Cloudflare's error 1101
+    page), or None. Checked before not_realtime: the 1101 page is HTML."""
+    text = (r.body or b"").decode("utf-8", "replace")
+    if r.status_code != 500 or not upgrade.worker_threw(text):
+        return None
+    if text.strip() == upgrade.WORKERD_THREW:
+        return "500 Internal Server Error (workerd's answer when the Worker throws)"
+    if "worker threw exception" in text.lower():
+        return '500 with Cloudflare\'s error 1101 page ("Worker threw exception")'
+    return f"500 {body_text(r.body)}"
+
+
+THREW = (
+    "the Worker's fetch handler threw instead of answering (an uncaught exception: fetch() given a "
+    "ws(s):// URL, a Response with status 101 and no webSocket, request.webSocket, a missing env "
+    "var); `wrangler tail` or workerd's log names it"
+)
 
 
 def body_text(body: bytes | None) -> str:
