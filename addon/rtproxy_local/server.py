@@ -297,7 +297,7 @@ class LocalRealtime:
         api_keys = request.headers.get_all("x-api-key")  # access_token/2: :proplists.lookup, the first one
         token = api_keys[0] if api_keys else query.get("apikey")
         refusal = self._connect_refusal(tenant, token)
-        seen = Seen(next(self._seen_ids), path, query.get("vsn"), key_digest(token), "101")
+        seen = Seen(next(self._seen_ids), path, query.get("vsn"), key_digest(token), "")
         self.seen.append(seen)
         if refusal is not None:
             status, message = refusal
@@ -363,6 +363,8 @@ class LocalRealtime:
         assert task is not None
         self._handlers.add(task)
         conn = Conn(next(self._ids), *ws.rt)
+        if ws.seen is not None:
+            ws.seen.answer = "101"
         self.hub.add(conn)
         cfg = self.config
         assert ws.request is not None

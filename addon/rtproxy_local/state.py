@@ -68,7 +68,7 @@ class Seen:
     path: str
     vsn: str | None
     key: str  # key_digest() of the apikey or x-api-key the server used, "" when none came
-    answer: str  # "101", or "STATUS ERROR" for a refusal
+    answer: str  # "101" once upgraded, "STATUS ERROR" for a refusal, "" for neither (websockets refused it)
     close: str = ""  # the close story once the socket ended: "client sent 4000", "server sent 1000 (...)"
     client_close: int | None = None  # the close code the client's side sent, when it sent one
 

@@ -213,6 +213,7 @@ class Workerd:
         allow_net: bool = False,
         trusted_ca: str | None = None,
         var_overrides: dict[str, str] | None = None,
+        verbose: bool = False,
     ) -> None:
         self.project = script if isinstance(script, WorkerProject) else None
         self.script = script.entry if isinstance(script, WorkerProject) else Path(script)
@@ -224,6 +225,10 @@ class Workerd:
         self.var_overrides = dict(var_overrides or {})
         self.allow_net = allow_net
         self.trusted_ca = trusted_ca
+        # workerd --verbose: it then logs an exception thrown in an event listener ("uncaught exception;
+        # desc = InvalidAccessError: Invalid WebSocket close code: 1005."), which it otherwise keeps to
+        # itself (workerd src/workerd/io/worker.c++ logs it at INFO); rtworker check reads it.
+        self.verbose = verbose
         self.requested_port = port
         self.given_compat_date = compat_date
         self.compat_date = compat_date or ""  # set by start(): given, else the project's, else worker/'s
@@ -343,6 +348,7 @@ class Workerd:
                 str(config),
                 f"--socket-fd=http={sock.fileno()}",
                 f"--control-fd={control_w}",
+                *(["--verbose"] if self.verbose else []),
                 pass_fds=(sock.fileno(), control_w),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,

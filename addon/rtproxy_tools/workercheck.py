@@ -28,6 +28,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from rtproxy_core import rules, urls
 from rtproxy_core.redact import Redactor
@@ -35,6 +36,8 @@ from rtproxy_local.config import ServerConfig
 from rtproxy_local.jwt import dev_anon_key, mint
 from rtproxy_local.server import LocalRealtime
 from rtproxy_local.state import key_digest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from . import client as rtclient
 from . import workerlint
@@ -49,7 +52,12 @@ CHANNEL = "rtworker-check"
 _REFUSALS = ("upgrade-rejected", "unexplained-failure", "connect-failed", "upstream-unreachable")
 # workerd logs an exception a Worker did not catch as "Uncaught <Error>: message" (in a line of its own or
 # after "stack = " / "exception = " in its info lines).
-_UNCAUGHT = re.compile(r"(?:Uncaught(?: \(in promise\))?|uncaught exception)[;:]?\s*(?:.*?(?:stack|exception) = )?(.+)")
+_UNCAUGHT = re.compile(
+    r"(?:Uncaught(?: \(in promise\))?|uncaught exception)[;:]?\s*(?:.*?(?:stack|exception|desc) = )?(.+)"
+)
+# close() refused a code (workerd src/workerd/api/web-socket.c++ WebSocket::close: "Invalid WebSocket close
+# code: 1005."): the reserved-close-code rule's cause, thrown by a close listener.
+_CLOSE_THREW = re.compile(r"invalid websocket close code", re.IGNORECASE)
 _URL_VAR = re.compile(r"(?i)supabase.*url|url.*supabase|^(?:project|upstream|target|origin)_?url$")
 _KEY_VAR = re.compile(r"(?i)supabase.*(?:anon|key)|^(?:anon|api)_?key$")
 _SERVICE_VAR = re.compile(r"(?i)service.?role")
@@ -166,6 +174,7 @@ async def run_check(path: Path, opts: Options, scrub: Scrubber) -> CheckReport:
             allow_net=opts.allow_net,
             trusted_ca=server.ca_pem if opts.tls else None,
             var_overrides=overrides,
+            verbose=True,
         )
         async with w:
             report = CheckReport(
@@ -188,10 +197,17 @@ async def run_check(path: Path, opts: Options, scrub: Scrubber) -> CheckReport:
             results = dict(zip(jobs, done, strict=True))
             report.checks = results.pop("probe")
             report.clients = {k: scrub.text(v) for k, v in results.items()}
+            await _close_without_code(w.url, anon, opts.timeout)
             await _settle(server, opts.timeout)
     report.thrown = [scrub.text(t) for t in thrown(lines)]
     blocked = list(dict.fromkeys(w.blocked))  # already redacted
-    sources = {str(p.relative_to(project.root)): p.read_text("utf-8", "replace") for p in project.sources}
+    files = [
+        *project.sources,
+        *([project.config_file] if project.config_file else []),
+    ]  # the config: its vars
+    sources = {
+        str(p.relative_to(project.root)): p.read_text("utf-8", "replace") for p in dict.fromkeys(files)
+    }
     hits = workerlint.read_sources(sources)
     judge(report, list(server.seen), hits, blocked, anon)
     return report
@@ -204,6 +220,21 @@ async def _settle(server: LocalRealtime, timeout: float) -> None:
     deadline = loop.time() + timeout
     while server.connections and loop.time() < deadline:
         await asyncio.sleep(0.05)
+
+
+async def _close_without_code(url: str, key: str, timeout: float) -> None:
+    """One more socket, closed as a browser's ws.close() closes it: a close frame without a code, which the
+    other side receives as 1005 (RFC 6455 7.1.5). A Worker that passes event.code on to close() throws
+    there (workerd's log says so: judge() reads it)."""
+    target = urls.resolve(url)
+    try:
+        async with asyncio.timeout(timeout * 2):
+            async with connect(
+                f"{target.socket}?apikey={quote(key, safe='')}&vsn=2.0.0", close_timeout=timeout
+            ) as ws:
+                await ws.close(None)  # type: ignore[arg-type]  # websockets sends an empty close frame for None
+    except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed):
+        pass  # the checks above say what is wrong with the upgrade
 
 
 def node_client_missing() -> str:
@@ -243,9 +274,13 @@ async def _realtime_py(url: str, key: str, timeout: float) -> str:
     )
     out = _Collect()
     await rtclient.run(args, out)  # type: ignore[arg-type]
-    told = [f"{k} {d}" if d is not None else k for k, d in out.said if k in ("status", "refused", "unreachable")]
+    told = [
+        f"{k} {d}" if d is not None else k for k, d in out.said if k in ("status", "refused", "unreachable")
+    ]
     got = "its broadcast came back" if out.enough.is_set() else "no broadcast came back"
-    return "; ".join(told or ["nothing happened"]) + (f"; {got}" if any(k == "status" for k, _ in out.said) else "")
+    return "; ".join(told or ["nothing happened"]) + (
+        f"; {got}" if any(k == "status" for k, _ in out.said) else ""
+    )
 
 
 async def _realtime_js(url: str, key: str, timeout: float) -> str:
@@ -299,10 +334,17 @@ def judge(
             continue
         code = "worker-exception" if r.code in _REFUSALS and report.thrown else r.code
         verdict(code).add(f"{r.name}: {r.detail}")
-    if "worker-exception" in found or (report.thrown and found):
-        v = verdict("worker-exception")
-        for t in report.thrown[:3]:
-            v.add(f"the Worker threw: {t}")
+    close_threw = [t for t in report.thrown if _CLOSE_THREW.search(t)]
+    other_threw = [t for t in report.thrown if t not in close_threw]
+    if "worker-exception" in found:
+        for t in other_threw[:3]:
+            found["worker-exception"].add(f"the Worker threw: {t}")
+    elif other_threw:
+        report.notes += [f"the Worker threw (not while answering an upgrade): {t}" for t in other_threw[:3]]
+    if close_threw:
+        v = verdict("reserved-close-code")
+        v.add(f"the Worker's close listener threw: {close_threw[0]}")
+        v.add("after a client close without a code (a browser's ws.close() sends one), which arrives as 1005")
     upgraded = [s for s in seen if s.answer == "101"]
     # What reached the server: the probe and the clients send the anon key (the probe's c check sends
     # INVALID_KEY and expects it refused), vsn 2.0.0, and close every socket they open.
@@ -315,18 +357,27 @@ def judge(
             )
     if seen and not any(s.key for s in seen):
         verdict("apikey-missing").add("the server received no apikey on any upgrade")
-    forced = sorted({s.vsn for s in seen if s.vsn not in (None, "2.0.0")})
-    if forced:
-        report.notes.append(f"the server was asked for vsn {', '.join(forced)} where the clients sent 2.0.0")
+    # The probe and realtime-js send vsn=2.0.0, realtime-py 1.0.0. When the server spoke 1.0.0 to the probe
+    # (b-vsn's failure) and was asked for one vsn on every socket, the Worker sets vsn itself
+    # (serializer-mismatch: the fix is not "keep the query"); asked for none, it drops it (vsn-missing).
+    asked = {s.vsn for s in seen}
+    if "vsn-missing" in found and len(asked) == 1 and None not in asked:
+        v = found.pop("vsn-missing")
+        told = f"the server was asked for vsn={asked.pop()} on every socket, whatever vsn the client sent"
+        verdict("serializer-mismatch").evidence[:0] = [*v.evidence, told]
     open_left = [s for s in upgraded if not s.close]
     no_close = [s for s in upgraded if s.close and s.client_close is None]
-    if upgraded and (open_left or no_close) and len(open_left) + len(no_close) == len(upgraded):
-        v = verdict("close-not-forwarded") if "close-not-forwarded" in rules.RULES_BY_CODE else None
-        if v is not None:
-            v.add(
-                f"every client closed its socket; of the {len(upgraded)} the server had, "
-                f"{len(open_left)} were still open and {len(no_close)} ended without a close frame"
-            )
+    if (
+        upgraded
+        and (open_left or no_close)
+        and len(open_left) + len(no_close) == len(upgraded)
+        and "worker-exception" not in found  # the sockets never reached a client to close them
+        and not close_threw  # the close was forwarded, and close() threw on its code
+    ):
+        verdict("close-not-forwarded").add(
+            f"every client closed its socket; of the {len(upgraded)} the server had, "
+            f"{len(open_left)} were still open and {len(no_close)} ended without a close frame"
+        )
     if blocked:
         report.incomplete = (
             f"the Worker tried to reach {', '.join(blocked)}: blocked (only loopback is reachable). It does "
@@ -358,7 +409,9 @@ def render_text(report: CheckReport) -> str:
     if report.incomplete:
         out.append(f"could not check: {report.incomplete}")
     elif not report.verdicts:
-        out.append("no defect found: every check passed" + (" and every client subscribed" if report.clients else ""))
+        out.append(
+            "no defect found: every check passed" + (" and every client subscribed" if report.clients else "")
+        )
     for v in report.verdicts:
         out.append(f"✖ {v.code}")
         for i, e in enumerate(v.evidence):
@@ -374,17 +427,28 @@ def render_text(report: CheckReport) -> str:
 def main(argv: list[str] | None = None) -> int:
     intro, rest = __doc__.split("\n\n", 1)
     ap = argparse.ArgumentParser(
-        prog="rtworker check", description=intro, epilog=rest, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="rtworker check",
+        description=intro,
+        epilog=rest,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("path", help="the Worker: a project folder (wrangler.toml/json/jsonc, Pages functions/) or one file")
+    ap.add_argument(
+        "path", help="the Worker: a project folder (wrangler.toml/json/jsonc, Pages functions/) or one file"
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object (for CI)")
     ap.add_argument("--allow-net", action="store_true", help="let the Worker reach non-loopback addresses")
-    ap.add_argument("--no-tls", action="store_true", help="serve the local Realtime server over plain http://")
+    ap.add_argument(
+        "--no-tls", action="store_true", help="serve the local Realtime server over plain http://"
+    )
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each answer (default 5)")
     ap.add_argument("--compat-date", help="override the Worker's compatibility date (YYYY-MM-DD)")
-    ap.add_argument("--compat-flag", action="append", default=[], metavar="FLAG", help="add a compatibility flag")
+    ap.add_argument(
+        "--compat-flag", action="append", default=[], metavar="FLAG", help="add a compatibility flag"
+    )
     ap.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="set a var for this run")
-    ap.add_argument("--show-secrets", action="store_true", help="do not redact keys, JWTs and the Worker's secrets")
+    ap.add_argument(
+        "--show-secrets", action="store_true", help="do not redact keys, JWTs and the Worker's secrets"
+    )
     try:
         args = ap.parse_args(argv)
     except SystemExit as e:
@@ -419,4 +483,3 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(scrub.output(render_text(report)))
     return 2 if report.incomplete else 0 if report.ok else 1
-

@@ -57,6 +57,7 @@ ORDER: tuple[str, ...] = (
     "database-unavailable",
     "worker-exception",
     "upgrade-rejected",
+    "refusal-replaced",
     "upstream-unreachable",
     "connect-failed",
     # What happened to frames on the way.

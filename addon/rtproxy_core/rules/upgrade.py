@@ -100,6 +100,23 @@ def _threw_text(text: str) -> str:
 
 
 @rule(
+    "refusal-replaced",
+    Severity.WARNING,
+    'CHANNEL_ERROR ("channel error: transport failure") in a reconnect loop, as for the refusal it hides: the '
+    "client never learns why (an expired token, a missing apikey and a suspended project look alike); "
+    "realtime-py: connect() raises InvalidStatus with the hop's status",
+    "Return the upstream's answer when it is not a 101: in a Worker, `return upstreamResponse` (its status, "
+    'headers and JSON body) instead of a Response of your own, so Realtime\'s {"error": ...} reaches the client.',
+)
+def _refusal_replaced(s: Session, c: Check) -> Evidence:
+    """A hop that answers a refused upgrade in its own words (a Worker's `new Response("no upgrade",
+    {status: 502})` when fetch() got no webSocket). In front of the hop the wire shows only the hop's answer,
+    so the evidence comes from a client that can make the server refuse: rtprobe's c-upstream-status
+    sends an invalid apikey and expects Realtime's JSON body back."""
+    return iter(())
+
+
+@rule(
     "upgrade-rejected",
     Severity.ERROR,
     'CHANNEL_ERROR ("channel error: transport failure": the upgrade was refused, the socket never opened) in a reconnect loop; '

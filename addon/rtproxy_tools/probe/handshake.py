@@ -53,12 +53,13 @@ async def check_upstream_status(probe: Probe) -> None:
             probe.set(name, FAIL, f"an invalid apikey got {threw}: {THREW}", code="worker-exception")
         elif page := not_realtime(r):  # no refusal at all: nothing says a relay or a server answered
             probe.set(name, FAIL, f"an invalid apikey got no refusal: {page}", code="upgrade-rejected")
-        else:  # the relay answered in its own words: early-101's fix (answer with the upstream's answer)
+        else:  # the relay answered in its own words, after the server refused (no 101 came first)
             probe.set(
                 name,
                 FAIL,
                 f"an invalid apikey got {r.status_code} {body_text(r.body)}, not Realtime's JSON "
                 '{"error": ...}: the relay replaced the server\'s answer',
+                code="refusal-replaced",
             )
         return
     except InvalidHandshake as e:
