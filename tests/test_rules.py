@@ -242,6 +242,12 @@ CASES = {
         Closed(None, "", None, T0 + 0.3, "net::ERR_CONNECTION_REFUSED")
     ),
     "reserved-close-code": lambda: Conv().feed(Hop("close-throws", "clientWebSocket.close(1006) throws")),
+    "refusal-replaced": lambda: Conv().feed(
+        Hop(
+            "refusal-replaced",
+            'the upstream answered 401 {"error": "Token has expired"}; the client got 502 no upgrade',
+        )
+    ),
     "close-not-forwarded": lambda: (
         Conv()
         .join()

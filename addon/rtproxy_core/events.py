@@ -77,6 +77,8 @@ class HopKind(StrEnum):
     CLOSE_THROWS = "close-throws"  # the relay's close() threw (workerd refuses the code)
     # a close one side sent that the relay neither answered nor passed on (a Worker with no close listener)
     CLOSE_NOT_FORWARDED = "close-not-forwarded"
+    # a refused upgrade the hop answered in its own words (a Worker's 502 instead of the server's 401 JSON)
+    REFUSAL_REPLACED = "refusal-replaced"
     FRAME_DROPPED = (
         "frame-dropped"  # a frame the hop did not pass on (a fault; the relay before its upstream)
     )

@@ -24,7 +24,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,7 @@ _UNCAUGHT = re.compile(
 # close() refused a code (workerd src/workerd/api/web-socket.c++ WebSocket::close: "Invalid WebSocket close
 # code: 1005."): the reserved-close-code rule's cause, thrown by a close listener.
 _CLOSE_THREW = re.compile(r"invalid websocket close code", re.IGNORECASE)
+_JSG = re.compile(r"^workerd/\S+: failed: (?:jsg\.)?")
 _URL_VAR = re.compile(r"(?i)supabase.*url|url.*supabase|^(?:project|upstream|target|origin)_?url$")
 _KEY_VAR = re.compile(r"(?i)supabase.*(?:anon|key)|^(?:anon|api)_?key$")
 _SERVICE_VAR = re.compile(r"(?i)service.?role")
@@ -86,7 +89,8 @@ class Verdict:
 @dataclass(slots=True)
 class CheckReport:
     target: str
-    form: str
+    form: str  # how it runs: module, service-worker, pages (WorkerProject.form)
+    source: str  # what it was: the config file and entry, or the one file
     compat_date: str
     upstream: str
     verdicts: list[Verdict] = field(default_factory=list)
@@ -106,6 +110,7 @@ class CheckReport:
         return {
             "target": self.target,
             "form": self.form,
+            "source": self.source,
             "compat_date": self.compat_date,
             "upstream": self.upstream,
             "ok": self.ok,
@@ -180,6 +185,7 @@ async def run_check(path: Path, opts: Options, scrub: Scrubber) -> CheckReport:
             report = CheckReport(
                 target=str(path),
                 form=project.form,
+                source=describe(project),
                 compat_date=w.compat_date,
                 upstream=f"{server.url} ({'TLS, local CA' if opts.tls else 'plain HTTP'})",
             )
@@ -211,6 +217,17 @@ async def run_check(path: Path, opts: Options, scrub: Scrubber) -> CheckReport:
     hits = workerlint.read_sources(sources)
     judge(report, list(server.seen), hits, blocked, anon)
     return report
+
+
+def describe(project: WorkerProject) -> str:
+    entry = (
+        project.entry.relative_to(project.root)
+        if project.entry.is_relative_to(project.root)
+        else project.entry
+    )
+    if project.config_file is not None:
+        return f"{project.config_file.name}, {entry}"
+    return f"{entry}" + (", no wrangler config" if project.form != "pages" else "")
 
 
 async def _settle(server: LocalRealtime, timeout: float) -> None:
@@ -308,13 +325,14 @@ async def _realtime_js(url: str, key: str, timeout: float) -> str:
 
 def thrown(lines: list[str]) -> list[str]:
     """What the Worker threw, as workerd logged it (first line of each, in order, once each)."""
-    out: list[str] = []
+    out: dict[str, str] = {}
     for line in lines:
         if m := _UNCAUGHT.search(line):
-            text = m.group(1).strip()
-            if text and text not in out:
-                out.append(text[:300])
-    return out
+            text = _JSG.sub("", m.group(1).strip())  # "workerd/jsg/value.h:1456: failed: jsg.TypeError: …"
+            same = re.sub(r"\?\S*", "", text)  # one exception, whatever query the URL in it had
+            if text and same not in out:
+                out[same] = text[:300]
+    return list(out.values())
 
 
 # ------------------------------------------------------------------------------------------ verdicts
@@ -400,7 +418,10 @@ def judge(
 
 def render_text(report: CheckReport) -> str:
     out = [
-        f"rtworker check {report.target}: {report.form} Worker, compatibility date {report.compat_date}",
+        (
+            f"rtworker check {report.target}: {report.form} Worker ({report.source}), compatibility date "
+            f"{report.compat_date}"
+        ),
         f"  upstream: the local Realtime server at {report.upstream}",
     ]
     out += [f"  {name}: {said}" for name, said in report.clients.items()]
@@ -422,6 +443,22 @@ def render_text(report: CheckReport) -> str:
     if report.notes:
         out += ["", "notes:"] + [f"  - {n}" for n in report.notes]
     return "\n".join(out)
+
+
+async def _interruptible(check: Coroutine[Any, Any, CheckReport]) -> CheckReport | None:
+    """The check, cancelled by SIGINT or SIGTERM: workerd, the server and the clients are stopped on the
+    way out (asyncio.run's own ^C handling left the run waiting). None when interrupted."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(check)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        return None
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -474,10 +511,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     scrub = Scrubber(redactor, dev_anon_key())
     try:
-        report = asyncio.run(run_check(Path(args.path).expanduser(), opts, scrub))
+        report = asyncio.run(_interruptible(run_check(Path(args.path).expanduser(), opts, scrub)))
     except WorkerError as e:
         print(f"rtworker check: {scrub.text(str(e))}", file=sys.stderr)
         return 2
+    if report is None:
+        print("rtworker check: interrupted", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(scrub.output(report.as_dict()), ensure_ascii=False))
     else:

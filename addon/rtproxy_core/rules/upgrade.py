@@ -111,9 +111,12 @@ def _threw_text(text: str) -> str:
 def _refusal_replaced(s: Session, c: Check) -> Evidence:
     """A hop that answers a refused upgrade in its own words (a Worker's `new Response("no upgrade",
     {status: 502})` when fetch() got no webSocket). In front of the hop the wire shows only the hop's answer,
-    so the evidence comes from a client that can make the server refuse: rtprobe's c-upstream-status
-    sends an invalid apikey and expects Realtime's JSON body back."""
-    return iter(())
+    so the evidence is the hop's (a harness that sees both answers) or a client's that can make the server
+    refuse: rtprobe's c-upstream-status sends an invalid apikey and expects Realtime's JSON body back."""
+    for hop in s.hops:
+        if hop.what == HopKind.REFUSAL_REPLACED:
+            yield None, hop.detail
+            return
 
 
 @rule(
