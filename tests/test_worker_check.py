@@ -129,3 +129,21 @@ async def test_command_json_and_exit_codes(tmp_path):
     assert dev_anon_key().split(".")[0] not in out  # no JWT in the output
     rc, out = await run_to_exit([command("rtworker"), "check", str(tmp_path / "nothing-here")])
     assert rc == 2 and len(out.strip().splitlines()) == 1, out
+
+
+async def test_the_workers_secrets_stay_out_of_the_report(tmp_path):
+    """A .dev.vars secret the Worker puts in what it throws is redacted in the report (the control, with
+    --show-secrets, shows it: the value did reach the report)."""
+    secret = "rtproxy-test-secret-9f3c"  # a value no redactor pattern knows: only the project's secrets list
+    (tmp_path / "wrangler.toml").write_text(
+        'name = "t"\nmain = "index.js"\ncompatibility_date = "2026-01-15"\n'
+    )
+    (tmp_path / ".dev.vars").write_text(f"SHARED_SECRET={secret}\n")
+    (tmp_path / "index.js").write_text(
+        "export default { fetch(request, env) { throw new Error('refused with ' + env.SHARED_SECRET) } }\n"
+    )
+    hidden = await run_check(tmp_path, Options(clients=()), Scrubber(Redactor(False), dev_anon_key()))
+    shown = await run_check(tmp_path, Options(clients=()), Scrubber(Redactor(True), dev_anon_key()))
+    assert [v.code for v in hidden.verdicts] == ["worker-exception"]
+    assert secret not in json.dumps(hidden.as_dict()) and "refused with" in json.dumps(hidden.as_dict())
+    assert secret in json.dumps(shown.as_dict())

@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import quote
 
 from rtproxy_core import rules, urls
-from rtproxy_core.redact import Redactor
+from rtproxy_core.redact import REDACTED, Redactor
 from rtproxy_local.config import ServerConfig
 from rtproxy_local.jwt import dev_anon_key, mint
 from rtproxy_local.server import LocalRealtime
@@ -205,7 +205,15 @@ async def run_check(path: Path, opts: Options, scrub: Scrubber) -> CheckReport:
             report.clients = {k: scrub.text(v) for k, v in results.items()}
             await _close_without_code(w.url, anon, opts.timeout)
             await _settle(server, opts.timeout)
-    report.thrown = [scrub.text(t) for t in thrown(lines)]
+    # The Worker's own secrets (.dev.vars) can surface in what it threw ("Invalid URL: <value>").
+    secrets = [v for v in project.secrets.values() if len(v) >= 4 and not scrub.redactor.show_secrets]
+
+    def hide(text: str) -> str:
+        for value in secrets:
+            text = text.replace(value, REDACTED)
+        return scrub.text(text)
+
+    report.thrown = [hide(t) for t in thrown(lines)]
     blocked = list(dict.fromkeys(w.blocked))  # already redacted
     files = [
         *project.sources,
