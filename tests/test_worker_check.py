@@ -37,6 +37,7 @@ if MISSING and not IN_CI:
 WORKERS = Path(__file__).parent / "workers"
 FIXTURES = sorted(p.parent for p in (WORKERS / "defects").glob("*/expect.json"))
 FORMS = sorted(p for p in (WORKERS / "forms").iterdir() if not p.name.startswith("."))
+CORRECTED = Path(__file__).parent.parent / "worker"  # the corrected Worker, as a user would check it
 # How each form users write runs in workerd (workerproject.WorkerProject.form).
 RUNS_AS = {
     "ts-project": "module",
@@ -77,7 +78,7 @@ def reports() -> dict[Path, CheckReport | str]:
                 except WorkerError as e:
                     return f"WorkerError: {e}"
 
-        paths = [*FIXTURES, *FORMS]
+        paths = [*FIXTURES, *FORMS, CORRECTED]
         return dict(zip(paths, await asyncio.gather(*(one(p) for p in paths)), strict=True))
 
     return asyncio.run(all_checks())
@@ -116,6 +117,15 @@ def test_correct_workers_in_every_form_pass(form, reports):
     assert codes(report) == [], report.as_dict() if isinstance(report, CheckReport) else report
     assert isinstance(report, CheckReport)
     assert all("SUBSCRIBED" in said for said in report.clients.values()), report.clients
+
+
+def test_the_corrected_worker_passes_and_only_its_code_is_read(reports):
+    """worker/ holds the corrected Worker and, beside it, the design's broken ones (fixtures/): the check
+    reads the code that runs (src/index.js), not the folder's other files."""
+    report = reports[CORRECTED]
+    assert isinstance(report, CheckReport)
+    assert codes(report) == [] and not report.incomplete
+    assert not [n for n in report.notes if "in the code" in n], report.notes
 
 
 async def test_command_json_and_exit_codes(tmp_path):

@@ -290,6 +290,7 @@ class Workerd:
         traces name it: file:///bundle/<name>), else bundled; its file name."""
         if project.self_contained:
             shutil.copyfile(project.entry, tmp / project.entry.name)
+            project.sources = [project.entry]  # what runs: the one file (not the folder's other files)
             return project.entry.name
         return (await bundle(project, tmp / "bundle")).relative_to(tmp).as_posix()
 

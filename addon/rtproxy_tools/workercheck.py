@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import re
 import shutil
@@ -498,6 +499,9 @@ def main(argv: list[str] | None = None) -> int:
         args = ap.parse_args(argv)
     except SystemExit as e:
         return 2 if e.code else 0
+    # The report says what happened; the local server's and the client's own log lines (a refused
+    # handshake's traceback) are not for the user here.
+    logging.basicConfig(level=logging.CRITICAL)
     redactor = Redactor(args.show_secrets)
     overrides: dict[str, str] = {}
     for item in args.var:

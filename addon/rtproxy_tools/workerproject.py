@@ -435,5 +435,25 @@ async def bundle(project: WorkerProject, outdir: Path) -> Path:
         entry = await pagesrouter.write_entry(project.entry, outdir, run_esbuild)
     fmt = "iife" if project.form == "service-worker" else "esm"
     out = outdir / ("worker.js" if fmt == "iife" else "worker.mjs")
-    await run_esbuild([str(entry), *esbuild_args(project, fmt), f"--outfile={out}"], project.root)
+    meta = outdir / "meta.json"
+    await run_esbuild(
+        [str(entry), *esbuild_args(project, fmt), f"--outfile={out}", f"--metafile={meta}"], project.root
+    )
+    project.sources = bundled_sources(project.root, meta)
+    return out
+
+
+def bundled_sources(root: Path, meta: Path) -> list[Path]:
+    """The user's files esbuild put in the bundle (its metafile's inputs, relative to the working
+    directory, root), without node_modules and without what rtworker generated: what a reading of the
+    Worker's source should read, and nothing else in the folder (a fixtures/ folder beside src/)."""
+    try:
+        inputs = json.loads(meta.read_text())["inputs"]
+    except (OSError, ValueError, KeyError):
+        return []
+    out: list[Path] = []
+    for name in inputs:
+        path = (root / name).resolve()
+        if path.is_relative_to(root.resolve()) and "node_modules" not in path.parts and path.is_file():
+            out.append(path)
     return out
