@@ -20,20 +20,14 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI, TIMEOUT
+from conftest import TIMEOUT
 from rtproxy_core.rules import upgrade
-from rtproxy_tools.worker import WORKERS, Workerd, WorkerError, default_compat_date, find_workerd
+from rtproxy_tools.worker import WORKERS, Workerd, default_compat_date
 from test_rtprobe import details, failed_codes, probe_json
+
+# test_workerd skips (or, under CI, fails) when workerd is missing: importing it skips this module too
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
-
-try:
-    find_workerd()
-    MISSING = ""
-except WorkerError as e:
-    MISSING = str(e)
-if MISSING and not IN_CI:
-    pytest.skip(f"the workerd tests need workerd ({MISSING})", allow_module_level=True)
 
 NEW = default_compat_date()  # worker/wrangler.toml's
 OLD = "2025-01-01"  # before web_socket_auto_reply_to_close (2026-04-07)

@@ -19,20 +19,15 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI, command, run_to_exit
+from conftest import command, run_to_exit
 from rtproxy_core.redact import Redactor
 from rtproxy_local.jwt import dev_anon_key
 from rtproxy_tools.probe import Scrubber
-from rtproxy_tools.worker import WorkerError, find_workerd
+from rtproxy_tools.worker import WorkerError
 from rtproxy_tools.workercheck import CheckReport, Options, run_check
 
-try:
-    find_workerd()
-    MISSING = ""
-except WorkerError as e:
-    MISSING = str(e)
-if MISSING and not IN_CI:
-    pytest.skip(f"rtworker check needs workerd ({MISSING})", allow_module_level=True)
+# Without workerd or esbuild these skip (under CI: fail), as test_worker_projects does: importing it decides.
+from test_worker_projects import MISSING, NO_ESBUILD
 
 WORKERS = Path(__file__).parent / "workers"
 FIXTURES = sorted(p.parent for p in (WORKERS / "defects").glob("*/expect.json"))
@@ -64,8 +59,8 @@ def target(fixture: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def reports() -> dict[Path, CheckReport | str]:
-    if MISSING:
-        pytest.fail(f"CI is set but workerd cannot run: {MISSING}", pytrace=False)
+    if MISSING or NO_ESBUILD:
+        pytest.fail(f"CI is set but workerd/esbuild cannot run: {MISSING or NO_ESBUILD}", pytrace=False)
     scrub = Scrubber(Redactor(False), dev_anon_key())
 
     async def all_checks() -> dict[Path, CheckReport | str]:
