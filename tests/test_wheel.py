@@ -25,6 +25,7 @@ How the venv is made (fast, offline, and only the wheel supplies rtproxy's code)
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -34,7 +35,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TIMEOUT, Mitmdump, OutputProcess
+from conftest import IN_CI, ROOT, TIMEOUT, Mitmdump, OutputProcess
 from rtproxy_tools import __version__
 
 pytestmark = pytest.mark.wheel
@@ -282,3 +283,26 @@ def test_rtworker_install_runs_npm_ci_on_the_packaged_files(installed, tmp_path)
     ).read_bytes()
     r = installed.run(installed.bin("rtworker"), "install", env=dict(env, PATH=str(installed.venv / "bin")))
     assert r.returncode == 1 and "npm is not installed" in r.stdout, r
+
+
+def test_installed_rtworker_checks_the_packaged_worker(installed, tmp_path):
+    """Once workerd, esbuild and realtime-js are where an installed rtworker looks ($RTPROXY_DATA_DIR here:
+    links to the checkout's node_modules, as `rtworker install` would fill it), `rtworker check` runs the
+    corrected Worker from the wheel's package data in workerd and finds no defect."""
+    modules = {"worker": ROOT / "worker" / "node_modules", "node": ROOT / "tests" / "node" / "node_modules"}
+    missing = [str(m) for m in modules.values() if not m.is_dir()]
+    if missing:
+        if IN_CI:
+            pytest.fail(f"needs {missing} (scripts/test.sh runs npm ci there)")
+        pytest.skip(f"needs {missing} (scripts/test.sh runs npm ci there)")
+    data = tmp_path / "data"
+    for name, target in modules.items():
+        (data / name).mkdir(parents=True)
+        (data / name / "node_modules").symlink_to(target)
+    shutil.copy(installed.site / "rtproxy_tools" / "data" / "node" / "client.mjs", data / "node")
+    fixed = installed.site / "rtproxy_tools" / "data" / "worker" / "src" / "index.js"
+    env = dict(installed.env, RTPROXY_DATA_DIR=str(data))
+    r = installed.run(installed.bin("rtworker"), "check", str(fixed), "--json", env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = json.loads(r.stdout)
+    assert "realtime-js" in json.dumps(report) and "not run" not in json.dumps(report), report
