@@ -4,10 +4,11 @@
 
 Reroutes WebSocket upgrades aimed at the Worker host onto the Supabase Realtime URL (rt_mode), decodes
 every Realtime frame and tracks every channel in the log. `mitmdump -s addon/rtproxy.py --options`
-lists the rt_* options. The code lives in rtproxy_core (sans-I/O) and rtproxy_mitm (hooks).
+lists the rt_* options. The code lives in rtproxy_core (sans-I/O) and rtproxy_mitm (hooks); their
+`script_addons()` is also what rtproxy_addon.py, the -s file of an installed rtproxy, loads
+(`mitmdump -s "$(rtproxy --addon-path)"`).
 """
 
-import logging
 import os
 import sys
 
@@ -18,23 +19,6 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from mitmproxy.version import VERSION
-from rtproxy_mitm import mitmproxy_refused, mitmproxy_untested
+from rtproxy_mitm import script_addons  # the one definition; the installed -s file: rtproxy_addon.py
 
-logger = logging.getLogger("rtproxy")
-
-
-def _addons() -> list:
-    from rtproxy_mitm.addons import rtproxy_addons
-
-    return rtproxy_addons()
-
-
-if refused := mitmproxy_refused(VERSION):
-    # One ERROR line: mitmdump exits 1 after startup ("Error logged during startup"), no traceback.
-    logger.error(refused)
-    addons: list = []
-else:
-    if untested := mitmproxy_untested(VERSION):
-        logger.warning(untested)
-    addons = _addons()
+addons: list = script_addons()

@@ -82,7 +82,7 @@ async def test_unsupported_flags_get_one_line(flag):
     name = flag.split("=", 1)[0]
     assert code == 2 and out.strip().count("\n") == 0, out
     assert out.startswith(f"rtproxy: {name} is not supported by the rtproxy command"), out
-    assert "mitmdump -s addon/rtproxy.py" in out
+    assert 'mitmdump -s "$(rtproxy --addon-path)"' in out
 
 
 async def test_options_lists_rtproxys_and_mitmproxys():

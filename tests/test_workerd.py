@@ -677,11 +677,16 @@ async def test_rtworker_one_line_errors(tmp_path):
 
 
 def test_rtworker_says_how_to_install_workerd(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(rtworker_module, "WORKER_DIR", tmp_path)
+    """Where $RTPROXY_DATA_DIR says (the installed package's rule: tests/test_wheel.py), no workerd: the
+    one line names the folder it looked in and the command that installs it there."""
+    monkeypatch.setenv("RTPROXY_DATA_DIR", str(tmp_path))
     assert (
         rtworker_module.main(["--worker", "fixed", "--port", "0", "--supabase-url", "http://127.0.0.1:9"])
         == 1
     )
     err = capsys.readouterr().err
-    install = "cd worker && npm ci --no-audit --no-fund"
-    assert err == f"rtworker: workerd is not installed: run `{install}` (the repo root's worker/ folder)\n"
+    assert err == (
+        f"rtworker: workerd is not installed (looked in {tmp_path / 'worker' / 'node_modules'}): run "
+        "`rtworker install` (npm ci of rtproxy's worker/package.json there; needs Node.js's npm; "
+        "$RTPROXY_DATA_DIR picks another folder)\n"
+    )

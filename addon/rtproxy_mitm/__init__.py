@@ -1,7 +1,8 @@
 """rtproxy's mitmproxy layer: one class per concern (docs/design.md).
 
-This module imports nothing from mitmproxy or websockets: `addon/rtproxy.py` asks it first whether the
-mitmproxy that loads the addon can run it, so a user's own mitmproxy (pipx, Homebrew, the standalone
+This module imports nothing from mitmproxy or websockets at import: `addon/rtproxy.py` (and
+rtproxy_addon.py, installed) asks it first whether the mitmproxy that loads the addon can run it
+(script_addons), so a user's own mitmproxy (pipx, Homebrew, the standalone
 binaries) gets one line saying what is missing instead of an import traceback.
 """
 
@@ -74,3 +75,23 @@ def websockets_missing(instead: str = "") -> str | None:
     return f"the Python package websockets ({WEBSOCKETS}), which this mitmproxy cannot import; " + (
         f"{instead}, or {how}" if instead else how
     )
+
+
+def script_addons() -> list:
+    """The `addons` of rtproxy as a mitmproxy script (addon/rtproxy.py in a checkout, rtproxy_addon.py
+    installed): rtproxy's addons, or none when this mitmproxy cannot run them (one ERROR line: mitmdump
+    exits 1 after startup, "Error logged during startup", no traceback); a newer major version than the
+    one tested gets a warning. Called at each load of the script, so a reload gets new addons."""
+    import logging
+
+    from mitmproxy.version import VERSION
+
+    logger = logging.getLogger("rtproxy")
+    if refused := mitmproxy_refused(VERSION):
+        logger.error(refused)
+        return []
+    if untested := mitmproxy_untested(VERSION):
+        logger.warning(untested)
+    from rtproxy_mitm.addons import rtproxy_addons
+
+    return rtproxy_addons()

@@ -29,6 +29,8 @@ from rtproxy_local.jwt import dev_anon_key
 from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus
 from websockets.http11 import Response
 
+from rtproxy_tools import version_text
+
 from . import key_from_env
 
 LINES = """\
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog=LINES + "\n\nExit 0 if the channel reached SUBSCRIBED, else 1.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    ap.add_argument("--version", action="version", version=version_text("rtclient"))
     ap.add_argument(
         "url",
         help="a project URL (http(s)://host[:port][/prefix]) or [/prefix]/realtime/v1[/websocket] "

@@ -19,6 +19,8 @@ from dataclasses import replace
 from rtproxy_core import frames
 from rtproxy_core.redact import Redactor
 
+from rtproxy_tools import version_text
+
 DIRECTIONS = {"client->server": True, "server->client": False}
 
 
@@ -72,6 +74,7 @@ def _decode_line(line: str) -> frames.Message | dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--version", action="version", version=version_text("rtdecode"))
     ap.add_argument("--show-secrets", action="store_true", help="print apikey/JWT/access_token values")
     args = ap.parse_args(argv)
     redactor = Redactor(show_secrets=args.show_secrets)

@@ -22,11 +22,14 @@ from rtproxy_core.redact import Redactor
 from rtproxy_core.report import has_error, report_json, report_text
 from rtproxy_core.rules import Timers
 
+from rtproxy_tools import version_text
+
 from .captures import read_capture
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--version", action="version", version=version_text("rtdiagnose"))
     ap.add_argument("captures", nargs="+", type=Path, metavar="CAPTURE")
     ap.add_argument(
         "--json",

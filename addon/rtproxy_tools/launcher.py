@@ -8,7 +8,7 @@ the proxy core and its modes (reverse, regular, upstream, TLS and upstream certi
 `--set`, the terminal log, `-w` saving, HAR saving (mitmproxy's savehar: `--set hardump=FILE` and the
 `save.har` command), `-s` for extra scripts (run before rtproxy's addons), mitmproxy's core commands and
 rtproxy's. It takes the mitmdump flags rtproxy's users use and refuses every other with
-one line; `mitmdump -s addon/rtproxy.py` and mitmweb stay for everything else mitmdump does.
+one line; `mitmdump -s "$(rtproxy --addon-path)"` and mitmweb stay for everything else mitmdump does.
 
 At start it raises the soft open-file limit to the hard one (each proxied connection holds two sockets)
 and says how many connections the limit allows when that is fewer than SCALE_CONNECTIONS.
@@ -21,8 +21,10 @@ import logging
 import resource
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 SUPPORTED = ("--mode", "-p/--listen-port", "--listen-host", "--set", "-w", "-q", "-s", "--options")
+MITMDUMP = 'mitmdump -s "$(rtproxy --addon-path)"'  # rtproxy as a script, in any mitmproxy 12
 SCALE_CONNECTIONS = 10_000  # what rtscale holds through rtproxy (README, Performance)
 # The client's socket and the upstream's, with a remote upstream (rt_supabase_url); the embedded server
 # (no rt_supabase_url) holds a third in the same process, the relay (rt_mode=relay) two more.
@@ -40,9 +42,14 @@ def make_parser(opts) -> argparse.ArgumentParser:
         usage="rtproxy [--mode MODE] [-p PORT] [--listen-host HOST] [--set option=value] [-w PATH] [-q] "
         "[-s SCRIPT] [--options]",
         description="mitmproxy with only what a Supabase Realtime debugging session needs, and rtproxy. "
-        "For anything else mitmdump does, run mitmdump -s addon/rtproxy.py.",
+        f"For anything else mitmdump does, run {MITMDUMP}.",
     )
-    p.add_argument("--version", action="store_true", help="show version number and exit")
+    p.add_argument("--version", action="store_true", help="show rtproxy's and mitmproxy's versions and exit")
+    p.add_argument(
+        "--addon-path",
+        action="store_true",
+        help="print the path of rtproxy's addon file, for mitmdump -s / mitmweb -s, and exit",
+    )
     p.add_argument("--options", action="store_true", help="show all options and their default values")
     p.add_argument("--commands", action="store_true", help="show all commands and their signatures")
     p.add_argument(
@@ -72,7 +79,7 @@ def unsupported(argv: Sequence[str]) -> str | None:
         if flag.startswith("-"):
             return (
                 f"rtproxy: {flag} is not supported by the rtproxy command (it takes {', '.join(SUPPORTED)}); "
-                "run mitmdump -s addon/rtproxy.py for it"
+                f"run {MITMDUMP} for it"
             )
         return f"rtproxy: unexpected argument {arg!r} (it takes {', '.join(SUPPORTED)})"
     return None
@@ -183,10 +190,30 @@ def help_parser() -> argparse.ArgumentParser:
     return make_parser(opts)
 
 
+def addon_path() -> str:
+    """The file mitmproxy's -s loads rtproxy from: a checkout's addon/rtproxy.py (it puts addon/ on
+    sys.path itself, so a mitmproxy without rtproxy installed runs it too), else the installed top-level
+    rtproxy_addon.py (the mitmproxy's Python must have rtproxy: `pipx inject mitmproxy rtproxy`)."""
+    here = Path(__file__).resolve().parent.parent  # addon/ in a checkout, site-packages when installed
+    checkout = here / "rtproxy.py"
+    return str(checkout if here.name == "addon" and checkout.is_file() else here / "rtproxy_addon.py")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if "-h" in args or "--help" in args:
         help_parser().print_help()
+        return 0
+    if "--addon-path" in args:
+        print(addon_path())
+        return 0
+    if "--version" in args:
+        from mitmproxy.utils import debug
+
+        from rtproxy_tools import version_text
+
+        print(version_text("rtproxy"))
+        print(debug.dump_system_info())
         return 0
     if why := unsupported(args):
         print(why, file=sys.stderr)

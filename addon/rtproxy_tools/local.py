@@ -29,6 +29,8 @@ from pathlib import Path
 from rtproxy_local.config import DATABASE_CONDITIONS, POLICY_CONDITIONS
 from rtproxy_local.server import LocalRealtime, ServerConfig
 
+from rtproxy_tools import version_text
+
 
 def _is_loopback(host: str) -> bool:
     """Every address the name resolves to must be loopback: this server has no real auth."""
@@ -41,6 +43,7 @@ def _is_loopback(host: str) -> bool:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version=version_text("rtlocal"))
     p.add_argument("--port", type=int, required=True, help="TCP port (0: pick a free one)")
     p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
     p.add_argument("--jwt-secret", help="JWT secret for apikeys and access tokens (default: Supabase CLI's)")

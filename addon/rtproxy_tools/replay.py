@@ -63,6 +63,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.http11 import Request, Response
 
+from rtproxy_tools import version_text
+
 from . import key_from_env
 from .captures import read_capture
 
@@ -402,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog=__doc__.split("\n\n", 2)[2],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    ap.add_argument("--version", action="version", version=version_text("rtreplay"))
     ap.add_argument("capture", type=Path, metavar="CAPTURE", help="HAR, .zhar or mitmproxy flow file")
     ap.add_argument(
         "--connection", type=int, metavar="N", help="which connection (rtreplay CAPTURE lists them)"

@@ -34,6 +34,8 @@ from rtproxy_core.captures import CaptureError
 from rtproxy_core.redact import Redactor
 from rtproxy_core.sanitize import Places
 
+from rtproxy_tools import version_text
+
 from .captures import MAX_INFLATED, check_har, format_of
 
 # ---------------------------------------------------------------------------------------------- HAR
@@ -286,6 +288,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--version", action="version", version=version_text("rtsanitize"))
     ap.add_argument("input", type=Path, metavar="IN", help="HAR, .zhar or mitmproxy flow file")
     ap.add_argument("output", type=Path, metavar="OUT", help="where to write the sanitized copy (not IN)")
     args = ap.parse_args(argv)

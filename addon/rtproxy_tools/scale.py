@@ -36,6 +36,8 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
+from rtproxy_tools import version_text
+
 from .bench import kit
 from .bench.kit import log
 from .launcher import raise_nofile
@@ -367,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__,
     )
+    ap.add_argument("--version", action="version", version=version_text("rtscale"))
     ap.add_argument("--connections", type=int, default=1000)
     ap.add_argument("--minutes", type=float, default=3.0, help="how long to hold the connections")
     ap.add_argument("--seconds", type=float, help="hold time in seconds (overrides --minutes)")

@@ -1,5 +1,6 @@
 """Run a Cloudflare Worker locally in workerd (Cloudflare's runtime, npm package `workerd`) on 127.0.0.1.
 
+    rtworker install                     # once: npm ci of workerd and esbuild (where: below)
     rtworker check ./my-worker/          # check a Worker against what Realtime needs: `rtworker check -h`
     rtworker --worker fixed --port 8787 --supabase-url http://127.0.0.1:54321
     rtworker --worker relay --port 0 --supabase-url https://<ref>.supabase.co --allow-net --compat-date 2025-01-01
@@ -18,8 +19,9 @@ The Worker's fetch() and WebSocket reach loopback only: anything else gets a 502
 `rtworker: the Worker tried to reach URL: blocked`; --allow-net lets them reach other addresses.
 --trusted-ca PEM: a CA the Worker's https:// and wss:// trust (a local server with a local CA).
 
-rtworker writes a workerd config, starts the project's workerd (worker/node_modules, installed by `npm ci`
-in worker/), prints the URL once workerd listens, forwards workerd's output (prefixed `workerd: `,
+rtworker writes a workerd config, starts workerd (npm package `workerd`; `rtworker install` runs npm ci
+for it and esbuild in $RTPROXY_DATA_DIR/worker if set, else in a checkout's worker/, else in
+~/.local/share/rtproxy/worker; Node.js's npm needed), prints the URL once workerd listens, forwards workerd's output (prefixed `workerd: `,
 secrets redacted unless --show-secrets), and on SIGINT/SIGTERM stops workerd (open connections get 2 s,
 a second ^C ends them at once), removes the config and exits 0. --port 0 picks a free port.
 
@@ -50,12 +52,18 @@ from urllib.parse import urlsplit
 
 from rtproxy_core.redact import Redactor
 
-from rtproxy_tools.workerbase import NPM_INSTALL, RUNTIME_DIR, WorkerError
+from rtproxy_tools import version_text
+from rtproxy_tools.workerbase import (
+    RUNTIME_DIR,
+    WORKER_DIR,
+    WorkerError,
+    install_npm_packages,
+    not_installed,
+    npm_worker_dir,
+)
 from rtproxy_tools.workerconfig import Config, config_text
 from rtproxy_tools.workerproject import WorkerProject, bundle, load_project
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-WORKER_DIR = ROOT / "worker"
 WORKERS = {
     "fixed": WORKER_DIR / "src" / "index.js",
     "relay": WORKER_DIR / "fixtures" / "relay.js",
@@ -84,15 +92,16 @@ def _platform_package() -> str:
 
 
 def find_workerd(worker_dir: Path | None = None) -> Path:
-    """workerd's binary from worker/node_modules: the platform package's own (the real executable), else
-    the `workerd` package's bin (its install script puts the same binary there). Raises WorkerError."""
-    worker_dir = worker_dir or WORKER_DIR
+    """workerd's binary from npm_worker_dir()'s node_modules (workerbase.py says where that is): the
+    platform package's own (the real executable), else the `workerd` package's bin (its install script
+    puts the same binary there). Raises WorkerError."""
+    worker_dir = worker_dir or npm_worker_dir()
     exe = "workerd.exe" if sys.platform == "win32" else "workerd"
     modules = worker_dir / "node_modules"
     for candidate in (modules / _platform_package() / "bin" / exe, modules / "workerd" / "bin" / exe):
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
-    raise WorkerError(f"workerd is not installed: run `{NPM_INSTALL}` (the repo root's worker/ folder)")
+    raise WorkerError(not_installed("workerd"))
 
 
 def default_compat_date(worker_dir: Path | None = None) -> str:
@@ -105,7 +114,7 @@ def newest_compat_date(worker_dir: Path | None = None) -> str | None:
     """The newest compatibility date the installed workerd supports: its npm version is
     1.YYYYMMDD.N, the date of its release (None if it cannot be read)."""
     with contextlib.suppress(OSError, ValueError, KeyError):
-        package = (worker_dir or WORKER_DIR) / "node_modules" / "workerd" / "package.json"
+        package = (worker_dir or npm_worker_dir()) / "node_modules" / "workerd" / "package.json"
         day = json.loads(package.read_text())["version"].split(".")[1]
         if re.fullmatch(r"\d{8}", day):
             return f"{day[:4]}-{day[4:6]}-{day[6:]}"
@@ -500,6 +509,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rtworker", description=intro, epilog=rest, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.add_argument("--version", action="version", version=version_text("rtworker"))
     p.add_argument(
         "--worker",
         required=True,
@@ -617,6 +627,14 @@ def main(argv: list[str] | None = None) -> int:
         from .workercheck import main as check_main
 
         return check_main(argv[1:])
+    if argv[:1] == ["install"]:  # `rtworker install`: npm ci of workerd and esbuild (workerbase.py)
+        if argv[1:]:
+            print(
+                "rtworker install takes no arguments (it installs where $RTPROXY_DATA_DIR says)",
+                file=sys.stderr,
+            )
+            return 2
+        return install_npm_packages(lambda line: print(line, flush=True))
     try:
         args = _parser().parse_args(argv)
     except SystemExit as e:

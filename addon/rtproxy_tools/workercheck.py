@@ -6,10 +6,10 @@
 It bundles the Worker as a deploy does (workerproject.py), starts the local Realtime server over TLS (a
 local CA workerd is told to trust, so the Worker sees an https:// project URL as in production), serves
 the Worker in workerd pointed at it, then runs rtprobe's checks and the real clients (realtime-py, and
-realtime-js in Node where tests/node is installed) through it, reads workerd's log (what the Worker
-threw, where it tried to go), what the server received (LocalRealtime.seen) and the Worker's source
-(workerlint.py), and prints one verdict per defect: the finding, its evidence, the line of the source,
-the fix. The Worker reaches loopback only unless --allow-net.
+realtime-js in Node once `rtworker install` installed it) through it, reads workerd's log (what the
+Worker threw, where it tried to go), what the server received (LocalRealtime.seen) and the Worker's
+source (workerlint.py), and prints one verdict per defect: the finding, its evidence, the line of the
+source, the fix. The Worker reaches loopback only unless --allow-net.
 
 Exit 0 when no defect was found, 1 when one was, 2 when the Worker cannot be run or checked (it went to a
 host rtworker blocked) or the arguments are bad.
@@ -45,10 +45,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from . import client as rtclient
 from . import workerlint
 from .probe import FAIL, INVALID_KEY, Probe, ProbeResult, Scrubber
-from .worker import ROOT, Workerd, WorkerError
+from .worker import Workerd, WorkerError
+from .workerbase import NPM_INSTALL, npm_node_dir
 from .workerproject import WorkerProject, load_project
 
-NODE_CLIENT = ROOT / "tests" / "node" / "client.mjs"  # realtime-js in Node (npm ci --prefix tests/node)
 CHANNEL = "rtworker-check"
 # Findings a refused or broken upgrade is reported as by a client-side check; when workerd logged that the
 # Worker threw, the exception is the cause (rules/upgrade.py worker-exception).
@@ -58,6 +58,8 @@ _REFUSALS = ("upgrade-rejected", "unexplained-failure", "connect-failed", "upstr
 _UNCAUGHT = re.compile(
     r"(?:Uncaught(?: \(in promise\))?|uncaught exception)[;:]?\s*(?:.*?(?:stack|exception|desc) = )?(.+)"
 )
+from rtproxy_tools import version_text
+
 # close() refused a code (workerd src/workerd/api/web-socket.c++ WebSocket::close: "Invalid WebSocket close
 # code: 1005."): the reserved-close-code rule's cause, thrown by a close listener.
 _CLOSE_THREW = re.compile(r"invalid websocket close code", re.IGNORECASE)
@@ -263,11 +265,17 @@ async def _close_without_code(url: str, key: str, timeout: float) -> None:
         pass  # the checks above say what is wrong with the upgrade
 
 
+def node_client() -> Path:
+    """realtime-js in Node: tests/node/client.mjs, next to the node_modules `rtworker install` fills
+    (a checkout's tests/node, else $RTPROXY_DATA_DIR/node or ~/.local/share/rtproxy/node)."""
+    return npm_node_dir() / "client.mjs"
+
+
 def node_client_missing() -> str:
     if shutil.which("node") is None:
         return "node is not installed"
-    if not (NODE_CLIENT.parent / "node_modules" / "@supabase" / "realtime-js").is_dir():
-        return "run `npm ci --prefix tests/node` once"
+    if not (node_client().parent / "node_modules" / "@supabase" / "realtime-js").is_dir():
+        return f"realtime-js is not installed in {npm_node_dir()}: run `{NPM_INSTALL}` once"
     return ""
 
 
@@ -314,7 +322,7 @@ async def _realtime_js(url: str, key: str, timeout: float) -> str:
     endpoint = urls.resolve(url).endpoint
     env = {**os.environ, "SUPABASE_ANON_KEY": key, "RT_CLIENT_SAFETY_S": str(max(int(timeout * 2), 2))}
     proc = await asyncio.create_subprocess_exec(
-        "node", str(NODE_CLIENT), endpoint, CHANNEL,
+        "node", str(node_client()), endpoint, CHANNEL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env,
     )  # fmt: skip
     stdout, _ = await proc.communicate()
@@ -478,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog=rest,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    ap.add_argument("--version", action="version", version=version_text("rtworker check"))
     ap.add_argument(
         "path", help="the Worker: a project folder (wrangler.toml/json/jsonc, Pages functions/) or one file"
     )

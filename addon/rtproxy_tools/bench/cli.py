@@ -41,6 +41,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from rtproxy_tools import version_text
+
 from . import kit
 from .live import live
 from .memory import memory
@@ -55,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__,
     )
+    ap.add_argument("--version", action="version", version=version_text("rtbench"))
     ap.add_argument("--json", action="store_true", help="print the numbers as JSON instead of the table")
     ap.add_argument(
         "--messages", type=int, help="messages per phase (default 10000; --quick 1000; --memory 1000000)"

@@ -23,13 +23,15 @@ from rtproxy_core import frames
 from rtproxy_local.jwt import dev_anon_key
 from websockets.asyncio.client import ClientConnection, connect
 
+from rtproxy_tools.launcher import addon_path
+
 HERE = Path(__file__).resolve().parent
 TOOLS = HERE.parent  # addon/rtproxy_tools
-ROOT = TOOLS.parent.parent  # the checkout
+ROOT = TOOLS.parent.parent  # the checkout (when run from one)
 PYTHON = sys.executable
 MITMDUMP = str(Path(sys.executable).parent / "mitmdump")
 RTPROXY = str(Path(sys.executable).parent / "rtproxy")  # the launcher ([project.scripts])
-ADDON = str(ROOT / "addon" / "rtproxy.py")
+ADDON = addon_path()  # a checkout's addon/rtproxy.py, else the installed rtproxy_addon.py
 REROUTE = str(TOOLS / "bare_reroute.py")
 PROBE = str(HERE / "state_probe.py")
 TOPIC = "realtime:bench"

@@ -31,6 +31,8 @@ import sys
 from rtproxy_core import urls
 from rtproxy_core.redact import Redactor
 
+from rtproxy_tools import version_text
+
 from .. import key_from_env
 from .checks import PASS
 from .output import Scrubber, checks_help, render_json, render_text
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=rest + "\n" + checks_help(),
     )
+    ap.add_argument("--version", action="version", version=version_text("rtprobe"))
     ap.add_argument(
         "url",
         help="the URL a client uses: ws(s):// or http(s)://host[:port][/prefix], optionally with "
