@@ -1,27 +1,61 @@
 #!/usr/bin/env python3
-"""Writes the README's reference tables from the registries they document, so a new rule, leg rule, fault,
-rtprobe check or rt.* command is one module plus its test: run this, and the README says it.
+"""The documentation site's reference tables, written from the registries they document when the site is
+built, so a new rule, leg rule, fault, option, rtprobe check or rt.* command is one module plus its test: the
+site says it, and nothing is pasted anywhere.
 
-    .venv/bin/python scripts/tables.py           # rewrite the tables in README.md
-    .venv/bin/python scripts/tables.py --check   # exit 1 and name each table that is out of date
+    .venv/bin/python scripts/tables.py            # each table and the page that shows it
+    .venv/bin/python scripts/tables.py findings   # print one table as the site renders it
+    .venv/bin/python scripts/tables.py --check    # exit 1 naming a table no page shows, or a bad marker
 
-Each table stands right after a marker line `<!-- table: NAME -->` in README.md; the table is the run of
-lines starting with `|` that follows it. tests/test_docs.py runs the check.
+A page shows a table with a marker line `<!-- table: NAME -->` (docs/reference/*.md); mkdocs.yml loads this
+file as a hook, and `on_page_markdown` puts the table in the marker's place at build time. tests/test_docs.py
+checks the rendered pages against the registries.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 # This checkout's registries, whichever checkout .venv's editable install points at.
 sys.path.insert(0, str(ROOT / "addon"))
-README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 MARKER = re.compile(r"^<!-- table: ([a-z-]+) -->$", re.MULTILINE)
+
+
+def options_table() -> str:
+    """Every rt_* option as its part declares it (`load`): name, default, the help `--options` prints."""
+    from rtproxy_mitm import faults, legs, tracker, trim, worker
+
+    declared: list[dict[str, Any]] = []
+
+    class Loader:  # records what each part declares; the parts' load only declares options
+        def add_option(self, **kw: Any) -> None:
+            declared.append(kw)
+
+    parts = (worker.Worker, tracker.Tracker, faults.Faults, trim.Trim, legs.Legs)
+    with mock.patch.dict(os.environ, clear=False) as env:
+        env.pop("SUPABASE_URL", None)  # the default it would read: the site documents the variable instead
+        for cls in parts:
+            cls.load(object.__new__(cls), Loader())  # type: ignore[arg-type]
+
+    def default(value: object) -> str:
+        if isinstance(value, bool):
+            return f"`{str(value).lower()}`"
+        return f"`{value}`" if value != "" else "empty"
+
+    rows = ["| option | default | what it does |", "|---|---|---|"]
+    for o in declared:
+        text = " ".join(o["help"].split()).replace("|", "\\|")
+        rows.append(f"| `{o['name']}` | {default(o['default'])} | {text} |")
+    return "\n".join(rows)
 
 
 def tables() -> dict[str, Callable[[], str]]:
@@ -34,58 +68,85 @@ def tables() -> dict[str, Callable[[], str]]:
         "findings": lambda: rules.rules_table(rules.RULES),  # rtproxy_core/rules (engine.ORDER)
         "hop-findings": legs.readme_table,  # rtproxy_core/legs/rules.py
         "faults": faults.readme_table,  # rtproxy_core/faults.py
+        "options": options_table,  # the rt_* options, as rtproxy_mitm's parts declare them
         "rtprobe-checks": probe.readme_table,  # rtproxy_tools/probe/checks.py
         "live-commands": commands.readme_table,  # rtproxy_mitm/commands.py (signatures and docstrings)
     }
 
 
-def update(text: str) -> tuple[str, list[str]]:
-    """`text` with every marked table written anew, and the names of the tables that changed. A marker
-    naming no table, or a table with no marker, raises ValueError."""
+def _html_safe(line: str) -> str:
+    """A table row as Markdown shows it: `<` outside code spans is text (`<ref>`), not an HTML tag."""
+    parts = line.split("`")
+    return "`".join(p.replace("<", "&lt;") if i % 2 == 0 else p for i, p in enumerate(parts))
+
+
+def render(text: str) -> str:
+    """`text` with each marker line replaced by its table; a marker naming no table raises ValueError."""
     writers = tables()
-    found = MARKER.findall(text)
-    unknown = sorted(set(found) - writers.keys())
-    missing = sorted(writers.keys() - set(found))
-    if unknown or missing:
-        raise ValueError(f"README markers: unknown {unknown}, missing {missing}")
-    lines = text.split("\n")
-    out: list[str] = []
-    changed: list[str] = []
-    i = 0
-    while i < len(lines):
-        out.append(lines[i])
-        m = MARKER.match(lines[i])
-        i += 1
-        if m is None:
-            continue
-        start = i
-        while i < len(lines) and lines[i].startswith("|"):
-            i += 1
-        new = writers[m[1]]().split("\n")
-        if lines[start:i] != new:
-            changed.append(m[1])
-        out.extend(new)
-    return "\n".join(out), changed
+
+    def table(m: re.Match[str]) -> str:
+        if m[1] not in writers:
+            raise ValueError(f"no table {m[1]!r} (known: {', '.join(writers)})")
+        return "\n".join(_html_safe(line) for line in writers[m[1]]().split("\n"))
+
+    return MARKER.sub(table, text)
+
+
+def pages(docs: Path = DOCS) -> dict[str, list[str]]:
+    """Each marker's table name and the pages (relative to docs/) that show it."""
+    out: dict[str, list[str]] = {}
+    for path in sorted(docs.rglob("*.md")):
+        for name in MARKER.findall(path.read_text()):
+            out.setdefault(name, []).append(path.relative_to(docs).as_posix())
+    return out
+
+
+def check(docs: Path = DOCS) -> list[str]:
+    """What is wrong with the markers: a table no page shows, one shown twice, a marker naming no table."""
+    found = pages(docs)
+    problems = [f"{', '.join(p)}: no table {n!r}" for n, p in found.items() if n not in tables()]
+    problems += [
+        f"the {n} table is on no page: add `<!-- table: {n} -->`" for n in tables() if n not in found
+    ]
+    problems += [
+        f"the {n} table is on {len(p)} pages: {', '.join(p)}" for n, p in found.items() if len(p) > 1
+    ]
+    return problems
+
+
+# ------------------------------------------------------------------------------ mkdocs hooks (mkdocs.yml)
+
+
+def on_pre_build(config: Any) -> None:
+    if problems := check(Path(config["docs_dir"])):
+        from mkdocs.exceptions import PluginError
+
+        raise PluginError("scripts/tables.py: " + "; ".join(problems))
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    return render(markdown)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table is out of date")
+    ap.add_argument("name", nargs="?", help="print this table, as the site renders it")
+    ap.add_argument("--check", action="store_true", help="exit 1 if a table is on no page or a marker is bad")
     args = ap.parse_args(argv)
-    text = README.read_text()
-    try:
-        new, changed = update(text)
-    except ValueError as e:
-        print(f"tables.py: {e}", file=sys.stderr)
-        return 2
-    if args.check:
-        for name in changed:
-            print(f"README.md: the {name} table is out of date: run scripts/tables.py", file=sys.stderr)
-        return 1 if changed else 0
-    if new != text:
-        README.write_text(new)
-    print(f"README.md: {', '.join(changed) or 'no table'} rewritten")
-    return 0
+    if args.name:
+        if args.name not in tables():
+            print(f"tables.py: no table {args.name!r} (known: {', '.join(tables())})", file=sys.stderr)
+            return 2
+        print(render(f"<!-- table: {args.name} -->"))
+        return 0
+    problems = check()
+    for p in problems:
+        print(f"tables.py: {p}", file=sys.stderr)
+    if not args.check:
+        where = pages()
+        for name in tables():
+            print(f"{name}: docs/{', docs/'.join(where.get(name, ['(no page)']))}")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

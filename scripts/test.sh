@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Run every test. Sets up what the tests need, once: .venv with the Python deps, Debian's Chromium (for
-# tests/browser), and the npm packages of tests/browser/site (supabase-js), tests/node (realtime-js) and
-# worker (workerd, for tests/test_workerd.py and rtworker).
+# Run every test, after ruff, mypy and the documentation site's strict build (mkdocs.yml). Sets up what the
+# tests need, once: .venv with the Python deps (the test extra: pytest, ruff, mypy, mkdocs), Debian's
+# Chromium (for tests/browser), and the npm packages of tests/browser/site (supabase-js), tests/node
+# (realtime-js) and worker (workerd, for tests/test_workerd.py and rtworker).
 # Extra arguments go to pytest.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,4 +35,7 @@ cd "$ROOT"
 "$ROOT/.venv/bin/ruff" check --quiet . && "$ROOT/.venv/bin/ruff" format --check --quiet . \
     || { echo "ruff found problems (above): fix them, or run .venv/bin/ruff format ." >&2; exit 1; }
 types="$("$ROOT/.venv/bin/mypy" 2>&1)" || { echo "$types"; echo "mypy found problems (above)" >&2; exit 1; }
+# The documentation site (mkdocs.yml), strict: a broken link, a missing page or a bad table marker fails.
+docs="$(NO_MKDOCS_2_WARNING=1 "$ROOT/.venv/bin/mkdocs" build --strict --quiet --site-dir "$ROOT/artifacts/site" 2>&1)" \
+    || { echo "$docs"; echo "mkdocs build --strict failed (above); scripts/docs.sh serves the site" >&2; exit 1; }
 exec "$ROOT/.venv/bin/python" -m pytest "$@"

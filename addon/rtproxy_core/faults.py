@@ -5,8 +5,8 @@ each frame and says what the hop should do (an Action). The mitmproxy layer carr
 
 Each fault is registered with `@fault`, like a rule with `@rule` (rules/): its name, argument form, what
 it does, what the client sees and the finding that diagnoses it (a code in rules.RULES_BY_CODE), and a
-function that parses its argument into FaultSpec fields. The `--set rt_fault` help and the README's
-"Faults" table (`readme_table()`; tests/test_docs.py checks it row by row) are written from the registry.
+function that parses its argument into FaultSpec fields. The `--set rt_fault` help and the docs' faults
+table (`readme_table()`: docs/reference/faults.md, rendered by scripts/tables.py) are written from it.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ class FaultSpec:
 class Fault:
     name: str
     form: str | None  # the argument's form (`MS`), or None: the fault takes no argument
-    does: str  # what it does: the --set help and the README
+    does: str  # what it does: the --set help and the faults table
     client_sees: str
     finding: str  # the rule code that diagnoses it (rules.RULES_BY_CODE)
-    finding_note: str  # the README's words after the code: when it applies, other findings (in backticks)
+    finding_note: str  # the table's words after the code: when it applies, other findings (in backticks)
     parse: Callable[[str], dict[str, Any]]  # argument -> FaultSpec fields; raises ValueError
 
     @property
@@ -56,7 +56,7 @@ class Fault:
         return f"| `{self.usage}` | {self.does} | {self.client_sees} | `{self.finding}`{note} |"
 
 
-FAULTS: dict[str, Fault] = {}  # name -> Fault, in the README's order
+FAULTS: dict[str, Fault] = {}  # name -> Fault, in the faults table's order
 
 
 Parse = Callable[[str], dict[str, Any]]  # a fault's argument -> FaultSpec fields; raises ValueError
@@ -74,7 +74,7 @@ def fault(
 
 
 def readme_table() -> str:
-    """The README's "Faults" table."""
+    """The faults table of docs/reference/faults.md (scripts/tables.py renders it at build time)."""
     rows = [f.readme_row for f in FAULTS.values()]
     return "\n".join(["| fault | what it does | client sees | finding |", "|---|---|---|---|", *rows])
 

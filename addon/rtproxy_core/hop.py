@@ -21,7 +21,7 @@ BLOB_TEXT = "[object Blob]"
 # src/workerd/io/compatibility-date.capnp): from BLOB_DATE (websocket_standard_binary_type) a binary message
 # reaches a handler as a Blob, which send() stringifies; from AUTO_CLOSE_DATE (web_socket_auto_reply_to_close)
 # the runtime answers a received close frame itself, and what follows a close(1005) that threw changes
-# (relay.py; README, Modes).
+# (relay.py; docs/your-project.md, Modes).
 BLOB_DATE = "2026-03-17"
 AUTO_CLOSE_DATE = "2026-04-07"
 DEFAULT_COMPAT_DATE = "2026-11-17"  # worker/wrangler.toml's compatibility_date (tests/test_parity.py checks)

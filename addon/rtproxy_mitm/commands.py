@@ -224,8 +224,9 @@ class LiveCommands:
 
 
 def readme_table() -> str:
-    """The README's table of the live commands: each one's usage from its signature (an optional argument
-    in brackets), and what it sends from its docstring (which mitmproxy's command help shows too)."""
+    """The docs' table of the live commands (docs/reference/commands.md): each one's usage from its
+    signature (an optional argument in brackets), and what it sends from its docstring (which mitmproxy's
+    command help shows too)."""
     rows = []
     for fn in vars(LiveCommands).values():
         name = getattr(fn, "command_name", None)

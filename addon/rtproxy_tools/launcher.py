@@ -3,7 +3,7 @@
     rtproxy --mode reverse:http://worker.localhost@8080 [--set rt_supabase_url=...] [-w flows.mitm]
 
 The same proxy as `mitmdump -s addon/rtproxy.py`, with fewer addons and a cheaper hook dispatch
-(internals.FastAddonManager), so more messages per second on the same CPU (README, Performance). It keeps
+(internals.FastAddonManager), so more messages per second on the same CPU (docs/performance-measured.md). It keeps
 the proxy core and its modes (reverse, regular, upstream, TLS and upstream certificates), options and
 `--set`, the terminal log, `-w` saving, HAR saving (mitmproxy's savehar: `--set hardump=FILE` and the
 `save.har` command), `-s` for extra scripts (run before rtproxy's addons), mitmproxy's core commands and
@@ -25,7 +25,7 @@ from pathlib import Path
 
 SUPPORTED = ("--mode", "-p/--listen-port", "--listen-host", "--set", "-w", "-q", "-s", "--options")
 MITMDUMP = 'mitmdump -s "$(rtproxy --addon-path)"'  # rtproxy as a script, in any mitmproxy 12
-SCALE_CONNECTIONS = 10_000  # what rtscale holds through rtproxy (README, Performance)
+SCALE_CONNECTIONS = 10_000  # what rtscale holds through rtproxy (docs/performance-measured.md)
 # The client's socket and the upstream's, with a remote upstream (rt_supabase_url); the embedded server
 # (no rt_supabase_url) holds a third in the same process, the relay (rt_mode=relay) two more.
 FDS_PER_CONNECTION = 2

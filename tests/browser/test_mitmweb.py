@@ -1,5 +1,5 @@
 """mitmweb with rtproxy, driven in Chromium: Realtime frames decoded by the "Supabase Realtime" content
-views (compact and full), a refused channel marked and commented, and the README's mitmweb walkthrough run
+views (compact and full), a refused channel marked and commented, and the mitmweb walkthrough of docs/mitmweb.md run
 as written (its screenshots go to artifacts/; with RT_UPDATE_DOCS=1 the walkthrough's two replace
 docs/mitmweb-flow-list.png and docs/mitmweb-realtime-view.png, so a test run leaves the tree as it was)."""
 
@@ -134,23 +134,23 @@ async def test_mitmweb_marks_a_refused_channel_and_takes_rt_fault_from_its_optio
             await browser.close()
 
 
-# ------------------------------------------------------------------ the README's mitmweb walkthrough
+# ------------------------------------------------------------- the docs' mitmweb walkthrough
 
-README = ROOT / "README.md"
-# The README's screenshots: rewritten only on request, else beside the other artifacts.
+WALKTHROUGH = ROOT / "docs" / "mitmweb.md"  # README.md shows the same command (tests/test_readme.py)
+# The walkthrough's screenshots: rewritten only on request, else beside the other artifacts.
 DOCS = ROOT / "docs" if os.environ.get("RT_UPDATE_DOCS") == "1" else ARTIFACTS.parent
 MARK = "<!-- mitmweb-command:"
 
 
 def readme_command() -> list[str]:
-    """The mitmweb command of README's "## mitmweb" section: the fenced block after its MARK comment."""
-    text = README.read_text()
+    """The mitmweb command of docs/mitmweb.md: the fenced block after its MARK comment."""
+    text = WALKTHROUGH.read_text()
     block = text[text.index(MARK) :].split("```bash\n", 1)[1].split("```", 1)[0]
     return shlex.split(block.replace("\\\n", " "))
 
 
 def with_ports(args: list[str], proxy: int, web: int, confdir: Path) -> list[str]:
-    """The README's command, as a test must run it: its own free ports, mitmproxy's CA in a temporary
+    """The walkthrough's command, as a test must run it: its own free ports, mitmproxy's CA in a temporary
     confdir, no browser opened by mitmweb itself; this checkout's programs and addon."""
     out = list(args)
     assert out[0] == ".venv/bin/mitmweb" and out[1:3] == ["-s", "addon/rtproxy.py"], out
@@ -161,7 +161,7 @@ def with_ports(args: list[str], proxy: int, web: int, confdir: Path) -> list[str
 
 
 class ReadmeMitmweb(Mitmdump):
-    """mitmweb started from exactly the README's arguments (with_ports)."""
+    """mitmweb started from exactly the walkthrough's arguments (with_ports)."""
 
     def __init__(self, args: list[str], proxy_port: int) -> None:
         OutputProcess.__init__(self, args)
@@ -192,8 +192,8 @@ async def shows(cell, text: str) -> bool:
 
 
 async def test_mitmweb_from_the_readme_shows_the_failed_channel_and_what_rtproxy_did(tmp_path, anon_key):
-    """README's mitmweb command, run as written (its own ports): the login URL mitmweb prints opens the
-    UI; a realtime-py client joins `orders`, which the fault drops (TIMED_OUT); rt.inject.server sends it a
+    """The walkthrough's mitmweb command (README.md shows it too), run as written (its own ports): the login
+    URL mitmweb prints opens the UI; a realtime-py client joins `orders`, which the fault drops (TIMED_OUT); rt.inject.server sends it a
     frame through mitmweb's command API. The flow list names the channel, the outcome and the cause
     without the flow being opened; inside it, the Realtime view labels the dropped and the injected frame.
     Screenshots at 1280 px: docs/mitmweb-flow-list.png, docs/mitmweb-realtime-view.png."""
@@ -268,7 +268,7 @@ async def test_mitmweb_from_the_readme_shows_the_failed_channel_and_what_rtproxy
                     "# ✂ DROPPED by rtproxy (fault drop-join): the server never got it"
                 ).first.wait_for(timeout=TIMEOUT * 1000)
                 assert "# 1.0.0 object, client → server" in await page.locator("body").inner_text()
-                # Where the README says the command bar is.
+                # Where docs/mitmweb.md says the command bar is.
                 await page.get_by_text("Options", exact=True).first.click()
                 await page.get_by_text("Display Command Bar").click()
                 await page.locator("input[placeholder='Enter command']").wait_for(timeout=TIMEOUT * 1000)

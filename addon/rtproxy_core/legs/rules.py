@@ -73,7 +73,7 @@ class LegCheck:
 LegRule = Rule["Pair", LegCheck]  # a leg rule: the main rules' Rule, over a pair of legs
 
 
-LEG_RULES: list[LegRule] = []  # in the order they are written here: evaluate's and the README's
+LEG_RULES: list[LegRule] = []  # in the order they are written here: evaluate's and the docs' table's
 
 
 def leg_rule(
@@ -525,5 +525,5 @@ LEG_RULES_BY_CODE: dict[str, LegRule] = {r.code: r for r in LEG_RULES}  # hop-* 
 
 
 def readme_table() -> str:
-    """The README's table of the leg rules, in registry order."""
+    """The docs' table of the leg rules (docs/reference/findings.md), in registry order."""
     return rules_table(LEG_RULES)

@@ -21,7 +21,7 @@ candidates (the wire cannot tell; the candidates are ranked by what it does show
 
 A new rule: its function with `@rule(...)` in the module of its theme, its code in engine.ORDER (before
 the symptoms it causes, after the causes it follows), a case in tests/test_rules.py, then
-scripts/tables.py writes its README row (CONTRIBUTING.md).
+the docs' findings table shows it (scripts/tables.py, CONTRIBUTING.md).
 """
 
 from .engine import (

@@ -306,7 +306,7 @@ def link(findings: list[Finding]) -> list[Finding]:
 
 
 def rules_table(rules: Iterable[Rule[Any, Any]]) -> str:
-    """The README's table of these rules, in their order: code, severity, what the client sees, fix (the
-    connection's rules, RULES; the leg rules, legs.LEG_RULES)."""
+    """The docs' table of these rules (docs/reference/findings.md), in their order: code, severity, what
+    the client sees, fix (the connection's rules, RULES; the leg rules, legs.LEG_RULES)."""
     rows = [f"| `{r.code}` | {r.severity} | {r.explains} | {r.fix} |" for r in rules]
     return "\n".join(["| code | severity | what the client sees | fix |", "|---|---|---|---|", *rows])

@@ -1,4 +1,4 @@
-"""What rtprobe prints: the checklist or its JSON, every line through `Scrubber`; the README's table and
+"""What rtprobe prints: the checklist or its JSON, every line through `Scrubber`; the docs' table and
 --help's list of checks."""
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def render_json(url: str, socket: str, results: list[ProbeResult]) -> dict[str, 
 
 
 def readme_table() -> str:
-    """The README's rtprobe table (tests/test_docs.py checks it row by row)."""
+    """The docs' rtprobe table (docs/reference/probe-checks.md; tests/test_docs.py checks it)."""
     rows = [f"| `{c.name}` | {c.verifies} | `{c.code}` |" for c in CHECKS]
     return "\n".join(["| check | what it verifies | finding |", "|---|---|---|", *rows])
 
