@@ -24,8 +24,6 @@ PASS_THROUGH = {"scripts/run.sh": "rtproxy"}  # its arguments go to rtproxy
 OPTIONS = set(
     re.findall(r'name="(rt_[a-z_]+)"', "\n".join(p.read_text() for p in (ROOT / "addon").rglob("*.py")))
 )
-# Options README shows that another change implements; strict: the mark must go once it lands.
-PENDING = {("rtproxy", "--addon-path"): "rtproxy --addon-path is added by the packaging change (wt-pkg)"}
 
 
 def bash_lines(text: str) -> list[str]:
@@ -119,16 +117,7 @@ def test_every_set_names_an_option():
 
 @pytest.mark.parametrize(
     ("name", "sub", "option"),
-    [
-        pytest.param(
-            *u,
-            id=" ".join(filter(None, u)),
-            marks=[pytest.mark.xfail(strict=True, reason=PENDING[(u[0], u[2])])]
-            if (u[0], u[2]) in PENDING
-            else [],
-        )
-        for u in uses()
-    ],
+    [pytest.param(*u, id=" ".join(filter(None, u))) for u in uses()],
 )
 def test_every_option_is_in_the_commands_help(name, sub, option):
     assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", help_text(name, sub)), (name, sub, option)
