@@ -1,6 +1,6 @@
 """rt_page_probe without a browser: the probe injected into a gzip'd page (Content-Length right), the
 policy changed by the probe's hash only, the probe's report answered here and never forwarded; the
-report's events paired with the wire connection by URL and time (the browser: tests/browser/test_page_probe.py)."""
+report's events paired with the wire connection by URL and time (the browser: tests/browser/test_browser_page_probe.py)."""
 
 from __future__ import annotations
 
