@@ -6,7 +6,17 @@ import json
 
 import pytest
 from rtproxy_core.diagnosis import Diagnoser
-from rtproxy_core.events import Closed, Frame, Handshake, Hop, HopKind, Opened, Upstream, UpstreamHandshake
+from rtproxy_core.events import (
+    Closed,
+    Frame,
+    Handshake,
+    Hop,
+    HopKind,
+    Opened,
+    PageEvent,
+    Upstream,
+    UpstreamHandshake,
+)
 from rtproxy_core.rules import RULES, RULES_BY_CODE, Severity, Timers
 from rtproxy_core.session import Heartbeats, Session
 from wire import T0, kind3, kind4, v2
@@ -146,6 +156,16 @@ CASES = {
         upstream="https://a.supabase.co/realtime/v1/websocket?apikey=k",
     ).feed(kind3("realtime:r", "e", {}, t=1)),
     "binary-as-text": lambda: Conv().feed(Hop("binary-as-text", "relayed as '[object Blob]'")),
+    # the page's probe saw the wire's kind-4 broadcast reach the app's handler as a Blob
+    "binary-delivered-as-blob": lambda: (
+        Conv()
+        .join()
+        .feed(
+            PageEvent("socket", 1, {"asked": URL, "url": URL, "binaryType": "blob"}, T0),
+            kind4("realtime:r", "cursor", {"x": 1}, t=1),
+            PageEvent("message", 1, {"type": "Blob", "binaryType": "blob", "size": 30}, T0 + 1),
+        )
+    ),
     "join-unauthorized": lambda: Conv().join(
         reply={
             "status": "error",
@@ -860,3 +880,37 @@ def test_a_join_an_rt_fault_dropped_is_not_client_silence():
     c.close(1000, "", by_client=True, t=30.0)
     codes = c.codes()
     assert "client-silent" not in codes and "join-dropped-by-proxy" in codes, codes
+
+
+def test_blob_finding_names_the_lost_broadcast():
+    conv = CASES["binary-delivered-as-blob"]()
+    found = [
+        f
+        for f in Diagnoser(Timers()).check(conv.s, T0 + 100, final=False)
+        if f.code == "binary-delivered-as-blob"
+    ]
+    assert [f.topic for f in found] == ["realtime:r"]
+    assert "as a Blob" in found[0].evidence and '"cursor"' in found[0].evidence, found[0].evidence
+
+
+def test_no_blob_finding_for_arraybuffer_delivery():
+    conv = (
+        Conv()
+        .join()
+        .feed(
+            PageEvent("socket", 1, {"url": URL, "binaryType": "blob"}, T0),
+            kind4("realtime:r", "cursor", {"x": 1}, t=1),
+            PageEvent("message", 1, {"type": "ArrayBuffer", "binaryType": "arraybuffer"}, T0 + 1),
+        )
+    )
+    assert "binary-delivered-as-blob" not in conv.codes()
+
+
+def test_heartbeat_gap_says_the_page_was_hidden():
+    conv = Conv().join().heartbeats([1, 2, 3, 20, 21])
+    conv.feed(
+        PageEvent("visibility", None, {"state": "hidden"}, T0 + 4),
+        PageEvent("visibility", None, {"state": "visible"}, T0 + 19),
+    )
+    found = [f for f in Diagnoser(Timers()).check(conv.s, T0 + 22, final=False) if f.code == "heartbeat-gap"]
+    assert found and "the page was hidden" in found[0].evidence, found

@@ -1,5 +1,6 @@
 """The events a Session consumes. Two sources produce them: mitmproxy hooks (live) and capture readers
-(offline, HAR and flow files), so a capture diagnosed offline gets the same answer as the live run.
+(offline, HAR and flow files), so a capture diagnosed offline gets the same answer as the live run. A
+third, live only: the page's probe (rt_page_probe), whose PageEvents say what the page did with the socket.
 
 Times are seconds since the epoch (float), taken from the source (hook time, or the capture's own).
 """
@@ -132,4 +133,18 @@ class FrameError:
     by: str = "browser"
 
 
-Event = Opened | Upstream | Handshake | UpstreamHandshake | Frame | Hop | Closed | FrameError
+@dataclass(slots=True)
+class PageEvent:
+    """What the page's probe (rt_page_probe, page.py) saw of this connection's socket in the page, or of
+    the page itself: `what` is the probe's word ("socket", "open", "message", "threw", "send-not-open",
+    "error", "close"; the page's own "page", "visibility", "online", "offline", "freeze", "resume"),
+    `sid` the probe's number for the socket (None for the page's own), `detail` the rest of what it
+    reported (strings already redacted in the page). `time` is the page's clock."""
+
+    what: str
+    sid: int | None = None
+    detail: dict[str, str | int | float | bool | None] = field(default_factory=dict)
+    time: float = 0.0
+
+
+Event = Opened | Upstream | Handshake | UpstreamHandshake | Frame | Hop | Closed | FrameError | PageEvent

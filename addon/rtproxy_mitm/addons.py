@@ -20,6 +20,7 @@ from .legs import Legs
 from .lost import LostConnections
 from .marks import Marks
 from .optionerror import check_deferred, check_unknown, mark_running
+from .page import PageProbe
 from .quiet import Quiet
 from .sanitize import Sanitize
 from .tracker import Tracker
@@ -80,7 +81,7 @@ def _hook(part, name: str) -> Callable | None:
 class Rtproxy:
     """rtproxy's addons as the one addon mitmproxy sees. mitmproxy's AddonManager walks every addon and
     its children with a getattr for each hook of each event (addonmanager.py `traverse`, `_iter_hooks`)
-    and builds the hook's arguments once per handler (`invoke_addon`, `Hook.args`): rtproxy's 12 parts,
+    and builds the hook's arguments once per handler (`invoke_addon`, `Hook.args`): rtproxy's 13 parts,
     as children, cost mitmdump 18 µs per message more than this (docs/performance.md). As one addon with one
     handler per hook that some part has, found once here, they cost it one getattr and one call.
 
@@ -124,6 +125,7 @@ def rtproxy_parts() -> list:
     notes = FrameNotes()
     # Order matters: the Worker reroutes and faults act before the tracker records what happened.
     return [
+        PageProbe(tracker),  # answers the page probe's reports before anything would forward them
         Worker(report=tracker.report_event),
         Faults(report=tracker.report_event, notes=notes),
         notes,  # notes the faults' injected frames as they arrive: before Sanitize stores a copy

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from mitmproxy import command, ctx, exceptions, http, types
 from rtproxy_core.diagnosis import Diagnoser
-from rtproxy_core.events import Event, Hop, conn_id
+from rtproxy_core.events import Event, Hop, PageEvent, conn_id
+from rtproxy_core.page import PAGE_WIDE, Pages
 from rtproxy_core.redact import Redactor
 from rtproxy_core.report import channel_table, channel_table_text, report_json, report_markdown
 from rtproxy_core.rules import Confidence, Finding, Severity, Timers
@@ -71,6 +72,8 @@ class Tracker:
         # Addons that add to rt.channels and the report (rtproxy_mitm/legs.py): each has
         # channel_lines(session) -> list[str], report_json() -> dict, report_markdown() -> str.
         self.extensions: list = []
+        self.pages = Pages()  # page sockets (rt_page_probe) and the wire connections they are
+        self.page_pending: dict[tuple[str, int], list[PageEvent]] = {}  # a page socket not paired yet
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -178,7 +181,7 @@ class Tracker:
             # open): logged and diagnosed on the ended connection, not lost.
             self._guarded(ended[0], self._feed_late, *ended, event)
 
-    def _feed_late(self, session: Session, flow: http.HTTPFlow | None, event: Hop) -> None:
+    def _feed_late(self, session: Session, flow: http.HTTPFlow | None, event: Event) -> None:
         for note in session.feed(event):
             self._log(session, note)
         self._findings(session, self.diagnoser.check(session, event.time, final=True), flow)
@@ -232,6 +235,59 @@ class Tracker:
     def finished(self) -> list[Session]:
         """The finished sessions kept, oldest first."""
         return [session for session, _ in self.ended.values()]
+
+    # -------------------------------------------------------------------------------- the page's probe
+
+    def _session_of(self, flow_id: str) -> tuple[Session, http.HTTPFlow | None, bool] | None:
+        if (session := self.live.get(flow_id)) is not None:
+            return session, self.flows.get(flow_id), True
+        if (ended := self.ended.get(flow_id)) is not None:
+            return ended[0], ended[1], False
+        return None
+
+    def _feed_page(self, flow_id: str, events: list[PageEvent]) -> None:
+        found = self._session_of(flow_id)
+        if found is None:
+            return
+        session, flow, live = found
+        for ev in events:
+            if live:
+                self._feed(session, ev, flow)
+            else:  # the page's report came after the wire's end: diagnosed on the ended connection
+                self._guarded(session, self._feed_late, session, flow, ev)
+
+    def page_report(self, page: str, events: list[PageEvent]) -> None:
+        """One report of the page's probe (rtproxy_mitm/page.py): each page socket paired with its wire
+        connection (rtproxy_core.page.Pages) and its events fed to that connection's Session; the page's
+        own events (hidden, offline) to every connection of the page."""
+        candidates = [
+            (flow_id, s.url, s.opened_at)
+            for flow_id, s in [*((k, v[0]) for k, v in self.ended.items()), *self.live.items()]
+        ]
+        for key in list(self.page_pending):  # a socket reported before its upgrade reached the tracker
+            first = self.page_pending[key][0]
+            if (flow_id := self.pages.pair(key[0], first, candidates)) is not None:
+                self._feed_page(flow_id, self.pages.page_wide.get(key[0], []) + self.page_pending.pop(key))
+        for ev in events:
+            if ev.what in PAGE_WIDE:
+                self.pages.keep(page, ev)
+                for flow_id in self.pages.conns_of(page):
+                    self._feed_page(flow_id, [ev])
+            elif ev.sid is None:
+                continue
+            elif ev.what == "socket":
+                flow_id = self.pages.pair(page, ev, candidates)
+                if flow_id is None:
+                    self.page_pending[(page, ev.sid)] = [ev]
+                    while len(self.page_pending) > 100:
+                        self.page_pending.pop(next(iter(self.page_pending)))
+                else:
+                    self._feed_page(flow_id, [*self.pages.page_wide.get(page, []), ev])
+            elif (flow_id := self.pages.sockets.get((page, ev.sid))) is not None:
+                self._feed_page(flow_id, [ev])
+            elif (pending := self.page_pending.get((page, ev.sid))) is not None:
+                pending.append(ev)
+                del pending[1:-1000]
 
     # -------------------------------------------------------------------------------- hooks
 

@@ -9,6 +9,7 @@ evidence) or an `Ev` when its evidence is there. By theme:
 - reasons.py: the causes Realtime names in words (tenant, token, quota, restart, database);
 - forwarding.py: what happened to frames between the client and Realtime (a hop, the vsn);
 - channels.py: one channel's join, bindings and end;
+- page.py: what the page did with the frames (rt_page_probe);
 - liveness.py: heartbeats and the server's idle close;
 - ending.py: how the connection ended, and reconnect loops;
 - commands.py: what rtproxy itself did on request.

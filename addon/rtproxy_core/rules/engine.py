@@ -12,7 +12,7 @@ from typing import Any
 from ..events import HopKind
 from ..redact import Redactor
 from ..session import CLOSED, JOINED, JOINING, LEAVING, Channel, Session
-from . import channels, commands, ending, forwarding, liveness, reasons, upgrade  # noqa: F401 - they register
+from . import channels, commands, ending, forwarding, liveness, page, reasons, upgrade  # noqa: F401 - they register
 from .commands import after_commands
 from .model import (
     REGISTERED,
@@ -66,6 +66,7 @@ ORDER: tuple[str, ...] = (
     "serializer-mismatch",
     "binary-on-v1",
     "binary-as-text",
+    "binary-delivered-as-blob",
     # One channel's fate.
     "join-unauthorized",
     "join-error",

@@ -184,8 +184,14 @@ def _heartbeat_gap(s: Session, c: Check) -> Evidence:
     )
     if gap > 2 * expected and gap - expected >= 1:
         began = hb.max_gap_from if gap == hb.max_gap_s else hb.last_sent_at
+        page = ""
+        if began is not None and s.page is not None and s.page.hidden_during(began, began + gap):
+            # The page's probe saw the tab hidden (or frozen, or offline) in the gap: its timers were throttled.
+            page = "; the page was hidden, frozen or offline during it (the page's probe saw it): its timers were throttled"
         yield Ev(
-            None, f"client heartbeats every {expected:.1f} s, but {gap:.1f} s passed {where}", began=began
+            None,
+            f"client heartbeats every {expected:.1f} s, but {gap:.1f} s passed {where}{page}",
+            began=began,
         )
 
 

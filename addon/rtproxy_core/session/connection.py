@@ -13,6 +13,7 @@ from ..events import (
     Handshake,
     Hop,
     Opened,
+    PageEvent,
     Upstream,
     UpstreamHandshake,
 )
@@ -21,6 +22,7 @@ from .channel import CLOSED, ERRORED, JOINED, JOINING, LEAVING
 from .limits import MAX_HISTORY
 from .messages import Messages
 from .notes import Note, NoteLevel
+from .pageview import PageView
 from .upgrade import header, rejection_text, url_query
 
 
@@ -53,6 +55,11 @@ class Session(Messages):
             self._closed(ev, notes)
         elif isinstance(ev, FrameError):
             self._frame_error(ev, notes)
+        elif isinstance(ev, PageEvent):
+            if self.page is None:
+                self.page = PageView()
+            if text := self.page.feed(ev):
+                notes.append(Note(NoteLevel.INFO, text))
         for note in notes:  # one last pass over everything printed: a client may put a token anywhere
             note.text = self.redactor.text(note.text)
         return notes

@@ -314,6 +314,9 @@ class Messages(SessionState):
                 )
         elif ev == frames.EV_BROADCAST:
             ch.broadcasts_received += 1
+            if msg.kind is not None:
+                self.binary_broadcast_count += 1
+                self.binary_broadcasts.append((t, topic, str(payload.get("event", ""))[:100]))
 
     def _pop_null(self, topic: str) -> tuple[str, float, Channel] | None:
         """The oldest push of `topic` sent with a null ref, taken: the one a null-ref reply answers."""

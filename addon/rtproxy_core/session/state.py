@@ -13,6 +13,7 @@ from ..redact import Redactor
 from .channel import CLOSED, ERRORED, Channel
 from .heartbeats import Heartbeats
 from .limits import CLIENT_HEARTBEAT_S, CLIENT_JOIN_TIMEOUT_S, MAX_CHANNELS, MAX_HISTORY, MAX_PENDING
+from .pageview import PageView
 
 if TYPE_CHECKING:
     from ..rules import Finding
@@ -83,6 +84,11 @@ class SessionState:
         self.client_kind: str | None = None  # "realtime-js" | "realtime-py", from what the client sends
         self.apikey_expired_s: float | None = None  # the upgrade's apikey JWT had expired this long before
         self.reopened_at: float | None = None  # offline: when the next connection to the same place opened
+        self.page: PageView | None = None  # what the page's probe saw of this socket (rt_page_probe)
+        # The server's binary broadcasts, (time, topic, user event), the newest kept: what a page that
+        # got them as Blob lost.
+        self.binary_broadcasts: deque[tuple[float, str, str]] = deque(maxlen=MAX_HISTORY)
+        self.binary_broadcast_count = 0
         self.findings: list[Finding] = []  # rules.Finding, filled by diagnosis.Diagnoser
         self.fired: set[tuple[str, str | None]] = set()  # (code, topic) reported (diagnosis.Diagnoser)
         self.checked_at: float | None = None  # event time the rules last ran

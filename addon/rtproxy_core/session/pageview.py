@@ -1,0 +1,103 @@
+"""What the page's probe (rt_page_probe) saw of one connection's socket, and of the page around it: the
+PageEvents a Session is fed, kept as counts and bounded lists."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from ..events import PageEvent
+from .limits import MAX_HISTORY
+
+
+@dataclass
+class PageView:
+    asked: str | None = None  # the URL the native socket was given (a wrapper's rewrite, if any)
+    opened: str | None = None  # the URL it opened
+    binary_type: str | None = None  # the native socket's binaryType when it was made
+    opened_at: float | None = None
+    # messages delivered, by (type as delivered, native binaryType then): ("Blob", "blob") -> 3
+    delivered: Counter[tuple[str, str]] = field(default_factory=Counter)
+    first_blob_at: float | None = None
+    threw: deque[tuple[float, str, str]] = field(default_factory=lambda: deque(maxlen=MAX_HISTORY))
+    threw_count: int = 0
+    sends_not_open: Counter[int] = field(default_factory=Counter)  # by readyState
+    close: dict[str, str | int | float | bool | None] | None = None
+    close_at: float | None = None
+    # The page's own state over time: (time, what) for visibility ("visible"/"hidden"), online/offline,
+    # freeze/resume.
+    states: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=MAX_HISTORY))
+
+    @property
+    def blobs(self) -> int:
+        return sum(n for (kind, _), n in self.delivered.items() if kind == "Blob")
+
+    def hidden_during(self, start: float, end: float) -> bool:
+        """Was the page hidden (or frozen, or offline) for some of [start, end]?"""
+        hidden = False
+        for t, what in self.states:
+            if t > end:
+                break
+            if what in ("hidden", "freeze", "offline"):
+                hidden = True
+                if t >= start:
+                    return True
+            elif what in ("visible", "resume", "online"):
+                if hidden and t >= start:
+                    return True
+                hidden = False
+        return hidden
+
+    def feed(self, ev: PageEvent) -> str | None:
+        """Take one event; the note worth logging, if any."""
+        d = ev.detail
+        if ev.what == "socket":
+            self.asked, self.opened = str(d.get("asked") or ""), str(d.get("url") or "")
+            self.binary_type = str(d.get("binaryType") or "")
+            rewrote = f" (given {self.asked})" if self.asked and self.asked != self.opened else ""
+            return f"page: socket {self.opened}{rewrote}, binaryType {self.binary_type}"
+        if ev.what == "open":
+            self.opened_at = ev.time
+        elif ev.what == "message":
+            key = (str(d.get("type")), str(d.get("binaryType")))
+            self.delivered[key] += 1
+            if key[0] == "Blob" and self.first_blob_at is None:
+                self.first_blob_at = ev.time
+                return f"page: a binary frame was delivered to the app as a Blob (native binaryType {key[1]})"
+        elif ev.what == "threw":
+            self.threw_count += 1
+            self.threw.append((ev.time, str(d.get("type")), str(d.get("error"))))
+            if self.threw_count <= 3:
+                return f"page: the app's message handler threw on a {d.get('type')} message: {d.get('error')}"
+        elif ev.what == "send-not-open":
+            state = d.get("readyState")
+            self.sends_not_open[state if isinstance(state, int) else -1] += 1
+            if sum(self.sends_not_open.values()) == 1:
+                return f"page: the app sent on the socket while its readyState was {state}"
+        elif ev.what == "close":
+            self.close, self.close_at = dict(d), ev.time
+            return f"page: close seen by the page: {d.get('code')} {d.get('reason') or ''} wasClean={d.get('wasClean')}"
+        elif ev.what == "visibility":
+            self.states.append((ev.time, str(d.get("state"))))
+            return f"page: tab {d.get('state')}"
+        elif ev.what in ("online", "offline", "freeze", "resume"):
+            self.states.append((ev.time, ev.what))
+            return f"page: {ev.what}"
+        elif ev.what == "page":
+            if d.get("visibility") == "hidden":
+                self.states.append((ev.time, "hidden"))
+            if d.get("online") is False:
+                self.states.append((ev.time, "offline"))
+        return None
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "socket": self.opened,
+            "given": self.asked,
+            "binaryType": self.binary_type,
+            "delivered": {f"{k} (binaryType {b})": n for (k, b), n in self.delivered.items()},
+            "handler_threw": self.threw_count,
+            "sends_not_open": sum(self.sends_not_open.values()),
+            "close": self.close,
+            "states": [[round(t, 3), w] for t, w in self.states],
+        }

@@ -1,0 +1,153 @@
+"""rt_page_probe in Chromium: the page's side of the socket joined with the wire (issue 25).
+
+The site (tests/browser/site) through rtproxy in reverse mode, as test_browser.py runs it, with the probe on:
+the design's ProxyWebSocket wrapper hands supabase-js a Blob for the binary echo of its own broadcast, and
+rtproxy names that broadcast lost (binary-delivered-as-blob) with the page's Blob evidence; the same page
+connecting directly gets no such finding. With the probe off the page passes byte-identical; a page with a
+strict Content-Security-Policy still runs the probe and keeps its policy but for the probe's hash.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+import urllib.request
+
+import pytest
+from rtproxy_core.page import PROBE_HASH, PROBE_PATH
+from test_browser import (  # noqa: F401 - fixtures
+    SITE,
+    TOPIC,
+    USER_BROADCAST,
+    _Quiet,
+    browser,
+    open_site,
+    save_log,
+    site,
+    status_js,
+)
+
+
+def get(url: str) -> tuple[bytes, dict[str, str]]:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.read(), {k.lower(): v for k, v in r.headers.items()}
+
+
+@pytest.mark.parametrize("approach", ["wrapper", "direct"])
+async def test_blob_delivery_named(approach, site, browser, local_server, mitmdump, anon_key):  # noqa: F811
+    proxy = await mitmdump(
+        f"rt_supabase_url={local_server.url}", "rt_page_probe=true", mode=f"reverse:{site}"
+    )
+    tab = await open_site(browser, proxy, anon_key, approach)
+    try:
+        assert await tab.page.evaluate("() => WebSocket.__rtproxyProbe === true")
+        await tab.wait(status_js("SUBSCRIBED", "CHANNEL_ERROR", "TIMED_OUT", "CLOSED"), "a channel status")
+        assert [s["status"] for s in (await tab.rt())["statuses"]] == ["SUBSCRIBED"], await tab.state()
+        await proxy.wait_for(r"page: socket ws://127\.0\.0\.1:\d+/realtime/v1/websocket\?apikey=\[redacted\]")
+        assert await tab.page.evaluate("() => window.sendBroadcast({x: 1})") == "ok"
+        await tab.until(lambda: tab.binary(tab.received, USER_BROADCAST), "the kind-4 echo in the browser")
+        if approach == "wrapper":
+            m = await proxy.wait_for(r"finding binary-delivered-as-blob (\S+) .*")
+            assert m.group(1) == TOPIC, m.group(0)
+            assert "as a Blob" in m.group(0) and 'event "cursor"' in m.group(0), m.group(0)
+            assert (
+                "page: a binary frame was delivered to the app as a Blob (native binaryType blob)"
+                in proxy.output
+            )
+            assert (await tab.rt())["broadcasts"] == []
+        else:
+            await tab.wait("() => window.rt.broadcasts.length >= 1", "the broadcast callback")
+    finally:
+        await tab.save(f"page-probe-{approach}", proxy)
+    await tab.page.close()
+    await proxy.wait_for(rf"  {TOPIC}: ")  # the connection's last line
+    await proxy.wait_for(r"page: tab hidden")  # the closing tab's last report (the page never sees its close)
+    save_log(f"page-probe-{approach}", proxy)
+    assert anon_key not in proxy.output
+    if approach == "direct":
+        assert "binary-delivered-as-blob" not in proxy.output, proxy.output
+        assert "page: a binary frame was delivered" not in proxy.output
+
+
+async def test_probe_off_pages_byte_identical(site, mitmdump, local_server):  # noqa: F811
+    proxy = await mitmdump(f"rt_supabase_url={local_server.url}", mode=f"reverse:{site}")
+    for path in ("/", "/index.html"):
+        assert get(proxy.url + path)[0] == get(site + path)[0]
+    on = await mitmdump(f"rt_supabase_url={local_server.url}", "rt_page_probe=true", mode=f"reverse:{site}")
+    body, headers = get(on.url + "/")
+    assert body != get(site + "/")[0] and int(headers["content-length"]) == len(body)
+    assert body.index(b"<script>") < body.index(b"<meta charset")  # first in <head>
+
+
+STRICT = "default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'"
+STRICT_PAGE = b"""<!doctype html>
+<html><head><meta charset="utf-8"><title>strict</title><script src="app.js"></script></head>
+<body><p id="s">-</p></body></html>"""
+STRICT_JS = b"""window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => window.cspViolations.push(e.violatedDirective));
+window.openSocket = (key) => {
+  const ws = new WebSocket(location.origin.replace("http", "ws") + "/realtime/v1/websocket?apikey=" + key + "&vsn=2.0.0");
+  ws.onopen = () => { window.opened = true; ws.close(1000, "done"); };
+  ws.onclose = (e) => { window.closed = e.code; };
+};"""
+
+
+class _Strict(_Quiet):
+    def do_GET(self):
+        body, kind = (
+            (STRICT_JS, "text/javascript") if self.path.startswith("/app.js") else (STRICT_PAGE, "text/html")
+        )
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Security-Policy", STRICT)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def strict_site():
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Strict, directory=str(SITE))
+    )
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_strict_csp_runs_the_probe(strict_site, browser, local_server, mitmdump, anon_key):  # noqa: F811
+    proxy = await mitmdump(
+        f"rt_supabase_url={local_server.url}", "rt_page_probe=true", mode=f"reverse:{strict_site}"
+    )
+    _, headers = get(proxy.url + "/")
+    # The policy is the upstream's with the probe's hash in script-src, nothing else.
+    assert headers["content-security-policy"] == STRICT.replace(
+        "script-src 'self'", f"script-src 'self' {PROBE_HASH}"
+    )
+    page = await browser.new_page()
+    try:
+        await page.goto(f"{proxy.url}/", wait_until="load")
+        assert await page.evaluate("() => WebSocket.__rtproxyProbe === true")  # the probe ran
+        # The policy still holds for everything else: an inline script of the page's own is refused.
+        assert (
+            await page.evaluate(
+                """() => new Promise((ok) => { const s = document.createElement("script");
+              s.textContent = "window.inlineRan = true"; document.head.append(s);
+              setTimeout(() => ok(window.inlineRan === true), 100); })"""
+            )
+            is False
+        )
+        await page.evaluate("key => window.openSocket(key)", anon_key)
+        await page.wait_for_function("() => window.closed !== undefined", timeout=10000)
+        await proxy.wait_for(r"page: close seen by the page: 1000 done wasClean=True")
+        violations = await page.evaluate("() => window.cspViolations")
+        assert violations == ["script-src-elem"], violations  # the page's own inline script, not the probe
+        assert not any(PROBE_PATH in line and "40" in line for line in proxy.lines if " << " in line)
+    finally:
+        await page.close()
+    assert anon_key not in proxy.output
