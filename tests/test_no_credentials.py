@@ -78,6 +78,7 @@ NEW = {
     "rest apikey header": "restkey-" + "Pq9Wo8Ie7Ur",
     "rest Authorization": _jwt("rest"),
     "storage signed token": _jwt("storage", url="bucket/file.png"),
+    "unanswered upgrade's apikey": _jwt("unanswered"),  # planted where mitmdump runs (mitmweb lists it)
 }
 for _name, _v in list(NEW.items()):
     if _v.count(".") == 2:
@@ -99,6 +100,7 @@ class Project:
     def __init__(self, realtime_port: int) -> None:
         self.realtime_port = realtime_port
         self.got: list[bytes] = []  # request heads and bodies as they arrived (the wire keeps the secrets)
+        self.hanging = asyncio.Event()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -143,6 +145,10 @@ class Project:
                 + data
             )
             await writer.drain()
+            return
+        if "hang_me" in target:  # never answered: still waiting when the proxy stops
+            self.hanging.set()
+            await reader.read()
             return
         if "close_me" in target:
             accept = base64.b64encode(hashlib.sha1(headers["sec-websocket-key"].encode() + GUID).digest())
@@ -371,6 +377,15 @@ async def run(mode: str, project: Project, mitmdump, tmp_path, *sets: str) -> di
     # Through the regular proxy the app calls its project; in reverse mode rtproxy's listener is its URL.
     base, proxy = (project.url, proc.url) if regular else (proc.url, None)
     await app_session(proc.port, base, proxy, other, mode == "relay")
+    if regular:  # an upgrade that never gets its answer, still waiting when mitmdump stops (-w has it)
+        _, writer = await asyncio.open_connection("127.0.0.1", proc.port)
+        key = NEW["unanswered upgrade's apikey"]
+        writer.write(
+            f"GET {project.url}/realtime/v1/websocket?apikey={key}&vsn=1.0.0&hang_me=1 HTTP/1.1\r\n"
+            "Host: project\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
+        )
+        await asyncio.wait_for(project.hanging.wait(), TIMEOUT)
     outputs: dict[str, bytes] = {}
     if api is not None:
         await asyncio.sleep(0.5)  # the last close reaches the flow list
@@ -383,9 +398,9 @@ async def run(mode: str, project: Project, mitmdump, tmp_path, *sets: str) -> di
         "HAR": har_text(har.read_bytes()),
     }
     if regular:
-        assert (
-            OTHER_HOST_KEY.encode() in outputs["-w file"]
-        )  # another host's traffic is not rtproxy's to touch
+        writer.close()
+        # Another host's traffic is not rtproxy's to touch.
+        assert OTHER_HOST_KEY.encode() in outputs["-w file"]
         # The user's own dumper_filter: the warning (none when the user asked for the secrets).
         assert ("cannot cover" in proc.output) == ("rt_show_secrets=true" not in sets), proc.output
     return outputs

@@ -232,6 +232,7 @@ class Sanitize:
         self.marked: set[str] = set()  # flows whose response is stored as a sanitized copy
         self.copies: dict[str, http.Response] = {}  # flow id -> the response as it came, while a copy is on
         self.waiting: dict[str, http.HTTPFlow] = {}  # the response as it came is on, to be sent
+        self.unanswered: dict[str, http.HTTPFlow] = {}  # Realtime and project requests without an answer yet
         self.project_hosts: set[tuple[str, int]] = set()
         self.worker_hosts: frozenset[str] = frozenset()
 
@@ -271,6 +272,12 @@ class Sanitize:
             or isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode)
         )
 
+    def request(self, flow: http.HTTPFlow) -> None:
+        # After the Worker's reroute. Until its answer the request may still be sent: stored as it is (the
+        # flow mitmweb lists while an upgrade waits holds its apikey), sanitized at `done` if it never comes.
+        if not self.show and (is_realtime(flow) or self.project(flow)):
+            self.unanswered[flow.id] = flow
+
     def _stored(self, flow: http.HTTPFlow, body: bool = False) -> Places:
         """The request side, once it has gone upstream: nothing reads it again to send it (mitmproxy 12.0-
         12.3 `HttpStream.send_response` sends only the response after the response hook)."""
@@ -280,6 +287,7 @@ class Sanitize:
         return places
 
     def response(self, flow: http.HTTPFlow) -> None:
+        self.unanswered.pop(flow.id, None)
         if self.show:
             return
         if is_realtime(flow):
@@ -294,6 +302,7 @@ class Sanitize:
             self._end(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        self.unanswered.pop(flow.id, None)
         if self.show:
             return
         if is_realtime(flow):
@@ -357,8 +366,12 @@ class Sanitize:
             self._put_copy(waiting)
 
     def done(self) -> None:
-        # Nothing is sent any more: the copy on every flow still waiting (Save.done and SaveHar.done, after
-        # rtproxy's, write them).
+        # Nothing is sent any more (Save.done, after rtproxy's, writes the flows still open): a request that
+        # never got its answer, and the copy on every flow whose response waits to be sent.
+        for flow in self.unanswered.values():
+            self._stored(flow, body=True)
+            self._end(flow)
+        self.unanswered.clear()
         for flow in list(self.waiting.values()):
             self._put_copy(flow, tell=False)
         self.waiting.clear()
