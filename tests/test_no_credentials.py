@@ -426,3 +426,32 @@ async def test_rt_show_secrets_shows_them_all(project, mitmdump, tmp_path):
     outputs = await run("inspect", project, mitmdump, tmp_path, "rt_show_secrets=true")
     found = {name for names in leaked(outputs).values() for name in names}
     assert found == set(ALL), sorted(set(ALL) - found)
+
+
+async def test_an_intercepted_response_is_sent_as_it_came_then_stored_sanitized():
+    """mitmweb's intercept holds the flow after the response hook: the response as it came stays on it (the
+    user may edit it) until it has been resumed and sent; then the sanitized copy."""
+    from mitmproxy.test import taddons, tflow
+    from rtproxy_mitm.sanitize import Sanitize
+
+    part = Sanitize()
+    with taddons.context(part):
+        flow = tflow.tflow(resp=True)
+        flow.response.headers["set-cookie"] = f"sb={NEW['login Set-Cookie']}; Path=/"
+        original = flow.response
+        part.marked.add(flow.id)
+        part.store_copy(flow)  # _Before
+        assert flow.response is not original and "rtproxy-sanitized" in flow.response.headers["set-cookie"]
+        flow.intercept()
+        part.for_the_wire(flow)  # _Last, in the update hook
+        assert flow.response is original
+        for _ in range(5):
+            await asyncio.sleep(0.12)
+            assert flow.response is original  # still intercepted: nothing sent yet
+        flow.resume()
+        assert flow.response is original  # resumed, not yet sent (the hook task runs next)
+        await asyncio.sleep(0.25)
+        assert (
+            flow.response is not original
+            and NEW["login Set-Cookie"] not in flow.response.headers["set-cookie"]
+        )

@@ -2,11 +2,13 @@
 while the wire keeps them: rtproxy_core.sanitize says what a credential becomes, this module where a flow
 holds one.
 
-Live (`Sanitize`, unless rt_show_secrets): once a Realtime upgrade has been forwarded (its `response`, or
-its `error`), the stored request's URL query, Authorization/apikey/Cookie headers and the Worker's copies
-of them in the flow's metadata; then each WebSocket message as it is stored (on the mitmproxy versions
+Live (`Sanitize`, unless rt_show_secrets), for Realtime flows and the app's calls to its project
+(`Sanitize.project`): once the request has been forwarded (its `response`, or its `error`; at `done` if
+neither came), the stored request's URL, headers and body and the Worker's copies of them in the flow's
+metadata; the response as a sanitized copy for the addons that store and show it (`install_stored_responses`
+says how the wire keeps the original); each WebSocket message as it is stored (on the mitmproxy versions
 whose WebSocket layer was read to forward the object it made, not the one stored:
-internals.RELAY_MESSAGES_CHECKED). Offline (`sanitize_flow`, rtsanitize on a flow file): everything a
+internals.RELAY_MESSAGES_CHECKED); the close reason. Offline (`sanitize_flow`, rtsanitize on a flow file): everything a
 flow holds, bodies and cookies both ways included.
 """
 
@@ -356,8 +358,8 @@ class Sanitize:
         """The sanitized copy on the flow for good, and mitmweb's list told (view.py `View.update`)."""
         self.marked.add(flow.id)
         self.store_copy(flow)
-        if self.copies.pop(flow.id, None) is not None and tell:
-            ctx.master.addons.trigger(UpdateHook([flow]))
+        if self.copies.pop(flow.id, None) is not None and tell and ctx.master.addons.get("view"):
+            ctx.master.addons.trigger(UpdateHook([flow]))  # as addons/core.py tells of a changed flow
 
     def websocket_start(self, flow: http.HTTPFlow) -> None:
         # The 101 was sent and its extensions read before this hook (proxy/layers/websocket.py,
