@@ -43,7 +43,8 @@ def test_a_users_own_dumper_filter_is_kept_with_a_warning(caplog):
         tctx.configure(quiet, dumper_filter="~u /api")
         assert tctx.options.dumper_filter == "~u /api"
         [record] = [r for r in caplog.records if r.name == "rtproxy"]
-        assert "your dumper_filter lets mitmproxy print Realtime URLs" in record.getMessage()
+        assert "your dumper_filter lets mitmproxy print Realtime flows" in record.getMessage()
+        assert "cannot cover what mitmproxy prints of other hosts' traffic" in record.getMessage()
 
 
 def test_every_record_is_redacted_its_traceback_too():

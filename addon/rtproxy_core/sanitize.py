@@ -61,6 +61,26 @@ CREDENTIAL_KEYS = SECRET_KEYS | AUTH_CODE_KEYS
 # GoTrue's endpoints, as supabase-js calls them through the API gateway (auth-js GoTrueClient.ts: every
 # request goes to `${this.url}/...`, this.url being `${supabaseUrl}/auth/v1`).
 AUTH_PATH = "/auth/v1/"
+# The project's APIs behind the same gateway (supabase-js SupabaseClient.ts: `${baseUrl}/auth/v1`, `/rest/v1`,
+# `/storage/v1`, `/functions/v1`, `/realtime/v1`; the GraphQL endpoint `/graphql/v1`): a request under one of
+# these to the configured project carries the app's credentials (apikey and Authorization headers, a
+# login's password, Storage's signed `?token=`), its answer the user's session. The live addon stores such
+# flows sanitized (rtproxy_mitm.sanitize); rtsanitize sanitizes every flow of a file whatever its path.
+SUPABASE_API_PATHS = (
+    AUTH_PATH,
+    "/rest/v1/",
+    "/storage/v1/",
+    "/functions/v1/",
+    "/realtime/v1/",
+    "/graphql/v1",
+)
+
+
+def is_supabase_api(path: str) -> bool:
+    """Is this request path (a query may follow) under one of the project's APIs (SUPABASE_API_PATHS)?"""
+    path = path.split("?", 1)[0]
+    return any(path.startswith(p) or path == p.rstrip("/") for p in SUPABASE_API_PATHS)
+
 
 # Headers whose value is a URL: a redirect's Location (GoTrue's 302 to the app's callback with `?code=`, or
 # with the implicit flow's `#access_token=…&provider_token=…`), the Referer the callback page's requests carry.

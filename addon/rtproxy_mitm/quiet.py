@@ -17,9 +17,11 @@ import ipaddress
 import logging
 
 from mitmproxy import ctx
+from mitmproxy.version import VERSION
 from rtproxy_core.redact import Redactor
 
 from .internals import web_login_url
+from .sanitize import messages_not_sanitized
 
 logger = logging.getLogger("rtproxy")
 
@@ -116,7 +118,15 @@ class Quiet:
                 "apikey); rtproxy logs them redacted. --set rt_show_secrets=true shows everything."
             )
         elif current != REALTIME_FLOWS_HIDDEN:
+            messages = (
+                "; on this mitmproxy, WebSocket messages as they went"
+                if messages_not_sanitized(VERSION)
+                else ""
+            )
             logger.warning(
-                "rtproxy: your dumper_filter lets mitmproxy print Realtime URLs with their apikey; "
-                f"add & {REALTIME_FLOWS_HIDDEN} to it to keep them out of the log"
+                "rtproxy: your dumper_filter lets mitmproxy print Realtime flows and the app's calls to its "
+                "Supabase project; it prints them as rtproxy stores them, credentials replaced (a JWT keeps "
+                "its header and claims). rtproxy cannot cover what mitmproxy prints of other hosts' traffic "
+                f"(URLs, headers, cookies, bodies as they went){messages}. Add & {REALTIME_FLOWS_HIDDEN} "
+                "to leave Realtime flows to rtproxy's own, redacted lines"
             )
