@@ -34,6 +34,10 @@ and the tests that notice. Checked against mitmproxy 12.3.1.
   forwards (`WebsocketLayer.relay_messages` sends its local `message`), on the versions this was read in
   (`RELAY_MESSAGES_CHECKED`, `relay_messages_checked`: both this and `pass_lost_connections` follow
   relay_messages). tests/test_sanitize.py.
+- `insert_before`: an addon put in mitmproxy's chain before the first of the named ones, not at its end
+  (`AddonManager.chain`, the list hooks run in; `register` without `add` gives it its name and load), so
+  a sanitized copy of a response is on the flow when `save`, `savehar`, `dumper` and `view` read it in the
+  same hook. tests/test_no_credentials.py.
 - `web_login_url`: mitmweb's login URL with its token, as mitmweb prints it (`WebMaster.web_url`), so the
   log's redaction can let that one URL through. tests/test_quiet.py (test_mitmweb_login_url_is_shown).
 """
@@ -136,6 +140,20 @@ def pass_lost_connections(applies: Callable[[http.HTTPFlow], bool]) -> Callable[
         WebsocketLayer.relay_messages = original  # type: ignore[method-assign]
 
     return undo
+
+
+def insert_before(addon: object, names: tuple[str, ...]) -> bool:
+    """Register `addon` and put it in the chain just before the first addon named in `names` (an addon's
+    `name`, else its class name in lower case, as addonmanager.py `_get_name` does). False, and nothing
+    done, when the chain holds none of them."""
+    mgr = ctx.master.addons
+    found = [getattr(a, "name", None) or type(a).__name__.lower() for a in mgr.chain]
+    at = next((i for i, n in enumerate(found) if n in names), None)
+    if at is None:
+        return False
+    mgr.register(addon)  # its load (none) and its name; then its place, not the end
+    mgr.chain.insert(at, addon)
+    return True
 
 
 def web_login_url() -> str | None:

@@ -26,6 +26,7 @@ from rtproxy_core import sanitize
 from rtproxy_core.hop import parse_supabase_url
 from rtproxy_core.sanitize import Places, Replaced
 
+from . import internals
 from .connlog import flow_log
 from .flowevents import is_realtime
 from .internals import RELAY_MESSAGES_CHECKED, relay_messages_checked, store_message_copy
@@ -208,13 +209,9 @@ def install_stored_responses(owner: Sanitize) -> bool:
     mgr = ctx.master.addons
     before, last = mgr.get(_Before.name), mgr.get(_Last.name)
     if before is None:
-        names = [getattr(a, "name", None) or type(a).__name__.lower() for a in mgr.chain]
-        at = next((i for i, n in enumerate(names) if n in STORERS), None)
-        if at is None:
-            return False
         before, last = _Before(), _Last()
-        mgr.register(before)  # its load (none) and its name; then its place, not the end
-        mgr.chain.insert(at, before)
+        if not internals.insert_before(before, STORERS):
+            return False
         mgr.add(last)
     before.owner = last.owner = owner
     return True
