@@ -82,8 +82,10 @@ class Tracker:
             default=False,
             help="Print apikey, JWT and access_token values in rtproxy's output, and keep them in the flows "
             "mitmproxy stores. Off by default: they are redacted and JWTs are shown as their role and expiry "
-            "only; once a Realtime upgrade is forwarded, its stored URL, headers and messages hold "
-            "sanitized credentials (a JWT without its signature), the wire the real ones.",
+            "only; what mitmproxy stores and shows of Realtime flows (URL, headers, refusal bodies, "
+            "Set-Cookie, messages, close reasons) and of the app's calls to its Supabase project (auth, "
+            "rest, storage, functions) holds sanitized credentials (a JWT without its signature), the wire "
+            "the real ones.",
         )
         loader.add_option(
             name="rt_timers",
