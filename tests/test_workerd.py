@@ -644,6 +644,24 @@ async def test_rtworker_stops_cleanly(rtworker, sig):
         await asyncio.open_connection("127.0.0.1", w.port)
 
 
+async def test_workerd_dies_with_a_killed_rtworker_even_with_a_socket_open(rtworker, local_server, anon_key):
+    """rtworker killed outright (SIGKILL, an OOM kill) cannot stop workerd; the kernel does (PR_SET_PDEATHSIG)
+    with SIGKILL, since workerd would drain a SIGTERM until every open WebSocket ends: forever here."""
+    w = await rtworker("fixed", local_server.url)
+    async with connect(f"{w.ws}/realtime/v1/websocket?apikey={anon_key}&vsn=1.0.0"):
+        pid = w.workerd_pid()
+        gone = asyncio.get_running_loop().create_future()
+        fd = os.pidfd_open(pid)
+        asyncio.get_running_loop().add_reader(fd, lambda: gone.done() or gone.set_result(None))
+        try:
+            assert w.proc is not None
+            w.proc.kill()
+            await asyncio.wait_for(gone, TIMEOUT)  # readable once the process has exited
+        finally:
+            asyncio.get_running_loop().remove_reader(fd)
+            os.close(fd)
+
+
 async def test_rtworker_one_line_errors(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
