@@ -74,6 +74,39 @@ async def test_run_sh_works_with_no_configuration(tmp_path):
         await asyncio.wait_for(proc.wait(), TIMEOUT)
 
 
+async def test_the_readmes_first_session_makes_a_channel_fail_and_names_why(tmp_path):
+    """The README's first session, second half: `scripts/run.sh --set rt_fault=drop-join`, then rtclient:
+    the client reports TIMED_OUT and rtproxy's log names join-dropped-by-proxy with the evidence."""
+    env = dict(os.environ, RT_PORT="0", HOME=str(tmp_path))
+    env.pop("SUPABASE_URL", None)
+    proc = await asyncio.create_subprocess_exec(
+        "bash", str(ROOT / "scripts" / "run.sh"), "--set", "rt_fault=drop-join",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines: list[str] = []
+
+    async def until(pattern: str) -> str:
+        while True:
+            raw = await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)
+            assert raw, "run.sh exited:\n" + "".join(lines)
+            lines.append(raw.decode())
+            if pattern in lines[-1]:
+                return lines[-1]
+
+    try:
+        origin = (await until("Realtime clients connect to")).split("connect to ")[1].split()[0]
+        code, out, _ = await run_script(
+            command("rtclient"), origin, "--channel", "room1", "--timeout", "2", "--listen", "0"
+        )
+        assert code == 1 and out.splitlines()[0] == "status TIMED_OUT", out
+        assert "dropped phx_join for realtime:room1 (drop-join)" in await until("dropped phx_join")
+        assert "finding join-dropped-by-proxy realtime:room1" in await until("finding join-dropped-by-proxy")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), TIMEOUT)
+
+
 async def test_rtclient_reports_what_the_client_sees(local_server, mitmdump):
     relay = await mitmdump(f"rt_supabase_url={local_server.url}", "rt_mode=relay")
     code, out, _ = await run_script(
