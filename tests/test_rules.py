@@ -166,6 +166,26 @@ CASES = {
             PageEvent("message", 1, {"type": "Blob", "binaryType": "blob", "size": 30}, T0 + 1),
         )
     ),
+    # the page's probe saw the app send twice after the native socket closed (a wrapper's stale readyState)
+    "send-on-closed-socket": lambda: (
+        Conv()
+        .join()
+        .feed(
+            PageEvent("socket", 1, {"asked": URL, "url": URL, "binaryType": "arraybuffer"}, T0),
+            PageEvent("close", 1, {"code": 1006, "reason": "", "wasClean": False}, T0 + 5),
+            PageEvent("send-not-open", 1, {"readyState": 3, "type": "string"}, T0 + 6),
+            PageEvent("send-not-open", 1, {"readyState": 3, "type": "string"}, T0 + 7),
+        )
+    ),
+    # the page's probe saw the socket's message handler throw on a frame the wire delivered
+    "handler-threw": lambda: (
+        Conv()
+        .join()
+        .feed(
+            PageEvent("socket", 1, {"asked": URL, "url": URL, "binaryType": "arraybuffer"}, T0),
+            PageEvent("threw", 1, {"type": "string", "error": "TypeError: x is undefined"}, T0 + 1),
+        )
+    ),
     "join-unauthorized": lambda: Conv().join(
         reply={
             "status": "error",
@@ -904,6 +924,46 @@ def test_no_blob_finding_for_arraybuffer_delivery():
         )
     )
     assert "binary-delivered-as-blob" not in conv.codes()
+
+
+def found_of(conv: Conv, code: str) -> list:
+    return [f for f in Diagnoser(Timers()).check(conv.s, T0 + 100, final=False) if f.code == code]
+
+
+def test_send_on_closed_socket_counts_the_lost_sends():
+    found = found_of(CASES["send-on-closed-socket"](), "send-on-closed-socket")
+    assert [f.topic for f in found] == [None]
+    assert "sent 2 frame(s)" in found[0].evidence and "CLOSED ×2" in found[0].evidence, found[0].evidence
+    assert "1006" in found[0].evidence and found[0].anchor == T0 + 6, found[0]
+
+
+def test_no_send_on_closed_socket_for_a_send_while_connecting():
+    conv = (
+        Conv()
+        .join()
+        .feed(
+            PageEvent("socket", 1, {"url": URL, "binaryType": "arraybuffer"}, T0),
+            PageEvent("send-not-open", 1, {"readyState": 0, "type": "string"}, T0 + 1),
+        )
+    )
+    assert "send-on-closed-socket" not in conv.codes()
+
+
+def test_handler_threw_quotes_the_error_redacted():
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
+    conv = (
+        Conv()
+        .join()
+        .feed(
+            PageEvent("socket", 1, {"url": URL, "binaryType": "arraybuffer"}, T0),
+            PageEvent("threw", 1, {"type": "string", "error": f"Error: bad token {jwt}"}, T0 + 1),
+            PageEvent("threw", 1, {"type": "ArrayBuffer", "error": f"Error: bad token {jwt}"}, T0 + 2),
+        )
+    )
+    found = found_of(conv, "handler-threw")
+    assert len(found) == 1 and "threw on 2 frame(s)" in found[0].evidence, found
+    assert "Error: bad token" in found[0].evidence and jwt not in found[0].evidence, found[0].evidence
+    assert found[0].anchor == T0 + 1
 
 
 def test_heartbeat_gap_says_the_page_was_hidden():

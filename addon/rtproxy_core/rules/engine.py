@@ -67,6 +67,8 @@ ORDER: tuple[str, ...] = (
     "binary-on-v1",
     "binary-as-text",
     "binary-delivered-as-blob",
+    "handler-threw",
+    "send-on-closed-socket",
     # One channel's fate.
     "join-unauthorized",
     "join-error",

@@ -3,6 +3,8 @@ delivered (session.pageview.PageView, fed by the probe's PageEvents)."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from ..session import Session
 from .model import Check, Ev, Evidence, Severity, rule
 
@@ -39,3 +41,64 @@ def _binary_delivered_as_blob(s: Session, c: Check) -> Evidence:
             f"{said}; lost on {topic}: {len(events)} broadcast(s) (event {names}, binary kind 4)",
             began=page.first_blob_at,
         )
+
+
+READY_STATES = {0: "CONNECTING", 1: "OPEN", 2: "CLOSING", 3: "CLOSED"}
+MAX_ERROR = 200  # characters of one error the probe reported, quoted in the evidence
+
+
+@rule(
+    "send-on-closed-socket",
+    Severity.WARNING,
+    "SUBSCRIBED as far as the app knows, but what it sent after its socket closed is lost",
+    "Read readyState from the native socket: a WebSocket wrapper that copies readyState once (per event, or "
+    "at construction) tells realtime-js the socket is OPEN after it closed, and the native socket discards "
+    "every send; forward readyState with a getter (get readyState() { return this.socket.readyState }), or "
+    "pass no transport.",
+)
+def _send_on_closed_socket(s: Session, c: Check) -> Evidence:
+    page = s.page
+    if page is None:
+        return
+    closed = {state: n for state, n in page.sends_not_open.items() if state in (2, 3)}
+    if not closed:
+        return
+    total = sum(closed.values())
+    states = ", ".join(f"{READY_STATES[state]} ×{n}" for state, n in sorted(closed.items()))
+    said = (
+        f"the app sent {total} frame(s) while the page's native socket was not OPEN (readyState {states}); "
+        "the browser discards a send on a closing or closed socket without an error, so the wire never saw "
+        "them and nothing answered them"
+    )
+    if page.close is not None:
+        said += f"; the page saw the socket close {page.close.get('code')} (wasClean={page.close.get('wasClean')})"
+    if connecting := page.sends_not_open.get(0):
+        said += f"; {connecting} more while it was CONNECTING (the browser throws on those)"
+    yield Ev(None, said, began=page.first_send_closed_at)
+
+
+@rule(
+    "handler-threw",
+    Severity.ERROR,
+    "SUBSCRIBED, but the frames the app's message handler threw on were never processed (a reply, a "
+    "broadcast or a change lost)",
+    "Fix the error the evidence quotes: the socket's message handler (realtime-js's onmessage, or a wrapper's "
+    "or the app's own listener) threw on those frames, so realtime-js never processed them. The browser's "
+    "console has its stack.",
+)
+def _handler_threw(s: Session, c: Check) -> Evidence:
+    page = s.page
+    if page is None or not page.threw_count:
+        return
+    errors = dict.fromkeys(error[:MAX_ERROR] for _, _, error in page.threw)
+    kinds = ", ".join(
+        f"{kind} ×{n}" for kind, n in sorted(Counter(kind for _, kind, _ in page.threw).items())
+    )
+    quoted = "; ".join(f'"{e}"' for e in list(errors)[:3])
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    yield Ev(
+        None,
+        f"the app's message handler threw on {page.threw_count} frame(s) the page's socket delivered "
+        f"({kinds}); realtime-js never processed them; the page reported: {quoted}{more}",
+        began=page.threw[0][0] if page.threw else None,
+    )

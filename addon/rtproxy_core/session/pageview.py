@@ -22,6 +22,7 @@ class PageView:
     threw: deque[tuple[float, str, str]] = field(default_factory=lambda: deque(maxlen=MAX_HISTORY))
     threw_count: int = 0
     sends_not_open: Counter[int] = field(default_factory=Counter)  # by readyState
+    first_send_closed_at: float | None = None  # the first send while CLOSING or CLOSED
     close: dict[str, str | int | float | bool | None] | None = None
     close_at: float | None = None
     # The page's own state over time: (time, what) for visibility ("visible"/"hidden"), online/offline,
@@ -72,6 +73,8 @@ class PageView:
         elif ev.what == "send-not-open":
             state = d.get("readyState")
             self.sends_not_open[state if isinstance(state, int) else -1] += 1
+            if state in (2, 3) and self.first_send_closed_at is None:
+                self.first_send_closed_at = ev.time
             if sum(self.sends_not_open.values()) == 1:
                 return f"page: the app sent on the socket while its readyState was {state}"
         elif ev.what == "close":
