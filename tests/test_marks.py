@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from mitmproxy.test import tflow
 from rtproxy_core.diagnosis import Diagnoser
-from rtproxy_core.events import Handshake, Hop, HopKind, Opened
+from rtproxy_core.events import Handshake, Hop, HopKind, Opened, PageEvent
 from rtproxy_core.report import finding_line
 from rtproxy_core.session import Session
 from rtproxy_mitm import marks
@@ -44,6 +44,23 @@ def test_a_connection_finding_has_no_channel_and_each_client_its_own_outcome():
     assert finding_line(s) == "CHANNEL_ERROR · apikey missing · rtproxy: apikey-missing [rt t]"
     s.client_kind = "realtime-py"  # connect() raises where realtime-js reports CHANNEL_ERROR
     assert finding_line(s) == "connect() raises · apikey missing · rtproxy: apikey-missing [rt t]"
+
+
+def test_a_finding_from_the_page_says_so_in_the_cause():
+    s = session(
+        v2("1", "1", "realtime:orders", "phx_join", {}, client=True, t=0),
+        v2("1", "1", "realtime:orders", "phx_reply", {"status": "ok", "response": {}}, client=False, t=0.1),
+        PageEvent("socket", 1, {"asked": URL, "url": URL, "binaryType": "arraybuffer"}, T0),
+        PageEvent("threw", 1, {"type": "string", "error": "TypeError: x is undefined"}, T0 + 1),
+    )
+    assert finding_line(s) == (
+        "SUBSCRIBED · handler threw (seen by the page probe) · rtproxy: handler-threw [rt t]"
+    )
+    f = tflow.twebsocketflow()
+    marks.show_findings(f, s)
+    assert f.comment == finding_line(s) and f.marked == marks.MARKER
+    assert marks.OURS.search(f.comment)  # rtproxy knows it as its own, to keep it up to date
+    assert "page probe" not in (finding_line(dropped_join()) or "")
 
 
 def test_rtproxys_own_commands_are_named_in_the_cause():

@@ -12,7 +12,7 @@ from typing import Any
 from . import frames
 from .diagnosis import ranked, top_finding
 from .events import HopKind
-from .rules import CLIENTS, Finding, Outcome, Severity
+from .rules import CLIENTS, FROM_PAGE, SEEN_BY_PAGE, Finding, Outcome, Severity
 from .session import Session
 
 
@@ -266,8 +266,9 @@ def claimed_outcome(f: Finding, session: Session) -> str:
 def finding_line(session: Session) -> str | None:
     """The top finding of a connection in one line (diagnosis.top_finding, which rt.channels names too), or
     None if it has no error or warning: the channel and the outcome its client reports, the cause (the code
-    in words, and rtproxy's own commands on the connection before it), the code, the connection's id.
-    mitmweb's flow comment (rtproxy_mitm/marks.py)."""
+    in words, rtproxy's own commands on the connection before it, and "(seen by the page probe)" for a
+    finding whose evidence is the page's), the code, the connection's id. mitmweb's flow comment
+    (rtproxy_mitm/marks.py)."""
     top = top_finding(session.findings)
     if top is None:
         return None
@@ -276,6 +277,8 @@ def finding_line(session: Session) -> str | None:
         h.detail.split(":", 1)[0] for h in session.hops if h.what == HopKind.COMMAND and h.time <= top.time
     )
     cause = top.code.replace("-", " ") + (f" after {', '.join(commands)}" if commands else "")
+    if top.code in FROM_PAGE:
+        cause += f" ({SEEN_BY_PAGE})"
     text = " · ".join(filter(None, [head, cause, f"{FINDING_TAG}{top.code} [rt {session.conn}]"]))
     line: str = session.redactor.output(" ".join(text.split()))
     return line

@@ -56,15 +56,18 @@ from .model import (
     rule,
     said_for,
 )
+from .page import FROM_PAGE, SEEN_BY_PAGE
 from .said import Rejection, classify_reason, named, rejection, said
 
 __all__ = [
     "CLIENTS",
     "FAILURES",
+    "FROM_PAGE",
     "ORDER",
     "RECONNECT_LOOP",
     "RULES",
     "RULES_BY_CODE",
+    "SEEN_BY_PAGE",
     "UNEXPLAINED",
     "Check",
     "Confidence",

@@ -4,12 +4,26 @@ delivered (session.pageview.PageView, fed by the probe's PageEvents)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 from ..session import Session
-from .model import Check, Ev, Evidence, Severity, rule
+from .model import Check, Confidence, Ev, Evidence, EvidenceFn, Severity, rule
+
+# The codes whose evidence is the page's (session.pageview.PageView), not the wire's: the flow's comment
+# (report.finding_line) and the content view say so. A rule registered with page_rule is in it.
+FROM_PAGE: set[str] = set()
+SEEN_BY_PAGE = "seen by the page probe"  # what they add to the finding's code where it is shown
 
 
-@rule(
+def page_rule(
+    code: str, severity: Severity, explains: str, fix: str, confidence: Confidence = Confidence.CERTAIN
+) -> Callable[[EvidenceFn], EvidenceFn]:
+    """`rule`, for a rule whose evidence comes from the page's probe: its code goes in FROM_PAGE."""
+    FROM_PAGE.add(code)
+    return rule(code, severity, explains, fix, confidence)
+
+
+@page_rule(
     "binary-delivered-as-blob",
     Severity.ERROR,
     "SUBSCRIBED, but binary broadcasts are silently lost (vsn 2.0.0)",
@@ -47,7 +61,7 @@ READY_STATES = {0: "CONNECTING", 1: "OPEN", 2: "CLOSING", 3: "CLOSED"}
 MAX_ERROR = 200  # characters of one error the probe reported, quoted in the evidence
 
 
-@rule(
+@page_rule(
     "send-on-closed-socket",
     Severity.WARNING,
     "SUBSCRIBED as far as the app knows, but what it sent after its socket closed is lost",
@@ -77,7 +91,7 @@ def _send_on_closed_socket(s: Session, c: Check) -> Evidence:
     yield Ev(None, said, began=page.first_send_closed_at)
 
 
-@rule(
+@page_rule(
     "handler-threw",
     Severity.ERROR,
     "SUBSCRIBED, but the frames the app's message handler threw on were never processed (a reply, a "
