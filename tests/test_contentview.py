@@ -11,7 +11,7 @@ from mitmproxy import contentviews, ctx, websocket
 from mitmproxy.test import taddons, tflow
 from rtproxy_core import frames
 from rtproxy_local.jwt import dev_anon_key
-from rtproxy_mitm import framenotes
+from rtproxy_mitm import framenotes, marks
 from rtproxy_mitm.contentview import (
     FULL_NAME,
     NAME,
@@ -378,6 +378,24 @@ async def test_what_rtproxy_did_is_said_above_the_frame(view):
         == "✚ INJECTED (a script's inject.websocket): the server never sent it"
     )
     assert compact(g, gone).splitlines()[0] == "✂ DROPPED (by a script, not rtproxy): the server never got it"
+
+
+async def test_the_full_form_names_findings_seen_by_the_page_probe(view):
+    """A finding whose evidence came from the page (marks.PAGE_FINDINGS) is said above each frame in the
+    full form, as seen by the page probe; the compact form stays one line per frame."""
+    f = rt_flow()
+    m = message(f, '[null,null,"realtime:r","broadcast",{}]', from_client=False)
+    f.metadata[marks.PAGE_FINDINGS] = [["handler-threw", "the app's message handler threw on 1 frame(s)"]]
+    full = contentviews.prettify_message(m, f, view_name=FULL_NAME).text.splitlines()
+    assert (
+        full[0] == "# handler-threw (seen by the page probe): the app's message handler threw on 1 frame(s)"
+    )
+    assert full[1].startswith("# 2.0.0 array, server → client"), full
+    assert compact(f, m).splitlines() == ["← broadcast realtime:r {}"]
+    g = rt_flow()
+    assert not contentviews.prettify_message(
+        message(g, m.content, from_client=False), g, view_name=FULL_NAME
+    ).text.startswith("# handler-threw")
 
 
 def test_names_fit_mitmwebs_content_route():

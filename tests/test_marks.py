@@ -60,6 +60,8 @@ def test_a_finding_from_the_page_says_so_in_the_cause():
     marks.show_findings(f, s)
     assert f.comment == finding_line(s) and f.marked == marks.MARKER
     assert marks.OURS.search(f.comment)  # rtproxy knows it as its own, to keep it up to date
+    [(code, evidence)] = f.metadata[marks.PAGE_FINDINGS]  # for the content view's full form
+    assert code == "handler-threw" and "TypeError: x is undefined" in evidence, evidence
     assert "page probe" not in (finding_line(dropped_join()) or "")
 
 

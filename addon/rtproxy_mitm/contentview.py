@@ -25,6 +25,11 @@ A frame rtproxy dropped, held back or sent itself says so above it, in both form
     ✂ DROPPED by rtproxy (fault drop-join): the server never got it
     ✚ INJECTED by rtproxy (rt.inject.server): the server never sent it
 
+The full form also names, above every frame, the connection's findings whose evidence came from the page
+(rt_page_probe; marks.PAGE_FINDINGS):
+
+    # handler-threw (seen by the page probe): the app's message handler threw on 2 frame(s) …
+
 Secrets in the payload (access_token, JWTs, sb_ keys) are redacted unless rt_show_secrets is set. A
 frame that is not a Realtime message is shown as an `error:` line and its raw content, never as a
 traceback. Decoding is rtproxy_core.frames; nothing here knows the wire format.
@@ -44,8 +49,9 @@ from mitmproxy.contentviews import Contentview, Metadata, SyntaxHighlight
 from rtproxy_core import frames, legs
 from rtproxy_core.hop import BLOB_TEXT
 from rtproxy_core.redact import Redactor
+from rtproxy_core.rules import SEEN_BY_PAGE
 
-from . import framenotes, internals
+from . import framenotes, internals, marks
 from .flowevents import is_realtime
 
 logger = logging.getLogger("rtproxy")
@@ -114,6 +120,14 @@ def labels(flow: object, msg: websocket.WebSocketMessage | None) -> list[str]:
     return lines
 
 
+def page_lines(flow: http.HTTPFlow) -> list[str]:
+    """The full form's lines for the connection's findings that came from the page (marks.PAGE_FINDINGS)."""
+    return [
+        f"# {code} ({SEEN_BY_PAGE}): {evidence}"
+        for code, evidence in flow.metadata.get(marks.PAGE_FINDINGS) or []
+    ]
+
+
 class RealtimeContentview(Contentview):
     """The compact form: one line per frame, under what rtproxy did to it."""
 
@@ -140,6 +154,8 @@ class RealtimeContentview(Contentview):
         lines = labels(metadata.flow, msg)
         if not self.compact:
             lines = [f"# {line}" for line in lines]
+        if not self.compact and isinstance(metadata.flow, http.HTTPFlow):
+            lines += page_lines(metadata.flow)
         leg = metadata.flow.metadata.get(legs.METADATA) if isinstance(metadata.flow, http.HTTPFlow) else None
         if isinstance(leg, dict):  # a leg of a hop rtproxy watches from both sides (rt_legs)
             at = msg.timestamp if msg is not None else None

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from mitmproxy import ctx, hooks, http
 from rtproxy_core.captures import RTPROXY_KEY
 from rtproxy_core.report import FINDING_TAG, finding_line
-from rtproxy_core.rules import Severity
+from rtproxy_core.rules import FROM_PAGE, Severity
 from rtproxy_core.session import Session
 
 from .flowevents import ORIGINAL_HEADERS, ORIGINAL_URL, UPSTREAM_URL, client_url, closed_event, is_realtime
@@ -34,22 +34,28 @@ MARKER = ":heavy_multiplication_x:"
 # A comment rtproxy wrote (when the flow's metadata does not say): this form, or the older "rtproxy: CODE …".
 OURS = re.compile(rf"(^{FINDING_TAG}|· {FINDING_TAG}[a-z0-9-]+( \[rt \w+\])?$)")
 MARKED, COMMENTED = "rtproxy.marked", "rtproxy.comment"  # flow.metadata: what rtproxy set on the flow
+# flow.metadata: the connection's findings whose evidence is the page's ([code, evidence], redacted), for the
+# content view (contentview.py)
+PAGE_FINDINGS = "rtproxy.page_findings"
 
 
 def show_findings(flow: http.HTTPFlow, session: Session) -> None:
     """Bring the flow's comment and marker up to date with the session's findings. rtproxy marks a flow
     once (a marker the user took off stays off) and keeps only its own comment up to date (one the user
     wrote or cleared stays as it is); what it wrote is in the flow's metadata, which flow files keep."""
-    comment = finding_line(session)
-    if comment is None:
-        return
     changed = False
+    page = [[f.code, f.evidence] for f in session.findings if f.code in FROM_PAGE]
+    if page and flow.metadata.get(PAGE_FINDINGS) != page:
+        flow.metadata[PAGE_FINDINGS], changed = page, True
+    comment = finding_line(session)
+    if comment is None and not changed:
+        return
     ours = flow.metadata.get(COMMENTED)
     if ours is not None:
         may_comment = flow.comment == ours
     else:
         may_comment = not flow.comment or bool(OURS.search(flow.comment))
-    if may_comment and flow.comment != comment:
+    if comment is not None and may_comment and flow.comment != comment:
         flow.comment, flow.metadata[COMMENTED], changed = comment, comment, True
     if (
         not flow.marked
