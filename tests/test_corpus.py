@@ -90,7 +90,7 @@ def test_every_new_case_kept_its_first_look():
 
 
 def test_the_docs_say_the_rates_the_corpus_gives():
-    """docs/reading-findings.md's two figures, from the cases: the first look (batch 1 on, before any rule changed for
+    """docs/reading-findings.md's two figures, and the README's, from the cases: the first look (batch 1 on, before any rule changed for
     them) and today (every case, those still `open` missing)."""
     from conftest import ROOT
 
@@ -100,3 +100,8 @@ def test_the_docs_say_the_rates_the_corpus_gives():
     readme = " ".join((ROOT / "docs" / "reading-findings.md").read_text().split())
     assert f"**First look: {first} of {len(new)}**" in readme
     assert f"**Today: {today} of {len(CASES)}** on all cases" in readme
+    top = " ".join((ROOT / "README.md").read_text().split())
+    assert (
+        f"cause in **{today} of {len(CASES)}** today" in top
+        and f"before it was added: **{first} of {len(new)}**" in top
+    )
