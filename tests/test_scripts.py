@@ -28,6 +28,21 @@ async def run_script(*args: str, env: dict | None = None) -> tuple[int, str, str
     return proc.returncode, out.decode(), err.decode()
 
 
+def line_reader(proc: asyncio.subprocess.Process, lines: list[str]):
+    """`await until(text)`: read proc's output into `lines` up to the first line containing text."""
+
+    async def until(pattern: str) -> str:
+        assert proc.stdout is not None
+        while True:
+            raw = await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)
+            assert raw, "run.sh exited:\n" + "".join(lines)
+            lines.append(raw.decode())
+            if pattern in lines[-1]:
+                return lines[-1]
+
+    return until
+
+
 async def test_run_sh_works_with_no_configuration(tmp_path):
     """scripts/run.sh: embedded local server, reverse mode, prints how to connect; rtclient subscribes."""
     env = dict(os.environ, RT_PORT="0", HOME=str(tmp_path))  # HOME: mitmproxy's CA goes to a temp confdir
@@ -40,16 +55,8 @@ async def test_run_sh_works_with_no_configuration(tmp_path):
         stderr=asyncio.subprocess.STDOUT,
     )
     lines: list[str] = []
+    until = line_reader(proc, lines)
     try:
-
-        async def until(pattern: str) -> str:
-            while True:
-                raw = await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)
-                assert raw, "run.sh exited:\n" + "".join(lines)
-                lines.append(raw.decode())
-                if pattern in lines[-1]:
-                    return lines[-1]
-
         assert "embedded local Realtime server at http://127.0.0.1:" in await until("embedded local Realtime")
         line = await until("Realtime clients connect to")
         origin = line.split("connect to ")[1].split()[0]
@@ -83,17 +90,8 @@ async def test_the_readmes_first_session_makes_a_channel_fail_and_names_why(tmp_
         "bash", str(ROOT / "scripts" / "run.sh"), "--set", "rt_fault=drop-join",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
-    assert proc.stdout is not None
     lines: list[str] = []
-
-    async def until(pattern: str) -> str:
-        while True:
-            raw = await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)
-            assert raw, "run.sh exited:\n" + "".join(lines)
-            lines.append(raw.decode())
-            if pattern in lines[-1]:
-                return lines[-1]
-
+    until = line_reader(proc, lines)
     try:
         origin = (await until("Realtime clients connect to")).split("connect to ")[1].split()[0]
         code, out, _ = await run_script(

@@ -285,15 +285,20 @@ class Sanitize:
         metadata(flow, places)
         return places
 
-    def response(self, flow: http.HTTPFlow) -> None:
-        self.unanswered.pop(flow.id, None)
-        if self.show:
-            return
+    def _store_request(self, flow: http.HTTPFlow) -> bool:
+        """The request of a Realtime flow or a project call stored sanitized (a project call's body too);
+        False for any other flow, which is left as it is."""
         if is_realtime(flow):
             self._stored(flow)
         elif self.project(flow):
             self._stored(flow, body=True)
         else:
+            return False
+        return True
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self.unanswered.pop(flow.id, None)
+        if self.show or not self._store_request(flow):
             return
         if self.installed:
             self.marked.add(flow.id)  # _Before stores the copy
@@ -302,13 +307,7 @@ class Sanitize:
 
     def error(self, flow: http.HTTPFlow) -> None:
         self.unanswered.pop(flow.id, None)
-        if self.show:
-            return
-        if is_realtime(flow):
-            self._stored(flow)
-        elif self.project(flow):
-            self._stored(flow, body=True)
-        else:
+        if self.show or not self._store_request(flow):
             return
         self._end(flow)
 
