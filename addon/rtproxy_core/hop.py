@@ -54,6 +54,11 @@ class ProjectUrl:
         return f"{self.scheme}://{host}" + ("" if self.port == default else f":{self.port}")
 
 
+def parse_worker_hosts(value: str) -> list[str]:
+    """rt_worker_host's host names: comma-separated, stripped, lower-cased, empty entries dropped."""
+    return [h.strip().lower() for h in value.split(",") if h.strip()]
+
+
 def parse_supabase_url(value: str) -> ProjectUrl:
     """Parse `https://<ref>.supabase.co` or `http://127.0.0.1:PORT`. ws/wss are accepted and mapped to
     http/https (mitmproxy routes by http/https). Raises ValueError with a one-line reason."""

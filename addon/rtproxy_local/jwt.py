@@ -61,9 +61,10 @@ def mint(claims: dict[str, Any], secret: str = DEV_JWT_SECRET) -> str:
     return f"{header}.{body}.{_b64e(sig)}"
 
 
-def dev_anon_key(exp_in_s: int = 10 * 365 * 86400) -> str:
-    """An anon key shaped like the Supabase CLI's (iss supabase-demo, role anon), valid for `exp_in_s`."""
-    return mint({"iss": "supabase-demo", "role": "anon", "exp": int(time.time()) + exp_in_s})
+def dev_anon_key(exp_in_s: int = 10 * 365 * 86400, role: str = "anon") -> str:
+    """An anon key shaped like the Supabase CLI's (iss supabase-demo, role anon), valid for `exp_in_s`;
+    `role="service_role"` gives the CLI's other key."""
+    return mint({"iss": "supabase-demo", "role": role, "exp": int(time.time()) + exp_in_s})
 
 
 def peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:

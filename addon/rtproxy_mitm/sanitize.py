@@ -23,7 +23,7 @@ from mitmproxy.hooks import UpdateHook
 from mitmproxy.proxy import mode_specs
 from mitmproxy.version import VERSION
 from rtproxy_core import sanitize
-from rtproxy_core.hop import parse_supabase_url
+from rtproxy_core.hop import parse_supabase_url, parse_worker_hosts
 from rtproxy_core.sanitize import Places, Replaced
 
 from . import internals
@@ -251,7 +251,7 @@ class Sanitize:
             except ValueError:  # unset, or refused (the Worker says why)
                 self.project_hosts = set()
         if "rt_worker_host" in updated:
-            self.worker_hosts = frozenset(h.strip().lower() for h in ctx.options.rt_worker_host.split(","))
+            self.worker_hosts = frozenset(parse_worker_hosts(ctx.options.rt_worker_host))
 
     def running(self) -> None:
         self.installed = install_stored_responses(self)

@@ -21,7 +21,14 @@ from urllib.parse import urlsplit
 from mitmproxy import ctx, http
 from mitmproxy.proxy import mode_specs
 from rtproxy_core.events import Event
-from rtproxy_core.hop import DEFAULT_COMPAT_DATE, MODES, ProjectUrl, parse_compat_date, parse_supabase_url
+from rtproxy_core.hop import (
+    DEFAULT_COMPAT_DATE,
+    MODES,
+    ProjectUrl,
+    parse_compat_date,
+    parse_supabase_url,
+    parse_worker_hosts,
+)
 
 from . import websockets_missing
 from .embedded import EmbeddedUpstream
@@ -108,7 +115,7 @@ class Worker:
             except ValueError as e:
                 reject("rt_supabase_url", f"{e}; expected https://<ref>.supabase.co or http://127.0.0.1:PORT")
         if "rt_worker_host" in updated:
-            hosts = [h.strip().lower() for h in ctx.options.rt_worker_host.split(",") if h.strip()]
+            hosts = parse_worker_hosts(ctx.options.rt_worker_host)
             bad = [h for h in hosts if "/" in h or ":" in h.strip("[]") and not h.startswith("[")]
             if bad:
                 reject("rt_worker_host", f"expected host names without scheme, port or path, got {bad[0]!r}")

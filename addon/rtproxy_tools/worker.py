@@ -37,7 +37,6 @@ import errno
 import ipaddress
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -57,8 +56,9 @@ from rtproxy_tools.workerbase import (
     RUNTIME_DIR,
     WORKER_DIR,
     WorkerError,
+    find_npm_binary,
     install_npm_packages,
-    not_installed,
+    npm_platform,
     npm_worker_dir,
 )
 from rtproxy_tools.workerconfig import Config, config_text
@@ -85,23 +85,18 @@ def _platform_package() -> str:
     """The name of workerd's platform package for this machine: npm's `workerd` package.json lists them
     as optionalDependencies, @cloudflare/workerd-<os>-<arch>, and its install script copies the binary of
     the one that matches into workerd/bin."""
-    machine = platform.machine().lower()
-    arch = {"x86_64": "64", "amd64": "64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
-    system = {"linux": "linux", "darwin": "darwin", "win32": "windows"}.get(sys.platform, sys.platform)
-    return f"@cloudflare/workerd-{system}-{arch}"
+    system, arch = npm_platform()  # workerd's packages say "windows" and "64" where npm says win32 and x64
+    return (
+        f"@cloudflare/workerd-{'windows' if system == 'win32' else system}-{'64' if arch == 'x64' else arch}"
+    )
 
 
 def find_workerd(worker_dir: Path | None = None) -> Path:
     """workerd's binary from npm_worker_dir()'s node_modules (workerbase.py says where that is): the
     platform package's own (the real executable), else the `workerd` package's bin (its install script
     puts the same binary there). Raises WorkerError."""
-    worker_dir = worker_dir or npm_worker_dir()
-    exe = "workerd.exe" if sys.platform == "win32" else "workerd"
-    modules = worker_dir / "node_modules"
-    for candidate in (modules / _platform_package() / "bin" / exe, modules / "workerd" / "bin" / exe):
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    raise WorkerError(not_installed("workerd"))
+    modules = (worker_dir or npm_worker_dir()) / "node_modules"
+    return find_npm_binary("workerd", modules / _platform_package() / "bin", modules / "workerd" / "bin")
 
 
 def default_compat_date(worker_dir: Path | None = None) -> str:

@@ -113,12 +113,15 @@ def find_esbuild(worker_dir: Path | None = None) -> Path:
     `esbuild` package lists them as optionalDependencies), else esbuild/bin/esbuild. Raises WorkerError."""
     modules = (worker_dir or npm_worker_dir()) / "node_modules"
     system, arch = npm_platform()
-    exe = "esbuild.exe" if sys.platform == "win32" else "esbuild"
-    for candidate in (
-        modules / "@esbuild" / f"{system}-{arch}" / "bin" / exe,
-        modules / "@esbuild" / f"{system}-{arch}" / exe,
-        modules / "esbuild" / "bin" / exe,
-    ):
+    platform_dir = modules / "@esbuild" / f"{system}-{arch}"
+    return find_npm_binary("esbuild", platform_dir / "bin", platform_dir, modules / "esbuild" / "bin")
+
+
+def find_npm_binary(name: str, *folders: Path) -> Path:
+    """The first executable `name` (name.exe on Windows) in `folders`, in order; WorkerError saying how to
+    install it (not_installed) when none has it."""
+    exe = f"{name}.exe" if sys.platform == "win32" else name
+    for candidate in (folder / exe for folder in folders):
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
-    raise WorkerError(not_installed("esbuild"))
+    raise WorkerError(not_installed(name))

@@ -36,7 +36,7 @@ from urllib.parse import quote
 from rtproxy_core import rules, urls
 from rtproxy_core.redact import REDACTED, Redactor
 from rtproxy_local.config import ServerConfig
-from rtproxy_local.jwt import dev_anon_key, mint
+from rtproxy_local.jwt import dev_anon_key
 from rtproxy_local.server import LocalRealtime
 from rtproxy_local.state import key_digest
 from websockets.asyncio.client import connect
@@ -151,7 +151,7 @@ def point_at(project: WorkerProject, url: str, anon: str) -> tuple[dict[str, str
         if _URL_VAR.search(name) or re.match(r"https://[a-z0-9]+\.supabase\.co/?$", text):
             out[name] = url
         elif _SERVICE_VAR.search(name):
-            out[name] = mint({"role": "service_role", "iss": "supabase-demo", "exp": 2**31 - 1})
+            out[name] = dev_anon_key(role="service_role")
         elif _KEY_VAR.search(name):
             out[name] = anon
     if not any(out.get(n) == url for n in out):

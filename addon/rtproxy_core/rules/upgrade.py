@@ -66,7 +66,7 @@ def _path_wrong(s: Session, c: Check) -> Evidence:
 def _worker_exception(s: Session, c: Check) -> Evidence:
     rej = rejection(s)
     if rej and rej.status == 500 and worker_threw(rej.text):
-        yield None, f"{rej.request} was answered 500 ({_threw_text(rej.text)}) instead of 101"
+        yield None, f"{rej.request} was answered 500 ({threw_text(rej.text)}) instead of 101"
 
 
 # What a client is answered when a Worker's fetch handler throws (an uncaught exception or a rejected
@@ -92,10 +92,12 @@ def worker_threw(text: str) -> bool:
     return text.strip() == WORKERD_THREW or any(k in low for k in _THREW_MARKS)
 
 
-def _threw_text(text: str) -> str:
-    """A 500 body as evidence: the 1101 page is HTML, quoted by what it says."""
+def threw_text(text: str) -> str:
+    """A 500 body as evidence (rules and rtprobe): the 1101 page is HTML, quoted by what it says."""
     if "worker threw exception" in text.lower() and "<" in text:
         return 'Cloudflare\'s error 1101 page, "Worker threw exception"'
+    if text.strip() == WORKERD_THREW:
+        return f"{WORKERD_THREW} (workerd's answer when the Worker throws)"
     return text.strip()[:120] or "an empty body"
 
 

@@ -98,11 +98,7 @@ def worker_threw(r: Response) -> str | None:
     text = (r.body or b"").decode("utf-8", "replace")
     if r.status_code != 500 or not upgrade.worker_threw(text):
         return None
-    if text.strip() == upgrade.WORKERD_THREW:
-        return "500 Internal Server Error (workerd's answer when the Worker throws)"
-    if "worker threw exception" in text.lower():
-        return '500 with Cloudflare\'s error 1101 page ("Worker threw exception")'
-    return f"500 {body_text(r.body)}"
+    return f"500 {upgrade.threw_text(text)}"
 
 
 THREW = (
