@@ -33,6 +33,8 @@ from enum import StrEnum
 
 from rtproxy_core.redact import Redactor
 
+from rtproxy_tools.workerproject import strip_jsonc
+
 
 class Pattern(StrEnum):
     FETCH_WS_URL = "fetch-ws-url"
@@ -535,8 +537,8 @@ def declared_vars(files: dict[str, str]) -> set[str] | None:
         try:
             if base == "wrangler.toml":
                 conf = tomllib.loads(text)
-            else:  # JSONC: comments blanked, trailing commas dropped
-                conf = json.loads(re.sub(r",(\s*[}\]])", r"\1", blank_comments(text)))
+            else:  # JSONC: comments blanked, trailing commas dropped (outside strings), as rtworker reads it
+                conf = json.loads(strip_jsonc(text))
         except (tomllib.TOMLDecodeError, json.JSONDecodeError):
             continue
         names = set() if names is None else names
