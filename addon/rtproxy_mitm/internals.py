@@ -21,6 +21,9 @@ and the tests that notice. Checked against mitmproxy 12.3.1.
 - `wrap_har_entries`: adding fields to the entries `savehar` writes (`SaveHar.flow_entry`, which leaves
   a flow's comment and marker out). tests/test_commands.py (`save.har`), tests/test_rtdiagnose.py
   (test_a_relay_mode_har_names_the_clients_url_its_close_and_its_comment: `hardump`).
+- `close_client`: closing a client connection that has sent no request yet (rt_header_timeout; no flow
+  to kill): the proxyserver addon's `connections` and the handler's `close_connection`.
+  tests/test_header_timeout.py.
 - `pass_lost_connections`: a WebSocket whose TCP connection is lost on one side loses it on the other
   too, as a Worker or nginx passes it on (mitmproxy closes the other side with a close frame 1000:
   `WebsocketLayer.relay_messages` turns `events.ConnectionClosed` into wsproto's CloseConnection(1006)
@@ -96,6 +99,26 @@ def drop_without_close(flow: http.HTTPFlow) -> bool:
         return False
     flow.metadata["rtproxy.dropped_by_hop"] = True  # flowevents.DROPPED_BY_HOP: not the client leaving
     handler.close_connection(flow.client_conn)
+    return True
+
+
+def close_client(client: connection.Client) -> bool:
+    """Close a client connection as mitmproxy closes one itself, before it sent any request (no flow to
+    kill yet). False when the proxy no longer holds it (it is ending already). mitmproxy then runs its usual
+    end: the client sees its TCP connection closed (FIN), `client_disconnected` follows.
+
+    Relies on mitmproxy 12.3.1 addons/proxyserver.py (`Proxyserver.connections`, the live
+    `ConnectionHandler`s by `client.id`, filled by proxy/mode_servers.py `ServerInstance.handle_stream`'s
+    `register_connection`) and proxy/server.py (`ConnectionHandler.transports[client].handler`, the task
+    reading the client, and `ConnectionHandler.close_connection`, which cancels it as `on_timeout` does for
+    tcp_timeout; `handle_connection` then closes the writer). tests/test_header_timeout.py (every test
+    awaits the closed sockets; test_close_client_relies_on checks the names)."""
+    server = ctx.master.addons.get("proxyserver")
+    handler = server.connections.get(client.id) if server else None
+    io = handler.transports.get(client) if handler is not None else None
+    if handler is None or io is None or io.handler is None or io.handler.done():
+        return False
+    handler.close_connection(client)
     return True
 
 
