@@ -116,6 +116,9 @@ async def test_stalled_requests_are_closed_and_counted_healthy_ones_keep_working
     socks += [await stalled(proxy.port) for _ in range(19)]
     await slow.send_raw(upgrade[len(upgrade) // 2 :])
     await slow.accepted()
+    # One trickles on: activity that re-arms tcp_timeout's watchdog does not extend this bound.
+    socks[1][1].write(b"X-Trickle: 1\r\n")
+    await socks[1][1].drain()
 
     for reader, _ in socks:
         await closed_by_proxy(reader)
