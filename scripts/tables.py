@@ -47,7 +47,7 @@ def options_table() -> str:
         faults.Faults,
         trim.Trim,
         legs.Legs,
-        stalled.HeaderTimeout,
+        stalled.HeaderLimits,
     )
     with mock.patch.dict(os.environ, clear=False) as env:
         env.pop("SUPABASE_URL", None)  # the default it would read: the site documents the variable instead

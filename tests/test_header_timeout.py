@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import re
 
 import pytest
 from conftest import MITMDUMP, RTPROXY, TIMEOUT
@@ -19,7 +20,7 @@ from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.proxy import mode_servers, server
 from mitmproxy.test import taddons, tflow
 from rtproxy_mitm import internals
-from rtproxy_mitm.stalled import HeaderTimeout
+from rtproxy_mitm.stalled import HeaderLimits
 from websockets.asyncio.client import connect
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request, TextMessage
@@ -135,8 +136,39 @@ async def test_stalled_requests_are_closed_and_counted_healthy_ones_keep_working
     slow.close()
     for _, writer in socks:
         writer.close()
-    assert not [line for line in proxy.lines if "in all)" in line and "20 in all" not in line], proxy.output
+    # Each closed once, the slow and the healthy one never: the lines' counts add up to 20, the last total.
+    counts = [re.search(r"closed (\d+) .*; (\d+) in all", line) for line in proxy.lines]
+    counts = [(int(m[1]), int(m[2])) for m in counts if m]
+    assert sum(n for n, _ in counts) == 20 and counts[-1][1] == 20, counts
     assert anon_key not in proxy.output
+
+
+@pytest.mark.parametrize("program", [RTPROXY, MITMDUMP], ids=["rtproxy", "mitmdump"])
+async def test_an_endless_request_head_is_refused_at_the_cap(mitmdump, local_server, anon_key, program):
+    """rt_header_bytes (internals.cap_request_heads): a head past the cap that has not ended gets 431 and is
+    closed; an upgrade whose head is just under it goes through and works."""
+    cap = 4096
+    proxy = await mitmdump(
+        f"rt_supabase_url={local_server.url}",
+        f"rt_header_bytes={cap}",
+        "connection_strategy=lazy",
+        program=program,
+    )
+    ok = await RawWs.open(proxy.port)
+    head = ok.upgrade(f"/realtime/v1/websocket?apikey={anon_key}&vsn=2.0.0")
+    pad = b"X-Pad: " + b"a" * (cap - len(head) - 9) + b"\r\n"  # the head, padded to the cap exactly
+    await ok.send_raw(head[:-2] + pad + b"\r\n")
+    await ok.accepted()
+
+    reader, writer = await stalled(proxy.port, STALLED + b"X-Pad: " + b"a" * cap)  # past it, no end
+    answer = await asyncio.wait_for(reader.read(), TIMEOUT)  # to EOF: nothing more was sent, no reset
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), answer[:100]
+    await proxy.wait_for(rf"rtproxy: refused 1 request\(s\) whose headers passed {cap} bytes")
+    await proxy.wait_for(r"\(rt_header_bytes; 1 in all\)")
+    assert answered(await ok.heartbeat())
+    ok.close()
+    writer.close()
+    assert "before completing request headers" not in proxy.output  # no copy of the refused head
 
 
 async def test_zero_leaves_a_stalled_request_open(mitmdump, local_server, anon_key):
@@ -162,7 +194,7 @@ async def test_zero_leaves_a_stalled_request_open(mitmdump, local_server, anon_k
 async def test_the_bound_ends_with_the_first_request_and_skips_what_is_no_http():
     """Which hooks end the header phase: requestheaders, http_connect (the CONNECT is the first request),
     tcp_start (no HTTP at all), client_disconnected; a UDP client is never timed; 0 times nothing."""
-    addon = HeaderTimeout()
+    addon = HeaderLimits()
     with taddons.context(addon) as tctx:
         tctx.configure(addon, rt_header_timeout=5)
         for end in ("requestheaders", "http_connect", "tcp_start", "client_disconnected"):

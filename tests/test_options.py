@@ -37,7 +37,7 @@ from mitmproxy.test import taddons
 from rtproxy_mitm import internals, optionerror
 from rtproxy_mitm.addons import Rtproxy, Running
 from rtproxy_mitm.faults import Faults
-from rtproxy_mitm.stalled import HeaderTimeout
+from rtproxy_mitm.stalled import HeaderLimits
 from rtproxy_mitm.tracker import Tracker
 from rtproxy_mitm.trim import Trim
 from rtproxy_mitm.worker import Worker
@@ -62,6 +62,7 @@ CASES: list[tuple[str, str]] = [
     ("rt_fault=nope", r"^rt_fault: unknown fault 'nope'; known: swallow-heartbeats, .*strip-query$"),
     ("rt_keep_messages=-5", r"0 \(keep all\) or a positive count"),
     ("rt_header_timeout=-1", r"0 \(off\) or a whole number of seconds, got -1"),
+    ("rt_header_bytes=-1", r"0 \(off\) or a number of bytes, got -1"),
     ("rt_timers=join=0", r"must be positive"),
     ("rt_timers=join=-3", r"must be positive"),
     ("rt_timers=join=abc", r"number of seconds"),
@@ -83,7 +84,7 @@ def option_parts() -> Rtproxy:
     tracker = Tracker()
     return Rtproxy(
         [
-            HeaderTimeout(),
+            HeaderLimits(),
             Worker(tracker.report_event),
             Faults(tracker.report_event),
             tracker,
@@ -210,6 +211,8 @@ async def test_good_values_start_and_stop_cleanly(tmp_path):
         "rt_keep_messages=5",
         "--set",
         "rt_header_timeout=30",
+        "--set",
+        "rt_header_bytes=16384",
         "--set",
         "rt_show_secrets=false",
         "--set",

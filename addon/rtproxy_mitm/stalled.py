@@ -1,10 +1,11 @@
-"""Stalled requests are closed (rt_header_timeout): a client connection that has not delivered its first
-request's headers within the bound after it connected.
+"""Stalled and endless request heads are closed: a client connection that has not delivered its first
+request's headers within `rt_header_timeout` seconds after it connected, and an HTTP/1 request head that
+grows past `rt_header_bytes` without ending.
 
 mitmproxy's own bound is `tcp_timeout` (600 s), and it is an *inactivity* timeout (proxy/server.py
 `TimeoutWatchdog`: every read re-arms it): a client that sends half a request line and waits, or trickles a
 byte every few seconds, holds its connection and a file descriptor ~10 minutes or forever; lowering
-tcp_timeout would also close idle but healthy WebSockets. This bound runs once per connection, from
+tcp_timeout would also close idle but healthy WebSockets. rt_header_timeout runs once per connection, from
 `client_connected` to the first request's headers, and is then gone:
 
 - the first request's headers: `requestheaders` (for HTTPS after the TLS handshake; HTTP/2's first
@@ -14,16 +15,23 @@ tcp_timeout would also close idle but healthy WebSockets. This bound runs once p
   `dns_request`) is not held to it; UDP clients (QUIC, DNS) are not timed at all;
 - only the first request: keep-alive idle between requests is tcp_timeout's, as is a WebSocket.
 
-A connection past the bound is closed as mitmproxy closes one itself (`internals.close_client`), counted,
-and reported in one line per interval (not one per connection: a flood of them is one line).
+Within that time a client can still send megabytes a second of a head that never ends, and mitmproxy keeps
+them all (`internals.cap_request_heads`): rt_header_bytes caps every HTTP/1 request head of a connection
+(431, then closed), the first and any later one.
+
+A connection past the timeout is closed as mitmproxy closes one itself (`internals.close_client`). Both
+are counted and logged, at most one line per interval each (not one per connection: a flood is one line).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from mitmproxy import connection, ctx, dns, http, tcp, udp
+from mitmproxy.version import VERSION
 
 from . import internals
 from .optionerror import reject
@@ -34,21 +42,68 @@ logger = logging.getLogger("rtproxy")
 # net/socket/client_socket_pool.cc `g_unused_idle_socket_timeout_s`), so one it sends on at its last moment
 # is never cut under it; far shorter than tcp_timeout's 600 s.
 DEFAULT_TIMEOUT_S = 15
-MAX_LOG_EVERY_S = 10  # at most one summary line per min(bound, this) seconds (and at least 1 s apart)
+# 64 KiB: four times what Node's http server takes (maxHeaderSize, 16 KiB) and twice nginx's whole-head
+# default (large_client_header_buffers 4 8k); a head past it would be refused upstream anyway.
+DEFAULT_HEADER_BYTES = 65536
+MAX_LOG_EVERY_S = 10  # at most one line per min(rt_header_timeout, this) seconds, and at least 1 s apart
 
 
-def _seconds(value: int) -> str:
-    return f"{value} s"
+class Summary:
+    """Events counted and logged, at most one line per interval: the first at once (with the others of the
+    same loop iteration), the ones after it joined in one line at the end of the interval, and so on while
+    they go on. `line(n, total)` writes a line."""
+
+    def __init__(self, line: Callable[[int, int], str]) -> None:
+        self.line = line
+        self.total = 0  # whole run
+        self.unlogged = 0  # since the last line
+        self._next: asyncio.Handle | None = None  # the next line, or the end of the current interval
+
+    def add(self, every: float) -> None:
+        self.total += 1
+        self.unlogged += 1
+        if self._next is None:
+            self._next = asyncio.get_running_loop().call_soon(self._tick, every)
+
+    def _tick(self, every: float) -> None:
+        if self.unlogged:
+            self.log()
+            self._next = asyncio.get_running_loop().call_later(every, self._tick, every)
+        else:
+            self._next = None  # quiet for an interval: the next one is logged at once
+
+    def log(self) -> None:
+        if self.unlogged:
+            n, self.unlogged = self.unlogged, 0
+            logger.info(self.line(n, self.total))
+
+    def close(self) -> None:
+        """The run ends: what is not logged yet is, now."""
+        if self._next is not None:
+            self._next.cancel()
+            self._next = None
+        self.log()
 
 
-class HeaderTimeout:
+class HeaderLimits:
     def __init__(self) -> None:
         self.timeout = DEFAULT_TIMEOUT_S
+        self.header_bytes = DEFAULT_HEADER_BYTES
         self.timers: dict[str, asyncio.TimerHandle] = {}  # client id -> its timer, while it is timed
-        self.total = 0  # connections closed for it, whole run
-        self._unlogged = 0  # closed since the last summary line
-        self._flush: asyncio.TimerHandle | None = None
         self._bound = DEFAULT_TIMEOUT_S  # the bound the connections in the next line were held to
+        self.closed = Summary(
+            lambda n, total: (
+                f"rtproxy: closed {n} connection(s) that sent no complete request within "
+                f"{self._bound} s (rt_header_timeout; {total} in all)"
+            )
+        )
+        self.refused = Summary(
+            lambda n, total: (
+                f"rtproxy: refused {n} request(s) whose headers passed {self.header_bytes} "
+                f"bytes: 431, closed (rt_header_bytes; {total} in all)"
+            )
+        )
+        self._undo: Callable[[], None] | None = None
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -61,14 +116,34 @@ class HeaderTimeout:
             "(and so on a WebSocket) the bound is gone. Closed connections are counted in one log line per "
             "interval.",
         )
+        loader.add_option(
+            name="rt_header_bytes",
+            typespec=int,
+            default=DEFAULT_HEADER_BYTES,
+            help="Answer 431 and close an HTTP/1 client whose request line and headers pass this many bytes "
+            "without ending (mitmproxy keeps an unfinished request head whole, without bound); 0 never does. "
+            "Refused requests are counted in one log line per interval.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "rt_header_timeout" in updated:
             value = ctx.options.rt_header_timeout
             if value < 0:
                 reject("rt_header_timeout", f"must be 0 (off) or a whole number of seconds, got {value}")
-                return
-            self.timeout = value  # for connections from now on; timed ones keep theirs
+            else:
+                self.timeout = value  # for connections from now on; timed ones keep theirs
+        if "rt_header_bytes" in updated:
+            value = ctx.options.rt_header_bytes
+            if value < 0:
+                reject("rt_header_bytes", f"must be 0 (off) or a number of bytes, got {value}")
+            else:
+                self.header_bytes = value
+
+    def running(self) -> None:
+        # Only where Http1Server.read_headers was read; elsewhere mitmproxy's own behaviour stays. Here, not
+        # in load: scripts/tables.py calls load on a bare part to read its options.
+        if self._undo is None and internals.read_headers_checked(VERSION):
+            self._undo = internals.cap_request_heads(lambda: self.header_bytes, self._refused)
 
     # ------------------------------------------------------------------------------------------ hooks
 
@@ -107,29 +182,20 @@ class HeaderTimeout:
             return
         if not internals.close_client(client):
             return  # gone already: its client_disconnected is on its way
-        self.total += 1
-        self._unlogged += 1
+        logger.debug(f"rt_header_timeout: closed {client.peername}: no complete request within {bound} s")
         self._bound = bound
-        logger.debug(
-            f"rt_header_timeout: closed {client.peername}: no complete request within {_seconds(bound)}"
-        )
-        if self._flush is None:
-            every = min(max(bound, 1), MAX_LOG_EVERY_S)
-            self._flush = asyncio.get_running_loop().call_later(every, self._log)
+        self.closed.add(min(max(bound, 1), MAX_LOG_EVERY_S))
 
-    def _log(self) -> None:
-        self._flush = None
-        if self._unlogged:
-            n, self._unlogged = self._unlogged, 0
-            logger.info(
-                f"rtproxy: closed {n} connection(s) that sent no complete request within "
-                f"{_seconds(self._bound)} (rt_header_timeout; {self.total} in all)"
-            )
+    def _refused(self, client: Any, size: int) -> None:
+        logger.debug(f"rt_header_bytes: refused {client.peername}: {size} bytes of request head")
+        self.refused.add(min(max(self.timeout, 1), MAX_LOG_EVERY_S))
 
     def done(self) -> None:
         for timer in self.timers.values():
             timer.cancel()
         self.timers.clear()
-        if self._flush is not None:
-            self._flush.cancel()
-            self._log()
+        self.closed.close()
+        self.refused.close()
+        if self._undo is not None:
+            self._undo()
+            self._undo = None
