@@ -299,11 +299,15 @@ def read_headers_checked(version: str) -> bool:
 
 
 def cap_request_heads(
-    limit: Callable[[], int], refused: Callable[[connection.Connection, int], None]
+    limit: Callable[[], int],
+    refused: Callable[[connection.Connection, int], None],
+    closed_by_us: Callable[[connection.Connection], bool],
 ) -> Callable[[], None]:
     """From now on, an HTTP/1 client whose request head (request line and headers, no blank line yet) holds
     more than `limit()` bytes (0: no cap) is answered 431 and closed, and `refused(client, size)` is
-    called. Returns the undo.
+    called; and a client that `closed_by_us` (close_client) ends without mitmproxy's line "Client closed
+    connection before completing request headers: <all it sent>" (it did not close it, and the head can
+    be as long as the cap). Returns the undo.
 
     mitmproxy 12.3.1 buffers a request head without bound: proxy/layers/http/_http1.py
     `Http1Connection._handle_event` appends every DataReceived to `self.buf`, and `Http1Server.read_headers`
@@ -317,6 +321,11 @@ def cap_request_heads(
     original = _http1.Http1Server.read_headers
 
     def read_headers(self, event: events.ConnectionEvent) -> Iterator[commands.Command]:
+        if isinstance(event, events.ConnectionClosed) and closed_by_us(self.conn):
+            yield commands.CloseConnection(
+                self.conn
+            )  # read_headers' ConnectionClosed branch, without its Log
+            return
         yield from original(self, event)
         cap = limit()
         if not (cap and isinstance(event, events.DataReceived) and self.state == self.read_headers):

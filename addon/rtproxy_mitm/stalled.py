@@ -90,6 +90,7 @@ class HeaderLimits:
         self.timeout = DEFAULT_TIMEOUT_S
         self.header_bytes = DEFAULT_HEADER_BYTES
         self.timers: dict[str, asyncio.TimerHandle] = {}  # client id -> its timer, while it is timed
+        self.closing: set[str] = set()  # client ids closed for rt_header_timeout, until they are gone
         self._bound = DEFAULT_TIMEOUT_S  # the bound the connections in the next line were held to
         self.closed = Summary(
             lambda n, total: (
@@ -143,7 +144,9 @@ class HeaderLimits:
         # Only where Http1Server.read_headers was read; elsewhere mitmproxy's own behaviour stays. Here, not
         # in load: scripts/tables.py calls load on a bare part to read its options.
         if self._undo is None and internals.read_headers_checked(VERSION):
-            self._undo = internals.cap_request_heads(lambda: self.header_bytes, self._refused)
+            self._undo = internals.cap_request_heads(
+                lambda: self.header_bytes, self._refused, lambda conn: conn.id in self.closing
+            )
 
     # ------------------------------------------------------------------------------------------ hooks
 
@@ -159,6 +162,7 @@ class HeaderLimits:
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._done(client)
+        self.closing.discard(client.id)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         self._done(flow.client_conn)
@@ -180,7 +184,9 @@ class HeaderLimits:
     def _expire(self, client: connection.Client, bound: int) -> None:
         if self.timers.pop(client.id, None) is None:
             return
+        self.closing.add(client.id)
         if not internals.close_client(client):
+            self.closing.discard(client.id)
             return  # gone already: its client_disconnected is on its way
         logger.debug(f"rt_header_timeout: closed {client.peername}: no complete request within {bound} s")
         self._bound = bound
