@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mitmproxy import connection, ctx, dns, http, tcp, udp
+from mitmproxy.utils.human import format_address
 from mitmproxy.version import VERSION
 
 from . import internals
@@ -188,12 +189,16 @@ class HeaderLimits:
         if not internals.close_client(client):
             self.closing.discard(client.id)
             return  # gone already: its client_disconnected is on its way
-        logger.debug(f"rt_header_timeout: closed {client.peername}: no complete request within {bound} s")
+        logger.debug(
+            f"rt_header_timeout: closed {format_address(client.peername)}: no request within {bound} s"
+        )
         self._bound = bound
         self.closed.add(min(max(bound, 1), MAX_LOG_EVERY_S))
 
     def _refused(self, client: Any, size: int) -> None:
-        logger.debug(f"rt_header_bytes: refused {client.peername}: {size} bytes of request head")
+        logger.debug(
+            f"rt_header_bytes: refused {format_address(client.peername)}: {size} bytes of request head"
+        )
         self.refused.add(min(max(self.timeout, 1), MAX_LOG_EVERY_S))
 
     def done(self) -> None:
