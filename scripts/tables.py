@@ -32,7 +32,7 @@ MARKER = re.compile(r"^<!-- table: ([a-z-]+) -->$", re.MULTILINE)
 
 def options_table() -> str:
     """Every rt_* option as its part declares it (`load`): name, default, the help `--options` prints."""
-    from rtproxy_mitm import faults, legs, page, tracker, trim, worker
+    from rtproxy_mitm import faults, legs, page, stalled, tracker, trim, worker
 
     declared: list[dict[str, Any]] = []
 
@@ -40,7 +40,15 @@ def options_table() -> str:
         def add_option(self, **kw: Any) -> None:
             declared.append(kw)
 
-    parts = (page.PageProbe, worker.Worker, tracker.Tracker, faults.Faults, trim.Trim, legs.Legs)
+    parts = (
+        page.PageProbe,
+        worker.Worker,
+        tracker.Tracker,
+        faults.Faults,
+        trim.Trim,
+        legs.Legs,
+        stalled.HeaderLimits,
+    )
     with mock.patch.dict(os.environ, clear=False) as env:
         env.pop("SUPABASE_URL", None)  # the default it would read: the site documents the variable instead
         for cls in parts:

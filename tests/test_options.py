@@ -37,6 +37,7 @@ from mitmproxy.test import taddons
 from rtproxy_mitm import internals, optionerror
 from rtproxy_mitm.addons import Rtproxy, Running
 from rtproxy_mitm.faults import Faults
+from rtproxy_mitm.stalled import HeaderLimits
 from rtproxy_mitm.tracker import Tracker
 from rtproxy_mitm.trim import Trim
 from rtproxy_mitm.worker import Worker
@@ -60,6 +61,8 @@ CASES: list[tuple[str, str]] = [
     ("rt_worker_host=a.example.com,b.example.com/x", r"without scheme, port or path"),
     ("rt_fault=nope", r"^rt_fault: unknown fault 'nope'; known: swallow-heartbeats, .*strip-query$"),
     ("rt_keep_messages=-5", r"0 \(keep all\) or a positive count"),
+    ("rt_header_timeout=-1", r"0 \(off\) or a whole number of seconds, got -1"),
+    ("rt_header_bytes=-1", r"0 \(off\) or a number of bytes, got -1"),
     ("rt_timers=join=0", r"must be positive"),
     ("rt_timers=join=-3", r"must be positive"),
     ("rt_timers=join=abc", r"number of seconds"),
@@ -72,13 +75,23 @@ DEFERRED: list[tuple[str, str]] = [
     ("rt_mode", r"expected a value, got no value \(--set rt_mode=VALUE\)"),
     ("rt_keep_messages=abc", r"expected a whole number, got 'abc'"),
     ("rt_show_secrets=maybe", r"expected true or false, got 'maybe'"),
+    ("rt_header_timeout=1.5", r"expected a whole number, got '1\.5'"),
 ]
 
 
 def option_parts() -> Rtproxy:
     """The parts that declare and check the options above, in rtproxy_parts' order, as the one addon."""
     tracker = Tracker()
-    return Rtproxy([Worker(tracker.report_event), Faults(tracker.report_event), tracker, Trim(), Running()])
+    return Rtproxy(
+        [
+            HeaderLimits(),
+            Worker(tracker.report_event),
+            Faults(tracker.report_event),
+            tracker,
+            Trim(),
+            Running(),
+        ]
+    )
 
 
 @contextlib.contextmanager
@@ -196,6 +209,10 @@ async def test_good_values_start_and_stop_cleanly(tmp_path):
         "rt_supabase_url=http://127.0.0.1:9",
         "--set",
         "rt_keep_messages=5",
+        "--set",
+        "rt_header_timeout=30",
+        "--set",
+        "rt_header_bytes=16384",
         "--set",
         "rt_show_secrets=false",
         "--set",

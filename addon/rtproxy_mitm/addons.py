@@ -23,6 +23,7 @@ from .optionerror import check_deferred, check_unknown, mark_running
 from .page import PageProbe
 from .quiet import Quiet
 from .sanitize import Sanitize
+from .stalled import HeaderLimits
 from .tracker import Tracker
 from .trim import Trim
 from .worker import Worker
@@ -125,6 +126,7 @@ def rtproxy_parts() -> list:
     notes = FrameNotes()
     # Order matters: the Worker reroutes and faults act before the tracker records what happened.
     return [
+        HeaderLimits(),  # rt_header_timeout: per client connection, before any request
         PageProbe(tracker),  # answers the page probe's reports before anything would forward them
         Worker(report=tracker.report_event),
         Faults(report=tracker.report_event, notes=notes),

@@ -21,6 +21,12 @@ and the tests that notice. Checked against mitmproxy 12.3.1.
 - `wrap_har_entries`: adding fields to the entries `savehar` writes (`SaveHar.flow_entry`, which leaves
   a flow's comment and marker out). tests/test_commands.py (`save.har`), tests/test_rtdiagnose.py
   (test_a_relay_mode_har_names_the_clients_url_its_close_and_its_comment: `hardump`).
+- `close_client`: closing a client connection that has sent no request yet (rt_header_timeout; no flow
+  to kill): the proxyserver addon's `connections` and the handler's `close_connection`.
+  tests/test_header_timeout.py.
+- `cap_request_heads`: a byte cap on an unfinished HTTP/1 request head (rt_header_bytes), which
+  mitmproxy buffers without bound (`Http1Server.read_headers`); installed only on `READ_HEADERS_CHECKED`
+  versions. tests/test_header_timeout.py.
 - `pass_lost_connections`: a WebSocket whose TCP connection is lost on one side loses it on the other
   too, as a Worker or nginx passes it on (mitmproxy closes the other side with a close frame 1000:
   `WebsocketLayer.relay_messages` turns `events.ConnectionClosed` into wsproto's CloseConnection(1006)
@@ -96,6 +102,26 @@ def drop_without_close(flow: http.HTTPFlow) -> bool:
         return False
     flow.metadata["rtproxy.dropped_by_hop"] = True  # flowevents.DROPPED_BY_HOP: not the client leaving
     handler.close_connection(flow.client_conn)
+    return True
+
+
+def close_client(client: connection.Client) -> bool:
+    """Close a client connection as mitmproxy closes one itself, before it sent any request (no flow to
+    kill yet). False when the proxy no longer holds it (it is ending already). mitmproxy then runs its usual
+    end: the client sees its TCP connection closed (FIN), `client_disconnected` follows.
+
+    Relies on mitmproxy 12.3.1 addons/proxyserver.py (`Proxyserver.connections`, the live
+    `ConnectionHandler`s by `client.id`, filled by proxy/mode_servers.py `ServerInstance.handle_stream`'s
+    `register_connection`) and proxy/server.py (`ConnectionHandler.transports[client].handler`, the task
+    reading the client, and `ConnectionHandler.close_connection`, which cancels it as `on_timeout` does for
+    tcp_timeout; `handle_connection` then closes the writer). tests/test_header_timeout.py (every test
+    awaits the closed sockets; test_close_client_relies_on checks the names)."""
+    server = ctx.master.addons.get("proxyserver")
+    handler = server.connections.get(client.id) if server else None
+    io = handler.transports.get(client) if handler is not None else None
+    if handler is None or io is None or io.handler is None or io.handler.done():
+        return False
+    handler.close_connection(client)
     return True
 
 
@@ -257,6 +283,66 @@ def wrap_har_entries(extend: Callable[[http.HTTPFlow, dict], dict]) -> Callable[
     def undo() -> None:
         if SaveHar.flow_entry is flow_entry:
             SaveHar.flow_entry = original  # type: ignore[method-assign]
+
+    return undo
+
+
+# The mitmproxy versions (major, minor; both ends included) whose Http1Server.read_headers was read (below).
+READ_HEADERS_CHECKED = ((12, 3), (12, 3))
+
+
+def read_headers_checked(version: str) -> bool:
+    """Is `version` one of READ_HEADERS_CHECKED?"""
+    found = _major_minor(version)
+    first, last = READ_HEADERS_CHECKED
+    return found is not None and first <= found <= last
+
+
+def cap_request_heads(
+    limit: Callable[[], int],
+    refused: Callable[[connection.Connection, int], None],
+    closed_by_us: Callable[[connection.Connection], bool],
+) -> Callable[[], None]:
+    """From now on, an HTTP/1 client whose request head (request line and headers, no blank line yet) holds
+    more than `limit()` bytes (0: no cap) is answered 431 and closed, and `refused(client, size)` is
+    called; and a client that `closed_by_us` (close_client) ends without mitmproxy's line "Client closed
+    connection before completing request headers: <all it sent>" (it did not close it, and the head can
+    be as long as the cap). Returns the undo.
+
+    mitmproxy 12.3.1 buffers a request head without bound: proxy/layers/http/_http1.py
+    `Http1Connection._handle_event` appends every DataReceived to `self.buf`, and `Http1Server.read_headers`
+    leaves an unfinished head there (`pass  # FIXME: protect against header size DoS`). The wrapper runs
+    read_headers as it is, then, where it left the connection still reading headers, answers as its own
+    ValueError branch does (`make_error_response`, `CloseConnection`, `state = done`: no flow, no log line of
+    the buffer when the connection ends). Installed only on READ_HEADERS_CHECKED versions.
+    tests/test_header_timeout.py (test_an_endless_request_head_is_refused_at_the_cap)."""
+    from mitmproxy.proxy.layers.http import _http1
+
+    original = _http1.Http1Server.read_headers
+
+    def read_headers(self, event: events.ConnectionEvent) -> Iterator[commands.Command]:
+        if isinstance(event, events.ConnectionClosed) and closed_by_us(self.conn):
+            yield commands.CloseConnection(
+                self.conn
+            )  # read_headers' ConnectionClosed branch, without its Log
+            return
+        yield from original(self, event)
+        cap = limit()
+        if not (cap and isinstance(event, events.DataReceived) and self.state == self.read_headers):
+            return
+        if (size := len(self.buf)) > cap:
+            yield commands.SendData(
+                self.conn, _http1.make_error_response(431, f"Request header fields larger than {cap} bytes")
+            )
+            yield commands.CloseConnection(self.conn)
+            self.state = self.done
+            refused(self.conn, size)
+
+    _http1.Http1Server.read_headers = read_headers  # type: ignore[method-assign,assignment]
+
+    def undo() -> None:
+        if _http1.Http1Server.read_headers is read_headers:
+            _http1.Http1Server.read_headers = original  # type: ignore[method-assign]
 
     return undo
 
