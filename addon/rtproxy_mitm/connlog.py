@@ -68,7 +68,7 @@ def set_rate(rate: Rate | None) -> None:
     _rate = rate
 
 
-def seconds(s: float) -> str:
+def _seconds(s: float) -> str:
     return f"{s:.0f}" if s >= 10 else f"{s:.1f}"
 
 
@@ -144,7 +144,7 @@ class ConnectionLog(logging.LoggerAdapter[logging.Logger]):
             super().log(
                 level,
                 f"… {n:,} more line{'s' if n != 1 else ''} suppressed for this connection in the last "
-                f"{seconds(span)} s (rt_log_rate {rate or 'off'})",
+                f"{_seconds(span)} s (rt_log_rate {rate or 'off'})",
             )
         self.started, self.written = -float("inf"), 0
 
