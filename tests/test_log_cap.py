@@ -298,6 +298,7 @@ async def test_500_joins_and_a_5000_character_topic_through_the_rtproxy_command(
     capped = [
         line for line in mine if line not in findings and line not in suppressed and not line.startswith(own)
     ]
+    assert [p for p in own if not any(line.startswith(p) for line in mine)] == []  # never suppressed
     # Without the cap: a join line, a reply line and a closing summary line per channel (3 × 500).
     assert len(capped) == CAP, capped
     assert len(suppressed) == 1, suppressed
