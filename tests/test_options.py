@@ -67,6 +67,8 @@ CASES: list[tuple[str, str]] = [
     ("rt_timers=join=-3", r"must be positive"),
     ("rt_timers=join=abc", r"number of seconds"),
     ("rt_timers=bogus=1", r"join=S,heartbeat=S,idle=S"),
+    ("rt_log_rate=lots", r"expected LINES/SECONDS such as 40/10s, or off"),
+    ("rt_log_rate=0/10s", r"must be positive \(off: no cap\)"),
 ]
 # Values mitmproxy itself cannot parse for the option's type. From the command line it defers them until
 # the script declares the option, then would drop the whole script without a word

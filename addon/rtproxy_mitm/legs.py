@@ -254,7 +254,8 @@ class Legs:
             self.flows.pop(flow.id, None)
             connection_log(leg.conn).info(
                 "legs: upstream leg ended, paired with no client leg (no client connection "
-                "on the client-side listener was open when it opened)"
+                "on the client-side listener was open when it opened)",
+                capped=False,
             )
 
     def _apply(self, updates: list[Update]) -> None:
@@ -268,7 +269,7 @@ class Legs:
             session = self.sessions.get(cl.id)
             if u.paired and p.upstream is not None:
                 connection_log(cl.conn).info(
-                    r.output(f"legs: paired with upstream leg {p.upstream.conn} by {p.how}")
+                    r.output(f"legs: paired with upstream leg {p.upstream.conn} by {p.how}"), capped=False
                 )
             if u.findings:
                 if session is not None:
@@ -282,9 +283,10 @@ class Legs:
                     f.metadata[LEG] = r.output(core.leg_metadata(p, leg, r))
             if u.final:
                 other = f"upstream leg {p.upstream.conn}" if p.upstream is not None else "no upstream leg"
-                connection_log(cl.conn).info(
+                connection_log(cl.conn).info(  # the connection's own line: rt_log_rate never suppresses it
                     f"legs: client leg {cl.conn} and {other} ended; the hop changed: "
-                    f"{', '.join(p.changes) or 'nothing'}"
+                    f"{', '.join(p.changes) or 'nothing'}",
+                    capped=False,
                 )
                 for leg in p.legs():
                     self.flows.pop(leg.id, None)

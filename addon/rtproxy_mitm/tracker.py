@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from mitmproxy import command, ctx, exceptions, http, types
+from rtproxy_core.clip import clip
 from rtproxy_core.diagnosis import Diagnoser
 from rtproxy_core.events import Event, Hop, PageEvent, conn_id
 from rtproxy_core.page import PAGE_WIDE, Pages
@@ -22,6 +23,7 @@ from rtproxy_core.report import channel_table, channel_table_text, report_json, 
 from rtproxy_core.rules import Confidence, Finding, Severity, Timers
 from rtproxy_core.session import KEEP_FINISHED, Note, NoteLevel, Session
 
+from . import connlog
 from .connlog import connection_log
 from .flowevents import closed_event, error_events, frame_event, handshake_event, is_realtime, request_events
 from .marks import show_findings
@@ -30,6 +32,9 @@ from .optionerror import reject
 logger = logging.getLogger("rtproxy")
 LEVELS = {NoteLevel.DEBUG: logging.DEBUG, NoteLevel.INFO: logging.INFO, NoteLevel.WARNING: logging.WARNING}
 TICK_S = 1.0  # how often time-based rules (join-timeout) look at live sessions
+# Characters of a finding's evidence in its log line: with the longest explains and fix (binding-mismatch,
+# 582) and the prefix, the line stays under clip.LINE_MAX (rt.report keeps the evidence whole).
+EVIDENCE_MAX = 300
 
 
 def report_base(path: str) -> Path:
@@ -103,6 +108,16 @@ class Tracker:
             help="On exit, write the findings and channel table to this path as Markdown (.md) and JSON "
             "(.json), as the rt.report command does.",
         )
+        loader.add_option(
+            name="rt_log_rate",
+            typespec=str,
+            default=str(connlog.DEFAULT_RATE),
+            help="At most LINES log lines per Realtime connection every SECONDS (LINES/SECONDSs); the lines "
+            "over it are counted, and one line says how many ('… 460 more lines suppressed for this "
+            "connection in the last 10 s') when the interval is over or the connection ends. Findings, "
+            "errors and the connection's own lines (its upgrade, its close) are always written. off: no "
+            "cap (every per-frame line of termlog_verbosity=debug).",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "rt_timers" in updated:
@@ -114,6 +129,11 @@ class Tracker:
             problem = unwritable(ctx.options.rt_report)
             if problem:
                 reject("rt_report", problem)
+        if "rt_log_rate" in updated:
+            try:
+                connlog.set_rate(connlog.parse_rate(ctx.options.rt_log_rate))
+            except ValueError as e:
+                reject("rt_log_rate", str(e))
         if "rt_show_secrets" in updated:
             self.redactor.show_secrets = ctx.options.rt_show_secrets
         if "termlog_verbosity" in updated:
@@ -134,6 +154,7 @@ class Tracker:
             session, flow = self.live.pop(flow_id), self.flows.pop(flow_id, None)
             self._guarded(session, lambda s=session, f=flow: self._findings(s, self.diagnoser.end(s), f))
             self._keep(flow_id, session, flow)
+            connlog.end(session.conn)
         if self.connections:
             found = ", ".join(f"{code} ×{n}" for code, n in self.counts.most_common()) or "none"
             logger.info(f"rtproxy: {self.connections} Realtime connection(s); findings: {found}")
@@ -149,6 +170,7 @@ class Tracker:
         while True:
             await asyncio.sleep(TICK_S)
             now = time.time()
+            connlog.roll_over()  # the counts of lines suppressed in an interval that is over
             for flow_id, session in list(self.live.items()):
                 flow = self.flows.get(flow_id)
                 self._guarded(
@@ -202,7 +224,9 @@ class Tracker:
             self._broke(session, e)
 
     def _log(self, session: Session, note: Note) -> None:
-        connection_log(session.conn).log(LEVELS[note.level], self.redactor.output(note.text))
+        connection_log(session.conn).log(
+            LEVELS[note.level], self.redactor.output(note.text), capped=not note.always
+        )
 
     def _findings(self, session: Session, findings: list[Finding], flow: http.HTTPFlow | None) -> None:
         if findings and flow is not None:
@@ -211,14 +235,19 @@ class Tracker:
             self.log_finding(session.conn, f)
 
     def log_finding(self, conn: str, f: Finding) -> None:
-        """One finding's log line (and the run's count of its code)."""
+        """One finding's log line (and the run's count of its code), never suppressed by rt_log_rate; its
+        topic and evidence clipped (clip.clip) so the fix fits in the line."""
         self.counts[f.code] += 1
-        where = f" {f.topic}" if f.topic else ""
+        out = self.redactor.output
+        where = f" {clip(out(f.topic))}" if f.topic else ""
         level = logging.INFO if f.severity == Severity.INFO else logging.WARNING
         sure = "" if f.confidence == Confidence.CERTAIN else f" [{f.confidence}]"
-        connection_log(conn).log(
+        evidence = clip(out(f.evidence), EVIDENCE_MAX)
+        connection_log(conn).finding(
             level,
-            self.redactor.output(f"finding {f.code}{where} ({f.explains}){sure}: {f.evidence}. Fix: {f.fix}"),
+            f.code,
+            out(f"finding {f.code}{where} ({f.explains}){sure}: {evidence}. Fix: {f.fix}"),
+            out(f"finding {f.code}{where}{sure}: {evidence}"),
         )
 
     def _finish(self, flow: http.HTTPFlow) -> None:
@@ -227,6 +256,7 @@ class Tracker:
         if session is not None:
             self._guarded(session, lambda: self._findings(session, self.diagnoser.end(session), flow))
             self._keep(flow.id, session, flow)
+            connlog.end(session.conn)
 
     def _keep(self, flow_id: str, session: Session, flow: http.HTTPFlow | None) -> None:
         self.ended[flow_id] = (session, flow)

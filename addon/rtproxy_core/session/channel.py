@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ..clip import clip
 from ..redact import Redactor
 from .limits import MAX_HISTORY
 
@@ -99,8 +100,9 @@ class Channel:
 
     @property
     def label(self) -> str:
-        """The topic, and which join of it when it was joined more than once."""
-        return self.topic if self.seq == 1 else f"{self.topic} (join {self.seq})"
+        """The topic (clipped: `clip.clip`), and which join of it when it was joined more than once."""
+        topic = clip(self.topic)
+        return topic if self.seq == 1 else f"{topic} (join {self.seq})"
 
     def outcome(self, now: float, join_timeout_s: float) -> str | None:
         """The last status the client's subscribe callback reported for this instance, as of `now` (the
@@ -127,7 +129,7 @@ class Channel:
     def describe(self, redactor: Redactor) -> str:
         """One line: `realtime:room1: joined (12 ms), 3 in / 2 out[, reason]`."""
         lat = f" ({self.join_latency_ms:.0f} ms)" if self.join_latency_ms is not None else ""
-        why = f", {redactor.text(self.reason)}" if self.reason else ""
+        why = f", {clip(redactor.text(self.reason))}" if self.reason else ""
         return redactor.text(f"{self.label}: {self.state}{lat}, {self.received} in / {self.sent} out{why}")
 
     def summary(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ capture errors), and frames go to the per-frame handling (messages.py)."""
 from __future__ import annotations
 
 from .. import frames
+from ..clip import clip
 from ..events import (
     Closed,
     Event,
@@ -44,10 +45,14 @@ class Session(Messages):
         elif isinstance(ev, UpstreamHandshake):
             self.upstream_status = ev.status
             self.upstream_rejection = rejection_text(ev.body)
-            why = self.redactor.text(self.upstream_rejection or "(empty body)")
+            why = clip(self.redactor.text(self.upstream_rejection or "(empty body)"))
             client = f" (the client got {self.status} already)" if self.status else ""
             notes.append(
-                Note(NoteLevel.WARNING, f"upstream rejected the hop's upgrade: {ev.status} {why}{client}")
+                Note(
+                    NoteLevel.WARNING,
+                    f"upstream rejected the hop's upgrade: {ev.status} {why}{client}",
+                    always=True,
+                )
             )
         elif isinstance(ev, Hop):
             self._hop(ev, notes)
@@ -79,7 +84,8 @@ class Session(Messages):
             Note(
                 NoteLevel.INFO,
                 f"connect {self.redactor.url(ev.url)} "
-                f"(vsn {self.client_vsn or 'absent → 1.0.0'}, apikey {key})",
+                f"(vsn {clip(self.client_vsn or 'absent → 1.0.0')}, apikey {key})",
+                always=True,
             )
         )
 
@@ -90,7 +96,7 @@ class Session(Messages):
         self.upstream_vsn = q.get("vsn")
         # What the server negotiates is decided by the URL it receives, not the client's.
         self.vsn = frames.vsn_family(q.get("vsn")) or frames.V1
-        notes.append(Note(NoteLevel.INFO, f"upstream {self.redactor.url(ev.url)}"))
+        notes.append(Note(NoteLevel.INFO, f"upstream {self.redactor.url(ev.url)}", always=True))
 
     def _handshake(self, ev: Handshake, notes: list[Note]) -> None:
         self.status = ev.status
@@ -98,20 +104,21 @@ class Session(Messages):
             self.upgraded_at = ev.time
             asked = frames.vsn_family(self.client_vsn) or self.client_vsn
             if asked == self.vsn:
-                notes.append(Note(NoteLevel.INFO, f"upgraded (101), vsn {self.vsn}"))
+                notes.append(Note(NoteLevel.INFO, f"upgraded (101), vsn {self.vsn}", always=True))
             else:
                 notes.append(
                     Note(
                         NoteLevel.WARNING,
-                        f"upgraded (101); the client speaks vsn {asked} but the upstream URL "
-                        f"asks for {self.upstream_vsn or 'none (so 1.0.0)'}",
+                        f"upgraded (101); the client speaks vsn {clip(str(asked))} but the upstream URL "
+                        f"asks for {clip(self.upstream_vsn or 'none (so 1.0.0)')}",
+                        always=True,
                     )
                 )
             return
         self.rejection = rejection_text(ev.body)
         self.rejection_headers = list(ev.headers)
-        why = self.redactor.text(self.rejection) if self.rejection else "(empty body)"
-        notes.append(Note(NoteLevel.WARNING, f"upgrade rejected: {ev.status} {why}"))
+        why = clip(self.redactor.text(self.rejection)) if self.rejection else "(empty body)"
+        notes.append(Note(NoteLevel.WARNING, f"upgrade rejected: {ev.status} {why}", always=True))
 
     def _hop(self, ev: Hop, notes: list[Note]) -> None:
         self.hops.append(ev)
@@ -130,7 +137,7 @@ class Session(Messages):
                 if ch is not None:
                     ch.join_dropped += 1
         if count <= 3:  # the first few of a kind are logged; the counts go on
-            notes.append(Note(NoteLevel.WARNING, f"hop: {ev.what}: {self.redactor.text(ev.detail)}"))
+            notes.append(Note(NoteLevel.WARNING, f"hop: {ev.what}: {clip(self.redactor.text(ev.detail))}"))
 
     def _closed(self, ev: Closed, notes: list[Note]) -> None:
         self.closed = ev
@@ -138,23 +145,28 @@ class Session(Messages):
             return  # a failed handshake was already reported
         who = {True: "client", False: "server", None: "network"}[ev.by_client]
         code = "no close frame" if ev.code is None else str(ev.code)
-        reason = f" ({self.redactor.text(ev.reason)})" if ev.reason else ""
-        error = f", {self.redactor.text(ev.error)}" if ev.error else ""
+        reason = f" ({clip(self.redactor.text(ev.reason))})" if ev.reason else ""
+        error = f", {clip(self.redactor.text(ev.error))}" if ev.error else ""
         dur = f" after {ev.time - self.upgraded_at:.1f} s" if self.upgraded_at else ""
         if not ev.recorded:
-            notes.append(Note(NoteLevel.INFO, f"connection ended{dur} (the capture records no close frame)"))
+            notes.append(
+                Note(
+                    NoteLevel.INFO, f"connection ended{dur} (the capture records no close frame)", always=True
+                )
+            )
         elif ev.code is None and ev.ended_first in ("client", "server"):
             notes.append(
                 Note(
                     NoteLevel.INFO,
                     f"closed by network: no close frame (the {ev.ended_first}'s side ended "
                     f"first){dur}{error}",
+                    always=True,
                 )
             )
         else:
-            notes.append(Note(NoteLevel.INFO, f"closed by {who}: {code}{reason}{dur}{error}"))
+            notes.append(Note(NoteLevel.INFO, f"closed by {who}: {code}{reason}{dur}{error}", always=True))
         if self.heartbeats.sent:
-            notes.append(Note(NoteLevel.INFO, self.heartbeats.summary()))
+            notes.append(Note(NoteLevel.INFO, self.heartbeats.summary(), always=True))
         # A client that closes its own socket normally is done with its channels; anything else is the
         # "socket closed: <code>" CHANNEL_ERROR clients report.
         clean = not self.failed
@@ -179,4 +191,4 @@ class Session(Messages):
         self.error_frames.append(ev)
         self.error_frame_count += 1
         if self.error_frame_count <= 3:
-            notes.append(Note(NoteLevel.WARNING, f"the browser recorded a WebSocket error: {ev.text}"))
+            notes.append(Note(NoteLevel.WARNING, f"the browser recorded a WebSocket error: {clip(ev.text)}"))

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from .. import frames
+from ..clip import clip
 from ..events import Frame
 from ..redact import jwt_claims, jwt_expired
 from .channel import CLOSED, ERRORED, JOINED, JOINING, LEAVING, Channel, SystemMessage
@@ -42,7 +43,9 @@ class Messages(SessionState):
             self.decode_errors += 1
             if self.decode_errors <= 3:
                 side = "client" if f.from_client else "server"
-                notes.append(Note(NoteLevel.WARNING, f"undecodable {side} frame ({len(f.data)} bytes): {e}"))
+                notes.append(
+                    Note(NoteLevel.WARNING, f"undecodable {side} frame ({len(f.data)} bytes): {clip(str(e))}")
+                )
             return
         if self.debug:
             arrow = "→" if f.from_client else "←"
@@ -51,7 +54,8 @@ class Messages(SessionState):
             notes.append(
                 Note(
                     NoteLevel.DEBUG,
-                    f"{arrow} {msg.topic} {msg.event} ref={msg.ref} join_ref={msg.join_ref}{kind} {payload}",
+                    f"{arrow} {clip(msg.topic)} {clip(msg.event)} ref={clip(str(msg.ref))} "
+                    f"join_ref={clip(str(msg.join_ref))}{kind} {payload}",
                     msg.topic,
                 )
             )
@@ -192,7 +196,8 @@ class Messages(SessionState):
         notes.append(
             Note(
                 NoteLevel.INFO,
-                f"join {ch.topic} ref={msg.ref}{again}" + (f" [{', '.join(extras)}]" if extras else ""),
+                f"join {clip(ch.topic)} ref={clip(str(msg.ref))}{again}"
+                + (f" [{', '.join(extras)}]" if extras else ""),
                 ch.topic,
             )
         )
@@ -262,7 +267,7 @@ class Messages(SessionState):
                     ch.closed_by = "client" if ch.state == LEAVING else "server"
                     ch.state, ch.closed_at = CLOSED, t
                 notes.append(
-                    Note(NoteLevel.INFO, f"{topic}: server closed {ch.label}, an earlier join", topic)
+                    Note(NoteLevel.INFO, f"{clip(topic)}: server closed {ch.label}, an earlier join", topic)
                 )
                 return
             ch.closed_by = "server" if ch.state != LEAVING else "client"
@@ -272,7 +277,7 @@ class Messages(SessionState):
                 ch.reason = last.message
             ch.state = CLOSED
             level = NoteLevel.INFO if ch.closed_by == "client" else NoteLevel.WARNING
-            why = f": {self.redactor.text(ch.reason)}" if ch.reason and ch.closed_by == "server" else ""
+            why = f": {clip(self.redactor.text(ch.reason))}" if ch.reason and ch.closed_by == "server" else ""
             notes.append(Note(level, f"{ch.label} closed (phx_close from server){why}", topic))
         elif ev == frames.PHX_ERROR:
             ch.state, ch.reason = ERRORED, f"phx_error {_short(payload)}"
@@ -289,7 +294,8 @@ class Messages(SessionState):
             notes.append(
                 Note(
                     level,
-                    f"system {ch.label} {sm.extension} {sm.status}: {self.redactor.text(sm.message)}",
+                    f"system {ch.label} {clip(sm.extension)} {clip(sm.status)}: "
+                    f"{clip(self.redactor.text(sm.message))}",
                     topic,
                 )
             )
@@ -350,7 +356,7 @@ class Messages(SessionState):
                 notes.append(
                     Note(
                         NoteLevel.INFO,
-                        f"{ch.label}: join reply ({status}) after {ms:.0f} ms, the client had "
+                        f"{ch.label}: join reply ({clip(str(status))}) after {ms:.0f} ms, the client had "
                         "joined again already",
                         topic,
                     )
@@ -360,7 +366,7 @@ class Messages(SessionState):
                 notes.append(
                     Note(
                         NoteLevel.WARNING,
-                        f"{ch.label} join reply ({status}) came after {ms:.0f} ms, past the "
+                        f"{ch.label} join reply ({clip(str(status))}) came after {ms:.0f} ms, past the "
                         f"client's {self.join_timeout_s:g} s join timeout",
                         topic,
                     )
@@ -377,18 +383,18 @@ class Messages(SessionState):
                 notes.append(
                     Note(
                         NoteLevel.WARNING,
-                        f"{ch.label} join error after {ms:.0f} ms: {self.redactor.text(ch.reason)}",
+                        f"{ch.label} join error after {ms:.0f} ms: {clip(self.redactor.text(ch.reason))}",
                         topic,
                     )
                 )
         elif event == frames.PHX_LEAVE:
-            notes.append(Note(NoteLevel.INFO, f"{ch.label} leave acknowledged ({status})", topic))
+            notes.append(Note(NoteLevel.INFO, f"{ch.label} leave acknowledged ({clip(str(status))})", topic))
         elif status != "ok":
             ch.push_errors.append((event, reason or str(status)))
             notes.append(
                 Note(
                     NoteLevel.WARNING,
-                    f"{ch.label} {event} rejected: {self.redactor.text(reason or str(status))}",
+                    f"{ch.label} {clip(event)} rejected: {clip(self.redactor.text(reason or str(status)))}",
                     topic,
                 )
             )

@@ -19,3 +19,6 @@ class Note:
     level: NoteLevel
     text: str
     topic: str | None = None
+    # A line about the connection itself (its upgrade, its end): a handful per connection, which the
+    # live log's per-connection cap (rtproxy_mitm/connlog.py) never suppresses.
+    always: bool = False
