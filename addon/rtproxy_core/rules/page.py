@@ -116,3 +116,47 @@ def _handler_threw(s: Session, c: Check) -> Evidence:
         f"({kinds}); realtime-js never processed them; the page reported: {quoted}{more}",
         began=page.threw[0][0] if page.threw else None,
     )
+
+
+OFFLINE_SLACK_S = 2.0  # the browser may fire `offline` just after the socket it kills reports its close
+
+
+@page_rule(
+    "dropped-while-offline",
+    Severity.WARNING,
+    "CHANNEL_ERROR (socket closed: 1006) while the page was offline, then reconnect once it is back",
+    "Nothing is wrong with the proxy or the server: the page's network went away (the browser fired "
+    "`offline`) and took the socket with it. realtime-js reconnects on its reconnect timer (reconnectAfterMs) "
+    "and rejoins its channels once the network is back; what was broadcast or changed meanwhile is not "
+    "replayed, so refetch it on resubscribe (the subscribe callback's SUBSCRIBED after a CHANNEL_ERROR).",
+)
+def _dropped_while_offline(s: Session, c: Check) -> Evidence:
+    page, cl = s.page, s.closed
+    if page is None or (cl is None and page.close is None):
+        return
+    # An abnormal end: no close frame on the wire (or 1006, which no peer sends), or the page's close
+    # unclean. A close frame both sides exchanged is someone's decision, not the network's.
+    wire_abnormal = cl is not None and (cl.code is None or cl.code == 1006)
+    page_abnormal = page.close is not None and (
+        page.close.get("wasClean") is False or page.close.get("code") == 1006
+    )
+    if not (wire_abnormal or page_abnormal):
+        return
+    ended = page.close_at if page.close_at is not None else cl.time if cl is not None else None
+    if ended is None or (went := page.offline_at(ended, OFFLINE_SLACK_S)) is None:
+        return
+    when = f"{ended - went:.1f} s before" if went <= ended else f"{went - ended:.1f} s after"
+    said = f"the page went offline (the browser's `offline` event) {when} its socket closed"
+    if page.close is not None:
+        said += f" ({page.close.get('code')}, wasClean={page.close.get('wasClean')}, as the page saw it)"
+    if cl is not None:
+        said += "; the wire saw " + (
+            "the connection end without a close frame"
+            + (f", the {cl.ended_first}'s side first" if cl.ended_first else "")
+            if cl.code is None
+            else f"a close {cl.code}"
+        )
+    back = [until for state, start, until in page.spans("offline") if start == went and until is not None]
+    if back:
+        said += f"; back online {back[0] - went:.1f} s after it went offline"
+    yield Ev(None, said, began=went)
