@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from ..events import PageEvent
 from .limits import MAX_HISTORY
 
-
 # The page's states the probe reports (visibilitychange, freeze/resume, online/offline), each with the one
 # that ends it.
 GOOD_STATES = {"visible": "hidden", "resume": "freeze", "online": "offline"}
