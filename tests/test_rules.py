@@ -1075,3 +1075,40 @@ def test_a_server_side_drop_while_offline_follows_the_offline():
     )
     by = {f.code: f for f in link(Diagnoser(Timers()).end(conv.s))}
     assert by["server-gone"].follows == "dropped-while-offline", by
+
+
+def test_a_heartbeat_timeout_while_offline_is_the_network():
+    # Chromium offline keeps the socket and stops its frames: the heartbeat's reply never comes and
+    # realtime-js closes 1000 "heartbeat timeout" (@supabase/phoenix socket.js heartbeatTimeout), the close
+    # frame crossing once the page is back online.
+    conv = (
+        Conv()
+        .join()
+        .feed(
+            PageEvent("socket", 1, {"url": URL, "binaryType": "arraybuffer"}, T0),
+            PageEvent("offline", None, {}, T0 + 1),
+            v2(None, "hb", "phoenix", "heartbeat", {}, client=True, t=1.2),
+            PageEvent("online", None, {}, T0 + 2.5),
+            Closed(1000, "heartbeat timeout", True, T0 + 2.6),
+            PageEvent("close", 1, {"code": 1000, "reason": "heartbeat timeout", "wasClean": True}, T0 + 2.7),
+        )
+    )
+    by = {f.code: f for f in link(Diagnoser(Timers()).end(conv.s))}
+    found = by["dropped-while-offline"]
+    assert "offline (the browser's `offline` event) 1.6 s before its socket closed" in found.evidence, found
+    assert (
+        "crossed the wire 0.2 s after it went offline" in found.evidence
+        and "back online 1.5 s" in found.evidence
+    )
+    assert by["heartbeat-timeout"].follows == "dropped-while-offline", by
+    # The same close with the page online throughout is the hop's (heartbeat-timeout, no offline finding).
+    online = (
+        Conv()
+        .join()
+        .feed(
+            PageEvent("socket", 1, {"url": URL, "binaryType": "arraybuffer"}, T0),
+            v2(None, "hb", "phoenix", "heartbeat", {}, client=True, t=1.2),
+            Closed(1000, "heartbeat timeout", True, T0 + 2.6),
+        )
+    )
+    assert online.codes() == ["heartbeat-timeout"]

@@ -59,13 +59,6 @@ class PageView:
         """Was the page hidden or frozen for some of [start, end]?"""
         return bool(self.during(start, end, "hidden", "freeze"))
 
-    def offline_at(self, t: float, slack: float = 0.0) -> float | None:
-        """When the page went offline, if it was offline at `t` (or went offline up to `slack` s after)."""
-        for _, began, until in self.spans("offline"):
-            if began <= t + slack and (until is None or until >= t):
-                return began
-        return None
-
     def feed(self, ev: PageEvent) -> str | None:
         """Take one event; the note worth logging, if any."""
         d = ev.detail
