@@ -199,16 +199,16 @@ def _heartbeat_gap(s: Session, c: Check) -> Evidence:
             # (a frozen one's stopped), which is the cause this finding names.
             yield Ev(
                 None,
-                f"{said}; the page's probe saw the tab {_page_spans(seen, began)} (seen by the page probe): "
-                "its timers were throttled",
+                f"{said}; the page's probe saw the tab {_page_spans(seen, began)}: a hidden tab's timers are "
+                "throttled, a frozen one's stopped (seen by the page probe)",
                 Confidence.CERTAIN,
                 began=began,
             )
         elif seen := page.during(began, began + gap, "offline"):
             yield Ev(
                 None,
-                f"{said}; the page was {_page_spans(seen, began)} (seen by the page probe): the network, not "
-                "throttled timers, kept its heartbeats off the wire",
+                f"{said}; the page was {_page_spans(seen, began)}: the network, not throttled timers, kept "
+                "its heartbeats off the wire (seen by the page probe)",
                 began=began,
             )
         else:
@@ -226,11 +226,13 @@ def _page_spans(spans: list[tuple[str, float, float | None]], began: float) -> s
     """ "hidden from 0.3 s before the gap until 3.1 s into it", for each span."""
 
     def at(t: float) -> str:
+        if abs(t - began) < 0.05:
+            return "the gap's start"
         return f"{abs(t - began):.1f} s {'before the gap' if t < began else 'into the gap'}"
 
     return " and ".join(
         f"{PAGE_STATE_WORDS[state]} from {at(start)}"
-        + (f" until {at(until)}" if until is not None else " on")
+        + (f" until {at(until)}" if until is not None else f", still {PAGE_STATE_WORDS[state]} when it ended")
         for state, start, until in spans
     )
 
