@@ -17,7 +17,7 @@ from rtproxy_core.events import (
     Upstream,
     UpstreamHandshake,
 )
-from rtproxy_core.rules import RULES, RULES_BY_CODE, Severity, Timers
+from rtproxy_core.rules import RULES, RULES_BY_CODE, Confidence, Severity, Timers, link
 from rtproxy_core.session import Heartbeats, Session
 from wire import T0, kind3, kind4, v2
 
@@ -177,6 +177,8 @@ CASES = {
             PageEvent("send-not-open", 1, {"readyState": 3, "type": "string"}, T0 + 7),
         )
     ),
+    # the page's probe saw the page go offline just before its socket closed 1006
+    "dropped-while-offline": lambda: offline_drop(),
     # the page's probe saw the socket's message handler throw on a frame the wire delivered
     "handler-threw": lambda: (
         Conv()
@@ -966,11 +968,147 @@ def test_handler_threw_quotes_the_error_redacted():
     assert found[0].anchor == T0 + 1
 
 
-def test_heartbeat_gap_says_the_page_was_hidden():
+def test_heartbeat_gap_is_certain_when_the_page_was_hidden():
     conv = Conv().join().heartbeats([1, 2, 3, 20, 21])
     conv.feed(
         PageEvent("visibility", None, {"state": "hidden"}, T0 + 4),
         PageEvent("visibility", None, {"state": "visible"}, T0 + 19),
     )
-    found = [f for f in Diagnoser(Timers()).check(conv.s, T0 + 22, final=False) if f.code == "heartbeat-gap"]
-    assert found and "the page was hidden" in found[0].evidence, found
+    (found,) = found_of(conv, "heartbeat-gap")
+    assert found.confidence == Confidence.CERTAIN, found
+    assert (
+        "the page's probe saw the tab hidden from 1.0 s into the gap until 16.0 s into the gap"
+        in found.evidence
+    )
+    assert "a hidden tab's timers are throttled" in found.evidence, found.evidence
+
+
+def test_heartbeat_gap_stays_likely_without_the_page_or_with_it_visible():
+    (wire_only,) = found_of(Conv().join().heartbeats([1, 2, 3, 20, 21]), "heartbeat-gap")
+    assert wire_only.confidence == Confidence.LIKELY and "page" not in wire_only.evidence, wire_only
+    conv = Conv().join().heartbeats([1, 2, 3, 20, 21])
+    # hidden and visible again before the gap: the tab was visible through it
+    conv.feed(
+        PageEvent("socket", 1, {"url": URL, "binaryType": "arraybuffer"}, T0),
+        PageEvent("visibility", None, {"state": "hidden"}, T0 + 1.5),
+        PageEvent("visibility", None, {"state": "visible"}, T0 + 2),
+    )
+    (found,) = found_of(conv, "heartbeat-gap")
+    assert found.confidence == Confidence.LIKELY, found
+    assert "neither hidden, frozen nor offline" in found.evidence, found.evidence
+
+
+def test_heartbeat_gap_while_frozen_is_certain():
+    conv = (
+        Conv()
+        .join()
+        .heartbeats([1, 2, 3, 20, 21])
+        .feed(PageEvent("freeze", None, {}, T0 + 3.5), PageEvent("resume", None, {}, T0 + 19.9))
+    )
+    (found,) = found_of(conv, "heartbeat-gap")
+    assert found.confidence == Confidence.CERTAIN and "frozen from 0.5 s into the gap" in found.evidence, (
+        found
+    )
+
+
+def offline_drop(online_at: float | None = T0 + 12) -> Conv:
+    conv = (
+        Conv()
+        .join()
+        .heartbeats([1, 2, 3, 4])
+        .feed(
+            PageEvent("socket", 1, {"url": URL, "binaryType": "arraybuffer"}, T0),
+            PageEvent("offline", None, {}, T0 + 4.5),
+            PageEvent("close", 1, {"code": 1006, "reason": "", "wasClean": False}, T0 + 4.6),
+        )
+    )
+    if online_at is not None:
+        conv.feed(PageEvent("online", None, {}, online_at))
+    return conv.feed(Closed(None, "", None, T0 + 4.6, ended_first="client"))
+
+
+def test_dropped_while_offline_names_the_offline_time_and_the_close():
+    conv = offline_drop()
+    (found,) = found_of(conv, "dropped-while-offline")
+    assert found.anchor == T0 + 4.5 and found.confidence == Confidence.CERTAIN, found
+    assert "went offline (the browser's `offline` event) 0.1 s before its socket closed" in found.evidence
+    assert "1006, wasClean=False" in found.evidence and "back online 7.5 s after" in found.evidence
+    assert "without a close frame, the client's side first" in found.evidence, found.evidence
+    assert {"dropped-while-offline", "client-gone"} <= set(offline_drop().codes())
+
+
+def test_no_offline_finding_for_a_clean_close_or_a_page_online_at_the_close():
+    clean = (
+        Conv()
+        .join()
+        .feed(
+            PageEvent("socket", 1, {"url": URL, "binaryType": "arraybuffer"}, T0),
+            PageEvent("offline", None, {}, T0 + 4.5),
+            PageEvent("close", 1, {"code": 1000, "reason": "", "wasClean": True}, T0 + 4.6),
+            Closed(1000, "", True, T0 + 4.6),
+        )
+    )
+    assert "dropped-while-offline" not in clean.codes()
+    back = (
+        Conv()
+        .join()
+        .feed(
+            PageEvent("socket", 1, {"url": URL, "binaryType": "arraybuffer"}, T0),
+            PageEvent("offline", None, {}, T0 + 1),
+            PageEvent("online", None, {}, T0 + 2),
+            Closed(None, "", None, T0 + 8, ended_first="server"),
+        )
+    )
+    codes = back.codes()
+    assert "dropped-while-offline" not in codes and "proxy-idle-timeout" in codes, codes
+
+
+def test_a_server_side_drop_while_offline_follows_the_offline():
+    conv = (
+        Conv()
+        .join()
+        .feed(
+            PageEvent("socket", 1, {"url": URL, "binaryType": "arraybuffer"}, T0),
+            PageEvent("offline", None, {}, T0 + 0.5),
+            Closed(None, "", None, T0 + 0.8, ended_first="server"),
+        )
+    )
+    by = {f.code: f for f in link(Diagnoser(Timers()).end(conv.s))}
+    assert by["server-gone"].follows == "dropped-while-offline", by
+
+
+def test_a_heartbeat_timeout_while_offline_is_the_network():
+    # Chromium offline keeps the socket and stops its frames: the heartbeat's reply never comes and
+    # realtime-js closes 1000 "heartbeat timeout" (@supabase/phoenix socket.js heartbeatTimeout), the close
+    # frame crossing once the page is back online.
+    conv = (
+        Conv()
+        .join()
+        .feed(
+            PageEvent("socket", 1, {"url": URL, "binaryType": "arraybuffer"}, T0),
+            PageEvent("offline", None, {}, T0 + 1),
+            v2(None, "hb", "phoenix", "heartbeat", {}, client=True, t=1.2),
+            PageEvent("online", None, {}, T0 + 2.5),
+            Closed(1000, "heartbeat timeout", True, T0 + 2.6),
+            PageEvent("close", 1, {"code": 1000, "reason": "heartbeat timeout", "wasClean": True}, T0 + 2.7),
+        )
+    )
+    by = {f.code: f for f in link(Diagnoser(Timers()).end(conv.s))}
+    found = by["dropped-while-offline"]
+    assert "offline (the browser's `offline` event) 1.6 s before its socket closed" in found.evidence, found
+    assert (
+        "crossed the wire 0.2 s after it went offline" in found.evidence
+        and "back online 1.5 s" in found.evidence
+    )
+    assert by["heartbeat-timeout"].follows == "dropped-while-offline", by
+    # The same close with the page online throughout is the hop's (heartbeat-timeout, no offline finding).
+    online = (
+        Conv()
+        .join()
+        .feed(
+            PageEvent("socket", 1, {"url": URL, "binaryType": "arraybuffer"}, T0),
+            v2(None, "hb", "phoenix", "heartbeat", {}, client=True, t=1.2),
+            Closed(1000, "heartbeat timeout", True, T0 + 2.6),
+        )
+    )
+    assert online.codes() == ["heartbeat-timeout"]

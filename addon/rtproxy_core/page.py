@@ -43,12 +43,13 @@ const kind = (d) => typeof d === "string" ? "string" : d instanceof ArrayBuffer 
 const size = (d) => typeof d === "string" ? d.length : d ? (d.byteLength ?? d.size ?? 0) : 0;
 const flush = (beacon) => {
   timer = null;
-  if (!q.length) return;
-  const body = JSON.stringify({ probe: 1, page, events: q.splice(0, q.length) });
+  if (!q.length || navigator.onLine === false) return;  // offline: kept until the "online" event's flush
+  const events = q.splice(0, q.length), body = JSON.stringify({ probe: 1, page, events });
+  const back = () => { q.unshift(...events); q.splice(0, Math.max(0, q.length - 500)); };
   try {
-    if (beacon && navigator.sendBeacon) navigator.sendBeacon(PATH, body);
-    else if (send) send(PATH, { method: "POST", body, keepalive: true }).catch(() => {});
-  } catch (e) { /* the page goes on */ }
+    if (beacon && navigator.sendBeacon) { if (!navigator.sendBeacon(PATH, body)) back(); }
+    else if (send) send(PATH, { method: "POST", body, keepalive: true }).catch(back);
+  } catch (e) { back(); /* the page goes on */ }
 };
 const emit = (e) => {
   e.t = Date.now();

@@ -20,7 +20,7 @@ from rtproxy_core.events import Event, Hop, PageEvent, conn_id
 from rtproxy_core.page import PAGE_WIDE, Pages
 from rtproxy_core.redact import Redactor
 from rtproxy_core.report import channel_table, channel_table_text, report_json, report_markdown
-from rtproxy_core.rules import Confidence, Finding, Severity, Timers
+from rtproxy_core.rules import FROM_PAGE, SEEN_BY_PAGE, Confidence, Finding, Severity, Timers
 from rtproxy_core.session import KEEP_FINISHED, Note, NoteLevel, Session
 
 from . import connlog
@@ -205,10 +205,13 @@ class Tracker:
             # open): logged and diagnosed on the ended connection, not lost.
             self._guarded(ended[0], self._feed_late, *ended, event)
 
-    def _feed_late(self, session: Session, flow: http.HTTPFlow | None, event: Event) -> None:
-        for note in session.feed(event):
-            self._log(session, note)
-        self._findings(session, self.diagnoser.check(session, event.time, final=True), flow)
+    def _feed_late(self, session: Session, flow: http.HTTPFlow | None, *events: Event) -> None:
+        """Events after the connection's end, fed together and diagnosed once (a page's report: the
+        findings see all of it, its close with its `offline`)."""
+        for event in events:
+            for note in session.feed(event):
+                self._log(session, note)
+        self._findings(session, self.diagnoser.check(session, events[-1].time, final=True), flow)
 
     def _feed(self, session: Session, event: Event, flow: http.HTTPFlow | None) -> None:
         # _guarded's work written out: every frame comes here, one call from the hook to the diagnoser.
@@ -243,11 +246,12 @@ class Tracker:
         level = logging.INFO if f.severity == Severity.INFO else logging.WARNING
         sure = "" if f.confidence == Confidence.CERTAIN else f" [{f.confidence}]"
         evidence = clip(out(f.evidence), EVIDENCE_MAX)
+        page = f" ({SEEN_BY_PAGE})" if f.code in FROM_PAGE else ""  # as the flow's comment says it
         connection_log(conn).finding(
             level,
             f.code,
-            out(f"finding {f.code}{where} ({f.explains}){sure}: {evidence}. Fix: {f.fix}"),
-            out(f"finding {f.code}{where}{sure}: {evidence}"),
+            out(f"finding {f.code}{where} ({f.explains}){sure}{page}: {evidence}. Fix: {f.fix}"),
+            out(f"finding {f.code}{where}{sure}{page}: {evidence}"),
         )
 
     def _finish(self, flow: http.HTTPFlow) -> None:
@@ -282,11 +286,12 @@ class Tracker:
         if found is None:
             return
         session, flow, live = found
+        if not live:  # the page's report came after the wire's end: diagnosed on the ended connection
+            if events:
+                self._guarded(session, self._feed_late, session, flow, *events)
+            return
         for ev in events:
-            if live:
-                self._feed(session, ev, flow)
-            else:  # the page's report came after the wire's end: diagnosed on the ended connection
-                self._guarded(session, self._feed_late, session, flow, ev)
+            self._feed(session, ev, flow)
 
     def page_report(self, page: str, events: list[PageEvent]) -> None:
         """One report of the page's probe (rtproxy_mitm/page.py): each page socket paired with its wire
@@ -296,15 +301,22 @@ class Tracker:
             (flow_id, s.url, s.opened_at)
             for flow_id, s in [*((k, v[0]) for k, v in self.ended.items()), *self.live.items()]
         ]
+        # Each connection's events of this report, in order, fed together once the report is read (an
+        # ended connection is diagnosed once on all of them: its close with the `offline` before it).
+        batches: dict[str, list[PageEvent]] = {}
+
+        def to(flow_id: str, evs: list[PageEvent]) -> None:
+            batches.setdefault(flow_id, []).extend(evs)
+
         for key in list(self.page_pending):  # a socket reported before its upgrade reached the tracker
             first = self.page_pending[key][0]
             if (flow_id := self.pages.pair(key[0], first, candidates)) is not None:
-                self._feed_page(flow_id, self.pages.page_wide.get(key[0], []) + self.page_pending.pop(key))
+                to(flow_id, self.pages.page_wide.get(key[0], []) + self.page_pending.pop(key))
         for ev in events:
             if ev.what in PAGE_WIDE:
                 self.pages.keep(page, ev)
                 for flow_id in self.pages.conns_of(page):
-                    self._feed_page(flow_id, [ev])
+                    to(flow_id, [ev])
             elif ev.sid is None:
                 continue
             elif ev.what == "socket":
@@ -314,12 +326,14 @@ class Tracker:
                     while len(self.page_pending) > 100:
                         self.page_pending.pop(next(iter(self.page_pending)))
                 else:
-                    self._feed_page(flow_id, [*self.pages.page_wide.get(page, []), ev])
+                    to(flow_id, [*self.pages.page_wide.get(page, []), ev])
             elif (flow_id := self.pages.sockets.get((page, ev.sid))) is not None:
-                self._feed_page(flow_id, [ev])
+                to(flow_id, [ev])
             elif (pending := self.page_pending.get((page, ev.sid))) is not None:
                 pending.append(ev)
                 del pending[1:-1000]
+        for flow_id, evs in batches.items():
+            self._feed_page(flow_id, evs)
 
     # -------------------------------------------------------------------------------- hooks
 

@@ -76,7 +76,7 @@ def _idle_socket_dropped(s: Session, c: Check) -> Evidence:
     "An intermediary's idle timer is shorter than the gap between frames (nginx proxy_read_timeout 60 s, "
     "Cloudflare ~100 s): raise it, and keep heartbeats flowing.",
     Confidence.LIKELY,
-    follows=("no-heartbeat", "heartbeat-gap", "client-silent"),
+    follows=("dropped-while-offline", "no-heartbeat", "heartbeat-gap", "client-silent"),
 )
 def _proxy_idle_timeout(s: Session, c: Check) -> Evidence:
     cl = s.closed
@@ -111,6 +111,7 @@ def _silence_before_drop(s: Session, c: Check) -> float | None:
     "were flowing was cut between here and Realtime. The server or a hop in between crashed, restarted or "
     "lost its network (a deploy, a load balancer draining connections): look at their logs at that time.",
     Confidence.LIKELY,
+    follows=("dropped-while-offline",),  # the page's own network went first (rt_page_probe saw `offline`)
 )
 def _server_gone(s: Session, c: Check) -> Evidence:
     if not _lost_by(s, "server") or _channels_all_ended(s):  # the latter: idle-socket-dropped

@@ -69,6 +69,7 @@ ORDER: tuple[str, ...] = (
     "binary-delivered-as-blob",
     "handler-threw",
     "send-on-closed-socket",
+    "dropped-while-offline",
     # One channel's fate.
     "join-unauthorized",
     "join-error",

@@ -98,6 +98,7 @@ def _no_heartbeat(s: Session, c: Check) -> Evidence:
         "join-dropped-by-proxy",
         "server-idle-close",  # heartbeats sent on a socket the server had closed are answered by no one
         *HOP_LOST_FRAMES,
+        "dropped-while-offline",  # the page's network went away (rt_page_probe saw `offline`)
     ),
 )
 def _heartbeat_timeout(s: Session, c: Check) -> Evidence:
@@ -166,6 +167,10 @@ def _client_side_end(s: Session) -> bool:
     "CHANNEL_ERROR after the tab returns; server idle close",
     "The client's timers were throttled (background tab, sleeping device): use realtime-js's "
     "`worker: true` option and resubscribe on visibilitychange.",
+    # The gap is on the wire; its cause (throttled timers) is inferred from timing, unless the page's probe
+    # saw the tab hidden or frozen through it (rt_page_probe): then it is certain.
+    Confidence.LIKELY,
+    follows=("dropped-while-offline",),
 )
 def _heartbeat_gap(s: Session, c: Check) -> Evidence:
     hb = s.heartbeats
@@ -184,15 +189,52 @@ def _heartbeat_gap(s: Session, c: Check) -> Evidence:
     )
     if gap > 2 * expected and gap - expected >= 1:
         began = hb.max_gap_from if gap == hb.max_gap_s else hb.last_sent_at
-        page = ""
-        if began is not None and s.page is not None and s.page.hidden_during(began, began + gap):
-            # The page's probe saw the tab hidden (or frozen, or offline) in the gap: its timers were throttled.
-            page = "; the page was hidden, frozen or offline during it (the page's probe saw it): its timers were throttled"
-        yield Ev(
-            None,
-            f"client heartbeats every {expected:.1f} s, but {gap:.1f} s passed {where}{page}",
-            began=began,
-        )
+        said = f"client heartbeats every {expected:.1f} s, but {gap:.1f} s passed {where}"
+        page = s.page
+        if began is None or page is None:
+            yield Ev(None, said, began=began)
+            return
+        if seen := page.during(began, began + gap, "hidden", "freeze"):
+            # The page's probe saw the tab hidden or frozen in the gap: a hidden tab's timers are throttled
+            # (a frozen one's stopped), which is the cause this finding names.
+            yield Ev(
+                None,
+                f"{said}; the page's probe saw the tab {_page_spans(seen, began)}: a hidden tab's timers are "
+                "throttled, a frozen one's stopped (seen by the page probe)",
+                Confidence.CERTAIN,
+                began=began,
+            )
+        elif seen := page.during(began, began + gap, "offline"):
+            yield Ev(
+                None,
+                f"{said}; the page was {_page_spans(seen, began)}: the network, not throttled timers, kept "
+                "its heartbeats off the wire (seen by the page probe)",
+                began=began,
+            )
+        else:
+            yield Ev(
+                None,
+                f"{said}; the page's probe reported the tab neither hidden, frozen nor offline",
+                began=began,
+            )
+
+
+PAGE_STATE_WORDS = {"hidden": "hidden", "freeze": "frozen", "offline": "offline"}
+
+
+def _page_spans(spans: list[tuple[str, float, float | None]], began: float) -> str:
+    """ "hidden from 0.3 s before the gap until 3.1 s into it", for each span."""
+
+    def at(t: float) -> str:
+        if abs(t - began) < 0.05:
+            return "the gap's start"
+        return f"{abs(t - began):.1f} s {'before the gap' if t < began else 'into the gap'}"
+
+    return " and ".join(
+        f"{PAGE_STATE_WORDS[state]} from {at(start)}"
+        + (f" until {at(until)}" if until is not None else f", still {PAGE_STATE_WORDS[state]} when it ended")
+        for state, start, until in spans
+    )
 
 
 @rule(

@@ -116,3 +116,83 @@ def _handler_threw(s: Session, c: Check) -> Evidence:
         f"({kinds}); realtime-js never processed them; the page reported: {quoted}{more}",
         began=page.threw[0][0] if page.threw else None,
     )
+
+
+# How far from the page's offline span the socket's end may be seen: the browser may fire `offline` just
+# after the socket it kills reports its close, and what it held while offline (the heartbeat, the close
+# frame) crosses the wire as it comes back online.
+OFFLINE_SLACK_S = 2.0
+
+
+# realtime-js's close when a heartbeat goes unanswered: @supabase/phoenix 0.4.5 socket.js heartbeatTimeout,
+# `this.teardown(() => this.reconnectTimer.scheduleTimeout(), WS_CLOSE_NORMAL, "heartbeat timeout")`. Offline,
+# no reply can come (Chromium's offline mode keeps the socket and stops its frames), so this is how it ends.
+HEARTBEAT_TIMEOUT = "heartbeat timeout"
+
+
+@page_rule(
+    "dropped-while-offline",
+    Severity.WARNING,
+    "CHANNEL_ERROR (socket closed: 1006, or realtime-js's 1000 heartbeat timeout) while the page was "
+    "offline, then reconnect once it is back",
+    "Nothing is wrong with the proxy or the server: the page's network went away (the browser fired "
+    "`offline`) and the socket with it. realtime-js reconnects on its reconnect timer (reconnectAfterMs) "
+    "and rejoins its channels once the network is back; what was broadcast or changed meanwhile is not "
+    "replayed, so refetch it on resubscribe (the subscribe callback's SUBSCRIBED after a CHANNEL_ERROR).",
+)
+def _dropped_while_offline(s: Session, c: Check) -> Evidence:
+    page, cl = s.page, s.closed
+    if page is None or (cl is None and page.close is None):
+        return
+    # An end the network explains: no close frame on the wire (or 1006, which no peer sends), the page's
+    # close unclean, or the client's own close for a heartbeat nothing answered. A close frame either
+    # side chose for another reason is someone's decision, not the network's.
+    wire_abnormal = cl is not None and (cl.code is None or cl.code == 1006)
+    page_abnormal = page.close is not None and (
+        page.close.get("wasClean") is False or page.close.get("code") == 1006
+    )
+    reasons = [
+        cl.reason if cl is not None and cl.by_client is not False else "",
+        str((page.close or {}).get("reason")),
+    ]
+    timed_out = any(HEARTBEAT_TIMEOUT in r.lower() for r in reasons)
+    if not (wire_abnormal or page_abnormal or timed_out):
+        return
+    # The end as the first to see it saw it: offline, Chromium holds the close's answer, so the page's close
+    # event can come after `online` while the wire saw the client's close frame long before.
+    ends = [t for t in (page.close_at, cl.time if cl is not None else None) if t is not None]
+    ended = min(ends)
+    # A heartbeat timeout was decided when the heartbeat went unanswered: offline any time from its send,
+    # the reply could not come. Chromium's offline mode holds the socket's frames, so the wire may see the
+    # heartbeat and the close only as the page comes back online.
+    sent = s.heartbeats.oldest_unanswered() if timed_out else None
+    start = min(sent, ended) if sent is not None else ended
+    spans = page.during(start - OFFLINE_SLACK_S, ended + OFFLINE_SLACK_S, "offline")
+    if not spans:
+        return
+    _, went, back = spans[-1]
+    when = f"{ended - went:.1f} s before" if went <= ended else f"{went - ended:.1f} s after"
+    said = f"the page went offline (the browser's `offline` event) {when} its socket closed"
+    if page.close is not None:
+        why = f" {page.close.get('reason')}" if page.close.get("reason") else ""
+        said += f" ({page.close.get('code')}{why}, wasClean={page.close.get('wasClean')}, as the page saw it)"
+    if sent is not None:
+        rel = sent - went
+        said += (
+            f"; the heartbeat that went unanswered crossed the wire {abs(rel):.1f} s "
+            f"{'after' if rel >= 0 else 'before'} it went offline"
+        )
+    if cl is not None:
+        said += "; the wire saw " + (
+            "the connection end without a close frame"
+            + (f", the {cl.ended_first}'s side first" if cl.ended_first else "")
+            if cl.code is None
+            else f"a close {cl.code}"
+            + (f' "{cl.reason}"' if cl.reason else "")
+            + (" from the client" if cl.by_client else "")
+        )
+    if back is not None:
+        said += f"; back online {back - went:.1f} s after it went offline"
+        if back <= ended:
+            said += " (what the browser held while offline crossed the wire then)"
+    yield Ev(None, said, began=went)

@@ -9,6 +9,11 @@ from dataclasses import dataclass, field
 from ..events import PageEvent
 from .limits import MAX_HISTORY
 
+# The page's states the probe reports (visibilitychange, freeze/resume, online/offline), each with the one
+# that ends it.
+GOOD_STATES = {"visible": "hidden", "resume": "freeze", "online": "offline"}
+BAD_STATES = frozenset(GOOD_STATES.values())
+
 
 @dataclass
 class PageView:
@@ -33,21 +38,26 @@ class PageView:
     def blobs(self) -> int:
         return sum(n for (kind, _), n in self.delivered.items() if kind == "Blob")
 
-    def hidden_during(self, start: float, end: float) -> bool:
-        """Was the page hidden (or frozen, or offline) for some of [start, end]?"""
-        hidden = False
+    def spans(self, *kinds: str) -> list[tuple[str, float, float | None]]:
+        """The page's spans in a state of `kinds` ("hidden", "freeze", "offline"), as (state, from, until;
+        None: still), each state on its own (a tab hidden and offline is both)."""
+        out: list[tuple[str, float, float | None]] = []
+        began: dict[str, float] = {}
         for t, what in self.states:
-            if t > end:
-                break
-            if what in ("hidden", "freeze", "offline"):
-                hidden = True
-                if t >= start:
-                    return True
-            elif what in ("visible", "resume", "online"):
-                if hidden and t >= start:
-                    return True
-                hidden = False
-        return hidden
+            if what in BAD_STATES:
+                began.setdefault(what, t)
+            elif (bad := GOOD_STATES.get(what)) is not None and bad in began:
+                out.append((bad, began.pop(bad), t))
+        out.extend((bad, t, None) for bad, t in began.items())
+        return sorted((sp for sp in out if sp[0] in kinds), key=lambda sp: sp[1])
+
+    def during(self, start: float, end: float, *kinds: str) -> list[tuple[str, float, float | None]]:
+        """The spans (`spans`) that cover some of [start, end]."""
+        return [sp for sp in self.spans(*kinds) if sp[1] <= end and (sp[2] is None or sp[2] >= start)]
+
+    def hidden_during(self, start: float, end: float) -> bool:
+        """Was the page hidden or frozen for some of [start, end]?"""
+        return bool(self.during(start, end, "hidden", "freeze"))
 
     def feed(self, ev: PageEvent) -> str | None:
         """Take one event; the note worth logging, if any."""
