@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 FIELD_MAX = 200  # characters of one field (a topic, ref, event, reason) in a log line
-LINE_MAX = 1000  # characters of one log line, its `[rt <conn>] ` prefix included
+LINE_MAX = 1500  # characters of one log line, its `[rt <conn>] ` prefix included
 _RUN = re.compile(rf"\S{{{FIELD_MAX + 1},}}")  # a run of more than FIELD_MAX characters without a space
 
 

@@ -2,7 +2,7 @@
 connection its own (`websockets/protocol.py`, `Protocol.__init__`: `self.logger = logging.LoggerAdapter(
 logger, {"websocket": self})`), so the prefix is written in one place, and so is what bounds the log:
 
-- every line is clipped (`rtproxy_core.clip.clip_line`: a field past 200 characters, a line past 1,000);
+- every line is clipped (`rtproxy_core.clip.clip_line`: a field past 200 characters, a line past 1,500);
 - at most `Rate.lines` ordinary lines per connection per `Rate.per_s` seconds (`rt_log_rate`, the
   Tracker's option; `set_rate`); the rest are counted, and when the interval is over (the next line, the
   Tracker's 1 s tick: `roll_over`) or the connection ends (`end`), ONE line says how many:

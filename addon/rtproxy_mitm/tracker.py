@@ -32,9 +32,10 @@ from .optionerror import reject
 logger = logging.getLogger("rtproxy")
 LEVELS = {NoteLevel.DEBUG: logging.DEBUG, NoteLevel.INFO: logging.INFO, NoteLevel.WARNING: logging.WARNING}
 TICK_S = 1.0  # how often time-based rules (join-timeout) look at live sessions
-# Characters of a finding's evidence in its log line: with the longest explains and fix (binding-mismatch,
-# 582) and the prefix, the line stays under clip.LINE_MAX (rt.report keeps the evidence whole).
-EVIDENCE_MAX = 300
+# Characters of a finding's evidence in its log line: a rule's evidence is a few sentences with the sender's
+# fields clipped; with the longest explains and fix (binding-mismatch, 582) and the prefix, the line stays
+# under clip.LINE_MAX (rt.report keeps the evidence whole).
+EVIDENCE_MAX = 600
 
 
 def report_base(path: str) -> Path:
