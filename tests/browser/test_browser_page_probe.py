@@ -39,11 +39,16 @@ def get(url: str) -> tuple[bytes, dict[str, str]]:
         return r.read(), {k.lower(): v for k, v in r.headers.items()}
 
 
+async def probing(mitmdump, local_server, site: str, *sets: str):  # noqa: F811
+    """mitmdump with the page probe on, in reverse mode before `site`, rerouting to the local server."""
+    return await mitmdump(
+        f"rt_supabase_url={local_server.url}", "rt_page_probe=true", *sets, mode=f"reverse:{site}"
+    )
+
+
 @pytest.mark.parametrize("approach", ["wrapper", "direct"])
 async def test_blob_delivery_named(approach, site, browser, local_server, mitmdump, anon_key):  # noqa: F811
-    proxy = await mitmdump(
-        f"rt_supabase_url={local_server.url}", "rt_page_probe=true", mode=f"reverse:{site}"
-    )
+    proxy = await probing(mitmdump, local_server, site)
     tab = await open_site(browser, proxy, anon_key, approach)
     try:
         assert await tab.page.evaluate("() => WebSocket.__rtproxyProbe === true")
@@ -79,7 +84,7 @@ async def test_probe_off_pages_byte_identical(site, mitmdump, local_server):  # 
     proxy = await mitmdump(f"rt_supabase_url={local_server.url}", mode=f"reverse:{site}")
     for path in ("/", "/index.html"):
         assert get(proxy.url + path)[0] == get(site + path)[0]
-    on = await mitmdump(f"rt_supabase_url={local_server.url}", "rt_page_probe=true", mode=f"reverse:{site}")
+    on = await probing(mitmdump, local_server, site)
     body, headers = get(on.url + "/")
     assert body != get(site + "/")[0] and int(headers["content-length"]) == len(body)
     assert body.index(b"<script>") < body.index(b"<meta charset")  # first in <head>
@@ -126,9 +131,7 @@ def strict_site():
 
 
 async def test_strict_csp_runs_the_probe(strict_site, browser, local_server, mitmdump, anon_key):  # noqa: F811
-    proxy = await mitmdump(
-        f"rt_supabase_url={local_server.url}", "rt_page_probe=true", mode=f"reverse:{strict_site}"
-    )
+    proxy = await probing(mitmdump, local_server, strict_site)
     _, headers = get(proxy.url + "/")
     # The policy is the upstream's with the probe's hash in script-src, nothing else.
     assert headers["content-security-policy"] == STRICT.replace(
@@ -237,12 +240,7 @@ def comments(har: Path) -> list[str]:
 
 async def test_offline_drop_is_the_network(site, browser, local_server, mitmdump, anon_key, tmp_path):  # noqa: F811
     har = tmp_path / "flows.har"
-    proxy = await mitmdump(
-        f"rt_supabase_url={local_server.url}",
-        "rt_page_probe=true",
-        f"hardump={har}",
-        mode=f"reverse:{site}",
-    )
+    proxy = await probing(mitmdump, local_server, site, f"hardump={har}")
     tab = await open_site(browser, proxy, anon_key, "direct", heartbeatIntervalMs=HEARTBEAT_MS)
     try:
         await tab.wait(status_js("SUBSCRIBED"), "SUBSCRIBED")
@@ -269,9 +267,7 @@ async def test_offline_drop_is_the_network(site, browser, local_server, mitmdump
 
 
 async def test_send_on_a_closing_socket_through_the_wrapper(site, browser, local_server, mitmdump, anon_key):  # noqa: F811
-    proxy = await mitmdump(
-        f"rt_supabase_url={local_server.url}", "rt_page_probe=true", mode=f"reverse:{site}"
-    )
+    proxy = await probing(mitmdump, local_server, site)
     tab = await open_site(browser, proxy, anon_key, "wrapper", heartbeatIntervalMs=HEARTBEAT_MS)
     try:
         await tab.wait(status_js("SUBSCRIBED"), "SUBSCRIBED")
@@ -296,12 +292,7 @@ async def test_send_on_a_closing_socket_through_the_wrapper(site, browser, local
 
 async def test_handler_threw(site, browser, local_server, mitmdump, anon_key, tmp_path):  # noqa: F811
     har = tmp_path / "flows.har"
-    proxy = await mitmdump(
-        f"rt_supabase_url={local_server.url}",
-        "rt_page_probe=true",
-        f"hardump={har}",
-        mode=f"reverse:{site}",
-    )
+    proxy = await probing(mitmdump, local_server, site, f"hardump={har}")
     tab = await open_site(browser, proxy, anon_key, "wrapper-logging")
     try:
         await tab.wait(status_js("SUBSCRIBED"), "SUBSCRIBED")
