@@ -47,6 +47,64 @@ async def test_trim_zero_keeps_all_and_other_flows_untouched():
         assert len(other.websocket.messages) == 4
 
 
+def _feed(trim, f, *sizes: int) -> None:
+    for size in sizes:
+        f.websocket.messages.append(WebSocketMessage(Opcode.TEXT, True, b"x" * size))
+        trim.websocket_message(f)
+
+
+def _kept_bytes(f) -> int:
+    return sum(len(m.content) for m in f.websocket.messages)
+
+
+async def test_trim_byte_cap_keeps_the_newest_within_the_cap():
+    trim = Trim()
+    with taddons.context(trim) as tctx:
+        tctx.configure(trim, rt_keep_messages=0, rt_keep_bytes=1000)
+        f = realtime_flow()
+        f.websocket.messages.clear()
+        trim.websocket_start(f)
+        _feed(trim, f, *[300] * 10)
+        assert [len(m.content) for m in f.websocket.messages] == [300, 300, 300]
+        _feed(trim, f, 5000)  # bigger than the cap: kept alone (the dumper reads messages[-1])
+        assert [len(m.content) for m in f.websocket.messages] == [5000]
+        _feed(trim, f, 10, 20)
+        assert [len(m.content) for m in f.websocket.messages] == [10, 20]
+        assert trim.flows[f.id].total == _kept_bytes(f) == 30
+
+
+async def test_trim_both_caps_whichever_bites_first():
+    trim = Trim()
+    with taddons.context(trim) as tctx:
+        tctx.configure(trim, rt_keep_messages=4, rt_keep_bytes=1000)
+        f = realtime_flow()
+        f.websocket.messages.clear()
+        trim.websocket_start(f)
+        _feed(trim, f, *[10] * 10)  # the count bites
+        assert len(f.websocket.messages) == 4 and trim.flows[f.id].total == 40
+        _feed(trim, f, 600, 600)  # the bytes bite
+        assert [len(m.content) for m in f.websocket.messages] == [600]
+        assert trim.flows[f.id].total == _kept_bytes(f)
+
+
+async def test_trim_byte_total_follows_a_replaced_newest_message():
+    """Sanitize runs after Trim and may put a (shorter) sanitized copy in the newest message's place: the
+    running total counts the list as it stands, so the cap holds on what is really kept."""
+    trim = Trim()
+    with taddons.context(trim) as tctx:
+        tctx.configure(trim, rt_keep_messages=0, rt_keep_bytes=1000)
+        f = realtime_flow()
+        f.websocket.messages.clear()
+        trim.websocket_start(f)
+        for i in range(50):
+            _feed(trim, f, 200)
+            if i % 2:
+                f.websocket.messages[-1] = WebSocketMessage(Opcode.TEXT, True, b"y" * 50)
+        _feed(trim, f, 1)
+        assert trim.flows[f.id].total == _kept_bytes(f) <= 1000
+        assert _kept_bytes(f) + 200 > 1000  # and not less is kept than the cap allows
+
+
 def _v2(*fields, client=True, t=0.0):
     return Frame(client, False, json.dumps(list(fields)).encode(), t)
 

@@ -60,6 +60,7 @@ CASES: list[tuple[str, str]] = [
     ("rt_worker_host=a.example.com,b.example.com/x", r"without scheme, port or path"),
     ("rt_fault=nope", r"^rt_fault: unknown fault 'nope'; known: swallow-heartbeats, .*strip-query$"),
     ("rt_keep_messages=-5", r"0 \(keep all\) or a positive count"),
+    ("rt_keep_bytes=-1", r"0 \(no byte cap\) or a positive number of bytes"),
     ("rt_timers=join=0", r"must be positive"),
     ("rt_timers=join=-3", r"must be positive"),
     ("rt_timers=join=abc", r"number of seconds"),
