@@ -64,16 +64,16 @@ class Trim:
                     "rt_keep_messages",
                     f"must be 0 (keep all) or a positive count, got {ctx.options.rt_keep_messages}",
                 )
-                return
-            self.keep = ctx.options.rt_keep_messages
+            else:
+                self.keep = ctx.options.rt_keep_messages
         if "rt_keep_bytes" in updated:
             if ctx.options.rt_keep_bytes < 0:
                 reject(
                     "rt_keep_bytes",
                     f"must be 0 (no byte cap) or a positive number of bytes, got {ctx.options.rt_keep_bytes}",
                 )
-                return
-            self.keep_bytes = ctx.options.rt_keep_bytes
+            else:
+                self.keep_bytes = ctx.options.rt_keep_bytes
 
     def websocket_start(self, flow: http.HTTPFlow) -> None:
         if is_realtime(flow):
