@@ -6,6 +6,9 @@ import json
 import sys
 import types
 
+import localrt
+from conftest import RTPROXY
+from mitmproxy import io
 from mitmproxy.test import taddons, tflow
 from mitmproxy.websocket import WebSocketMessage
 from rtproxy_core import session as session_mod
@@ -13,6 +16,7 @@ from rtproxy_core.diagnosis import Diagnoser
 from rtproxy_core.events import Closed, Frame, FrameError, Handshake, Hop, HopKind, Opened, PageEvent
 from rtproxy_core.session import Session, limits
 from rtproxy_mitm.trim import Trim
+from websockets.asyncio.client import connect
 from wsproto.frame_protocol import Opcode
 
 
@@ -279,3 +283,45 @@ def test_every_table_full_of_the_longest_values_stays_under_the_bound():
     size = deep_size(s)
     assert size < limits.SESSION_MAX_BYTES, size
     print(f"worst-case session: {size / 2**20:.1f} MiB")
+
+
+def read_flows(path) -> list:
+    with open(path, "rb") as fh:
+        return list(io.FlowReader(fh).stream())
+
+
+async def test_rtproxy_keeps_a_flows_messages_within_rt_keep_bytes(local_server, mitmdump, tmp_path):
+    """The rtproxy command in front of the local Realtime server, rt_keep_bytes small, a client sending
+    1 MB broadcasts (echoed: broadcast.self): the flow mitmproxy keeps (written when it ends, as
+    save_stream_file writes it) holds the newest messages within the cap, however many went through."""
+    cap, flows, big = 2_500_000, tmp_path / "flows", "b" * 1_000_000
+    proxy = await mitmdump(
+        f"rt_supabase_url={local_server.url}",
+        f"rt_keep_bytes={cap}",
+        f"save_stream_file={flows}",
+        program=RTPROXY,
+    )
+    url = f"ws://127.0.0.1:{proxy.port}/realtime/v1/websocket?apikey={localrt.KEY}&vsn=1.0.0"
+    async with connect(url, compression=None, max_size=None) as ws:
+        config = {"broadcast": {"self": True, "ack": False}, "presence": {"key": ""}, "private": False}
+        assert (await localrt.join(ws, config=config))["payload"]["status"] == "ok"
+        for i in range(6):
+            await ws.send(
+                localrt.v1(
+                    "realtime:room",
+                    "broadcast",
+                    {"type": "broadcast", "event": "e", "payload": {"n": i, "big": big}},
+                    ref=f"b{i}",
+                )
+            )
+            echo = await localrt.recv(ws)
+            assert echo["payload"]["payload"]["n"] == i
+        await localrt.heartbeat_is_next(ws)
+    await proxy.wait_for(r"closed by client: 1000")
+    await proxy.stop()  # the flow is in the file once its websocket ended
+    (flow,) = [f for f in read_flows(flows) if getattr(f, "websocket", None)]
+    kept = [len(m.content) for m in flow.websocket.messages]
+    # 2 join frames + 12 broadcasts of ~1 MB + 2 heartbeat frames went through; the newest within the cap
+    # are kept: the heartbeat and its reply, and the two newest broadcasts (a third would pass the cap).
+    assert sum(kept) <= cap and len(kept) == 4 and min(kept[:2]) > 1_000_000, kept
+    assert b"phx_reply" in flow.websocket.messages[-1].content
