@@ -149,7 +149,7 @@ class Faults:
             tasks.append(task)
             # A delivered frame's task leaves the list: it holds the frames still held back, not every
             # frame the fault ever delayed.
-            task.add_done_callback(lambda t: t in tasks and tasks.remove(t))
+            task.add_done_callback(lambda t: tasks.remove(t) if t in tasks else None)
         for text in action.inject_to_client:
             self.notes.injecting(flow, True, text.encode(), INJECTED, self._by(action.injected_by))
             ctx.master.commands.call("inject.websocket", flow, True, text.encode(), True)
