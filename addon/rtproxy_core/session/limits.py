@@ -36,6 +36,7 @@ SESSION_MAX_BYTES, the figure the README states for rtproxy's own state of one c
 from __future__ import annotations
 
 import hashlib
+import re
 
 MAX_CHANNELS = 500  # per connection; a client that joins more is hostile or broken
 MAX_PENDING = 1000  # pushes awaiting a reply
@@ -75,6 +76,15 @@ def key(value: str) -> str:
         return value
     digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return f"{value[:KEY_HEAD]}...[{len(value)} chars #{digest}]"
+
+
+_KEYED = re.compile(r".*\.\.\.\[(\d+) chars #[0-9a-f]{32}\]", re.DOTALL)
+
+
+def was_keyed(value: str) -> bool:
+    """Is `value` a key() of a longer value (the value itself is not kept)?"""
+    m = _KEYED.fullmatch(value)
+    return m is not None and int(m.group(1)) > MAX_KEY
 
 
 def opt_key(value: str | None) -> str | None:
