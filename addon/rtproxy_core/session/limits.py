@@ -29,6 +29,16 @@ length noted. So each table's bytes are at most its entries cap × a fixed entry
 | PageView `delivered` | pageview.py | MAX_HISTORY + 1 kinds | a count |
 | PageView `sends_not_open` | pageview.py | 5 readyStates | a count |
 
+Around the Sessions, the mitmproxy layer (rtproxy_mitm) keeps per connection only: the kept messages
+(trim.py: ≤ max(rt_keep_bytes, the newest message) of content, ≤ rt_keep_messages of them, and a `Kept`
+of two ints), one entry in each part's table of open flows (tracker `live`/`flows`, faults `plans`/
+`flows`/`last_frame_at`, sanitize `flows` (counts by kind)/`copies`/`waiting`/`unanswered`, legs
+`flows`/`sessions`), the faults' `tasks` (their timers and the frames still held back; a delivered one
+leaves), framenotes' `pending` (frames a fault announced, until they arrive) and ≤ framenotes.MAX_NOTES
+notes in the flow's metadata. Across connections: the tracker's `ended` and the two-leg view's ended
+pairs (KEEP_FINISHED each), `page_pending` (≤ 100 sockets × 1,000 events), Pages' `page_wide` (100 per
+page), `counts` (by finding code), diagnosis.Diagnoser's `_recent` (200) and `_loops` (MAX_LOOPS).
+
 tests/test_bounded.py feeds a Session the worst a client can send and checks its deep size stays under
 SESSION_MAX_BYTES, the figure the README states for rtproxy's own state of one connection.
 """
