@@ -5,9 +5,11 @@ test_open_relay.py; the Tracker's hooks: test_tracker_addon.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
+from mitmproxy import flow as mflow
 from mitmproxy.proxy import mode_specs
 from mitmproxy.test import taddons, tflow
 from mitmproxy.websocket import WebSocketMessage
@@ -120,6 +122,28 @@ async def test_drop_join_drops_the_clients_join_and_reports_it():
         assert flow_id == f.id and isinstance(hop, Hop) and "dropped phx_join for realtime:r" in hop.detail
         faults.websocket_end(f)
         assert f.id not in faults.plans and f.id not in faults.tasks
+
+
+async def test_a_delayed_frame_leaves_the_faults_tables_once_delivered():
+    """delay-replies holds each reply in a task; a delivered one leaves `tasks`, so a long connection's
+    table holds the frames still held back, not every frame ever delayed."""
+    faults = Faults(report=lambda *_: None)
+    injected: list[bytes] = []
+
+    def inject(flow: mflow.Flow, to_client: bool, message: bytes, is_text: bool = True) -> None:
+        injected.append(message)  # mitmproxy's inject.websocket, as the fault calls it
+
+    with taddons.context(faults) as tctx:
+        tctx.master.commands.add("inject.websocket", inject)
+        tctx.configure(faults, rt_fault="delay-replies=1")
+        f = live_flow()
+        f.websocket.timestamp_end = None  # still open: the fault delivers
+        faults.websocket_start(f)
+        ok = {"status": "ok", "response": {}}
+        replies = [send(faults, f, ["1", str(i), "realtime:r", "phx_reply", ok], False) for i in range(50)]
+        assert all(m.dropped for m in replies) and len(faults.tasks[f.id]) == 50
+        await asyncio.gather(*list(faults.tasks[f.id]))
+        assert len(injected) == 50 and faults.tasks[f.id] == []
 
 
 async def test_swallow_heartbeats_drops_only_heartbeat_replies():

@@ -6,7 +6,7 @@ import json
 import pytest
 from rtproxy_core import frames, inject
 from rtproxy_core.events import Handshake, Opened
-from rtproxy_core.session import Session
+from rtproxy_core.session import Session, limits
 from wire import T0, kind3, v1, v2
 
 V2_URL = "http://w/realtime/v1/websocket?apikey=k&vsn=2.0.0"
@@ -48,6 +48,22 @@ def test_a_reply_answers_the_newest_push_awaiting_one():
     )
     c = inject.compose(s, True, "realtime:room1", "phx_reply", {"status": "error", "response": {}})
     assert (c.message.join_ref, c.message.ref) == ("3", "8")
+
+
+def test_a_topic_or_ref_kept_only_as_its_digest_is_refused_not_sent_wrong():
+    """A topic or ref over limits.MAX_KEY characters is kept as a digest key (bounded memory): a frame
+    composed from it would name the wrong channel or answer nothing, so the command says why instead."""
+    topic = "realtime:" + "r" * 300
+    s = joined(topic=topic)
+    assert s.current[limits.key(topic)].state == "joined"  # the session still pairs them
+    with pytest.raises(
+        ValueError, match="digest of a value over 256 characters.*topic or join_ref is too long"
+    ):
+        inject.compose(s, True, topic, "system", {"status": "error"})
+    s = joined()
+    s.feed(v2(None, "h" * 300, "phoenix", "heartbeat", {}, client=True, t=1))
+    with pytest.raises(ValueError, match="the ref it answers is too long"):
+        inject.compose(s, True, "phoenix", "phx_reply", {"status": "ok", "response": {}})
 
 
 def test_phx_close_carries_the_join_ref_as_both_refs():

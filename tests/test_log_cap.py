@@ -14,6 +14,7 @@ import re
 import pytest
 from conftest import RTPROXY, TIMEOUT, Mitmdump
 from rtproxy_core.clip import FIELD_MAX, LINE_MAX, clip, clip_line
+from rtproxy_core.session.limits import key
 from rtproxy_local.server import LocalRealtime, ServerConfig
 from rtproxy_mitm import connlog
 from rtproxy_mitm.connlog import ConnectionLog, Rate, parse_rate
@@ -81,7 +82,7 @@ def test_clip_keeps_a_short_field_and_cuts_a_long_one_to_the_limit_with_its_leng
     topic = "realtime:" + "a" * 5003
     clipped = clip(topic)
     assert len(clipped) == FIELD_MAX
-    assert clipped.startswith("realtime:aaaa") and clipped.endswith("a…(5,012 chars)")
+    assert clipped.startswith("realtime:aaaa") and clipped.endswith("a...(5,012 chars)")
     assert clip(clipped) == clipped
 
 
@@ -90,11 +91,11 @@ def test_clip_line_clips_each_long_field_and_then_the_line():
     line = clip_line(f"[rt abc123] join {topic} ref={'7' * 300} (join #2)")
     assert line.startswith("[rt abc123] join realtime:aaaa") and line.endswith(" (join #2)")
     assert (
-        "…(5,012 chars)" in line and "ref=777" in line and "…(304 chars)" in line
+        "...(5,012 chars)" in line and "ref=777" in line and "...(304 chars)" in line
     )  # the run: ref= and its value
     assert len(line) < 2 * FIELD_MAX + 50
     words = clip_line("[rt abc123] reason: " + "too many words " * 500)
-    assert len(words) == LINE_MAX and words.endswith(f"…({len('[rt abc123] reason: ') + 15 * 500:,} chars)")
+    assert len(words) == LINE_MAX and words.endswith(f"...({len('[rt abc123] reason: ') + 15 * 500:,} chars)")
     assert clip_line("[rt abc123] joined in 3 ms") == "[rt abc123] joined in 3 ms"
 
 
@@ -315,7 +316,9 @@ async def test_500_joins_and_a_5000_character_topic_through_the_rtproxy_command(
     assert logged == expected
     assert findings[0].count(" Fix: ") == 1 and findings[1].endswith("its fix as in the first)")
 
-    clipped = "realtime:" + "a" * (FIELD_MAX - len("realtime:") - len("…(5,000 chars)")) + "…(5,000 chars)"
+    # The session keeps a topic this long as its fixed-size key (session.limits.key), which the lines show.
+    clipped = key(LONG_TOPIC)
+    assert clipped.startswith("realtime:aaaa") and "[5000 chars #" in clipped and len(clipped) <= FIELD_MAX
     theirs = [line for line in proxy.lines if f"[rt {long}] " in line]
     assert any(f"join {clipped} ref=1" in line for line in theirs), theirs
     assert any(f"  {clipped}: closed" in line for line in theirs), theirs

@@ -63,6 +63,7 @@ CASES: list[tuple[str, str]] = [
     ("rt_keep_messages=-5", r"0 \(keep all\) or a positive count"),
     ("rt_header_timeout=-1", r"0 \(off\) or a whole number of seconds, got -1"),
     ("rt_header_bytes=-1", r"0 \(off\) or a number of bytes, got -1"),
+    ("rt_keep_bytes=-1", r"0 \(no byte cap\) or a positive number of bytes"),
     ("rt_timers=join=0", r"must be positive"),
     ("rt_timers=join=-3", r"must be positive"),
     ("rt_timers=join=abc", r"number of seconds"),

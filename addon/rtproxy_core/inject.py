@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import catalog, frames
-from .session import CLOSED, ERRORED, JOINED, Channel, Session
+from .session import CLOSED, ERRORED, JOINED, Channel, Session, limits
 
 INJECTED_REF = "rtproxy-"  # prefix of the refs rtproxy gives the client pushes it injects
 FASTLANED = frozenset({frames.EV_BROADCAST, frames.EV_PRESENCE_DIFF, frames.EV_POSTGRES_CHANGES})
@@ -65,12 +65,20 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# A value longer than limits.MAX_KEY is kept as its digest key (session/limits.py), not as it was.
+_too_long = (
+    f"rtproxy keeps only a digest of a value over {limits.MAX_KEY} characters, so it cannot compose this"
+)
+
+
 def channel(session: Session, topic: str) -> Channel:
     """The channel instance a message for `topic` belongs to: the latest join of it."""
-    ch = session.current.get(topic)
+    ch = session.current.get(limits.key(topic))
     if ch is None:
         known = ", ".join(sorted(session.current)[:10]) or "none yet"
         raise ValueError(f"no channel {topic!r} on this connection (channels: {known})")
+    if limits.was_keyed(ch.topic) or ch.join_ref is not None and limits.was_keyed(ch.join_ref):
+        raise ValueError(f"{_too_long} channel's frames: its topic or join_ref is too long")
     return ch
 
 
@@ -79,7 +87,9 @@ def _awaiting(session: Session, topic: str) -> str:
     if topic == frames.PHOENIX:
         refs = [ref for ref in session.heartbeats.pending if ref is not None]
     else:
-        refs = [ref for (t, ref) in session.pending if t == topic]
+        refs = [ref for (t, ref) in session.pending if t == limits.key(topic)]
+    if refs and limits.was_keyed(refs[-1]):
+        raise ValueError(f"{_too_long} reply: the ref it answers is too long")
     if not refs:
         raise ValueError(
             f"no push on {topic!r} is awaiting a reply: a phx_reply now would answer nothing the client "

@@ -140,13 +140,16 @@ class Faults:
                 flow, m, DELAYED if held else DROPPED, self._by(action.fault, action.delay_ms if held else 0)
             )
         if action.delay_ms and not action.drop:
-            self.tasks.setdefault(flow.id, []).append(
-                asyncio.get_running_loop().create_task(
-                    self._deliver_later(
-                        flow, action.delay_ms, not m.from_client, m.content, m.is_text, action.fault
-                    )
+            tasks = self.tasks.setdefault(flow.id, [])
+            task = asyncio.get_running_loop().create_task(
+                self._deliver_later(
+                    flow, action.delay_ms, not m.from_client, m.content, m.is_text, action.fault
                 )
             )
+            tasks.append(task)
+            # A delivered frame's task leaves the list: it holds the frames still held back, not every
+            # frame the fault ever delayed.
+            task.add_done_callback(lambda t: tasks.remove(t) if t in tasks else None)
         for text in action.inject_to_client:
             self.notes.injecting(flow, True, text.encode(), INJECTED, self._by(action.injected_by))
             ctx.master.commands.call("inject.websocket", flow, True, text.encode(), True)

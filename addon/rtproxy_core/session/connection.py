@@ -4,6 +4,8 @@ capture errors), and frames go to the per-frame handling (messages.py)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from .. import frames
 from ..clip import clip
 from ..events import (
@@ -20,8 +22,8 @@ from ..events import (
 )
 from ..redact import jwt_expired
 from .channel import CLOSED, ERRORED, JOINED, JOINING, LEAVING
-from .limits import MAX_HISTORY
-from .messages import Messages
+from .limits import MAX_HEADERS, MAX_HISTORY, MAX_TEXT, MAX_URL, opt_key
+from .messages import Messages, keyed
 from .notes import Note, NoteLevel
 from .pageview import PageView
 from .upgrade import header, rejection_text, url_query
@@ -70,11 +72,12 @@ class Session(Messages):
         return notes
 
     def _opened(self, ev: Opened, notes: list[Note]) -> None:
-        self.url, self.opened_at = ev.url, ev.time
+        self.url, self.opened_at = clip(ev.url, MAX_URL), ev.time
         q = url_query(ev.url)
-        self.client_vsn = q.get("vsn")
-        self.vsn = frames.vsn_family(self.client_vsn) or frames.V1
-        self.apikey = header(ev.headers, "x-api-key") or q.get("apikey") or None
+        self.client_vsn = opt_key(q.get("vsn"))
+        self.vsn = frames.vsn_family(q.get("vsn")) or frames.V1
+        apikey = header(ev.headers, "x-api-key") or q.get("apikey") or None
+        self.apikey = clip(apikey, MAX_URL) if apikey else None
         if self.apikey:
             self.apikey_expired_s = jwt_expired(self.apikey, ev.time)
         if self.client_vsn is not None:  # realtime-py never sends vsn; realtime-js always does
@@ -90,10 +93,10 @@ class Session(Messages):
         )
 
     def _upstream(self, ev: Upstream, notes: list[Note]) -> None:
-        self.upstream_url = ev.url
+        self.upstream_url = clip(ev.url, MAX_URL)
         q = url_query(ev.url)
         self.upstream_apikey = bool(q.get("apikey") or header(ev.headers, "x-api-key"))
-        self.upstream_vsn = q.get("vsn")
+        self.upstream_vsn = opt_key(q.get("vsn"))
         # What the server negotiates is decided by the URL it receives, not the client's.
         self.vsn = frames.vsn_family(q.get("vsn")) or frames.V1
         notes.append(Note(NoteLevel.INFO, f"upstream {self.redactor.url(ev.url)}", always=True))
@@ -116,18 +119,20 @@ class Session(Messages):
                 )
             return
         self.rejection = rejection_text(ev.body)
-        self.rejection_headers = list(ev.headers)
+        self.rejection_headers = [(clip(k, 100), clip(v, MAX_TEXT)) for k, v in ev.headers[:MAX_HEADERS]]
         why = clip(self.redactor.text(self.rejection)) if self.rejection else "(empty body)"
         notes.append(Note(NoteLevel.WARNING, f"upgrade rejected: {ev.status} {why}", always=True))
 
     def _hop(self, ev: Hop, notes: list[Note]) -> None:
-        self.hops.append(ev)
+        self.hops.append(bounded_hop(ev))
         count = self.hop_counts[ev.what] = self.hop_counts.get(ev.what, 0) + 1
         if ev.frame is not None and ev.frame.from_client:
             try:
                 msg = frames.decode(ev.frame.data, binary=ev.frame.binary, from_client=True)
             except frames.DecodeError:
                 msg = None
+            if msg is not None:
+                keyed(msg)
             if msg is not None and msg.event == frames.PHX_JOIN:
                 jr = msg.join_ref or msg.ref
                 ch = self._by_ref.get((msg.topic, jr)) if jr is not None else None
@@ -140,6 +145,10 @@ class Session(Messages):
             notes.append(Note(NoteLevel.WARNING, f"hop: {ev.what}: {clip(self.redactor.text(ev.detail))}"))
 
     def _closed(self, ev: Closed, notes: list[Note]) -> None:
+        if len(ev.reason) > MAX_TEXT or (ev.error and len(ev.error) > MAX_TEXT):
+            ev = dataclasses.replace(
+                ev, reason=clip(ev.reason, MAX_TEXT), error=ev.error and clip(ev.error, MAX_TEXT)
+            )
         self.closed = ev
         if ev.code is None and self.status != 101:
             return  # a failed handshake was already reported
@@ -183,12 +192,24 @@ class Session(Messages):
         """Count what a capture held in place of a frame; log the first few."""
         if ev.by == "reader":
             dropped = self.dropped_frames
-            why = ev.text if ev.text in dropped or len(dropped) < MAX_HISTORY else "other"
+            text = clip(ev.text, 200)
+            why = text if text in dropped or len(dropped) < MAX_HISTORY else "other"
             dropped[why] = dropped.get(why, 0) + 1
             if sum(dropped.values()) == 1:
                 notes.append(Note(NoteLevel.WARNING, f"capture: a frame was left out ({why})"))
             return
-        self.error_frames.append(ev)
+        self.error_frames.append(
+            ev if len(ev.text) <= MAX_TEXT else dataclasses.replace(ev, text=clip(ev.text, MAX_TEXT))
+        )
         self.error_frame_count += 1
         if self.error_frame_count <= 3:
             notes.append(Note(NoteLevel.WARNING, f"the browser recorded a WebSocket error: {clip(ev.text)}"))
+
+
+def bounded_hop(ev: Hop) -> Hop:
+    """A hop event as kept in `hops`: its detail clipped, its frame's data cut to MAX_TEXT bytes (what
+    the rules read of a kept hop is its kind, detail, time and the frame's direction)."""
+    if len(ev.detail) <= MAX_TEXT and (ev.frame is None or len(ev.frame.data) <= MAX_TEXT):
+        return ev
+    frame = ev.frame and dataclasses.replace(ev.frame, data=ev.frame.data[:MAX_TEXT])
+    return dataclasses.replace(ev, detail=clip(ev.detail, MAX_TEXT), frame=frame)

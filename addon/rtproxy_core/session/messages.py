@@ -12,7 +12,18 @@ from ..clip import clip
 from ..events import Frame
 from ..redact import jwt_claims, jwt_expired
 from .channel import CLOSED, ERRORED, JOINED, JOINING, LEAVING, Channel, SystemMessage
-from .limits import DUPLICATE_WINDOW_S, GAVE_UP_MIN_S, MAX_CHANNELS, MAX_PENDING
+from .limits import (
+    DUPLICATE_WINDOW_S,
+    GAVE_UP_MIN_S,
+    MAX_BINDING_KEYS,
+    MAX_BINDINGS,
+    MAX_CHANNELS,
+    MAX_PENDING,
+    MAX_PRESENCE,
+    MAX_TEXT,
+    key,
+    opt_key,
+)
 from .notes import Note, NoteLevel
 from .state import SessionState
 
@@ -47,6 +58,7 @@ class Messages(SessionState):
                     Note(NoteLevel.WARNING, f"undecodable {side} frame ({len(f.data)} bytes): {clip(str(e))}")
                 )
             return
+        keyed(msg)
         if self.debug:
             arrow = "→" if f.from_client else "←"
             payload = _short(self.redactor.payload(msg.payload, f.time))
@@ -186,7 +198,7 @@ class Messages(SessionState):
             self.client_kind = "realtime-py"  # its join config carries "broadcast": null
         ch.ack = broadcast.get("ack") in (True, "true")
         pg = config.get("postgres_changes")
-        ch.bindings = [b for b in pg if isinstance(b, dict)] if isinstance(pg, list) else []
+        self._keep_bindings(ch, "bindings", pg)
         extras = [
             w
             for w, on in (("private", ch.private), (f"{len(ch.bindings)} postgres_changes", ch.bindings))
@@ -285,9 +297,9 @@ class Messages(SessionState):
         elif ev == frames.EV_SYSTEM:
             sm = SystemMessage(
                 t,
-                str(payload.get("extension", "")),
-                str(payload.get("status", "")),
-                str(payload.get("message", "")),
+                clip(str(payload.get("extension", "")), 100),
+                clip(str(payload.get("status", "")), 100),
+                clip(str(payload.get("message", "")), MAX_TEXT),
             )
             ch.system.append(sm)
             level = NoteLevel.WARNING if sm.status == "error" else NoteLevel.INFO
@@ -300,14 +312,13 @@ class Messages(SessionState):
                 )
             )
         elif ev == frames.EV_PRESENCE_STATE:
-            ch.presence = set(list(payload)[:10000])
+            self._presence(ch, None, payload)
             notes.append(Note(NoteLevel.INFO, f"presence {ch.label}: {len(ch.presence)} present", topic))
         elif ev == frames.EV_PRESENCE_DIFF:
             joins, leaves = payload.get("joins"), payload.get("leaves")
-            if isinstance(leaves, dict):
-                ch.presence.difference_update(leaves)
-            if isinstance(joins, dict) and len(ch.presence) < 10000:
-                ch.presence.update(joins)
+            self._presence(
+                ch, leaves if isinstance(leaves, dict) else {}, joins if isinstance(joins, dict) else {}
+            )
         elif ev == frames.EV_POSTGRES_CHANGES or ev in ("INSERT", "UPDATE", "DELETE"):
             ch.postgres_changes += 1
             # The change itself: in `data` since postgres_changes (2022), the payload itself before.
@@ -316,13 +327,30 @@ class Messages(SessionState):
             if isinstance(errors, list) and errors:
                 ch.change_error_count += 1
                 ch.change_errors.append(
-                    (str(change.get("type") or ev), tuple(str(e)[:200] for e in errors[:5]))
+                    (clip(str(change.get("type") or ev), 100), tuple(str(e)[:200] for e in errors[:5]))
                 )
         elif ev == frames.EV_BROADCAST:
             ch.broadcasts_received += 1
             if msg.kind is not None:
                 self.binary_broadcast_count += 1
                 self.binary_broadcasts.append((t, topic, str(payload.get("event", ""))[:100]))
+
+    def _presence(self, ch: Channel, leaves: dict[str, Any] | None, joins: dict[str, Any]) -> None:
+        """presence_state (leaves None: the whole set anew) or presence_diff; the keys kept are bounded
+        for the whole connection (MAX_PRESENCE), each in key() form."""
+        before = len(ch.presence)
+        if leaves is None:
+            ch.presence = set()
+        else:
+            ch.presence.difference_update(key(k) for k in leaves)
+        room = MAX_PRESENCE - (self.presence_keys - before + len(ch.presence))
+        for k in joins:
+            if room <= 0:
+                break
+            if (kk := key(k)) not in ch.presence:
+                ch.presence.add(kk)
+                room -= 1
+        self.presence_keys += len(ch.presence) - before
 
     def _pop_null(self, topic: str) -> tuple[str, float, Channel] | None:
         """The oldest push of `topic` sent with a null ref, taken: the one a null-ref reply answers."""
@@ -346,6 +374,8 @@ class Messages(SessionState):
         event, sent_at, ch = pending
         ch.received += 1
         reason = _reason(response)
+        if reason is not None:
+            reason = clip(reason, MAX_TEXT)
         if event == frames.PHX_JOIN:
             ms = (t - sent_at) * 1000
             if ch.gave_up or ch is not self.current.get(topic):
@@ -379,7 +409,7 @@ class Messages(SessionState):
                 )
                 notes.append(Note(NoteLevel.INFO, f"{ch.label} joined in {ms:.0f} ms{ids}", topic))
             else:
-                ch.state, ch.reason = ERRORED, reason or f"join reply status {status!r}"
+                ch.state, ch.reason = ERRORED, reason or clip(f"join reply status {status!r}", MAX_TEXT)
                 notes.append(
                     Note(
                         NoteLevel.WARNING,
@@ -390,7 +420,7 @@ class Messages(SessionState):
         elif event == frames.PHX_LEAVE:
             notes.append(Note(NoteLevel.INFO, f"{ch.label} leave acknowledged ({clip(str(status))})", topic))
         elif status != "ok":
-            ch.push_errors.append((event, reason or str(status)))
+            ch.push_errors.append((event, reason or clip(str(status), MAX_TEXT)))
             notes.append(
                 Note(
                     NoteLevel.WARNING,
@@ -399,11 +429,48 @@ class Messages(SessionState):
                 )
             )
 
-    @staticmethod
-    def _bindings(ch: Channel, response: Any) -> None:
+    def _bindings(self, ch: Channel, response: Any) -> None:
         pg = response.get("postgres_changes") if isinstance(response, dict) else None
-        ch.server_bindings = [b for b in pg if isinstance(b, dict)] if isinstance(pg, list) else []
+        self._keep_bindings(ch, "server_bindings", pg)
         ch.binding_ids = [b.get("id") for b in ch.server_bindings]
+
+    def _keep_bindings(self, ch: Channel, which: str, pg: Any) -> None:
+        """Set the channel's client (`bindings`) or server (`server_bindings`) postgres_changes list, as
+        bounded_bindings keeps it, within what is left of the connection's MAX_BINDINGS."""
+        old = len(getattr(ch, which))
+        room = max(0, MAX_BINDINGS - (self.binding_count - old))
+        kept = bounded_bindings(pg[:room] if isinstance(pg, list) else None)
+        setattr(ch, which, kept)
+        self.binding_count += len(kept) - old
+
+
+def keyed(msg: frames.Message) -> None:
+    """The message's refs, topic and event in the form the Session keeps and matches them in (limits.key):
+    the same function for a push and its reply, so they still pair."""
+    msg.topic, msg.event = key(msg.topic), key(msg.event)
+    msg.ref, msg.join_ref = opt_key(msg.ref), opt_key(msg.join_ref)
+
+
+def _bounded_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return key(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value if not isinstance(value, int) or abs(value) < 2**63 else clip(str(value), 64)
+    return {
+        "clipped": clip(_short(value, MAX_TEXT), MAX_TEXT)
+    }  # not a string, as the rules read it; a fixed size
+
+
+def bounded_bindings(pg: Any) -> list[dict[str, Any]]:
+    """A postgres_changes list as kept: bindings of MAX_BINDING_KEYS fields, strings in key()
+    form (the client's and the server's through the same function, so they compare as before)."""
+    if not isinstance(pg, list):
+        return []
+    return [
+        {key(k): _bounded_value(v) for k, v in list(b.items())[:MAX_BINDING_KEYS]}
+        for b in pg
+        if isinstance(b, dict)
+    ]
 
 
 def _short(value: Any, limit: int = 160) -> str:

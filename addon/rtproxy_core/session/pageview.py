@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from ..clip import clip
 from ..events import PageEvent
-from .limits import MAX_HISTORY
+from .limits import MAX_HISTORY, MAX_TEXT, MAX_URL
 
 # The page's states the probe reports (visibilitychange, freeze/resume, online/offline), each with the one
 # that ends it.
@@ -63,35 +64,46 @@ class PageView:
         """Take one event; the note worth logging, if any."""
         d = ev.detail
         if ev.what == "socket":
-            self.asked, self.opened = str(d.get("asked") or ""), str(d.get("url") or "")
-            self.binary_type = str(d.get("binaryType") or "")
+            self.asked, self.opened = (
+                clip(str(d.get("asked") or ""), MAX_URL),
+                clip(str(d.get("url") or ""), MAX_URL),
+            )
+            self.binary_type = clip(str(d.get("binaryType") or ""), 100)
             rewrote = f" (given {self.asked})" if self.asked and self.asked != self.opened else ""
             return f"page: socket {self.opened}{rewrote}, binaryType {self.binary_type}"
         if ev.what == "open":
             self.opened_at = ev.time
         elif ev.what == "message":
-            key = (str(d.get("type")), str(d.get("binaryType")))
+            key = (clip(str(d.get("type")), 100), clip(str(d.get("binaryType")), 100))
+            if key not in self.delivered and len(self.delivered) >= MAX_HISTORY:
+                key = ("other", "other")
             self.delivered[key] += 1
             if key[0] == "Blob" and self.first_blob_at is None:
                 self.first_blob_at = ev.time
                 return f"page: a binary frame was delivered to the app as a Blob (native binaryType {key[1]})"
         elif ev.what == "threw":
             self.threw_count += 1
-            self.threw.append((ev.time, str(d.get("type")), str(d.get("error"))))
+            self.threw.append((ev.time, clip(str(d.get("type")), 100), clip(str(d.get("error")), MAX_TEXT)))
             if self.threw_count <= 3:
                 return f"page: the app's message handler threw on a {d.get('type')} message: {d.get('error')}"
         elif ev.what == "send-not-open":
             state = d.get("readyState")
-            self.sends_not_open[state if isinstance(state, int) else -1] += 1
+            known = isinstance(state, int) and not isinstance(state, bool) and 0 <= state <= 3
+            self.sends_not_open[state if known and isinstance(state, int) else -1] += 1  # WebSocket's 4
             if state in (2, 3) and self.first_send_closed_at is None:
                 self.first_send_closed_at = ev.time
             if sum(self.sends_not_open.values()) == 1:
                 return f"page: the app sent on the socket while its readyState was {state}"
         elif ev.what == "close":
-            self.close, self.close_at = dict(d), ev.time
+            self.close = {  # the probe's fields (code, reason, wasClean), each bounded
+                clip(str(k), 100): clip(v, MAX_TEXT) if isinstance(v, str) else v
+                for k, v in list(d.items())[:MAX_HISTORY]
+                if v is None or isinstance(v, (str, int, float))
+            }
+            self.close_at = ev.time
             return f"page: close seen by the page: {d.get('code')} {d.get('reason') or ''} wasClean={d.get('wasClean')}"
         elif ev.what == "visibility":
-            self.states.append((ev.time, str(d.get("state"))))
+            self.states.append((ev.time, clip(str(d.get("state")), 100)))
             return f"page: tab {d.get('state')}"
         elif ev.what in ("online", "offline", "freeze", "resume"):
             self.states.append((ev.time, ev.what))

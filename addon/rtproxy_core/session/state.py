@@ -56,6 +56,8 @@ class SessionState:
         self.dropped_channels = 0  # joins not tracked: the cap was full of live channels
         self.evicted_channels = 0  # ended channels forgotten to make room
         self.stale_pushes = 0  # client pushes that named an older join of their topic
+        self.presence_keys = 0  # presence keys kept, all channels together (≤ MAX_PRESENCE)
+        self.binding_count = 0  # postgres_changes bindings kept, client's and server's (≤ MAX_BINDINGS)
         # Pushes the server answers, awaiting that answer (heartbeats are in self.heartbeats).
         self.pending: OrderedDict[tuple[str, str], tuple[str, float, Channel]] = OrderedDict()
         # Pushes sent with "ref": null (supabase-kt 3.0 joins), oldest first: Phoenix echoes a push's ref,
@@ -119,6 +121,8 @@ class SessionState:
                 self.dropped_channels += 1
                 return None
             gone = self.channels.pop(old)
+            self.presence_keys -= len(gone.presence)
+            self.binding_count -= len(gone.bindings) + len(gone.server_bindings)
             if gone.join_ref is not None and self._by_ref.get((gone.topic, gone.join_ref)) is gone:
                 del self._by_ref[(gone.topic, gone.join_ref)]
             self.evicted_channels += 1
