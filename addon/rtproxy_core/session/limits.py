@@ -4,7 +4,7 @@ Every table a Session keeps is bounded in entries AND in bytes: a value that can
 (a ref, a topic, a join_ref, a presence key, an event name) is kept in the form `key` gives it (itself
 when it has at most MAX_KEY characters, else a fixed-size digest key with a clipped display form); one
 function on the push side and the reply side, so pairing works as before. A text kept for the report (a
-reason, an error message, a system message, a hop's detail) is `clip`ped to MAX_TEXT characters with its
+reason, an error message, a system message, a hop's detail) is clipped (clip.clip) to MAX_TEXT characters with its
 length noted. So each table's bytes are at most its entries cap × a fixed entry size:
 
 | table | where | entries | each at most |
