@@ -1,0 +1,85 @@
+"""Issue #27, bounded: the hostile load of bench/hostile.py (healthy clients beside misbehaving
+connections of every kind, upgrades reset right after the 101, upgrades stalled half-way) through the real
+`rtproxy` command and through bare mitmdump (bare_reroute.py), both in front of the local Realtime server.
+Nothing healthy may be lost and neither proxy may log a traceback. What it measures (latency, RSS) is
+rtbench --hostile's business, never asserted here."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import MITMDUMP, RTPROXY, TIMEOUT, Mitmdump, fast_config
+from rtproxy_local.server import LocalRealtime
+from rtproxy_tools.bench import hostile
+from rtproxy_tools.bench.kit import REROUTE
+
+SCALE = hostile.Scale(
+    healthy=4,
+    misbehaving=len(hostile.KINDS),  # one of each kind
+    resets=20,
+    stalled=5,
+    baseline_s=0.5,
+    attack_s=2.0,
+    cadence_s=0.1,  # the healthy clients' traffic, ten times the issue's pace
+    drain_s=TIMEOUT,  # a safety net: every answer is awaited
+    frames=4,
+    joins=20,
+    big_bytes=200_000,
+    ref_bytes=10_000,
+    depth=2_000,
+)
+
+
+class BareMitmdump(Mitmdump):
+    """mitmdump with bare_reroute.py only, as rtbench's yardstick (bench/kit.py start_mitmdump)."""
+
+    def __init__(self, tmp, upstream_port: int) -> None:
+        super().__init__(tmp, program=RTPROXY)  # RTPROXY: no -s addon/rtproxy.py added
+        self.args[0] = MITMDUMP
+        self.args += [
+            "-s",
+            REROUTE,
+            "--set",
+            f"reroute_to=127.0.0.1:{upstream_port}",
+            "--set",
+            "connection_strategy=lazy",
+            "--set",
+            "flow_detail=0",
+        ]
+
+
+def _server_without_quotas() -> LocalRealtime:
+    """As rtlocal --no-quotas (rtproxy_tools/local.py), so the attack meets no tenant limit."""
+    cfg = fast_config(
+        max_concurrent_users=None,
+        max_joins_per_second=None,
+        max_events_per_second=None,
+        max_presence_events_per_second=None,
+        max_channels_per_client=10**9,
+    )
+    return LocalRealtime(cfg)
+
+
+@pytest.mark.parametrize("proxy", ["rtproxy", "bare"])
+async def test_healthy_clients_lose_nothing_under_hostile_load(proxy, tmp_path):
+    async with _server_without_quotas().running("127.0.0.1", 0) as srv:
+        if proxy == "rtproxy":
+            m = Mitmdump(tmp_path, f"rt_supabase_url=http://127.0.0.1:{srv.port}", program=RTPROXY)
+        else:
+            m = BareMitmdump(tmp_path, srv.port)
+        await m.start()
+        try:
+            assert m.proc is not None
+            r = await hostile.attack(m.port, SCALE, pid=m.proc.pid, log_text=lambda: m.output)
+        finally:
+            await m.stop()
+    assert r.heartbeats_sent >= SCALE.healthy
+    assert r.heartbeats_answered == r.heartbeats_sent
+    assert r.broadcasts_sent >= SCALE.healthy
+    assert r.broadcasts_echoed == r.broadcasts_sent
+    # The whole attack went out: every kind, every frame, every reset after its 101.
+    assert r.attack_frames == {k: SCALE.joins if k == "joins" else SCALE.frames for k in hostile.KINDS}
+    assert r.resets_done == SCALE.resets
+    assert r.log_tracebacks == 0, m.output[-5000:]
+    if proxy == "rtproxy":
+        # rtproxy decoded the attack (its own warning for the invalid frames), so it was in the path.
+        assert "undecodable client frame" in m.output
