@@ -6,11 +6,17 @@ rtbench --hostile's business, never asserted here."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from conftest import MITMDUMP, RTPROXY, TIMEOUT, Mitmdump, fast_config
+from rtproxy_core.diagnosis import CHECK_AFTER_INFO_S, Diagnoser
+from rtproxy_core.events import Handshake, Opened
+from rtproxy_core.session import NoteLevel, Session
 from rtproxy_local.server import LocalRealtime
 from rtproxy_tools.bench import hostile
 from rtproxy_tools.bench.kit import REROUTE
+from wire import T0, v2
 
 SCALE = hostile.Scale(
     healthy=4,
@@ -83,3 +89,53 @@ async def test_healthy_clients_lose_nothing_under_hostile_load(proxy, tmp_path):
     if proxy == "rtproxy":
         # rtproxy decoded the attack (its own warning for the invalid frames), so it was in the path.
         assert "undecodable client frame" in m.output
+
+
+# ------------------------------------------------------------------------------------------ per-frame cost
+
+
+def _flood(d: Diagnoser, s: Session, joins: int, gap_s: float) -> list:
+    """A join flood on one socket: `joins` distinct topics, each answered ok, one every gap_s."""
+    s.feed(Opened("http://worker.localhost/realtime/v1/websocket?apikey=k&vsn=2.0.0", [], T0))
+    s.feed(Handshake(101, [], b"", T0))
+    found = []
+    for i in range(joins):
+        topic, t = f"realtime:flood-{i}", i * gap_s
+        for f in (
+            v2(str(i), str(i), topic, "phx_join", {"config": {}}, client=True, t=t),
+            v2(str(i), str(i), topic, "phx_reply", {"status": "ok", "response": {}}, client=False, t=t),
+        ):
+            found += d.feed(s, f)[1]
+    return found
+
+
+def test_a_join_flood_runs_the_rules_per_interval_not_per_join(monkeypatch):
+    """Each join and its reply are info notes; a rule pass reads every channel, so one pass per join made
+    a flood quadratic (issue #27's 74 ms p99 with mass joins)."""
+    passes = []
+    real = Diagnoser.check
+    monkeypatch.setattr(
+        Diagnoser, "check", lambda self, s, now, final=False: passes.append(now) or real(self, s, now, final)
+    )
+    _flood(Diagnoser(), Session(), joins=500, gap_s=0.002)  # 1 s of event time
+    assert len(passes) <= 1 + 1 / CHECK_AFTER_INFO_S + 1
+    assert all(b - a >= CHECK_AFTER_INFO_S for a, b in itertools.pairwise(passes))
+
+
+def test_a_warning_still_runs_the_rules_at_once_inside_a_flood():
+    d, s = Diagnoser(), Session()
+    _flood(d, s, joins=50, gap_s=0.001)
+    refused = v2(
+        "x",
+        "x",
+        "realtime:refused",
+        "phx_reply",
+        # RealtimeWeb.RealtimeChannel: the reason PrivateOnly (as in tests/test_session.py)
+        {"status": "error", "response": {"reason": "PrivateOnly: This project only allows private channels"}},
+        client=False,
+        t=0.051,
+    )
+    d.feed(s, v2("x", "x", "realtime:refused", "phx_join", {"config": {}}, client=True, t=0.0505))
+    notes, found = d.feed(s, refused)
+    assert any(n.level == NoteLevel.WARNING for n in notes)
+    assert "realtime:refused" in {f.topic for f in found}

@@ -85,6 +85,8 @@ class Result:
     rss_baseline_mib: float | None = None
     rss_end_mib: float | None = None
     rss_peak_mib: float | None = None
+    cpu_baseline_s: float | None = None  # the proxy's CPU time during the baseline
+    cpu_attack_s: float | None = None  # and from the attack's start to the end of the drain
     stalled_open_at_end: int = 0
     stalled: int = 0
     resets_done: int = 0
@@ -337,9 +339,11 @@ async def attack(
 
     sampler = asyncio.create_task(sample())
     stalled = Stalled()
+    cpu0 = kit.cpu_seconds(pid) if pid else 0.0
     try:
         await asyncio.sleep(s.baseline_s)  # the baseline is this long of healthy traffic
         res.rss_baseline_mib = kit.rss_mib(pid) if pid else None
+        cpu1 = kit.cpu_seconds(pid) if pid else 0.0
         phase[0] = "attack"
         await stalled.open(port, s.stalled)
         kinds = [s.kinds[i % len(s.kinds)] for i in range(s.misbehaving)]
@@ -360,7 +364,9 @@ async def attack(
         except TimeoutError:
             pass  # what never came is counted below
         res.stalled_open_at_end = stalled.still_open()
-        res.rss_end_mib = kit.rss_mib(pid) if pid else None
+        if pid:
+            res.rss_end_mib = kit.rss_mib(pid)
+            res.cpu_baseline_s, res.cpu_attack_s = cpu1 - cpu0, kit.cpu_seconds(pid) - cpu1
     finally:
         sampler.cancel()
         stalled.close()

@@ -186,6 +186,13 @@ def print_hostile(h: dict[str, Any]) -> None:
             f"{r['stalled_open_at_end']:>6}/{r['stalled']:<2}{r['log_lines']:>7}{r['log_longest_line']:>9}"
             f"{r['log_tracebacks']:>9}"
         )
+    print(
+        "proxy CPU seconds, baseline / attack + drain: "
+        + ", ".join(
+            f"{r['config']} {fmt(r.get('cpu_baseline_s'), '.1f')} / {fmt(r.get('cpu_attack_s'), '.1f')}"
+            for r in h["runs"].values()
+        )
+    )
     ratio = h.get("ratio_p99_attack_launcher_vs_bare")
     if ratio is not None:
         print(f"healthy p99 under attack, rtproxy command / bare mitmdump: {ratio:.2f}")
