@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat",
         type=int,
         default=1,
-        help="run each live config this many times, interleaved; the table shows medians (default 1)",
+        help="run each live (or --hostile) config this many times, interleaved; the table shows medians (default 1)",
     )
     ap.add_argument("--no-reference", action="store_true", help="skip the flow_detail=1 rows (2b)/(3b)")
     ap.add_argument("--no-live", action="store_true", help="offline analyzer and per-frame costs only")
@@ -179,7 +179,7 @@ def _hostile(args: argparse.Namespace) -> int:
         return 2
     res: dict[str, Any] = {"machine": kit.machine()}
     with tempfile.TemporaryDirectory(prefix="rtbench-") as d:
-        res["hostile"] = asyncio.run(compare(scale, Path(d), names))
+        res["hostile"] = asyncio.run(compare(scale, Path(d), names, args.repeat))
     if args.json:
         print(json.dumps(res, indent=2, default=str))
     else:

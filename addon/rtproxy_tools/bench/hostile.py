@@ -403,27 +403,43 @@ CONFIGS = {
 }
 
 
-async def compare(s: Scale, tmp: Path, names: list[str]) -> dict[str, Any]:
-    """The same attack on each configuration in turn, one local Realtime server for all; each proxy
-    started fresh (rtbench's flow_detail=0 for mitmdump) and stopped by its pid."""
+async def compare(s: Scale, tmp: Path, names: list[str], repeat: int = 1) -> dict[str, Any]:
+    """The same attack on each configuration in turn (interleaved `repeat` times, so a burst of load
+    elsewhere on the machine hits each alike; each number is then the median of the runs), one local
+    Realtime server for all; each proxy started fresh (rtbench's flow_detail=0 for mitmdump) and stopped
+    by its pid."""
+    from .live import _median
+
     server = kit.start_server(tmp)
-    out: dict[str, Any] = {"scale": dict(s.__dict__), "runs": {}}
+    out: dict[str, Any] = {"scale": dict(s.__dict__), "repeat": repeat, "runs": {}}
+    runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     try:
-        for name in names:
-            kit.log(
-                f"hostile: {CONFIGS[name]}: {s.healthy} healthy, {s.misbehaving} misbehaving, "
-                f"{s.resets} resets, {s.stalled} stalled, {s.baseline_s:g} s + {s.attack_s:g} s ..."
-            )
-            proxy = kit.start_mitmdump(
-                tmp, f"hostile-{name}", server.port, rtproxy=name != "bare", launcher=name == "launcher"
-            )
-            try:
-                r = await attack(proxy.port, s, pid=proxy.pid, log_text=proxy.text)
-            finally:
-                proxy.stop()
-            out["runs"][name] = {"config": CONFIGS[name], **r.as_dict()}
+        for rep in range(repeat):
+            for name in names:
+                kit.log(
+                    f"hostile: {CONFIGS[name]}: {s.healthy} healthy, {s.misbehaving} misbehaving, "
+                    f"{s.resets} resets, {s.stalled} stalled, {s.baseline_s:g} s + {s.attack_s:g} s"
+                    + (f" (repeat {rep + 1}/{repeat})" if repeat > 1 else "")
+                    + " ..."
+                )
+                proxy = kit.start_mitmdump(
+                    tmp,
+                    f"hostile-{name}-{rep}",
+                    server.port,
+                    rtproxy=name != "bare",
+                    launcher=name == "launcher",
+                )
+                try:
+                    r = await attack(proxy.port, s, pid=proxy.pid, log_text=proxy.text)
+                finally:
+                    proxy.stop()
+                runs[name].append({"config": CONFIGS[name], **r.as_dict()})
     finally:
         server.stop()
+    for name in names:
+        out["runs"][name] = _median(runs[name])
+        if repeat > 1:
+            out["runs"][name]["each"] = runs[name]
     bare, rt = out["runs"].get("bare"), out["runs"].get("launcher")
     if bare and rt and bare["p99_attack_ms"] > 0:
         out["ratio_p99_attack_launcher_vs_bare"] = rt["p99_attack_ms"] / bare["p99_attack_ms"]

@@ -161,6 +161,7 @@ def print_hostile(h: dict[str, Any]) -> None:
         f"{s['frames']} frames each, {s['joins']} joins for a join flood, big payload {s['big_bytes']:,} B), "
         f"{s['resets']} reset after the upgrade, {s['stalled']} upgrades stalled half-way; "
         f"{s['baseline_s']:g} s baseline, then {s['attack_s']:g} s of attack"
+        + (f"; medians of {h['repeat']} interleaved runs" if h.get("repeat", 1) > 1 else "")
     )
     print(
         f"{'config':<30}{'hb ans':>8}{'bc echo':>9}{'p50 base':>10}{'p99 base':>10}{'p50 att':>9}"
