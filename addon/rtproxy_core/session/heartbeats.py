@@ -32,6 +32,9 @@ class Heartbeats:
     # Heartbeats waiting for their reply, oldest first: by ref, and (Python's null refs) in order.
     pending: OrderedDict[str, float] = field(default_factory=OrderedDict)
     pending_null: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_PENDING))
+    # interval()'s last answer, by (sent, default): the gaps change only when a heartbeat is sent, and
+    # the rules ask on every pass (64 gaps: 4,096 comparisons each time).
+    _interval: tuple[tuple[int, float | None], float | None] | None = field(default=None, repr=False)
 
     def oldest_unanswered(self) -> float | None:
         """When the oldest heartbeat still waiting for its reply was sent."""
@@ -45,6 +48,14 @@ class Heartbeats:
         (within AGREE): two gaps, or one gap and the client's known `default`. The cadence is then the
         median of the gaps that agree. One gap alone, or gaps that all differ, say nothing: a laptop that
         slept between its only two heartbeats makes one long gap, not a slow client."""
+        key = (self.sent, default)
+        if self._interval is not None and self._interval[0] == key:
+            return self._interval[1]
+        value = self._compute_interval(default)
+        self._interval = (key, value)
+        return value
+
+    def _compute_interval(self, default: float | None) -> float | None:
         gaps = sorted(self.gaps)
         best: list[float] = []
         for g in gaps:  # the largest group of gaps agreeing with one of them (the shortest on a tie)
