@@ -59,7 +59,7 @@ from .hostile import CONFIGS as HOSTILE_CONFIGS
 from .hostile import Scale, compare
 from .live import live
 from .memory import memory
-from .offline import analyzer, frame_costs
+from .offline import analyzer, frame_costs, hostile_costs
 from .profiling import profile
 from .table import print_hostile, print_table
 
@@ -85,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         help="run each live (or --hostile) config this many times, interleaved; the table shows medians (default 1)",
     )
     ap.add_argument("--no-reference", action="store_true", help="skip the flow_detail=1 rows (2b)/(3b)")
-    ap.add_argument("--no-live", action="store_true", help="offline analyzer and per-frame costs only")
+    ap.add_argument(
+        "--no-live",
+        action="store_true",
+        help="offline analyzer and per-frame costs only (with --hostile: the per-frame costs of its frames)",
+    )
     ap.add_argument(
         "--analyzer-frames", type=int, help="synthetic capture size (default 200000; quick 20000)"
     )
@@ -177,9 +181,12 @@ def _hostile(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    res: dict[str, Any] = {"machine": kit.machine()}
-    with tempfile.TemporaryDirectory(prefix="rtbench-") as d:
-        res["hostile"] = asyncio.run(compare(scale, Path(d), names, args.repeat))
+    res: dict[str, Any] = {"machine": kit.machine(), "hostile": {}}
+    if not args.no_live:
+        with tempfile.TemporaryDirectory(prefix="rtbench-") as d:
+            res["hostile"] = asyncio.run(compare(scale, Path(d), names, args.repeat))
+    kit.log("hostile: rtproxy's hooks per misbehaving frame, in-process ...")
+    res["hostile"]["costs"] = hostile_costs(5 if q else 20)
     if args.json:
         print(json.dumps(res, indent=2, default=str))
     else:

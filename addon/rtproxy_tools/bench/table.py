@@ -154,6 +154,17 @@ def print_table(res: dict[str, Any]) -> None:
 
 def print_hostile(h: dict[str, Any]) -> None:
     """rtbench --hostile: the issue #27 table, one row per proxy configuration."""
+    if "costs" in h:
+        print("\nrtproxy's hooks per misbehaving frame, in-process on a test flow, µs per frame")
+        print(f"{'frame':<44}{'bytes':>11}{'tracker':>10}{'sanitize':>10}{'others':>8}{'total':>10}")
+        for name, r in h["costs"].items():
+            others = r["faults"] + r["trim"]
+            print(
+                f"{name:<44}{r['bytes']:>11,}{r['tracker']:>10,.0f}{r['sanitize']:>10,.0f}{others:>8,.0f}"
+                f"{r['total']:>10,.0f}"
+            )
+    if "runs" not in h:
+        return
     s = h["scale"]
     print(
         f"\nhostile load (issue #27): {s['healthy']} healthy clients (a heartbeat and a broadcast every "
@@ -184,8 +195,8 @@ def print_hostile(h: dict[str, Any]) -> None:
             f"{fmt(r['p99_baseline_ms'], '.1f'):>10}{fmt(r['p50_attack_ms'], '.1f'):>9}"
             f"{fmt(r['p99_attack_ms'], '.1f'):>9}{fmt(grow, '.0f'):>6}{fmt(r['rss_baseline_mib'], '.0f'):>10}"
             f"{fmt(r['rss_end_mib'], '.0f'):>9}{fmt(r['rss_peak_mib'], '.0f'):>8}"
-            f"{r['stalled_open_at_end']:>6}/{r['stalled']:<2}{r['log_lines']:>7}{r['log_longest_line']:>9}"
-            f"{r['log_tracebacks']:>9}"
+            f"{r['stalled_open_at_end']:>6.0f}/{r['stalled']:<2.0f}{r['log_lines']:>7.0f}"
+            f"{r['log_longest_line']:>9.0f}{r['log_tracebacks']:>9.0f}"
         )
     print(
         "proxy CPU seconds, baseline / attack + drain: "
