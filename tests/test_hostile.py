@@ -11,7 +11,7 @@ import itertools
 import pytest
 from conftest import MITMDUMP, RTPROXY, TIMEOUT, Mitmdump, fast_config
 from rtproxy_core.diagnosis import CHECK_AFTER_INFO_S, Diagnoser
-from rtproxy_core.events import Handshake, Opened
+from rtproxy_core.events import Frame, Handshake, Opened
 from rtproxy_core.session import NoteLevel, Session
 from rtproxy_local.server import LocalRealtime
 from rtproxy_tools.bench import hostile
@@ -139,3 +139,23 @@ def test_a_warning_still_runs_the_rules_at_once_inside_a_flood():
     notes, found = d.feed(s, refused)
     assert any(n.level == NoteLevel.WARNING for n in notes)
     assert "realtime:refused" in {f.topic for f in found}
+
+
+def test_a_big_broadcast_and_a_big_invalid_frame_mean_what_they_meant():
+    """The per-frame work is cut, not the meaning: a 1 MB broadcast is one broadcast sent on its channel
+    (Realtime relays its payload unparsed: BroadcastHandler.handle builds a Phoenix.Socket.Broadcast
+    around the map it got), and the same frame cut short is an undecodable frame (Realtime's
+    V2Serializer.decode_text Jason-decodes the whole text: MalformedWebSocketMessage)."""
+    big = {"type": "broadcast", "event": "big", "payload": {"blob": "A" * 1_000_000}}
+    s = Session()
+    s.feed(Opened("http://worker.localhost/realtime/v1/websocket?apikey=k&vsn=2.0.0", [], T0))
+    s.feed(Handshake(101, [], b"", T0))
+    s.feed(v2("1", "1", "realtime:room", "phx_join", {"config": {}}, client=True, t=0))
+    s.feed(v2("1", "1", "realtime:room", "phx_reply", {"status": "ok", "response": {}}, client=False, t=0))
+    frame = v2("1", "2", "realtime:room", "broadcast", big, client=True, t=1)
+    assert s.feed(frame) == []
+    assert s.current["realtime:room"].broadcasts_sent == 1 and s.decode_errors == 0
+    cut = Frame(True, False, frame.data[:-3], T0 + 2)
+    notes = s.feed(cut)
+    assert s.decode_errors == 1 and s.current["realtime:room"].broadcasts_sent == 1
+    assert [n.level for n in notes] == [NoteLevel.WARNING] and "undecodable client frame" in notes[0].text
