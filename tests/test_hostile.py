@@ -10,9 +10,12 @@ import itertools
 
 import pytest
 from conftest import MITMDUMP, RTPROXY, TIMEOUT, Mitmdump, fast_config
+from hypothesis import given
+from hypothesis import strategies as st
 from rtproxy_core.diagnosis import CHECK_AFTER_INFO_S, Diagnoser
 from rtproxy_core.events import Frame, Handshake, Opened
 from rtproxy_core.session import NoteLevel, Session
+from rtproxy_core.session.heartbeats import Heartbeats, _agree
 from rtproxy_local.server import LocalRealtime
 from rtproxy_tools.bench import hostile
 from rtproxy_tools.bench.kit import REROUTE
@@ -159,3 +162,27 @@ def test_a_big_broadcast_and_a_big_invalid_frame_mean_what_they_meant():
     notes = s.feed(cut)
     assert s.decode_errors == 1 and s.current["realtime:room"].broadcasts_sent == 1
     assert [n.level for n in notes] == [NoteLevel.WARNING] and "undecodable client frame" in notes[0].text
+
+
+def _interval_pairwise(gaps: list[float], default: float | None) -> float | None:
+    """Heartbeats.interval as it was written first: every gap against every other."""
+    gaps, best = sorted(gaps), []
+    for g in gaps:
+        group = [h for h in gaps if _agree(g, h)]
+        if len(group) > len(best):
+            best = group
+    if len(best) >= 2 or best and default is not None and _agree(best[0], default):
+        return best[len(best) // 2]
+    return None
+
+
+@given(
+    st.lists(
+        st.one_of(st.sampled_from([0.0, 20.0, 24.0, 25.0, 29.9, 30.0, 37.5]), st.floats(0, 120)), max_size=64
+    ),
+    st.sampled_from([None, 25.0, 30.0]),
+)
+def test_the_heartbeat_interval_sweep_finds_what_every_pair_found(gaps, default):
+    hb = Heartbeats()
+    hb.gaps.extend(gaps)
+    assert hb.interval(default) == _interval_pairwise(gaps, default)

@@ -116,6 +116,14 @@ class Diagnoser:
         s.findings.extend(new)
         return new
 
+    def tick(self, s: Session, now: float) -> list[Finding]:
+        """The live tracker's pass over every connection, once a second (wall time, the clock of live
+        frames): `check`, noted as the connection's last pass, so `feed` does not run its own one-second
+        pass again within that second."""
+        if s.checked_at is None or now > s.checked_at:
+            s.checked_at = now
+        return self.check(s, now)
+
     def end(self, s: Session) -> list[Finding]:
         """The connection ended: last check, then whether it is one of a reconnect loop."""
         end = s.closed.time if s.closed else (s.last_frame_at or s.opened_at or 0.0)
