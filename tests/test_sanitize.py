@@ -20,6 +20,7 @@ import codecs
 import dataclasses
 import json
 import logging
+import random
 import re
 import socket
 import subprocess
@@ -1421,3 +1422,72 @@ def test_stored_messages_are_sanitized_only_on_the_mitmproxy_versions_checked(
         assert stored is sent
         assert len(warnings) == 1 and f"mitmproxy {version}" in warnings[0] and "unsanitized" in warnings[0]
         assert "12.0 to 12.3" in warnings[0] and "rtsanitize" in warnings[0]
+
+
+# ---------------------------------------------------------------------------------------------- first look
+
+_PIECES = [
+    *sorted(SECRET_KEYS),
+    *(k.upper() for k in SECRET_KEYS),
+    "Access_Token",
+    "eyJ",
+    "eyJhbGciOiJIUzI1NiJ9.",
+    "eyJzdWIiOiIxIn0.",
+    "sig-nature_1",
+    "sb_publishable_",
+    "sb_secret_",
+    "sb_",
+    "=",
+    '"',
+    ":",
+    " ",
+    "&",
+    "x",
+    "token",
+    "auth_codex",
+    "secreteyJ",
+    "é",
+    "\x00",
+]
+
+
+_KEY = st.sampled_from(sorted(SECRET_KEYS)).flatmap(lambda k: st.sampled_from([k, k.upper(), k.title()]))
+_SPACE = st.sampled_from(["", " ", "  "])
+_CREDENTIAL_SHAPE = st.one_of(
+    st.builds(lambda k, v: f"{k}={v}", _KEY, st.sampled_from(["v", "opaque-1", ""])),
+    st.builds(lambda k, a, b: f'"{k}"{a}:{b}"opaque"', _KEY, _SPACE, _SPACE),
+    st.sampled_from([USER, SB_SECRET, SB_PUBLISHABLE, USER[:40]]),
+)
+
+
+@given(
+    st.lists(st.sampled_from(_PIECES), max_size=6),
+    st.lists(_CREDENTIAL_SHAPE, max_size=2),
+    st.lists(st.sampled_from(_PIECES), max_size=6),
+    st.binary(max_size=8),
+    st.integers(0, 400),
+    st.integers(0, 400),
+)
+@settings(max_examples=500, deadline=None)
+def test_the_first_look_lets_through_whatever_the_full_pass_replaces(before, shapes, after, noise, a, b):
+    """may_hold_secret (the per-frame gate, which looks only around where its hints stand) says True for
+    every frame in which `data`, the full regex pass, would replace something: over the whole frame (a
+    text frame, a binary one that does not decode) or over any slice of it (a binary frame's field)."""
+    raw = "".join(before + shapes + after).encode("utf-8") + noise
+    a, b = sorted((a, b))
+    if sanitize.data(raw)[1] or sanitize.data(raw[a:b])[1]:
+        assert sanitize.may_hold_secret(raw), raw
+
+
+def test_the_first_look_skips_a_big_frame_of_ordinary_bytes_and_not_a_jwt_inside_one():
+    """A 1 MB base64 blob holds the hint words by chance ("jwt", "api"): no credential shape around
+    them, so the frame is stored as it came; the same blob with a JWT inside is sanitized."""
+    blob = base64.b64encode(random.Random(27).randbytes(750_000)).decode()
+    body = {"type": "broadcast", "event": "big", "payload": {"blob": blob}}
+    frame = json.dumps(["1", "2", "realtime:room", "broadcast", body]).encode()
+    assert b"jwt" in frame.lower() and not sanitize.may_hold_secret(frame)
+    assert sanitize.message(frame, binary=False, from_client=True) == (frame, {})
+    i = len(frame) // 2
+    with_jwt = frame[:i] + b"+" + USER.encode() + b"+" + frame[i:]
+    new, found = sanitize.message(with_jwt, binary=False, from_client=True)
+    assert found == {sanitize.JWT: 1} and USER.encode() not in new

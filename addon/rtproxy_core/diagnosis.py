@@ -17,6 +17,7 @@ LOOP_SHORT_S = 10.0  # a connection that ends sooner than this counts as a faile
 LOOP_MIN = 3  # this many short connections in the window make a loop
 MAX_LOOPS = 1000  # places whose reported loop is remembered
 CHECK_EVERY_S = 1.0  # rules also run when this much event time passed without a note (time-based rules)
+CHECK_AFTER_INFO_S = 0.25  # an info note runs them when they last ran at least this long ago
 
 
 def place(url: str | None) -> str:
@@ -46,8 +47,15 @@ def _key(s: Session) -> str:
     return place(s.url)
 
 
-def _worth_logging(notes: list[Note]) -> bool:
-    return any(n.level != NoteLevel.DEBUG for n in notes)
+def _loudest(notes: list[Note]) -> NoteLevel | None:
+    """WARNING if a note is one, else INFO if one is, else None (no notes, or debug lines only)."""
+    loudest = None
+    for n in notes:
+        if n.level == NoteLevel.WARNING:
+            return n.level
+        if n.level == NoteLevel.INFO:
+            loudest = n.level
+    return loudest
 
 
 def ranked(findings: list[Finding]) -> list[Finding]:
@@ -80,15 +88,20 @@ class Diagnoser:
         self._loops: dict[str, float] = {}
 
     def feed(self, s: Session, event: Event) -> tuple[list[Note], list[Finding]]:
-        """Feed one event; run the rules when it produced a note worth logging or a second of event time
-        passed since they last ran. Rules are not run per heartbeat or broadcast: that keeps the per-frame
-        cost near the decoder's, live and offline alike."""
+        """Feed one event; run the rules when it produced a warning, an info note (a join, a reply) at
+        least CHECK_AFTER_INFO_S after they last ran, or a second of event time passed since. Rules are
+        not run per heartbeat or broadcast, nor per join of a join flood (a rule pass reads every channel,
+        so one per join made a flood of n joins cost n²): that keeps the per-frame cost near the
+        decoder's, live and offline alike. What an info note deferred is found by the next pass: live,
+        the tracker's 1 s tick; offline, the next event or the end."""
         notes = s.feed(event)
         t = event.time or s.last_frame_at or s.opened_at or 0.0
         last = s.checked_at
         # Per frame, the common case is: no note, checked less than a second ago.
-        if last is not None and t - last < CHECK_EVERY_S and not (notes and _worth_logging(notes)):
-            return notes, []
+        if last is not None and t - last < CHECK_EVERY_S:
+            loudest = _loudest(notes)
+            if loudest is None or (loudest == NoteLevel.INFO and t - last < CHECK_AFTER_INFO_S):
+                return notes, []
         s.checked_at = t
         return notes, self.check(s, t)
 
@@ -102,6 +115,14 @@ class Diagnoser:
                 new.append(f)
         s.findings.extend(new)
         return new
+
+    def tick(self, s: Session, now: float) -> list[Finding]:
+        """The live tracker's pass over every connection, once a second (wall time, the clock of live
+        frames): `check`, noted as the connection's last pass, so `feed` does not run its own one-second
+        pass again within that second."""
+        if s.checked_at is None or now > s.checked_at:
+            s.checked_at = now
+        return self.check(s, now)
 
     def end(self, s: Session) -> list[Finding]:
         """The connection ended: last check, then whether it is one of a reconnect loop."""

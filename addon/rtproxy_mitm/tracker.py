@@ -175,7 +175,7 @@ class Tracker:
             for flow_id, session in list(self.live.items()):
                 flow = self.flows.get(flow_id)
                 self._guarded(
-                    session, lambda s=session, t=now, f=flow: self._findings(s, self.diagnoser.check(s, t), f)
+                    session, lambda s=session, t=now, f=flow: self._findings(s, self.diagnoser.tick(s, t), f)
                 )
 
     def _guarded(self, session: Session, work, *args) -> None:

@@ -26,6 +26,7 @@ from .model import (
     Severity,
     rule,
 )
+from .said import one_pass
 
 
 @rule(
@@ -124,8 +125,9 @@ def _rank(f: Finding) -> tuple[int, float, int]:
 def evaluate(s: Session, check: Check) -> list[Finding]:
     """All findings whose evidence is present now, in ORDER; then, for what nothing explains, an
     unexplained-failure with the raw evidence."""
-    out = _evaluate(s, check)
-    out.extend(_unexplained(s, check, out))
+    with one_pass(s):
+        out = _evaluate(s, check)
+        out.extend(_unexplained(s, check, out))
     return out
 
 

@@ -9,6 +9,7 @@ words: `gateway_named`.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 from .. import catalog
@@ -86,10 +87,36 @@ def said(s: Session) -> Iterator[tuple[str | None, catalog.Where, str, str]]:
             yield ch.topic, catalog.REPLY, reason, f'{event} answered status error: "{reason}"'
 
 
+# During one rule pass (engine.evaluate: `one_pass`), what the connection's server said, each with its
+# finding, is read once: ten rules ask reasons_of, and said() reads every channel (a join flood's 500).
+_Said = list[tuple[str | None, catalog.Where, str, str, str]]
+_pass: list[tuple[Session, _Said | None]] = []
+
+
+@contextmanager
+def one_pass(s: Session) -> Iterator[None]:
+    """Within it, reasons_of(s, …) reads said(s) once; the session does not change meanwhile."""
+    _pass.append((s, None))
+    try:
+        yield
+    finally:
+        _pass.pop()
+
+
+def _said_classified(s: Session) -> _Said:
+    if _pass and _pass[-1][0] is s:
+        cached = _pass[-1][1]
+        if cached is None:
+            cached = [(t, w, text, ev, classify_reason(text, w)) for t, w, text, ev in said(s)]
+            _pass[-1] = (s, cached)
+        return cached
+    return [(t, w, text, ev, classify_reason(text, w)) for t, w, text, ev in said(s)]
+
+
 def reasons_of(s: Session, code: str) -> Evidence:
     """Evidence for a finding, wherever the server said it: handshake body, join reply, system, reply."""
-    for topic, where, text, evidence in said(s):
-        if classify_reason(text, where) == code:
+    for topic, where, text, evidence, finding in _said_classified(s):
+        if finding == code:
             yield topic, evidence + _detail(s, where, text)
 
 

@@ -32,6 +32,9 @@ class Heartbeats:
     # Heartbeats waiting for their reply, oldest first: by ref, and (Python's null refs) in order.
     pending: OrderedDict[str, float] = field(default_factory=OrderedDict)
     pending_null: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_PENDING))
+    # interval()'s last answer, by (sent, default): the gaps change only when a heartbeat is sent, and
+    # the rules ask on every pass (64 gaps: 4,096 comparisons each time).
+    _interval: tuple[tuple[int, float | None], float | None] | None = field(default=None, repr=False)
 
     def oldest_unanswered(self) -> float | None:
         """When the oldest heartbeat still waiting for its reply was sent."""
@@ -45,12 +48,34 @@ class Heartbeats:
         (within AGREE): two gaps, or one gap and the client's known `default`. The cadence is then the
         median of the gaps that agree. One gap alone, or gaps that all differ, say nothing: a laptop that
         slept between its only two heartbeats makes one long gap, not a slow client."""
+        key = (self.sent, default)
+        if self._interval is not None and self._interval[0] == key:
+            return self._interval[1]
+        value = self._compute_interval(default)
+        self._interval = (key, value)
+        return value
+
+    def _compute_interval(self, default: float | None) -> float | None:
         gaps = sorted(self.gaps)
-        best: list[float] = []
-        for g in gaps:  # the largest group of gaps agreeing with one of them (the shortest on a tie)
-            group = [h for h in gaps if _agree(g, h)]
-            if len(group) > len(best):
-                best = group
+        if gaps and gaps[0] < 0:  # out-of-order times: every pair compared
+            best: list[float] = []
+            for g in gaps:  # the largest group of gaps agreeing with one of them (the shortest on a tie)
+                group = [h for h in gaps if _agree(g, h)]
+                if len(group) > len(best):
+                    best = group
+        else:
+            # The same groups, found in one sweep: for gaps >= 0 those agreeing with g are the sorted run
+            # from the first h >= 0.8 g to the last h <= 1.25 g, and both ends only move up as g does.
+            lo = hi = best_lo = best_hi = 0
+            for i, g in enumerate(gaps):
+                while not _agree(g, gaps[lo]):
+                    lo += 1
+                hi = max(hi, i)
+                while hi + 1 < len(gaps) and _agree(g, gaps[hi + 1]):
+                    hi += 1
+                if hi + 1 - lo > best_hi - best_lo:
+                    best_lo, best_hi = lo, hi + 1
+            best = gaps[best_lo:best_hi]
         if len(best) >= 2 or best and default is not None and _agree(best[0], default):
             return best[len(best) // 2]
         return None

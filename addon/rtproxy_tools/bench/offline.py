@@ -349,3 +349,86 @@ def hook_costs(iterations: int) -> dict[str, float]:
         out[name] = t_total / len(msgs) * 1e6
     out["total"] = sum(v for k, v in out.items() if not k.startswith("dumper"))
     return out
+
+
+def hostile_frames(big: int = 1_000_000) -> dict[str, tuple[bytes, bool]]:
+    """Issue #27's misbehaving frames, client to server: (bytes, is text)."""
+    import base64
+    import random
+
+    rng = random.Random(27)
+    blob = base64.b64encode(rng.randbytes(big * 3 // 4)).decode()[:big]
+
+    def bcast(payload: Any) -> bytes:
+        body = {"type": "broadcast", "event": "big", "payload": payload}
+        return json.dumps(["1", "5", "realtime:room", "broadcast", body], separators=(",", ":")).encode()
+
+    t, ue = b"realtime:room", b"big"
+    k3 = bytes([frames.USER_PUSH, 1, 1, len(t), len(ue), 0, frames.ENC_JSON]) + b"15" + t + ue
+    join = ["7", "7", "realtime:flood", "phx_join", {"config": {"broadcast": {"self": True}}}]
+    return {
+        "1 MB broadcast, base64 string payload": (bcast({"blob": blob}), True),
+        "1 MB broadcast, JSON rows payload": (
+            bcast({"rows": [{"id": i, "v": "abcdefgh"} for i in range(big // 22)]}),
+            True,
+        ),
+        "1 MB invalid JSON (cut broadcast)": (bcast({"blob": blob})[:-3], True),
+        "deep nesting, 10,000 levels": (b"[" * 10_000 + b"]" * 10_000, True),
+        "1 MB binary kind 3, JSON payload": (k3 + json.dumps({"blob": blob}).encode(), False),
+        "join, 500 on one socket (distinct topics)": (json.dumps(join).encode(), True),
+        "heartbeat, 100 KB ref": (b'[null,"' + b"7" * 100_000 + b'","phoenix","heartbeat",{}]', True),
+    }
+
+
+def hostile_costs(iterations: int = 20) -> dict[str, dict[str, float]]:
+    """rtproxy's per-message hooks on each of issue #27's misbehaving frames, in-process on a test flow
+    (no proxy, no sockets), µs per frame: Faults, Tracker (decode, session, diagnosis), Trim, Sanitize.
+    A join gets a distinct topic each time, as a join flood sends them, 500 of them: what one join costs
+    grows with the channels the connection already has."""
+    from mitmproxy import websocket
+    from mitmproxy.test import tflow
+    from mitmproxy.version import VERSION
+    from rtproxy_mitm.faults import Faults
+    from rtproxy_mitm.flowevents import REALTIME
+    from rtproxy_mitm.sanitize import Sanitize, messages_not_sanitized
+    from rtproxy_mitm.tracker import Tracker
+    from rtproxy_mitm.trim import Trim
+    from wsproto.frame_protocol import Opcode
+
+    out: dict[str, dict[str, float]] = {}
+    for name, (data, text) in hostile_frames().items():
+        flow = tflow.twebsocketflow(messages=False)
+        flow.request.path = "/realtime/v1/websocket?apikey=x&vsn=2.0.0"
+        flow.metadata[REALTIME] = True
+        tracker = Tracker()
+        tracker.live[flow.id] = _joined_session()
+        sanitizer = Sanitize()
+        sanitizer.messages = messages_not_sanitized(VERSION) is None
+        sanitizer.flows[flow.id] = {}
+        hooks = {
+            "faults": Faults(report=tracker.report_event).websocket_message,
+            "tracker": tracker.websocket_message,
+            "trim": Trim().websocket_message,
+            "sanitize": sanitizer.websocket_message,
+        }
+        spent = dict.fromkeys(hooks, 0.0)
+        ws = flow.websocket
+        assert ws is not None
+        gc.collect()
+        n = 500 if "join" in name else iterations
+        for i in range(n):
+            d = data.replace(b"realtime:flood", f"realtime:flood-{i}".encode()) if "join" in name else data
+            ws.messages.append(
+                websocket.WebSocketMessage(
+                    Opcode.TEXT if text else Opcode.BINARY, True, d, 1.0 + i * 0.01
+                )  # 100 frames a second
+            )
+            for hook_name, hook in hooks.items():
+                t0 = time.perf_counter()
+                hook(flow)
+                spent[hook_name] += time.perf_counter() - t0
+        row = {k: v / n * 1e6 for k, v in spent.items()}
+        row["total"] = sum(row.values())
+        row["bytes"] = len(data)
+        out[name] = row
+    return out

@@ -150,3 +150,61 @@ def print_table(res: dict[str, Any]) -> None:
             print(
                 f"  {r['cumtime_s']:8.3f} s cum {r['tottime_s']:8.3f} s own {r['calls']:>10,}  {r['where']}"
             )
+
+
+def print_hostile(h: dict[str, Any]) -> None:
+    """rtbench --hostile: the issue #27 table, one row per proxy configuration."""
+    if "costs" in h:
+        print("\nrtproxy's hooks per misbehaving frame, in-process on a test flow, µs per frame")
+        print(f"{'frame':<44}{'bytes':>11}{'tracker':>10}{'sanitize':>10}{'others':>8}{'total':>10}")
+        for name, r in h["costs"].items():
+            others = r["faults"] + r["trim"]
+            print(
+                f"{name:<44}{r['bytes']:>11,}{r['tracker']:>10,.0f}{r['sanitize']:>10,.0f}{others:>8,.0f}"
+                f"{r['total']:>10,.0f}"
+            )
+    if "runs" not in h:
+        return
+    s = h["scale"]
+    print(
+        f"\nhostile load (issue #27): {s['healthy']} healthy clients (a heartbeat and a broadcast every "
+        f"{s['cadence_s']:g} s), {s['misbehaving']} misbehaving connections ({', '.join(s['kinds'])}; "
+        f"{s['frames']} frames each, {s['joins']} joins for a join flood, big payload {s['big_bytes']:,} B), "
+        f"{s['resets']} reset after the upgrade, {s['stalled']} upgrades stalled half-way; "
+        f"{s['baseline_s']:g} s baseline, then {s['attack_s']:g} s of attack"
+        + (f"; medians of {h['repeat']} interleaved runs" if h.get("repeat", 1) > 1 else "")
+    )
+    print(
+        f"{'config':<30}{'hb ans':>8}{'bc echo':>9}{'p50 base':>10}{'p99 base':>10}{'p50 att':>9}"
+        f"{'p99 att':>9}{'×':>6}{'RSS base':>10}{'RSS end':>9}{'peak':>8}{'stalled':>9}{'log':>7}"
+        f"{'longest':>9}{'tracebk':>9}"
+    )
+    print(
+        f"{'':<30}{'%':>8}{'%':>9}{'ms':>10}{'ms':>10}{'ms':>9}{'ms':>9}{'':>6}{'MiB':>10}{'MiB':>9}"
+        f"{'MiB':>8}{'open':>9}{'lines':>7}{'chars':>9}{'':>9}"
+    )
+    for r in h["runs"].values():
+
+        def pct(a: int, b: int) -> str:
+            return f"{100 * a / b:.1f}" if b else "-"
+
+        grow = r["p99_attack_ms"] / r["p99_baseline_ms"] if r["p99_baseline_ms"] else None
+        print(
+            f"{r['config']:<30}{pct(r['heartbeats_answered'], r['heartbeats_sent']):>8}"
+            f"{pct(r['broadcasts_echoed'], r['broadcasts_sent']):>9}{fmt(r['p50_baseline_ms'], '.1f'):>10}"
+            f"{fmt(r['p99_baseline_ms'], '.1f'):>10}{fmt(r['p50_attack_ms'], '.1f'):>9}"
+            f"{fmt(r['p99_attack_ms'], '.1f'):>9}{fmt(grow, '.0f'):>6}{fmt(r['rss_baseline_mib'], '.0f'):>10}"
+            f"{fmt(r['rss_end_mib'], '.0f'):>9}{fmt(r['rss_peak_mib'], '.0f'):>8}"
+            f"{r['stalled_open_at_end']:>6.0f}/{r['stalled']:<2.0f}{r['log_lines']:>7.0f}"
+            f"{r['log_longest_line']:>9.0f}{r['log_tracebacks']:>9.0f}"
+        )
+    print(
+        "proxy CPU seconds, baseline / attack + drain: "
+        + ", ".join(
+            f"{r['config']} {fmt(r.get('cpu_baseline_s'), '.1f')} / {fmt(r.get('cpu_attack_s'), '.1f')}"
+            for r in h["runs"].values()
+        )
+    )
+    ratio = h.get("ratio_p99_attack_launcher_vs_bare")
+    if ratio is not None:
+        print(f"healthy p99 under attack, rtproxy command / bare mitmdump: {ratio:.2f}")
