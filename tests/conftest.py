@@ -27,6 +27,14 @@ MITMWEB = str(BIN / "mitmweb")
 ADDON = str(ROOT / "addon" / "rtproxy.py")
 
 
+def read_flows(path) -> list:
+    """The flows of a mitmproxy flow file (save_stream_file, `w`), as mitmproxy reads them."""
+    from mitmproxy import io
+
+    with open(path, "rb") as fh:
+        return list(io.FlowReader(fh).stream())
+
+
 def command(name: str) -> str:
     """One of rtproxy's commands as installed on PATH (.venv/bin/rtdiagnose, ...)."""
     return str(BIN / name)

@@ -7,8 +7,7 @@ import sys
 import types
 
 import localrt
-from conftest import RTPROXY
-from mitmproxy import io
+from conftest import RTPROXY, read_flows
 from mitmproxy.test import taddons, tflow
 from mitmproxy.websocket import WebSocketMessage
 from rtproxy_core import session as session_mod
@@ -283,11 +282,6 @@ def test_every_table_full_of_the_longest_values_stays_under_the_bound():
     size = deep_size(s)
     assert size < limits.SESSION_MAX_BYTES, size
     print(f"worst-case session: {size / 2**20:.1f} MiB")
-
-
-def read_flows(path) -> list:
-    with open(path, "rb") as fh:
-        return list(io.FlowReader(fh).stream())
 
 
 async def test_rtproxy_keeps_a_flows_messages_within_rt_keep_bytes(local_server, mitmdump, tmp_path):

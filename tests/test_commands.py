@@ -10,8 +10,7 @@ import json
 import re
 
 import pytest
-from conftest import TIMEOUT, command, run_to_exit
-from mitmproxy import io
+from conftest import TIMEOUT, command, read_flows, run_to_exit
 from realtime import AsyncRealtimeClient
 from webapi import start_mitmweb
 from websockets.asyncio.client import connect
@@ -22,11 +21,6 @@ WS = "~websocket"  # the flow spec: each test has one WebSocket flow when it run
 # Realtime's own words (realtime_web/channels/auth/channels_authorization.ex, authorize_conn/3):
 # msg = "Token has expired #{validation_timer - claim_val} seconds ago"
 EXPIRED = r"Token has expired \d+ seconds ago"
-
-
-def read_flows(path) -> list:
-    with open(path, "rb") as fh:
-        return list(io.FlowReader(fh).stream())
 
 
 async def until(predicate, what: str) -> None:

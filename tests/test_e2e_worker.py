@@ -10,19 +10,14 @@ import asyncio
 import json
 
 import pytest
-from conftest import TIMEOUT
-from mitmproxy import http, io
+from conftest import TIMEOUT, read_flows
+from mitmproxy import http
 from realtime import AsyncRealtimeClient
 from rtproxy_core import frames
 from rtproxy_mitm.flowevents import UPSTREAM_URL
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import InvalidStatus
-
-
-def read_flows(path) -> list:
-    with open(path, "rb") as fh:
-        return list(io.FlowReader(fh).stream())
 
 
 def rt_client(proxy_url: str, key: str) -> AsyncRealtimeClient:

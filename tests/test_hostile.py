@@ -6,12 +6,15 @@ rtbench --hostile's business, never asserted here."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import re
 
 import pytest
-from conftest import MITMDUMP, RTPROXY, TIMEOUT, Mitmdump, fast_config
+from conftest import MITMDUMP, RTPROXY, TIMEOUT, Mitmdump, fast_config, read_flows
 from hypothesis import given
 from hypothesis import strategies as st
+from rtproxy_core.clip import LINE_MAX
 from rtproxy_core.diagnosis import CHECK_AFTER_INFO_S, Diagnoser
 from rtproxy_core.events import Frame, Handshake, Opened
 from rtproxy_core.session import NoteLevel, Session
@@ -36,6 +39,11 @@ SCALE = hostile.Scale(
     ref_bytes=10_000,
     depth=2_000,
 )
+
+
+KEEP_BYTES = 300_000  # rt_keep_bytes: above one 200 KB broadcast, below two
+LOG_CAP = 20  # rt_log_rate's lines per connection
+OWN = 8  # a connection's own lines, never capped: connect, upstream, upgraded/rejected, closed, heartbeats
 
 
 class BareMitmdump(Mitmdump):
@@ -71,14 +79,24 @@ def _server_without_quotas() -> LocalRealtime:
 @pytest.mark.parametrize("proxy", ["rtproxy", "bare"])
 async def test_healthy_clients_lose_nothing_under_hostile_load(proxy, tmp_path):
     async with _server_without_quotas().running("127.0.0.1", 0) as srv:
+        scale = SCALE
         if proxy == "rtproxy":
-            m = Mitmdump(tmp_path, f"rt_supabase_url=http://127.0.0.1:{srv.port}", program=RTPROXY)
+            m = Mitmdump(
+                tmp_path,
+                f"rt_supabase_url=http://127.0.0.1:{srv.port}",
+                f"rt_keep_bytes={KEEP_BYTES}",
+                f"rt_log_rate={LOG_CAP}/3600s",  # one interval for the whole run: no line depends on timing
+                "rt_header_timeout=1",
+                f"save_stream_file={tmp_path / 'flows'}",
+                program=RTPROXY,
+            )
+            scale = dataclasses.replace(SCALE, stalled_wait_s=TIMEOUT)  # the proxy closes them: await it
         else:
             m = BareMitmdump(tmp_path, srv.port)
         await m.start()
         try:
             assert m.proc is not None
-            r = await hostile.attack(m.port, SCALE, pid=m.proc.pid, log_text=lambda: m.output)
+            r = await hostile.attack(m.port, scale, pid=m.proc.pid, log_text=lambda: m.output)
         finally:
             await m.stop()
     assert r.heartbeats_sent >= SCALE.healthy
@@ -89,9 +107,35 @@ async def test_healthy_clients_lose_nothing_under_hostile_load(proxy, tmp_path):
     assert r.attack_frames == {k: SCALE.joins if k == "joins" else SCALE.frames for k in hostile.KINDS}
     assert r.resets_done == SCALE.resets
     assert r.log_tracebacks == 0, m.output[-5000:]
-    if proxy == "rtproxy":
-        # rtproxy decoded the attack (its own warning for the invalid frames), so it was in the path.
-        assert "undecodable client frame" in m.output
+    if proxy == "bare":
+        return
+    # rtproxy decoded the attack (its own warning for the invalid frames), so it was in the path.
+    assert "undecodable client frame" in m.output
+    # Stalled upgrades: each closed by rt_header_timeout, and counted.
+    assert r.stalled_open_at_end == 0
+    closed = re.findall(r"closed (\d+) connection\(s\) that sent no complete request within 1 s", m.output)
+    assert sum(map(int, closed)) == SCALE.stalled, m.output[-3000:]
+    # Memory: every Realtime flow mitmproxy kept holds its newest messages within rt_keep_bytes (a single
+    # message past the cap alone), whatever went through (200 KB broadcasts, 10 KB refs).
+    kept = [f.websocket.messages for f in read_flows(tmp_path / "flows") if getattr(f, "websocket", None)]
+    assert len(kept) >= SCALE.healthy + len(hostile.KINDS)
+    assert any(sum(len(msg.content) for msg in msgs) > KEEP_BYTES / 2 for msgs in kept)  # the cap was reached
+    for msgs in kept:
+        assert sum(len(msg.content) for msg in msgs) <= KEEP_BYTES or len(msgs) == 1
+    # The log: per connection, at most LOG_CAP capped lines, its own lines (connect, upstream, upgrade, close,
+    # heartbeat summary: OWN at most), its findings and the count of what was suppressed; no long line.
+    by_conn: dict[str, list[str]] = {}
+    for line in m.lines:
+        if mt := re.search(r"\[rt (\w{6})\] (.*)", line):
+            by_conn.setdefault(mt.group(1), []).append(mt.group(2))
+    assert by_conn
+    for conn, lines in by_conn.items():
+        rest = [x for x in lines if not x.startswith(("finding ", "… "))]
+        assert len(rest) <= LOG_CAP + OWN, (conn, rest)
+    assert any(
+        x.startswith("… ") and "more lines suppressed" in x for lines in by_conn.values() for x in lines
+    )
+    assert max(map(len, m.lines)) <= LINE_MAX
 
 
 # ------------------------------------------------------------------------------------------ per-frame cost

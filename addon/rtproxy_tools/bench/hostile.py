@@ -70,6 +70,9 @@ class Scale:
     ref_bytes: int = 100_000
     depth: int = 10_000
     seed: int = 27
+    # At the end, wait up to this long for the proxy to close the stalled upgrades (a header timeout such as
+    # rtproxy's rt_header_timeout) before counting those still open; 0: count at once.
+    stalled_wait_s: float = 0.0
 
 
 @dataclass
@@ -363,6 +366,9 @@ async def attack(
             await asyncio.wait_for(asyncio.gather(*(c.settled.wait() for c in clients)), s.drain_s)
         except TimeoutError:
             pass  # what never came is counted below
+        if s.stalled_wait_s and stalled.watchers:
+            # each watcher ends when the proxy closes its socket
+            await asyncio.wait(stalled.watchers, timeout=s.stalled_wait_s)
         res.stalled_open_at_end = stalled.still_open()
         if pid:
             res.rss_end_mib = kit.rss_mib(pid)
