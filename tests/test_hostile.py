@@ -21,7 +21,7 @@ from rtproxy_core.session import NoteLevel, Session
 from rtproxy_core.session.heartbeats import Heartbeats, _agree
 from rtproxy_local.server import LocalRealtime
 from rtproxy_tools.bench import hostile
-from rtproxy_tools.bench.kit import REROUTE
+from rtproxy_tools.bench.kit import bare_reroute_args
 from wire import T0, v2
 
 SCALE = hostile.Scale(
@@ -52,16 +52,7 @@ class BareMitmdump(Mitmdump):
     def __init__(self, tmp, upstream_port: int) -> None:
         super().__init__(tmp, program=RTPROXY)  # RTPROXY: no -s addon/rtproxy.py added
         self.args[0] = MITMDUMP
-        self.args += [
-            "-s",
-            REROUTE,
-            "--set",
-            f"reroute_to=127.0.0.1:{upstream_port}",
-            "--set",
-            "connection_strategy=lazy",
-            "--set",
-            "flow_detail=0",
-        ]
+        self.args += [*bare_reroute_args(upstream_port), "--set", "flow_detail=0"]
 
 
 def _server_without_quotas() -> LocalRealtime:

@@ -228,6 +228,19 @@ def start_server(tmp: Path) -> Proc:
     return p
 
 
+def bare_reroute_args(upstream_port: int) -> list[str]:
+    """mitmdump's arguments for the yardstick: bare_reroute.py sending upgrades to the server, nothing else
+    (lazy: the Worker host is a placeholder)."""
+    return [
+        "-s",
+        REROUTE,
+        "--set",
+        f"reroute_to=127.0.0.1:{upstream_port}",
+        "--set",
+        "connection_strategy=lazy",
+    ]
+
+
 def start_mitmdump(
     tmp: Path,
     name: str,
@@ -265,14 +278,7 @@ def start_mitmdump(
     elif rtproxy:
         args += ["-s", ADDON, "--set", f"rt_supabase_url=http://127.0.0.1:{upstream_port}"]
     else:
-        args += [
-            "-s",
-            REROUTE,
-            "--set",
-            f"reroute_to=127.0.0.1:{upstream_port}",
-            "--set",
-            "connection_strategy=lazy",
-        ]
+        args += bare_reroute_args(upstream_port)
     if probe:
         args += ["-s", PROBE]
     for s in sets:
