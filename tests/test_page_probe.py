@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 
-from mitmproxy.test import tflow
+from mitmproxy.addons.view import View
+from mitmproxy.test import taddons, tflow
 from rtproxy_core.events import PageEvent
 from rtproxy_core.page import PROBE_HASH, PROBE_JS, PROBE_PATH, Pages, allow_probe, inject, read_report
 from rtproxy_mitm.page import PageProbe
@@ -87,6 +88,28 @@ def test_report_answered_not_forwarded():
     assert f.response is not None and f.response.status_code == 204
     page, events = reports.got[0]
     assert page == "p1" and events == [PageEvent("message", 1, {"type": "Blob"}, 1.0)]
+
+
+def test_the_probes_reports_stay_out_of_the_flow_list():
+    """mitmweb's View lists every flow at requestheaders; a report, once answered, leaves it alive (its
+    204 is still sent: not killed, as view.flows.remove would), and the app's flows stay."""
+    probe = PageProbe(Reports())
+    with taddons.context(probe, View()) as tctx:
+        view = tctx.master.addons.get("view")
+        tctx.configure(probe, rt_page_probe=True)
+        app, report = tflow.tflow(resp=True), tflow.tflow()
+        report.request.method, report.request.path = "POST", PROBE_PATH
+        report.request.content = json.dumps({"probe": 1, "page": "p1", "events": []}).encode()
+        for f in (app, report):
+            view.requestheaders(f)
+        assert len(view) == 2
+        probe.request(report)
+        view.response(report)  # mitmproxy's View runs before script addons
+        probe.response(report)
+        assert list(view) == [app] and report.response.status_code == 204 and report.error is None
+        assert report.live  # still going: its answer is sent after the hook
+        probe.response(app)  # an app's flow stays
+        assert list(view) == [app]
 
 
 def test_pairing_by_url_and_time():

@@ -44,6 +44,10 @@ and the tests that notice. Checked against mitmproxy 12.3.1.
   (`AddonManager.chain`, the list hooks run in; `register` without `add` gives it its name and load), so
   a sanitized copy of a response is on the flow when `save`, `savehar`, `dumper` and `view` read it in the
   same hook. tests/test_no_credentials.py.
+- `hide_from_view`: taking a flow out of mitmweb's (and mitmproxy console's) flow list without killing it
+  (`View.remove`, the `view.flows.remove` command, kills a live flow first, which would abort the answer
+  it is sending): the View's `_store`, `_view` and its `sig_view_remove`/`sig_store_remove` signals.
+  tests/test_page_probe.py (test_the_probes_reports_stay_out_of_the_flow_list).
 - `web_login_url`: mitmweb's login URL with its token, as mitmweb prints it (`WebMaster.web_url`), so the
   log's redaction can let that one URL through. tests/test_quiet.py (test_mitmweb_login_url_is_shown).
 """
@@ -240,6 +244,23 @@ def show_option_error(option: str, message: str) -> bool:
             app.ClientConnection.broadcast(type="options/update", payload=entry)
 
     master.event_loop.call_soon(send)  # after the rollback's update, which the refusal sends first
+    return True
+
+
+def hide_from_view(flow: http.HTTPFlow) -> bool:
+    """Take `flow` out of mitmproxy's View (mitmweb's and console's flow list, addons/view.py) as
+    `View.remove` does, without its `f.kill()`: the flow goes on (its answer is sent), unlisted. True if
+    it was listed; False without a View (mitmdump, the rtproxy command) or on a View of another shape."""
+    view = ctx.master.addons.get("view")
+    store, listed = getattr(view, "_store", None), getattr(view, "_view", None)
+    if view is None or not isinstance(store, dict) or listed is None or flow.id not in store:
+        return False
+    if flow in listed:
+        index = listed.index(flow)
+        listed.remove(flow)
+        view.sig_view_remove.send(flow=flow, index=index)
+    del store[flow.id]
+    view.sig_store_remove.send(flow=flow)
     return True
 
 

@@ -12,6 +12,8 @@ import time
 from mitmproxy import ctx, http
 from rtproxy_core.page import PROBE_PATH, allow_probe, inject, read_report
 
+from . import internals
+
 logger = logging.getLogger("rtproxy")
 
 CSP_HEADERS = ("content-security-policy", "content-security-policy-report-only")
@@ -71,7 +73,16 @@ class PageProbe:
         self.tracker.page_report(page, events)
 
     def response(self, flow: http.HTTPFlow) -> None:
-        if not self.on or not is_document(flow):
+        if not self.on:
+            return
+        if is_report(flow) and flow.response is not None and flow.response.status_code == 204:
+            # A report is rtproxy's own traffic, one every few events for as long as the page is open:
+            # answered, it leaves mitmweb's flow list (the View listed it at requestheaders; it runs before
+            # script addons), so the list keeps the app's flows. Its events are in the findings and the
+            # `page:` log lines.
+            internals.hide_from_view(flow)
+            return
+        if not is_document(flow):
             return
         r = flow.response
         assert r is not None
